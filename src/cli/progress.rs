@@ -1,0 +1,91 @@
+//! Renders training events on a terminal: a progress bar per epoch and one
+//! summary line per epoch.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+use tunebook::model::group_digits;
+use tunebook::train::{TrainEvent, TrainObserver};
+
+/// A terminal renderer. Without a terminal (CI logs, pipes) it prints a
+/// plain line every `log_every` steps instead of redrawing a bar.
+pub struct TerminalProgress {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    steps_per_epoch: usize,
+    interactive: bool,
+    log_every: usize,
+    recent_loss: f64,
+}
+
+impl TerminalProgress {
+    /// A renderer for stderr.
+    pub fn new() -> Self {
+        Self { bar: None, epochs: 0, steps_per_epoch: 0, interactive: std::io::stderr().is_terminal(), log_every: 50, recent_loss: f64::NAN }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+}
+
+impl TrainObserver for TerminalProgress {
+    fn on_event(&mut self, event: &TrainEvent) {
+        match event {
+            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device } => {
+                self.epochs = *epochs;
+                self.steps_per_epoch = *steps_per_epoch;
+                self.log_every = (steps_per_epoch / 10).clamp(10, 100);
+                println!(
+                    "training {} of {} parameters ({:.1}%) on {device}: {epochs} epochs x {steps_per_epoch} steps ({total_steps} steps)",
+                    group_digits(*trainable_params),
+                    group_digits(*total_params),
+                    100.0 * *trainable_params as f64 / (*total_params).max(1) as f64
+                );
+            }
+            TrainEvent::Step { epoch, step_in_epoch, record } => {
+                self.recent_loss = if self.recent_loss.is_nan() { record.loss } else { 0.9 * self.recent_loss + 0.1 * record.loss };
+                if self.bar.is_none() && self.interactive {
+                    let bar = ProgressBar::with_draw_target(Some(self.steps_per_epoch as u64), ProgressDrawTarget::stderr());
+                    bar.set_style(
+                        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} eta {eta}")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("{epoch}/{}", self.epochs));
+                    self.bar = Some(bar);
+                }
+                if let Some(bar) = &self.bar {
+                    bar.set_position(*step_in_epoch as u64);
+                    bar.set_message(format!("loss {:.4} lr {:.2e}", self.recent_loss, record.lr));
+                } else if step_in_epoch % self.log_every == 0 || *step_in_epoch == self.steps_per_epoch {
+                    println!("epoch {epoch}/{} step {step_in_epoch}/{}: loss {:.4}, lr {:.2e}", self.epochs, self.steps_per_epoch, self.recent_loss, record.lr);
+                }
+            }
+            TrainEvent::Evaluating { epoch } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("evaluating epoch {epoch}"));
+                }
+            }
+            TrainEvent::EpochEnd(e) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let val = e.val.map(|v| format!(", val_loss {:.4}, val_accuracy {:.4}", v.loss, v.accuracy)).unwrap_or_default();
+                self.line(&format!("epoch {}/{}: train_loss {:.4}{val} ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
+            }
+            TrainEvent::Interrupted { steps } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.abandon();
+                }
+                println!("interrupted after {steps} steps; the model keeps the weights learned so far");
+            }
+            TrainEvent::Done(run) => {
+                println!("done in {:.0}s ({:.1} samples/s)", run.seconds, run.samples_per_sec);
+            }
+        }
+    }
+}

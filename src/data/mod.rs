@@ -1,0 +1,7 @@
+//! Datasets: loading, cleaning, splitting, tokenizing and batching.
+
+mod loader;
+mod text;
+
+pub use loader::{Batch, DataLoader, LoaderOptions, TokenizedDataset};
+pub use text::{CleanReport, CsvColumns, TextDataset, NAMED_DATASETS};

@@ -1,0 +1,221 @@
+//! Labelled text datasets.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// Datasets that `TextDataset::named` finds in the bootstrap's cache.
+pub const NAMED_DATASETS: &[&str] = &["rotten_tomatoes"];
+
+/// Which CSV columns hold the text and the label.
+#[derive(Debug, Clone)]
+pub struct CsvColumns {
+    /// Header of the text column.
+    pub text: String,
+    /// Header of the label column.
+    pub label: String,
+}
+
+/// Texts with integer labels and the names of those labels.
+#[derive(Debug, Clone, Default)]
+pub struct TextDataset {
+    /// A short description of where the rows came from.
+    pub name: String,
+    /// One text per row.
+    pub texts: Vec<String>,
+    /// One label id per row, indexing `label_names`.
+    pub labels: Vec<i64>,
+    /// Class names by id.
+    pub label_names: Vec<String>,
+}
+
+/// How many rows each cleaning step removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    /// Rows before cleaning.
+    pub rows_before: usize,
+    /// Rows whose text was empty after whitespace normalization.
+    pub empty: usize,
+    /// Rows that repeated an earlier row's text exactly.
+    pub duplicates: usize,
+    /// Rows left.
+    pub rows_after: usize,
+}
+
+impl std::fmt::Display for CleanReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "clean: {} rows -> {} (removed {} empty, {} duplicates)",
+            self.rows_before, self.rows_after, self.empty, self.duplicates
+        )
+    }
+}
+
+impl TextDataset {
+    /// A dataset from the bootstrap's cache, by name.
+    pub fn named(name: &str, cache: &Path) -> Result<Self> {
+        match name {
+            "rotten_tomatoes" => {
+                let path = cache.join("datasets/rotten_tomatoes/rotten_tomatoes_corpus_full.csv");
+                if !path.exists() {
+                    bail!("dataset 'rotten_tomatoes' is not in the cache {}; run scripts/bootstrap", cache.display());
+                }
+                let cols = CsvColumns { text: "text".into(), label: "category".into() };
+                // The corpus mixes review snippets with movie plots; only the reviews are labelled.
+                let label_order = ["rotten".to_string(), "fresh".to_string()];
+                let mut data = Self::from_csv_filtered(&path, &cols, Some(&label_order))?;
+                data.name = "rotten_tomatoes".into();
+                Ok(data)
+            }
+            _ => bail!("no dataset named '{name}'; named datasets: {}", NAMED_DATASETS.join(", ")),
+        }
+    }
+
+    /// Reads a CSV file with a header. Labels are mapped to ids in sorted order.
+    pub fn from_csv(path: &Path, cols: &CsvColumns) -> Result<Self> {
+        Self::from_csv_filtered(path, cols, None)
+    }
+
+    /// Reads a CSV file; with `label_order`, rows whose label is not in it are
+    /// skipped and ids follow that order.
+    fn from_csv_filtered(path: &Path, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let headers = reader.headers().with_context(|| format!("{}: cannot read the header row", path.display()))?.clone();
+        let find = |want: &str| {
+            headers.iter().position(|h| h == want).with_context(|| {
+                let have: Vec<&str> = headers.iter().collect();
+                format!("{}: no column '{want}'; columns: {}", path.display(), have.join(", "))
+            })
+        };
+        let (ti, li) = (find(&cols.text)?, find(&cols.label)?);
+        let mut rows = Vec::new();
+        for (i, record) in reader.byte_records().enumerate() {
+            // Header is line 1; records start at line 2 (multi-line fields shift this, the csv position is exact).
+            let record = record.with_context(|| format!("{}: bad CSV row {}", path.display(), i + 2))?;
+            let line = record.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
+            let text = String::from_utf8_lossy(record.get(ti).unwrap_or_default()).into_owned();
+            let label = String::from_utf8(record.get(li).unwrap_or_default().to_vec())
+                .with_context(|| format!("{}:{line}: the label is not valid UTF-8", path.display()))?;
+            rows.push((text, label.trim().to_string()));
+        }
+        let label_names: Vec<String> = match label_order {
+            Some(order) => order.to_vec(),
+            None => {
+                let set: std::collections::BTreeSet<&String> = rows.iter().map(|(_, l)| l).filter(|l| !l.is_empty()).collect();
+                set.into_iter().cloned().collect()
+            }
+        };
+        let ids: BTreeMap<&str, i64> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as i64)).collect();
+        let (mut texts, mut labels) = (Vec::new(), Vec::new());
+        for (text, label) in &rows {
+            if let Some(&id) = ids.get(label.as_str()) {
+                texts.push(text.clone());
+                labels.push(id);
+            }
+        }
+        if texts.is_empty() {
+            bail!("{}: no labelled rows found", path.display());
+        }
+        Ok(Self { name: path.display().to_string(), texts, labels, label_names })
+    }
+
+    /// Builds a dataset from texts and label names (labels mapped in sorted order).
+    pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Self> {
+        let set: std::collections::BTreeSet<&String> = pairs.iter().map(|(_, l)| l).collect();
+        let label_names: Vec<String> = set.into_iter().cloned().collect();
+        let labels = pairs.iter().map(|(_, l)| label_names.iter().position(|n| n == l).unwrap() as i64).collect();
+        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), labels, label_names })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Rows per class, in label-id order.
+    pub fn class_counts(&self) -> Vec<(String, usize)> {
+        let mut counts = vec![0usize; self.label_names.len()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        self.label_names.iter().cloned().zip(counts).collect()
+    }
+
+    /// Normalizes whitespace, then drops empty rows and exact duplicates.
+    pub fn clean(&self) -> (Self, CleanReport) {
+        let mut report = CleanReport { rows_before: self.len(), ..Default::default() };
+        let mut seen = HashSet::new();
+        let mut out = Self { name: self.name.clone(), label_names: self.label_names.clone(), ..Default::default() };
+        for (text, &label) in self.texts.iter().zip(&self.labels) {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if text.is_empty() {
+                report.empty += 1;
+            } else if !seen.insert(text.clone()) {
+                report.duplicates += 1;
+            } else {
+                out.texts.push(text);
+                out.labels.push(label);
+            }
+        }
+        report.rows_after = out.len();
+        (out, report)
+    }
+
+    /// Shuffles with `seed` and splits off a `val_fraction` share for validation.
+    pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(Self, Self)> {
+        if !(0.0..1.0).contains(&val_fraction) || val_fraction == 0.0 {
+            bail!("the validation share must be between 0 and 1 (exclusive), got {val_fraction}");
+        }
+        let order = self.shuffled_indices(seed);
+        let n_val = ((self.len() as f64) * val_fraction).round() as usize;
+        if n_val == 0 || n_val >= self.len() {
+            bail!("a {val_fraction} split of {} rows leaves one side empty", self.len());
+        }
+        Ok((self.subset(&order[n_val..], "train"), self.subset(&order[..n_val], "val")))
+    }
+
+    /// The first `n` rows (all of them if there are fewer).
+    pub fn take(&self, n: usize) -> Self {
+        let idx: Vec<usize> = (0..n.min(self.len())).collect();
+        self.subset(&idx, "")
+    }
+
+    /// The rows in a seeded random order.
+    pub fn shuffle(&self, seed: u64) -> Self {
+        self.subset(&self.shuffled_indices(seed), "")
+    }
+
+    fn shuffled_indices(&self, seed: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        order
+    }
+
+    fn subset(&self, idx: &[usize], part: &str) -> Self {
+        Self {
+            name: if part.is_empty() { self.name.clone() } else { format!("{}/{part}", self.name) },
+            texts: idx.iter().map(|&i| self.texts[i].clone()).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            label_names: self.label_names.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for TextDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let counts: Vec<String> = self.class_counts().iter().map(|(l, n)| format!("{l}: {n}")).collect();
+        write!(f, "Dataset {} ({} rows; {})", self.name, self.len(), counts.join(", "))
+    }
+}

@@ -1,0 +1,107 @@
+//! `config.json` of a Hugging Face BERT-family checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The model types this build can load.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert"];
+
+/// The fields of a BERT `config.json` that the forward pass needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    /// Architecture family, e.g. `bert`.
+    pub model_type: String,
+    /// Number of rows in the word-embedding table.
+    pub vocab_size: i64,
+    /// Width of every hidden state.
+    pub hidden_size: i64,
+    /// Number of transformer layers.
+    pub num_hidden_layers: i64,
+    /// Attention heads per layer.
+    pub num_attention_heads: i64,
+    /// Width of the feed-forward block.
+    pub intermediate_size: i64,
+    /// Activation of the feed-forward block.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Dropout on hidden states.
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout before the classifier; `hidden_dropout_prob` when absent.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+    /// Length of the position-embedding table.
+    pub max_position_embeddings: i64,
+    /// Number of token types (segments).
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: i64,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Id of the padding token.
+    #[serde(default)]
+    pub pad_token_id: i64,
+    /// Class names of a fine-tuned head, by id.
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_type_vocab() -> i64 {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+impl BertConfig {
+    /// Reads and checks `config.json`; returns the typed config and the raw
+    /// JSON (kept so that saving writes back every field we do not use).
+    pub fn load(path: &Path) -> Result<(Self, serde_json::Value)> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let raw: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
+            bail!(
+                "{}: model_type '{model_type}' is not supported; supported model types: {}",
+                path.display(),
+                SUPPORTED_MODEL_TYPES.join(", ")
+            );
+        }
+        let config: BertConfig = serde_json::from_value(raw.clone())
+            .with_context(|| format!("{}: missing or malformed field", path.display()))?;
+        if config.hidden_size % config.num_attention_heads != 0 {
+            bail!(
+                "{}: hidden_size {} is not divisible by num_attention_heads {}",
+                path.display(),
+                config.hidden_size,
+                config.num_attention_heads
+            );
+        }
+        if !matches!(config.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
+            bail!("{}: hidden_act '{}' is not supported; supported: gelu, gelu_new, relu", path.display(), config.hidden_act);
+        }
+        Ok((config, raw))
+    }
+
+    /// Class names stored by an earlier fine-tune, in id order.
+    pub fn label_names(&self) -> Option<Vec<String>> {
+        let map = self.id2label.as_ref()?;
+        let mut pairs: Vec<(i64, String)> =
+            map.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.clone()))).collect();
+        pairs.sort();
+        Some(pairs.into_iter().map(|(_, v)| v).collect())
+    }
+}

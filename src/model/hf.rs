@@ -1,0 +1,82 @@
+//! Reading and writing weights in the Hugging Face layout.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use tch::{nn::VarStore, Tensor};
+
+/// Prefix that Hugging Face's task models put before the encoder's names.
+pub const ENCODER_PREFIX: &str = "bert.";
+
+/// What loading found besides the tensors it copied.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Variables absent from the checkpoint, left at their fresh initialization (a new head).
+    pub newly_initialized: Vec<String>,
+    /// Checkpoint tensors not used: buffers such as `position_ids`, or other tasks' heads.
+    pub ignored: Vec<String>,
+}
+
+/// Copies the checkpoint's tensors into `vs`. Names are matched with or
+/// without the `bert.` prefix. Variables starting with one of
+/// `may_be_missing` (a new task head) may be absent; any other missing tensor,
+/// a shape mismatch or an unexpected tensor is an error that names them.
+pub fn load_weights(vs: &VarStore, file: &Path, may_be_missing: &[&str]) -> Result<LoadReport> {
+    let tensors = Tensor::read_safetensors(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    let mut by_name: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in tensors {
+        let short = name.strip_prefix(ENCODER_PREFIX).unwrap_or(&name).to_string();
+        by_name.insert(short, t);
+    }
+    let mut report = LoadReport::default();
+    let mut missing = Vec::new();
+    let mut shape_errors = Vec::new();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mut var) in vars {
+        let short = name.strip_prefix(ENCODER_PREFIX).unwrap_or(&name);
+        match by_name.remove(short) {
+            Some(src) => {
+                if src.size() != var.size() {
+                    shape_errors.push(format!("{short}: checkpoint has {:?}, model expects {:?}", src.size(), var.size()));
+                    continue;
+                }
+                let src = src.to_kind(var.kind()).to_device(var.device());
+                tch::no_grad(|| var.copy_(&src));
+            }
+            None if may_be_missing.iter().any(|p| short.starts_with(p)) => report.newly_initialized.push(short.to_string()),
+            None => missing.push(short.to_string()),
+        }
+    }
+    if !shape_errors.is_empty() {
+        bail!("{}: shape mismatch (is config.json from the same checkpoint?):\n  {}", file.display(), shape_errors.join("\n  "));
+    }
+    if !missing.is_empty() {
+        bail!("{}: {} tensors are missing from the checkpoint: {}", file.display(), missing.len(), missing.join(", "));
+    }
+    let mut unexpected = Vec::new();
+    for name in by_name.into_keys() {
+        // Buffers and pre-training heads are not parameters of our model.
+        if name.ends_with("position_ids") || name.starts_with("cls.") {
+            report.ignored.push(name);
+        } else {
+            unexpected.push(name);
+        }
+    }
+    if !unexpected.is_empty() {
+        unexpected.sort();
+        bail!("{}: the checkpoint has tensors this model does not: {}", file.display(), unexpected.join(", "));
+    }
+    report.ignored.sort();
+    Ok(report)
+}
+
+/// Writes every variable of `vs` as safetensors, encoder names under `bert.`
+/// as Hugging Face's `BertForSequenceClassification` expects.
+pub fn save_weights(vs: &VarStore, file: &Path) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu))).collect();
+    Tensor::write_safetensors(&named, file).map_err(|e| anyhow!("cannot write {}: {e}", file.display()))
+}

@@ -1,0 +1,409 @@
+//! Pretrained models: Hugging Face layout loading and saving, task heads,
+//! freezing and a per-module summary.
+
+pub mod bert;
+pub mod config;
+pub mod hf;
+pub mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::suggest::closest;
+use tch::nn::{self, Init, Module};
+use tch::{Device, Kind, Tensor};
+
+pub use config::BertConfig;
+pub use hf::LoadReport;
+pub use tokenizer::TextTokenizer;
+
+/// Names that `Model::resolve_path` maps to models in the bootstrap's cache.
+pub const NAMED_MODELS: &[(&str, &str)] = &[("minilm", "models/all-MiniLM-L6-v2"), ("all-MiniLM-L6-v2", "models/all-MiniLM-L6-v2")];
+
+/// How a sequence becomes one vector for the classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// BERT's pooler on the first token, as Hugging Face's `BertForSequenceClassification`.
+    Pooler,
+    /// Mean of the last hidden states over real (non-padding) tokens.
+    Mean,
+}
+
+impl Pooling {
+    /// Valid names, for error messages.
+    pub const NAMES: &'static [&'static str] = &["pooler", "mean"];
+
+    /// Parses `pooler` or `mean`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pooler" => Ok(Self::Pooler),
+            "mean" => Ok(Self::Mean),
+            _ => bail!("unknown pooling '{s}'; valid: {}", Self::NAMES.join(", ")),
+        }
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pooler => "pooler",
+            Self::Mean => "mean",
+        }
+    }
+}
+
+/// Options for `Model::load`.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Class names of the classification head; `None` keeps the checkpoint's
+    /// own head and labels (an error if it has none).
+    pub labels: Option<Vec<String>>,
+    /// How the encoder's output is pooled.
+    pub pooling: Pooling,
+    /// Where the model's variables live.
+    pub device: Device,
+}
+
+/// A pretrained BERT encoder with a sequence-classification head.
+pub struct Model {
+    /// What the user called it (a cache name or a path).
+    pub name: String,
+    /// The folder it was loaded from.
+    pub source: PathBuf,
+    /// The parsed `config.json`.
+    pub config: BertConfig,
+    raw_config: serde_json::Value,
+    vs: nn::VarStore,
+    encoder: bert::Bert,
+    classifier: nn::Linear,
+    classifier_dropout: f64,
+    /// The tokenizer that came with the model.
+    pub tokenizer: TextTokenizer,
+    /// Class names, by label id.
+    pub labels: Vec<String>,
+    /// How sequences are pooled before the classifier.
+    pub pooling: Pooling,
+    /// What loading reported (new head, ignored buffers).
+    pub load_report: LoadReport,
+}
+
+impl Model {
+    /// Turns a cache name (`minilm`) or a folder path into the model folder.
+    pub fn resolve_path(name_or_path: &str, cache: &Path) -> Result<PathBuf> {
+        if let Some((_, rel)) = NAMED_MODELS.iter().find(|(n, _)| *n == name_or_path) {
+            let dir = cache.join(rel);
+            if !dir.join("config.json").exists() {
+                bail!("model '{name_or_path}' is not in the cache {}; run scripts/bootstrap", cache.display());
+            }
+            return Ok(dir);
+        }
+        let dir = PathBuf::from(name_or_path);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let names: Vec<&str> = NAMED_MODELS.iter().map(|(n, _)| *n).collect();
+        bail!("no model named '{name_or_path}': it is neither a known name ({}) nor a folder", names.join(", "))
+    }
+
+    /// Loads a Hugging Face folder: `config.json`, `model.safetensors`, `tokenizer.json`.
+    pub fn load(name: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let (config, raw_config) = BertConfig::load(&dir.join("config.json"))?;
+        let weights = dir.join("model.safetensors");
+        if !weights.exists() {
+            bail!("{} has no model.safetensors", dir.display());
+        }
+        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"))?;
+        let saved_labels = config.label_names();
+        let labels = match (&opts.labels, saved_labels) {
+            (Some(l), _) => l.clone(),
+            (None, Some(l)) => l,
+            (None, None) => bail!("{} has no classification head; give the labels (a count or a list of names)", dir.display()),
+        };
+        if labels.len() < 2 {
+            bail!("a classifier needs at least 2 labels, got {}", labels.len());
+        }
+        let pooling = raw_config
+            .pointer("/tunebook/pooling")
+            .and_then(|v| v.as_str())
+            .filter(|_| opts.labels.is_none())
+            .map(Pooling::parse)
+            .transpose()?
+            .unwrap_or(opts.pooling);
+
+        let vs = nn::VarStore::new(opts.device);
+        let root = vs.root();
+        let encoder = bert::Bert::new(&root / "bert", &config);
+        // Hugging Face initializes heads with N(0, 0.02) weights and zero bias.
+        let head_init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
+        let classifier = nn::linear(&root / "classifier", config.hidden_size, labels.len() as i64, head_init);
+        // A checkpoint whose head has another size is loaded without it.
+        let keep_head = opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len());
+        let may_be_missing: &[&str] = &["classifier", "pooler"];
+        let load_report = if keep_head {
+            hf::load_weights(&vs, &weights, may_be_missing)?
+        } else {
+            load_without_head(&vs, &weights, may_be_missing)?
+        };
+        Ok(Self {
+            name: name.to_string(),
+            source: dir.to_path_buf(),
+            classifier_dropout: config.classifier_dropout.unwrap_or(config.hidden_dropout_prob),
+            config,
+            raw_config,
+            vs,
+            encoder,
+            classifier,
+            tokenizer,
+            labels,
+            pooling,
+            load_report,
+        })
+    }
+
+    /// The device the model's variables are on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Classification logits `[batch, labels]`.
+    pub fn logits(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let hidden = self.encoder.forward(input_ids, token_type_ids, attention_mask, train);
+        let pooled = match self.pooling {
+            Pooling::Pooler => self.encoder.pool(&hidden),
+            Pooling::Mean => {
+                let mask = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
+                (&hidden * &mask).sum_dim_intlist([1i64].as_slice(), false, None) / mask.sum_dim_intlist([1i64].as_slice(), false, None).clamp_min(1.0)
+            }
+        };
+        self.classifier.forward(&pooled.dropout(self.classifier_dropout, train))
+    }
+
+    /// Every parameter with its user-facing name (without the `bert.` prefix).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n.strip_prefix(hf::ENCODER_PREFIX).map(str::to_string).unwrap_or(n), t))
+            .collect();
+        vars.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+        vars
+    }
+
+    /// The module paths a freeze pattern can name: every dotted prefix of a
+    /// parameter name, parameters included.
+    pub fn module_names(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (name, _) in self.named_parameters() {
+            let parts: Vec<&str> = name.split('.').collect();
+            for i in 1..=parts.len() {
+                names.insert(parts[..i].join("."));
+            }
+        }
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort_by_key(|n| natural_key(n));
+        names
+    }
+
+    /// Sets `requires_grad` on every parameter under the modules `pattern`
+    /// names; returns how many tensors changed. `pattern` is a module path
+    /// (`embeddings`, `encoder.layer.3.attention`) or a layer range
+    /// (`encoder.layer.0-3`).
+    pub fn set_trainable(&mut self, pattern: &str, trainable: bool) -> Result<usize> {
+        let prefixes = expand_range(pattern);
+        let mut matched = 0;
+        for (name, t) in self.named_parameters() {
+            if prefixes.iter().any(|p| name == *p || name.starts_with(&format!("{p}."))) {
+                let _ = t.set_requires_grad(trainable);
+                matched += 1;
+            }
+        }
+        if matched == 0 {
+            let names = self.module_names();
+            let close = closest(pattern, &names, 8);
+            bail!("'{pattern}' names no module of this model; closest module names: {}", close.join(", "));
+        }
+        Ok(matched)
+    }
+
+    /// Parameter counts per module, the totals and the trainable share.
+    pub fn summary(&self) -> ModelSummary {
+        let mut rows: BTreeMap<(Vec<NaturalPart>, String), (i64, i64)> = BTreeMap::new();
+        for (name, t) in self.named_parameters() {
+            let module = summary_module(&name);
+            let n = t.numel() as i64;
+            let entry = rows.entry((natural_key(&module), module)).or_default();
+            if t.requires_grad() {
+                entry.0 += n;
+            } else {
+                entry.1 += n;
+            }
+        }
+        let rows: Vec<ModuleCount> = rows.into_iter().map(|((_, module), (trainable, frozen))| ModuleCount { module, trainable, frozen }).collect();
+        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), pooling: self.pooling, device: self.device(), rows }
+    }
+
+    /// Saves in the Hugging Face layout (config.json, model.safetensors and
+    /// the tokenizer files). The folder is written beside the target and
+    /// renamed into place, so a failure never leaves a half-written model.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        let staging = tempfile::Builder::new().prefix(".tunebook-save-").tempdir_in(parent)?;
+        hf::save_weights(&self.vs, &staging.path().join("model.safetensors"))?;
+        std::fs::write(staging.path().join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
+        for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+            let src = self.source.join(file);
+            if src.exists() {
+                std::fs::copy(&src, staging.path().join(file)).with_context(|| format!("cannot copy {}", src.display()))?;
+            }
+        }
+        replace_dir(staging, dir)?;
+        Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
+    }
+
+    fn saved_config(&self) -> serde_json::Value {
+        let mut config = self.raw_config.clone();
+        let obj = config.as_object_mut().expect("config.json is an object");
+        obj.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+        let id2label: serde_json::Map<String, serde_json::Value> =
+            self.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
+        let label2id: serde_json::Map<String, serde_json::Value> =
+            self.labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
+        obj.insert("id2label".into(), id2label.into());
+        obj.insert("label2id".into(), label2id.into());
+        obj.insert("tunebook".into(), serde_json::json!({ "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") }));
+        config
+    }
+
+    /// Switches between the variables' float kinds (for mixed precision later).
+    pub fn float_kind(&self) -> Kind {
+        self.vs.variables().values().next().map(|t| t.kind()).unwrap_or(Kind::Float)
+    }
+}
+
+/// Loads everything but the classifier (whose size differs).
+fn load_without_head(vs: &nn::VarStore, weights: &Path, may_be_missing: &[&str]) -> Result<LoadReport> {
+    // Read into a throwaway store that has no classifier, then copy across.
+    let tensors = Tensor::read_safetensors(weights)?;
+    let filtered: Vec<(String, Tensor)> = tensors.into_iter().filter(|(n, _)| !n.starts_with("classifier.")).collect();
+    let tmp = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
+    Tensor::write_safetensors(&filtered, tmp.path())?;
+    hf::load_weights(vs, tmp.path(), may_be_missing)
+}
+
+/// Moves a finished staging folder to `dest`, replacing what was there only
+/// once the new folder is complete.
+fn replace_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
+    let staged = staging.keep();
+    if dest.exists() {
+        let old = dest.with_extension(format!("old-{}", std::process::id()));
+        std::fs::rename(dest, &old).with_context(|| format!("cannot move the old {} aside", dest.display()))?;
+        std::fs::rename(&staged, dest).with_context(|| format!("cannot move the new model to {}", dest.display()))?;
+        std::fs::remove_dir_all(&old).ok();
+    } else {
+        std::fs::rename(&staged, dest).with_context(|| format!("cannot move the new model to {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// One row of `ModelSummary`.
+#[derive(Debug, Clone)]
+pub struct ModuleCount {
+    /// Module path, e.g. `encoder.layer.3`.
+    pub module: String,
+    /// Parameters that train.
+    pub trainable: i64,
+    /// Parameters that are frozen.
+    pub frozen: i64,
+}
+
+/// What trains and what is frozen, per module.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    /// The model's name.
+    pub name: String,
+    /// Class names.
+    pub labels: Vec<String>,
+    /// Pooling used by the head.
+    pub pooling: Pooling,
+    /// Where the model is.
+    pub device: Device,
+    /// Counts per module, in model order.
+    pub rows: Vec<ModuleCount>,
+}
+
+impl ModelSummary {
+    /// Parameters that train.
+    pub fn trainable(&self) -> i64 {
+        self.rows.iter().map(|r| r.trainable).sum()
+    }
+    /// All parameters.
+    pub fn total(&self) -> i64 {
+        self.rows.iter().map(|r| r.trainable + r.frozen).sum()
+    }
+}
+
+impl std::fmt::Display for ModelSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Model {} ({} labels: {}; pooling {}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.pooling.name(), self.device)?;
+        writeln!(f, "{:<24} {:>12} {:>12}", "module", "trainable", "frozen")?;
+        for r in &self.rows {
+            writeln!(f, "{:<24} {:>12} {:>12}", r.module, group_digits(r.trainable), group_digits(r.frozen))?;
+        }
+        let (t, n) = (self.trainable(), self.total());
+        write!(f, "trainable {} of {} parameters ({:.1}%)", group_digits(t), group_digits(n), 100.0 * t as f64 / n.max(1) as f64)
+    }
+}
+
+/// `12345678` as `12,345,678`.
+pub fn group_digits(n: i64) -> String {
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// The row a parameter is counted under in the summary: the layer for
+/// encoder layers, else the top-level module.
+fn summary_module(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 2 && parts[0] == "encoder" && parts[1] == "layer" {
+        parts[..3].join(".")
+    } else {
+        parts[0].to_string()
+    }
+}
+
+/// `encoder.layer.0-3` as the four layer paths; anything else as itself.
+fn expand_range(pattern: &str) -> Vec<String> {
+    if let Some((head, last)) = pattern.rsplit_once('.') {
+        if let Some((a, b)) = last.split_once('-') {
+            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                if a <= b {
+                    return (a..=b).map(|i| format!("{head}.{i}")).collect();
+                }
+            }
+        }
+    }
+    vec![pattern.to_string()]
+}
+
+/// A name part that sorts numbers by value (`layer.10` after `layer.9`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NaturalPart {
+    /// A numeric part.
+    Num(u64),
+    /// Any other part.
+    Text(String),
+}
+
+fn natural_key(name: &str) -> Vec<NaturalPart> {
+    name.split('.').map(|p| p.parse().map(NaturalPart::Num).unwrap_or_else(|_| NaturalPart::Text(p.to_string()))).collect()
+}

@@ -1,0 +1,114 @@
+//! `fit`, `evaluate`, `predict` and the run they return.
+
+use std::rc::Rc;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+
+use super::{LoaderHandle, ModelHandle};
+use crate::script::options::{script_error, Options};
+use crate::script::{guard, Context};
+use crate::train::{self, EvalResult, FitOptions, Schedule, TrainRun};
+
+/// The record of a training run.
+#[derive(Clone)]
+pub(crate) struct RunHandle(pub Rc<TrainRun>);
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+const FIT_OPTIONS: &[&str] = &["optimizer", "lr", "weight_decay", "schedule", "warmup", "epochs", "max_steps", "max_grad_norm"];
+
+fn fit_options(opts: Map) -> R<FitOptions> {
+    let o = Options::new("fit", opts, FIT_OPTIONS)?;
+    let d = FitOptions::default();
+    o.choice("optimizer", "adamw", &["adamw"])?;
+    let schedule = Schedule::parse(&o.choice("schedule", "linear", Schedule::NAMES)?).map_err(|e| script_error(e.to_string()))?;
+    Ok(FitOptions {
+        lr: o.float("lr", d.lr, 0.0, 10.0)?,
+        weight_decay: o.float("weight_decay", d.weight_decay, 0.0, 1.0)?,
+        schedule,
+        warmup: o.float("warmup", d.warmup, 0.0, 1.0)?,
+        epochs: o.int("epochs", d.epochs as i64, 1, 1_000_000)? as usize,
+        max_steps: o.opt_int("max_steps", 1, i64::MAX)?.map(|n| n as usize),
+        max_grad_norm: match o.get("max_grad_norm") {
+            Some(v) if v.is_unit() => None,
+            _ => Some(o.float("max_grad_norm", 1.0, 0.0, f64::MAX)?),
+        },
+        ..d
+    })
+}
+
+fn run_fit(ctx: &Context, m: &ModelHandle, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
+    let opts = fit_options(opts)?;
+    let mut observer = ctx.host.train_observer();
+    let run = guard(|| train::fit(&mut m.0.borrow_mut(), &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))?;
+    Ok(RunHandle(Rc::new(run)))
+}
+
+fn eval_map(r: EvalResult) -> Map {
+    let mut m = Map::new();
+    m.insert("loss".into(), r.loss.into());
+    m.insert("accuracy".into(), r.accuracy.into());
+    m.insert("rows".into(), (r.rows as i64).into());
+    m
+}
+
+fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
+    let o = Options::new("predict", opts, &["max_len"])?;
+    let max_len = o.int("max_len", 128, 2, m.0.borrow().config.max_position_embeddings)? as usize;
+    let preds = guard(|| train::predict(&m.0.borrow(), &texts, max_len))?;
+    Ok(preds
+        .into_iter()
+        .map(|(label, score)| {
+            let mut p = Map::new();
+            p.insert("label".into(), label.into());
+            p.insert("score".into(), score.into());
+            Dynamic::from(p)
+        })
+        .collect())
+}
+
+fn strings(a: Array) -> R<Vec<String>> {
+    a.into_iter().map(|x| x.into_string().map_err(|t| script_error(format!("predict: expected an array of strings, found a {t}")))).collect()
+}
+
+pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
+    engine.register_type_with_name::<RunHandle>("Run");
+    let c = ctx.clone();
+    engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, v: LoaderHandle, o: Map| run_fit(&c, &m, &t, Some(&v), o));
+    let c = ctx.clone();
+    engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, v: LoaderHandle| run_fit(&c, &m, &t, Some(&v), Map::new()));
+    let c = ctx.clone();
+    engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
+
+    engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> { guard(|| Ok(eval_map(train::evaluate(&m.0.borrow(), &l.0)))) });
+    engine.register_fn("predict", |m: ModelHandle, texts: Array| predict(&m, strings(texts)?, Map::new()));
+    engine.register_fn("predict", |m: ModelHandle, texts: Array, o: Map| predict(&m, strings(texts)?, o));
+    engine.register_fn("predict", |m: ModelHandle, text: &str| -> R<Dynamic> {
+        Ok(predict(&m, vec![text.to_string()], Map::new())?.remove(0))
+    });
+
+    engine.register_get("val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.accuracy.into()).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("val_loss", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.loss.into()).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("best_val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.best_val_accuracy().map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("seconds", |r: &mut RunHandle| r.0.seconds);
+    engine.register_get("samples_per_sec", |r: &mut RunHandle| r.0.samples_per_sec);
+    engine.register_get("interrupted", |r: &mut RunHandle| r.0.interrupted);
+    engine.register_get("steps", |r: &mut RunHandle| r.0.steps.len() as i64);
+    engine.register_get("history", |r: &mut RunHandle| -> Array {
+        r.0.epochs
+            .iter()
+            .map(|e| {
+                let mut m = Map::new();
+                m.insert("epoch".into(), (e.epoch as i64).into());
+                m.insert("train_loss".into(), e.train_loss.into());
+                if let Some(v) = e.val {
+                    m.insert("val_loss".into(), v.loss.into());
+                    m.insert("val_accuracy".into(), v.accuracy.into());
+                }
+                Dynamic::from(m)
+            })
+            .collect()
+    });
+    engine.register_fn("to_string", |r: &mut RunHandle| r.0.to_string());
+    engine.register_fn("to_debug", |r: &mut RunHandle| r.0.to_string());
+}

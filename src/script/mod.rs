@@ -1,0 +1,218 @@
+//! The Rhai scripting layer: registers the core's types and functions, and
+//! runs scripts with errors that point at `file:line:col`. It holds no ML
+//! logic of its own.
+
+mod api;
+mod options;
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope};
+use tch::Device;
+
+use crate::train::{StopFlag, TrainObserver};
+pub use options::script_error;
+
+/// What a script's host (the command line, the notebook kernel) provides.
+pub trait Host {
+    /// Shows text the script printed (with a trailing newline added by the host).
+    fn print(&self, text: &str);
+    /// A fresh observer for one training run's events.
+    fn train_observer(&self) -> Box<dyn TrainObserver>;
+}
+
+/// Settings a session starts with.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Where models are placed unless a script says otherwise.
+    pub device: Device,
+    /// Seed for torch and for default shuffles and splits.
+    pub seed: u64,
+    /// The bootstrap's cache of models and datasets.
+    pub cache: PathBuf,
+    /// Set to stop training (and the script) at the next check.
+    pub stop: StopFlag,
+}
+
+/// State shared by every API function of one session.
+pub(crate) struct Context {
+    host: Rc<dyn Host>,
+    device: Cell<Device>,
+    seed: Cell<u64>,
+    cache: PathBuf,
+    stop: StopFlag,
+}
+
+/// A script error located in its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    /// The script's file name (or a cell name).
+    pub source: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What went wrong, in the user's terms.
+    pub message: String,
+    /// Whether the script was stopped by an interrupt.
+    pub interrupted: bool,
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.source, self.message),
+            (Some(l), None) => write!(f, "{}:{l}: {}", self.source, self.message),
+            _ => write!(f, "{}: {}", self.source, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+/// One scripting session: an engine and a scope that persists across
+/// `eval` calls (one per notebook, or one per script run).
+pub struct Session {
+    engine: Engine,
+    scope: Scope<'static>,
+    ctx: Rc<Context>,
+}
+
+impl Session {
+    /// A session whose output and training progress go to `host`.
+    pub fn new(host: Rc<dyn Host>, settings: SessionSettings) -> Self {
+        crate::runtime::seed_everything(settings.seed);
+        let ctx = Rc::new(Context {
+            host,
+            device: Cell::new(settings.device),
+            seed: Cell::new(settings.seed),
+            cache: settings.cache,
+            stop: settings.stop,
+        });
+        let mut engine = Engine::new();
+        engine.set_max_expr_depths(256, 256);
+        let print_ctx = ctx.clone();
+        engine.on_print(move |s| print_ctx.host.print(s));
+        let debug_ctx = ctx.clone();
+        engine.on_debug(move |s, _, pos| debug_ctx.host.print(&format!("[debug {pos}] {s}")));
+        let stop = ctx.stop.clone();
+        engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
+        api::register(&mut engine, &ctx);
+        Self { engine, scope: Scope::new(), ctx }
+    }
+
+    /// Runs a script file.
+    pub fn run_file(&mut self, path: &Path) -> Result<Dynamic, ScriptError> {
+        let name = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| ScriptError {
+            source: name.clone(),
+            line: None,
+            column: None,
+            message: format!("cannot read the script: {e}"),
+            interrupted: false,
+        })?;
+        self.eval(&source, &name)
+    }
+
+    /// Evaluates source in the session's scope; `name` labels errors.
+    pub fn eval(&mut self, source: &str, name: &str) -> Result<Dynamic, ScriptError> {
+        self.ctx.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+        let ast = self.engine.compile_with_scope(&self.scope, source).map_err(|e| ScriptError {
+            source: name.into(),
+            line: e.1.line(),
+            column: e.1.position(),
+            message: e.0.to_string(),
+            interrupted: false,
+        })?;
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &ast);
+        result.map_err(|e| to_script_error(*e, name))
+    }
+
+    /// The session's shared stop flag.
+    pub fn stop_flag(&self) -> StopFlag {
+        self.ctx.stop.clone()
+    }
+}
+
+fn to_script_error(err: EvalAltResult, name: &str) -> ScriptError {
+    let pos = innermost_position(&err);
+    let interrupted = matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(..));
+    let message = if interrupted {
+        "interrupted; every variable keeps its value".to_string()
+    } else {
+        message_of(&err)
+    };
+    ScriptError { source: name.into(), line: pos.line(), column: pos.position(), message, interrupted }
+}
+
+/// The position of the failing call in the user's script (the innermost
+/// one that is known, for errors inside script-defined functions).
+fn innermost_position(err: &EvalAltResult) -> Position {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) => {
+            let p = innermost_position(inner);
+            if p.is_none() { *pos } else { p }
+        }
+        other => other.position(),
+    }
+}
+
+fn message_of(err: &EvalAltResult) -> String {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(f, _, inner, _) if !f.starts_with('$') && api::is_native_api(f) => message_of(inner),
+        EvalAltResult::ErrorInFunctionCall(f, _, inner, _) => format!("in function '{f}': {}", message_of(inner)),
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => {
+            // Rhai's own messages end with " (line L, position C)"; we print the position ourselves.
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
+thread_local! {
+    static IN_GUARD: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs a panic hook that stays quiet for panics inside API calls (they
+/// become script errors) and reports any other panic as usual.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_GUARD.with(Cell::get) {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown internal error".into());
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
+        } else {
+            default(info);
+        }
+    }));
+}
+
+/// Runs one API call, turning its error or panic into a script error.
+pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<EvalAltResult>> {
+    let was = IN_GUARD.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(was));
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(script_error(format!("{e:#}"))),
+        Err(_) => {
+            let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown internal error".into());
+            // libtorch's C++ errors carry a long backtrace; the first line says what happened.
+            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            Err(script_error(format!("internal error: {first}")))
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The training loop: optimizer, schedule, loss, evaluation each epoch, and
+//! events that the command line and the notebook render.
+
+pub mod optim;
+pub mod schedule;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{DataLoader, TokenizedDataset};
+use crate::model::Model;
+pub use optim::AdamW;
+pub use schedule::Schedule;
+
+/// Settings of one `fit`.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Warmup, as a share of all steps.
+    pub warmup: f64,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (all epochs together), if set.
+    pub max_steps: Option<usize>,
+    /// Clip the global gradient norm to this, if set.
+    pub max_grad_norm: Option<f64>,
+    /// Adam's betas and epsilon.
+    pub betas: (f64, f64),
+    /// Adam's epsilon.
+    pub eps: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            lr: 2e-5,
+            weight_decay: 0.01,
+            schedule: Schedule::Linear,
+            warmup: 0.1,
+            epochs: 3,
+            max_steps: None,
+            max_grad_norm: Some(1.0),
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+        }
+    }
+}
+
+/// Loss and accuracy over a dataset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalResult {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Share of rows whose top class is the label.
+    pub accuracy: f64,
+    /// Rows evaluated.
+    pub rows: usize,
+}
+
+/// What one epoch produced.
+#[derive(Debug, Clone)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Validation result, when a validation loader was given.
+    pub val: Option<EvalResult>,
+    /// Seconds since the run started.
+    pub elapsed: f64,
+}
+
+/// One optimizer step's loss and learning rate.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRecord {
+    /// 1-based step number.
+    pub step: usize,
+    /// Training loss of the batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// The record of a finished (or interrupted) run.
+#[derive(Debug, Clone, Default)]
+pub struct TrainRun {
+    /// Per-epoch results.
+    pub epochs: Vec<EpochRecord>,
+    /// Per-step losses and learning rates.
+    pub steps: Vec<StepRecord>,
+    /// Parameters that trained.
+    pub trainable_params: i64,
+    /// All parameters.
+    pub total_params: i64,
+    /// Training rows per second over the run.
+    pub samples_per_sec: f64,
+    /// Seconds the run took.
+    pub seconds: f64,
+    /// Whether the run was stopped by an interrupt.
+    pub interrupted: bool,
+    /// Device it ran on.
+    pub device: String,
+}
+
+impl TrainRun {
+    /// The last epoch's validation result.
+    pub fn final_val(&self) -> Option<EvalResult> {
+        self.epochs.iter().rev().find_map(|e| e.val)
+    }
+
+    /// The best validation accuracy of any epoch.
+    pub fn best_val_accuracy(&self) -> Option<f64> {
+        self.epochs.iter().filter_map(|e| e.val.map(|v| v.accuracy)).reduce(f64::max)
+    }
+}
+
+impl std::fmt::Display for TrainRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Run: {} epochs, {} steps in {:.1}s ({:.1} samples/s) on {}", self.epochs.len(), self.steps.len(), self.seconds, self.samples_per_sec, self.device)?;
+        if let Some(v) = self.final_val() {
+            write!(f, "; val_loss {:.4}, val_accuracy {:.4}", v.loss, v.accuracy)?;
+        }
+        if self.interrupted {
+            write!(f, " (interrupted)")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the loop reports while it runs.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    /// Before the first step.
+    Start {
+        /// Epochs planned.
+        epochs: usize,
+        /// Batches per epoch.
+        steps_per_epoch: usize,
+        /// Optimizer steps planned in all.
+        total_steps: usize,
+        /// Parameters that train.
+        trainable_params: i64,
+        /// All parameters.
+        total_params: i64,
+        /// Device name.
+        device: String,
+    },
+    /// After each optimizer step.
+    Step {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step_in_epoch: usize,
+        /// The step's record.
+        record: StepRecord,
+    },
+    /// Validation started (it can take a while).
+    Evaluating {
+        /// 1-based epoch.
+        epoch: usize,
+    },
+    /// After each epoch's validation.
+    EpochEnd(EpochRecord),
+    /// The loop stopped at an interrupt; the model keeps its weights so far.
+    Interrupted {
+        /// Steps completed.
+        steps: usize,
+    },
+    /// The run finished.
+    Done(TrainRun),
+}
+
+/// Receives training events (a progress bar, a notebook display, a test).
+pub trait TrainObserver {
+    /// Called for each event, in order.
+    fn on_event(&mut self, event: &TrainEvent);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl TrainObserver for Silent {
+    fn on_event(&mut self, _: &TrainEvent) {}
+}
+
+/// Checked between batches; set it from another thread (Ctrl-C, a kernel
+/// interrupt) to stop training with the weights learned so far.
+pub type StopFlag = Arc<AtomicBool>;
+
+fn param_groups(model: &Model, weight_decay: f64) -> Vec<(Tensor, f64)> {
+    model
+        .named_parameters()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(name, t)| {
+            // The usual convention: no decay on biases and LayerNorm weights.
+            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm");
+            (t, if no_decay { 0.0 } else { weight_decay })
+        })
+        .collect()
+}
+
+/// Trains `model` on `train`, evaluating on `val` after every epoch.
+pub fn fit(
+    model: &mut Model,
+    train: &DataLoader,
+    val: Option<&DataLoader>,
+    opts: &FitOptions,
+    observer: &mut dyn TrainObserver,
+    stop: &StopFlag,
+) -> Result<TrainRun> {
+    check_labels(model, &train.data)?;
+    if let Some(v) = val {
+        check_labels(model, &v.data)?;
+    }
+    let params = param_groups(model, opts.weight_decay);
+    if params.is_empty() {
+        bail!("nothing to train: every parameter is frozen (unfreeze some, e.g. the classifier)");
+    }
+    let summary = model.summary();
+    let device = model.device();
+    let steps_per_epoch = train.len();
+    let mut total_steps = steps_per_epoch * opts.epochs;
+    if let Some(m) = opts.max_steps {
+        total_steps = total_steps.min(m);
+    }
+    let warmup = (opts.warmup * total_steps as f64).round() as usize;
+    let mut optimizer = AdamW::new(params, opts.betas.0, opts.betas.1, opts.eps);
+    let mut run = TrainRun {
+        trainable_params: summary.trainable(),
+        total_params: summary.total(),
+        device: format!("{device:?}"),
+        ..Default::default()
+    };
+    observer.on_event(&TrainEvent::Start {
+        epochs: opts.epochs,
+        steps_per_epoch,
+        total_steps,
+        trainable_params: run.trainable_params,
+        total_params: run.total_params,
+        device: run.device.clone(),
+    });
+    let started = Instant::now();
+    let mut step = 0usize;
+    let mut samples = 0usize;
+    'epochs: for epoch in 1..=opts.epochs {
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for (i, rows) in train.batch_indices(epoch).iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                run.interrupted = true;
+                break 'epochs;
+            }
+            if step >= total_steps {
+                break;
+            }
+            let lr = opts.lr * opts.schedule.factor(step, total_steps, warmup);
+            let batch = train.data.collate(rows, device);
+            let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
+            let loss = logits.cross_entropy_for_logits(&batch.labels);
+            optimizer.zero_grad();
+            loss.backward();
+            if let Some(max) = opts.max_grad_norm {
+                optimizer.clip_grad_norm(max);
+            }
+            optimizer.step(lr);
+            step += 1;
+            samples += batch.size;
+            let loss = loss.double_value(&[]);
+            if !loss.is_finite() {
+                bail!("the training loss became {loss} at step {step}; lower the learning rate (it is {})", opts.lr);
+            }
+            loss_sum += loss;
+            batches += 1;
+            let record = StepRecord { step, loss, lr };
+            run.steps.push(record);
+            observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, record });
+        }
+        let val_result = match val {
+            Some(v) => {
+                observer.on_event(&TrainEvent::Evaluating { epoch });
+                match evaluate_with_stop(model, v, Some(stop)) {
+                    Some(r) => Some(r),
+                    None => {
+                        run.interrupted = true;
+                        break 'epochs;
+                    }
+                }
+            }
+            None => None,
+        };
+        let record = EpochRecord { epoch, train_loss: loss_sum / batches.max(1) as f64, val: val_result, elapsed: started.elapsed().as_secs_f64() };
+        run.epochs.push(record.clone());
+        observer.on_event(&TrainEvent::EpochEnd(record));
+        if step >= total_steps {
+            break;
+        }
+    }
+    run.seconds = started.elapsed().as_secs_f64();
+    run.samples_per_sec = samples as f64 / run.seconds.max(1e-9);
+    if run.interrupted {
+        observer.on_event(&TrainEvent::Interrupted { steps: step });
+    }
+    observer.on_event(&TrainEvent::Done(run.clone()));
+    Ok(run)
+}
+
+fn check_labels(model: &Model, data: &TokenizedDataset) -> Result<()> {
+    if data.label_names.len() > model.labels.len() {
+        bail!(
+            "the data has {} classes ({}) but the model's head has {} ({}); load the model with labels: {}",
+            data.label_names.len(),
+            data.label_names.join(", "),
+            model.labels.len(),
+            model.labels.join(", "),
+            data.label_names.len()
+        );
+    }
+    Ok(())
+}
+
+/// Loss and accuracy of `model` on every batch of `data`, without gradients.
+pub fn evaluate(model: &Model, data: &DataLoader) -> EvalResult {
+    evaluate_with_stop(model, data, None).expect("no stop flag, so evaluation runs to the end")
+}
+
+/// As `evaluate`, but returns `None` if `stop` is set between batches.
+fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>) -> Option<EvalResult> {
+    let device = model.device();
+    let (mut loss_sum, mut correct, mut rows) = (0.0, 0i64, 0usize);
+    let _guard = tch::no_grad_guard();
+    for batch_rows in data.batch_indices(0) {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return None;
+        }
+        let batch = data.data.collate(&batch_rows, device);
+        let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
+        let loss = logits.cross_entropy_for_logits(&batch.labels).double_value(&[]);
+        loss_sum += loss * batch.size as f64;
+        correct += logits.argmax(-1, false).eq_tensor(&batch.labels).sum(Kind::Int64).int64_value(&[]);
+        rows += batch.size;
+    }
+    Some(EvalResult { loss: loss_sum / rows.max(1) as f64, accuracy: correct as f64 / rows.max(1) as f64, rows })
+}
+
+/// The predicted class and its probability for each text.
+pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<(String, f64)>> {
+    let encoded = model.tokenizer.encode_batch(texts, max_len)?;
+    let data = TokenizedDataset {
+        name: "predict".into(),
+        input_ids: encoded.iter().map(|e| e.0.clone()).collect(),
+        token_type_ids: encoded.into_iter().map(|e| e.1).collect(),
+        labels: vec![0; texts.len()],
+        label_names: model.labels.clone(),
+        max_len,
+        pad_id: model.tokenizer.pad_id,
+        truncated: 0,
+    };
+    let _guard = tch::no_grad_guard();
+    let mut out = Vec::with_capacity(texts.len());
+    let rows: Vec<usize> = (0..texts.len()).collect();
+    for chunk in rows.chunks(64) {
+        let batch = data.collate(chunk, model.device());
+        let probs = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false).softmax(-1, Kind::Float);
+        let (p, idx) = probs.max_dim(-1, false);
+        let p: Vec<f64> = Vec::<f64>::try_from(p.to_kind(Kind::Double).to_device(Device::Cpu))?;
+        let idx: Vec<i64> = Vec::<i64>::try_from(idx.to_device(Device::Cpu))?;
+        out.extend(idx.into_iter().zip(p).map(|(i, p)| (model.labels[i as usize].clone(), p)));
+    }
+    Ok(out)
+}
