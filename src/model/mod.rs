@@ -145,6 +145,14 @@ impl Model {
         } else {
             load_without_head(&vs, &weights, may_be_missing)?
         };
+        if pooling == Pooling::Mean {
+            // Mean pooling never uses the pooler; freezing it keeps the summary truthful.
+            for (n, t) in vs.variables() {
+                if n.contains("pooler.") {
+                    let _ = t.set_requires_grad(false);
+                }
+            }
+        }
         Ok(Self {
             name: name.to_string(),
             source: dir.to_path_buf(),

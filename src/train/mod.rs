@@ -101,7 +101,7 @@ pub struct TrainRun {
     pub trainable_params: i64,
     /// All parameters.
     pub total_params: i64,
-    /// Training rows per second over the run.
+    /// Training rows per second, evaluation time excluded.
     pub samples_per_sec: f64,
     /// Seconds the run took.
     pub seconds: f64,
@@ -252,6 +252,7 @@ pub fn fit(
     let started = Instant::now();
     let mut step = 0usize;
     let mut samples = 0usize;
+    let mut eval_seconds = 0.0;
     'epochs: for epoch in 1..=opts.epochs {
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for (i, rows) in train.batch_indices(epoch).iter().enumerate() {
@@ -287,7 +288,10 @@ pub fn fit(
         let val_result = match val {
             Some(v) => {
                 observer.on_event(&TrainEvent::Evaluating { epoch });
-                match evaluate_with_stop(model, v, Some(stop)) {
+                let eval_started = Instant::now();
+                let result = evaluate_with_stop(model, v, Some(stop));
+                eval_seconds += eval_started.elapsed().as_secs_f64();
+                match result {
                     Some(r) => Some(r),
                     None => {
                         run.interrupted = true;
@@ -305,7 +309,7 @@ pub fn fit(
         }
     }
     run.seconds = started.elapsed().as_secs_f64();
-    run.samples_per_sec = samples as f64 / run.seconds.max(1e-9);
+    run.samples_per_sec = samples as f64 / (run.seconds - eval_seconds).max(1e-9);
     if run.interrupted {
         observer.on_event(&TrainEvent::Interrupted { steps: step });
     }

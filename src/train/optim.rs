@@ -43,15 +43,22 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
+                // In place where libtorch allows: two temporaries per tensor.
+                let _ = p.exp_avg.lerp_(&grad, 1.0 - self.beta1);
+                let _ = p.exp_avg_sq.lerp_(&grad.square(), 1.0 - self.beta2);
+                if lr == 0.0 {
+                    // The first warmup step moves the moments but not the weights.
+                    continue;
+                }
                 if p.weight_decay != 0.0 {
                     let _ = p.tensor.g_mul_scalar_(1.0 - lr * p.weight_decay);
                 }
-                let _ = p.exp_avg.g_mul_scalar_(self.beta1);
-                let _ = p.exp_avg.g_add_(&(&grad * (1.0 - self.beta1)));
-                let _ = p.exp_avg_sq.g_mul_scalar_(self.beta2);
-                let _ = p.exp_avg_sq.g_add_(&(&grad * &grad * (1.0 - self.beta2)));
-                let denom = (p.exp_avg_sq.sqrt() / bias2.sqrt()) + self.eps;
-                let _ = p.tensor.g_sub_(&(&p.exp_avg / denom * (lr / bias1)));
+                // param -= lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps), folded into one addcdiv.
+                let mut denom = p.exp_avg_sq.sqrt();
+                let _ = denom.g_div_scalar_(bias2.sqrt());
+                let _ = denom.g_add_scalar_(self.eps);
+                let _ = denom.g_mul_scalar_(-bias1 / lr);
+                let _ = p.tensor.addcdiv_(&p.exp_avg, &denom);
             }
         });
     }
