@@ -1,0 +1,96 @@
+//! The `tunebook` command line: exit codes and error messages.
+
+mod common;
+
+use std::process::Command;
+
+fn run_script(source: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.rhai");
+    std::fs::write(&path, source).unwrap();
+    let out = Command::new(common::tunebook_bin()).args(["run", path.to_str().unwrap(), "--device", "cpu"]).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_runtime_error_exits_nonzero_with_file_line_and_column() {
+    let (code, stdout, stderr) = run_script("print(\"before\");\nlet x = 1;\nlet m = load_model(\"no-such-model\");\nprint(\"after\");\n");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stdout.contains("before") && !stdout.contains("after"), "stdout: {stdout}");
+    assert!(stderr.contains("bad.rhai:3:9: no model named 'no-such-model'"), "stderr: {stderr}");
+    assert!(stderr.contains("minilm"), "the error should list the known names: {stderr}");
+}
+
+#[test]
+fn a_syntax_error_is_reported_with_its_position() {
+    let (code, _, stderr) = run_script("let a = 1;\nlet b = (a + ;\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad.rhai:2:"), "stderr: {stderr}");
+}
+
+#[test]
+fn an_unknown_option_names_the_valid_ones_and_suggests_the_closest() {
+    let (code, _, stderr) = run_script("let d = load_dataset(\"rotten_tomatoes\");\nlet s = d.split(#{ vall: 0.2 });\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad.rhai:2:11: split: unknown option 'vall'. Did you mean 'val'? Valid options: val, seed"), "stderr: {stderr}");
+}
+
+#[test]
+fn an_out_of_range_value_names_the_range() {
+    let (code, _, stderr) = run_script("let d = load_dataset(\"rotten_tomatoes\").split(#{ val: 1.5 });\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("split: option 'val' must be between 0 and 1, got 1.5"), "stderr: {stderr}");
+}
+
+#[test]
+fn a_bad_freeze_pattern_lists_close_module_names() {
+    let (code, _, stderr) = run_script("let m = load_model(\"minilm\", #{ labels: 2 });\nm.freeze(\"encoder.layers.0\");\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad.rhai:2:3: 'encoder.layers.0' names no module"), "stderr: {stderr}");
+    assert!(stderr.contains("encoder.layer"), "closest names missing: {stderr}");
+}
+
+#[test]
+fn a_missing_script_is_a_clear_error_not_a_panic() {
+    let out = Command::new(common::tunebook_bin()).args(["run", "/nonexistent/train.rhai"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("no script at /nonexistent/train.rhai"), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
+
+#[test]
+fn asking_for_cuda_without_it_says_how_to_fix_it() {
+    if tunebook::runtime::cuda_status().available() {
+        return; // A GPU machine: CUDA is there, nothing to report.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.rhai");
+    std::fs::write(&path, "print(1);").unwrap();
+    let out = Command::new(common::tunebook_bin()).args(["run", path.to_str().unwrap(), "--device", "cuda"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("CUDA was asked for but is not available") && stderr.contains("--device cpu"), "stderr: {stderr}");
+}
+
+#[test]
+fn doctor_reports_versions_and_the_cache() {
+    let out = Command::new(common::tunebook_bin()).arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "doctor found problems after bootstrap:\n{stdout}");
+    assert!(stdout.contains(&format!("tunebook {}", env!("CARGO_PKG_VERSION"))));
+    assert!(stdout.contains("libtorch 2.11.0"), "{stdout}");
+    assert!(stdout.contains("threads: "));
+    for name in ["minilm", "rotten_tomatoes", "bbc_news", "fashion_mnist", "mnist"] {
+        assert!(stdout.lines().any(|l| l.contains(name) && l.contains("ok")), "{name} not reported ok:\n{stdout}");
+    }
+}
+
+#[test]
+fn doctor_names_the_fix_for_a_missing_dataset() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(common::tunebook_bin()).arg("doctor").env("TUNEBOOK_CACHE", empty.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("fix: scripts/bootstrap --only rotten_tomatoes"), "{stdout}");
+}
