@@ -1,10 +1,12 @@
 //! Tunebook: a fine-tuning workbench over libtorch.
 //!
 //! The core (`model`, `data`, `train`) knows nothing of scripts or
-//! notebooks; `script` exposes it to Rhai, and the command line renders its
-//! training events.
+//! notebooks; `kernel` serves the Jupyter protocol and knows nothing of Rhai
+//! or ML; `script` exposes the core to Rhai and implements the kernel's
+//! `Interpreter`.
 
 pub mod data;
+pub mod kernel;
 pub mod model;
 pub mod runtime;
 pub mod script;

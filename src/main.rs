@@ -38,6 +38,36 @@ enum Command {
     },
     /// Check libtorch, CUDA and the cache of models and datasets.
     Doctor,
+    /// Serve the Jupyter kernel (Jupyter starts this), or install its spec.
+    Kernel {
+        #[command(subcommand)]
+        action: Option<KernelAction>,
+        /// The connection file Jupyter writes.
+        #[arg(long, short = 'f')]
+        connection_file: Option<PathBuf>,
+        /// Where models go: auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: DeviceRequest,
+        /// Seed for weight initialization, dropout, shuffles and splits.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelAction {
+    /// Install the kernel spec so that Jupyter lists "Tunebook (Rhai)".
+    Install {
+        /// For this user (the default).
+        #[arg(long, conflicts_with_all = ["sys_prefix", "prefix"])]
+        user: bool,
+        /// Into the active Python environment (`python3`'s sys.prefix).
+        #[arg(long, conflicts_with = "prefix")]
+        sys_prefix: bool,
+        /// Into PREFIX/share/jupyter.
+        #[arg(long)]
+        prefix: Option<PathBuf>,
+    },
 }
 
 /// The terminal as a script host: prints to stdout, progress bars on stderr.
@@ -49,6 +79,64 @@ impl Host for TerminalHost {
     }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
         Box::new(cli::progress::TerminalProgress::new())
+    }
+    fn input(&self, prompt: &str) -> Option<String> {
+        use std::io::Write;
+        print!("{prompt}");
+        std::io::stdout().flush().ok()?;
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_string()),
+        }
+    }
+}
+
+fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device: DeviceRequest, seed: u64) -> ExitCode {
+    use tunebook::kernel::spec::{self, InstallTarget};
+    match action {
+        Some(KernelAction::Install { user: _, sys_prefix, prefix }) => {
+            let target = match (sys_prefix, prefix) {
+                (true, _) => InstallTarget::SysPrefix,
+                (_, Some(p)) => InstallTarget::Prefix(p),
+                _ => InstallTarget::User,
+            };
+            let exe = std::env::current_exe().and_then(std::fs::canonicalize);
+            match exe.map_err(anyhow::Error::from).and_then(|exe| spec::install(&target, &exe)) {
+                Ok(dir) => {
+                    println!("installed the {} kernel spec in {}", spec::KERNEL_NAME, dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            let Some(file) = connection_file else {
+                eprintln!("error: give --connection-file FILE (Jupyter does this), or use `tunebook kernel install`");
+                return ExitCode::from(2);
+            };
+            let device = match runtime::resolve_device(device) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let served = tunebook::kernel::serve(&file, |frontend, interrupt| {
+                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt.clone() };
+                Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, interrupt, settings))
+            });
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -92,6 +180,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { file, device, seed, threads } => run_script(file, device, seed, threads),
+        Command::Kernel { action, connection_file, device, seed } => kernel(action, connection_file, device, seed),
         Command::Doctor => {
             if cli::doctor::run() == 0 {
                 ExitCode::SUCCESS

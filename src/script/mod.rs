@@ -3,7 +3,9 @@
 //! logic of its own.
 
 mod api;
+pub mod notebook;
 mod options;
+pub mod reference;
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,6 +24,24 @@ pub trait Host {
     fn print(&self, text: &str);
     /// A fresh observer for one training run's events.
     fn train_observer(&self) -> Box<dyn TrainObserver>;
+    /// A line of input from the user, or `None` where the host has none.
+    fn input(&self, _prompt: &str) -> Option<String> {
+        None
+    }
+    /// Shows diagnostic text (`debug`) on the error stream.
+    fn eprint(&self, text: &str) {
+        eprintln!("{text}");
+    }
+    /// Shows a value richly where the host can (HTML in a notebook).
+    fn display(&self, plain: &str, _html: Option<&str>) {
+        self.print(plain);
+    }
+    /// Clears what the current cell has shown, where the host can.
+    fn clear_output(&self) {}
+    /// Shows help text in a pager where the host has one.
+    fn page(&self, text: &str) {
+        self.print(text);
+    }
 }
 
 /// Settings a session starts with.
@@ -97,7 +117,7 @@ impl Session {
         let print_ctx = ctx.clone();
         engine.on_print(move |s| print_ctx.host.print(s));
         let debug_ctx = ctx.clone();
-        engine.on_debug(move |s, _, pos| debug_ctx.host.print(&format!("[debug {pos}] {s}")));
+        engine.on_debug(move |s, _, _| debug_ctx.host.eprint(s));
         let stop = ctx.stop.clone();
         engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
         api::register(&mut engine, &ctx);
@@ -128,7 +148,47 @@ impl Session {
             interrupted: false,
         })?;
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &ast);
-        result.map_err(|e| to_script_error(*e, name))
+        let value = result.map_err(|e| to_script_error(*e, name))?;
+        // A long call (training) that saw the interrupt returned normally, and
+        // what it returned is bound; the cell still ends as interrupted.
+        if self.ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ScriptError { source: name.into(), line: None, column: None, message: INTERRUPTED.into(), interrupted: true });
+        }
+        Ok(value)
+    }
+
+    /// Plain text and optional HTML for a value, as a notebook shows it.
+    pub fn render(&self, value: &Dynamic) -> Option<(String, Option<String>)> {
+        api::render(value)
+    }
+
+    /// The script-facing type name of a variable in scope.
+    pub fn variable_type(&self, name: &str) -> Option<String> {
+        self.scope.get(name).map(|v| self.engine.map_type_name(v.type_name()).to_string())
+    }
+
+    /// The names of the variables in scope.
+    pub fn variable_names(&self) -> Vec<String> {
+        self.scope.iter_raw().map(|(name, _, _)| name.to_string()).collect()
+    }
+
+    /// Whether `code` parses, needs more lines, or never will.
+    pub fn completeness(&self, code: &str) -> crate::kernel::Completeness {
+        use crate::kernel::Completeness;
+        use rhai::ParseErrorType as P;
+        match self.engine.compile_with_scope(&self.scope, code) {
+            Ok(_) => Completeness::Complete,
+            Err(e) => {
+                let at_end = e.1.line().is_none_or(|l| l >= code.lines().count().max(1));
+                match e.0.as_ref() {
+                    P::UnexpectedEOF => Completeness::Incomplete("    ".into()),
+                    P::MissingToken(..) if at_end && code.trim_end().ends_with(|c: char| "{([,=+-*/".contains(c) || c.is_alphanumeric() || c == '"' || c == ')') => {
+                        Completeness::Incomplete("    ".into())
+                    }
+                    _ => Completeness::Invalid,
+                }
+            }
+        }
     }
 
     /// The session's shared stop flag.
@@ -141,7 +201,7 @@ fn to_script_error(err: EvalAltResult, name: &str) -> ScriptError {
     let pos = innermost_position(&err);
     let interrupted = matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(..));
     let message = if interrupted {
-        "interrupted; every variable keeps its value".to_string()
+        INTERRUPTED.to_string()
     } else {
         message_of(&err)
     };
@@ -175,6 +235,8 @@ fn message_of(err: &EvalAltResult) -> String {
         }
     }
 }
+
+const INTERRUPTED: &str = "interrupted; every variable keeps its value";
 
 thread_local! {
     static IN_GUARD: Cell<bool> = const { Cell::new(false) };

@@ -1,6 +1,7 @@
 //! Registration of the script API, one module per area.
 
 mod data;
+mod display;
 mod model;
 mod train;
 
@@ -11,13 +12,14 @@ use rhai::Engine;
 use super::Context;
 
 use data::LoaderHandle;
+pub(crate) use display::{html_escape, render};
 use model::ModelHandle;
 
 /// Names of the API's functions, so that their errors are reported as the
 /// user's call failing rather than "in function ...".
 const NATIVE_API: &[&str] = &[
     "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
-    "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head",
+    "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {
@@ -32,6 +34,32 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("set_seed", move |seed: i64| {
         c.seed.set(seed as u64);
         crate::runtime::seed_everything(seed as u64);
+    });
+    let c = ctx.clone();
+    engine.register_fn("input", move |prompt: &str| -> Result<String, Box<rhai::EvalAltResult>> {
+        c.host.input(prompt).ok_or_else(|| super::script_error("input(): no input came: this frontend does not accept input (or the cell was interrupted)"))
+    });
+    let c = ctx.clone();
+    engine.register_fn("display", move |value: rhai::Dynamic| {
+        if let Some((plain, html)) = render(&value) {
+            c.host.display(&plain, html.as_deref());
+        }
+    });
+    let c = ctx.clone();
+    engine.register_fn("clear_output", move || c.host.clear_output());
+    let c = ctx.clone();
+    engine.register_fn("help", move |name: &str| -> Result<(), Box<rhai::EvalAltResult>> {
+        match super::reference::help(name) {
+            Some(text) => {
+                c.host.page(&text);
+                Ok(())
+            }
+            None => {
+                let names: Vec<String> = super::reference::API.iter().map(|e| e.name.to_string()).collect();
+                let near = crate::suggest::closest(name, &names, 5);
+                Err(super::script_error(format!("help: no function named '{name}'; closest: {}", near.join(", "))))
+            }
+        }
     });
     let c = ctx.clone();
     engine.register_fn("device", move || format!("{:?}", c.device.get()).to_lowercase());

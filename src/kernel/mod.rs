@@ -1,0 +1,88 @@
+//! A Jupyter kernel over ZeroMQ. It knows nothing of Rhai or of machine
+//! learning: it serves the messaging protocol and drives an [`Interpreter`].
+
+mod frontend;
+mod server;
+pub mod spec;
+pub mod wire;
+
+use serde_json::{Map, Value};
+
+pub use frontend::Frontend;
+pub use server::serve;
+
+/// Outputs keyed by MIME type (`text/plain`, `image/svg+xml`, ...).
+pub type MimeBundle = Map<String, Value>;
+
+/// How a cell ended.
+#[derive(Debug, Clone)]
+pub enum ExecuteOutcome {
+    /// It ran; the value of its last expression, if any, to show.
+    Ok(Option<MimeBundle>),
+    /// It failed.
+    Error {
+        /// The error's kind, e.g. `ScriptError`.
+        ename: String,
+        /// The message.
+        evalue: String,
+        /// Lines to show, the failing source line among them.
+        traceback: Vec<String>,
+    },
+}
+
+/// Whether some code is ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completeness {
+    /// It parses.
+    Complete,
+    /// More input is needed; indent the next line with this.
+    Incomplete(String),
+    /// It can never parse.
+    Invalid,
+}
+
+/// Completion candidates replacing `code[start..end]`.
+#[derive(Debug, Clone, Default)]
+pub struct Completions {
+    /// Candidates.
+    pub matches: Vec<String>,
+    /// Start of the replaced text (a char offset).
+    pub cursor_start: usize,
+    /// End of the replaced text (a char offset).
+    pub cursor_end: usize,
+}
+
+/// What the kernel tells frontends about the language.
+#[derive(Debug, Clone)]
+pub struct LanguageInfo {
+    /// Language name, e.g. `rhai`.
+    pub name: String,
+    /// Language version.
+    pub version: String,
+    /// File extension with its dot.
+    pub file_extension: String,
+    /// MIME type of source files.
+    pub mimetype: String,
+    /// Syntax highlighting mode for the notebook editor.
+    pub codemirror_mode: String,
+    /// Implementation name and version.
+    pub implementation: (String, String),
+    /// Shown by consoles at start.
+    pub banner: String,
+}
+
+/// A language behind the kernel. The kernel calls it from one thread only,
+/// so it need not be `Send`; interrupts arrive through the flag given to the
+/// factory passed to [`serve`].
+pub trait Interpreter {
+    /// Language details for `kernel_info_reply`.
+    fn language_info(&self) -> LanguageInfo;
+    /// Runs a cell; outputs go through `frontend` as they happen.
+    fn execute(&mut self, code: &str, frontend: &Frontend) -> ExecuteOutcome;
+    /// Completion candidates at char offset `cursor`.
+    fn complete(&mut self, code: &str, cursor: usize) -> Completions;
+    /// Help for the name at `cursor`, as plain text.
+    fn inspect(&mut self, code: &str, cursor: usize) -> Option<String>;
+    /// Whether `code` is ready to run.
+    fn is_complete(&mut self, code: &str) -> Completeness;
+}

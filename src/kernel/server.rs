@@ -1,0 +1,385 @@
+//! Sockets, threads and request dispatch.
+//!
+//! Shell and stdin are served on the calling thread (the interpreter need
+//! not be `Send`); heartbeat and control have threads of their own so that
+//! they answer while a cell runs; iopub is owned by one thread fed through a
+//! channel, since ZeroMQ sockets must not be shared between threads.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use jupyter_protocol::{ConnectionInfo, Transport};
+use serde_json::{json, Value};
+
+use super::frontend::{Current, Frontend};
+use super::wire::{self, Message, Signer};
+use super::{Completeness, ExecuteOutcome, Interpreter};
+
+const POLL: Duration = Duration::from_millis(100);
+
+fn endpoint(conn: &ConnectionInfo, port: u16) -> String {
+    match conn.transport {
+        Transport::TCP => format!("tcp://{}:{port}", conn.ip),
+        Transport::IPC => format!("ipc://{}-{port}", conn.ip),
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("[tunebook kernel] {msg}");
+}
+
+/// Serves the kernel described by `connection_file` until a shutdown
+/// request. `make` builds the interpreter, given the frontend handle and the
+/// flag that control's `interrupt_request` and SIGINT set.
+pub fn serve(connection_file: &Path, make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Box<dyn Interpreter>) -> Result<()> {
+    let text = std::fs::read_to_string(connection_file).with_context(|| format!("cannot read the connection file {}", connection_file.display()))?;
+    let conn: ConnectionInfo = serde_json::from_str(&text).with_context(|| format!("{} is not a Jupyter connection file", connection_file.display()))?;
+    if !conn.key.is_empty() && conn.signature_scheme != "hmac-sha256" {
+        bail!("signature scheme '{}' is not supported; use hmac-sha256", conn.signature_scheme);
+    }
+    let signer = Signer::new(&conn.key);
+    let session = uuid::Uuid::new_v4().to_string();
+    let ctx = zmq::Context::new();
+    let bind = |kind, port, name: &str| -> Result<zmq::Socket> {
+        let s = ctx.socket(kind)?;
+        s.set_linger(1000)?;
+        let ep = endpoint(&conn, port);
+        s.bind(&ep).with_context(|| format!("cannot bind the {name} socket to {ep}"))?;
+        Ok(s)
+    };
+    let shell = bind(zmq::ROUTER, conn.shell_port, "shell")?;
+    let control = bind(zmq::ROUTER, conn.control_port, "control")?;
+    let stdin = bind(zmq::ROUTER, conn.stdin_port, "stdin")?;
+    let iopub = bind(zmq::PUB, conn.iopub_port, "iopub")?;
+    let heartbeat = bind(zmq::REP, conn.hb_port, "heartbeat")?;
+
+    let (iopub_tx, iopub_rx) = mpsc::channel::<Vec<Vec<u8>>>();
+    let iopub_thread = thread::spawn(move || {
+        for frames in iopub_rx {
+            if frames.is_empty() {
+                break;
+            }
+            if let Err(e) = iopub.send_multipart(frames, 0) {
+                log(&format!("iopub send failed: {e}"));
+            }
+        }
+    });
+    thread::spawn(move || loop {
+        match heartbeat.recv_bytes(0) {
+            Ok(ping) => {
+                let _ = heartbeat.send(ping, 0);
+            }
+            Err(_) => return,
+        }
+    });
+
+    let frontend = Frontend { iopub: iopub_tx.clone(), signer: signer.clone(), session, current: Arc::new(Mutex::new(Current::default())), stdin: Arc::new(Mutex::new(stdin)) };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    {
+        let interrupt = interrupt.clone();
+        // Frontends with interrupt_mode "signal" (and a terminal's Ctrl-C) send SIGINT.
+        let _ = ctrlc::set_handler(move || interrupt.store(true, Ordering::SeqCst));
+    }
+    let mut interpreter = make(frontend.clone(), interrupt.clone());
+    let info = kernel_info(interpreter.as_ref());
+    {
+        let (frontend, interrupt, shutdown, info) = (frontend.clone(), interrupt.clone(), shutdown.clone(), info.clone());
+        thread::spawn(move || serve_control(control, frontend, interrupt, shutdown, info));
+    }
+    frontend.publish_with_parent("status", json!({ "execution_state": "starting" }), &json!({}));
+
+    let mut kernel = Kernel { frontend: frontend.clone(), shell, info, execution_count: 0, history: Vec::new(), interrupt, shutdown: shutdown.clone() };
+    while !shutdown.load(Ordering::SeqCst) {
+        let mut items = [kernel.shell.as_poll_item(zmq::POLLIN)];
+        if zmq::poll(&mut items, POLL.as_millis() as i64)? == 0 {
+            continue;
+        }
+        let frames = kernel.shell.recv_multipart(0)?;
+        match wire::decode(frames, &signer) {
+            Ok(msg) => kernel.dispatch(interpreter.as_mut(), msg),
+            Err(e) => log(&format!("shell: dropped a message: {e}")),
+        }
+    }
+    drop(interpreter);
+    let _ = iopub_tx.send(Vec::new());
+    let _ = iopub_thread.join();
+    Ok(())
+}
+
+fn kernel_info(interp: &dyn Interpreter) -> Value {
+    let l = interp.language_info();
+    json!({
+        "status": "ok",
+        "protocol_version": "5.3",
+        "implementation": l.implementation.0,
+        "implementation_version": l.implementation.1,
+        "language_info": {
+            "name": l.name,
+            "version": l.version,
+            "mimetype": l.mimetype,
+            "file_extension": l.file_extension,
+            "pygments_lexer": "rust",
+            "codemirror_mode": l.codemirror_mode,
+        },
+        "banner": l.banner,
+        "help_links": [],
+        "debugger": false,
+    })
+}
+
+fn reply(socket: &zmq::Socket, frontend: &Frontend, request: &Message, msg_type: &str, content: Value) {
+    let header = wire::new_header(msg_type, &frontend.session);
+    let frames = wire::encode(&request.identities, &header, &request.header, &json!({}), &content, &frontend.signer);
+    if let Err(e) = socket.send_multipart(frames, 0) {
+        log(&format!("cannot send {msg_type}: {e}"));
+    }
+}
+
+fn reply_type(request: &Message) -> String {
+    match request.msg_type().strip_suffix("_request") {
+        Some(stem) => format!("{stem}_reply"),
+        None => format!("{}_reply", request.msg_type()),
+    }
+}
+
+fn serve_control(socket: zmq::Socket, frontend: Frontend, interrupt: Arc<AtomicBool>, shutdown: Arc<AtomicBool>, info: Value) {
+    while !shutdown.load(Ordering::SeqCst) {
+        let mut items = [socket.as_poll_item(zmq::POLLIN)];
+        match zmq::poll(&mut items, POLL.as_millis() as i64) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        let Ok(frames) = socket.recv_multipart(0) else { return };
+        let msg = match wire::decode(frames, &frontend.signer) {
+            Ok(m) => m,
+            Err(e) => {
+                log(&format!("control: dropped a message: {e}"));
+                continue;
+            }
+        };
+        frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
+        match msg.msg_type() {
+            "kernel_info_request" => reply(&socket, &frontend, &msg, "kernel_info_reply", info.clone()),
+            "interrupt_request" => {
+                interrupt.store(true, Ordering::SeqCst);
+                reply(&socket, &frontend, &msg, "interrupt_reply", json!({ "status": "ok" }));
+            }
+            "shutdown_request" => {
+                let restart = msg.content.get("restart").and_then(Value::as_bool).unwrap_or(false);
+                interrupt.store(true, Ordering::SeqCst);
+                reply(&socket, &frontend, &msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
+                shutdown.store(true, Ordering::SeqCst);
+            }
+            other => reply(&socket, &frontend, &msg, &reply_type(&msg), unsupported(other)),
+        }
+        frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
+    }
+}
+
+fn unsupported(msg_type: &str) -> Value {
+    json!({ "status": "error", "ename": "UnsupportedRequest", "evalue": format!("this kernel does not handle {msg_type}"), "traceback": [] })
+}
+
+/// The shell side's state.
+struct Kernel {
+    frontend: Frontend,
+    shell: zmq::Socket,
+    info: Value,
+    execution_count: u64,
+    /// (execution count, code, text/plain of the result) per stored cell.
+    history: Vec<(u64, String, Value)>,
+    interrupt: Arc<AtomicBool>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Kernel {
+    fn dispatch(&mut self, interp: &mut dyn Interpreter, msg: Message) {
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
+        let content = &msg.content;
+        let str_of = |k: &str| content.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let cursor = content.get("cursor_pos").and_then(Value::as_u64).unwrap_or(0) as usize;
+        match msg.msg_type() {
+            "kernel_info_request" => reply(&self.shell, &self.frontend, &msg, "kernel_info_reply", self.info.clone()),
+            "execute_request" => self.execute(interp, &msg),
+            "complete_request" => {
+                let c = interp.complete(&str_of("code"), cursor);
+                reply(&self.shell, &self.frontend, &msg, "complete_reply", json!({
+                    "status": "ok", "matches": c.matches, "cursor_start": c.cursor_start, "cursor_end": c.cursor_end, "metadata": {},
+                }));
+            }
+            "inspect_request" => {
+                let found = interp.inspect(&str_of("code"), cursor);
+                let data = found.as_ref().map(|t| json!({ "text/plain": t })).unwrap_or(json!({}));
+                reply(&self.shell, &self.frontend, &msg, "inspect_reply", json!({ "status": "ok", "found": found.is_some(), "data": data, "metadata": {} }));
+            }
+            "is_complete_request" => {
+                let content = match interp.is_complete(&str_of("code")) {
+                    Completeness::Complete => json!({ "status": "complete" }),
+                    Completeness::Incomplete(indent) => json!({ "status": "incomplete", "indent": indent }),
+                    Completeness::Invalid => json!({ "status": "invalid" }),
+                };
+                reply(&self.shell, &self.frontend, &msg, "is_complete_reply", content);
+            }
+            "history_request" => {
+                let history = self.history_for(content);
+                reply(&self.shell, &self.frontend, &msg, "history_reply", json!({ "status": "ok", "history": history }));
+            }
+            "comm_info_request" => reply(&self.shell, &self.frontend, &msg, "comm_info_reply", json!({ "status": "ok", "comms": {} })),
+            "shutdown_request" => {
+                let restart = content.get("restart").and_then(Value::as_bool).unwrap_or(false);
+                reply(&self.shell, &self.frontend, &msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
+                self.shutdown.store(true, Ordering::SeqCst);
+            }
+            "comm_open" | "comm_msg" | "comm_close" => log(&format!("{} ignored: this kernel has no comm targets", msg.msg_type())),
+            other if other.ends_with("_request") => reply(&self.shell, &self.frontend, &msg, &reply_type(&msg), unsupported(other)),
+            other => log(&format!("shell: ignored a {other} message")),
+        }
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
+    }
+
+    fn execute(&mut self, interp: &mut dyn Interpreter, msg: &Message) {
+        let c = &msg.content;
+        let code = c.get("code").and_then(Value::as_str).unwrap_or("").to_string();
+        let silent = c.get("silent").and_then(Value::as_bool).unwrap_or(false);
+        let store_history = !silent && c.get("store_history").and_then(Value::as_bool).unwrap_or(true);
+        let stop_on_error = c.get("stop_on_error").and_then(Value::as_bool).unwrap_or(true);
+        if store_history {
+            self.execution_count += 1;
+            self.history.push((self.execution_count, code.clone(), Value::Null));
+        }
+        let count = self.execution_count;
+        {
+            let mut cur = self.frontend.current.lock().expect("frontend state");
+            cur.parent = msg.header.clone();
+            cur.allow_stdin = c.get("allow_stdin").and_then(Value::as_bool).unwrap_or(false);
+            cur.stdin_identities = msg.identities.clone();
+            cur.payload.clear();
+        }
+        if !silent {
+            self.frontend.publish("execute_input", json!({ "code": code, "execution_count": count }));
+        }
+        self.interrupt.store(false, Ordering::SeqCst);
+        let outcome = interp.execute(&code, &self.frontend);
+        let payload = std::mem::take(&mut self.frontend.current.lock().expect("frontend state").payload);
+        match outcome {
+            ExecuteOutcome::Ok(result) => {
+                let output = result.as_ref().and_then(|d| d.get("text/plain")).cloned().unwrap_or(Value::Null);
+                if store_history {
+                    if let Some(last) = self.history.last_mut() {
+                        last.2 = output;
+                    }
+                }
+                if let (Some(data), false) = (result, silent) {
+                    self.frontend.publish("execute_result", json!({ "execution_count": count, "data": data, "metadata": {} }));
+                }
+                reply(&self.shell, &self.frontend, msg, "execute_reply", json!({ "status": "ok", "execution_count": count, "user_expressions": {}, "payload": payload }));
+            }
+            ExecuteOutcome::Error { ename, evalue, traceback } => {
+                self.frontend.publish("error", json!({ "ename": ename, "evalue": evalue, "traceback": traceback }));
+                reply(&self.shell, &self.frontend, msg, "execute_reply", json!({
+                    "status": "error", "execution_count": count, "ename": ename, "evalue": evalue, "traceback": traceback, "user_expressions": {}, "payload": [],
+                }));
+                if stop_on_error {
+                    self.abort_queued();
+                }
+            }
+        }
+    }
+
+    /// After a failed cell, answers the execute requests already queued with
+    /// `aborted`, as ipykernel does, so that later cells don't run on a broken state.
+    fn abort_queued(&mut self) {
+        loop {
+            let mut items = [self.shell.as_poll_item(zmq::POLLIN)];
+            if !matches!(zmq::poll(&mut items, 0), Ok(n) if n > 0) {
+                return;
+            }
+            let Ok(frames) = self.shell.recv_multipart(0) else { return };
+            let Ok(msg) = wire::decode(frames, &self.frontend.signer) else { continue };
+            self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
+            if msg.msg_type() == "execute_request" {
+                reply(&self.shell, &self.frontend, &msg, "execute_reply", json!({ "status": "aborted", "execution_count": self.execution_count, "user_expressions": {}, "payload": [] }));
+            } else {
+                reply(&self.shell, &self.frontend, &msg, &reply_type(&msg), json!({ "status": "aborted" }));
+            }
+            self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
+        }
+    }
+
+    /// `history_request`: tail, range and search over this session's cells.
+    fn history_for(&self, content: &Value) -> Vec<Value> {
+        let with_output = content.get("output").and_then(Value::as_bool).unwrap_or(false);
+        let entry = |(n, code, out): &(u64, String, Value)| if with_output { json!([0, n, [code, out]]) } else { json!([0, n, code]) };
+        let int = |k: &str| content.get(k).and_then(Value::as_i64);
+        match content.get("hist_access_type").and_then(Value::as_str).unwrap_or("tail") {
+            "range" => {
+                let start = int("start").unwrap_or(1).max(1) as u64;
+                let stop = int("stop").map(|s| s as u64).unwrap_or(u64::MAX);
+                self.history.iter().filter(|(n, _, _)| *n >= start && *n < stop).map(entry).collect()
+            }
+            "search" => {
+                let pattern = content.get("pattern").and_then(Value::as_str).unwrap_or("*");
+                let n = int("n").unwrap_or(i64::MAX).max(0) as usize;
+                let unique = content.get("unique").and_then(Value::as_bool).unwrap_or(false);
+                let mut seen = std::collections::HashSet::new();
+                let mut hits: Vec<Value> = Vec::new();
+                // Newest first when de-duplicating, as IPython keeps the latest of each.
+                for h in self.history.iter().rev().filter(|(_, code, _)| glob_match(pattern, code)) {
+                    if !unique || seen.insert(h.1.clone()) {
+                        hits.push(entry(h));
+                    }
+                }
+                hits.reverse();
+                hits[hits.len().saturating_sub(n)..].to_vec()
+            }
+            _ => {
+                let n = int("n").unwrap_or(10).max(0) as usize;
+                self.history[self.history.len().saturating_sub(n)..].iter().map(entry).collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_stars_match_anything_even_a_literal_star() {
+        assert!(glob_match("6 *", "6 * 7"));
+        assert!(glob_match("*fit*", "let run = fit(m, t)"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "abbc"));
+        assert!(!glob_match("fit", "fit(m)"));
+    }
+}
+
+/// `*` and `?` glob matching, as history search patterns use.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}

@@ -1,0 +1,85 @@
+//! The kernel spec (`kernel-spec/`) and installing it where Jupyter looks.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+const KERNEL_JSON: &str = include_str!("../../kernel-spec/kernel.json");
+const LOGO_32: &[u8] = include_bytes!("../../kernel-spec/logo-32x32.png");
+const LOGO_64: &[u8] = include_bytes!("../../kernel-spec/logo-64x64.png");
+
+/// The kernel's name in `jupyter kernelspec list`.
+pub const KERNEL_NAME: &str = "tunebook";
+
+/// Where to install, as `jupyter kernelspec install` understands it.
+#[derive(Debug, Clone)]
+pub enum InstallTarget {
+    /// The user's Jupyter data folder (`$JUPYTER_DATA_DIR` or `~/.local/share/jupyter`).
+    User,
+    /// The Python environment of `python3` (a virtualenv when one is active).
+    SysPrefix,
+    /// `PREFIX/share/jupyter`.
+    Prefix(PathBuf),
+}
+
+/// The kernel.json text for a kernel binary at `exe`.
+pub fn kernel_json(exe: &Path) -> String {
+    let exe = serde_json::to_string(&exe.display().to_string()).expect("a path serializes");
+    KERNEL_JSON.replace("\"{tunebook}\"", &exe)
+}
+
+fn data_dir(target: &InstallTarget) -> Result<PathBuf> {
+    Ok(match target {
+        InstallTarget::User => match std::env::var_os("JUPYTER_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let home = std::env::var_os("HOME").context("HOME is not set; use --prefix DIR")?;
+                PathBuf::from(home).join(".local/share/jupyter")
+            }
+        },
+        InstallTarget::SysPrefix => {
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.prefix)"])
+                .output()
+                .context("--sys-prefix asks python3 for its prefix, and python3 could not be run")?;
+            if !out.status.success() {
+                bail!("python3 could not report sys.prefix");
+            }
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("share/jupyter")
+        }
+        InstallTarget::Prefix(p) => p.join("share/jupyter"),
+    })
+}
+
+/// Writes kernel.json and the logos into `<data dir>/kernels/tunebook`;
+/// returns that folder.
+pub fn install(target: &InstallTarget, exe: &Path) -> Result<PathBuf> {
+    let dir = data_dir(target)?.join("kernels").join(KERNEL_NAME);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        // Written beside and renamed, so Jupyter never reads half a kernel.json.
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(name))?;
+        Ok(())
+    };
+    write("kernel.json", kernel_json(exe).as_bytes())?;
+    write("logo-32x32.png", LOGO_32)?;
+    write("logo-64x64.png", LOGO_64)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_json_names_the_binary_and_message_interrupts() {
+        let v: serde_json::Value = serde_json::from_str(&kernel_json(Path::new("/opt/tb/tunebook"))).unwrap();
+        assert_eq!(v["argv"][0], "/opt/tb/tunebook");
+        assert_eq!(v["argv"][3], "{connection_file}");
+        assert_eq!(v["interrupt_mode"], "message");
+        assert_eq!(v["language"], "rhai");
+        assert_eq!(v["display_name"], "Tunebook (Rhai)");
+    }
+}

@@ -1,0 +1,291 @@
+//! The notebook side of the script layer: an [`Interpreter`] for the Jupyter
+//! kernel, and a live display of training runs.
+
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::api::html_escape;
+use super::{reference, Host, Session, SessionSettings};
+use crate::kernel::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, LanguageInfo, MimeBundle};
+use crate::train::{EpochRecord, TrainEvent, TrainObserver};
+
+/// Script output goes to the notebook.
+struct NotebookHost {
+    frontend: Frontend,
+    stop: Arc<AtomicBool>,
+}
+
+impl Host for NotebookHost {
+    fn print(&self, text: &str) {
+        self.frontend.stream("stdout", &format!("{text}\n"));
+    }
+    fn train_observer(&self) -> Box<dyn TrainObserver> {
+        Box::new(LiveTraining::new(self.frontend.clone()))
+    }
+    fn input(&self, prompt: &str) -> Option<String> {
+        self.frontend.input(prompt, false, &self.stop)
+    }
+    fn eprint(&self, text: &str) {
+        self.frontend.stream("stderr", &format!("{text}\n"));
+    }
+    fn display(&self, plain: &str, html: Option<&str>) {
+        let mut bundle = MimeBundle::new();
+        bundle.insert("text/plain".into(), json!(plain));
+        if let Some(h) = html {
+            bundle.insert("text/html".into(), json!(h));
+        }
+        self.frontend.display(bundle, None);
+    }
+    fn clear_output(&self) {
+        self.frontend.clear_output(false);
+    }
+    fn page(&self, text: &str) {
+        self.frontend.page(text);
+    }
+}
+
+/// A Tunebook session served as a Jupyter kernel.
+pub struct NotebookInterpreter {
+    session: Session,
+}
+
+impl NotebookInterpreter {
+    /// A session whose interrupt flag is the kernel's.
+    pub fn new(frontend: Frontend, interrupt: Arc<AtomicBool>, settings: SessionSettings) -> Self {
+        let host = Rc::new(NotebookHost { frontend, stop: interrupt.clone() });
+        Self { session: Session::new(host, SessionSettings { stop: interrupt, ..settings }) }
+    }
+}
+
+impl Interpreter for NotebookInterpreter {
+    fn language_info(&self) -> LanguageInfo {
+        LanguageInfo {
+            name: "rhai".into(),
+            version: "1.27".into(),
+            file_extension: ".rhai".into(),
+            mimetype: "text/x-rhai".into(),
+            codemirror_mode: "rust".into(),
+            implementation: ("tunebook".into(), env!("CARGO_PKG_VERSION").into()),
+            banner: format!("Tunebook {} — fine-tuning in Rhai over libtorch. Try: print(load_model(\"minilm\", #{{ labels: 2 }}))", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    fn execute(&mut self, code: &str, _frontend: &Frontend) -> ExecuteOutcome {
+        match self.session.eval(code, "cell") {
+            Ok(value) => ExecuteOutcome::Ok(self.session.render(&value).map(|(plain, html)| {
+                let mut bundle = MimeBundle::new();
+                bundle.insert("text/plain".into(), json!(plain));
+                if let Some(html) = html {
+                    bundle.insert("text/html".into(), json!(html));
+                }
+                bundle
+            })),
+            Err(e) => {
+                let mut traceback = vec![format!("{}: {}", if e.interrupted { "Interrupted" } else { "ScriptError" }, e.message)];
+                if let (Some(line), Some(src)) = (e.line, e.line.and_then(|l| code.lines().nth(l.saturating_sub(1)))) {
+                    let col = e.column.unwrap_or(1);
+                    traceback.push(format!("  cell line {line}, column {col}:"));
+                    traceback.push(format!("    {src}"));
+                    traceback.push(format!("    {}^", " ".repeat(col.saturating_sub(1))));
+                }
+                let ename = if e.interrupted { "Interrupted" } else { "ScriptError" };
+                ExecuteOutcome::Error { ename: ename.into(), evalue: e.message, traceback }
+            }
+        }
+    }
+
+    fn complete(&mut self, code: &str, cursor: usize) -> Completions {
+        let chars: Vec<char> = code.chars().collect();
+        let cursor = cursor.min(chars.len());
+        let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+        let start = (0..cursor).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(cursor);
+        let prefix: String = chars[start..cursor].iter().collect();
+        let mut matches: Vec<String> = if start > 0 && chars[start - 1] == '.' {
+            // A method: of the value's type if the receiver is a known variable.
+            let recv_end = start - 1;
+            let recv_start = (0..recv_end).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(recv_end);
+            let receiver: String = chars[recv_start..recv_end].iter().collect();
+            let ty = self.session.variable_type(&receiver);
+            reference::API
+                .iter()
+                .filter(|e| e.receiver.is_some() && (ty.is_none() || e.receiver == ty.as_deref()))
+                .map(|e| e.name.to_string())
+                .collect()
+        } else {
+            let mut names: Vec<String> = reference::API.iter().filter(|e| e.receiver.is_none()).map(|e| e.name.to_string()).collect();
+            names.extend(self.session.variable_names());
+            names.extend(declared_names(code));
+            names.extend(["let", "const", "fn", "if", "else", "for", "in", "while", "loop", "break", "continue", "return", "true", "false"].map(String::from));
+            names
+        };
+        matches.retain(|m| m.starts_with(&prefix));
+        matches.sort();
+        matches.dedup();
+        Completions { matches, cursor_start: start, cursor_end: cursor }
+    }
+
+    fn inspect(&mut self, code: &str, cursor: usize) -> Option<String> {
+        let chars: Vec<char> = code.chars().collect();
+        let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+        let cursor = cursor.min(chars.len());
+        let start = (0..cursor).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(cursor);
+        let end = (cursor..chars.len()).take_while(|&i| is_ident(chars[i])).last().map(|i| i + 1).unwrap_or(cursor);
+        let name: String = chars[start..end].iter().collect();
+        if let Some(help) = reference::help(&name) {
+            return Some(help);
+        }
+        self.session.variable_type(&name).map(|ty| format!("{name}: {ty}"))
+    }
+
+    fn is_complete(&mut self, code: &str) -> Completeness {
+        self.session.completeness(code)
+    }
+}
+
+/// Names declared with `let`/`const` in code not yet run.
+fn declared_names(code: &str) -> Vec<String> {
+    let words: Vec<&str> = code.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+    words.windows(2).filter(|w| w[0] == "let" || w[0] == "const").map(|w| w[1].to_string()).collect()
+}
+
+/// One live display per training run: a progress line and the epochs so
+/// far, updated in place a few times a second.
+pub struct LiveTraining {
+    frontend: Frontend,
+    display_id: String,
+    shown: bool,
+    last_update: Option<Instant>,
+    epochs: usize,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    started: Instant,
+    status: String,
+    loss: f64,
+    lr: f64,
+    step: usize,
+    history: Vec<EpochRecord>,
+}
+
+const UPDATE_EVERY: Duration = Duration::from_millis(250);
+
+impl LiveTraining {
+    /// A display that appears at the run's first event.
+    pub fn new(frontend: Frontend) -> Self {
+        Self {
+            frontend,
+            display_id: uuid::Uuid::new_v4().to_string(),
+            shown: false,
+            last_update: None,
+            epochs: 0,
+            steps_per_epoch: 0,
+            total_steps: 0,
+            started: Instant::now(),
+            status: String::new(),
+            loss: f64::NAN,
+            lr: 0.0,
+            step: 0,
+            history: Vec::new(),
+        }
+    }
+
+    fn progress_line(&self) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = self.step as f64 / elapsed.max(1e-9);
+        let eta = if self.step > 0 { (self.total_steps.saturating_sub(self.step)) as f64 / rate } else { f64::NAN };
+        let done = if self.total_steps > 0 { self.step as f64 / self.total_steps as f64 } else { 0.0 };
+        let filled = (done * 24.0).round() as usize;
+        format!(
+            "[{}{}] step {}/{}  loss {:.4}  lr {:.2e}  {:.2} steps/s  eta {}  {}",
+            "#".repeat(filled),
+            ".".repeat(24 - filled.min(24)),
+            self.step,
+            self.total_steps,
+            self.loss,
+            self.lr,
+            rate,
+            if eta.is_finite() { format!("{eta:.0}s") } else { "-".into() },
+            self.status
+        )
+    }
+
+    fn bundle(&self) -> MimeBundle {
+        let mut plain = self.progress_line();
+        let mut rows = String::new();
+        for e in &self.history {
+            let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), format!("{:.4}", v.accuracy))).unwrap_or_default();
+            plain.push_str(&format!("\nepoch {}/{}: train_loss {:.4}  val_loss {vl}  val_accuracy {va}  ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
+            rows.push_str(&format!("<tr><td>{}</td><td>{:.4}</td><td>{vl}</td><td>{va}</td><td>{:.0}s</td></tr>", e.epoch, e.train_loss, e.elapsed));
+        }
+        let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
+        let html = format!(
+            "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>\
+             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>time</th></tr></thead><tbody>{rows}</tbody></table></div>",
+            html_escape(&self.progress_line())
+        );
+        let mut b = MimeBundle::new();
+        b.insert("text/plain".into(), json!(plain));
+        b.insert("text/html".into(), json!(html));
+        b
+    }
+
+    fn refresh(&mut self, force: bool) {
+        if !force && self.last_update.is_some_and(|t| t.elapsed() < UPDATE_EVERY) {
+            return;
+        }
+        self.last_update = Some(Instant::now());
+        if self.shown {
+            self.frontend.update_display(self.bundle(), &self.display_id);
+        } else {
+            self.frontend.display(self.bundle(), Some(&self.display_id));
+            self.shown = true;
+        }
+    }
+}
+
+impl TrainObserver for LiveTraining {
+    fn on_event(&mut self, event: &TrainEvent) {
+        match event {
+            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device } => {
+                self.epochs = *epochs;
+                self.steps_per_epoch = *steps_per_epoch;
+                self.total_steps = *total_steps;
+                self.started = Instant::now();
+                self.status = format!(
+                    "training {} of {} parameters on {device}",
+                    crate::model::group_digits(*trainable_params),
+                    crate::model::group_digits(*total_params)
+                );
+                self.refresh(true);
+            }
+            TrainEvent::Step { epoch, record, .. } => {
+                self.step = record.step;
+                self.loss = record.loss;
+                self.lr = record.lr;
+                self.status = format!("epoch {epoch}/{}", self.epochs);
+                self.refresh(false);
+            }
+            TrainEvent::Evaluating { epoch } => {
+                self.status = format!("evaluating epoch {epoch}");
+                self.refresh(true);
+            }
+            TrainEvent::EpochEnd(e) => {
+                self.history.push(e.clone());
+                self.refresh(true);
+            }
+            TrainEvent::Interrupted { steps } => {
+                self.status = format!("interrupted after {steps} steps; the model keeps its weights");
+                self.refresh(true);
+            }
+            TrainEvent::Done(run) => {
+                if !run.interrupted {
+                    self.status = format!("done in {:.0}s", run.seconds);
+                }
+                self.refresh(true);
+            }
+        }
+    }
+}

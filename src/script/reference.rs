@@ -1,0 +1,79 @@
+//! The script API's reference: one entry per function, used by the kernel's
+//! completion and inspection (and by `tunebook api`).
+
+/// One function of the script API.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiEntry {
+    /// The function's name.
+    pub name: &'static str,
+    /// The type it is a method of (`Model`, `Dataset`, ...), if any.
+    pub receiver: Option<&'static str>,
+    /// How it is called.
+    pub signature: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+const fn f(name: &'static str, signature: &'static str, doc: &'static str) -> ApiEntry {
+    ApiEntry { name, receiver: None, signature, doc }
+}
+
+const fn m(receiver: &'static str, name: &'static str, signature: &'static str, doc: &'static str) -> ApiEntry {
+    ApiEntry { name, receiver: Some(receiver), signature, doc }
+}
+
+/// Every documented function and method.
+pub const API: &[ApiEntry] = &[
+    f("load_model", "load_model(name_or_path, #{ task: \"classify\", labels, pooling: \"pooler\"|\"mean\", device })", "Loads a pretrained BERT-family model in Hugging Face layout (\"minilm\" names the cached all-MiniLM-L6-v2). `labels` is a count or a list of class names; a new classification head is created for them."),
+    m("Model", "summary", "model.summary()", "Trainable and frozen parameters per module, the totals and the trainable share."),
+    m("Model", "freeze", "model.freeze(path)", "Freezes the parameters under a module path (\"embeddings\", \"encoder.layer.3\") or a layer range (\"encoder.layer.0-3\"). A name that matches nothing lists the closest module names."),
+    m("Model", "unfreeze", "model.unfreeze(path)", "Makes the parameters under a module path or layer range train again."),
+    m("Model", "save", "model.save(dir)", "Saves config.json, model.safetensors and the tokenizer files (Hugging Face layout), written beside the target and renamed into place. Returns the folder."),
+    m("Model", "labels", "model.labels", "The class names of the head, by label id."),
+    m("Model", "device", "model.device", "Where the model's weights are: cpu or cuda."),
+    m("Model", "trainable_params", "model.trainable_params", "How many parameters train."),
+    m("Model", "total_params", "model.total_params", "How many parameters the model has."),
+    f("load_dataset", "load_dataset(name_or_csv, #{ text: \"text\", label: \"label\" })", "Loads a named dataset from the cache (\"rotten_tomatoes\") or a CSV file with a header; `text` and `label` name its columns."),
+    m("Dataset", "clean", "data.clean()", "Normalizes whitespace and drops empty rows and exact duplicates; prints how many rows each step removed."),
+    m("Dataset", "split", "data.split(#{ val: 0.2, seed })", "Shuffles with the seed and splits off a validation share. Returns #{ train, val }."),
+    m("Dataset", "take", "data.take(n)", "The first n rows."),
+    m("Dataset", "shuffle", "data.shuffle(seed)", "The rows in a seeded random order."),
+    m("Dataset", "labels", "data.labels()", "Rows per class, as a map."),
+    m("Dataset", "head", "data.head(n)", "The first n rows as maps of text and label."),
+    m("Dataset", "len", "data.len()", "The number of rows."),
+    m("Dataset", "tokenize", "data.tokenize(model, #{ max_len: 128 })", "Tokenizes every text with the model's tokenizer, truncating to max_len tokens."),
+    m("TokenizedDataset", "loader", "tokens.loader(#{ batch: 16, shuffle: false, seed, drop_last: false })", "Batches of rows, each padded to its longest row."),
+    f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0 })", "Trains the model on the train loader, evaluating on val after each epoch. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far."),
+    f("evaluate", "evaluate(model, loader)", "Loss and accuracy of the model on every batch, without gradients: #{ loss, accuracy, rows }."),
+    f("predict", "predict(model, texts, #{ max_len: 128 })", "The predicted label and its probability for each text (or for one string)."),
+    m("Run", "val_accuracy", "run.val_accuracy", "Validation accuracy after the last epoch."),
+    m("Run", "val_loss", "run.val_loss", "Validation loss after the last epoch."),
+    m("Run", "best_val_accuracy", "run.best_val_accuracy", "The best validation accuracy of any epoch."),
+    m("Run", "history", "run.history", "One map per epoch: epoch, train_loss, val_loss, val_accuracy."),
+    m("Run", "seconds", "run.seconds", "How long the run took."),
+    m("Run", "samples_per_sec", "run.samples_per_sec", "Training throughput, evaluation excluded."),
+    m("Run", "interrupted", "run.interrupted", "Whether an interrupt stopped the run."),
+    m("Run", "steps", "run.steps", "Optimizer steps taken."),
+    f("set_seed", "set_seed(n)", "Seeds weight initialization, dropout and the default shuffles and splits."),
+    f("device", "device()", "The device new models are placed on."),
+    f("input", "input(prompt)", "Asks the user for a line of text (in a notebook, through the frontend)."),
+    f("print", "print(value)", "Prints a value."),
+    f("debug", "debug(value)", "Prints a value on the error stream (stderr)."),
+    f("display", "display(value)", "Shows a value richly: a table for models, datasets and runs in a notebook."),
+    f("clear_output", "clear_output()", "Clears the output of the current notebook cell."),
+    f("help", "help(name)", "Shows the reference for a function or method."),
+];
+
+/// The entries with this name (a function and methods may share one).
+pub fn lookup(name: &str) -> Vec<&'static ApiEntry> {
+    API.iter().filter(|e| e.name == name).collect()
+}
+
+/// The help text for a name: signature and doc of each entry.
+pub fn help(name: &str) -> Option<String> {
+    let entries = lookup(name);
+    if entries.is_empty() {
+        return None;
+    }
+    Some(entries.iter().map(|e| format!("{}\n\n{}", e.signature, e.doc)).collect::<Vec<_>>().join("\n\n"))
+}

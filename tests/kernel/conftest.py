@@ -1,0 +1,14 @@
+"""Installs the Tunebook kernel spec into a temporary prefix for the tests,
+so that real Jupyter clients start the kernel built by cargo."""
+
+import os
+import pathlib
+import subprocess
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
+
+_prefix = tempfile.mkdtemp(prefix="tunebook-kernelspec-")
+subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", _prefix], check=True, capture_output=True)
+os.environ["JUPYTER_PATH"] = os.path.join(_prefix, "share", "jupyter")

@@ -1,0 +1,215 @@
+"""What jupyter_kernel_test does not cover, with a real jupyter_client:
+interrupts that keep state, SIGINT, restart, live training displays, bad
+signatures, long sessions and input()."""
+
+import os
+import signal
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+from jupyter_client.session import Session
+
+TIMEOUT = 120
+
+SETUP_TRAINING = """
+let model = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
+let data = load_dataset("rotten_tomatoes").clean().split(#{ val: 0.1, seed: 1 });
+let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 8, shuffle: true });
+let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
+model.freeze("embeddings");
+"""
+
+
+@pytest.fixture()
+def kernel():
+    km, kc = start_new_kernel(kernel_name="tunebook", startup_timeout=60)
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run(kc, code, timeout=TIMEOUT, **kw):
+    """Executes code; returns (reply content, iopub messages of this request)."""
+    msg_id = kc.execute(code, **kw)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    outputs = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        outputs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return reply["content"], outputs
+
+
+def result_text(outputs):
+    for m in outputs:
+        if m["msg_type"] == "execute_result":
+            return m["content"]["data"]["text/plain"]
+    return None
+
+
+def stdout_text(outputs):
+    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+
+
+def start_then(kc, code, after_seconds, action):
+    """Starts a cell, waits until it has run a while, acts, and returns the reply and outputs."""
+    msg_id = kc.execute(code)
+    deadline = time.time() + TIMEOUT
+    outputs = []
+    acted = False
+    started = time.time()
+    while time.time() < deadline:
+        if not acted and time.time() - started > after_seconds:
+            action()
+            acted = True
+            acted_at = time.time()
+        try:
+            msg = kc.get_iopub_msg(timeout=0.2)
+        except Exception:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        outputs.append(msg)
+        if acted and msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            reply = kc.get_shell_msg(timeout=10)
+            return reply["content"], outputs, time.time() - acted_at
+    raise AssertionError("the cell did not finish after the interrupt")
+
+
+def test_interrupt_during_training_keeps_model_run_and_variables(kernel):
+    km, kc = kernel
+    reply, _ = run(kc, SETUP_TRAINING + "let kept = 41;")
+    assert reply["status"] == "ok", reply
+    reply, outputs, took = start_then(kc, "let run = fit(model, train, val, #{ epochs: 3, lr: 5e-5 });", 6, km.interrupt_kernel)
+    assert reply["status"] == "error" and reply["ename"] == "Interrupted", reply
+    assert took < 5, f"the kernel took {took:.1f}s to become idle after the interrupt"
+    # Every variable survives, and the run records the interruption.
+    reply, outputs = run(kc, "[kept + 1, run.interrupted, run.steps > 0, run.steps < 1000, model.labels.len()]")
+    assert reply["status"] == "ok", reply
+    assert result_text(outputs) == "[42, true, true, true, 2]"
+    # The model still works: evaluate it and train a little more.
+    reply, outputs = run(kc, "let again = fit(model, train, #{ epochs: 1, max_steps: 2 }); again.steps")
+    assert reply["status"] == "ok", reply
+    assert result_text(outputs) == "2"
+
+
+def test_sigint_stops_a_script_loop_and_keeps_its_variables(kernel):
+    km, kc = kernel
+    reply, _, _ = start_then(kc, "let i = 0; loop { i += 1; }", 1, lambda: os.kill(km.provisioner.pid, signal.SIGINT))
+    assert reply["status"] == "error" and reply["ename"] == "Interrupted", reply
+    reply, outputs = run(kc, "i > 0")
+    assert result_text(outputs) == "true"
+
+
+def test_restart_gives_a_fresh_scope(kernel):
+    km, kc = kernel
+    run(kc, "let x = 5;")
+    reply, outputs = run(kc, "x")
+    assert result_text(outputs) == "5"
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=60)
+    reply, _ = run(kc, "x")
+    assert reply["status"] == "error" and "x" in reply["evalue"], reply
+
+
+def test_training_shows_one_display_updated_in_place(kernel):
+    _, kc = kernel
+    reply, _ = run(kc, SETUP_TRAINING)
+    assert reply["status"] == "ok", reply
+    reply, outputs = run(kc, "let run = fit(model, train, val, #{ epochs: 2, max_steps: 40, lr: 5e-5 });")
+    assert reply["status"] == "ok", reply
+    displays = [m for m in outputs if m["msg_type"] == "display_data"]
+    updates = [m for m in outputs if m["msg_type"] == "update_display_data"]
+    assert len(displays) == 1, "a run shows one display"
+    display_id = displays[0]["content"]["transient"]["display_id"]
+    assert len(updates) >= 2
+    assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
+    final = updates[-1]["content"]["data"]["text/plain"]
+    assert "val_accuracy" in final and "done" in final, final
+    # No carriage-return progress bars in the notebook.
+    assert not any("\r" in m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+
+
+def test_messages_with_bad_signatures_are_dropped(kernel):
+    _, kc = kernel
+    forged = Session(key=b"not-the-key", username="mallory")
+    msg = forged.msg("execute_request", {"code": "let forged = 1;", "silent": False, "store_history": True,
+                                          "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    forged.send(kc.shell_channel.socket, msg)
+    time.sleep(1.0)
+    # No reply came to the forged request, and nothing ran.
+    assert not kc.shell_channel.msg_ready()
+    reply, _ = run(kc, "forged")
+    assert reply["status"] == "error", "the forged cell was executed"
+    reply, outputs = run(kc, "1 + 1")
+    assert result_text(outputs) == "2"
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_500_cells_in_a_row_keep_memory_flat(kernel):
+    km, kc = kernel
+    pid = km.provisioner.pid
+    for i in range(100):
+        run(kc, f"let v{i % 10} = [1, 2, 3]; print(v{i % 10}.len() + {i});")
+    before = rss_kib(pid)
+    for i in range(500):
+        reply, outputs = run(kc, f"let v{i % 10} = [1, 2, 3]; print(v{i % 10}.len() + {i});")
+        assert reply["status"] == "ok"
+    after = rss_kib(pid)
+    assert reply["execution_count"] == 600
+    assert after - before < 16 * 1024, f"memory grew from {before} KiB to {after} KiB over 500 cells"
+
+
+def test_input_asks_the_frontend(kernel):
+    _, kc = kernel
+    msg_id = kc.execute('let name = input("your name? "); print("hello " + name);', allow_stdin=True)
+    req = kc.get_stdin_msg(timeout=30)
+    assert req["msg_type"] == "input_request" and req["content"]["prompt"] == "your name? "
+    kc.input("Ada")
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok", reply["content"]
+    reply, outputs = run(kc, "name")
+    assert result_text(outputs) == '"Ada"'
+
+
+def test_input_without_stdin_is_a_clear_error(kernel):
+    _, kc = kernel
+    reply, _ = run(kc, 'input("x")', allow_stdin=False)
+    assert reply["status"] == "error" and "does not accept input" in reply["evalue"]
+
+
+def test_a_failed_cell_aborts_the_queued_ones(kernel):
+    _, kc = kernel
+    first = kc.execute('throw "first fails"')
+    second = kc.execute("let ran = true;")
+    replies = {}
+    while len(replies) < 2:
+        r = kc.get_shell_msg(timeout=30)
+        replies[r["parent_header"]["msg_id"]] = r["content"]
+    assert replies[first]["status"] == "error"
+    assert replies[second]["status"] == "aborted"
+    reply, _ = run(kc, "ran")
+    assert reply["status"] == "error"
+
+
+def test_errors_show_the_failing_line(kernel):
+    _, kc = kernel
+    reply, outputs = run(kc, 'let a = 1;\nlet m = load_model("no-such-model");')
+    assert reply["status"] == "error"
+    tb = "\n".join(reply["traceback"])
+    assert "cell line 2" in tb and 'load_model("no-such-model")' in tb, tb
+    assert "no model named 'no-such-model'" in reply["evalue"]

@@ -1,0 +1,42 @@
+"""jupyter_kernel_test's conformance suite, with every sample filled in."""
+
+import unittest
+
+import jupyter_kernel_test as jkt
+
+
+class TunebookKernelTests(jkt.KernelTests):
+    kernel_name = "tunebook"
+    language_name = "rhai"
+    file_extension = ".rhai"
+
+    code_hello_world = 'print("hello, world")'
+    code_stderr = 'debug("something on stderr")'
+
+    completion_samples = [
+        {"text": "load_m", "matches": {"load_model"}},
+        {"text": "let rows = 3; let rounds = 2; ro", "matches": {"rows", "rounds"}},
+        {"text": 'let d = load_dataset("rotten_tomatoes"); d.sp', "matches": {"split"}},
+    ]
+    complete_code_samples = ["1 + 1", "let x = 3;", "fn double(x) { x * 2 }", 'print("a")']
+    incomplete_code_samples = ["fn double(x) {", "let a = [1, 2,", "if true {"]
+    invalid_code_samples = ["let = 5;", "1 + + ;)"]
+
+    code_page_something = 'help("fit")'
+    code_generate_error = 'throw "boom"'
+    code_execute_result = [
+        {"code": "6 * 7", "result": "42"},
+        {"code": '"tune" + "book"', "result": '"tunebook"'},
+        {"code": "[1, 2, 3].len()", "result": "3"},
+    ]
+    code_display_data = [
+        {"code": 'display(load_dataset("rotten_tomatoes").take(3))', "mime": "text/html"},
+    ]
+    code_history_pattern = "6 *"
+    supported_history_operations = ("tail", "range", "search")
+    code_inspect_sample = "load_model"
+    code_clear_output = "clear_output()"
+
+
+if __name__ == "__main__":
+    unittest.main()
