@@ -8,6 +8,7 @@
 pub mod data;
 pub mod kernel;
 pub mod model;
+pub mod plot;
 pub mod runtime;
 pub mod script;
 pub mod suggest;

@@ -70,8 +70,12 @@ enum KernelAction {
     },
 }
 
-/// The terminal as a script host: prints to stdout, progress bars on stderr.
-struct TerminalHost;
+/// The terminal as a script host: prints to stdout, progress bars on
+/// stderr, charts as PNG files under `out/plots/`.
+struct TerminalHost {
+    script_stem: String,
+    charts: std::cell::Cell<usize>,
+}
 
 impl Host for TerminalHost {
     fn print(&self, text: &str) {
@@ -79,6 +83,16 @@ impl Host for TerminalHost {
     }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
         Box::new(cli::progress::TerminalProgress::new())
+    }
+    fn show_chart(&self, chart: &tunebook::plot::Chart) {
+        let n = self.charts.get() + 1;
+        self.charts.set(n);
+        let path = PathBuf::from("out/plots").join(format!("{}-{n}.png", self.script_stem));
+        let written = std::fs::create_dir_all("out/plots").and_then(|_| std::fs::write(&path, &chart.png));
+        match written {
+            Ok(()) => println!("chart saved to {}", path.display()),
+            Err(e) => eprintln!("warning: could not write the chart {}: {e}", path.display()),
+        }
     }
     fn input(&self, prompt: &str) -> Option<String> {
         use std::io::Write;
@@ -165,7 +179,9 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
         eprintln!("\nstopping at the next batch (Ctrl-C again to quit now)");
     });
     let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop };
-    let mut session = Session::new(Rc::new(TerminalHost), settings);
+    let script_stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
+    let host = TerminalHost { script_stem, charts: std::cell::Cell::new(0) };
+    let mut session = Session::new(Rc::new(host), settings);
     match session.run_file(&file) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

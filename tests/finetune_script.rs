@@ -17,6 +17,7 @@ fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
         let val = data.val.take(400).tokenize(model, #{{ max_len: 48 }}).loader(#{{ batch: 100 }});
         model.freeze("embeddings");
         let run = fit(model, train, val, #{{ lr: 8e-5, epochs: 2, warmup: 0.1 }});
+        plot(run);
         let saved = model.save("{saved}");
         let reloaded = load_model(saved);
         let again = evaluate(reloaded, val);
@@ -50,6 +51,8 @@ fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
     assert_eq!((steps, epochs), (60, 2));
     assert!(matches!(rec.events.last(), Some(TrainEvent::Done(_))));
     assert!(rec.printed.iter().any(|p| p.starts_with("clean: 12808 rows")), "cleaning report missing: {:?}", rec.printed);
+    assert_eq!(rec.charts.len(), 1, "plot(run) showed no chart");
+    assert!(rec.charts[0].svg.contains("validation accuracy") && rec.charts[0].png.starts_with(b"\x89PNG"));
 
     // The saved folder is a Hugging Face model that reloads to the same predictions.
     for file in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {

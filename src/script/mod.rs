@@ -36,6 +36,8 @@ pub trait Host {
     fn display(&self, plain: &str, _html: Option<&str>) {
         self.print(plain);
     }
+    /// Shows a chart: a file on a terminal, an image in a notebook.
+    fn show_chart(&self, chart: &crate::plot::Chart);
     /// Clears what the current cell has shown, where the host can.
     fn clear_output(&self) {}
     /// Shows help text in a pager where the host has one.

@@ -43,6 +43,9 @@ impl Host for NotebookHost {
     fn clear_output(&self) {
         self.frontend.clear_output(false);
     }
+    fn show_chart(&self, chart: &crate::plot::Chart) {
+        self.frontend.display(chart_bundle(chart), None);
+    }
     fn page(&self, text: &str) {
         self.frontend.page(text);
     }
@@ -146,6 +149,16 @@ impl Interpreter for NotebookInterpreter {
     }
 }
 
+/// A chart as SVG and PNG, with a text fallback.
+fn chart_bundle(chart: &crate::plot::Chart) -> MimeBundle {
+    use base64::Engine as _;
+    let mut b = MimeBundle::new();
+    b.insert("text/plain".into(), json!("<training curves>"));
+    b.insert("image/svg+xml".into(), json!(chart.svg));
+    b.insert("image/png".into(), json!(base64::engine::general_purpose::STANDARD.encode(&chart.png)));
+    b
+}
+
 /// Names declared with `let`/`const` in code not yet run.
 fn declared_names(code: &str) -> Vec<String> {
     let words: Vec<&str> = code.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
@@ -168,9 +181,15 @@ pub struct LiveTraining {
     lr: f64,
     step: usize,
     history: Vec<EpochRecord>,
+    steps: Vec<crate::train::StepRecord>,
+    interrupted: bool,
+    chart_svg: String,
+    last_chart: Option<Instant>,
 }
 
 const UPDATE_EVERY: Duration = Duration::from_millis(250);
+/// The chart is redrawn less often than the progress line.
+const CHART_EVERY: Duration = Duration::from_secs(2);
 
 impl LiveTraining {
     /// A display that appears at the run's first event.
@@ -189,10 +208,28 @@ impl LiveTraining {
             lr: 0.0,
             step: 0,
             history: Vec::new(),
+            steps: Vec::new(),
+            interrupted: false,
+            chart_svg: String::new(),
+            last_chart: None,
+        }
+    }
+
+    fn redraw_chart(&mut self, force: bool) {
+        if self.steps.is_empty() || (!force && self.last_chart.is_some_and(|t| t.elapsed() < CHART_EVERY)) {
+            return;
+        }
+        self.last_chart = Some(Instant::now());
+        let run = crate::train::TrainRun { steps: self.steps.clone(), epochs: self.history.clone(), interrupted: self.interrupted, ..Default::default() };
+        if let Ok(chart) = crate::plot::training_curves(&run) {
+            self.chart_svg = chart.svg;
         }
     }
 
     fn progress_line(&self) -> String {
+        if self.step == 0 {
+            return format!("starting: {}", self.status);
+        }
         let elapsed = self.started.elapsed().as_secs_f64();
         let rate = self.step as f64 / elapsed.max(1e-9);
         let eta = if self.step > 0 { (self.total_steps.saturating_sub(self.step)) as f64 / rate } else { f64::NAN };
@@ -223,8 +260,9 @@ impl LiveTraining {
         let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
         let html = format!(
             "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>\
-             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>time</th></tr></thead><tbody>{rows}</tbody></table></div>",
-            html_escape(&self.progress_line())
+             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
+            html_escape(&self.progress_line()),
+            self.chart_svg
         );
         let mut b = MimeBundle::new();
         b.insert("text/plain".into(), json!(plain));
@@ -237,6 +275,7 @@ impl LiveTraining {
             return;
         }
         self.last_update = Some(Instant::now());
+        self.redraw_chart(force);
         if self.shown {
             self.frontend.update_display(self.bundle(), &self.display_id);
         } else {
@@ -262,6 +301,7 @@ impl TrainObserver for LiveTraining {
                 self.refresh(true);
             }
             TrainEvent::Step { epoch, record, .. } => {
+                self.steps.push(*record);
                 self.step = record.step;
                 self.loss = record.loss;
                 self.lr = record.lr;
@@ -277,6 +317,7 @@ impl TrainObserver for LiveTraining {
                 self.refresh(true);
             }
             TrainEvent::Interrupted { steps } => {
+                self.interrupted = true;
                 self.status = format!("interrupted after {steps} steps; the model keeps its weights");
                 self.refresh(true);
             }

@@ -44,6 +44,7 @@ pub const API: &[ApiEntry] = &[
     m("Dataset", "tokenize", "data.tokenize(model, #{ max_len: 128 })", "Tokenizes every text with the model's tokenizer, truncating to max_len tokens."),
     m("TokenizedDataset", "loader", "tokens.loader(#{ batch: 16, shuffle: false, seed, drop_last: false })", "Batches of rows, each padded to its longest row."),
     f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0 })", "Trains the model on the train loader, evaluating on val after each epoch. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far."),
+    f("plot", "plot(run)", "Charts the run: training loss by step (raw and smoothed) with validation loss, and validation accuracy by epoch. Inline in a notebook; a PNG under out/plots/ from `tunebook run`."),
     f("evaluate", "evaluate(model, loader)", "Loss and accuracy of the model on every batch, without gradients: #{ loss, accuracy, rows }."),
     f("predict", "predict(model, texts, #{ max_len: 128 })", "The predicted label and its probability for each text (or for one string)."),
     m("Run", "val_accuracy", "run.val_accuracy", "Validation accuracy after the last epoch."),

@@ -16,6 +16,7 @@ use tunebook::train::{TrainEvent, TrainObserver};
 pub struct Recorded {
     pub printed: Vec<String>,
     pub events: Vec<TrainEvent>,
+    pub charts: Vec<tunebook::plot::Chart>,
 }
 
 /// A host that records instead of printing.
@@ -35,6 +36,9 @@ impl Host for RecordingHost {
     }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
         Box::new(RecordingObserver(self.0.clone()))
+    }
+    fn show_chart(&self, chart: &tunebook::plot::Chart) {
+        self.0.borrow_mut().charts.push(chart.clone());
     }
 }
 

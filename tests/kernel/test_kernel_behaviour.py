@@ -133,6 +133,7 @@ def test_training_shows_one_display_updated_in_place(kernel):
     assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
     final = updates[-1]["content"]["data"]["text/plain"]
     assert "val_accuracy" in final and "done" in final, final
+    assert "<svg" in updates[-1]["content"]["data"]["text/html"], "the live display has no chart"
     # No carriage-return progress bars in the notebook.
     assert not any("\r" in m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
 

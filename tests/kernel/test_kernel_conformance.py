@@ -31,7 +31,20 @@ class TunebookKernelTests(jkt.KernelTests):
     ]
     code_display_data = [
         {"code": 'display(load_dataset("rotten_tomatoes").take(3))', "mime": "text/html"},
+        {"code": "plot(tiny_run)", "mime": "image/svg+xml"},
+        {"code": "plot(tiny_run)", "mime": "image/png"},
     ]
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # A tiny run for the chart samples, trained once for the whole class.
+        cls.kc.execute_interactive(
+            'let m = load_model("minilm", #{ labels: 2 });'
+            ' let t = load_dataset("rotten_tomatoes").take(32).tokenize(m, #{ max_len: 16 }).loader(#{ batch: 16 });'
+            " let tiny_run = fit(m, t, t, #{ epochs: 1 });",
+            timeout=120,
+        )
     code_history_pattern = "6 *"
     supported_history_operations = ("tail", "range", "search")
     code_inspect_sample = "load_model"

@@ -87,6 +87,13 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         Ok(predict(&m, vec![text.to_string()], Map::new())?.remove(0))
     });
 
+    let c = ctx.clone();
+    engine.register_fn("plot", move |r: RunHandle| -> R<()> {
+        let chart = guard(|| crate::plot::training_curves(&r.0))?;
+        c.host.show_chart(&chart);
+        Ok(())
+    });
+
     engine.register_get("val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.accuracy.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("val_loss", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.loss.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("best_val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.best_val_accuracy().map(Dynamic::from).unwrap_or(Dynamic::UNIT) });

@@ -1,0 +1,191 @@
+//! Charts drawn with plotters, as SVG (notebooks) and PNG (files), with an
+//! embedded font so that no system fonts are needed.
+
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::train::TrainRun;
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (900, 340);
+
+/// One chart in both formats.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// SVG text.
+    pub svg: String,
+    /// PNG bytes.
+    pub png: Vec<u8>,
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| ()).expect("the embedded font is a valid TTF");
+    });
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// Renders a chart drawn by `draw` to SVG and PNG.
+fn render(draw: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()> + Copy, draw_png: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<Chart> {
+    register_font();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        draw(root)?;
+    }
+    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        draw_png(root)?;
+    }
+    let mut png = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png, SIZE.0, SIZE.1);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header()?.write_image_data(&rgb)?;
+    }
+    Ok(Chart { svg, png })
+}
+
+/// Training loss by step (raw and smoothed) with validation loss, beside
+/// validation accuracy by epoch; an interrupt is marked where it happened.
+pub fn training_curves(run: &TrainRun) -> Result<Chart> {
+    render(|root| draw_curves(root, run), |root| draw_curves(root, run))
+}
+
+/// Debiased exponential moving average, as TensorBoard smooths noisy step
+/// losses (the debiasing keeps the first points from leaning on the first value).
+pub fn smooth(values: &[f64], weight: f64) -> Vec<f64> {
+    let mut biased = 0.0;
+    let mut out = Vec::with_capacity(values.len());
+    for (i, &v) in values.iter().enumerate() {
+        biased = weight * biased + (1.0 - weight) * v;
+        out.push(biased / (1.0 - weight.powi(i as i32 + 1)));
+    }
+    out
+}
+
+fn draw_curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, run: &TrainRun) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let (left, right) = root.split_horizontally(SIZE.0 * 58 / 100);
+    let steps: Vec<(f64, f64)> = run.steps.iter().map(|s| (s.step as f64, s.loss)).collect();
+    let smoothed = smooth(&steps.iter().map(|s| s.1).collect::<Vec<_>>(), 0.9);
+    // Where each epoch ended, in steps, for the validation points.
+    let steps_per_epoch = if run.epochs.is_empty() { 1.0 } else { run.steps.len() as f64 / run.epochs.len() as f64 };
+    let val_loss: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch as f64 * steps_per_epoch, v.loss))).collect();
+    let max_step = steps.last().map(|s| s.0).unwrap_or(1.0).max(1.0);
+    let max_loss = steps.iter().map(|s| s.1).chain(val_loss.iter().map(|v| v.1)).fold(0.0f64, f64::max).max(1e-3) * 1.05;
+    let mut chart = ChartBuilder::on(&left)
+        .caption("loss", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max_step, 0.0..max_loss)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("step").x_label_formatter(&|x| format!("{x:.0}")).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
+    let light = RGBColor(31, 119, 180).mix(0.25);
+    chart.draw_series(LineSeries::new(steps.clone(), light)).map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(steps.iter().map(|s| s.0).zip(smoothed.iter().copied()), RGBColor(31, 119, 180).stroke_width(2)))
+        .map_err(err)?
+        .label("train (smoothed)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(31, 119, 180).stroke_width(2)));
+    if !val_loss.is_empty() {
+        let orange = RGBColor(255, 127, 14);
+        chart
+            .draw_series(LineSeries::new(val_loss.clone(), orange.stroke_width(2)).point_size(4))
+            .map_err(err)?
+            .label("validation")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], orange.stroke_width(2)));
+    }
+    if run.interrupted {
+        let red = RGBColor(214, 39, 40);
+        chart.draw_series(LineSeries::new(vec![(max_step, 0.0), (max_step, max_loss)], red.stroke_width(2))).map_err(err)?
+            .label("interrupted")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw().map_err(err)?;
+
+    let acc: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch as f64, v.accuracy))).collect();
+    let max_epoch = run.epochs.len().max(1) as f64;
+    let (lo, hi) = acc.iter().fold((1.0f64, 0.0f64), |(lo, hi), a| (lo.min(a.1), hi.max(a.1)));
+    let (lo, hi) = if acc.is_empty() { (0.0, 1.0) } else { ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0)) };
+    let mut chart = ChartBuilder::on(&right)
+        .caption("validation accuracy", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..max_epoch + 0.5, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_labels(run.epochs.len().clamp(1, 10))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let green = RGBColor(44, 160, 44);
+    chart.draw_series(LineSeries::new(acc.clone(), green.stroke_width(2)).point_size(4)).map_err(err)?;
+    // The best epoch, which early stopping keeps.
+    if let Some(best) = acc.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a }) {
+        chart.draw_series(std::iter::once(Circle::new(best, 7, green.stroke_width(2)))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at(best) + Text::new(format!("best {:.3}", best.1), (10, 8), ("sans-serif", 12).into_font().color(&BLACK)),
+            ))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{EpochRecord, EvalResult, StepRecord};
+
+    fn run(interrupted: bool) -> TrainRun {
+        TrainRun {
+            steps: (1..=40).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt(), lr: 1e-4 }).collect(),
+            epochs: (1..=2).map(|e| EpochRecord { epoch: e, train_loss: 0.5, val: Some(EvalResult { loss: 0.4 / e as f64, accuracy: 0.7 + 0.05 * e as f64, rows: 10 }), elapsed: 1.0 }).collect(),
+            interrupted,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn training_curves_render_as_svg_and_png() {
+        let chart = training_curves(&run(true)).unwrap();
+        assert!(chart.svg.starts_with("<svg") && chart.svg.contains("validation accuracy") && chart.svg.contains("interrupted"));
+        assert!(chart.svg.contains("best 0.800"));
+        assert_eq!(&chart.png[1..4], b"PNG");
+        assert!(chart.png.len() > 5_000, "the PNG is suspiciously small");
+    }
+
+    #[test]
+    fn an_empty_run_still_draws() {
+        let chart = training_curves(&TrainRun::default()).unwrap();
+        assert!(chart.svg.contains("loss"));
+    }
+
+    #[test]
+    fn smoothing_follows_an_exponential_average() {
+        let s = smooth(&[1.0, 1.0, 1.0], 0.9);
+        assert!(s.iter().all(|v| (v - 1.0).abs() < 1e-12), "a constant stays constant: {s:?}");
+        let s = smooth(&[1.0, 0.0], 0.5);
+        assert!((s[1] - 1.0 / 3.0).abs() < 1e-12);
+    }
+}
