@@ -1,0 +1,27 @@
+"""`tunebook kernel install` puts the spec where Jupyter finds it."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from conftest import TUNEBOOK
+
+
+def test_installed_kernel_is_listed_by_jupyter():
+    prefix = tempfile.mkdtemp(prefix="tunebook-install-")
+    out = subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", prefix], check=True, capture_output=True, text=True)
+    assert "installed the tunebook kernel spec" in out.stdout
+    env = dict(os.environ, JUPYTER_PATH=os.path.join(prefix, "share", "jupyter"))
+    listed = subprocess.run([sys.executable, "-m", "jupyter_client.kernelspecapp", "list", "--json"], check=True, capture_output=True, text=True, env=env)
+    specs = json.loads(listed.stdout)["kernelspecs"]
+    assert "tunebook" in specs
+    spec = specs["tunebook"]["spec"]
+    assert spec["display_name"] == "Tunebook (Rhai)" and spec["language"] == "rhai"
+    assert spec["interrupt_mode"] == "message"
+    assert pathlib.Path(spec["argv"][0]).samefile(TUNEBOOK)
+    resources = pathlib.Path(specs["tunebook"]["resource_dir"])
+    assert (resources / "logo-32x32.png").read_bytes().startswith(b"\x89PNG")
+    assert (resources / "logo-64x64.png").read_bytes().startswith(b"\x89PNG")
