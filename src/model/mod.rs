@@ -174,15 +174,18 @@ impl Model {
         self.vs.device()
     }
 
+    /// The encoder's last hidden states `[batch, seq, hidden]`, in eval mode
+    /// (no dropout) unless `train`.
+    pub fn hidden_states(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        self.encoder.forward(input_ids, token_type_ids, attention_mask, train)
+    }
+
     /// Classification logits `[batch, labels]`.
     pub fn logits(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let hidden = self.encoder.forward(input_ids, token_type_ids, attention_mask, train);
         let pooled = match self.pooling {
             Pooling::Pooler => self.encoder.pool(&hidden),
-            Pooling::Mean => {
-                let mask = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
-                (&hidden * &mask).sum_dim_intlist([1i64].as_slice(), false, None) / mask.sum_dim_intlist([1i64].as_slice(), false, None).clamp_min(1.0)
-            }
+            Pooling::Mean => mean_pool(&hidden, attention_mask),
         };
         self.classifier.forward(&pooled.dropout(self.classifier_dropout, train))
     }
@@ -289,6 +292,13 @@ impl Model {
     pub fn float_kind(&self) -> Kind {
         self.vs.variables().values().next().map(|t| t.kind()).unwrap_or(Kind::Float)
     }
+}
+
+/// The mean of `hidden` over the positions where `attention_mask` is 1.
+pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Tensor {
+    let mask = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
+    let dims = [1i64];
+    (hidden * &mask).sum_dim_intlist(dims.as_slice(), false, None) / mask.sum_dim_intlist(dims.as_slice(), false, None).clamp_min(1.0)
 }
 
 /// Loads everything but the classifier (whose size differs).

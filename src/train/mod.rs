@@ -355,10 +355,10 @@ fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>)
     Some(EvalResult { loss: loss_sum / rows.max(1) as f64, accuracy: correct as f64 / rows.max(1) as f64, rows })
 }
 
-/// The predicted class and its probability for each text.
-pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<(String, f64)>> {
+/// Texts tokenized with the model's tokenizer, unlabelled.
+fn encode_texts(model: &Model, texts: &[String], max_len: usize) -> Result<TokenizedDataset> {
     let encoded = model.tokenizer.encode_batch(texts, max_len)?;
-    let data = TokenizedDataset {
+    Ok(TokenizedDataset {
         name: "predict".into(),
         input_ids: encoded.iter().map(|e| e.0.clone()).collect(),
         token_type_ids: encoded.into_iter().map(|e| e.1).collect(),
@@ -367,7 +367,33 @@ pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<(S
         max_len,
         pad_id: model.tokenizer.pad_id,
         truncated: 0,
-    };
+    })
+}
+
+/// Sentence embeddings: the mean of the last hidden states over real
+/// tokens, L2-normalized (as sentence-transformers computes them for
+/// all-MiniLM-L6-v2). `[texts, hidden]` on the CPU.
+pub fn embed(model: &Model, texts: &[String], max_len: usize) -> Result<Tensor> {
+    let data = encode_texts(model, texts, max_len)?;
+    let _guard = tch::no_grad_guard();
+    let rows: Vec<usize> = (0..texts.len()).collect();
+    let mut parts = Vec::new();
+    for chunk in rows.chunks(64) {
+        let batch = data.collate(chunk, model.device());
+        let hidden = model.hidden_states(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
+        let pooled = crate::model::mean_pool(&hidden, &batch.attention_mask);
+        let norm = pooled.norm_scalaropt_dim(2.0, [-1i64].as_slice(), true).clamp_min(1e-12);
+        parts.push((pooled / norm).to_device(Device::Cpu));
+    }
+    if parts.is_empty() {
+        return Ok(Tensor::zeros([0, model.config.hidden_size], (Kind::Float, Device::Cpu)));
+    }
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// The predicted class and its probability for each text.
+pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<(String, f64)>> {
+    let data = encode_texts(model, texts, max_len)?;
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(texts.len());
     let rows: Vec<usize> = (0..texts.len()).collect();

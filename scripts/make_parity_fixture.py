@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/minilm_parity.{json,safetensors}: what Hugging Face
+`transformers` computes for the cached all-MiniLM-L6-v2 on sentences that
+cover padding, truncation, case and accents. tests/model_parity.rs compares
+Tunebook's forward pass against it.
+
+It installs its own pinned torch + transformers into a venv in the cache the
+first time (about 5 GB); CI never runs it, it only reads the fixture.
+
+Usage: scripts/make_parity_fixture.py   (after scripts/bootstrap)
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+CACHE = pathlib.Path(os.environ.get("TUNEBOOK_CACHE") or REPO / ".cache")
+MODEL = CACHE / "models" / "all-MiniLM-L6-v2"
+VENV = CACHE / "hf-reference-venv"
+PINS = ["torch==2.11.0", "transformers==4.57.1", "numpy==2.4.6", "safetensors==0.8.0"]
+OUT = REPO / "tests" / "fixtures"
+MAX_LEN = 24
+
+SENTENCES = [
+    "A man is playing a guitar.",
+    "Someone is strumming a guitar.",
+    "The stock market fell sharply on Tuesday.",
+    "Shares dropped steeply at the start of the week.",
+    "I love this film!",
+    "Photosynthesis converts light into chemical energy in plants.",
+    "CAFÉ Déjà Vu: naïve résumé, übermäßig COOL.",
+    "This sentence is deliberately long so that it runs well past the twenty-four token limit and must be truncated by the tokenizer before the model sees it.",
+    "ok",
+]
+# (i, j, "paraphrase" | "unrelated")
+PAIRS = [(0, 1, "paraphrase"), (2, 3, "paraphrase"), (0, 5, "unrelated"), (2, 4, "unrelated")]
+
+
+def ensure_reference_env():
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        return
+    except ImportError:
+        pass
+    if os.environ.get("TUNEBOOK_IN_REFERENCE_VENV"):
+        sys.exit("torch/transformers are still missing inside the reference venv")
+    if not (VENV / "bin" / "python").exists():
+        print(f"[fixture] creating {VENV} with {' '.join(PINS)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", *PINS], check=True)
+    env = dict(os.environ, TUNEBOOK_IN_REFERENCE_VENV="1")
+    os.execve(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), __file__, *sys.argv[1:]], env)
+
+
+def main():
+    ensure_reference_env()
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    if not (MODEL / "config.json").exists():
+        sys.exit(f"{MODEL} is missing: run scripts/bootstrap first")
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    model = AutoModel.from_pretrained(MODEL, attn_implementation="eager").eval()
+    enc = tok(SENTENCES, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state.float()
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    embeddings = torch.nn.functional.normalize(pooled, dim=-1)
+    cosines = [float(embeddings[i] @ embeddings[j]) for i, j, _ in PAIRS]
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {
+            "input_ids": enc["input_ids"].to(torch.int64).contiguous(),
+            "token_type_ids": enc["token_type_ids"].to(torch.int64).contiguous(),
+            "attention_mask": enc["attention_mask"].to(torch.int64).contiguous(),
+            "last_hidden_state": hidden.contiguous(),
+            "embeddings": embeddings.contiguous(),
+        },
+        str(OUT / "minilm_parity.safetensors"),
+    )
+    meta = {
+        "generated_by": "scripts/make_parity_fixture.py",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "max_len": MAX_LEN,
+        "sentences": SENTENCES,
+        "pairs": [{"a": i, "b": j, "kind": k, "cosine": c} for (i, j, k), c in zip(PAIRS, cosines)],
+    }
+    (OUT / "minilm_parity.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    for (i, j, k), c in zip(PAIRS, cosines):
+        print(f"[fixture] {k:10} cos={c:.3f}  {SENTENCES[i]!r} / {SENTENCES[j]!r}")
+    print(f"[fixture] wrote {OUT / 'minilm_parity.safetensors'} and minilm_parity.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+//! Parity with Hugging Face `transformers` for the shipped MiniLM, against
+//! the fixture that scripts/make_parity_fixture.py wrote.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use tch::{Device, Kind, Tensor};
+use tunebook::model::{LoadOptions, Model, Pooling};
+
+fn fixture() -> (serde_json::Value, HashMap<String, Tensor>) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("minilm_parity.json")).unwrap()).unwrap();
+    let tensors = Tensor::read_safetensors(dir.join("minilm_parity.safetensors")).unwrap().into_iter().collect();
+    (meta, tensors)
+}
+
+fn minilm() -> Model {
+    let cache = tunebook::runtime::cache_dir();
+    let dir = Model::resolve_path("minilm", &cache).unwrap();
+    let opts = LoadOptions { labels: Some(vec!["a".into(), "b".into()]), pooling: Pooling::Mean, device: Device::Cpu };
+    Model::load("minilm", &dir, &opts).unwrap()
+}
+
+fn sentences(meta: &serde_json::Value) -> Vec<String> {
+    meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn tokenizer_matches_the_reference_with_truncation() {
+    let (meta, t) = fixture();
+    let model = minilm();
+    let max_len = meta["max_len"].as_u64().unwrap() as usize;
+    let ids = &t["input_ids"];
+    let mask = &t["attention_mask"];
+    for (i, (ours, _)) in model.tokenizer.encode_batch(&sentences(&meta), max_len).unwrap().into_iter().enumerate() {
+        let len = mask.get(i as i64).sum(Kind::Int64).int64_value(&[]) as usize;
+        let theirs: Vec<i64> = Vec::try_from(ids.get(i as i64).narrow(0, 0, len as i64)).unwrap();
+        let ours: Vec<i64> = ours.iter().map(|&x| x as i64).collect();
+        assert_eq!(ours, theirs, "token ids differ for sentence {i}");
+    }
+}
+
+#[test]
+fn hidden_states_match_transformers_within_1e_4() {
+    let (_, t) = fixture();
+    let model = minilm();
+    let hidden = tch::no_grad(|| model.hidden_states(&t["input_ids"], &t["token_type_ids"], &t["attention_mask"], false));
+    let real = t["attention_mask"].unsqueeze(-1).to_kind(Kind::Float);
+    let diff = ((hidden - &t["last_hidden_state"]).abs() * real).max().double_value(&[]);
+    eprintln!("max abs difference of hidden states over real tokens: {diff:.2e}");
+    assert!(diff <= 1e-4, "hidden states differ by {diff}");
+}
+
+#[test]
+fn sentence_embeddings_match_and_rank_paraphrases_above_unrelated_pairs() {
+    let (meta, t) = fixture();
+    let model = minilm();
+    let max_len = meta["max_len"].as_u64().unwrap() as usize;
+    let ours = tunebook::train::embed(&model, &sentences(&meta), max_len).unwrap();
+    let diff = (&ours - &t["embeddings"]).abs().max().double_value(&[]);
+    eprintln!("max abs difference of embeddings: {diff:.2e}");
+    assert!(diff <= 1e-4, "embeddings differ by {diff}");
+    for pair in meta["pairs"].as_array().unwrap() {
+        let (a, b) = (pair["a"].as_i64().unwrap(), pair["b"].as_i64().unwrap());
+        let cos = (ours.get(a) * ours.get(b)).sum(Kind::Float).double_value(&[]);
+        let reference = pair["cosine"].as_f64().unwrap();
+        assert!((cos - reference).abs() < 1e-4, "cosine {cos} vs reference {reference}");
+        match pair["kind"].as_str().unwrap() {
+            "paraphrase" => assert!(cos > 0.5, "paraphrases scored only {cos}"),
+            _ => assert!(cos.abs() < 0.2, "unrelated sentences scored {cos}"),
+        }
+    }
+}
