@@ -1,6 +1,8 @@
 //! Parity with Hugging Face `transformers` for the shipped MiniLM, against
 //! the fixture that scripts/make_parity_fixture.py wrote.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -70,4 +72,33 @@ fn sentence_embeddings_match_and_rank_paraphrases_above_unrelated_pairs() {
             _ => assert!(cos.abs() < 0.2, "unrelated sentences scored {cos}"),
         }
     }
+}
+
+#[test]
+fn script_api_embeds_and_describes_the_model() {
+    // The same session the CLI and notebook use.
+    let (mut session, _) = common::session();
+    let out = session
+        .eval(
+            r#"
+            let m = load_model("minilm", #{ labels: 2 });
+            let e = m.embed(["A man is playing a guitar.", "Someone is strumming a guitar.", "Photosynthesis converts light into chemical energy in plants."]);
+            let dot = |a, b| { let s = 0.0; for i in 0..a.len() { s += a[i] * b[i]; } s };
+            let params = m.parameters();
+            #{ dims: e[0].len(), para: dot.call(e[0], e[1]), unrelated: dot.call(e[0], e[2]),
+               hidden: m.config.hidden_size, n_params: params.len(), first: params[0].name, last: params[params.len() - 1].name,
+               frozen_pooler: params.filter(|p| p.name.starts_with("pooler")).all(|p| p.trainable) }
+            "#,
+            "embed.rhai",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cast::<rhai::Map>();
+    assert_eq!(out["dims"].as_int().unwrap(), 384);
+    assert_eq!(out["hidden"].as_int().unwrap(), 384);
+    assert!(out["para"].as_float().unwrap() > 0.6 && out["unrelated"].as_float().unwrap().abs() < 0.2);
+    assert_eq!(out["n_params"].as_int().unwrap(), 6 * 16 + 5 + 2 + 2);
+    // Model order: embeddings first, the head last.
+    assert!(out["first"].clone().into_string().unwrap().starts_with("embeddings."));
+    assert!(out["last"].clone().into_string().unwrap().starts_with("classifier."));
+    assert!(out["frozen_pooler"].as_bool().unwrap(), "the pooler trains with the default pooler head");
 }

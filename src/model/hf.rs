@@ -18,12 +18,16 @@ pub struct LoadReport {
     pub ignored: Vec<String>,
 }
 
-/// Copies the checkpoint's tensors into `vs`. Names are matched with or
-/// without the `bert.` prefix. Variables starting with one of
-/// `may_be_missing` (a new task head) may be absent; any other missing tensor,
-/// a shape mismatch or an unexpected tensor is an error that names them.
-pub fn load_weights(vs: &VarStore, file: &Path, may_be_missing: &[&str]) -> Result<LoadReport> {
-    let tensors = Tensor::read_safetensors(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+/// Reads every tensor of a safetensors checkpoint.
+pub fn read_checkpoint(file: &Path) -> Result<Vec<(String, Tensor)>> {
+    Tensor::read_safetensors(file).map_err(|e| anyhow!("cannot read {}: it is truncated or not a safetensors file ({e})", file.display()))
+}
+
+/// Copies a checkpoint's tensors (read from `file`) into `vs`. Names are
+/// matched with or without the `bert.` prefix. Variables starting with one
+/// of `may_be_missing` (a new task head) may be absent; any other missing
+/// tensor, a shape mismatch or an unexpected tensor is an error that names them.
+pub fn load_weights(vs: &VarStore, file: &Path, tensors: Vec<(String, Tensor)>, may_be_missing: &[&str]) -> Result<LoadReport> {
     let mut by_name: HashMap<String, Tensor> = HashMap::new();
     for (name, t) in tensors {
         let short = name.strip_prefix(ENCODER_PREFIX).unwrap_or(&name).to_string();

@@ -140,11 +140,11 @@ impl Model {
         // A checkpoint whose head has another size is loaded without it.
         let keep_head = opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len());
         let may_be_missing: &[&str] = &["classifier", "pooler"];
-        let load_report = if keep_head {
-            hf::load_weights(&vs, &weights, may_be_missing)?
-        } else {
-            load_without_head(&vs, &weights, may_be_missing)?
-        };
+        let mut tensors = hf::read_checkpoint(&weights)?;
+        if !keep_head {
+            tensors.retain(|(n, _)| !n.starts_with("classifier."));
+        }
+        let load_report = hf::load_weights(&vs, &weights, tensors, may_be_missing)?;
         if pooling == Pooling::Mean {
             // Mean pooling never uses the pooler; freezing it keeps the summary truthful.
             for (n, t) in vs.variables() {
@@ -167,6 +167,11 @@ impl Model {
             pooling,
             load_report,
         })
+    }
+
+    /// The checkpoint's `config.json`, as read.
+    pub fn raw_config(&self) -> &serde_json::Value {
+        &self.raw_config
     }
 
     /// The device the model's variables are on.
@@ -198,7 +203,7 @@ impl Model {
             .into_iter()
             .map(|(n, t)| (n.strip_prefix(hf::ENCODER_PREFIX).map(str::to_string).unwrap_or(n), t))
             .collect();
-        vars.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+        vars.sort_by_key(|(name, _)| natural_key(name));
         vars
     }
 
@@ -301,14 +306,16 @@ pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Tensor {
     (hidden * &mask).sum_dim_intlist(dims.as_slice(), false, None) / mask.sum_dim_intlist(dims.as_slice(), false, None).clamp_min(1.0)
 }
 
-/// Loads everything but the classifier (whose size differs).
-fn load_without_head(vs: &nn::VarStore, weights: &Path, may_be_missing: &[&str]) -> Result<LoadReport> {
-    // Read into a throwaway store that has no classifier, then copy across.
-    let tensors = Tensor::read_safetensors(weights)?;
-    let filtered: Vec<(String, Tensor)> = tensors.into_iter().filter(|(n, _)| !n.starts_with("classifier.")).collect();
-    let tmp = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
-    Tensor::write_safetensors(&filtered, tmp.path())?;
-    hf::load_weights(vs, tmp.path(), may_be_missing)
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("labels", &self.labels)
+            .field("pooling", &self.pooling)
+            .field("device", &self.device())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Moves a finished staging folder to `dest`, replacing what was there only
@@ -422,6 +429,16 @@ pub enum NaturalPart {
     Text(String),
 }
 
+/// Sorts names in model order (embeddings, encoder layers by number,
+/// pooler, then heads), numbers by value.
 fn natural_key(name: &str) -> Vec<NaturalPart> {
-    name.split('.').map(|p| p.parse().map(NaturalPart::Num).unwrap_or_else(|_| NaturalPart::Text(p.to_string()))).collect()
+    let rank = match name.split('.').next().unwrap_or("") {
+        "embeddings" => 0,
+        "encoder" => 1,
+        "pooler" => 2,
+        _ => 3,
+    };
+    std::iter::once(NaturalPart::Num(rank))
+        .chain(name.split('.').map(|p| p.parse().map(NaturalPart::Num).unwrap_or_else(|_| NaturalPart::Text(p.to_string()))))
+        .collect()
 }

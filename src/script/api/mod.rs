@@ -19,7 +19,7 @@ use model::ModelHandle;
 /// user's call failing rather than "in function ...".
 const NATIVE_API: &[&str] = &[
     "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
-    "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot",
+    "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {

@@ -72,6 +72,22 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("device", |m: &mut ModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
     engine.register_get("trainable_params", |m: &mut ModelHandle| m.0.borrow().summary().trainable());
     engine.register_get("total_params", |m: &mut ModelHandle| m.0.borrow().summary().total());
+    engine.register_get("config", |m: &mut ModelHandle| -> Dynamic {
+        rhai::serde::to_dynamic(m.0.borrow().raw_config()).unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("parameters", |m: &mut ModelHandle| -> Array {
+        m.0.borrow()
+            .named_parameters()
+            .into_iter()
+            .map(|(name, t)| {
+                let mut p = Map::new();
+                p.insert("name".into(), name.into());
+                p.insert("shape".into(), Dynamic::from(t.size().into_iter().map(Dynamic::from).collect::<Array>()));
+                p.insert("trainable".into(), t.requires_grad().into());
+                Dynamic::from(p)
+            })
+            .collect()
+    });
     engine.register_fn("to_string", |m: &mut ModelHandle| describe(&m.0.borrow()));
     engine.register_fn("to_debug", |m: &mut ModelHandle| describe(&m.0.borrow()));
 }

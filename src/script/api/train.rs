@@ -68,7 +68,7 @@ fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
 }
 
 fn strings(a: Array) -> R<Vec<String>> {
-    a.into_iter().map(|x| x.into_string().map_err(|t| script_error(format!("predict: expected an array of strings, found a {t}")))).collect()
+    a.into_iter().map(|x| x.into_string().map_err(|t| script_error(format!("expected an array of strings, found a {t}")))).collect()
 }
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
@@ -83,6 +83,12 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> { guard(|| Ok(eval_map(train::evaluate(&m.0.borrow(), &l.0)))) });
     engine.register_fn("predict", |m: ModelHandle, texts: Array| predict(&m, strings(texts)?, Map::new()));
     engine.register_fn("predict", |m: ModelHandle, texts: Array, o: Map| predict(&m, strings(texts)?, o));
+    engine.register_fn("embed", |m: ModelHandle, texts: Array| -> R<Array> {
+        let texts = strings(texts)?;
+        let emb = guard(|| train::embed(&m.0.borrow(), &texts, 128))?;
+        let rows: Vec<Vec<f64>> = guard(|| Ok(Vec::<Vec<f64>>::try_from(emb.to_kind(tch::Kind::Double))?))?;
+        Ok(rows.into_iter().map(|r| Dynamic::from(r.into_iter().map(Dynamic::from).collect::<Array>())).collect())
+    });
     engine.register_fn("predict", |m: ModelHandle, text: &str| -> R<Dynamic> {
         Ok(predict(&m, vec![text.to_string()], Map::new())?.remove(0))
     });

@@ -1,0 +1,108 @@
+//! Loading checkpoints: every error names what is wrong.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+use tunebook::model::{LoadOptions, Model, Pooling};
+
+fn minilm_dir() -> PathBuf {
+    Model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap()
+}
+
+/// A copy of MiniLM whose weights and config pass through `edit`.
+fn variant(edit_weights: impl FnOnce(&mut Vec<(String, Tensor)>), edit_config: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let src = minilm_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    edit_config(&mut config);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let mut weights = Tensor::read_safetensors(src.join("model.safetensors")).unwrap();
+    edit_weights(&mut weights);
+    Tensor::write_safetensors(&weights, dir.path().join("model.safetensors")).unwrap();
+    dir
+}
+
+fn load(dir: &Path) -> Result<Model, String> {
+    let opts = LoadOptions { labels: Some(vec!["neg".into(), "pos".into()]), pooling: Pooling::Pooler, device: Device::Cpu };
+    Model::load("variant", dir, &opts).map_err(|e| format!("{e:#}"))
+}
+
+#[test]
+fn the_shipped_checkpoint_loads_and_only_its_position_ids_buffer_is_ignored() {
+    let model = load(&minilm_dir()).unwrap();
+    assert_eq!(model.load_report.ignored, vec!["embeddings.position_ids".to_string()]);
+    assert_eq!(model.load_report.newly_initialized, vec!["classifier.bias".to_string(), "classifier.weight".to_string()]);
+}
+
+#[test]
+fn names_with_the_bert_prefix_load_too() {
+    let dir = variant(|w| w.iter_mut().for_each(|(n, _)| *n = format!("bert.{n}")), |_| {});
+    let prefixed = load(dir.path()).unwrap();
+    let plain = load(&minilm_dir()).unwrap();
+    let a = prefixed.named_parameters().into_iter().find(|(n, _)| n == "encoder.layer.5.output.dense.weight").unwrap().1;
+    let b = plain.named_parameters().into_iter().find(|(n, _)| n == "encoder.layer.5.output.dense.weight").unwrap().1;
+    assert!(a.equal(&b));
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = variant(|w| w.retain(|(n, _)| n != "encoder.layer.5.output.dense.weight"), |_| {});
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("1 tensors are missing from the checkpoint: encoder.layer.5.output.dense.weight"), "{err}");
+}
+
+#[test]
+fn an_unexpected_tensor_is_named() {
+    let dir = variant(|w| w.push(("encoder.layer.0.adapter.weight".into(), Tensor::zeros([4], (Kind::Float, Device::Cpu)))), |_| {});
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("the checkpoint has tensors this model does not: encoder.layer.0.adapter.weight"), "{err}");
+}
+
+#[test]
+fn a_shape_mismatch_names_the_tensor_and_both_shapes() {
+    let dir = variant(
+        |w| {
+            for (n, t) in w.iter_mut() {
+                if n == "pooler.dense.weight" {
+                    *t = Tensor::zeros([384, 100], (Kind::Float, Device::Cpu));
+                }
+            }
+        },
+        |_| {},
+    );
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("pooler.dense.weight: checkpoint has [384, 100], model expects [384, 384]"), "{err}");
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_is_a_shape_error() {
+    let dir = variant(|_| {}, |c| c["intermediate_size"] = 1000.into());
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("shape mismatch") && err.contains("intermediate.dense.weight: checkpoint has [1536, 384], model expects [1000, 384]"), "{err}");
+}
+
+#[test]
+fn an_unsupported_model_type_lists_the_supported_ones() {
+    let dir = variant(|_| {}, |c| c["model_type"] = "gpt2".into());
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("model_type 'gpt2' is not supported; supported model types: bert"), "{err}");
+}
+
+#[test]
+fn a_tokenizer_that_is_not_json_is_a_clear_error() {
+    let dir = variant(|_| {}, |_| {});
+    std::fs::write(dir.path().join("tokenizer.json"), "not json").unwrap();
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("cannot load tokenizer") && err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn truncated_weights_are_a_clear_error() {
+    let dir = variant(|_| {}, |_| {});
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("cannot read") && err.contains("model.safetensors"), "{err}");
+}

@@ -1,0 +1,45 @@
+"""A model fine-tuned and saved by Tunebook loads in Hugging Face
+`transformers` and predicts the same. Runs wherever `transformers` is
+installed (for example the venv scripts/make_parity_fixture.py makes);
+skipped elsewhere."""
+
+import os
+import pathlib
+import re
+import subprocess
+import tempfile
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
+TEXTS = ["A warm and funny film.", "Dull, slow and far too long.", "It was fine, I suppose."]
+
+
+def test_saved_model_gives_the_same_predictions_in_transformers():
+    out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-export-")) / "model"
+    texts = ", ".join(f'"{t}"' for t in TEXTS)
+    script = f"""
+        let model = load_model("minilm", #{{ labels: ["negative", "positive"], pooling: "pooler" }});
+        let data = load_dataset("rotten_tomatoes").shuffle(3).take(64).tokenize(model, #{{ max_len: 32 }}).loader(#{{ batch: 16 }});
+        fit(model, data, #{{ epochs: 1, lr: 1e-4, warmup: 0.0 }});
+        model.save("{out}");
+        for p in predict(model, [{texts}]) {{ print(`${{p.label}} ${{p.score}}`); }}
+    """
+    path = out.parent / "export.rhai"
+    path.write_text(script)
+    run = subprocess.run([TUNEBOOK, "run", str(path), "--device", "cpu"], capture_output=True, text=True, check=True)
+    ours = [(m.group(1), float(m.group(2))) for m in re.finditer(r"^(negative|positive) ([0-9.eE-]+)$", run.stdout, re.M)]
+    assert len(ours) == len(TEXTS), run.stdout
+
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out, attn_implementation="eager").eval()
+    enc = tok(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        probs = model(**enc).logits.softmax(-1)
+    for (label, score), p in zip(ours, probs):
+        assert model.config.id2label[int(p.argmax())] == label
+        assert abs(float(p.max()) - score) < 1e-5, (label, score, p)
