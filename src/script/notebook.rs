@@ -107,7 +107,9 @@ impl Interpreter for NotebookInterpreter {
         let is_ident = |c: char| c.is_alphanumeric() || c == '_';
         let start = (0..cursor).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(cursor);
         let prefix: String = chars[start..cursor].iter().collect();
-        let mut matches: Vec<String> = if start > 0 && chars[start - 1] == '.' {
+        let mut matches: Vec<String> = if let Some(function) = option_map_call(&chars[..start]) {
+            reference::options_of(&function).iter().map(|k| k.to_string()).collect()
+        } else if start > 0 && chars[start - 1] == '.' {
             // A method: of the value's type if the receiver is a known variable.
             let recv_end = start - 1;
             let recv_start = (0..recv_end).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(recv_end);
@@ -157,6 +159,49 @@ fn chart_bundle(chart: &crate::plot::Chart) -> MimeBundle {
     b.insert("image/svg+xml".into(), json!(chart.svg));
     b.insert("image/png".into(), json!(base64::engine::general_purpose::STANDARD.encode(&chart.png)));
     b
+}
+
+/// When the text before the cursor ends inside an option map `#{ ... }`
+/// that is an argument of a call, at a key position, the called function.
+fn option_map_call(before: &[char]) -> Option<String> {
+    // The innermost unclosed `#{`, skipping closed braces and brackets.
+    let mut depth = 0i32;
+    let mut open = None;
+    for i in (0..before.len()).rev() {
+        match before[i] {
+            '}' | ']' | ')' => depth += 1,
+            '{' | '[' | '(' if depth > 0 => depth -= 1,
+            '{' if i > 0 && before[i - 1] == '#' => {
+                open = Some(i - 1);
+                break;
+            }
+            '{' | '[' | '(' => return None,
+            _ => {}
+        }
+    }
+    let open = open?;
+    // At a key: only whitespace or a comma since the last separator.
+    let inside: String = before[open + 2..].iter().collect();
+    let tail = inside.rsplit(',').next().unwrap_or("");
+    if tail.contains(':') {
+        return None;
+    }
+    // The call the map belongs to: `name(` with arguments before the map.
+    let mut depth = 0i32;
+    for i in (0..open).rev() {
+        match before[i] {
+            ')' | ']' | '}' => depth += 1,
+            '[' | '{' if depth > 0 => depth -= 1,
+            '(' if depth > 0 => depth -= 1,
+            '(' => {
+                let end = i;
+                let start = (0..end).rev().take_while(|&j| before[j].is_alphanumeric() || before[j] == '_').last()?;
+                return Some(before[start..end].iter().collect());
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Names declared with `let`/`const` in code not yet run.

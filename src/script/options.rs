@@ -19,8 +19,10 @@ pub struct Options {
 type R<T> = Result<T, Box<EvalAltResult>>;
 
 impl Options {
-    /// Checks that every key of `map` is one of `valid`.
-    pub fn new(func: &'static str, map: Map, valid: &[&str]) -> R<Self> {
+    /// Checks that every key of `map` is one of `func`'s option keys (from
+    /// the API reference, which completion reads too).
+    pub fn new(func: &'static str, map: Map) -> R<Self> {
+        let valid = super::reference::options_of(func);
         for key in map.keys() {
             if !valid.contains(&key.as_str()) {
                 let names: Vec<String> = valid.iter().map(|s| s.to_string()).collect();

@@ -69,6 +69,22 @@ pub const API: &[ApiEntry] = &[
     f("help", "help(name)", "Shows the reference for a function or method."),
 ];
 
+/// The keys each function's option map accepts.
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("load_model", &["task", "labels", "pooling", "device"]),
+    ("load_dataset", &["text", "label"]),
+    ("split", &["val", "seed"]),
+    ("tokenize", &["max_len"]),
+    ("loader", &["batch", "shuffle", "seed", "drop_last"]),
+    ("fit", &["optimizer", "lr", "weight_decay", "schedule", "warmup", "epochs", "max_steps", "max_grad_norm"]),
+    ("predict", &["max_len"]),
+];
+
+/// The option keys of `function` (empty if it takes none).
+pub fn options_of(function: &str) -> &'static [&'static str] {
+    OPTIONS.iter().find(|(f, _)| *f == function).map(|(_, keys)| *keys).unwrap_or(&[])
+}
+
 /// The entries with this name (a function and methods may share one).
 pub fn lookup(name: &str) -> Vec<&'static ApiEntry> {
     API.iter().filter(|e| e.name == name).collect()

@@ -17,6 +17,10 @@ class TunebookKernelTests(jkt.KernelTests):
         {"text": "load_m", "matches": {"load_model"}},
         {"text": "let rows = 3; let rounds = 2; ro", "matches": {"rows", "rounds"}},
         {"text": 'let d = load_dataset("rotten_tomatoes"); d.sp', "matches": {"split"}},
+        # Option-map keys of the call the map belongs to.
+        {"text": "fit(model, train, val, #{ epochs: 3, w", "matches": {"warmup", "weight_decay"}},
+        {"text": 'load_model("minilm", #{ po', "matches": {"pooling"}},
+        {"text": "data.tokenize(model, #{ ", "matches": {"max_len"}},
     ]
     complete_code_samples = ["1 + 1", "let x = 3;", "fn double(x) { x * 2 }", 'print("a")']
     incomplete_code_samples = ["fn double(x) {", "let a = [1, 2,", "if true {"]

@@ -25,7 +25,7 @@ pub(crate) struct LoaderHandle(pub DataLoader);
 type R<T> = Result<T, Box<EvalAltResult>>;
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
-    let o = Options::new("load_dataset", opts, &["text", "label"])?;
+    let o = Options::new("load_dataset", opts)?;
     let cols = CsvColumns { text: o.string("text", "text")?, label: o.string("label", "label")? };
     guard(|| {
         let path = Path::new(name);
@@ -58,7 +58,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("split", move |d: &mut DatasetHandle, opts: Map| -> R<Map> {
-        let o = Options::new("split", opts, &["val", "seed"])?;
+        let o = Options::new("split", opts)?;
         let val = o.float("val", 0.2, 0.0, 1.0)?;
         let seed = o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64;
         let (train, val) = guard(|| d.0.split(val, seed))?;
@@ -90,7 +90,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("to_debug", |d: &mut DatasetHandle| d.0.to_string());
 
     let tokenize = |d: &mut DatasetHandle, m: ModelHandle, opts: Map| -> R<TokensHandle> {
-        let o = Options::new("tokenize", opts, &["max_len"])?;
+        let o = Options::new("tokenize", opts)?;
         let max_len = o.int("max_len", 128, 2, 100_000)? as usize;
         let model = m.0.borrow();
         if max_len as i64 > model.config.max_position_embeddings {
@@ -110,7 +110,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
 
     let c = ctx.clone();
     let make_loader = move |t: &mut TokensHandle, opts: Map| -> R<LoaderHandle> {
-        let o = Options::new("loader", opts, &["batch", "shuffle", "seed", "drop_last"])?;
+        let o = Options::new("loader", opts)?;
         let options = LoaderOptions {
             batch_size: o.int("batch", 16, 1, 1 << 20)? as usize,
             shuffle: o.bool("shuffle", false)?,

@@ -16,10 +16,8 @@ pub(crate) struct ModelHandle(pub Rc<RefCell<Model>>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-const LOAD_OPTIONS: &[&str] = &["task", "labels", "pooling", "device"];
-
 fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
-    let o = Options::new("load_model", opts, LOAD_OPTIONS)?;
+    let o = Options::new("load_model", opts)?;
     o.choice("task", "classify", &["classify"])?;
     let labels = match o.get("labels") {
         None => None,

@@ -15,10 +15,8 @@ pub(crate) struct RunHandle(pub Rc<TrainRun>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-const FIT_OPTIONS: &[&str] = &["optimizer", "lr", "weight_decay", "schedule", "warmup", "epochs", "max_steps", "max_grad_norm"];
-
 fn fit_options(opts: Map) -> R<FitOptions> {
-    let o = Options::new("fit", opts, FIT_OPTIONS)?;
+    let o = Options::new("fit", opts)?;
     let d = FitOptions::default();
     o.choice("optimizer", "adamw", &["adamw"])?;
     let schedule = Schedule::parse(&o.choice("schedule", "linear", Schedule::NAMES)?).map_err(|e| script_error(e.to_string()))?;
@@ -53,7 +51,7 @@ fn eval_map(r: EvalResult) -> Map {
 }
 
 fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
-    let o = Options::new("predict", opts, &["max_len"])?;
+    let o = Options::new("predict", opts)?;
     let max_len = o.int("max_len", 128, 2, m.0.borrow().config.max_position_embeddings)? as usize;
     let preds = guard(|| train::predict(&m.0.borrow(), &texts, max_len))?;
     Ok(preds
