@@ -106,6 +106,25 @@ impl Host for TerminalHost {
     }
 }
 
+/// The device asked for, or exit code 2 with the reason.
+fn device_or_usage_error(request: DeviceRequest) -> Result<tch::Device, ExitCode> {
+    runtime::resolve_device(request).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Exit code 0, or 1 with the error printed.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device: DeviceRequest, seed: u64) -> ExitCode {
     use tunebook::kernel::spec::{self, InstallTarget};
     match action {
@@ -116,40 +135,23 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                 _ => InstallTarget::User,
             };
             let exe = std::env::current_exe().and_then(std::fs::canonicalize);
-            match exe.map_err(anyhow::Error::from).and_then(|exe| spec::install(&target, &exe)) {
-                Ok(dir) => {
-                    println!("installed the {} kernel spec in {}", spec::KERNEL_NAME, dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(exe.map_err(anyhow::Error::from).and_then(|exe| spec::install(&target, &exe)).map(|dir| {
+                println!("installed the {} kernel spec in {}", spec::KERNEL_NAME, dir.display());
+            }))
         }
         None => {
             let Some(file) = connection_file else {
                 eprintln!("error: give --connection-file FILE (Jupyter does this), or use `tunebook kernel install`");
                 return ExitCode::from(2);
             };
-            let device = match runtime::resolve_device(device) {
+            let device = match device_or_usage_error(device) {
                 Ok(d) => d,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
-            let served = tunebook::kernel::serve(&file, |frontend, interrupt| {
-                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt.clone() };
-                Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, interrupt, settings))
-            });
-            match served {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(tunebook::kernel::serve(&file, |frontend, interrupt| {
+                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt };
+                Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, settings))
+            }))
         }
     }
 }
@@ -159,12 +161,9 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
         eprintln!("error: no script at {} (give the path of a .rhai file)", file.display());
         return ExitCode::from(2);
     }
-    let device = match runtime::resolve_device(device) {
+    let device = match device_or_usage_error(device) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(n) = threads {
         runtime::set_threads(n);

@@ -57,10 +57,10 @@ pub struct NotebookInterpreter {
 }
 
 impl NotebookInterpreter {
-    /// A session whose interrupt flag is the kernel's.
-    pub fn new(frontend: Frontend, interrupt: Arc<AtomicBool>, settings: SessionSettings) -> Self {
-        let host = Rc::new(NotebookHost { frontend, stop: interrupt.clone() });
-        Self { session: Session::new(host, SessionSettings { stop: interrupt, ..settings }) }
+    /// A session for the kernel; `settings.stop` must be the kernel's interrupt flag.
+    pub fn new(frontend: Frontend, settings: SessionSettings) -> Self {
+        let host = Rc::new(NotebookHost { frontend, stop: settings.stop.clone() });
+        Self { session: Session::new(host, settings) }
     }
 }
 
