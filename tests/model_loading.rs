@@ -106,3 +106,22 @@ fn truncated_weights_are_a_clear_error() {
     let err = load(dir.path()).unwrap_err();
     assert!(err.contains("cannot read") && err.contains("model.safetensors"), "{err}");
 }
+
+#[test]
+fn a_folder_with_only_vocab_txt_loads_with_a_wordpiece_tokenizer() {
+    let dir = variant(|_| {}, |_| {});
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    std::fs::copy(minilm_dir().join("vocab.txt"), dir.path().join("vocab.txt")).unwrap();
+    let model = load(dir.path()).unwrap();
+    let reference = load(&minilm_dir()).unwrap();
+    let text = vec!["Hello, World! Fine-tuning is fun.".to_string()];
+    assert_eq!(model.tokenizer.encode_batch(&text, 32).unwrap(), reference.tokenizer.encode_batch(&text, 32).unwrap());
+}
+
+#[test]
+fn a_folder_without_any_tokenizer_says_so() {
+    let dir = variant(|_| {}, |_| {});
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("has neither tokenizer.json nor vocab.txt"), "{err}");
+}

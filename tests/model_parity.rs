@@ -102,3 +102,12 @@ fn script_api_embeds_and_describes_the_model() {
     assert!(out["last"].clone().into_string().unwrap().starts_with("classifier."));
     assert!(out["frozen_pooler"].as_bool().unwrap(), "the pooler trains with the default pooler head");
 }
+
+#[test]
+fn a_tokenizer_built_from_vocab_txt_matches_tokenizer_json() {
+    let (meta, _) = fixture();
+    let model = minilm();
+    let from_vocab = tunebook::model::TextTokenizer::from_vocab(&model.source.join("vocab.txt"), true).unwrap();
+    let texts = sentences(&meta);
+    assert_eq!(from_vocab.encode_batch(&texts, 24).unwrap(), model.tokenizer.encode_batch(&texts, 24).unwrap());
+}

@@ -113,7 +113,7 @@ impl Model {
         if !weights.exists() {
             bail!("{} has no model.safetensors", dir.display());
         }
-        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"))?;
+        let tokenizer = TextTokenizer::load_from_dir(dir)?;
         let saved_labels = config.label_names();
         let labels = match (&opts.labels, saved_labels) {
             (Some(l), _) => l.clone(),

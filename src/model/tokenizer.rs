@@ -32,6 +32,44 @@ impl TextTokenizer {
         Ok(Self { inner, pad_id })
     }
 
+    /// Loads the model folder's tokenizer: `tokenizer.json`, or else a BERT
+    /// WordPiece tokenizer built from `vocab.txt` (lower-casing unless
+    /// `tokenizer_config.json` says `do_lower_case: false`).
+    pub fn load_from_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.exists() {
+            return Self::load(&json);
+        }
+        let vocab = dir.join("vocab.txt");
+        if !vocab.exists() {
+            anyhow::bail!("{} has neither tokenizer.json nor vocab.txt", dir.display());
+        }
+        let lowercase = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|c| c.get("do_lower_case").and_then(|v| v.as_bool()))
+            .unwrap_or(true);
+        Self::from_vocab(&vocab, lowercase)
+    }
+
+    /// A BERT WordPiece tokenizer from a `vocab.txt`.
+    pub fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Self> {
+        use tokenizers::models::wordpiece::WordPiece;
+        use tokenizers::normalizers::bert::BertNormalizer;
+        use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+        use tokenizers::processors::bert::BertProcessing;
+        let path = vocab.to_str().ok_or_else(|| anyhow!("{} is not a UTF-8 path", vocab.display()))?;
+        let model = WordPiece::from_file(path).unk_token("[UNK]".into()).build().map_err(|e| anyhow!("cannot read {}: {e}", vocab.display()))?;
+        let mut inner = Tokenizer::new(model);
+        let id = |t: &str| inner.token_to_id(t).ok_or_else(|| anyhow!("{} has no {t} token", vocab.display()));
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        inner.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+        inner.with_pre_tokenizer(Some(BertPreTokenizer));
+        inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        Ok(Self { inner, pad_id })
+    }
+
     /// Encodes texts with special tokens, truncated to `max_len` tokens.
     pub fn encode_batch(&self, texts: &[String], max_len: usize) -> Result<Vec<EncodedText>> {
         let mut tok = self.inner.clone();
