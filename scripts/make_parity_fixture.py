@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/minilm_parity.{json,safetensors}: what Hugging Face
+"""Writes the reference fixtures the Rust tests compare against:
+
+- tests/fixtures/tiny-bert/: a tiny random BERT saved by transformers both as
+  pytorch_model.bin (torch.save's zip format) and as safetensors, with a
+  small vocab.txt, for the .bin reader;
+- tests/fixtures/minilm_parity.{json,safetensors}: what Hugging Face
 `transformers` computes for the cached all-MiniLM-L6-v2 on sentences that
 cover padding, truncation, case and accents. tests/model_parity.rs compares
 Tunebook's forward pass against it.
@@ -56,8 +61,25 @@ def ensure_reference_env():
     os.execve(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), __file__, *sys.argv[1:]], env)
 
 
+def write_tiny_bert():
+    import torch
+    from transformers import BertConfig, BertModel
+
+    out = OUT / "tiny-bert"
+    out.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "the a film is good bad great dull fun long short love hate story actor plot ##s ##ing ##ed".split()
+    (out / "vocab.txt").write_text("\n".join(words) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    model = BertModel(config).eval()
+    model.save_pretrained(out, safe_serialization=False)
+    model.save_pretrained(out / "safetensors", safe_serialization=True)
+    print(f"[fixture] wrote {out}")
+
+
 def main():
     ensure_reference_env()
+    write_tiny_bert()
     import torch
     import transformers
     from safetensors.torch import save_file

@@ -125,3 +125,42 @@ fn a_folder_without_any_tokenizer_says_so() {
     let err = load(dir.path()).unwrap_err();
     assert!(err.contains("has neither tokenizer.json nor vocab.txt"), "{err}");
 }
+
+fn tiny_bert() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert")
+}
+
+#[test]
+fn pytorch_model_bin_reads_the_same_tensors_as_safetensors() {
+    let from_bin = tunebook::model::hf::read_checkpoint(&tiny_bert().join("pytorch_model.bin")).unwrap();
+    let from_st: std::collections::HashMap<String, Tensor> =
+        tunebook::model::hf::read_checkpoint(&tiny_bert().join("safetensors/model.safetensors")).unwrap().into_iter().collect();
+    // transformers leaves position_ids out of the safetensors file; everything else must agree.
+    let compared: Vec<_> = from_bin.iter().filter(|(n, _)| from_st.contains_key(n)).collect();
+    assert_eq!(compared.len(), from_st.len(), "tensors missing from the .bin");
+    for (name, t) in compared {
+        assert!(t.equal(&from_st[name]), "{name} differs");
+    }
+}
+
+#[test]
+fn a_folder_with_pytorch_model_bin_and_vocab_txt_loads() {
+    let model = load(&tiny_bert()).unwrap();
+    assert_eq!(model.config.hidden_size, 32);
+    let hidden = tch::no_grad(|| {
+        let ids = Tensor::from_slice(&[2i64, 5, 9, 3]).unsqueeze(0);
+        model.hidden_states(&ids, &ids.zeros_like(), &ids.ones_like(), false)
+    });
+    assert_eq!(hidden.size(), vec![1, 4, 32]);
+}
+
+#[test]
+fn a_corrupt_pytorch_model_bin_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "vocab.txt"] {
+        std::fs::copy(tiny_bert().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("pytorch_model.bin"), b"\x80\x02}q\x00.garbage").unwrap();
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.contains("is not a torch.save zip archive"), "{err}");
+}

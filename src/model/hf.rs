@@ -18,8 +18,20 @@ pub struct LoadReport {
     pub ignored: Vec<String>,
 }
 
-/// Reads every tensor of a safetensors checkpoint.
+/// The weights file of a model folder: `model.safetensors`, else `pytorch_model.bin`.
+pub fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
+    ["model.safetensors", "pytorch_model.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow!("{} has no model.safetensors or pytorch_model.bin", dir.display()))
+}
+
+/// Reads every tensor of a checkpoint: safetensors, or torch.save's zip format (`.bin`).
 pub fn read_checkpoint(file: &Path) -> Result<Vec<(String, Tensor)>> {
+    if file.extension().is_some_and(|e| e == "bin" || e == "pt" || e == "pth") {
+        return super::torch_pickle::read_state_dict(file);
+    }
     Tensor::read_safetensors(file).map_err(|e| anyhow!("cannot read {}: it is truncated or not a safetensors file ({e})", file.display()))
 }
 

@@ -5,6 +5,7 @@ pub mod bert;
 pub mod config;
 pub mod hf;
 pub mod tokenizer;
+pub mod torch_pickle;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,13 +107,11 @@ impl Model {
         bail!("no model named '{name_or_path}': it is neither a known name ({}) nor a folder", names.join(", "))
     }
 
-    /// Loads a Hugging Face folder: `config.json`, `model.safetensors`, `tokenizer.json`.
+    /// Loads a Hugging Face folder: `config.json`, `model.safetensors` (or
+    /// `pytorch_model.bin`), `tokenizer.json` (or `vocab.txt`).
     pub fn load(name: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let (config, raw_config) = BertConfig::load(&dir.join("config.json"))?;
-        let weights = dir.join("model.safetensors");
-        if !weights.exists() {
-            bail!("{} has no model.safetensors", dir.display());
-        }
+        let weights = hf::weights_file(dir)?;
         let tokenizer = TextTokenizer::load_from_dir(dir)?;
         let saved_labels = config.label_names();
         let labels = match (&opts.labels, saved_labels) {

@@ -1,0 +1,329 @@
+//! Reading `pytorch_model.bin`: the zip archive that `torch.save` writes,
+//! holding a pickled state dict whose tensors point at raw storages.
+//!
+//! tch only reads TorchScript archives, so this is a small unpickler for the
+//! opcodes `torch.save` emits (protocol 2), with no code execution: the only
+//! globals it acts on are the tensor rebuilders and `OrderedDict`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tch::{Kind, Tensor};
+
+/// A pickled value, as far as a state dict needs.
+#[derive(Debug, Clone)]
+enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Tuple(Vec<Value>),
+    List(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+    Global(String, String),
+    /// A persistent id: torch's reference to a storage.
+    Storage { kind: Kind, key: String },
+    Tensor(usize),
+    Mark,
+}
+
+struct Unpickler<'a> {
+    data: &'a [u8],
+    pos: usize,
+    stack: Vec<Value>,
+    memo: HashMap<u32, Value>,
+    tensors: Vec<TensorRef>,
+}
+
+/// A tensor's view of a storage.
+struct TensorRef {
+    kind: Kind,
+    key: String,
+    offset: i64,
+    size: Vec<i64>,
+    stride: Vec<i64>,
+}
+
+fn storage_kind(name: &str) -> Result<Kind> {
+    Ok(match name {
+        "FloatStorage" => Kind::Float,
+        "DoubleStorage" => Kind::Double,
+        "HalfStorage" => Kind::Half,
+        "BFloat16Storage" => Kind::BFloat16,
+        "LongStorage" => Kind::Int64,
+        "IntStorage" => Kind::Int,
+        "ShortStorage" => Kind::Int16,
+        "CharStorage" => Kind::Int8,
+        "ByteStorage" => Kind::Uint8,
+        "BoolStorage" => Kind::Bool,
+        other => bail!("unsupported storage type torch.{other}"),
+    })
+}
+
+impl<'a> Unpickler<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| anyhow!("the pickle ends early"))?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+    fn line(&mut self) -> Result<String> {
+        let rest = &self.data[self.pos..];
+        let n = rest.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("unterminated line in the pickle"))?;
+        let s = String::from_utf8(rest[..n].to_vec())?;
+        self.pos += n + 1;
+        Ok(s)
+    }
+    fn pop(&mut self) -> Result<Value> {
+        self.stack.pop().ok_or_else(|| anyhow!("the pickle's stack is empty"))
+    }
+    fn pop_mark(&mut self) -> Result<Vec<Value>> {
+        let at = self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| anyhow!("no mark on the pickle's stack"))?;
+        let items = self.stack.split_off(at + 1);
+        self.stack.pop();
+        Ok(items)
+    }
+    fn top(&mut self) -> Result<&mut Value> {
+        self.stack.last_mut().ok_or_else(|| anyhow!("the pickle's stack is empty"))
+    }
+
+    fn run(mut self) -> Result<(Value, Vec<TensorRef>)> {
+        loop {
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    self.u8()?; // PROTO
+                }
+                0x95 => {
+                    self.take(8)?; // FRAME
+                }
+                b'.' => return Ok((self.pop()?, self.tensors)),
+                b'}' => self.stack.push(Value::Dict(Vec::new())),
+                b']' => self.stack.push(Value::List(Vec::new())),
+                b')' => self.stack.push(Value::Tuple(Vec::new())),
+                b'(' => self.stack.push(Value::Mark),
+                b'N' => self.stack.push(Value::None),
+                0x88 => self.stack.push(Value::Bool(true)),
+                0x89 => self.stack.push(Value::Bool(false)),
+                b'J' => {
+                    let v = i32::from_le_bytes(self.take(4)?.try_into()?);
+                    self.stack.push(Value::Int(v as i64));
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.stack.push(Value::Int(v as i64));
+                }
+                b'M' => {
+                    let v = u16::from_le_bytes(self.take(2)?.try_into()?);
+                    self.stack.push(Value::Int(v as i64));
+                }
+                0x8a => {
+                    let n = self.u8()? as usize;
+                    let bytes = self.take(n)?;
+                    if n > 8 {
+                        bail!("integer too large in the pickle");
+                    }
+                    let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
+                    buf[..n].copy_from_slice(bytes);
+                    self.stack.push(Value::Int(i64::from_le_bytes(buf)));
+                }
+                b'G' => {
+                    let v = f64::from_be_bytes(self.take(8)?.try_into()?);
+                    self.stack.push(Value::Float(v));
+                }
+                b'X' => {
+                    let n = self.u32()? as usize;
+                    let s = String::from_utf8(self.take(n)?.to_vec())?;
+                    self.stack.push(Value::Str(s));
+                }
+                0x8c => {
+                    let n = self.u8()? as usize;
+                    let s = String::from_utf8(self.take(n)?.to_vec())?;
+                    self.stack.push(Value::Str(s));
+                }
+                b'q' => {
+                    let i = self.u8()? as u32;
+                    let v = self.top()?.clone();
+                    self.memo.insert(i, v);
+                }
+                b'r' => {
+                    let i = self.u32()?;
+                    let v = self.top()?.clone();
+                    self.memo.insert(i, v);
+                }
+                0x94 => {
+                    let i = self.memo.len() as u32;
+                    let v = self.top()?.clone();
+                    self.memo.insert(i, v);
+                }
+                b'h' => {
+                    let i = self.u8()? as u32;
+                    let v = self.memo.get(&i).cloned().ok_or_else(|| anyhow!("bad memo reference {i}"))?;
+                    self.stack.push(v);
+                }
+                b'j' => {
+                    let i = self.u32()?;
+                    let v = self.memo.get(&i).cloned().ok_or_else(|| anyhow!("bad memo reference {i}"))?;
+                    self.stack.push(v);
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.stack.push(Value::Global(module, name));
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (module, name) {
+                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
+                        _ => bail!("malformed STACK_GLOBAL in the pickle"),
+                    }
+                }
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::Tuple(items));
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    let at = self.stack.len().checked_sub(n).ok_or_else(|| anyhow!("the pickle's stack is too short"))?;
+                    let items = self.stack.split_off(at);
+                    self.stack.push(Value::Tuple(items));
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let storage = self.persistent(pid)?;
+                    self.stack.push(storage);
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let func = self.pop()?;
+                    let v = self.reduce(func, args)?;
+                    self.stack.push(v);
+                }
+                0x81 => {
+                    let _args = self.pop()?;
+                    let cls = self.pop()?;
+                    self.stack.push(match cls {
+                        Value::Global(m, n) if m == "collections" && n == "OrderedDict" => Value::Dict(Vec::new()),
+                        Value::Global(m, n) => bail!("the pickle constructs {m}.{n}, which a state dict never needs"),
+                        _ => bail!("malformed NEWOBJ in the pickle"),
+                    });
+                }
+                b'b' => {
+                    // BUILD: state for an object (a state dict's metadata); not needed.
+                    self.pop()?;
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    match self.top()? {
+                        Value::Dict(d) => d.push((k, v)),
+                        _ => bail!("SETITEM on a non-dict in the pickle"),
+                    }
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let Value::Dict(d) = self.top()? else { bail!("SETITEMS on a non-dict in the pickle") };
+                    let mut it = items.into_iter();
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        d.push((k, v));
+                    }
+                }
+                b'a' => {
+                    let v = self.pop()?;
+                    match self.top()? {
+                        Value::List(l) => l.push(v),
+                        _ => bail!("APPEND on a non-list in the pickle"),
+                    }
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    match self.top()? {
+                        Value::List(l) => l.extend(items),
+                        _ => bail!("APPENDS on a non-list in the pickle"),
+                    }
+                }
+                other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1),
+            }
+        }
+    }
+
+    fn persistent(&mut self, pid: Value) -> Result<Value> {
+        let Value::Tuple(items) = pid else { bail!("unexpected persistent id in the pickle") };
+        match items.as_slice() {
+            [Value::Str(tag), Value::Global(_, ty), Value::Str(key), ..] if tag == "storage" => Ok(Value::Storage { kind: storage_kind(ty)?, key: key.clone() }),
+            _ => bail!("unexpected persistent id in the pickle"),
+        }
+    }
+
+    fn reduce(&mut self, func: Value, args: Value) -> Result<Value> {
+        let Value::Global(module, name) = &func else { bail!("REDUCE of a non-callable in the pickle") };
+        let Value::Tuple(args) = args else { bail!("REDUCE without an argument tuple in the pickle") };
+        match (module.as_str(), name.as_str()) {
+            ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
+            ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
+                let ints = |v: &Value| -> Result<Vec<i64>> {
+                    match v {
+                        Value::Tuple(xs) | Value::List(xs) => xs.iter().map(|x| if let Value::Int(i) = x { Ok(*i) } else { bail!("a tensor's shape holds a non-integer") }).collect(),
+                        _ => bail!("a tensor's shape is not a tuple"),
+                    }
+                };
+                match args.as_slice() {
+                    [Value::Storage { kind, key }, Value::Int(offset), size, stride, ..] => {
+                        self.tensors.push(TensorRef { kind: *kind, key: key.clone(), offset: *offset, size: ints(size)?, stride: ints(stride)? });
+                        Ok(Value::Tensor(self.tensors.len() - 1))
+                    }
+                    _ => bail!("unexpected arguments to torch._utils.{name}"),
+                }
+            }
+            ("torch._utils", "_rebuild_parameter") => match args.into_iter().next() {
+                Some(t @ Value::Tensor(_)) => Ok(t),
+                _ => bail!("unexpected arguments to torch._utils._rebuild_parameter"),
+            },
+            (m, n) => bail!("the pickle calls {m}.{n}; only tensors and state dicts can be read (this is not a plain state dict)"),
+        }
+    }
+}
+
+/// Reads the state dict of a `torch.save` zip archive (`pytorch_model.bin`).
+pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
+        anyhow!("{} is not a torch.save zip archive ({e}); files from torch older than 1.6 are not supported, re-save them with a current torch", path.display())
+    })?;
+    let pkl_name = zip.file_names().filter_map(|n| n.ok()).map(|n| n.into_owned()).find(|n| n.ends_with("/data.pkl")).ok_or_else(|| anyhow!("{} has no data.pkl", path.display()))?;
+    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+    let mut pickle = Vec::new();
+    zip.by_name(&pkl_name)?.read_to_end(&mut pickle)?;
+    let unpickler = Unpickler { data: &pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), tensors: Vec::new() };
+    let (root, refs) = unpickler.run().with_context(|| format!("cannot read the state dict in {}", path.display()))?;
+    let Value::Dict(entries) = root else { bail!("{} does not hold a state dict", path.display()) };
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let (Value::Str(name), Value::Tensor(i)) = (k, v) else { continue };
+        let r = &refs[i];
+        if !storages.contains_key(&r.key) {
+            let mut bytes = Vec::new();
+            zip.by_name(&format!("{prefix}data/{}", r.key))
+                .with_context(|| format!("{}: storage {} is missing", path.display(), r.key))?
+                .read_to_end(&mut bytes)?;
+            storages.insert(r.key.clone(), bytes);
+        }
+        let bytes = &storages[&r.key];
+        let elem = r.kind.elt_size_in_bytes();
+        let storage = Tensor::f_from_data_size(bytes, &[(bytes.len() / elem) as i64], r.kind)?;
+        let t = storage.f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset)?.contiguous();
+        out.push((name, t));
+    }
+    Ok(out)
+}
