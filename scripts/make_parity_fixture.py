@@ -4,6 +4,9 @@
 - tests/fixtures/tiny-bert/: a tiny random BERT saved by transformers both as
   pytorch_model.bin (torch.save's zip format) and as safetensors, with a
   small vocab.txt, for the .bin reader;
+- tests/fixtures/adamw_steps.safetensors: torch.optim.AdamW's updates for
+  given gradients and learning rates (a zero-rate warmup step included),
+  with and without weight decay;
 - tests/fixtures/minilm_parity.{json,safetensors}: what Hugging Face
 `transformers` computes for the cached all-MiniLM-L6-v2 on sentences that
 cover padding, truncation, case and accents. tests/model_parity.rs compares
@@ -77,9 +80,38 @@ def write_tiny_bert():
     print(f"[fixture] wrote {out}")
 
 
+def write_adamw_steps():
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    weight = torch.randn(4, 3, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    tensors = {"weight_init": weight.detach().clone(), "bias_init": bias.detach().clone()}
+    lrs = [0.0, 1e-3, 5e-4, 2e-3, 1e-4, 3e-3]
+    opt = torch.optim.AdamW(
+        [{"params": [weight], "weight_decay": 0.01}, {"params": [bias], "weight_decay": 0.0}],
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+    )
+    for i, lr in enumerate(lrs):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        weight.grad = torch.randn(4, 3)
+        bias.grad = torch.randn(3) * 10 ** (i - 3)
+        tensors[f"weight_grad_{i}"] = weight.grad.clone()
+        tensors[f"bias_grad_{i}"] = bias.grad.clone()
+        opt.step()
+        tensors[f"weight_after_{i}"] = weight.detach().clone()
+        tensors[f"bias_after_{i}"] = bias.detach().clone()
+    tensors["lrs"] = torch.tensor(lrs, dtype=torch.float64)
+    save_file(tensors, str(OUT / "adamw_steps.safetensors"))
+    print(f"[fixture] wrote {OUT / 'adamw_steps.safetensors'}")
+
+
 def main():
     ensure_reference_env()
     write_tiny_bert()
+    write_adamw_steps()
     import torch
     import transformers
     from safetensors.torch import save_file
