@@ -97,7 +97,8 @@ def write_adamw_steps():
         for group in opt.param_groups:
             group["lr"] = lr
         weight.grad = torch.randn(4, 3)
-        bias.grad = torch.randn(3) * 10 ** (i - 3)
+        # From 1e-9 (where eps dominates the update) up to 1e-4.
+        bias.grad = torch.randn(3) * 10 ** (i - 9)
         tensors[f"weight_grad_{i}"] = weight.grad.clone()
         tensors[f"bias_grad_{i}"] = bias.grad.clone()
         opt.step()
