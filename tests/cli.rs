@@ -94,3 +94,50 @@ fn doctor_names_the_fix_for_a_missing_dataset() {
     assert!(!out.status.success());
     assert!(stdout.contains("fix: scripts/bootstrap --only rotten_tomatoes"), "{stdout}");
 }
+
+#[test]
+fn ctrl_c_stops_training_at_the_next_batch_and_exits_130() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.rhai");
+    std::fs::write(
+        &path,
+        r#"
+        let m = load_model("minilm", #{ labels: 2 });
+        let t = load_dataset("rotten_tomatoes").take(4000).tokenize(m, #{ max_len: 32 }).loader(#{ batch: 8 });
+        let run = fit(m, t, #{ epochs: 50 });
+        print("after fit");
+        "#,
+    )
+    .unwrap();
+    let mut child = Command::new(common::tunebook_bin())
+        .args(["run", path.to_str().unwrap(), "--device", "cpu"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    // Wait until training has really started, then press Ctrl-C.
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the script ended before training: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("training ") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "stdout: {rest}\nstderr: {stderr}");
+    assert!(started.elapsed().as_secs() < 10, "stopping took {:?}", started.elapsed());
+    assert!(rest.contains("interrupted after"), "{rest}");
+    assert!(!rest.contains("after fit"), "the script went on after the interrupt");
+    assert!(stderr.contains("interrupted; every variable keeps its value"), "{stderr}");
+}
