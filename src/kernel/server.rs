@@ -347,20 +347,6 @@ impl Kernel {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn glob_stars_match_anything_even_a_literal_star() {
-        assert!(glob_match("6 *", "6 * 7"));
-        assert!(glob_match("*fit*", "let run = fit(m, t)"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "abbc"));
-        assert!(!glob_match("fit", "fit(m)"));
-    }
-}
-
 /// `*` and `?` glob matching, as history search patterns use.
 fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
@@ -382,4 +368,18 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_stars_match_anything_even_a_literal_star() {
+        assert!(glob_match("6 *", "6 * 7"));
+        assert!(glob_match("*fit*", "let run = fit(m, t)"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "abbc"));
+        assert!(!glob_match("fit", "fit(m)"));
+    }
 }

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::suggest::closest;
 use tch::nn::{self, Init, Module};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 pub use config::BertConfig;
 pub use hf::LoadReport;
@@ -291,11 +291,6 @@ impl Model {
         obj.insert("tunebook".into(), serde_json::json!({ "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") }));
         config
     }
-
-    /// Switches between the variables' float kinds (for mixed precision later).
-    pub fn float_kind(&self) -> Kind {
-        self.vs.variables().values().next().map(|t| t.kind()).unwrap_or(Kind::Float)
-    }
 }
 
 /// The mean of `hidden` over the positions where `attention_mask` is 1.
@@ -386,7 +381,7 @@ pub fn group_digits(n: i64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

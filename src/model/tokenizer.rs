@@ -63,7 +63,7 @@ impl TextTokenizer {
         let mut inner = Tokenizer::new(model);
         let id = |t: &str| inner.token_to_id(t).ok_or_else(|| anyhow!("{} has no {t} token", vocab.display()));
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-        inner.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+        inner.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| anyhow!("{e}"))?;
         inner.with_pre_tokenizer(Some(BertPreTokenizer));
         inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);

@@ -16,9 +16,9 @@ use tch::{Kind, Tensor};
 #[derive(Debug, Clone)]
 enum Value {
     None,
-    Bool(bool),
+    /// A bool or float: parsed, never needed by a state dict.
+    OtherScalar,
     Int(i64),
-    Float(f64),
     Str(String),
     Tuple(Vec<Value>),
     List(Vec<Value>),
@@ -112,8 +112,7 @@ impl<'a> Unpickler<'a> {
                 b')' => self.stack.push(Value::Tuple(Vec::new())),
                 b'(' => self.stack.push(Value::Mark),
                 b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
+                0x88 | 0x89 => self.stack.push(Value::OtherScalar),
                 b'J' => {
                     let v = i32::from_le_bytes(self.take(4)?.try_into()?);
                     self.stack.push(Value::Int(v as i64));
@@ -137,8 +136,8 @@ impl<'a> Unpickler<'a> {
                     self.stack.push(Value::Int(i64::from_le_bytes(buf)));
                 }
                 b'G' => {
-                    let v = f64::from_be_bytes(self.take(8)?.try_into()?);
-                    self.stack.push(Value::Float(v));
+                    self.take(8)?;
+                    self.stack.push(Value::OtherScalar);
                 }
                 b'X' => {
                     let n = self.u32()? as usize;
