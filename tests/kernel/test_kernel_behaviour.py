@@ -214,3 +214,18 @@ def test_errors_show_the_failing_line(kernel):
     tb = "\n".join(reply["traceback"])
     assert "cell line 2" in tb and 'load_model("no-such-model")' in tb, tb
     assert "no model named 'no-such-model'" in reply["evalue"]
+
+
+def test_malformed_frames_and_unknown_requests_leave_the_kernel_responsive(kernel):
+    _, kc = kernel
+    sock = kc.shell_channel.socket
+    # Raw junk: no delimiter, too few frames, bad JSON, binary garbage.
+    for frames in ([b"junk"], [b"<IDS|MSG>", b"sig"], [b"<IDS|MSG>", b"", b"{", b"{}", b"{}", b"{}"], [b"\xff\xfe" * 1000]):
+        sock.send_multipart(frames)
+    # A properly signed request of a type nobody knows gets an error reply.
+    msg = kc.session.msg("frobnicate_request", {})
+    kc.session.send(sock, msg)
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["msg_type"] == "frobnicate_reply" and reply["content"]["status"] == "error", reply
+    reply, outputs = run(kc, "40 + 2")
+    assert result_text(outputs) == "42"
