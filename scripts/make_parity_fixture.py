@@ -4,6 +4,9 @@
 - tests/fixtures/tiny-bert/: a tiny random BERT saved by transformers both as
   pytorch_model.bin (torch.save's zip format) and as safetensors, with a
   small vocab.txt, for the .bin reader;
+- tests/fixtures/tiny-roberta/ and tiny-distilbert/: tiny random models of
+  the other BERT-family architectures with sequence-classification heads,
+  plus expected.safetensors (their hidden states and logits for fixed ids);
 - tests/fixtures/adamw_steps.safetensors: torch.optim.AdamW's updates for
   given gradients and learning rates (a zero-rate warmup step included),
   with and without weight decay;
@@ -80,6 +83,39 @@ def write_tiny_bert():
     print(f"[fixture] wrote {out}")
 
 
+def write_tiny_family():
+    import torch
+    from safetensors.torch import save_file
+    from transformers import (DistilBertConfig, DistilBertForSequenceClassification,
+                              RobertaConfig, RobertaForSequenceClassification)
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "the a film is good bad great dull fun long short love hate story actor plot ##s ##ing ##ed".split()
+    # Two rows, the second padded, so that position ids and masks are exercised.
+    ids = torch.tensor([[2, 5, 9, 11, 7, 3], [2, 6, 13, 3, 0, 0]])
+    mask = (ids != 0).long()
+    models = {
+        "tiny-roberta": RobertaForSequenceClassification(RobertaConfig(
+            vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=40, type_vocab_size=1, pad_token_id=0, num_labels=3)),
+        "tiny-distilbert": DistilBertForSequenceClassification(DistilBertConfig(
+            vocab_size=len(words), dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=40,
+            pad_token_id=0, num_labels=3)),
+    }
+    for name, model in models.items():
+        torch.manual_seed(0)
+        model.init_weights()
+        model.eval()
+        out = OUT / name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "vocab.txt").write_text("\n".join(words) + "\n")
+        model.save_pretrained(out, safe_serialization=True)
+        with torch.no_grad():
+            result = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        save_file({"input_ids": ids, "attention_mask": mask, "last_hidden_state": result.hidden_states[-1].contiguous(),
+                   "logits": result.logits.contiguous()}, str(out / "expected.safetensors"))
+        print(f"[fixture] wrote {out}")
+
+
 def write_adamw_steps():
     import torch
     from safetensors.torch import save_file
@@ -112,6 +148,7 @@ def write_adamw_steps():
 def main():
     ensure_reference_env()
     write_tiny_bert()
+    write_tiny_family()
     write_adamw_steps()
     import torch
     import transformers

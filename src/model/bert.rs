@@ -1,40 +1,74 @@
-//! The BERT encoder, with parameter names that mirror Hugging Face's
-//! checkpoints (`embeddings.word_embeddings.weight`,
+//! The BERT encoder (also RoBERTa's, which differs only in its positions and
+//! head), with parameter names that mirror Hugging Face's checkpoints
+//! (`embeddings.word_embeddings.weight`,
 //! `encoder.layer.3.attention.self.query.weight`, ...).
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::config::BertConfig;
+use super::config::{Arch, EncoderConfig};
 
-/// Token, position and segment embeddings, summed and normalized.
+/// Token, position and (except in DistilBERT) segment embeddings, summed and
+/// normalized.
 #[derive(Debug)]
-struct Embeddings {
+pub(super) struct Embeddings {
     word: nn::Embedding,
     position: nn::Embedding,
-    token_type: nn::Embedding,
+    token_type: Option<nn::Embedding>,
     norm: nn::LayerNorm,
     dropout: f64,
+    /// RoBERTa counts positions from the padding id + 1.
+    roberta_padding_id: Option<i64>,
 }
 
 impl Embeddings {
-    fn new(p: nn::Path, c: &BertConfig) -> Self {
+    pub(super) fn new(p: nn::Path, c: &EncoderConfig) -> Self {
         let emb = |name: &str, n| nn::embedding(&p / name, n, c.hidden_size, Default::default());
         Self {
             word: emb("word_embeddings", c.vocab_size),
             position: emb("position_embeddings", c.max_position_embeddings),
-            token_type: emb("token_type_embeddings", c.type_vocab_size),
+            token_type: (c.arch != Arch::DistilBert).then(|| emb("token_type_embeddings", c.type_vocab_size)),
             norm: layer_norm(&p / "LayerNorm", c),
             dropout: c.hidden_dropout_prob,
+            roberta_padding_id: (c.arch == Arch::Roberta).then_some(c.pad_token_id),
         }
     }
 
-    fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
-        let seq_len = input_ids.size()[1];
-        let positions = Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0);
-        let sum = self.word.forward(input_ids) + self.position.forward(&positions) + self.token_type.forward(token_type_ids);
+    pub(super) fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
+        let positions = match self.roberta_padding_id {
+            Some(pad) => super::roberta::position_ids(input_ids, pad),
+            None => Tensor::arange(input_ids.size()[1], (Kind::Int64, input_ids.device())).unsqueeze(0),
+        };
+        let mut sum = self.word.forward(input_ids) + self.position.forward(&positions);
+        if let Some(tt) = &self.token_type {
+            sum += tt.forward(token_type_ids);
+        }
         self.norm.forward(&sum).dropout(self.dropout, train)
     }
+}
+
+/// Multi-head scaled-dot-product attention over projected `[batch, seq,
+/// hidden]` queries, keys and values (libtorch's SDPA); `mask` is boolean
+/// `[batch, 1, 1, seq]`, true where a key may be attended.
+pub(super) fn attend(q: Tensor, k: Tensor, v: Tensor, heads: i64, mask: &Tensor, dropout: f64) -> Tensor {
+    let (b, s, h) = q.size3().expect("hidden states are [batch, seq, hidden]");
+    let split = |t: Tensor| t.view([b, s, heads, h / heads]).transpose(1, 2);
+    let context = Tensor::scaled_dot_product_attention(&split(q), &split(k), &split(v), Some(mask), dropout, false, None, false);
+    context.transpose(1, 2).contiguous().view([b, s, h])
+}
+
+/// The feed-forward activation a config names.
+pub(super) fn activate(xs: Tensor, activation: &str) -> Tensor {
+    match activation {
+        "relu" => xs.relu(),
+        "gelu_new" => xs.gelu("tanh"),
+        _ => xs.gelu("none"),
+    }
+}
+
+/// The boolean attention mask `[batch, 1, 1, seq]` from a 0/1 `[batch, seq]` mask.
+pub(super) fn key_mask(attention_mask: &Tensor) -> Tensor {
+    attention_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1)
 }
 
 /// One transformer layer: self-attention then feed-forward, each with a
@@ -56,7 +90,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(p: nn::Path, c: &BertConfig) -> Self {
+    fn new(p: nn::Path, c: &EncoderConfig) -> Self {
         let h = c.hidden_size;
         let lin = |path: nn::Path, i, o| nn::linear(path, i, o, Default::default());
         let att = &p / "attention";
@@ -78,55 +112,44 @@ impl Layer {
 
     /// `mask` is boolean `[batch, 1, 1, seq]`, true where a key may be attended.
     fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let (b, s, h) = xs.size3().expect("hidden states are [batch, seq, hidden]");
-        let head_dim = h / self.heads;
-        let split = |t: Tensor| t.view([b, s, self.heads, head_dim]).transpose(1, 2);
-        let q = split(self.query.forward(xs));
-        let k = split(self.key.forward(xs));
-        let v = split(self.value.forward(xs));
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, None, false);
-        let context = context.transpose(1, 2).contiguous().view([b, s, h]);
+        let context = attend(self.query.forward(xs), self.key.forward(xs), self.value.forward(xs), self.heads, mask, dropout);
         let attended = self.attention_output.forward(&context).dropout(self.hidden_dropout, train);
         let xs = self.attention_norm.forward(&(attended + xs));
-        let inner = self.intermediate.forward(&xs);
-        let inner = match self.activation.as_str() {
-            "relu" => inner.relu(),
-            "gelu_new" => inner.gelu("tanh"),
-            _ => inner.gelu("none"),
-        };
+        let inner = activate(self.intermediate.forward(&xs), &self.activation);
         let out = self.output.forward(&inner).dropout(self.hidden_dropout, train);
         self.output_norm.forward(&(out + xs))
     }
 }
 
-fn layer_norm(p: nn::Path, c: &BertConfig) -> nn::LayerNorm {
+pub(super) fn layer_norm(p: nn::Path, c: &EncoderConfig) -> nn::LayerNorm {
     let config = nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() };
     nn::layer_norm(p, vec![c.hidden_size], config)
 }
 
-/// The BERT encoder with its pooler (`dense` + tanh on the first token).
+/// The BERT encoder with its pooler (`dense` + tanh on the first token);
+/// RoBERTa's has no pooler.
 #[derive(Debug)]
 pub struct Bert {
     embeddings: Embeddings,
     layers: Vec<Layer>,
-    pooler: nn::Linear,
+    pooler: Option<nn::Linear>,
 }
 
 impl Bert {
     /// Creates the encoder's variables under `p` (randomly initialized; the
     /// checkpoint loader overwrites them).
-    pub fn new(p: nn::Path, c: &BertConfig) -> Self {
+    pub fn new(p: nn::Path, c: &EncoderConfig) -> Self {
         let embeddings = Embeddings::new(&p / "embeddings", c);
         let encoder = &p / "encoder" / "layer";
         let layers = (0..c.num_hidden_layers).map(|i| Layer::new(&encoder / i, c)).collect();
-        let pooler = nn::linear(&p / "pooler" / "dense", c.hidden_size, c.hidden_size, Default::default());
+        let pooler = (c.arch == Arch::Bert).then(|| nn::linear(&p / "pooler" / "dense", c.hidden_size, c.hidden_size, Default::default()));
         Self { embeddings, layers, pooler }
     }
 
     /// Last hidden states `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let mask = attention_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1);
+        let mask = key_mask(attention_mask);
         let mut xs = self.embeddings.forward(input_ids, token_type_ids, train);
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask, train);
@@ -134,8 +157,9 @@ impl Bert {
         xs
     }
 
-    /// The pooler output: `tanh(dense(hidden[:, 0]))`, as BERT's next-sentence head was trained.
-    pub fn pool(&self, hidden: &Tensor) -> Tensor {
-        self.pooler.forward(&hidden.select(1, 0)).tanh()
+    /// The pooler output, `tanh(dense(hidden[:, 0]))` as BERT's
+    /// next-sentence head was trained; `None` without a pooler (RoBERTa).
+    pub fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
+        self.pooler.as_ref().map(|p| p.forward(&hidden.select(1, 0)).tanh())
     }
 }

@@ -7,34 +7,74 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 /// The model types this build can load.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "distilbert"];
 
-/// The fields of a BERT `config.json` that the forward pass needs.
+/// A BERT-family architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arch {
+    /// BERT and its distillations with the same layout (MiniLM).
+    #[default]
+    Bert,
+    /// RoBERTa: positions offset past the padding id, a two-layer head on `<s>`.
+    Roberta,
+    /// DistilBERT: its own layer names, no token types, a pre-classifier.
+    DistilBert,
+}
+
+impl Arch {
+    /// The prefix of the backbone's names in task checkpoints (`bert`, `roberta`, `distilbert`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::Roberta => "roberta",
+            Arch::DistilBert => "distilbert",
+        }
+    }
+
+    /// The Hugging Face class that a saved classifier loads as.
+    pub fn classifier_class(self) -> &'static str {
+        match self {
+            Arch::Bert => "BertForSequenceClassification",
+            Arch::Roberta => "RobertaForSequenceClassification",
+            Arch::DistilBert => "DistilBertForSequenceClassification",
+        }
+    }
+}
+
+/// The fields of a BERT-family `config.json` that the forward pass needs.
+/// DistilBERT's own names (`dim`, `n_layers`, ...) are read as aliases.
 #[derive(Debug, Clone, Deserialize)]
-pub struct BertConfig {
+pub struct EncoderConfig {
     /// Architecture family, e.g. `bert`.
     pub model_type: String,
+    /// The architecture `model_type` names.
+    #[serde(skip)]
+    pub arch: Arch,
     /// Number of rows in the word-embedding table.
     pub vocab_size: i64,
     /// Width of every hidden state.
+    #[serde(alias = "dim")]
     pub hidden_size: i64,
     /// Number of transformer layers.
+    #[serde(alias = "n_layers")]
     pub num_hidden_layers: i64,
     /// Attention heads per layer.
+    #[serde(alias = "n_heads")]
     pub num_attention_heads: i64,
     /// Width of the feed-forward block.
+    #[serde(alias = "hidden_dim")]
     pub intermediate_size: i64,
     /// Activation of the feed-forward block.
-    #[serde(default = "default_act")]
+    #[serde(default = "default_act", alias = "activation")]
     pub hidden_act: String,
     /// Dropout on hidden states.
-    #[serde(default = "default_dropout")]
+    #[serde(default = "default_dropout", alias = "dropout")]
     pub hidden_dropout_prob: f64,
     /// Dropout on attention probabilities.
-    #[serde(default = "default_dropout")]
+    #[serde(default = "default_dropout", alias = "attention_dropout")]
     pub attention_probs_dropout_prob: f64,
     /// Dropout before the classifier; `hidden_dropout_prob` when absent.
-    #[serde(default)]
+    #[serde(default, alias = "seq_classif_dropout")]
     pub classifier_dropout: Option<f64>,
     /// Length of the position-embedding table.
     pub max_position_embeddings: i64,
@@ -47,6 +87,9 @@ pub struct BertConfig {
     /// Id of the padding token.
     #[serde(default)]
     pub pad_token_id: i64,
+    /// DistilBERT's fixed sinusoidal positions (not supported).
+    #[serde(default)]
+    pub sinusoidal_pos_embds: bool,
     /// Class names of a fine-tuned head, by id.
     #[serde(default)]
     pub id2label: Option<BTreeMap<String, String>>,
@@ -65,7 +108,7 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-impl BertConfig {
+impl EncoderConfig {
     /// Reads and checks `config.json`; returns the typed config and the raw
     /// JSON (kept so that saving writes back every field we do not use).
     pub fn load(path: &Path) -> Result<(Self, serde_json::Value)> {
@@ -80,8 +123,16 @@ impl BertConfig {
                 SUPPORTED_MODEL_TYPES.join(", ")
             );
         }
-        let config: BertConfig = serde_json::from_value(raw.clone())
+        let mut config: EncoderConfig = serde_json::from_value(raw.clone())
             .with_context(|| format!("{}: missing or malformed field", path.display()))?;
+        config.arch = match model_type {
+            "roberta" => Arch::Roberta,
+            "distilbert" => Arch::DistilBert,
+            _ => Arch::Bert,
+        };
+        if config.sinusoidal_pos_embds {
+            bail!("{}: sinusoidal_pos_embds is not supported; only learned position embeddings are", path.display());
+        }
         if config.hidden_size % config.num_attention_heads != 0 {
             bail!(
                 "{}: hidden_size {} is not divisible by num_attention_heads {}",

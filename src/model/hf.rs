@@ -6,9 +6,6 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use tch::{nn::VarStore, Tensor};
 
-/// Prefix that Hugging Face's task models put before the encoder's names.
-pub const ENCODER_PREFIX: &str = "bert.";
-
 /// What loading found besides the tensors it copied.
 #[derive(Debug, Default, Clone)]
 pub struct LoadReport {
@@ -36,13 +33,23 @@ pub fn read_checkpoint(file: &Path) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// Copies a checkpoint's tensors (read from `file`) into `vs`. Names are
-/// matched with or without the `bert.` prefix. Variables starting with one
-/// of `may_be_missing` (a new task head) may be absent; any other missing
-/// tensor, a shape mismatch or an unexpected tensor is an error that names them.
-pub fn load_weights(vs: &VarStore, file: &Path, tensors: Vec<(String, Tensor)>, may_be_missing: &[&str]) -> Result<LoadReport> {
+/// matched with or without the backbone's `prefix` (`bert`, ...). Variables
+/// starting with one of `may_be_missing` (a new task head) may be absent;
+/// checkpoint tensors starting with one of `ignorable` (buffers, other tasks'
+/// heads) are reported, not loaded. Any other missing tensor, a shape
+/// mismatch or an unexpected tensor is an error that names them.
+pub fn load_weights(
+    vs: &VarStore,
+    file: &Path,
+    tensors: Vec<(String, Tensor)>,
+    prefix: &str,
+    may_be_missing: &[&str],
+    ignorable: &[&str],
+) -> Result<LoadReport> {
+    let prefix = format!("{prefix}.");
     let mut by_name: HashMap<String, Tensor> = HashMap::new();
     for (name, t) in tensors {
-        let short = name.strip_prefix(ENCODER_PREFIX).unwrap_or(&name).to_string();
+        let short = name.strip_prefix(&prefix).unwrap_or(&name).to_string();
         by_name.insert(short, t);
     }
     let mut report = LoadReport::default();
@@ -51,7 +58,7 @@ pub fn load_weights(vs: &VarStore, file: &Path, tensors: Vec<(String, Tensor)>, 
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, mut var) in vars {
-        let short = name.strip_prefix(ENCODER_PREFIX).unwrap_or(&name);
+        let short = name.strip_prefix(&prefix).unwrap_or(&name);
         match by_name.remove(short) {
             Some(src) => {
                 if src.size() != var.size() {
@@ -73,8 +80,7 @@ pub fn load_weights(vs: &VarStore, file: &Path, tensors: Vec<(String, Tensor)>, 
     }
     let mut unexpected = Vec::new();
     for name in by_name.into_keys() {
-        // Buffers and pre-training heads are not parameters of our model.
-        if name.ends_with("position_ids") || name.starts_with("cls.") {
+        if name.ends_with("position_ids") || ignorable.iter().any(|p| name.starts_with(p)) {
             report.ignored.push(name);
         } else {
             unexpected.push(name);
@@ -88,8 +94,8 @@ pub fn load_weights(vs: &VarStore, file: &Path, tensors: Vec<(String, Tensor)>, 
     Ok(report)
 }
 
-/// Writes every variable of `vs` as safetensors, encoder names under `bert.`
-/// as Hugging Face's `BertForSequenceClassification` expects.
+/// Writes every variable of `vs` as safetensors, the backbone's names under
+/// its prefix as Hugging Face's `...ForSequenceClassification` expects.
 pub fn save_weights(vs: &VarStore, file: &Path) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));

@@ -3,6 +3,8 @@
 
 pub mod bert;
 pub mod config;
+pub mod distilbert;
+pub mod roberta;
 pub mod hf;
 pub mod tokenizer;
 pub mod torch_pickle;
@@ -16,7 +18,7 @@ use crate::suggest::closest;
 use tch::nn::{self, Init, Module};
 use tch::{Device, Tensor};
 
-pub use config::BertConfig;
+pub use config::{Arch, EncoderConfig};
 pub use hf::LoadReport;
 pub use tokenizer::TextTokenizer;
 
@@ -66,19 +68,40 @@ pub struct LoadOptions {
     pub device: Device,
 }
 
-/// A pretrained BERT encoder with a sequence-classification head.
+/// The encoder, by architecture (RoBERTa's is BERT's).
+enum Backbone {
+    Bert(bert::Bert),
+    DistilBert(distilbert::DistilBert),
+}
+
+/// The sequence-classification head.
+enum Head {
+    /// BERT's pooler, dropout, `classifier` (as `BertForSequenceClassification`).
+    BertPooler { classifier: nn::Linear, dropout: f64 },
+    /// RoBERTa's two-layer head on `<s>`.
+    Roberta(roberta::ClassificationHead),
+    /// DistilBERT's `pre_classifier` head on `[CLS]`.
+    DistilBert(distilbert::ClassificationHead),
+    /// Mean over real tokens, dropout, `classifier`.
+    Mean { classifier: nn::Linear, dropout: f64 },
+}
+
+/// Checkpoint tensors that are not parameters of a classifier: buffers and
+/// the heads of pre-training tasks.
+const NOT_PARAMETERS: &[&str] = &["cls.", "lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector."];
+
+/// A pretrained BERT-family encoder with a sequence-classification head.
 pub struct Model {
     /// What the user called it (a cache name or a path).
     pub name: String,
     /// The folder it was loaded from.
     pub source: PathBuf,
     /// The parsed `config.json`.
-    pub config: BertConfig,
+    pub config: EncoderConfig,
     raw_config: serde_json::Value,
     vs: nn::VarStore,
-    encoder: bert::Bert,
-    classifier: nn::Linear,
-    classifier_dropout: f64,
+    backbone: Backbone,
+    head: Head,
     /// The tokenizer that came with the model.
     pub tokenizer: TextTokenizer,
     /// Class names, by label id.
@@ -110,7 +133,7 @@ impl Model {
     /// Loads a Hugging Face folder: `config.json`, `model.safetensors` (or
     /// `pytorch_model.bin`), `tokenizer.json` (or `vocab.txt`).
     pub fn load(name: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
-        let (config, raw_config) = BertConfig::load(&dir.join("config.json"))?;
+        let (config, raw_config) = EncoderConfig::load(&dir.join("config.json"))?;
         let weights = hf::weights_file(dir)?;
         let tokenizer = TextTokenizer::load_from_dir(dir)?;
         let saved_labels = config.label_names();
@@ -122,28 +145,39 @@ impl Model {
         if labels.len() < 2 {
             bail!("a classifier needs at least 2 labels, got {}", labels.len());
         }
-        let pooling = raw_config
-            .pointer("/tunebook/pooling")
-            .and_then(|v| v.as_str())
-            .filter(|_| opts.labels.is_none())
-            .map(Pooling::parse)
-            .transpose()?
-            .unwrap_or(opts.pooling);
+        // The pooling the checkpoint's own head (if any) was trained with.
+        let saved_pooling = raw_config.pointer("/tunebook/pooling").and_then(|v| v.as_str()).map(Pooling::parse).transpose()?.unwrap_or(Pooling::Pooler);
+        let pooling = if opts.labels.is_none() { saved_pooling } else { opts.pooling };
 
         let vs = nn::VarStore::new(opts.device);
         let root = vs.root();
-        let encoder = bert::Bert::new(&root / "bert", &config);
+        let arch = config.arch;
+        let backbone = match arch {
+            Arch::DistilBert => Backbone::DistilBert(distilbert::DistilBert::new(&root / arch.prefix(), &config)),
+            Arch::Bert | Arch::Roberta => Backbone::Bert(bert::Bert::new(&root / arch.prefix(), &config)),
+        };
         // Hugging Face initializes heads with N(0, 0.02) weights and zero bias.
-        let head_init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
-        let classifier = nn::linear(&root / "classifier", config.hidden_size, labels.len() as i64, head_init);
-        // A checkpoint whose head has another size is loaded without it.
-        let keep_head = opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len());
-        let may_be_missing: &[&str] = &["classifier", "pooler"];
+        let init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
+        let n_labels = labels.len() as i64;
+        let dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
+        let head = match (pooling, arch) {
+            (Pooling::Mean, _) => Head::Mean { classifier: nn::linear(&root / "classifier", config.hidden_size, n_labels, init), dropout },
+            (Pooling::Pooler, Arch::Bert) => Head::BertPooler { classifier: nn::linear(&root / "classifier", config.hidden_size, n_labels, init), dropout },
+            (Pooling::Pooler, Arch::Roberta) => Head::Roberta(roberta::ClassificationHead::new(&root / "classifier", &config, n_labels, init)),
+            (Pooling::Pooler, Arch::DistilBert) => Head::DistilBert(distilbert::ClassificationHead::new(&root, &config, n_labels, init)),
+        };
+        // A checkpoint's head is kept only when it is the same head for the same labels.
+        let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling;
+        let head_names = ["classifier.", "pre_classifier."];
         let mut tensors = hf::read_checkpoint(&weights)?;
         if !keep_head {
-            tensors.retain(|(n, _)| !n.starts_with("classifier."));
+            tensors.retain(|(n, _)| !head_names.iter().any(|h| n.starts_with(h)));
         }
-        let load_report = hf::load_weights(&vs, &weights, tensors, may_be_missing)?;
+        let mut ignorable: Vec<&str> = NOT_PARAMETERS.to_vec();
+        if arch == Arch::Roberta {
+            ignorable.push("pooler."); // RobertaModel checkpoints carry a pooler its classifier does not use.
+        }
+        let load_report = hf::load_weights(&vs, &weights, tensors, arch.prefix(), &["classifier", "pre_classifier", "pooler"], &ignorable)?;
         if pooling == Pooling::Mean {
             // Mean pooling never uses the pooler; freezing it keeps the summary truthful.
             for (n, t) in vs.variables() {
@@ -155,12 +189,11 @@ impl Model {
         Ok(Self {
             name: name.to_string(),
             source: dir.to_path_buf(),
-            classifier_dropout: config.classifier_dropout.unwrap_or(config.hidden_dropout_prob),
             config,
             raw_config,
             vs,
-            encoder,
-            classifier,
+            backbone,
+            head,
             tokenizer,
             labels,
             pooling,
@@ -181,26 +214,36 @@ impl Model {
     /// The encoder's last hidden states `[batch, seq, hidden]`, in eval mode
     /// (no dropout) unless `train`.
     pub fn hidden_states(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        self.encoder.forward(input_ids, token_type_ids, attention_mask, train)
+        match &self.backbone {
+            Backbone::Bert(b) => b.forward(input_ids, token_type_ids, attention_mask, train),
+            Backbone::DistilBert(d) => d.forward(input_ids, token_type_ids, attention_mask, train),
+        }
     }
 
     /// Classification logits `[batch, labels]`.
     pub fn logits(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let hidden = self.encoder.forward(input_ids, token_type_ids, attention_mask, train);
-        let pooled = match self.pooling {
-            Pooling::Pooler => self.encoder.pool(&hidden),
-            Pooling::Mean => mean_pool(&hidden, attention_mask),
-        };
-        self.classifier.forward(&pooled.dropout(self.classifier_dropout, train))
+        let hidden = self.hidden_states(input_ids, token_type_ids, attention_mask, train);
+        match (&self.head, &self.backbone) {
+            (Head::BertPooler { classifier, dropout }, Backbone::Bert(b)) => {
+                let pooled = b.pool(&hidden).expect("BERT checkpoints have a pooler");
+                classifier.forward(&pooled.dropout(*dropout, train))
+            }
+            (Head::Mean { classifier, dropout }, _) => classifier.forward(&mean_pool(&hidden, attention_mask).dropout(*dropout, train)),
+            (Head::Roberta(h), _) => h.forward(&hidden, train),
+            (Head::DistilBert(h), _) => h.forward(&hidden, train),
+            (Head::BertPooler { .. }, Backbone::DistilBert(_)) => unreachable!("a pooler head is only built for BERT"),
+        }
     }
 
-    /// Every parameter with its user-facing name (without the `bert.` prefix).
+    /// Every parameter with its user-facing name (without the backbone's
+    /// `bert.`/`roberta.`/`distilbert.` prefix).
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let prefix = format!("{}.", self.config.arch.prefix());
         let mut vars: Vec<(String, Tensor)> = self
             .vs
             .variables()
             .into_iter()
-            .map(|(n, t)| (n.strip_prefix(hf::ENCODER_PREFIX).map(str::to_string).unwrap_or(n), t))
+            .map(|(n, t)| (n.strip_prefix(&prefix).map(str::to_string).unwrap_or(n), t))
             .collect();
         vars.sort_by_key(|(name, _)| natural_key(name));
         vars
@@ -281,7 +324,7 @@ impl Model {
     fn saved_config(&self) -> serde_json::Value {
         let mut config = self.raw_config.clone();
         let obj = config.as_object_mut().expect("config.json is an object");
-        obj.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+        obj.insert("architectures".into(), serde_json::json!([self.config.arch.classifier_class()]));
         let id2label: serde_json::Map<String, serde_json::Value> =
             self.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
         let label2id: serde_json::Map<String, serde_json::Value> =
@@ -393,7 +436,7 @@ pub fn group_digits(n: i64) -> String {
 /// encoder layers, else the top-level module.
 fn summary_module(name: &str) -> String {
     let parts: Vec<&str> = name.split('.').collect();
-    if parts.len() > 2 && parts[0] == "encoder" && parts[1] == "layer" {
+    if parts.len() > 2 && (parts[0] == "encoder" || parts[0] == "transformer") && parts[1] == "layer" {
         parts[..3].join(".")
     } else {
         parts[0].to_string()
@@ -428,7 +471,7 @@ pub enum NaturalPart {
 fn natural_key(name: &str) -> Vec<NaturalPart> {
     let rank = match name.split('.').next().unwrap_or("") {
         "embeddings" => 0,
-        "encoder" => 1,
+        "encoder" | "transformer" => 1,
         "pooler" => 2,
         _ => 3,
     };

@@ -43,3 +43,19 @@ def test_saved_model_gives_the_same_predictions_in_transformers():
     for (label, score), p in zip(ours, probs):
         assert model.config.id2label[int(p.argmax())] == label
         assert abs(float(p.max()) - score) < 1e-5, (label, score, p)
+
+
+@pytest.mark.parametrize("name", ["tiny-roberta", "tiny-distilbert"])
+def test_saved_roberta_and_distilbert_load_in_transformers(name):
+    from safetensors.torch import load_file
+
+    fixture = REPO / "tests" / "fixtures" / name
+    out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-export-")) / name
+    script = out.parent / "save.rhai"
+    script.write_text(f'load_model("{fixture}").save("{out}");')
+    subprocess.run([TUNEBOOK, "run", str(script), "--device", "cpu"], capture_output=True, text=True, check=True)
+    expected = load_file(str(fixture / "expected.safetensors"))
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        logits = model(input_ids=expected["input_ids"], attention_mask=expected["attention_mask"]).logits
+    assert torch.allclose(logits, expected["logits"], atol=1e-5)
