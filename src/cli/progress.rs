@@ -77,6 +77,9 @@ impl TrainObserver for TerminalProgress {
                 let val = e.val.map(|v| format!(", val_loss {:.4}, val_accuracy {:.4}", v.loss, v.accuracy)).unwrap_or_default();
                 self.line(&format!("epoch {}/{}: train_loss {:.4}{val} ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
             }
+            TrainEvent::EarlyStopping { stopped_at, best_epoch, restored } => {
+                self.line(&TrainEvent::early_stopping_summary(*stopped_at, *best_epoch, *restored));
+            }
             TrainEvent::Interrupted { steps } => {
                 if let Some(bar) = self.bar.take() {
                     bar.abandon();

@@ -139,8 +139,9 @@ where
         .map_err(err)?;
     let green = RGBColor(44, 160, 44);
     chart.draw_series(LineSeries::new(acc.clone(), green.stroke_width(2)).point_size(4)).map_err(err)?;
-    // The best epoch, which early stopping keeps.
-    if let Some(best) = acc.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a }) {
+    // The best epoch: early stopping's choice when it ran, else the highest accuracy.
+    let chosen = run.best_epoch.and_then(|b| acc.iter().copied().find(|a| a.0 as usize == b));
+    if let Some(best) = chosen.or_else(|| acc.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a })) {
         chart.draw_series(std::iter::once(Circle::new(best, 7, green.stroke_width(2)))).map_err(err)?;
         chart
             .draw_series(std::iter::once(

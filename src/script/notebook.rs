@@ -361,6 +361,10 @@ impl TrainObserver for LiveTraining {
                 self.history.push(e.clone());
                 self.refresh(true);
             }
+            TrainEvent::EarlyStopping { stopped_at, best_epoch, restored } => {
+                self.status = TrainEvent::early_stopping_summary(*stopped_at, *best_epoch, *restored);
+                self.refresh(true);
+            }
             TrainEvent::Interrupted { steps } => {
                 self.interrupted = true;
                 self.status = format!("interrupted after {steps} steps; the model keeps its weights");
@@ -368,7 +372,8 @@ impl TrainObserver for LiveTraining {
             }
             TrainEvent::Done(run) => {
                 if !run.interrupted {
-                    self.status = format!("done in {:.0}s", run.seconds);
+                    let early = run.best_epoch.map(|b| TrainEvent::early_stopping_summary(run.stopped_early_at, b, run.restored_best) + "; ").unwrap_or_default();
+                    self.status = format!("{early}done in {:.0}s", run.seconds);
                 }
                 self.refresh(true);
             }

@@ -47,7 +47,7 @@ pub const API: &[ApiEntry] = &[
     m("Dataset", "len", "data.len()", "The number of rows."),
     m("Dataset", "tokenize", "data.tokenize(model, #{ max_len: 128 })", "Tokenizes every text with the model's tokenizer, truncating to max_len tokens."),
     m("TokenizedDataset", "loader", "tokens.loader(#{ batch: 16, shuffle: false, seed, drop_last: false })", "Batches of rows, each padded to its longest row."),
-    f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0 })", "Trains the model on the train loader, evaluating on val after each epoch. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far."),
+    f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0, early_stopping: #{ metric: \"val_loss\"|\"val_accuracy\", patience: 3, min_delta: 0.0, restore_best: true } })", "Trains the model on the train loader, evaluating on val after each epoch; early stopping ends the run when the metric has not improved for `patience` epochs and puts back the best epoch's weights. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far."),
     f("plot", "plot(run)", "Charts the run: training loss by step (raw and smoothed) with validation loss, and validation accuracy by epoch. Inline in a notebook; a PNG under out/plots/ from `tunebook run`."),
     f("evaluate", "evaluate(model, loader)", "Loss and accuracy of the model on every batch, without gradients: #{ loss, accuracy, rows }."),
     f("predict", "predict(model, texts, #{ max_len: 128 })", "The predicted label and its probability for each text (or for one string)."),
@@ -55,6 +55,8 @@ pub const API: &[ApiEntry] = &[
     m("Run", "val_loss", "run.val_loss", "Validation loss after the last epoch."),
     m("Run", "best_val_accuracy", "run.best_val_accuracy", "The best validation accuracy of any epoch."),
     m("Run", "history", "run.history", "One map per epoch: epoch, train_loss, val_loss, val_accuracy."),
+    m("Run", "best_epoch", "run.best_epoch", "The best epoch under early stopping (unit without it)."),
+    m("Run", "stopped_early_at", "run.stopped_early_at", "The epoch after which early stopping ended the run (unit if it did not)."),
     m("Run", "seconds", "run.seconds", "How long the run took."),
     m("Run", "samples_per_sec", "run.samples_per_sec", "Training throughput, evaluation excluded."),
     m("Run", "interrupted", "run.interrupted", "Whether an interrupt stopped the run."),
@@ -76,7 +78,8 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("split", &["val", "seed"]),
     ("tokenize", &["max_len"]),
     ("loader", &["batch", "shuffle", "seed", "drop_last"]),
-    ("fit", &["optimizer", "lr", "weight_decay", "schedule", "warmup", "epochs", "max_steps", "max_grad_norm"]),
+    ("fit", &["optimizer", "lr", "weight_decay", "schedule", "warmup", "epochs", "max_steps", "max_grad_norm", "early_stopping"]),
+    ("early_stopping", &["metric", "patience", "min_delta", "restore_best"]),
     ("predict", &["max_len"]),
 ];
 

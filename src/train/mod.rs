@@ -1,6 +1,7 @@
 //! The training loop: optimizer, schedule, loss, evaluation each epoch, and
 //! events that the command line and the notebook render.
 
+pub mod early_stopping;
 pub mod optim;
 pub mod schedule;
 
@@ -13,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::{DataLoader, TokenizedDataset};
 use crate::model::Model;
+pub use early_stopping::{EarlyStopping, Monitor};
 pub use optim::AdamW;
 pub use schedule::Schedule;
 
@@ -33,6 +35,8 @@ pub struct FitOptions {
     pub max_steps: Option<usize>,
     /// Clip the global gradient norm to this, if set.
     pub max_grad_norm: Option<f64>,
+    /// Stop when validation stops improving, if set.
+    pub early_stopping: Option<EarlyStopping>,
     /// Adam's betas and epsilon.
     pub betas: (f64, f64),
     /// Adam's epsilon.
@@ -49,6 +53,7 @@ impl Default for FitOptions {
             epochs: 3,
             max_steps: None,
             max_grad_norm: Some(1.0),
+            early_stopping: None,
             betas: (0.9, 0.999),
             eps: 1e-8,
         }
@@ -107,6 +112,12 @@ pub struct TrainRun {
     pub seconds: f64,
     /// Whether the run was stopped by an interrupt.
     pub interrupted: bool,
+    /// The epoch whose validation result was best under early stopping.
+    pub best_epoch: Option<usize>,
+    /// The epoch after which early stopping ended the run.
+    pub stopped_early_at: Option<usize>,
+    /// Whether the best epoch's weights were put back at the end.
+    pub restored_best: bool,
     /// Device it ran on.
     pub device: String,
 }
@@ -170,6 +181,15 @@ pub enum TrainEvent {
     },
     /// After each epoch's validation.
     EpochEnd(EpochRecord),
+    /// Early stopping's outcome, when it stopped the run or put back the best weights.
+    EarlyStopping {
+        /// The epoch after which it stopped the run, if it did.
+        stopped_at: Option<usize>,
+        /// The best epoch.
+        best_epoch: usize,
+        /// Whether the best epoch's weights were put back.
+        restored: bool,
+    },
     /// The loop stopped at an interrupt; the model keeps its weights so far.
     Interrupted {
         /// Steps completed.
@@ -177,6 +197,17 @@ pub enum TrainEvent {
     },
     /// The run finished.
     Done(TrainRun),
+}
+
+impl TrainEvent {
+    /// What early stopping did, in words (for renderers).
+    pub fn early_stopping_summary(stopped_at: Option<usize>, best_epoch: usize, restored: bool) -> String {
+        let stopped = match stopped_at {
+            Some(e) => format!("early stopping after epoch {e}: no improvement since epoch {best_epoch}"),
+            None => format!("best epoch: {best_epoch}"),
+        };
+        if restored { format!("{stopped}; restored the weights of epoch {best_epoch}") } else { stopped }
+    }
 }
 
 /// Receives training events (a progress bar, a notebook display, a test).
@@ -222,6 +253,9 @@ pub fn fit(
     if let Some(v) = val {
         check_labels(model, &v.data)?;
     }
+    if opts.early_stopping.is_some() && val.is_none() {
+        bail!("early stopping watches the validation set: give fit a validation loader");
+    }
     let params = param_groups(model, opts.weight_decay);
     if params.is_empty() {
         bail!("nothing to train: every parameter is frozen (unfreeze some, e.g. the classifier)");
@@ -249,6 +283,8 @@ pub fn fit(
         total_params: run.total_params,
         device: run.device.clone(),
     });
+    let mut tracker = opts.early_stopping.clone().map(early_stopping::Tracker::new);
+    let mut all_params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
     let started = Instant::now();
     let mut step = 0usize;
     let mut samples = 0usize;
@@ -304,8 +340,24 @@ pub fn fit(
         let record = EpochRecord { epoch, train_loss: loss_sum / batches.max(1) as f64, val: val_result, elapsed: started.elapsed().as_secs_f64() };
         run.epochs.push(record.clone());
         observer.on_event(&TrainEvent::EpochEnd(record));
+        if let (Some(t), Some(v)) = (tracker.as_mut(), val_result) {
+            if t.update(epoch, &v, &all_params) && epoch < opts.epochs {
+                run.stopped_early_at = Some(epoch);
+                break;
+            }
+        }
         if step >= total_steps {
             break;
+        }
+    }
+    if let Some(t) = &tracker {
+        run.best_epoch = t.best_epoch();
+        // An interrupted run keeps what it learned; a finished one gets its best epoch back.
+        if !run.interrupted && run.best_epoch != run.epochs.last().map(|e| e.epoch) {
+            run.restored_best = t.restore(&mut all_params);
+        }
+        if let (Some(best_epoch), true) = (run.best_epoch, run.stopped_early_at.is_some() || run.restored_best) {
+            observer.on_event(&TrainEvent::EarlyStopping { stopped_at: run.stopped_early_at, best_epoch, restored: run.restored_best });
         }
     }
     run.seconds = started.elapsed().as_secs_f64();

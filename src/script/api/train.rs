@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::{LoaderHandle, ModelHandle};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
-use crate::train::{self, EvalResult, FitOptions, Schedule, TrainRun};
+use crate::train::{self, EarlyStopping, EvalResult, FitOptions, Monitor, Schedule, TrainRun};
 
 /// The record of a training run.
 #[derive(Clone)]
@@ -27,6 +27,19 @@ fn fit_options(opts: Map) -> R<FitOptions> {
         warmup: o.float("warmup", d.warmup, 0.0, 1.0)?,
         epochs: o.int("epochs", d.epochs as i64, 1, 1_000_000)? as usize,
         max_steps: o.opt_int("max_steps", 1, i64::MAX)?.map(|n| n as usize),
+        early_stopping: match o.get("early_stopping") {
+            None => None,
+            Some(v) => {
+                let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error(format!("fit: option 'early_stopping' must be a map like #{{ metric: \"val_loss\", patience: 3 }}, got {}", v.type_name())))?;
+                let e = Options::new("early_stopping", map)?;
+                Some(EarlyStopping {
+                    monitor: Monitor::parse(&e.choice("metric", "val_loss", Monitor::NAMES)?).map_err(|err| script_error(err.to_string()))?,
+                    patience: e.int("patience", 3, 1, 1_000_000)? as usize,
+                    min_delta: e.float("min_delta", 0.0, 0.0, f64::MAX)?,
+                    restore_best: e.bool("restore_best", true)?,
+                })
+            }
+        },
         max_grad_norm: match o.get("max_grad_norm") {
             Some(v) if v.is_unit() => None,
             _ => Some(o.float("max_grad_norm", 1.0, 0.0, f64::MAX)?),
@@ -102,6 +115,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("val_loss", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.loss.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("best_val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.best_val_accuracy().map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
     engine.register_get("seconds", |r: &mut RunHandle| r.0.seconds);
+    engine.register_get("best_epoch", |r: &mut RunHandle| -> Dynamic { r.0.best_epoch.map(|e| Dynamic::from(e as i64)).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("stopped_early_at", |r: &mut RunHandle| -> Dynamic { r.0.stopped_early_at.map(|e| Dynamic::from(e as i64)).unwrap_or(Dynamic::UNIT) });
     engine.register_get("samples_per_sec", |r: &mut RunHandle| r.0.samples_per_sec);
     engine.register_get("interrupted", |r: &mut RunHandle| r.0.interrupted);
     engine.register_get("steps", |r: &mut RunHandle| r.0.steps.len() as i64);
