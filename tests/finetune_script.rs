@@ -70,3 +70,19 @@ fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
     let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "sentiment").collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
+
+#[test]
+fn a_head_made_for_a_count_takes_the_datas_class_names() {
+    let (mut session, _) = common::session();
+    let out = session
+        .eval(
+            r#"let m = load_model("minilm", #{ labels: 2 });
+               let before = m.labels;
+               let t = load_dataset("rotten_tomatoes").take(16).tokenize(m, #{ max_len: 16 }).loader(#{ batch: 16 });
+               fit(m, t, #{ epochs: 1 });
+               [before, m.labels]"#,
+            "labels.rhai",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.to_string(), r#"[["LABEL_0", "LABEL_1"], ["rotten", "fresh"]]"#);
+}

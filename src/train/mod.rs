@@ -253,6 +253,7 @@ pub fn fit(
     if let Some(v) = val {
         check_labels(model, &v.data)?;
     }
+    adopt_label_names(model, &train.data);
     if opts.early_stopping.is_some() && val.is_none() {
         bail!("early stopping watches the validation set: give fit a validation loader");
     }
@@ -367,6 +368,16 @@ pub fn fit(
     }
     observer.on_event(&TrainEvent::Done(run.clone()));
     Ok(run)
+}
+
+/// A head made for a count of labels (`LABEL_0`, `LABEL_1`, ...) takes the
+/// data's class names when there are as many, so that predictions and the
+/// saved `id2label` use them.
+fn adopt_label_names(model: &mut Model, data: &TokenizedDataset) {
+    let placeholders = model.labels.iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
+    if placeholders && data.label_names.len() == model.labels.len() {
+        model.labels = data.label_names.clone();
+    }
 }
 
 fn check_labels(model: &Model, data: &TokenizedDataset) -> Result<()> {
