@@ -85,7 +85,8 @@ where
     let steps_per_epoch = if run.epochs.is_empty() { 1.0 } else { run.steps.len() as f64 / run.epochs.len() as f64 };
     let val_loss: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch as f64 * steps_per_epoch, v.loss))).collect();
     let max_step = steps.last().map(|s| s.0).unwrap_or(1.0).max(1.0);
-    let max_loss = steps.iter().map(|s| s.1).chain(val_loss.iter().map(|v| v.1)).fold(0.0f64, f64::max).max(1e-3) * 1.05;
+    // Headroom above the highest loss keeps a band free for the legend.
+    let max_loss = steps.iter().map(|s| s.1).chain(val_loss.iter().map(|v| v.1)).fold(0.0f64, f64::max).max(1e-3) * 1.3;
     let mut chart = ChartBuilder::on(&left)
         .caption("loss", ("sans-serif", 18))
         .margin(10)
@@ -115,14 +116,16 @@ where
             .label("interrupted")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
     }
-    chart.configure_series_labels().border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw().map_err(err)?;
+    // Losses fall, so the upper right is where the chart is empty.
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw().map_err(err)?;
 
     let acc: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch as f64, v.accuracy))).collect();
     let max_epoch = run.epochs.len().max(1) as f64;
     let (lo, hi) = acc.iter().fold((1.0f64, 0.0f64), |(lo, hi), a| (lo.min(a.1), hi.max(a.1)));
     let (lo, hi) = if acc.is_empty() { (0.0, 1.0) } else { ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0)) };
+    let caption = if acc.is_empty() { "validation accuracy (no validation set)" } else { "validation accuracy" };
     let mut chart = ChartBuilder::on(&right)
-        .caption("validation accuracy", ("sans-serif", 18))
+        .caption(caption, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(32)
         .y_label_area_size(50)
