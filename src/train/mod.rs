@@ -420,17 +420,13 @@ fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>)
 
 /// Texts tokenized with the model's tokenizer, unlabelled.
 fn encode_texts(model: &Model, texts: &[String], max_len: usize) -> Result<TokenizedDataset> {
-    let encoded = model.tokenizer.encode_batch(texts, max_len)?;
-    Ok(TokenizedDataset {
+    let unlabelled = crate::data::TextDataset {
         name: "predict".into(),
-        input_ids: encoded.iter().map(|e| e.0.clone()).collect(),
-        token_type_ids: encoded.into_iter().map(|e| e.1).collect(),
+        texts: texts.to_vec(),
         labels: vec![0; texts.len()],
         label_names: model.labels.clone(),
-        max_len,
-        pad_id: model.tokenizer.pad_id,
-        truncated: 0,
-    })
+    };
+    TokenizedDataset::new(&unlabelled, &model.tokenizer, max_len)
 }
 
 /// Sentence embeddings: the mean of the last hidden states over real
