@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Kind, Tensor};
-use tunebook::train::AdamW;
+use tunebook::train::optim::{AdamW, ParamSpec};
 
 #[test]
 fn adamw_matches_pytorch_to_1e_6_with_decay_groups_and_a_zero_rate_step() {
@@ -13,7 +13,7 @@ fn adamw_matches_pytorch_to_1e_6_with_decay_groups_and_a_zero_rate_step() {
     let t: HashMap<String, Tensor> = Tensor::read_safetensors(path).unwrap().into_iter().collect();
     let weight = t["weight_init"].copy().set_requires_grad(true);
     let bias = t["bias_init"].copy().set_requires_grad(true);
-    let mut opt = AdamW::new(vec![(weight.shallow_clone(), 0.01), (bias.shallow_clone(), 0.0)], 0.9, 0.999, 1e-8);
+    let mut opt = AdamW::new(vec![ParamSpec::new(weight.shallow_clone(), 0.01), ParamSpec::new(bias.shallow_clone(), 0.0)], 0.9, 0.999, 1e-8);
     let lrs: Vec<f64> = Vec::try_from(&t["lrs"]).unwrap();
     for (i, lr) in lrs.iter().enumerate() {
         opt.zero_grad();

@@ -35,7 +35,7 @@ impl TerminalProgress {
 impl TrainObserver for TerminalProgress {
     fn on_event(&mut self, event: &TrainEvent) {
         match event {
-            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device } => {
+            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, lr_groups } => {
                 self.epochs = *epochs;
                 self.steps_per_epoch = *steps_per_epoch;
                 self.log_every = (steps_per_epoch / 10).clamp(10, 100);
@@ -45,6 +45,12 @@ impl TrainObserver for TerminalProgress {
                     group_digits(*total_params),
                     100.0 * *trainable_params as f64 / (*total_params).max(1) as f64
                 );
+                if let Some(line) = TrainEvent::lr_groups_summary(lr_groups) {
+                    println!("{line}");
+                }
+            }
+            TrainEvent::Unfrozen { epoch, groups, trainable_params } => {
+                self.line(&TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
             }
             TrainEvent::Step { epoch, step_in_epoch, record } => {
                 self.recent_loss = if self.recent_loss.is_nan() { record.loss } else { 0.9 * self.recent_loss + 0.1 * record.loss };

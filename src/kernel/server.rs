@@ -17,6 +17,7 @@ use jupyter_protocol::{ConnectionInfo, Transport};
 use serde_json::{json, Value};
 
 use super::frontend::{Current, Frontend};
+use crate::suggest::glob_match;
 use super::wire::{self, Message, Signer};
 use super::{Completeness, ExecuteOutcome, Interpreter};
 
@@ -344,42 +345,5 @@ impl Kernel {
                 self.history[self.history.len().saturating_sub(n)..].iter().map(entry).collect()
             }
         }
-    }
-}
-
-/// `*` and `?` glob matching, as history search patterns use.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn glob_stars_match_anything_even_a_literal_star() {
-        assert!(glob_match("6 *", "6 * 7"));
-        assert!(glob_match("*fit*", "let run = fit(m, t)"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "abbc"));
-        assert!(!glob_match("fit", "fit(m)"));
     }
 }

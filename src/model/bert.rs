@@ -7,6 +7,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{Arch, EncoderConfig};
+use super::peft::{Bottleneck, Dense};
 
 /// Token, position and (except in DistilBERT) segment embeddings, summed and
 /// normalized.
@@ -75,14 +76,18 @@ pub(super) fn key_mask(attention_mask: &Tensor) -> Tensor {
 /// residual connection and post-LayerNorm.
 #[derive(Debug)]
 struct Layer {
-    query: nn::Linear,
-    key: nn::Linear,
-    value: nn::Linear,
-    attention_output: nn::Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attention_output: Dense,
     attention_norm: nn::LayerNorm,
-    intermediate: nn::Linear,
-    output: nn::Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: nn::LayerNorm,
+    /// Houlsby adapters after the attention and the feed-forward outputs.
+    adapters: Option<[Bottleneck; 2]>,
+    path: String,
+    hidden: i64,
     heads: i64,
     activation: String,
     hidden_dropout: f64,
@@ -92,7 +97,7 @@ struct Layer {
 impl Layer {
     fn new(p: nn::Path, c: &EncoderConfig) -> Self {
         let h = c.hidden_size;
-        let lin = |path: nn::Path, i, o| nn::linear(path, i, o, Default::default());
+        let lin = Dense::new;
         let att = &p / "attention";
         Self {
             query: lin(&att / "self" / "query", h, h),
@@ -103,6 +108,9 @@ impl Layer {
             intermediate: lin(&p / "intermediate" / "dense", h, c.intermediate_size),
             output: lin(&p / "output" / "dense", c.intermediate_size, h),
             output_norm: layer_norm(&p / "output" / "LayerNorm", c),
+            adapters: None,
+            path: p.components().collect::<Vec<_>>().join("."),
+            hidden: h,
             heads: c.num_attention_heads,
             activation: c.hidden_act.clone(),
             hidden_dropout: c.hidden_dropout_prob,
@@ -113,12 +121,28 @@ impl Layer {
     /// `mask` is boolean `[batch, 1, 1, seq]`, true where a key may be attended.
     fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = attend(self.query.forward(xs), self.key.forward(xs), self.value.forward(xs), self.heads, mask, dropout);
-        let attended = self.attention_output.forward(&context).dropout(self.hidden_dropout, train);
+        let context = attend(self.query.forward(xs, train), self.key.forward(xs, train), self.value.forward(xs, train), self.heads, mask, dropout);
+        let mut attended = self.attention_output.forward(&context, train).dropout(self.hidden_dropout, train);
+        if let Some([a, _]) = &self.adapters {
+            attended = a.forward(&attended);
+        }
         let xs = self.attention_norm.forward(&(attended + xs));
-        let inner = activate(self.intermediate.forward(&xs), &self.activation);
-        let out = self.output.forward(&inner).dropout(self.hidden_dropout, train);
+        let inner = activate(self.intermediate.forward(&xs, train), &self.activation);
+        let mut out = self.output.forward(&inner, train).dropout(self.hidden_dropout, train);
+        if let Some([_, a]) = &self.adapters {
+            out = a.forward(&out);
+        }
         self.output_norm.forward(&(out + xs))
+    }
+
+    fn denses_mut(&mut self) -> [&mut Dense; 6] {
+        [&mut self.query, &mut self.key, &mut self.value, &mut self.attention_output, &mut self.intermediate, &mut self.output]
+    }
+
+    /// Adds adapters under `attention.output.adapter` and `output.adapter`.
+    fn add_adapters(&mut self, root: &nn::Path, size: i64) {
+        let p = super::peft::sub_path(root, &self.path);
+        self.adapters = Some([Bottleneck::new(&p / "attention" / "output" / "adapter", self.hidden, size), Bottleneck::new(&p / "output" / "adapter", self.hidden, size)]);
     }
 }
 
@@ -155,6 +179,19 @@ impl Bert {
             xs = layer.forward(&xs, &mask, train);
         }
         xs
+    }
+
+    /// Every linear layer of the encoder (not the pooler), in model order.
+    pub fn denses_mut(&mut self) -> Vec<&mut Dense> {
+        self.layers.iter_mut().flat_map(|l| l.denses_mut()).collect()
+    }
+
+    /// Adds a bottleneck adapter after the attention and the feed-forward
+    /// output of every layer.
+    pub fn add_adapters(&mut self, root: &nn::Path, size: i64) {
+        for layer in &mut self.layers {
+            layer.add_adapters(root, size);
+        }
     }
 
     /// The pooler output, `tanh(dense(hidden[:, 0]))` as BERT's

@@ -7,18 +7,23 @@ use tch::Tensor;
 
 use super::bert::{activate, attend, key_mask, layer_norm, Embeddings};
 use super::config::EncoderConfig;
+use super::peft::{sub_path, Bottleneck, Dense};
 
 /// One DistilBERT block: attention and feed-forward, each post-normalized.
 #[derive(Debug)]
 struct Block {
-    q_lin: nn::Linear,
-    k_lin: nn::Linear,
-    v_lin: nn::Linear,
-    out_lin: nn::Linear,
+    q_lin: Dense,
+    k_lin: Dense,
+    v_lin: Dense,
+    out_lin: Dense,
     sa_layer_norm: nn::LayerNorm,
-    lin1: nn::Linear,
-    lin2: nn::Linear,
+    lin1: Dense,
+    lin2: Dense,
     output_layer_norm: nn::LayerNorm,
+    /// Houlsby adapters after the attention and the feed-forward outputs.
+    adapters: Option<[Bottleneck; 2]>,
+    path: String,
+    hidden: i64,
     heads: i64,
     activation: String,
     dropout: f64,
@@ -28,9 +33,12 @@ struct Block {
 impl Block {
     fn new(p: nn::Path, c: &EncoderConfig) -> Self {
         let h = c.hidden_size;
-        let lin = |path: nn::Path, i, o| nn::linear(path, i, o, Default::default());
+        let lin = Dense::new;
         let att = &p / "attention";
         Self {
+            adapters: None,
+            path: p.components().collect::<Vec<_>>().join("."),
+            hidden: h,
             q_lin: lin(&att / "q_lin", h, h),
             k_lin: lin(&att / "k_lin", h, h),
             v_lin: lin(&att / "v_lin", h, h),
@@ -48,10 +56,21 @@ impl Block {
 
     fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = attend(self.q_lin.forward(xs), self.k_lin.forward(xs), self.v_lin.forward(xs), self.heads, mask, dropout);
-        let sa = self.sa_layer_norm.forward(&(self.out_lin.forward(&context) + xs));
-        let ffn = self.lin2.forward(&activate(self.lin1.forward(&sa), &self.activation)).dropout(self.dropout, train);
+        let context = attend(self.q_lin.forward(xs, train), self.k_lin.forward(xs, train), self.v_lin.forward(xs, train), self.heads, mask, dropout);
+        let mut attended = self.out_lin.forward(&context, train);
+        if let Some([a, _]) = &self.adapters {
+            attended = a.forward(&attended);
+        }
+        let sa = self.sa_layer_norm.forward(&(attended + xs));
+        let mut ffn = self.lin2.forward(&activate(self.lin1.forward(&sa, train), &self.activation), train).dropout(self.dropout, train);
+        if let Some([_, a]) = &self.adapters {
+            ffn = a.forward(&ffn);
+        }
         self.output_layer_norm.forward(&(ffn + sa))
+    }
+
+    fn denses_mut(&mut self) -> [&mut Dense; 6] {
+        [&mut self.q_lin, &mut self.k_lin, &mut self.v_lin, &mut self.out_lin, &mut self.lin1, &mut self.lin2]
     }
 }
 
@@ -77,6 +96,20 @@ impl DistilBert {
             xs = block.forward(&xs, &mask, train);
         }
         xs
+    }
+
+    /// Every linear layer of the encoder, in model order.
+    pub fn denses_mut(&mut self) -> Vec<&mut Dense> {
+        self.blocks.iter_mut().flat_map(|b| b.denses_mut()).collect()
+    }
+
+    /// Adds a bottleneck adapter after the attention (`attention.adapter`)
+    /// and the feed-forward (`ffn.adapter`) of every block.
+    pub fn add_adapters(&mut self, root: &nn::Path, size: i64) {
+        for b in &mut self.blocks {
+            let p = sub_path(root, &b.path);
+            b.adapters = Some([Bottleneck::new(&p / "attention" / "adapter", b.hidden, size), Bottleneck::new(&p / "ffn" / "adapter", b.hidden, size)]);
+        }
     }
 }
 

@@ -93,12 +93,3 @@ pub fn load_weights(
     report.ignored.sort();
     Ok(report)
 }
-
-/// Writes every variable of `vs` as safetensors, the backbone's names under
-/// its prefix as Hugging Face's `...ForSequenceClassification` expects.
-pub fn save_weights(vs: &VarStore, file: &Path) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu))).collect();
-    Tensor::write_safetensors(&named, file).map_err(|e| anyhow!("cannot write {}: {e}", file.display()))
-}

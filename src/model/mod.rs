@@ -4,8 +4,10 @@
 pub mod bert;
 pub mod config;
 pub mod distilbert;
-pub mod roberta;
+pub mod freeze;
 pub mod hf;
+pub mod peft;
+pub mod roberta;
 pub mod tokenizer;
 pub mod torch_pickle;
 
@@ -14,11 +16,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::suggest::closest;
 use tch::nn::{self, Init, Module};
 use tch::{Device, Tensor};
 
 pub use config::{Arch, EncoderConfig};
+pub use freeze::{LayerGroup, KINDS};
+pub use peft::LoraConfig;
 pub use hf::LoadReport;
 pub use tokenizer::TextTokenizer;
 
@@ -110,6 +113,8 @@ pub struct Model {
     pub pooling: Pooling,
     /// What loading reported (new head, ignored buffers).
     pub load_report: LoadReport,
+    /// LoRA or adapters, once added.
+    peft: Option<peft::PeftMethod>,
 }
 
 impl Model {
@@ -198,6 +203,7 @@ impl Model {
             labels,
             pooling,
             load_report,
+            peft: None,
         })
     }
 
@@ -264,27 +270,6 @@ impl Model {
         names
     }
 
-    /// Sets `requires_grad` on every parameter under the modules `pattern`
-    /// names; returns how many tensors changed. `pattern` is a module path
-    /// (`embeddings`, `encoder.layer.3.attention`) or a layer range
-    /// (`encoder.layer.0-3`).
-    pub fn set_trainable(&mut self, pattern: &str, trainable: bool) -> Result<usize> {
-        let prefixes = expand_range(pattern);
-        let mut matched = 0;
-        for (name, t) in self.named_parameters() {
-            if prefixes.iter().any(|p| name == *p || name.starts_with(&format!("{p}."))) {
-                let _ = t.set_requires_grad(trainable);
-                matched += 1;
-            }
-        }
-        if matched == 0 {
-            let names = self.module_names();
-            let close = closest(pattern, &names, 8);
-            bail!("'{pattern}' names no module of this model; closest module names: {}", close.join(", "));
-        }
-        Ok(matched)
-    }
-
     /// Parameter counts per module, the totals and the trainable share.
     pub fn summary(&self) -> ModelSummary {
         let mut rows: BTreeMap<(Vec<NaturalPart>, String), (i64, i64)> = BTreeMap::new();
@@ -303,22 +288,22 @@ impl Model {
     }
 
     /// Saves in the Hugging Face layout (config.json, model.safetensors and
-    /// the tokenizer files). The folder is written beside the target and
-    /// renamed into place, so a failure never leaves a half-written model.
+    /// the tokenizer files), LoRA updates folded into the weights. The
+    /// folder is written beside the target and renamed into place, so a
+    /// failure never leaves a half-written model.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        let staging = tempfile::Builder::new().prefix(".tunebook-save-").tempdir_in(parent)?;
-        hf::save_weights(&self.vs, &staging.path().join("model.safetensors"))?;
-        std::fs::write(staging.path().join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
-        for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
-            let src = self.source.join(file);
-            if src.exists() {
-                std::fs::copy(&src, staging.path().join(file)).with_context(|| format!("cannot copy {}", src.display()))?;
+        let tensors = self.export_tensors()?;
+        write_folder(dir, |staging| {
+            Tensor::write_safetensors(&tensors, staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
+            for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+                let src = self.source.join(file);
+                if src.exists() {
+                    std::fs::copy(&src, staging.join(file)).with_context(|| format!("cannot copy {}", src.display()))?;
+                }
             }
-        }
-        replace_dir(staging, dir)?;
-        Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
+            Ok(())
+        })
     }
 
     fn saved_config(&self) -> serde_json::Value {
@@ -353,6 +338,17 @@ impl std::fmt::Debug for Model {
             .field("device", &self.device())
             .finish_non_exhaustive()
     }
+}
+
+/// Writes a folder through `fill` into a staging folder beside `dir`, then
+/// renames it into place; returns the folder's canonical path.
+fn write_folder(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new().prefix(".tunebook-save-").tempdir_in(parent)?;
+    fill(staging.path())?;
+    replace_dir(staging, dir)?;
+    Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
 }
 
 /// Moves a finished staging folder to `dest`, replacing what was there only
@@ -441,20 +437,6 @@ fn summary_module(name: &str) -> String {
     } else {
         parts[0].to_string()
     }
-}
-
-/// `encoder.layer.0-3` as the four layer paths; anything else as itself.
-fn expand_range(pattern: &str) -> Vec<String> {
-    if let Some((head, last)) = pattern.rsplit_once('.') {
-        if let Some((a, b)) = last.split_once('-') {
-            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-                if a <= b {
-                    return (a..=b).map(|i| format!("{head}.{i}")).collect();
-                }
-            }
-        }
-    }
-    vec![pattern.to_string()]
 }
 
 /// A name part that sorts numbers by value (`layer.10` after `layer.9`).

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 mod cuda;
+pub mod memory;
 
 pub use cuda::{cuda_device_names, cuda_status, CudaStatus};
 

@@ -230,6 +230,8 @@ pub struct LiveTraining {
     interrupted: bool,
     chart_svg: String,
     last_chart: Option<Instant>,
+    /// Lines about the run's set-up: layer rates, unfreezing.
+    notes: Vec<String>,
 }
 
 const UPDATE_EVERY: Duration = Duration::from_millis(250);
@@ -257,6 +259,7 @@ impl LiveTraining {
             interrupted: false,
             chart_svg: String::new(),
             last_chart: None,
+            notes: Vec::new(),
         }
     }
 
@@ -296,6 +299,10 @@ impl LiveTraining {
 
     fn bundle(&self) -> MimeBundle {
         let mut plain = self.progress_line();
+        for note in &self.notes {
+            plain.push_str(&format!("\n{note}"));
+        }
+        let notes_html: String = self.notes.iter().map(|n| format!("<div><code>{}</code></div>", html_escape(n))).collect();
         let mut rows = String::new();
         for e in &self.history {
             let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), format!("{:.4}", v.accuracy))).unwrap_or_default();
@@ -304,7 +311,7 @@ impl LiveTraining {
         }
         let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
         let html = format!(
-            "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>\
+            "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>{notes_html}\
              <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
             html_escape(&self.progress_line()),
             self.chart_svg
@@ -333,7 +340,8 @@ impl LiveTraining {
 impl TrainObserver for LiveTraining {
     fn on_event(&mut self, event: &TrainEvent) {
         match event {
-            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device } => {
+            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, lr_groups } => {
+                self.notes.extend(TrainEvent::lr_groups_summary(lr_groups));
                 self.epochs = *epochs;
                 self.steps_per_epoch = *steps_per_epoch;
                 self.total_steps = *total_steps;
@@ -355,6 +363,10 @@ impl TrainObserver for LiveTraining {
             }
             TrainEvent::Evaluating { epoch } => {
                 self.status = format!("evaluating epoch {epoch}");
+                self.refresh(true);
+            }
+            TrainEvent::Unfrozen { epoch, groups, trainable_params } => {
+                self.notes.push(TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
                 self.refresh(true);
             }
             TrainEvent::EpochEnd(e) => {

@@ -4,6 +4,7 @@
 pub mod early_stopping;
 pub mod optim;
 pub mod schedule;
+pub mod unfreeze;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::model::Model;
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use optim::AdamW;
 pub use schedule::Schedule;
+pub use unfreeze::{LayerRates, Unfreezing};
 
 /// Settings of one `fit`.
 #[derive(Debug, Clone)]
@@ -41,6 +43,10 @@ pub struct FitOptions {
     pub betas: (f64, f64),
     /// Adam's epsilon.
     pub eps: f64,
+    /// How the trainable part grows during the run, if it does.
+    pub unfreezing: Option<Unfreezing>,
+    /// Learning rates per layer group.
+    pub layer_rates: LayerRates,
 }
 
 impl Default for FitOptions {
@@ -56,6 +62,8 @@ impl Default for FitOptions {
             early_stopping: None,
             betas: (0.9, 0.999),
             eps: 1e-8,
+            unfreezing: None,
+            layer_rates: LayerRates::default(),
         }
     }
 }
@@ -110,6 +118,14 @@ pub struct TrainRun {
     pub samples_per_sec: f64,
     /// Seconds the run took.
     pub seconds: f64,
+    /// Seconds spent training (evaluation excluded).
+    pub train_seconds: f64,
+    /// Bytes of optimizer state at the end (Adam's moments of the
+    /// parameters that were updated).
+    pub optimizer_state_bytes: i64,
+    /// Peak resident memory of the process during the run, where the
+    /// system reports it.
+    pub peak_rss_bytes: Option<u64>,
     /// Whether the run was stopped by an interrupt.
     pub interrupted: bool,
     /// The epoch whose validation result was best under early stopping.
@@ -164,6 +180,17 @@ pub enum TrainEvent {
         total_params: i64,
         /// Device name.
         device: String,
+        /// The learning rate of each layer group, top first, when they differ.
+        lr_groups: Vec<(String, f64)>,
+    },
+    /// The trainable part changed (gradual unfreezing), before the epoch's first step.
+    Unfrozen {
+        /// 1-based epoch.
+        epoch: usize,
+        /// The groups that train now, top first.
+        groups: Vec<String>,
+        /// Parameters that train now.
+        trainable_params: i64,
     },
     /// After each optimizer step.
     Step {
@@ -200,6 +227,20 @@ pub enum TrainEvent {
 }
 
 impl TrainEvent {
+    /// The learning rate of each layer group, in words (for renderers).
+    pub fn lr_groups_summary(lr_groups: &[(String, f64)]) -> Option<String> {
+        (!lr_groups.is_empty()).then(|| format!("learning rates: {}", lr_groups.iter().map(|(g, lr)| format!("{g} {lr:.2e}")).collect::<Vec<_>>().join(", ")))
+    }
+
+    /// What gradual unfreezing opened, in words (for renderers).
+    pub fn unfrozen_summary(epoch: usize, groups: &[String], trainable_params: i64) -> String {
+        let what = match groups {
+            [only] => format!("{only} only"),
+            _ => format!("{} groups ({} down to {})", groups.len(), groups[0], groups[groups.len() - 1]),
+        };
+        format!("epoch {epoch}: training {what}, {} parameters", crate::model::group_digits(trainable_params))
+    }
+
     /// What early stopping did, in words (for renderers).
     pub fn early_stopping_summary(stopped_at: Option<usize>, best_epoch: usize, restored: bool) -> String {
         let stopped = match stopped_at {
@@ -227,17 +268,32 @@ impl TrainObserver for Silent {
 /// interrupt) to stop training with the weights learned so far.
 pub type StopFlag = Arc<AtomicBool>;
 
-fn param_groups(model: &Model, weight_decay: f64) -> Vec<(Tensor, f64)> {
+/// Every parameter the run may update (frozen ones too: unfreezing can open
+/// them later, and the optimizer skips them while frozen), with its decay
+/// and rate multiplier.
+fn param_specs(model: &Model, weight_decay: f64, scales: &std::collections::HashMap<String, f64>) -> Vec<optim::ParamSpec> {
     model
         .named_parameters()
         .into_iter()
-        .filter(|(_, t)| t.requires_grad())
         .map(|(name, t)| {
             // The usual convention: no decay on biases and LayerNorm weights.
-            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm");
-            (t, if no_decay { 0.0 } else { weight_decay })
+            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
+            let lr_scale = scales.get(&name).copied().unwrap_or(1.0);
+            optim::ParamSpec { tensor: t, weight_decay: if no_decay { 0.0 } else { weight_decay }, lr_scale }
         })
         .collect()
+}
+
+/// Applies the unfreezing schedule for `epoch`: a parameter trains when it
+/// did at the start and its group is open. Returns the open groups' names
+/// when that changed the model.
+fn apply_unfreezing(model: &mut Model, schedule: Unfreezing, epoch: usize, start_mask: &[(String, bool)], groups: &[crate::model::LayerGroup]) -> Option<Vec<String>> {
+    let open = schedule.open_groups(epoch, groups.len());
+    let open_names: std::collections::HashSet<&str> = groups[..open].iter().flat_map(|g| g.params.iter().map(String::as_str)).collect();
+    let before = model.trainable_mask();
+    let mask: Vec<(String, bool)> = start_mask.iter().map(|(n, t)| (n.clone(), *t && open_names.contains(n.as_str()))).collect();
+    model.set_trainable_mask(&mask);
+    (before != mask || epoch == 1).then(|| groups[..open].iter().map(|g| g.name.clone()).collect())
 }
 
 /// Trains `model` on `train`, evaluating on `val` after every epoch.
@@ -257,10 +313,42 @@ pub fn fit(
     if opts.early_stopping.is_some() && val.is_none() {
         bail!("early stopping watches the validation set: give fit a validation loader");
     }
-    let params = param_groups(model, opts.weight_decay);
-    if params.is_empty() {
-        bail!("nothing to train: every parameter is frozen (unfreeze some, e.g. the classifier)");
+    if opts.lr <= 0.0 || !opts.lr.is_finite() {
+        bail!("the learning rate must be positive, got {}", opts.lr);
     }
+    if model.summary().trainable() == 0 {
+        bail!("nothing to train: every parameter is frozen; unfreeze some, e.g. model.unfreeze(\"head\") or model.trainable_layers(2)");
+    }
+    let start_mask = model.trainable_mask();
+    let groups = model.layer_groups();
+    if opts.unfreezing.is_some() && !groups[0].params.iter().any(|p| start_mask.iter().any(|(n, t)| n == p && *t)) {
+        bail!("gradual unfreezing starts with the head, but the head is frozen; unfreeze it (model.unfreeze(\"head\")) first");
+    }
+    let scales = opts.layer_rates.scales(model, opts.lr)?;
+    let lr_groups = if opts.layer_rates.is_uniform() { Vec::new() } else { unfreeze::group_rates(&groups, &scales, opts.lr) };
+    let params = param_specs(model, opts.weight_decay, &scales);
+    let result = fit_inner(model, train, val, opts, observer, stop, params, lr_groups, &start_mask, &groups);
+    if opts.unfreezing.is_some() {
+        // The freeze the user set is theirs: put it back, finished or not.
+        model.set_trainable_mask(&start_mask);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_inner(
+    model: &mut Model,
+    train: &DataLoader,
+    val: Option<&DataLoader>,
+    opts: &FitOptions,
+    observer: &mut dyn TrainObserver,
+    stop: &StopFlag,
+    params: Vec<optim::ParamSpec>,
+    lr_groups: Vec<(String, f64)>,
+    start_mask: &[(String, bool)],
+    groups: &[crate::model::LayerGroup],
+) -> Result<TrainRun> {
+    let first_unfrozen = opts.unfreezing.and_then(|u| apply_unfreezing(model, u, 1, start_mask, groups));
     let summary = model.summary();
     let device = model.device();
     let steps_per_epoch = train.len();
@@ -283,7 +371,12 @@ pub fn fit(
         trainable_params: run.trainable_params,
         total_params: run.total_params,
         device: run.device.clone(),
+        lr_groups,
     });
+    if let Some(open) = first_unfrozen {
+        observer.on_event(&TrainEvent::Unfrozen { epoch: 1, groups: open, trainable_params: run.trainable_params });
+    }
+    crate::runtime::memory::reset_peak_rss();
     let mut tracker = opts.early_stopping.clone().map(early_stopping::Tracker::new);
     let mut all_params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
     let started = Instant::now();
@@ -291,6 +384,11 @@ pub fn fit(
     let mut samples = 0usize;
     let mut eval_seconds = 0.0;
     'epochs: for epoch in 1..=opts.epochs {
+        if let Some(u) = opts.unfreezing.filter(|_| epoch > 1) {
+            if let Some(open) = apply_unfreezing(model, u, epoch, start_mask, groups) {
+                observer.on_event(&TrainEvent::Unfrozen { epoch, groups: open, trainable_params: model.summary().trainable() });
+            }
+        }
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for (i, rows) in train.batch_indices(epoch).iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
@@ -362,7 +460,10 @@ pub fn fit(
         }
     }
     run.seconds = started.elapsed().as_secs_f64();
-    run.samples_per_sec = samples as f64 / (run.seconds - eval_seconds).max(1e-9);
+    run.train_seconds = run.seconds - eval_seconds;
+    run.samples_per_sec = samples as f64 / run.train_seconds.max(1e-9);
+    run.optimizer_state_bytes = optimizer.state_bytes();
+    run.peak_rss_bytes = crate::runtime::memory::peak_rss_bytes();
     if run.interrupted {
         observer.on_event(&TrainEvent::Interrupted { steps: step });
     }

@@ -60,8 +60,33 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str, opts: Map| load(&c, name, opts));
     engine.register_fn("summary", |m: &mut ModelHandle| m.0.borrow().summary().to_string());
-    engine.register_fn("freeze", |m: &mut ModelHandle, pattern: &str| -> R<()> { guard(|| m.0.borrow_mut().set_trainable(pattern, false).map(drop)) });
-    engine.register_fn("unfreeze", |m: &mut ModelHandle, pattern: &str| -> R<()> { guard(|| m.0.borrow_mut().set_trainable(pattern, true).map(drop)) });
+    engine.register_fn("freeze", |m: &mut ModelHandle, selector: &str| -> R<i64> { guard(|| Ok(m.0.borrow_mut().set_trainable(selector, false)? as i64)) });
+    engine.register_fn("unfreeze", |m: &mut ModelHandle, selector: &str| -> R<i64> { guard(|| Ok(m.0.borrow_mut().set_trainable(selector, true)? as i64)) });
+    engine.register_fn("freeze", |m: &mut ModelHandle, selectors: Array| -> R<i64> { each_selector(m, selectors, false) });
+    engine.register_fn("unfreeze", |m: &mut ModelHandle, selectors: Array| -> R<i64> { each_selector(m, selectors, true) });
+    engine.register_fn("freeze_all", |m: &mut ModelHandle| m.0.borrow_mut().set_all_trainable(false));
+    engine.register_fn("unfreeze_all", |m: &mut ModelHandle| m.0.borrow_mut().set_all_trainable(true));
+    engine.register_fn("train_only", |m: &mut ModelHandle, selector: &str| -> R<i64> { guard(|| Ok(m.0.borrow_mut().train_only(&[selector.to_string()])? as i64)) });
+    engine.register_fn("train_only", |m: &mut ModelHandle, selectors: Array| -> R<i64> {
+        let selectors = selector_list("train_only", selectors)?;
+        guard(|| Ok(m.0.borrow_mut().train_only(&selectors)? as i64))
+    });
+    engine.register_fn("trainable_layers", |m: &mut ModelHandle, n: i64| -> R<i64> { guard(|| Ok(m.0.borrow_mut().trainable_layers(n)? as i64)) });
+    engine.register_fn("select", |m: &mut ModelHandle, selector: &str| -> R<Array> {
+        guard(|| Ok(m.0.borrow().select(selector)?.into_iter().map(Dynamic::from).collect()))
+    });
+    engine.register_fn("layer_groups", |m: &mut ModelHandle| -> Array {
+        m.0.borrow().layer_groups().into_iter().map(|g| Dynamic::from(g.name)).collect()
+    });
+    engine.register_fn("add_lora", |m: &mut ModelHandle| -> R<String> { add_lora(m, Map::new()) });
+    engine.register_fn("add_lora", |m: &mut ModelHandle, opts: Map| -> R<String> { add_lora(m, opts) });
+    engine.register_fn("merge_lora", |m: &mut ModelHandle| -> R<i64> { guard(|| Ok(m.0.borrow_mut().merge_lora()? as i64)) });
+    engine.register_fn("add_adapters", |m: &mut ModelHandle| -> R<String> { add_adapters(m, Map::new()) });
+    engine.register_fn("add_adapters", |m: &mut ModelHandle, opts: Map| -> R<String> { add_adapters(m, opts) });
+    engine.register_fn("save_adapter", |m: &mut ModelHandle, path: &str| -> R<String> {
+        guard(|| m.0.borrow().save_adapter(std::path::Path::new(path)).map(|p| p.display().to_string()))
+    });
+    engine.register_fn("load_adapter", |m: &mut ModelHandle, path: &str| -> R<()> { guard(|| m.0.borrow_mut().load_adapter(std::path::Path::new(path))) });
     engine.register_fn("save", |m: &mut ModelHandle, path: &str| -> R<String> {
         guard(|| m.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string()))
     });
@@ -88,6 +113,76 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     engine.register_fn("to_string", |m: &mut ModelHandle| describe(&m.0.borrow()));
     engine.register_fn("to_debug", |m: &mut ModelHandle| describe(&m.0.borrow()));
+}
+
+fn selector_list(func: &str, selectors: Array) -> R<Vec<String>> {
+    selectors
+        .into_iter()
+        .map(|x| x.into_string().map_err(|t| script_error(format!("{func}: selectors must be strings, found a {t}"))))
+        .collect()
+}
+
+fn each_selector(m: &ModelHandle, selectors: Array, trainable: bool) -> R<i64> {
+    let selectors = selector_list(if trainable { "unfreeze" } else { "freeze" }, selectors)?;
+    guard(|| {
+        let mut model = m.0.borrow_mut();
+        // All or nothing: check every selector before changing anything.
+        for s in &selectors {
+            model.select(s)?;
+        }
+        let mut n = 0;
+        for s in &selectors {
+            n += model.set_trainable(s, trainable)?;
+        }
+        Ok(n as i64)
+    })
+}
+
+/// `model.add_lora(#{ r, alpha, dropout, targets })`; returns the summary line.
+fn add_lora(m: &ModelHandle, opts: Map) -> R<String> {
+    let o = Options::new("add_lora", opts)?;
+    let r = o.int("r", 8, 1, 4096)?;
+    let defaults = m.0.borrow().default_lora_targets();
+    let targets = match o.get("targets") {
+        None => defaults,
+        Some(v) if v.is_string() => vec![v.clone().into_string().unwrap()],
+        Some(v) if v.is_array() => selector_list("add_lora", v.clone().into_array().unwrap())?,
+        Some(v) => return Err(script_error(format!("add_lora: option 'targets' must be a name or an array of names, got {}", v.type_name()))),
+    };
+    let config = crate::model::LoraConfig { r, alpha: o.float("alpha", 2.0 * r as f64, 1e-9, 1e9)?, dropout: o.float("dropout", 0.1, 0.0, 0.99)?, targets };
+    guard(|| {
+        let mut model = m.0.borrow_mut();
+        let layers = model.add_lora(&config)?;
+        let s = model.summary();
+        Ok(format!(
+            "LoRA r={} alpha={} on {} layers ({}); trainable {} of {} parameters ({:.2}%)",
+            config.r,
+            config.alpha,
+            layers.len(),
+            config.targets.join(", "),
+            crate::model::group_digits(s.trainable()),
+            crate::model::group_digits(s.total()),
+            100.0 * s.trainable() as f64 / s.total().max(1) as f64
+        ))
+    })
+}
+
+/// `model.add_adapters(#{ size })`; returns the summary line.
+fn add_adapters(m: &ModelHandle, opts: Map) -> R<String> {
+    let o = Options::new("add_adapters", opts)?;
+    let size = o.int("size", 64, 1, 1 << 20)?;
+    guard(|| {
+        let mut model = m.0.borrow_mut();
+        model.add_adapters(size)?;
+        let s = model.summary();
+        Ok(format!(
+            "bottleneck adapters of size {size} in {} layers; trainable {} of {} parameters ({:.2}%)",
+            model.config.num_hidden_layers,
+            crate::model::group_digits(s.trainable()),
+            crate::model::group_digits(s.total()),
+            100.0 * s.trainable() as f64 / s.total().max(1) as f64
+        ))
+    })
 }
 
 fn describe(m: &Model) -> String {

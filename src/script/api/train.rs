@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::{LoaderHandle, ModelHandle};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
-use crate::train::{self, EarlyStopping, EvalResult, FitOptions, Monitor, Schedule, TrainRun};
+use crate::train::{self, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
 
 /// The record of a training run.
 #[derive(Clone)]
@@ -40,12 +40,47 @@ fn fit_options(opts: Map) -> R<FitOptions> {
                 })
             }
         },
+        unfreezing: match (o.opt_int("gradual_unfreezing", 1, 1_000_000)?, o.opt_int("freeze_epochs", 1, 1_000_000)?) {
+            (Some(_), Some(_)) => return Err(script_error("fit: give either gradual_unfreezing or freeze_epochs, not both")),
+            (Some(every), None) => Some(Unfreezing::Gradual { every: every as usize }),
+            (None, Some(n)) => Some(Unfreezing::HeadFirst(n as usize)),
+            (None, None) => None,
+        },
+        layer_rates: LayerRates {
+            decay: match o.get("layer_decay") {
+                None => None,
+                Some(_) => Some(o.float("layer_decay", 1.0, 1e-6, 1.0)?),
+            },
+            groups: match o.get("lr_groups") {
+                None => Vec::new(),
+                Some(v) => lr_groups(v)?,
+            },
+        },
         max_grad_norm: match o.get("max_grad_norm") {
             Some(v) if v.is_unit() => None,
             _ => Some(o.float("max_grad_norm", 1.0, 0.0, f64::MAX)?),
         },
         ..d
     })
+}
+
+/// `lr_groups: [#{ modules: "embeddings", lr: 1e-5 }, ...]`.
+fn lr_groups(v: &Dynamic) -> R<Vec<(String, f64)>> {
+    let bad = || script_error("fit: option 'lr_groups' must be an array of maps like #{ modules: \"embeddings\", lr: 1e-5 }");
+    let items = v.clone().into_array().map_err(|_| bad())?;
+    items
+        .into_iter()
+        .map(|item| {
+            let map = item.try_cast::<Map>().ok_or_else(bad)?;
+            let g = Options::new("lr_groups", map)?;
+            let modules = g.get("modules").ok_or_else(|| script_error("fit: each lr_groups entry needs 'modules' (a selector such as \"embeddings\")"))?;
+            let modules = modules.clone().into_string().map_err(|_| bad())?;
+            if g.get("lr").is_none() {
+                return Err(script_error(format!("fit: the lr_groups entry for '{modules}' needs 'lr'")));
+            }
+            Ok((modules, g.float("lr", 0.0, 0.0, 10.0)?))
+        })
+        .collect()
 }
 
 fn run_fit(ctx: &Context, m: &ModelHandle, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
@@ -118,6 +153,12 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("best_epoch", |r: &mut RunHandle| -> Dynamic { r.0.best_epoch.map(|e| Dynamic::from(e as i64)).unwrap_or(Dynamic::UNIT) });
     engine.register_get("stopped_early_at", |r: &mut RunHandle| -> Dynamic { r.0.stopped_early_at.map(|e| Dynamic::from(e as i64)).unwrap_or(Dynamic::UNIT) });
     engine.register_get("samples_per_sec", |r: &mut RunHandle| r.0.samples_per_sec);
+    engine.register_get("train_seconds", |r: &mut RunHandle| r.0.train_seconds);
+    engine.register_get("seconds_per_epoch", |r: &mut RunHandle| r.0.train_seconds / r.0.epochs.len().max(1) as f64);
+    engine.register_get("trainable_params", |r: &mut RunHandle| r.0.trainable_params);
+    engine.register_get("total_params", |r: &mut RunHandle| r.0.total_params);
+    engine.register_get("optimizer_state_mb", |r: &mut RunHandle| r.0.optimizer_state_bytes as f64 / 1e6);
+    engine.register_get("peak_memory_mb", |r: &mut RunHandle| -> Dynamic { r.0.peak_rss_bytes.map(|b| Dynamic::from(b as f64 / 1e6)).unwrap_or(Dynamic::UNIT) });
     engine.register_get("interrupted", |r: &mut RunHandle| r.0.interrupted);
     engine.register_get("steps", |r: &mut RunHandle| r.0.steps.len() as i64);
     engine.register_get("history", |r: &mut RunHandle| -> Array {

@@ -1,0 +1,229 @@
+//! Choosing what trains: selectors over parameter names, freezing and
+//! unfreezing, and the layer groups that gradual unfreezing and layer-wise
+//! learning rates walk from the top of the model down.
+
+use anyhow::{bail, Result};
+
+use super::{Model, Pooling};
+use crate::suggest::{closest, glob_match};
+
+/// Kinds of parameters a selector can name besides module paths, with what
+/// each one covers.
+pub const KINDS: &[(&str, &str)] = &[
+    ("all", "every parameter"),
+    ("embeddings", "the token, position and segment embeddings"),
+    ("encoder", "every transformer layer"),
+    ("head", "the task head above the encoder (classifier, pre_classifier, and the pooler when the head uses it)"),
+    ("norm", "every LayerNorm weight and bias"),
+    ("bias", "every bias"),
+    ("lora", "the LoRA matrices"),
+    ("adapter", "the bottleneck adapters"),
+];
+
+/// A group of parameters that trains or freezes together, for gradual
+/// unfreezing and layer-wise learning rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerGroup {
+    /// Its name: `head`, `encoder.layer.5`, ..., `embeddings`.
+    pub name: String,
+    /// The parameter names in it.
+    pub params: Vec<String>,
+}
+
+impl Model {
+    /// The names of the parameters a selector names. A selector is a kind
+    /// (`head`, `norm`, ...; see `KINDS`), a module path (`encoder.layer.3`),
+    /// a layer range (`encoder.layer.0-3`) or a glob over module paths
+    /// (`encoder.layer.*.attention`, `*.bias`). Several selectors can be
+    /// joined with commas. A selector that matches nothing is an error that
+    /// lists the closest module names.
+    pub fn select(&self, selector: &str) -> Result<Vec<String>> {
+        let names: Vec<String> = self.named_parameters().into_iter().map(|(n, _)| n).filter(|n| !self.is_unused(n)).collect();
+        let mut chosen = std::collections::BTreeSet::new();
+        for part in selector.split(',').map(str::trim) {
+            if part.is_empty() {
+                bail!("an empty selector names nothing; give a module path such as \"encoder.layer.5\" or a kind ({})", kind_names());
+            }
+            let matched: Vec<&String> = names.iter().filter(|n| self.matches(part, n)).collect();
+            if matched.is_empty() {
+                let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+                if kinds.contains(&part) {
+                    bail!("'{part}' names no parameter of this model (it has no {part})");
+                }
+                let modules = self.module_names();
+                let mut candidates: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+                candidates.extend(modules);
+                bail!(
+                    "'{part}' names no module of this model; closest names: {}. A selector is a kind ({}), a module path, a layer range such as encoder.layer.0-3, or a glob such as encoder.layer.*.attention",
+                    closest(part, &candidates, 8).join(", "),
+                    kind_names()
+                );
+            }
+            chosen.extend(matched.into_iter().cloned());
+        }
+        let mut chosen: Vec<String> = chosen.into_iter().collect();
+        chosen.sort_by_key(|n| super::natural_key(n));
+        Ok(chosen)
+    }
+
+    /// Sets whether the parameters a selector names train; returns how many
+    /// tensors it names.
+    pub fn set_trainable(&mut self, selector: &str, trainable: bool) -> Result<usize> {
+        let chosen = self.select(selector)?;
+        self.set_requires_grad(&chosen, trainable);
+        Ok(chosen.len())
+    }
+
+    /// Freezes everything, then unfreezes what the selectors name.
+    pub fn train_only(&mut self, selectors: &[String]) -> Result<usize> {
+        if selectors.is_empty() {
+            bail!("train_only needs at least one selector, e.g. \"head\"");
+        }
+        // Check every selector before changing anything.
+        let mut chosen = Vec::new();
+        for s in selectors {
+            chosen.extend(self.select(s)?);
+        }
+        self.set_all_trainable(false);
+        self.set_requires_grad(&chosen, true);
+        Ok(chosen.len())
+    }
+
+    /// Trains the head and the last `n` transformer layers (the first `-n`
+    /// when `n` is negative, as LLaMA-Factory's `freeze_trainable_layers`);
+    /// everything else is frozen.
+    pub fn trainable_layers(&mut self, n: i64) -> Result<usize> {
+        let layers = self.config.num_hidden_layers;
+        if n == 0 || n.abs() > layers {
+            bail!("trainable_layers({n}): this model has {layers} layers; give 1 to {layers} (the last n) or -1 to -{layers} (the first n)");
+        }
+        let range = if n > 0 { (layers - n)..layers } else { 0..(-n) };
+        let stack = self.layer_stack();
+        let mut selectors = vec!["head".to_string()];
+        selectors.extend(range.map(|i| format!("{stack}.{i}")));
+        self.train_only(&selectors)
+    }
+
+    /// Freezes (`false`) or unfreezes (`true`) every parameter the model uses.
+    pub fn set_all_trainable(&mut self, trainable: bool) {
+        for (name, t) in self.named_parameters() {
+            let _ = t.set_requires_grad(trainable && !self.is_unused(&name));
+        }
+    }
+
+    /// Whether each parameter trains, by name.
+    pub fn trainable_mask(&self) -> Vec<(String, bool)> {
+        self.named_parameters().into_iter().map(|(n, t)| (n, t.requires_grad())).collect()
+    }
+
+    /// Puts back what `trainable_mask` returned.
+    pub fn set_trainable_mask(&mut self, mask: &[(String, bool)]) {
+        let by_name: std::collections::HashMap<&str, bool> = mask.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        for (name, t) in self.named_parameters() {
+            if let Some(&b) = by_name.get(name.as_str()) {
+                let _ = t.set_requires_grad(b);
+            }
+        }
+    }
+
+    /// The parameter groups from the top of the model down: the head (with
+    /// anything else above the encoder), each transformer layer from the
+    /// last to the first, then the embeddings.
+    pub fn layer_groups(&self) -> Vec<LayerGroup> {
+        let stack = self.layer_stack();
+        let layers = self.config.num_hidden_layers;
+        let mut groups: Vec<LayerGroup> = std::iter::once("head".to_string())
+            .chain((0..layers).rev().map(|i| format!("{stack}.{i}")))
+            .chain(std::iter::once("embeddings".to_string()))
+            .map(|name| LayerGroup { name, params: Vec::new() })
+            .collect();
+        let layer_prefix = format!("{stack}.");
+        for (name, _) in self.named_parameters() {
+            if self.is_unused(&name) {
+                continue;
+            }
+            let index = if name.starts_with("embeddings.") {
+                groups.len() - 1
+            } else if let Some(rest) = name.strip_prefix(&layer_prefix) {
+                let layer: i64 = rest.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                (layers - layer) as usize
+            } else {
+                0
+            };
+            groups[index].params.push(name);
+        }
+        groups
+    }
+
+    /// `encoder.layer` or (DistilBERT) `transformer.layer`.
+    pub fn layer_stack(&self) -> &'static str {
+        match self.config.arch {
+            super::Arch::DistilBert => "transformer.layer",
+            _ => "encoder.layer",
+        }
+    }
+
+    /// Parameters the forward pass never uses (BERT's pooler under mean
+    /// pooling): they stay frozen so that counts tell the truth.
+    pub(super) fn is_unused(&self, name: &str) -> bool {
+        self.pooling == Pooling::Mean && name.starts_with("pooler.")
+    }
+
+    fn set_requires_grad(&self, names: &[String], trainable: bool) {
+        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        for (name, t) in self.named_parameters() {
+            if wanted.contains(name.as_str()) {
+                let _ = t.set_requires_grad(trainable);
+            }
+        }
+    }
+
+    /// Whether one selector part names parameter `name`.
+    fn matches(&self, selector: &str, name: &str) -> bool {
+        match selector {
+            "all" | "*" => true,
+            "embeddings" => name.starts_with("embeddings."),
+            "encoder" => name.starts_with(&format!("{}.", self.layer_stack())),
+            "head" => self.is_head(name),
+            "norm" | "LayerNorm" | "layernorm" => name.contains("LayerNorm.") || name.contains("layer_norm."),
+            "bias" => name.ends_with(".bias"),
+            "lora" => name.contains(".lora_A.") || name.contains(".lora_B."),
+            "adapter" => name.contains(".adapter."),
+            _ => expand_range(selector).iter().any(|p| module_prefixes(name).any(|m| m == p || glob_match(p, m))),
+        }
+    }
+
+    /// Parameters above the encoder: the task head, and the pooler when the
+    /// head reads it.
+    fn is_head(&self, name: &str) -> bool {
+        let top = name.split('.').next().unwrap_or("");
+        match top {
+            "embeddings" | "encoder" | "transformer" => false,
+            "pooler" => self.pooling == Pooling::Pooler,
+            _ => true,
+        }
+    }
+}
+
+fn kind_names() -> String {
+    KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+/// `a`, `a.b`, `a.b.c` for `a.b.c`.
+fn module_prefixes(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.').map(|(i, _)| &name[..i]).chain(std::iter::once(name))
+}
+
+/// `encoder.layer.0-3` as the four layer paths; anything else as itself.
+pub(super) fn expand_range(pattern: &str) -> Vec<String> {
+    if let Some((head, last)) = pattern.rsplit_once('.') {
+        if let Some((a, b)) = last.split_once('-') {
+            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                if a <= b {
+                    return (a..=b).map(|i| format!("{head}.{i}")).collect();
+                }
+            }
+        }
+    }
+    vec![pattern.to_string()]
+}

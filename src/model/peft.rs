@@ -1,0 +1,406 @@
+//! Parameter-efficient fine-tuning: the encoder's linear layers (`Dense`),
+//! which can carry a LoRA update, and Houlsby-style bottleneck adapters.
+//!
+//! Names follow PEFT's: a LoRA on `encoder.layer.0.attention.self.query`
+//! adds `...query.lora_A.weight` (`[r, in]`) and `...query.lora_B.weight`
+//! (`[out, r]`); the layer computes `W x + b + (alpha / r) * B A dropout(x)`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tch::nn::{self, Init, Module};
+use tch::Tensor;
+
+use crate::suggest::glob_match;
+
+/// Settings of `Model::add_lora`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank of the update.
+    pub r: i64,
+    /// Scale numerator: the update is multiplied by `alpha / r`.
+    pub alpha: f64,
+    /// Dropout on the update's input, in training only.
+    pub dropout: f64,
+    /// Which linear layers get an update: a last name part (`query`), a
+    /// module path, or a glob over module paths.
+    pub targets: Vec<String>,
+}
+
+/// A low-rank update of one linear layer.
+#[derive(Debug)]
+struct Lora {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+    dropout: f64,
+}
+
+/// A linear layer of the encoder, with an optional LoRA update.
+#[derive(Debug)]
+pub struct Dense {
+    linear: nn::Linear,
+    /// The variable-store path (`bert.encoder.layer.0.attention.self.query`).
+    path: String,
+    lora: Option<Lora>,
+}
+
+impl Dense {
+    /// A linear layer `in_dim -> out_dim` with its variables under `p`.
+    pub fn new(p: nn::Path, in_dim: i64, out_dim: i64) -> Self {
+        let path = p.components().collect::<Vec<_>>().join(".");
+        Self { linear: nn::linear(p, in_dim, out_dim, Default::default()), path, lora: None }
+    }
+
+    /// `W x + b`, plus the LoRA update when there is one.
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+        let out = self.linear.forward(xs);
+        match &self.lora {
+            None => out,
+            Some(l) => out + xs.dropout(l.dropout, train).matmul(&l.a.tr()).matmul(&l.b.tr()) * l.scale,
+        }
+    }
+
+    /// The variable-store path of this layer.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether a LoRA update is attached.
+    pub fn has_lora(&self) -> bool {
+        self.lora.is_some()
+    }
+
+    /// Attaches a LoRA update as PEFT initializes it: A uniform in
+    /// `±1/sqrt(in)` (kaiming-uniform with a = sqrt(5)), B zero, so that the
+    /// layer's output is unchanged until B trains.
+    pub fn add_lora(&mut self, root: &nn::Path, config: &LoraConfig) {
+        let (out_dim, in_dim) = self.linear.ws.size2().expect("a linear weight is 2-D");
+        let p = sub_path(root, &self.path);
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        let a = (&p / "lora_A").var("weight", &[config.r, in_dim], Init::Uniform { lo: -bound, up: bound });
+        let b = (&p / "lora_B").var("weight", &[out_dim, config.r], Init::Const(0.0));
+        self.lora = Some(Lora { a, b, scale: config.alpha / config.r as f64, dropout: config.dropout });
+    }
+
+    /// `W + (alpha / r) B A`: the weight with the update folded in.
+    pub fn merged_weight(&self) -> Tensor {
+        match &self.lora {
+            None => self.linear.ws.detach().copy(),
+            Some(l) => tch::no_grad(|| &self.linear.ws + l.b.matmul(&l.a) * l.scale),
+        }
+    }
+
+    /// Folds the update into the weight and drops it; returns the paths of
+    /// the update's variables, which the caller removes from the store.
+    pub fn merge_lora(&mut self) -> Vec<String> {
+        if self.lora.is_none() {
+            return Vec::new();
+        }
+        let merged = self.merged_weight();
+        tch::no_grad(|| self.linear.ws.copy_(&merged));
+        self.lora = None;
+        vec![format!("{}.lora_A.weight", self.path), format!("{}.lora_B.weight", self.path)]
+    }
+}
+
+/// A Houlsby bottleneck adapter: `x + up(act(down(x)))`, with `up` starting
+/// at zero so that a new adapter is the identity.
+#[derive(Debug)]
+pub struct Bottleneck {
+    down: nn::Linear,
+    up: nn::Linear,
+}
+
+impl Bottleneck {
+    /// An adapter `hidden -> size -> hidden` with its variables under `p`
+    /// (`...adapter.down`, `...adapter.up`).
+    pub fn new(p: nn::Path, hidden: i64, size: i64) -> Self {
+        let down_init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
+        let up_init = nn::LinearConfig { ws_init: Init::Const(0.0), bs_init: Some(Init::Const(0.0)), bias: true };
+        Self { down: nn::linear(&p / "down", hidden, size, down_init), up: nn::linear(&p / "up", size, hidden, up_init) }
+    }
+
+    /// The adapted hidden states.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        xs + self.up.forward(&self.down.forward(xs).gelu("none"))
+    }
+}
+
+/// The path `root / a / b / ...` for a dotted `a.b...`.
+pub fn sub_path<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    let mut parts = dotted.split('.');
+    let mut p = root.sub(parts.next().unwrap_or_default());
+    for part in parts {
+        p = p.sub(part);
+    }
+    p
+}
+
+/// The parameter-efficient method a model carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeftMethod {
+    /// LoRA updates on some linear layers.
+    Lora(LoraConfig),
+    /// Houlsby bottleneck adapters of this size in every layer.
+    Adapters {
+        /// The bottleneck's width.
+        size: i64,
+    },
+}
+
+/// Where PEFT puts a model's own tensor names in an adapter file.
+const PEFT_PREFIX: &str = "base_model.model.";
+/// The adapter folder's files, as PEFT names them.
+const ADAPTER_CONFIG: &str = "adapter_config.json";
+const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+
+impl super::Model {
+    /// The parameter-efficient method added to this model, if any.
+    pub fn peft(&self) -> Option<&PeftMethod> {
+        self.peft.as_ref()
+    }
+
+    /// The LoRA targets PEFT uses by default for this architecture.
+    pub fn default_lora_targets(&self) -> Vec<String> {
+        let names: &[&str] = match self.config.arch {
+            super::Arch::DistilBert => &["q_lin", "v_lin"],
+            _ => &["query", "value"],
+        };
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Adds LoRA updates to the linear layers `config.targets` names and
+    /// freezes everything else except the head. Returns the layers changed.
+    pub fn add_lora(&mut self, config: &LoraConfig) -> Result<Vec<String>> {
+        if config.r < 1 {
+            bail!("LoRA rank r must be at least 1, got {}", config.r);
+        }
+        if !(config.alpha > 0.0) {
+            bail!("LoRA alpha must be positive, got {}", config.alpha);
+        }
+        if !(0.0..1.0).contains(&config.dropout) {
+            bail!("LoRA dropout must be in [0, 1), got {}", config.dropout);
+        }
+        self.check_no_peft()?;
+        let prefix = format!("{}.", self.config.arch.prefix());
+        let user_name = |path: &str| path.strip_prefix(&prefix).unwrap_or(path).to_string();
+        let all: Vec<String> = self.denses_mut().iter().map(|d| user_name(d.path())).collect();
+        for t in &config.targets {
+            if !all.iter().any(|n| lora_target_matches(t, n)) {
+                let mut valid: Vec<String> = all.iter().filter_map(|n| n.rsplit('.').next().map(str::to_string)).collect();
+                valid.sort();
+                valid.dedup();
+                bail!("LoRA target '{t}' names no linear layer of this model; valid: {} (a last name, a module path or a glob)", valid.join(", "));
+            }
+        }
+        let root = self.vs.root();
+        let mut changed = Vec::new();
+        let denses = match &mut self.backbone {
+            super::Backbone::Bert(b) => b.denses_mut(),
+            super::Backbone::DistilBert(d) => d.denses_mut(),
+        };
+        for d in denses {
+            let name = user_name(d.path());
+            if config.targets.iter().any(|t| lora_target_matches(t, &name)) {
+                d.add_lora(&root, config);
+                changed.push(name);
+            }
+        }
+        self.peft = Some(PeftMethod::Lora(config.clone()));
+        self.train_only(&["lora".to_string(), "head".to_string()])?;
+        Ok(changed)
+    }
+
+    /// Folds every LoRA update into its layer's weight (`W + alpha/r B A`)
+    /// and removes the LoRA matrices; the model computes the same function
+    /// (to float rounding) and saves as a plain Hugging Face model. Returns
+    /// the number of layers merged.
+    pub fn merge_lora(&mut self) -> Result<usize> {
+        if !matches!(self.peft, Some(PeftMethod::Lora(_))) {
+            bail!("this model has no LoRA to merge; add one with add_lora");
+        }
+        let mut removed = Vec::new();
+        for d in self.denses_mut() {
+            removed.extend(d.merge_lora());
+        }
+        let mut vars = self.vs.variables_.lock().expect("variable store lock");
+        for name in &removed {
+            if let Some(t) = vars.named_variables.remove(name) {
+                let ptr = t.data_ptr();
+                vars.trainable_variables.retain(|v| v.tensor.data_ptr() != ptr);
+            }
+        }
+        drop(vars);
+        self.peft = None;
+        Ok(removed.len() / 2)
+    }
+
+    /// Adds Houlsby bottleneck adapters of width `size` after the attention
+    /// and the feed-forward output of every layer, and freezes everything
+    /// except the adapters, the LayerNorms and the head (as Houlsby et al.).
+    pub fn add_adapters(&mut self, size: i64) -> Result<()> {
+        if !(1..=self.config.hidden_size).contains(&size) {
+            bail!("adapter size must be 1 to {} (the hidden size), got {size}", self.config.hidden_size);
+        }
+        self.check_no_peft()?;
+        let root = self.vs.root();
+        match &mut self.backbone {
+            super::Backbone::Bert(b) => b.add_adapters(&root, size),
+            super::Backbone::DistilBert(d) => d.add_adapters(&root, size),
+        }
+        self.peft = Some(PeftMethod::Adapters { size });
+        self.train_only(&["adapter".to_string(), "norm".to_string(), "head".to_string()])?;
+        Ok(())
+    }
+
+    /// Saves the adapter with the head, as PEFT does (`adapter_config.json`,
+    /// `adapter_model.safetensors` with `base_model.model.` names): the
+    /// LoRA or adapter tensors, the head, and any other tensor that differs
+    /// from the base checkpoint. Written beside `dir` and renamed into place.
+    pub fn save_adapter(&self, dir: &Path) -> Result<PathBuf> {
+        let Some(method) = &self.peft else {
+            bail!("this model has no adapter to save; add one with add_lora or add_adapters (or save the whole model with save)");
+        };
+        let base: HashMap<String, Tensor> = super::hf::read_checkpoint(&super::hf::weights_file(&self.source)?)?.into_iter().collect();
+        let arch_prefix = format!("{}.", self.config.arch.prefix());
+        let mut tensors = Vec::new();
+        for (name, t) in self.vs.variables() {
+            let user = name.strip_prefix(&arch_prefix).unwrap_or(&name);
+            let is_new = user.contains(".lora_A.") || user.contains(".lora_B.") || user.contains(".adapter.") || self.select("head").is_ok_and(|h| h.iter().any(|n| n == user));
+            let changed = || match base.get(&name).or_else(|| base.get(user)) {
+                Some(b) => b.size() != t.size() || !b.to_kind(t.kind()).equal(&t.to_device(tch::Device::Cpu)),
+                None => true,
+            };
+            if is_new || changed() {
+                tensors.push((format!("{PEFT_PREFIX}{name}"), t.detach().to_device(tch::Device::Cpu)));
+            }
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let head_modules: Vec<String> = {
+            let mut m: Vec<String> = self.select("head")?.iter().filter_map(|n| n.split('.').next().map(str::to_string)).collect();
+            m.dedup();
+            m
+        };
+        let tunebook = serde_json::json!({ "labels": self.labels, "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") });
+        let config = match method {
+            PeftMethod::Lora(c) => serde_json::json!({
+                "peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
+                "r": c.r, "lora_alpha": c.alpha, "lora_dropout": c.dropout, "target_modules": c.targets, "bias": "none",
+                "fan_in_fan_out": false, "inference_mode": true, "modules_to_save": head_modules, "tunebook": tunebook,
+            }),
+            PeftMethod::Adapters { size } => serde_json::json!({
+                "peft_type": "TUNEBOOK_BOTTLENECK", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
+                "adapter_size": size, "modules_to_save": head_modules, "tunebook": tunebook,
+            }),
+        };
+        super::write_folder(dir, |staging| {
+            Tensor::write_safetensors(&tensors, staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
+            std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
+            Ok(())
+        })
+    }
+
+    /// Loads an adapter folder written by `save_adapter` (or a PEFT LoRA for
+    /// sequence classification): adds the same LoRA or adapters, then copies
+    /// its tensors, head included. The model must have as many labels.
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<()> {
+        let config_file = dir.join(ADAPTER_CONFIG);
+        let text = std::fs::read_to_string(&config_file).with_context(|| format!("{} is not an adapter folder: cannot read {ADAPTER_CONFIG}", dir.display()))?;
+        let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_file.display()))?;
+        let tensors = super::hf::read_checkpoint(&dir.join(ADAPTER_WEIGHTS))?;
+        if let Some(labels) = config.pointer("/tunebook/labels").and_then(|l| l.as_array()) {
+            let labels: Vec<String> = labels.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
+            if labels.len() != self.labels.len() {
+                bail!("the adapter's head has {} labels ({}) but this model's has {}; load the base model with labels: {}", labels.len(), labels.join(", "), self.labels.len(), labels.len());
+            }
+            self.labels = labels;
+        }
+        let field = |k: &str| config.get(k).ok_or_else(|| anyhow!("{}: '{k}' is missing", config_file.display()));
+        match field("peft_type")?.as_str() {
+            Some("LORA") => {
+                let targets: Vec<String> = serde_json::from_value(field("target_modules")?.clone()).with_context(|| format!("{}: target_modules must be a list of names", config_file.display()))?;
+                let lora = LoraConfig {
+                    r: field("r")?.as_i64().ok_or_else(|| anyhow!("{}: r must be an integer", config_file.display()))?,
+                    alpha: field("lora_alpha")?.as_f64().ok_or_else(|| anyhow!("{}: lora_alpha must be a number", config_file.display()))?,
+                    dropout: config.get("lora_dropout").and_then(|d| d.as_f64()).unwrap_or(0.0),
+                    targets,
+                };
+                self.add_lora(&lora)?;
+            }
+            Some("TUNEBOOK_BOTTLENECK") => {
+                let size = field("adapter_size")?.as_i64().ok_or_else(|| anyhow!("{}: adapter_size must be an integer", config_file.display()))?;
+                self.add_adapters(size)?;
+            }
+            other => bail!("{}: peft_type {other:?} is not supported; Tunebook loads LORA and TUNEBOOK_BOTTLENECK adapters", config_file.display()),
+        }
+        let vars = self.vs.variables();
+        let arch_prefix = format!("{}.", self.config.arch.prefix());
+        let mut problems = Vec::new();
+        for (name, t) in tensors {
+            let name = name.strip_prefix(PEFT_PREFIX).unwrap_or(&name);
+            let var = vars.get(name).or_else(|| vars.get(&format!("{arch_prefix}{name}")));
+            match var {
+                Some(v) if v.size() == t.size() => {
+                    let mut v = v.shallow_clone();
+                    tch::no_grad(|| v.copy_(&t.to_kind(v.kind()).to_device(v.device())));
+                }
+                Some(v) => problems.push(format!("{name}: adapter has {:?}, model expects {:?}", t.size(), v.size())),
+                None => problems.push(format!("{name}: no such tensor in this model")),
+            }
+        }
+        if !problems.is_empty() {
+            bail!("{}: the adapter does not fit this model (is it for the same base model?):\n  {}", dir.display(), problems.join("\n  "));
+        }
+        Ok(())
+    }
+
+    /// The tensors `save` writes: LoRA updates folded into their weights.
+    pub(super) fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let scale = match &self.peft {
+            Some(PeftMethod::Adapters { .. }) => {
+                bail!("bottleneck adapters cannot be folded into the weights, so the model cannot be saved in the plain Hugging Face layout; save them with save_adapter(dir)")
+            }
+            Some(PeftMethod::Lora(c)) => c.alpha / c.r as f64,
+            None => 0.0,
+        };
+        let vars = self.vs.variables();
+        let mut out = Vec::new();
+        for (name, t) in &vars {
+            if name.contains(".lora_A.") || name.contains(".lora_B.") {
+                continue;
+            }
+            let module = name.strip_suffix(".weight").unwrap_or(name);
+            let lora = vars.get(&format!("{module}.lora_A.weight")).zip(vars.get(&format!("{module}.lora_B.weight")));
+            let t = match lora {
+                Some((a, b)) => tch::no_grad(|| t + b.matmul(a) * scale),
+                None => t.detach(),
+            };
+            out.push((name.clone(), t.to_device(tch::Device::Cpu)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn check_no_peft(&self) -> Result<()> {
+        match &self.peft {
+            Some(PeftMethod::Lora(_)) => bail!("this model already has LoRA; merge it first (merge_lora) or load a fresh model"),
+            Some(PeftMethod::Adapters { .. }) => bail!("this model already has bottleneck adapters; load a fresh model to add another method"),
+            None => Ok(()),
+        }
+    }
+
+    fn denses_mut(&mut self) -> Vec<&mut Dense> {
+        match &mut self.backbone {
+            super::Backbone::Bert(b) => b.denses_mut(),
+            super::Backbone::DistilBert(d) => d.denses_mut(),
+        }
+    }
+}
+
+/// Whether a LoRA target names linear layer `name`: its last part
+/// (`query`), a dotted suffix (`attention.self.query`), or a glob.
+fn lora_target_matches(target: &str, name: &str) -> bool {
+    name == target || name.ends_with(&format!(".{target}")) || glob_match(target, name)
+}

@@ -1,0 +1,296 @@
+//! Partial fine-tuning on the shipped MiniLM: every way of freezing leaves
+//! frozen tensors bit-identical, without gradients, optimizer state or
+//! weight decay; LoRA merges without changing outputs; an adapter saved with
+//! its head loads back into a fresh base model.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tch::{Device, Tensor};
+use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
+use tunebook::model::{LoadOptions, LoraConfig, Model, Pooling};
+use tunebook::train::{self, FitOptions, LayerRates, Schedule, TrainEvent, TrainObserver, Unfreezing};
+
+fn minilm(pooling: Pooling) -> Model {
+    let cache = tunebook::runtime::cache_dir();
+    let dir = Model::resolve_path("minilm", &cache).unwrap();
+    tch::manual_seed(0);
+    Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling, device: Device::Cpu }).unwrap()
+}
+
+fn loader(model: &Model, rows: usize) -> DataLoader {
+    let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir()).unwrap().take(rows);
+    let tokens = TokenizedDataset::new(&data, &model.tokenizer, 16).unwrap();
+    DataLoader::new(Rc::new(tokens), LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false }).unwrap()
+}
+
+fn snapshot(model: &Model) -> HashMap<String, Tensor> {
+    model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+}
+
+/// Records every event.
+#[derive(Default)]
+struct Events(Vec<TrainEvent>);
+
+impl TrainObserver for Events {
+    fn on_event(&mut self, e: &TrainEvent) {
+        self.0.push(e.clone());
+    }
+}
+
+fn options(epochs: usize) -> FitOptions {
+    // A large rate and weight decay: any update or decay of a frozen tensor would show.
+    FitOptions { lr: 1e-3, weight_decay: 0.1, schedule: Schedule::Constant, warmup: 0.0, epochs, ..FitOptions::default() }
+}
+
+fn fit(model: &mut Model, opts: &FitOptions) -> (train::TrainRun, Vec<TrainEvent>) {
+    let data = loader(model, 48);
+    let mut events = Events::default();
+    let run = train::fit(model, &data, None, opts, &mut events, &Arc::new(AtomicBool::new(false))).unwrap_or_else(|e| panic!("{e:#}"));
+    (run, events.0)
+}
+
+/// Trains 3 steps after `freeze` and checks that exactly the trainable
+/// tensors moved, that frozen ones have no gradient, and that the optimizer
+/// holds state for the trainable ones only.
+fn check_mode(label: &str, freeze: impl FnOnce(&mut Model)) {
+    let mut model = minilm(Pooling::Mean);
+    freeze(&mut model);
+    let before = snapshot(&model);
+    let trainable: Vec<(String, Tensor)> = model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let trainable_names: std::collections::HashSet<String> = trainable.iter().map(|(n, _)| n.clone()).collect();
+    let trainable_numel: i64 = trainable.iter().map(|(_, t)| t.numel() as i64).sum();
+    assert!(!trainable.is_empty() && trainable.len() < before.len(), "{label}: the mode should freeze some but not all");
+    let (run, _) = fit(&mut model, &options(1));
+    assert_eq!(run.trainable_params, trainable_numel, "{label}: the run reports the trainable count");
+    assert_eq!(run.optimizer_state_bytes, 2 * 4 * trainable_numel, "{label}: optimizer state exists for trainable tensors only");
+    for (name, t) in model.named_parameters() {
+        let unchanged = t.equal(&before[&name]);
+        if trainable_names.contains(&name) {
+            assert!(!unchanged, "{label}: trainable {name} did not change");
+        } else {
+            assert!(unchanged, "{label}: frozen {name} changed");
+            assert!(!t.grad().defined(), "{label}: frozen {name} has a gradient");
+        }
+    }
+}
+
+#[test]
+fn every_freezing_mode_keeps_frozen_tensors_bit_identical() {
+    check_mode("module path", |m| {
+        m.set_trainable("embeddings", false).unwrap();
+    });
+    check_mode("layer range", |m| {
+        m.set_trainable("encoder.layer.0-3", false).unwrap();
+    });
+    check_mode("glob", |m| {
+        // query, key, value, output.dense and output.LayerNorm, weight and bias, in 6 layers.
+        assert_eq!(m.set_trainable("encoder.layer.*.attention", false).unwrap(), 6 * 10);
+    });
+    check_mode("kind norm", |m| {
+        m.set_trainable("norm", false).unwrap();
+    });
+    check_mode("kind bias", |m| {
+        m.set_trainable("bias", false).unwrap();
+    });
+    check_mode("train_only head", |m| {
+        assert_eq!(m.train_only(&["head".into()]).unwrap(), 2);
+    });
+    check_mode("trainable_layers(2)", |m| {
+        m.trainable_layers(2).unwrap();
+        assert!(m.named_parameters().iter().all(|(n, t)| t.requires_grad() == (n.starts_with("encoder.layer.4.") || n.starts_with("encoder.layer.5.") || n.starts_with("classifier."))));
+    });
+    check_mode("trainable_layers(-2)", |m| {
+        m.trainable_layers(-2).unwrap();
+        assert!(m.named_parameters().iter().all(|(n, t)| t.requires_grad() == (n.starts_with("encoder.layer.0.") || n.starts_with("encoder.layer.1.") || n.starts_with("classifier."))));
+    });
+    check_mode("freeze_all then unfreeze", |m| {
+        m.set_all_trainable(false);
+        m.set_trainable("classifier, encoder.layer.5.output", true).unwrap();
+    });
+    check_mode("LoRA", |m| {
+        m.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into(), "value".into()] }).unwrap();
+    });
+    check_mode("bottleneck adapters", |m| {
+        m.add_adapters(16).unwrap();
+    });
+}
+
+#[test]
+fn a_selector_that_names_nothing_lists_the_closest_module_names() {
+    let mut model = minilm(Pooling::Mean);
+    let err = model.set_trainable("encoder.layers.3", false).unwrap_err().to_string();
+    assert!(err.contains("'encoder.layers.3' names no module"), "{err}");
+    assert!(err.contains("encoder.layer.3"), "closest names first: {err}");
+    let err = model.trainable_layers(7).unwrap_err().to_string();
+    assert!(err.contains("has 6 layers"), "{err}");
+    // A failing train_only changes nothing.
+    assert!(model.train_only(&["head".into(), "nonsense".into()]).is_err());
+    assert!(model.named_parameters().iter().filter(|(n, _)| !n.starts_with("pooler.")).all(|(_, t)| t.requires_grad()));
+}
+
+#[test]
+fn a_model_with_everything_frozen_is_refused_before_training() {
+    let mut model = minilm(Pooling::Mean);
+    model.set_all_trainable(false);
+    let data = loader(&model, 16);
+    let err = train::fit(&mut model, &data, None, &options(1), &mut Events::default(), &Arc::new(AtomicBool::new(false))).unwrap_err().to_string();
+    assert!(err.contains("every parameter is frozen"), "{err}");
+}
+
+#[test]
+fn gradual_unfreezing_opens_one_group_per_epoch_from_the_top_and_gives_the_freeze_back() {
+    let mut model = minilm(Pooling::Mean);
+    model.set_trainable("embeddings", false).unwrap();
+    let before = snapshot(&model);
+    let (_, events) = fit(&mut model, &FitOptions { unfreezing: Some(Unfreezing::Gradual { every: 1 }), ..options(3) });
+    let opened: Vec<(usize, Vec<String>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Unfrozen { epoch, groups, .. } => Some((*epoch, groups.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        opened,
+        vec![
+            (1, vec!["head".to_string()]),
+            (2, vec!["head".into(), "encoder.layer.5".into()]),
+            (3, vec!["head".into(), "encoder.layer.5".into(), "encoder.layer.4".into()]),
+        ]
+    );
+    for (name, t) in model.named_parameters() {
+        let moved = !t.equal(&before[&name]);
+        let should_move = name.starts_with("classifier.") || name.starts_with("encoder.layer.5.") || name.starts_with("encoder.layer.4.");
+        assert_eq!(moved, should_move, "{name}");
+    }
+    // The user's own freeze is back: everything but the embeddings (and the unused pooler) trains.
+    assert!(model.named_parameters().iter().all(|(n, t)| t.requires_grad() == !(n.starts_with("embeddings.") || n.starts_with("pooler."))));
+}
+
+#[test]
+fn head_first_trains_the_head_alone_then_everything() {
+    let mut model = minilm(Pooling::Mean);
+    let (_, events) = fit(&mut model, &FitOptions { unfreezing: Some(Unfreezing::HeadFirst(1)), ..options(2) });
+    let counts: Vec<i64> = events.iter().filter_map(|e| if let TrainEvent::Unfrozen { trainable_params, .. } = e { Some(*trainable_params) } else { None }).collect();
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts[0], 384 * 2 + 2, "the head alone first");
+    assert_eq!(counts[1], model.summary().trainable(), "then everything");
+}
+
+#[test]
+fn layer_decay_and_explicit_groups_set_each_groups_rate() {
+    let mut model = minilm(Pooling::Mean);
+    let rates = LayerRates { decay: Some(0.5), groups: vec![("embeddings".into(), 0.0)] };
+    let before = snapshot(&model);
+    let (_, events) = fit(&mut model, &FitOptions { layer_rates: rates, ..options(1) });
+    let Some(TrainEvent::Start { lr_groups, .. }) = events.first() else { panic!("no start event") };
+    assert_eq!(lr_groups[0], ("head".to_string(), 1e-3));
+    assert_eq!(lr_groups[1], ("encoder.layer.5".to_string(), 5e-4));
+    assert_eq!(lr_groups[6], ("encoder.layer.0".to_string(), 1e-3 * 0.5f64.powi(6)));
+    assert_eq!(lr_groups[7], ("embeddings".to_string(), 0.0));
+    // A zero rate leaves the embeddings where they were; the layers moved.
+    for (name, t) in model.named_parameters() {
+        if name.starts_with("embeddings.") {
+            assert!(t.equal(&before[&name]), "{name} moved at rate 0");
+        }
+    }
+    assert!(!model.named_parameters().iter().find(|(n, _)| n == "encoder.layer.0.attention.self.query.weight").unwrap().1.equal(&before["encoder.layer.0.attention.self.query.weight"]));
+}
+
+fn batch_logits(model: &Model) -> Tensor {
+    let data = loader(model, 16);
+    let batch = data.data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu);
+    tch::no_grad(|| model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false))
+}
+
+#[test]
+fn lora_trains_a_small_share_and_merges_without_changing_outputs() {
+    let mut model = minilm(Pooling::Pooler);
+    let layers = model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets: model.default_lora_targets() }).unwrap();
+    assert_eq!(layers.len(), 12, "query and value of 6 layers");
+    let s = model.summary();
+    // LoRA (2 x 8 x 384 per layer, 12 layers) + pooler + classifier.
+    assert_eq!(s.trainable(), 12 * 2 * 8 * 384 + (384 * 384 + 384) + (384 * 2 + 2));
+    let before = batch_logits(&model);
+    fit(&mut model, &options(1));
+    let unmerged = batch_logits(&model);
+    assert!((&unmerged - &before).abs().max().double_value(&[]) > 1e-4, "training moved the outputs");
+
+    // save() folds the updates in; the saved model is a plain HF model with the same outputs.
+    let out = tempfile::tempdir().unwrap();
+    let saved = model.save(&out.path().join("merged")).unwrap();
+    let names: Vec<String> = Tensor::read_safetensors(saved.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(!names.iter().any(|n| n.contains("lora")), "the export has no LoRA tensors");
+    let reloaded = Model::load("merged", &saved, &LoadOptions { labels: None, pooling: Pooling::Pooler, device: Device::Cpu }).unwrap();
+    let diff = (&batch_logits(&reloaded) - &unmerged).abs().max().double_value(&[]);
+    assert!(diff <= 1e-5, "saved-merged logits differ by {diff}");
+
+    assert_eq!(model.merge_lora().unwrap(), 12);
+    assert!(!model.named_parameters().iter().any(|(n, _)| n.contains("lora")));
+    let diff = (&batch_logits(&model) - &unmerged).abs().max().double_value(&[]);
+    eprintln!("merged vs unmerged logits: {diff:.2e}");
+    assert!(diff <= 1e-5, "merged logits differ by {diff}");
+}
+
+#[test]
+fn an_adapter_saved_with_its_head_loads_into_a_fresh_base_model() {
+    for method in ["lora", "adapters"] {
+        let mut model = minilm(Pooling::Mean);
+        match method {
+            "lora" => drop(model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into(), "value".into(), "output.dense".into()] }).unwrap()),
+            _ => model.add_adapters(16).unwrap(),
+        }
+        fit(&mut model, &options(1));
+        let trained = batch_logits(&model);
+        let out = tempfile::tempdir().unwrap();
+        let dir = model.save_adapter(&out.path().join("adapter")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("adapter_config.json")).unwrap()).unwrap();
+        let names: Vec<String> = Tensor::read_safetensors(dir.join("adapter_model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"base_model.model.classifier.weight".to_string()), "{method}: the head is saved: {names:?}");
+        assert!(names.iter().all(|n| n.starts_with("base_model.model.")), "{names:?}");
+        let adapter_bytes = std::fs::metadata(dir.join("adapter_model.safetensors")).unwrap().len();
+        let full_bytes = std::fs::metadata(model.source.join("model.safetensors")).unwrap().len();
+        assert!(adapter_bytes * 10 < full_bytes, "{method}: the adapter file ({adapter_bytes} bytes) is a small part of the model ({full_bytes})");
+        if method == "lora" {
+            assert_eq!(config["peft_type"], "LORA");
+            assert_eq!(config["r"], 4);
+            assert!(names.contains(&"base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight".to_string()));
+        } else {
+            // Houlsby adapters train the LayerNorms too; those are saved as well.
+            assert!(names.iter().any(|n| n.contains("LayerNorm")), "{names:?}");
+        }
+
+        // A fresh base model with a fresh (random) head computes something else until the adapter loads.
+        let mut fresh = minilm(Pooling::Mean);
+        assert!((&batch_logits(&fresh) - &trained).abs().max().double_value(&[]) > 1e-4);
+        fresh.load_adapter(&dir).unwrap();
+        let diff = (&batch_logits(&fresh) - &trained).abs().max().double_value(&[]);
+        assert!(diff <= 1e-6, "{method}: reloaded adapter logits differ by {diff}");
+    }
+}
+
+#[test]
+fn adapters_cannot_be_saved_as_a_plain_model_and_say_what_to_do() {
+    let mut model = minilm(Pooling::Mean);
+    model.add_adapters(8).unwrap();
+    let err = model.save(&tempfile::tempdir().unwrap().path().join("m")).unwrap_err().to_string();
+    assert!(err.contains("save_adapter"), "{err}");
+    let err = model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into()] }).unwrap_err().to_string();
+    assert!(err.contains("already has bottleneck adapters"), "{err}");
+    let mut model = minilm(Pooling::Mean);
+    let err = model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["q_proj".into()] }).unwrap_err().to_string();
+    assert!(err.contains("valid: ") && err.contains("query"), "{err}");
+}
+
+#[test]
+fn dropout_acts_in_training_only() {
+    let model = minilm(Pooling::Mean);
+    let data = loader(&model, 8);
+    let b = data.data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu);
+    let run = |train: bool| tch::no_grad(|| model.logits(&b.input_ids, &b.token_type_ids, &b.attention_mask, train));
+    assert!(run(false).equal(&run(false)), "evaluation is deterministic");
+    assert!(!run(true).equal(&run(true)), "training applies dropout");
+}
