@@ -177,7 +177,7 @@ impl super::Model {
         if config.r < 1 {
             bail!("LoRA rank r must be at least 1, got {}", config.r);
         }
-        if !(config.alpha > 0.0) {
+        if config.alpha.is_nan() || config.alpha <= 0.0 {
             bail!("LoRA alpha must be positive, got {}", config.alpha);
         }
         if !(0.0..1.0).contains(&config.dropout) {

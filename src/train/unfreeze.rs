@@ -67,7 +67,7 @@ impl LayerRates {
         }
         let mut assigned = std::collections::HashSet::new();
         for (selector, lr) in &self.groups {
-            if !(*lr >= 0.0) {
+            if lr.is_nan() || *lr < 0.0 {
                 bail!("the learning rate for '{selector}' must be 0 or more, got {lr}");
             }
             for name in model.select(selector)? {
