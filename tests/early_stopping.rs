@@ -21,9 +21,9 @@ fn eval(code: &str) -> (rhai::Map, Vec<TrainEvent>) {
 
 #[test]
 fn a_run_that_stops_improving_stops_after_patience_epochs() {
-    // A zero learning rate never improves on the first epoch.
+    // A negligible learning rate never improves on the first epoch by min_delta.
     let (r, events) = eval(
-        r#"let run = fit(model, train, val, #{ lr: 0.0, epochs: 10, early_stopping: #{ metric: "val_loss", patience: 2 } });
+        r#"let run = fit(model, train, val, #{ lr: 1e-12, epochs: 10, early_stopping: #{ metric: "val_loss", patience: 2, min_delta: 0.01 } });
            #{ stopped: run.stopped_early_at, best: run.best_epoch, epochs: run.history.len() }"#,
     );
     assert_eq!(r["stopped"].as_int().unwrap(), 3);

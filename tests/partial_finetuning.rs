@@ -294,3 +294,54 @@ fn dropout_acts_in_training_only() {
     assert!(run(false).equal(&run(false)), "evaluation is deterministic");
     assert!(!run(true).equal(&run(true)), "training applies dropout");
 }
+
+mod common;
+
+#[test]
+fn the_comparison_example_runs_and_prints_its_table() {
+    // The example itself, on a sample small enough for CI.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare_partial_finetuning.rhai");
+    let script = std::fs::read_to_string(&path).unwrap();
+    let small = script.replace("const TRAIN_ROWS = 2000;", "const TRAIN_ROWS = 32;").replace("const VAL_ROWS = 1000;", "const VAL_ROWS = 32;").replace("const EPOCHS = 2;", "const EPOCHS = 1;");
+    assert_ne!(small, script, "the example's sizes are where this test expects them");
+    let (mut session, recorded) = common::session();
+    session.eval(&small, "compare_partial_finetuning.rhai").unwrap_or_else(|e| panic!("{e}"));
+    let printed = recorded.borrow().printed.join("\n");
+    let table = printed.rsplit_once("method").map(|(_, t)| t).unwrap_or_else(|| panic!("no table in:\n{printed}"));
+    for method in ["full", "top-2 layers", "head only", "LoRA r=8"] {
+        assert!(table.contains(method), "{method} missing from the table:\n{table}");
+    }
+    // Full fine-tuning trains everything but the pooler, which mean pooling does not use.
+    assert!(table.contains("99.349"), "{table}");
+    assert!(table.contains("5e-5"), "small rates in scientific notation: {table}");
+    assert!(printed.contains("LoRA r=8 alpha=16 on 12 layers"), "{printed}");
+}
+
+#[test]
+fn script_freezing_reports_mistakes_with_the_valid_names() {
+    let (mut session, _) = common::session();
+    let err = session
+        .eval("let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nm.freeze(\"encoder.layer.*.atention\");", "freeze.rhai")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("freeze.rhai:2:"), "{err}");
+    assert!(err.contains("closest names") && err.contains("glob"), "{err}");
+    let value = session
+        .eval(
+            r#"let m = load_model("minilm", #{ labels: 2, pooling: "mean" });
+               m.freeze(["embeddings", "encoder.layer.0-2"]);
+               let frozen = m.parameters().filter(|p| !p.trainable).len();
+               let groups = m.layer_groups();
+               m.train_only("head");
+               #{ frozen: frozen, groups: groups, trainable: m.trainable_params }"#,
+            "ok.rhai",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cast::<rhai::Map>();
+    // 5 embedding tensors, 16 per layer in 3 layers, and the unused pooler's 2.
+    assert_eq!(value["frozen"].as_int().unwrap(), 5 + 3 * 16 + 2);
+    assert_eq!(value["trainable"].as_int().unwrap(), 384 * 2 + 2);
+    let groups: Vec<String> = value["groups"].clone().into_array().unwrap().into_iter().map(|g| g.into_string().unwrap()).collect();
+    assert_eq!(groups.first().map(String::as_str), Some("head"));
+    assert_eq!(groups.last().map(String::as_str), Some("embeddings"));
+}

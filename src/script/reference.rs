@@ -84,6 +84,7 @@ pub const API: &[ApiEntry] = &[
     f("print", "print(value)", "Prints a value."),
     f("debug", "debug(value)", "Prints a value on the error stream (stderr)."),
     f("display", "display(value)", "Shows a value richly: a table for models, datasets and runs in a notebook."),
+    f("table", "table(rows, [columns])", "A table from an array of maps, one row each; the columns are the given names in that order, else every key alphabetically. Aligned text when printed, an HTML table in a notebook."),
     f("clear_output", "clear_output()", "Clears the output of the current notebook cell."),
     f("help", "help(name)", "Shows the reference for a function or method."),
 ];

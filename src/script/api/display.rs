@@ -20,6 +20,81 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     format!("<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
 }
 
+/// Rows of values under named columns, from `table(rows)`: aligned text
+/// when printed, an HTML table in a notebook.
+#[derive(Clone)]
+pub(crate) struct TableHandle {
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl TableHandle {
+    /// A table from an array of maps. The columns are `columns` when given,
+    /// else every key in alphabetical order (Rhai's maps are sorted).
+    pub(crate) fn from_maps(rows: rhai::Array, columns: Option<Vec<String>>) -> Result<Self, String> {
+        let fixed = columns.is_some();
+        let mut columns: Vec<String> = columns.unwrap_or_default();
+        let mut maps = Vec::new();
+        for (i, row) in rows.into_iter().enumerate() {
+            let map = row.try_cast::<rhai::Map>().ok_or_else(|| format!("table: row {} is not a map; give an array of maps like #{{ method: \"full\", accuracy: 0.8 }}", i + 1))?;
+            for k in map.keys() {
+                if !fixed && !columns.iter().any(|c| c == k.as_str()) {
+                    columns.push(k.to_string());
+                }
+            }
+            maps.push(map);
+        }
+        let rows = maps.iter().map(|m| columns.iter().map(|c| m.get(c.as_str()).map(cell).unwrap_or_default()).collect()).collect();
+        Ok(Self { columns, rows })
+    }
+
+    /// The table as HTML.
+    pub(crate) fn html(&self) -> String {
+        let head: Vec<&str> = self.columns.iter().map(String::as_str).collect();
+        table(&head, &self.rows)
+    }
+}
+
+impl std::fmt::Display for TableHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let widths: Vec<usize> = (0..self.columns.len())
+            .map(|i| self.rows.iter().map(|r| r[i].chars().count()).chain(std::iter::once(self.columns[i].chars().count())).max().unwrap_or(0))
+            .collect();
+        let line = |cells: &[String]| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string();
+        writeln!(f, "{}", line(&self.columns))?;
+        writeln!(f, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
+        let body: Vec<String> = self.rows.iter().map(|r| line(r)).collect();
+        write!(f, "{}", body.join("\n"))
+    }
+}
+
+/// One table cell: integers with digit groups, small floats in scientific
+/// notation, others to 4 significant digits or so, without trailing zeros.
+fn cell(v: &Dynamic) -> String {
+    if let Ok(i) = v.as_int() {
+        return crate::model::group_digits(i);
+    }
+    if let Ok(x) = v.as_float() {
+        let a = x.abs();
+        if a >= 1e5 {
+            return crate::model::group_digits(x.round() as i64);
+        }
+        if a != 0.0 && a < 1e-3 {
+            return format!("{x:e}");
+        }
+        let s = match a {
+            a if a >= 100.0 => format!("{x:.1}"),
+            a if a >= 1.0 => format!("{x:.3}"),
+            _ => format!("{x:.4}"),
+        };
+        return if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    }
+    if v.is_unit() {
+        return "-".into();
+    }
+    v.to_string()
+}
+
 /// Plain text and, for the core's types, HTML for a value; `None` for unit.
 pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if value.is_unit() {
@@ -59,6 +134,9 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
             .collect();
         let html = format!("<b>{}</b><br>{}", html_escape(&r.0.to_string()), table(&["epoch", "train_loss", "val_loss", "val_accuracy", "time"], &rows));
         return Some((r.0.to_string(), Some(html)));
+    }
+    if let Some(t) = value.clone().try_cast::<TableHandle>() {
+        return Some((t.to_string(), Some(t.html())));
     }
     if let Some(t) = value.clone().try_cast::<TokensHandle>() {
         return Some((format!("TokenizedDataset {} ({} rows, max_len {})", t.0.name, t.0.len(), t.0.max_len), None));

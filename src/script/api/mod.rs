@@ -13,6 +13,7 @@ use super::Context;
 
 use data::LoaderHandle;
 pub(crate) use display::{html_escape, render};
+use display::TableHandle;
 use model::ModelHandle;
 
 /// Names of the API's functions, so that their errors are reported as the
@@ -21,7 +22,7 @@ const NATIVE_API: &[&str] = &[
     "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
     "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
     "freeze_all", "unfreeze_all", "train_only", "trainable_layers", "select", "layer_groups", "add_lora", "merge_lora", "add_adapters",
-    "save_adapter", "load_adapter",
+    "save_adapter", "load_adapter", "table",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {
@@ -49,6 +50,14 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("clear_output", move || c.host.clear_output());
+    engine.register_type_with_name::<TableHandle>("Table");
+    engine.register_fn("table", |rows: rhai::Array| -> Result<TableHandle, Box<rhai::EvalAltResult>> { TableHandle::from_maps(rows, None).map_err(super::script_error) });
+    engine.register_fn("table", |rows: rhai::Array, columns: rhai::Array| -> Result<TableHandle, Box<rhai::EvalAltResult>> {
+        let columns = columns.into_iter().map(|c| c.into_string().map_err(|t| super::script_error(format!("table: column names must be strings, found a {t}")))).collect::<Result<Vec<_>, _>>()?;
+        TableHandle::from_maps(rows, Some(columns)).map_err(super::script_error)
+    });
+    engine.register_fn("to_string", |t: &mut TableHandle| t.to_string());
+    engine.register_fn("to_debug", |t: &mut TableHandle| t.to_string());
     let c = ctx.clone();
     engine.register_fn("help", move |name: &str| -> Result<(), Box<rhai::EvalAltResult>> {
         match super::reference::help(name) {
