@@ -345,3 +345,63 @@ fn script_freezing_reports_mistakes_with_the_valid_names() {
     assert_eq!(groups.first().map(String::as_str), Some("head"));
     assert_eq!(groups.last().map(String::as_str), Some("embeddings"));
 }
+
+#[test]
+fn two_heads_share_one_frozen_backbone_each_trained_on_its_own_task() {
+    let (mut session, _) = common::session();
+    let out = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#"
+        let model = load_model("minilm", #{{ labels: ["rotten", "fresh"], pooling: "mean" }});
+        let backbone_before = embed(model, ["a shared backbone"]);
+        model.train_only("head");
+        let reviews = load_dataset("rotten_tomatoes").clean().split(#{{ val: 0.2, seed: 1 }});
+        let rt = reviews.train.take(320).tokenize(model, #{{ max_len: 32 }}).loader(#{{ batch: 32, shuffle: true }});
+        let rv = reviews.val.take(200).tokenize(model, #{{ max_len: 32 }}).loader(#{{ batch: 100 }});
+        let sentiment = fit(model, rt, rv, #{{ lr: 3e-3, epochs: 3, warmup: 0.0 }});
+        let sentiment_after = evaluate(model, rv);
+
+        model.add_head("topic", #{{ labels: 5 }});
+        model.use_head("topic");
+        model.train_only("head");
+        let trainable_topic = model.trainable_params;
+        let news = load_dataset("bbc_news").split(#{{ val: 0.2, seed: 1 }});
+        let nt = news.train.take(320).tokenize(model, #{{ max_len: 64 }}).loader(#{{ batch: 32, shuffle: true }});
+        let nv = news.val.take(200).tokenize(model, #{{ max_len: 64 }}).loader(#{{ batch: 100 }});
+        let topic = fit(model, nt, nv, #{{ lr: 3e-3, epochs: 3, warmup: 0.0 }});
+
+        let texts = ["A dull, lifeless mess.", "Shares fell as the bank reported lower profits."];
+        let by_topic = predict(model, texts);
+        let by_sentiment = predict(model, texts, #{{ head: "main" }});
+        model.use_head("main");
+        let sentiment_again = evaluate(model, rv);
+        let saved = model.save("{dir}");
+        let reloaded = load_model(saved);
+        #{{
+            sentiment: sentiment.best_val_accuracy, topic: topic.best_val_accuracy, trainable_topic: trainable_topic,
+            heads: model.heads, reloaded_heads: reloaded.heads, topic_labels: predict(reloaded, texts, #{{ head: "topic" }}),
+            by_topic: by_topic, by_sentiment: by_sentiment,
+            same_backbone: embed(model, ["a shared backbone"]) == backbone_before,
+            sentiment_kept: sentiment_again.loss == sentiment_after.loss,
+            reloaded_same: predict(reloaded, texts) == by_sentiment,
+        }}
+        "#,
+        dir = out.path().join("multitask").display()
+    );
+    let r = session.eval(&script, "multitask.rhai").unwrap_or_else(|e| panic!("{e}")).cast::<rhai::Map>();
+    let f = |k: &str| r[k].as_float().unwrap_or_else(|_| panic!("{k}: {:?}", r[k]));
+    eprintln!("sentiment head: {:.3}, topic head: {:.3}", f("sentiment"), f("topic"));
+    assert!(f("sentiment") > 0.6, "the sentiment head learned: {}", f("sentiment"));
+    assert!(f("topic") > 0.6, "the topic head learned (5 classes, chance 0.2): {}", f("topic"));
+    assert_eq!(r["trainable_topic"].as_int().unwrap(), 384 * 5 + 5, "only the topic head trains; the parked sentiment head is not counted");
+    assert!(r["same_backbone"].as_bool().unwrap(), "the shared backbone stayed frozen through both runs");
+    assert!(r["sentiment_kept"].as_bool().unwrap(), "training the topic head left the sentiment head as it was");
+    assert!(r["reloaded_same"].as_bool().unwrap(), "the saved model predicts the same");
+    let label = |k: &str, i: usize| r[k].clone().into_array().unwrap()[i].clone().cast::<rhai::Map>()["label"].clone().into_string().unwrap();
+    assert!(["business", "entertainment", "politics", "sports", "tech"].contains(&label("by_topic", 1).as_str()));
+    assert_eq!(label("by_topic", 1), "business", "a business headline gets the business topic");
+    assert!(["rotten", "fresh"].contains(&label("by_sentiment", 0).as_str()));
+    assert_eq!(label("topic_labels", 1), label("by_topic", 1));
+    let heads: Vec<String> = r["reloaded_heads"].clone().into_array().unwrap().into_iter().map(|h| h.into_string().unwrap()).collect();
+    assert_eq!(heads, ["main", "topic"]);
+}

@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 /// Datasets that `TextDataset::named` finds in the bootstrap's cache.
-pub const NAMED_DATASETS: &[&str] = &["rotten_tomatoes"];
+pub const NAMED_DATASETS: &[&str] = &["rotten_tomatoes", "bbc_news"];
 
 /// Which CSV columns hold the text and the label.
 #[derive(Debug, Clone)]
@@ -71,8 +71,45 @@ impl TextDataset {
                 data.name = "rotten_tomatoes".into();
                 Ok(data)
             }
+            "bbc_news" => {
+                let dir = cache.join("datasets/bbc_news");
+                if !dir.join(".tunebook-complete").exists() {
+                    bail!("dataset 'bbc_news' is not in the cache {}; run scripts/bootstrap", cache.display());
+                }
+                let mut data = Self::from_folders(&dir)?;
+                data.name = "bbc_news".into();
+                Ok(data)
+            }
             _ => bail!("no dataset named '{name}'; named datasets: {}", NAMED_DATASETS.join(", ")),
         }
+    }
+
+    /// Reads a folder with one subfolder per class and one text file per
+    /// row (`business/001.txt`, ...). Classes and files are in sorted
+    /// order; a file that is not UTF-8 is read as Latin-1.
+    pub fn from_folders(dir: &Path) -> Result<Self> {
+        let mut classes: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        classes.sort();
+        if classes.len() < 2 {
+            bail!("{} needs one subfolder per class (at least 2); found {}", dir.display(), classes.len());
+        }
+        let mut data = Self { name: dir.display().to_string(), ..Default::default() };
+        for (id, class) in classes.iter().enumerate() {
+            data.label_names.push(class.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+            files.sort();
+            for file in files {
+                let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let text = String::from_utf8(bytes).unwrap_or_else(|e| e.into_bytes().iter().map(|&b| b as char).collect());
+                data.texts.push(text);
+                data.labels.push(id as i64);
+            }
+        }
+        Ok(data)
     }
 
     /// Reads a CSV file with a header. Labels are mapped to ids in sorted order.

@@ -164,9 +164,9 @@ impl Model {
     }
 
     /// Parameters the forward pass never uses (BERT's pooler under mean
-    /// pooling): they stay frozen so that counts tell the truth.
+    /// pooling, parked heads): they stay frozen so that counts tell the truth.
     pub(super) fn is_unused(&self, name: &str) -> bool {
-        self.pooling == Pooling::Mean && name.starts_with("pooler.")
+        (self.pooling == Pooling::Mean && name.starts_with("pooler.")) || self.parked.iter().any(|h| h.params.iter().any(|p| p == name))
     }
 
     fn set_requires_grad(&self, names: &[String], trainable: bool) {

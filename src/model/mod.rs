@@ -5,6 +5,7 @@ pub mod bert;
 pub mod config;
 pub mod distilbert;
 pub mod freeze;
+pub mod heads;
 pub mod hf;
 pub mod peft;
 pub mod roberta;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use tch::nn::{self, Init, Module};
+use tch::nn;
 use tch::{Device, Tensor};
 
 pub use config::{Arch, EncoderConfig};
@@ -77,18 +78,6 @@ enum Backbone {
     DistilBert(distilbert::DistilBert),
 }
 
-/// The sequence-classification head.
-enum Head {
-    /// BERT's pooler, dropout, `classifier` (as `BertForSequenceClassification`).
-    BertPooler { classifier: nn::Linear, dropout: f64 },
-    /// RoBERTa's two-layer head on `<s>`.
-    Roberta(roberta::ClassificationHead),
-    /// DistilBERT's `pre_classifier` head on `[CLS]`.
-    DistilBert(distilbert::ClassificationHead),
-    /// Mean over real tokens, dropout, `classifier`.
-    Mean { classifier: nn::Linear, dropout: f64 },
-}
-
 /// Checkpoint tensors that are not parameters of a classifier: buffers and
 /// the heads of pre-training tasks.
 const NOT_PARAMETERS: &[&str] = &["cls.", "lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector."];
@@ -104,7 +93,13 @@ pub struct Model {
     raw_config: serde_json::Value,
     vs: nn::VarStore,
     backbone: Backbone,
-    head: Head,
+    head: heads::Head,
+    /// The active head's name.
+    head_name: String,
+    /// The active head's parameter names.
+    head_params: Vec<String>,
+    /// Heads not in use (multi-task).
+    parked: Vec<heads::ParkedHead>,
     /// The tokenizer that came with the model.
     pub tokenizer: TextTokenizer,
     /// Class names, by label id.
@@ -161,16 +156,7 @@ impl Model {
             Arch::DistilBert => Backbone::DistilBert(distilbert::DistilBert::new(&root / arch.prefix(), &config)),
             Arch::Bert | Arch::Roberta => Backbone::Bert(bert::Bert::new(&root / arch.prefix(), &config)),
         };
-        // Hugging Face initializes heads with N(0, 0.02) weights and zero bias.
-        let init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
-        let n_labels = labels.len() as i64;
-        let dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
-        let head = match (pooling, arch) {
-            (Pooling::Mean, _) => Head::Mean { classifier: nn::linear(&root / "classifier", config.hidden_size, n_labels, init), dropout },
-            (Pooling::Pooler, Arch::Bert) => Head::BertPooler { classifier: nn::linear(&root / "classifier", config.hidden_size, n_labels, init), dropout },
-            (Pooling::Pooler, Arch::Roberta) => Head::Roberta(roberta::ClassificationHead::new(&root / "classifier", &config, n_labels, init)),
-            (Pooling::Pooler, Arch::DistilBert) => Head::DistilBert(distilbert::ClassificationHead::new(&root, &config, n_labels, init)),
-        };
+        let head = heads::Head::new(&root, &config, pooling, labels.len() as i64);
         // A checkpoint's head is kept only when it is the same head for the same labels.
         let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling;
         let head_names = ["classifier.", "pre_classifier."];
@@ -178,20 +164,30 @@ impl Model {
         if !keep_head {
             tensors.retain(|(n, _)| !head_names.iter().any(|h| n.starts_with(h)));
         }
+        let head_params: Vec<String> = vs.variables().into_keys().filter(|n| head_names.iter().any(|h| n.starts_with(h))).collect();
+        // The checkpoint's other heads (multi-task), when its heads are kept.
+        let mut parked_specs = Vec::new();
+        if opts.labels.is_none() {
+            for h in raw_config.pointer("/tunebook/heads").and_then(|h| h.as_array()).into_iter().flatten() {
+                let (Some(name), Some(labels), Some(pooling)) = (h["name"].as_str(), h["labels"].as_array(), h["pooling"].as_str()) else {
+                    bail!("{}: tunebook.heads entries need a name, labels and pooling", dir.display());
+                };
+                let labels: Vec<String> = labels.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
+                parked_specs.push((name.to_string(), labels, Pooling::parse(pooling)?));
+            }
+        } else {
+            tensors.retain(|(n, _)| !n.starts_with("heads."));
+        }
+        let head_name = match (opts.labels.is_none(), raw_config.pointer("/tunebook/head").and_then(|h| h.as_str())) {
+            (true, Some(name)) => name.to_string(),
+            _ => heads::FIRST_HEAD.to_string(),
+        };
         let mut ignorable: Vec<&str> = NOT_PARAMETERS.to_vec();
         if arch == Arch::Roberta {
             ignorable.push("pooler."); // RobertaModel checkpoints carry a pooler its classifier does not use.
         }
-        let load_report = hf::load_weights(&vs, &weights, tensors, arch.prefix(), &["classifier", "pre_classifier", "pooler"], &ignorable)?;
-        if pooling == Pooling::Mean {
-            // Mean pooling never uses the pooler; freezing it keeps the summary truthful.
-            for (n, t) in vs.variables() {
-                if n.contains("pooler.") {
-                    let _ = t.set_requires_grad(false);
-                }
-            }
-        }
-        Ok(Self {
+        let load_report = LoadReport::default();
+        let mut model = Self {
             name: name.to_string(),
             source: dir.to_path_buf(),
             config,
@@ -199,12 +195,29 @@ impl Model {
             vs,
             backbone,
             head,
+            head_name,
+            head_params,
+            parked: Vec::new(),
             tokenizer,
             labels,
             pooling,
             load_report,
             peft: None,
-        })
+        };
+        // Rebuilt before the weights load, so that they load into them.
+        for (name, labels, pooling) in parked_specs {
+            model.add_head(&name, labels, pooling)?;
+        }
+        model.load_report = hf::load_weights(&model.vs, &weights, tensors, arch.prefix(), &["classifier", "pre_classifier", "pooler"], &ignorable)?;
+        if model.pooling == Pooling::Mean {
+            // Mean pooling never uses the pooler; freezing it keeps the summary truthful.
+            for (n, t) in model.vs.variables() {
+                if n.contains("pooler.") {
+                    let _ = t.set_requires_grad(false);
+                }
+            }
+        }
+        Ok(model)
     }
 
     /// The checkpoint's `config.json`, as read.
@@ -229,16 +242,7 @@ impl Model {
     /// Classification logits `[batch, labels]`.
     pub fn logits(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let hidden = self.hidden_states(input_ids, token_type_ids, attention_mask, train);
-        match (&self.head, &self.backbone) {
-            (Head::BertPooler { classifier, dropout }, Backbone::Bert(b)) => {
-                let pooled = b.pool(&hidden).expect("BERT checkpoints have a pooler");
-                classifier.forward(&pooled.dropout(*dropout, train))
-            }
-            (Head::Mean { classifier, dropout }, _) => classifier.forward(&mean_pool(&hidden, attention_mask).dropout(*dropout, train)),
-            (Head::Roberta(h), _) => h.forward(&hidden, train),
-            (Head::DistilBert(h), _) => h.forward(&hidden, train),
-            (Head::BertPooler { .. }, Backbone::DistilBert(_)) => unreachable!("a pooler head is only built for BERT"),
-        }
+        self.head.forward(&self.backbone, &hidden, attention_mask, train)
     }
 
     /// Every parameter with its user-facing name (without the backbone's
@@ -316,7 +320,11 @@ impl Model {
             self.labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
         obj.insert("id2label".into(), id2label.into());
         obj.insert("label2id".into(), label2id.into());
-        obj.insert("tunebook".into(), serde_json::json!({ "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") }));
+        let parked: Vec<serde_json::Value> = self.parked.iter().map(|h| h.describe()).collect();
+        obj.insert(
+            "tunebook".into(),
+            serde_json::json!({ "pooling": self.pooling.name(), "head": self.head_name, "heads": parked, "version": env!("CARGO_PKG_VERSION") }),
+        );
         config
     }
 }
@@ -434,6 +442,8 @@ fn summary_module(name: &str) -> String {
     let parts: Vec<&str> = name.split('.').collect();
     if parts.len() > 2 && (parts[0] == "encoder" || parts[0] == "transformer") && parts[1] == "layer" {
         parts[..3].join(".")
+    } else if parts.len() > 2 && parts[0] == "heads" {
+        parts[..2].join(".")
     } else {
         parts[0].to_string()
     }

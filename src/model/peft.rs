@@ -366,6 +366,7 @@ impl super::Model {
             None => 0.0,
         };
         let vars = self.vs.variables();
+        let head_names = self.head_export_names();
         let mut out = Vec::new();
         for (name, t) in &vars {
             if name.contains(".lora_A.") || name.contains(".lora_B.") {
@@ -377,7 +378,7 @@ impl super::Model {
                 Some((a, b)) => tch::no_grad(|| t + b.matmul(a) * scale),
                 None => t.detach(),
             };
-            out.push((name.clone(), t.to_device(tch::Device::Cpu)));
+            out.push((head_names.get(name).cloned().unwrap_or_else(|| name.clone()), t.to_device(tch::Device::Cpu)));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)

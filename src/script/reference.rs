@@ -37,6 +37,10 @@ pub const API: &[ApiEntry] = &[
     m("Model", "add_lora", "model.add_lora(#{ r: 8, alpha: 16, dropout: 0.1, targets: [\"query\", \"value\"] })", "Adds LoRA updates (W + alpha/r B A) to the linear layers the targets name (a last name, a module path or a glob; PEFT's defaults when omitted) and freezes everything except them and the head. Returns a line with the trainable share."),
     m("Model", "merge_lora", "model.merge_lora()", "Folds the LoRA updates into the weights and removes them; the outputs stay the same. save() merges on its own, so this is for speed at inference."),
     m("Model", "add_adapters", "model.add_adapters(#{ size: 64 })", "Adds Houlsby bottleneck adapters after the attention and the feed-forward of every layer and freezes everything except them, the LayerNorms and the head."),
+    m("Model", "add_head", "model.add_head(name, #{ labels, pooling: \"mean\" })", "Adds another classification head on the same backbone (multi-task). It is parked until use_head(name); a parked head is frozen and left out of counts."),
+    m("Model", "use_head", "model.use_head(name)", "Makes a head the active one: fit, evaluate, predict and labels use it. The head it replaces keeps its weights and its freezing."),
+    m("Model", "head", "model.head", "The active head's name (\"main\" for the head the model was loaded with)."),
+    m("Model", "heads", "model.heads", "Every head's name, the active one first."),
     m("Model", "save_adapter", "model.save_adapter(dir)", "Saves the LoRA or adapter tensors together with the head (and anything else that differs from the base model) as adapter_config.json and adapter_model.safetensors, PEFT's layout. Returns the folder."),
     m("Model", "load_adapter", "model.load_adapter(dir)", "Adds the adapter a save_adapter folder describes to this (base) model and loads its tensors, head included."),
     m("Model", "save", "model.save(dir)", "Saves config.json, model.safetensors and the tokenizer files (Hugging Face layout), written beside the target and renamed into place. Returns the folder."),
@@ -48,7 +52,7 @@ pub const API: &[ApiEntry] = &[
     m("Model", "device", "model.device", "Where the model's weights are: cpu or cuda."),
     m("Model", "trainable_params", "model.trainable_params", "How many parameters train."),
     m("Model", "total_params", "model.total_params", "How many parameters the model has."),
-    f("load_dataset", "load_dataset(name_or_csv, #{ text: \"text\", label: \"label\" })", "Loads a named dataset from the cache (\"rotten_tomatoes\") or a CSV file with a header; `text` and `label` name its columns."),
+    f("load_dataset", "load_dataset(name_or_csv, #{ text: \"text\", label: \"label\" })", "Loads a named dataset from the cache (\"rotten_tomatoes\": review snippets, rotten/fresh; \"bbc_news\": articles in 5 topics) or a CSV file with a header; `text` and `label` name its columns."),
     m("Dataset", "clean", "data.clean()", "Normalizes whitespace and drops empty rows and exact duplicates; prints how many rows each step removed."),
     m("Dataset", "split", "data.split(#{ val: 0.2, seed })", "Shuffles with the seed and splits off a validation share. Returns #{ train, val }."),
     m("Dataset", "take", "data.take(n)", "The first n rows."),
@@ -61,7 +65,7 @@ pub const API: &[ApiEntry] = &[
     f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0, early_stopping: #{ metric: \"val_loss\"|\"val_accuracy\", patience: 3, min_delta: 0.0, restore_best: true }, gradual_unfreezing: k, freeze_epochs: n, layer_decay: 0.8, lr_groups: [#{ modules: \"embeddings\", lr: 1e-5 }] })", "Trains the model on the train loader, evaluating on val after each epoch; early stopping ends the run when the metric has not improved for `patience` epochs and puts back the best epoch's weights. gradual_unfreezing trains the head alone first and opens one more layer group from the top every k epochs; freeze_epochs trains the head alone for n epochs, then everything (both keep what you froze frozen, and put your freezing back at the end). layer_decay multiplies the rate by this factor per group going down; lr_groups sets rates for what selectors name. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far."),
     f("plot", "plot(run)", "Charts the run: training loss by step (raw and smoothed) with validation loss, and validation accuracy by epoch. Inline in a notebook; a PNG under out/plots/ from `tunebook run`."),
     f("evaluate", "evaluate(model, loader)", "Loss and accuracy of the model on every batch, without gradients: #{ loss, accuracy, rows }."),
-    f("predict", "predict(model, texts, #{ max_len: 128 })", "The predicted label and its probability for each text (or for one string)."),
+    f("predict", "predict(model, texts, #{ max_len: 128, head })", "The predicted label and its probability for each text (or for one string), from the active head or the one `head` names."),
     m("Run", "val_accuracy", "run.val_accuracy", "Validation accuracy after the last epoch."),
     m("Run", "val_loss", "run.val_loss", "Validation loss after the last epoch."),
     m("Run", "best_val_accuracy", "run.best_val_accuracy", "The best validation accuracy of any epoch."),
@@ -107,7 +111,8 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("add_lora", &["r", "alpha", "dropout", "targets"]),
     ("add_adapters", &["size"]),
     ("early_stopping", &["metric", "patience", "min_delta", "restore_best"]),
-    ("predict", &["max_len"]),
+    ("predict", &["max_len", "head"]),
+    ("add_head", &["labels", "pooling"]),
 ];
 
 /// The option keys of `function` (empty if it takes none).

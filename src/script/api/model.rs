@@ -16,15 +16,14 @@ pub(crate) struct ModelHandle(pub Rc<RefCell<Model>>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
-    let o = Options::new("load_model", opts)?;
-    o.choice("task", "classify", &["classify"])?;
-    let labels = match o.get("labels") {
+/// The `labels` option: a count (`LABEL_0`, ...) or an array of names.
+fn labels_option(func: &str, o: &Options) -> R<Option<Vec<String>>> {
+    Ok(match o.get("labels") {
         None => None,
         Some(v) if v.is_int() => {
             let n = v.as_int().unwrap();
             if !(2..=100_000).contains(&n) {
-                return Err(script_error(format!("load_model: option 'labels' must be at least 2, got {n}")));
+                return Err(script_error(format!("{func}: option 'labels' must be at least 2, got {n}")));
             }
             Some((0..n).map(|i| format!("LABEL_{i}")).collect())
         }
@@ -33,11 +32,17 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
                 .into_array()
                 .unwrap()
                 .into_iter()
-                .map(|x| x.into_string().map_err(|t| script_error(format!("load_model: 'labels' must hold strings, found a {t}"))))
+                .map(|x| x.into_string().map_err(|t| script_error(format!("{func}: 'labels' must hold strings, found a {t}"))))
                 .collect::<R<Vec<String>>>()?,
         ),
-        Some(v) => return Err(script_error(format!("load_model: option 'labels' must be a count or an array of names, got {}", v.type_name()))),
-    };
+        Some(v) => return Err(script_error(format!("{func}: option 'labels' must be a count or an array of names, got {}", v.type_name()))),
+    })
+}
+
+fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
+    let o = Options::new("load_model", opts)?;
+    o.choice("task", "classify", &["classify"])?;
+    let labels = labels_option("load_model", &o)?;
     let pooling = Pooling::parse(&o.choice("pooling", "pooler", Pooling::NAMES)?).map_err(|e| script_error(e.to_string()))?;
     let device = match o.get("device") {
         None => ctx.device.get(),
@@ -83,6 +88,15 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("merge_lora", |m: &mut ModelHandle| -> R<i64> { guard(|| Ok(m.0.borrow_mut().merge_lora()? as i64)) });
     engine.register_fn("add_adapters", |m: &mut ModelHandle| -> R<String> { add_adapters(m, Map::new()) });
     engine.register_fn("add_adapters", |m: &mut ModelHandle, opts: Map| -> R<String> { add_adapters(m, opts) });
+    engine.register_fn("add_head", |m: &mut ModelHandle, name: &str, opts: Map| -> R<()> {
+        let o = Options::new("add_head", opts)?;
+        let labels = labels_option("add_head", &o)?.ok_or_else(|| script_error("add_head: give the head's labels (a count or a list of names)"))?;
+        let pooling = Pooling::parse(&o.choice("pooling", "mean", Pooling::NAMES)?).map_err(|e| script_error(e.to_string()))?;
+        guard(|| m.0.borrow_mut().add_head(name, labels, pooling))
+    });
+    engine.register_fn("use_head", |m: &mut ModelHandle, name: &str| -> R<()> { guard(|| m.0.borrow_mut().use_head(name)) });
+    engine.register_get("head", |m: &mut ModelHandle| m.0.borrow().head_name().to_string());
+    engine.register_get("heads", |m: &mut ModelHandle| -> Array { m.0.borrow().head_names().into_iter().map(Dynamic::from).collect() });
     engine.register_fn("save_adapter", |m: &mut ModelHandle, path: &str| -> R<String> {
         guard(|| m.0.borrow().save_adapter(std::path::Path::new(path)).map(|p| p.display().to_string()))
     });

@@ -101,7 +101,18 @@ fn eval_map(r: EvalResult) -> Map {
 fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
     let o = Options::new("predict", opts)?;
     let max_len = o.int("max_len", 128, 2, m.0.borrow().config.max_position_embeddings)? as usize;
-    let preds = guard(|| train::predict(&m.0.borrow(), &texts, max_len))?;
+    let head = o.get("head").map(|_| o.string("head", "")).transpose()?;
+    let preds = guard(|| {
+        let mut model = m.0.borrow_mut();
+        // A head chosen for this call only: the active one comes back after.
+        let previous = model.head_name().to_string();
+        if let Some(h) = &head {
+            model.use_head(h)?;
+        }
+        let preds = train::predict(&model, &texts, max_len);
+        model.use_head(&previous)?;
+        preds
+    })?;
     Ok(preds
         .into_iter()
         .map(|(label, score)| {
