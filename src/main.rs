@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tunebook::runtime::{self, DeviceRequest};
-use tunebook::script::{self, Host, Session, SessionSettings};
-use tunebook::train::TrainObserver;
+use tunebook::script::{self, Limits, Session, SessionSettings};
 
 #[derive(Parser)]
 #[command(name = "tunebook", version, about = "A fine-tuning workbench: Rhai scripts over libtorch")]
@@ -35,6 +34,32 @@ enum Command {
         /// libtorch threads (default: libtorch's choice, one per core).
         #[arg(long)]
         threads: Option<i32>,
+        /// Override a variable the script declares at its top level
+        /// (`let EPOCHS = 3;`): --set EPOCHS=1. Repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = script::overrides::parse)]
+        overrides: Vec<(String, String)>,
+        /// Raise or lower a script resource limit: call_depth, expr_depth,
+        /// string_size, array_size, map_size (--limit call_depth=128). Repeatable.
+        #[arg(long = "limit", value_name = "NAME=N")]
+        limits: Vec<String>,
+    },
+    /// An interactive prompt with history, multi-line input and one scope
+    /// across lines, as a notebook has.
+    Repl {
+        /// Where models go: auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: DeviceRequest,
+        /// Seed for weight initialization, dropout, shuffles and splits.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// The script API: every function with a one-line doc, or one in full.
+    Api {
+        /// A function or method name, for its full reference and an example.
+        name: Option<String>,
+        /// Print the whole reference as Markdown (what docs/api.md holds).
+        #[arg(long, conflicts_with = "name")]
+        markdown: bool,
     },
     /// Check libtorch, CUDA and the cache of models and datasets.
     Doctor,
@@ -68,42 +93,6 @@ enum KernelAction {
         #[arg(long)]
         prefix: Option<PathBuf>,
     },
-}
-
-/// The terminal as a script host: prints to stdout, progress bars on
-/// stderr, charts as PNG files under `out/plots/`.
-struct TerminalHost {
-    script_stem: String,
-    charts: std::cell::Cell<usize>,
-}
-
-impl Host for TerminalHost {
-    fn print(&self, text: &str) {
-        println!("{text}");
-    }
-    fn train_observer(&self) -> Box<dyn TrainObserver> {
-        Box::new(cli::progress::TerminalProgress::new())
-    }
-    fn show_chart(&self, chart: &tunebook::plot::Chart) {
-        let n = self.charts.get() + 1;
-        self.charts.set(n);
-        let path = PathBuf::from("out/plots").join(format!("{}-{n}.png", self.script_stem));
-        let written = std::fs::create_dir_all("out/plots").and_then(|_| std::fs::write(&path, &chart.png));
-        match written {
-            Ok(()) => println!("chart saved to {}", path.display()),
-            Err(e) => eprintln!("warning: could not write the chart {}: {e}", path.display()),
-        }
-    }
-    fn input(&self, prompt: &str) -> Option<String> {
-        use std::io::Write;
-        print!("{prompt}");
-        std::io::stdout().flush().ok()?;
-        let mut line = String::new();
-        match std::io::stdin().read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_string()),
-        }
-    }
 }
 
 /// The device asked for, or exit code 2 with the reason.
@@ -149,17 +138,40 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                 Err(code) => return code,
             };
             report(tunebook::kernel::serve(&file, |frontend, interrupt| {
-                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt };
+                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt, limits: Limits::default() };
                 Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, settings))
             }))
         }
     }
 }
 
-fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i32>) -> ExitCode {
+/// Exit codes of `tunebook run`.
+const EXIT_USAGE: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Sets `stop` on Ctrl-C (training stops at the next batch); a second
+/// Ctrl-C quits at once when `second_quits`.
+fn install_interrupt(stop: &tunebook::train::StopFlag, second_quits: bool) {
+    let handler_stop = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::SeqCst) && second_quits {
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        eprintln!("\nstopping at the next batch{}", if second_quits { " (Ctrl-C again to quit now)" } else { "" });
+    });
+}
+
+fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i32>, overrides: Vec<(String, String)>, limit_args: Vec<String>) -> ExitCode {
     if !file.is_file() {
         eprintln!("error: no script at {} (give the path of a .rhai file)", file.display());
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let mut limits = Limits::default();
+    for l in &limit_args {
+        if let Err(e) = limits.set(l) {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     let device = match device_or_usage_error(device) {
         Ok(d) => d,
@@ -169,32 +181,56 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
         runtime::set_threads(n);
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handler_stop = stop.clone();
-    // First Ctrl-C: stop training at the next batch; second: quit at once.
-    let _ = ctrlc::set_handler(move || {
-        if handler_stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping at the next batch (Ctrl-C again to quit now)");
-    });
-    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop };
+    install_interrupt(&stop, true);
+    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits };
     let script_stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
-    let host = TerminalHost { script_stem, charts: std::cell::Cell::new(0) };
-    let mut session = Session::new(Rc::new(host), settings);
-    match session.run_file(&file) {
+    let mut session = Session::new(Rc::new(cli::host::TerminalHost::new(&script_stem)), settings);
+    match session.run_file_with(&file, &overrides) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(if e.interrupted { 130 } else { 1 })
+            // An override the script does not declare is a usage error.
+            let usage = e.line.is_none() && e.message.starts_with("--set ");
+            ExitCode::from(if e.interrupted { EXIT_INTERRUPTED } else if usage { EXIT_USAGE } else { 1 })
         }
     }
+}
+
+fn repl(device: DeviceRequest, seed: u64) -> ExitCode {
+    let device = match device_or_usage_error(device) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    install_interrupt(&stop, false);
+    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits: Limits::default() };
+    report(cli::repl::run(Session::new(Rc::new(cli::host::TerminalHost::new("repl")), settings)))
+}
+
+fn api(name: Option<String>, markdown: bool) -> ExitCode {
+    use tunebook::script::reference;
+    match (name, markdown) {
+        (_, true) => print!("{}", reference::markdown()),
+        (None, false) => print!("{}", reference::listing()),
+        (Some(n), false) => match reference::help(&n) {
+            Some(text) => println!("{text}"),
+            None => {
+                let names: Vec<String> = reference::API.iter().map(|e| e.name.to_string()).collect();
+                eprintln!("error: no function named '{n}'; closest: {}", tunebook::suggest::closest(&n, &names, 5).join(", "));
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     script::install_panic_hook();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { file, device, seed, threads } => run_script(file, device, seed, threads),
+        Command::Run { file, device, seed, threads, overrides, limits } => run_script(file, device, seed, threads, overrides, limits),
+        Command::Repl { device, seed } => repl(device, seed),
+        Command::Api { name, markdown } => api(name, markdown),
         Command::Kernel { action, connection_file, device, seed } => kernel(action, connection_file, device, seed),
         Command::Doctor => {
             if cli::doctor::run() == 0 {

@@ -141,3 +141,98 @@ fn ctrl_c_stops_training_at_the_next_batch_and_exits_130() {
     assert!(!rest.contains("after fit"), "the script went on after the interrupt");
     assert!(stderr.contains("interrupted; every variable keeps its value"), "{stderr}");
 }
+
+fn tunebook(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(common::tunebook_bin()).args(args).current_dir(dir).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn set_overrides_a_declared_variable_and_refuses_an_undeclared_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.rhai"), "const EPOCHS = 3;\nlet name = \"base\";\nprint(`${EPOCHS} ${name} ${type_of(EPOCHS)}`);\n").unwrap();
+    let (code, stdout, stderr) = tunebook(&["run", "s.rhai", "--set", "EPOCHS=1", "--set", "name=small run"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "1 small run i64");
+    let (code, _, stderr) = tunebook(&["run", "s.rhai", "--set", "EPOCH=1"], dir.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no top-level variable 'EPOCH'") && stderr.contains("EPOCHS, name"), "{stderr}");
+    let (code, _, stderr) = tunebook(&["run", "s.rhai", "--set", "EPOCHS"], dir.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("NAME=VALUE"), "{stderr}");
+}
+
+#[test]
+fn limits_are_settable_and_a_bad_one_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.rhai"), "fn down(n) { if n == 0 { 0 } else { 1 + down(n - 1) } }\nprint(down(100));\n").unwrap();
+    let (code, _, stderr) = tunebook(&["run", "r.rhai"], dir.path());
+    assert_eq!(code, 1, "100 calls deep is over the default of 64");
+    assert!(stderr.contains("r.rhai:") && stderr.to_lowercase().contains("stack overflow"), "{stderr}");
+    let (code, stdout, stderr) = tunebook(&["run", "r.rhai", "--limit", "call_depth=200"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "100");
+    let (code, _, stderr) = tunebook(&["run", "r.rhai", "--limit", "depth=5"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no limit named 'depth'; names: call_depth"), "{stderr}");
+}
+
+#[test]
+fn api_lists_every_function_and_shows_one_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = tunebook(&["api"], dir.path());
+    assert_eq!(code, 0);
+    for entry in tunebook::script::reference::API {
+        assert!(stdout.contains(entry.name), "{} missing from `tunebook api`", entry.name);
+    }
+    let (code, stdout, _) = tunebook(&["api", "add_lora"], dir.path());
+    assert_eq!(code, 0);
+    assert!(stdout.contains("model.add_lora(#{") && stdout.contains("Example:"), "{stdout}");
+    let (code, _, stderr) = tunebook(&["api", "add_lorra"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("closest: add_lora"), "{stderr}");
+}
+
+#[test]
+fn the_repl_keeps_one_scope_and_reads_multi_line_input() {
+    use std::io::Write;
+    let mut child = Command::new(common::tunebook_bin())
+        .args(["repl", "--device", "cpu"])
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"let x = 6;\nfn twice(a) {\n    a * 2\n}\ntwice(x) * 3 + 6\nlet y = nope;\nx + 1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let values: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(values, ["42", "7"], "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("input 4:1:9: Variable not found: nope"), "{stderr}");
+}
+
+#[test]
+fn the_examples_run_through_tunebook_run_on_small_data() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let sentiment = root.join("examples/finetune_sentiment.rhai");
+    let (code, stdout, stderr) = tunebook(
+        &["run", sentiment.to_str().unwrap(), "--device", "cpu", "--set", "TRAIN_ROWS=32", "--set", "VAL_ROWS=32", "--set", "EPOCHS=1"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("model saved to"), "{stdout}");
+    assert!(dir.path().join("out/sentiment-minilm/model.safetensors").exists());
+    assert!(dir.path().join("out/plots/finetune_sentiment-1.png").exists());
+    let compare = root.join("examples/compare_partial_finetuning.rhai");
+    let (code, stdout, stderr) = tunebook(
+        &["run", compare.to_str().unwrap(), "--device", "cpu", "--set", "TRAIN_ROWS=32", "--set", "VAL_ROWS=32", "--set", "EPOCHS=1"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    for method in ["full", "top-2 layers", "head only", "LoRA r=8"] {
+        assert!(stdout.contains(method), "{method} missing:\n{stdout}");
+    }
+}

@@ -1,5 +1,7 @@
-//! The command line's own pieces: the terminal renderer of training events
-//! and `tunebook doctor`.
+//! The command line's own pieces: the terminal host and renderer of
+//! training events, the REPL and `tunebook doctor`.
 
 pub mod doctor;
+pub mod host;
 pub mod progress;
+pub mod repl;

@@ -4,7 +4,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
-use tunebook::model::group_digits;
+use tunebook::model::{group_digits, percent};
 use tunebook::train::{TrainEvent, TrainObserver};
 
 /// A terminal renderer. Without a terminal (CI logs, pipes) it prints a
@@ -40,10 +40,10 @@ impl TrainObserver for TerminalProgress {
                 self.steps_per_epoch = *steps_per_epoch;
                 self.log_every = (steps_per_epoch / 10).clamp(10, 100);
                 println!(
-                    "training {} of {} parameters ({:.1}%) on {device}: {epochs} epochs x {steps_per_epoch} steps ({total_steps} steps)",
+                    "training {} of {} parameters ({}) on {device}: {epochs} epochs x {steps_per_epoch} steps ({total_steps} steps)",
                     group_digits(*trainable_params),
                     group_digits(*total_params),
-                    100.0 * *trainable_params as f64 / (*total_params).max(1) as f64
+                    percent(*trainable_params, *total_params)
                 );
                 if let Some(line) = TrainEvent::lr_groups_summary(lr_groups) {
                     println!("{line}");

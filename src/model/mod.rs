@@ -419,7 +419,18 @@ impl std::fmt::Display for ModelSummary {
             writeln!(f, "{:<24} {:>12} {:>12}", r.module, group_digits(r.trainable), group_digits(r.frozen))?;
         }
         let (t, n) = (self.trainable(), self.total());
-        write!(f, "trainable {} of {} parameters ({:.1}%)", group_digits(t), group_digits(n), 100.0 * t as f64 / n.max(1) as f64)
+        write!(f, "trainable {} of {} parameters ({})", group_digits(t), group_digits(n), percent(t, n))
+    }
+}
+
+/// `part` as a percentage of `total`, with enough decimals that a small
+/// share does not read as zero (`99.3%`, `0.33%`, `0.0034%`).
+pub fn percent(part: i64, total: i64) -> String {
+    let p = 100.0 * part as f64 / total.max(1) as f64;
+    match p {
+        p if p == 0.0 || p >= 10.0 => format!("{p:.1}%"),
+        p if p >= 0.1 => format!("{p:.2}%"),
+        p => format!("{:.1$}%", p, (1 - p.log10().floor() as i64).clamp(2, 8) as usize),
     }
 }
 
@@ -470,4 +481,15 @@ fn natural_key(name: &str) -> Vec<NaturalPart> {
     std::iter::once(NaturalPart::Num(rank))
         .chain(name.split('.').map(|p| p.parse().map(NaturalPart::Num).unwrap_or_else(|_| NaturalPart::Text(p.to_string()))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_shares_keep_their_significant_digits() {
+        assert_eq!(super::percent(22_566_146, 22_713_986), "99.3%");
+        assert_eq!(super::percent(74_498, 22_713_986), "0.33%");
+        assert_eq!(super::percent(770, 22_713_986), "0.0034%");
+        assert_eq!(super::percent(0, 10), "0.0%");
+    }
 }

@@ -5,6 +5,7 @@
 mod api;
 pub mod notebook;
 mod options;
+pub mod overrides;
 pub mod reference;
 
 use std::cell::{Cell, RefCell};
@@ -57,6 +58,53 @@ pub struct SessionSettings {
     pub cache: PathBuf,
     /// Set to stop training (and the script) at the next check.
     pub stop: StopFlag,
+    /// Resource limits of scripts.
+    pub limits: Limits,
+}
+
+/// Resource limits of a session's scripts: generous, but a runaway
+/// recursion or an ever-growing string ends in an error, not a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Nested function calls.
+    pub call_depth: usize,
+    /// Nesting of expressions and statements.
+    pub expr_depth: usize,
+    /// Bytes in one string.
+    pub string_size: usize,
+    /// Items in one array.
+    pub array_size: usize,
+    /// Entries in one map.
+    pub map_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { call_depth: 64, expr_depth: 256, string_size: 64 << 20, array_size: 10_000_000, map_size: 1_000_000 }
+    }
+}
+
+impl Limits {
+    /// The names `set` accepts.
+    pub const NAMES: &'static [&'static str] = &["call_depth", "expr_depth", "string_size", "array_size", "map_size"];
+
+    /// Sets one limit by name (`call_depth=128`).
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (name, value) = assignment.split_once('=').ok_or_else(|| format!("--limit takes NAME=N, got '{assignment}'; names: {}", Self::NAMES.join(", ")))?;
+        let n: usize = value.trim().parse().map_err(|_| format!("--limit {name}: '{value}' is not a whole number"))?;
+        if n == 0 {
+            return Err(format!("--limit {name}: must be at least 1"));
+        }
+        match name.trim() {
+            "call_depth" => self.call_depth = n,
+            "expr_depth" => self.expr_depth = n,
+            "string_size" => self.string_size = n,
+            "array_size" => self.array_size = n,
+            "map_size" => self.map_size = n,
+            other => return Err(format!("--limit: no limit named '{other}'; names: {}", Self::NAMES.join(", "))),
+        }
+        Ok(())
+    }
 }
 
 /// State shared by every API function of one session.
@@ -100,6 +148,9 @@ impl std::error::Error for ScriptError {}
 pub struct Session {
     engine: Engine,
     scope: Scope<'static>,
+    /// Functions the session's scripts defined so far (a notebook defines
+    /// a function in one cell and calls it in the next).
+    functions: rhai::AST,
     ctx: Rc<Context>,
 }
 
@@ -115,7 +166,12 @@ impl Session {
             stop: settings.stop,
         });
         let mut engine = Engine::new();
-        engine.set_max_expr_depths(256, 256);
+        let l = settings.limits;
+        engine.set_max_expr_depths(l.expr_depth, l.expr_depth);
+        engine.set_max_call_levels(l.call_depth);
+        engine.set_max_string_size(l.string_size);
+        engine.set_max_array_size(l.array_size);
+        engine.set_max_map_size(l.map_size);
         let print_ctx = ctx.clone();
         engine.on_print(move |s| print_ctx.host.print(s));
         let debug_ctx = ctx.clone();
@@ -123,19 +179,21 @@ impl Session {
         let stop = ctx.stop.clone();
         engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
         api::register(&mut engine, &ctx);
-        Self { engine, scope: Scope::new(), ctx }
+        Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), ctx }
     }
 
     /// Runs a script file.
     pub fn run_file(&mut self, path: &Path) -> Result<Dynamic, ScriptError> {
+        self.run_file_with(path, &[])
+    }
+
+    /// Runs a script file with `NAME=VALUE` overrides of variables it
+    /// declares at its top level (see `overrides`).
+    pub fn run_file_with(&mut self, path: &Path, overrides: &[(String, String)]) -> Result<Dynamic, ScriptError> {
         let name = path.display().to_string();
-        let source = std::fs::read_to_string(path).map_err(|e| ScriptError {
-            source: name.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the script: {e}"),
-            interrupted: false,
-        })?;
+        let fail = |message: String| ScriptError { source: name.clone(), line: None, column: None, message, interrupted: false };
+        let source = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the script: {e}")))?;
+        let source = overrides::apply(&source, overrides).map_err(fail)?;
         self.eval(&source, &name)
     }
 
@@ -149,6 +207,9 @@ impl Session {
             message: e.0.to_string(),
             interrupted: false,
         })?;
+        // Earlier functions first, so that a new definition replaces an old one.
+        let ast = self.functions.merge(&ast);
+        self.functions = ast.clone_functions_only();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &ast);
         let value = result.map_err(|e| to_script_error(*e, name))?;
         // A long call (training) that saw the interrupt returned normally, and

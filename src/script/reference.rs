@@ -12,85 +12,94 @@ pub struct ApiEntry {
     pub signature: &'static str,
     /// What it does.
     pub doc: &'static str,
+    /// A short use of it, run by the tests in a session that has `PRELUDE`'s variables.
+    pub example: &'static str,
 }
 
-const fn f(name: &'static str, signature: &'static str, doc: &'static str) -> ApiEntry {
-    ApiEntry { name, receiver: None, signature, doc }
+const fn f(name: &'static str, signature: &'static str, doc: &'static str, example: &'static str) -> ApiEntry {
+    ApiEntry { name, receiver: None, signature, doc, example }
 }
 
-const fn m(receiver: &'static str, name: &'static str, signature: &'static str, doc: &'static str) -> ApiEntry {
-    ApiEntry { name, receiver: Some(receiver), signature, doc }
+const fn m(receiver: &'static str, name: &'static str, signature: &'static str, doc: &'static str, example: &'static str) -> ApiEntry {
+    ApiEntry { name, receiver: Some(receiver), signature, doc, example }
 }
+
+/// What the examples assume: a model, a split dataset, two loaders and a run.
+pub const PRELUDE: &str = r#"let model = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
+let data = load_dataset("rotten_tomatoes").clean().split(#{ val: 0.2, seed: 42 });
+let train = data.train.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 16, shuffle: true });
+let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
+let run = fit(model, train, val, #{ epochs: 1 });"#;
 
 /// Every documented function and method.
 pub const API: &[ApiEntry] = &[
-    f("load_model", "load_model(name_or_path, #{ task: \"classify\", labels, pooling: \"pooler\"|\"mean\", device })", "Loads a pretrained BERT-family model in Hugging Face layout (\"minilm\" names the cached all-MiniLM-L6-v2). `labels` is a count or a list of class names; a new classification head is created for them."),
-    m("Model", "summary", "model.summary()", "Trainable and frozen parameters per module, the totals and the trainable share."),
-    m("Model", "freeze", "model.freeze(selector)", "Freezes what a selector names: a module path (\"encoder.layer.3\"), a layer range (\"encoder.layer.0-3\"), a glob (\"encoder.layer.*.attention\", \"*.bias\") or a kind: all, embeddings, encoder, head, norm, bias, lora, adapter. Commas or an array join selectors. A name that matches nothing lists the closest module names. Returns the number of tensors named."),
-    m("Model", "unfreeze", "model.unfreeze(selector)", "Makes what a selector names train again (see freeze)."),
-    m("Model", "freeze_all", "model.freeze_all()", "Freezes every parameter."),
-    m("Model", "unfreeze_all", "model.unfreeze_all()", "Makes every parameter the model uses train."),
-    m("Model", "train_only", "model.train_only(selector or [selectors])", "Freezes everything, then unfreezes what the selectors name: train_only(\"head\") trains the classifier alone."),
-    m("Model", "trainable_layers", "model.trainable_layers(n)", "Trains the head and the last n transformer layers (the first -n when n is negative); freezes the rest."),
-    m("Model", "select", "model.select(selector)", "The names of the parameters a selector names, to check a pattern before freezing."),
-    m("Model", "layer_groups", "model.layer_groups()", "The layer groups from the top down (head, the last layer, ..., embeddings), as gradual unfreezing and layer_decay walk them."),
-    m("Model", "add_lora", "model.add_lora(#{ r: 8, alpha: 16, dropout: 0.1, targets: [\"query\", \"value\"] })", "Adds LoRA updates (W + alpha/r B A) to the linear layers the targets name (a last name, a module path or a glob; PEFT's defaults when omitted) and freezes everything except them and the head. Returns a line with the trainable share."),
-    m("Model", "merge_lora", "model.merge_lora()", "Folds the LoRA updates into the weights and removes them; the outputs stay the same. save() merges on its own, so this is for speed at inference."),
-    m("Model", "add_adapters", "model.add_adapters(#{ size: 64 })", "Adds Houlsby bottleneck adapters after the attention and the feed-forward of every layer and freezes everything except them, the LayerNorms and the head."),
-    m("Model", "add_head", "model.add_head(name, #{ labels, pooling: \"mean\" })", "Adds another classification head on the same backbone (multi-task). It is parked until use_head(name); a parked head is frozen and left out of counts."),
-    m("Model", "use_head", "model.use_head(name)", "Makes a head the active one: fit, evaluate, predict and labels use it. The head it replaces keeps its weights and its freezing."),
-    m("Model", "head", "model.head", "The active head's name (\"main\" for the head the model was loaded with)."),
-    m("Model", "heads", "model.heads", "Every head's name, the active one first."),
-    m("Model", "save_adapter", "model.save_adapter(dir)", "Saves the LoRA or adapter tensors together with the head (and anything else that differs from the base model) as adapter_config.json and adapter_model.safetensors, PEFT's layout. Returns the folder."),
-    m("Model", "load_adapter", "model.load_adapter(dir)", "Adds the adapter a save_adapter folder describes to this (base) model and loads its tensors, head included."),
-    m("Model", "save", "model.save(dir)", "Saves config.json, model.safetensors and the tokenizer files (Hugging Face layout), written beside the target and renamed into place. Returns the folder."),
-    m("Model", "embed", "model.embed(texts)", "Sentence embeddings: the mean of the last hidden states over real tokens, L2-normalized (what all-MiniLM-L6-v2 was trained for). One array of floats per text."),
-    m("Model", "predict", "model.predict(texts)", "The same as predict(model, texts)."),
-    m("Model", "config", "model.config", "The checkpoint's config.json as a map."),
-    m("Model", "parameters", "model.parameters()", "Every parameter: name, shape and whether it trains."),
-    m("Model", "labels", "model.labels", "The class names of the head, by label id."),
-    m("Model", "device", "model.device", "Where the model's weights are: cpu or cuda."),
-    m("Model", "trainable_params", "model.trainable_params", "How many parameters train."),
-    m("Model", "total_params", "model.total_params", "How many parameters the model has."),
-    f("load_dataset", "load_dataset(name_or_csv, #{ text: \"text\", label: \"label\" })", "Loads a named dataset from the cache (\"rotten_tomatoes\": review snippets, rotten/fresh; \"bbc_news\": articles in 5 topics) or a CSV file with a header; `text` and `label` name its columns."),
-    m("Dataset", "clean", "data.clean()", "Normalizes whitespace and drops empty rows and exact duplicates; prints how many rows each step removed."),
-    m("Dataset", "split", "data.split(#{ val: 0.2, seed })", "Shuffles with the seed and splits off a validation share. Returns #{ train, val }."),
-    m("Dataset", "take", "data.take(n)", "The first n rows."),
-    m("Dataset", "shuffle", "data.shuffle(seed)", "The rows in a seeded random order."),
-    m("Dataset", "labels", "data.labels()", "Rows per class, as a map."),
-    m("Dataset", "head", "data.head(n)", "The first n rows as maps of text and label."),
-    m("Dataset", "len", "data.len()", "The number of rows."),
-    m("Dataset", "tokenize", "data.tokenize(model, #{ max_len: 128 })", "Tokenizes every text with the model's tokenizer, truncating to max_len tokens."),
-    m("TokenizedDataset", "loader", "tokens.loader(#{ batch: 16, shuffle: false, seed, drop_last: false })", "Batches of rows, each padded to its longest row."),
-    f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0, early_stopping: #{ metric: \"val_loss\"|\"val_accuracy\", patience: 3, min_delta: 0.0, restore_best: true }, gradual_unfreezing: k, freeze_epochs: n, layer_decay: 0.8, lr_groups: [#{ modules: \"embeddings\", lr: 1e-5 }] })", "Trains the model on the train loader, evaluating on val after each epoch; early stopping ends the run when the metric has not improved for `patience` epochs and puts back the best epoch's weights. gradual_unfreezing trains the head alone first and opens one more layer group from the top every k epochs; freeze_epochs trains the head alone for n epochs, then everything (both keep what you froze frozen, and put your freezing back at the end). layer_decay multiplies the rate by this factor per group going down; lr_groups sets rates for what selectors name. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far."),
-    f("plot", "plot(run)", "Charts the run: training loss by step (raw and smoothed) with validation loss, and validation accuracy by epoch. Inline in a notebook; a PNG under out/plots/ from `tunebook run`."),
-    f("evaluate", "evaluate(model, loader)", "Loss and accuracy of the model on every batch, without gradients: #{ loss, accuracy, rows }."),
-    f("predict", "predict(model, texts, #{ max_len: 128, head })", "The predicted label and its probability for each text (or for one string), from the active head or the one `head` names."),
-    m("Run", "val_accuracy", "run.val_accuracy", "Validation accuracy after the last epoch."),
-    m("Run", "val_loss", "run.val_loss", "Validation loss after the last epoch."),
-    m("Run", "best_val_accuracy", "run.best_val_accuracy", "The best validation accuracy of any epoch."),
-    m("Run", "history", "run.history", "One map per epoch: epoch, train_loss, val_loss, val_accuracy."),
-    m("Run", "best_epoch", "run.best_epoch", "The best epoch under early stopping (unit without it)."),
-    m("Run", "stopped_early_at", "run.stopped_early_at", "The epoch after which early stopping ended the run (unit if it did not)."),
-    m("Run", "seconds", "run.seconds", "How long the run took."),
-    m("Run", "samples_per_sec", "run.samples_per_sec", "Training throughput, evaluation excluded."),
-    m("Run", "train_seconds", "run.train_seconds", "Seconds spent training, evaluation excluded."),
-    m("Run", "seconds_per_epoch", "run.seconds_per_epoch", "Training seconds per epoch, evaluation excluded."),
-    m("Run", "trainable_params", "run.trainable_params", "Parameters that trained when the run started."),
-    m("Run", "total_params", "run.total_params", "All parameters of the model."),
-    m("Run", "optimizer_state_mb", "run.optimizer_state_mb", "Megabytes of optimizer state (Adam's moments of the parameters that trained)."),
-    m("Run", "peak_memory_mb", "run.peak_memory_mb", "Peak resident memory of the process during the run, in megabytes (unit where the system does not say)."),
-    m("Run", "interrupted", "run.interrupted", "Whether an interrupt stopped the run."),
-    m("Run", "steps", "run.steps", "Optimizer steps taken."),
-    f("set_seed", "set_seed(n)", "Seeds weight initialization, dropout and the default shuffles and splits."),
-    f("device", "device()", "The device new models are placed on."),
-    f("input", "input(prompt)", "Asks the user for a line of text (in a notebook, through the frontend)."),
-    f("print", "print(value)", "Prints a value."),
-    f("debug", "debug(value)", "Prints a value on the error stream (stderr)."),
-    f("display", "display(value)", "Shows a value richly: a table for models, datasets and runs in a notebook."),
-    f("table", "table(rows, [columns])", "A table from an array of maps, one row each; the columns are the given names in that order, else every key alphabetically. Aligned text when printed, an HTML table in a notebook."),
-    f("clear_output", "clear_output()", "Clears the output of the current notebook cell."),
-    f("help", "help(name)", "Shows the reference for a function or method."),
+    f("load_model", "load_model(name_or_path, #{ task: \"classify\", labels, pooling: \"pooler\"|\"mean\", device })", "Loads a pretrained BERT-family model in Hugging Face layout (\"minilm\" names the cached all-MiniLM-L6-v2). `labels` is a count or a list of class names; a new classification head is created for them.", "let model = load_model(\"minilm\", #{ labels: [\"rotten\", \"fresh\"], pooling: \"mean\" });\nprint(model);"),
+    m("Model", "summary", "model.summary()", "Trainable and frozen parameters per module, the totals and the trainable share.", "print(model.summary());"),
+    m("Model", "freeze", "model.freeze(selector)", "Freezes what a selector names: a module path (\"encoder.layer.3\"), a layer range (\"encoder.layer.0-3\"), a glob (\"encoder.layer.*.attention\", \"*.bias\") or a kind: all, embeddings, encoder, head, norm, bias, lora, adapter. Commas or an array join selectors. A name that matches nothing lists the closest module names. Returns the number of tensors named.", "model.freeze(\"embeddings\");\nmodel.freeze([\"encoder.layer.0-1\", \"*.bias\"]);"),
+    m("Model", "unfreeze", "model.unfreeze(selector)", "Makes what a selector names train again (see freeze).", "model.unfreeze(\"encoder.layer.0-1\");\nmodel.unfreeze(\"all\");"),
+    m("Model", "freeze_all", "model.freeze_all()", "Freezes every parameter.", "model.freeze_all();\nmodel.unfreeze(\"head\");"),
+    m("Model", "unfreeze_all", "model.unfreeze_all()", "Makes every parameter the model uses train.", "model.unfreeze_all();"),
+    m("Model", "train_only", "model.train_only(selector or [selectors])", "Freezes everything, then unfreezes what the selectors name: train_only(\"head\") trains the classifier alone.", "model.train_only(\"head\");\nprint(model.trainable_params);\nmodel.unfreeze_all();"),
+    m("Model", "trainable_layers", "model.trainable_layers(n)", "Trains the head and the last n transformer layers (the first -n when n is negative); freezes the rest.", "model.trainable_layers(2);     // the last 2 layers and the head\nprint(model.summary());\nmodel.unfreeze_all();"),
+    m("Model", "select", "model.select(selector)", "The names of the parameters a selector names, to check a pattern before freezing.", "print(model.select(\"encoder.layer.*.attention.self.query\"));"),
+    m("Model", "layer_groups", "model.layer_groups()", "The layer groups from the top down (head, the last layer, ..., embeddings), as gradual unfreezing and layer_decay walk them.", "print(model.layer_groups());   // [\"head\", \"encoder.layer.5\", ..., \"embeddings\"]"),
+    m("Model", "add_lora", "model.add_lora(#{ r: 8, alpha: 16, dropout: 0.1, targets: [\"query\", \"value\"] })", "Adds LoRA updates (W + alpha/r B A) to the linear layers the targets name (a last name, a module path or a glob; PEFT's defaults when omitted) and freezes everything except them and the head. Returns a line with the trainable share.", "let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nprint(m.add_lora(#{ r: 8, alpha: 16, targets: [\"query\", \"value\"] }));"),
+    m("Model", "merge_lora", "model.merge_lora()", "Folds the LoRA updates into the weights and removes them; the outputs stay the same. save() merges on its own, so this is for speed at inference.", "let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nm.add_lora(#{ r: 4 });\nprint(m.merge_lora());           // layers merged"),
+    m("Model", "add_adapters", "model.add_adapters(#{ size: 64 })", "Adds Houlsby bottleneck adapters after the attention and the feed-forward of every layer and freezes everything except them, the LayerNorms and the head.", "let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nprint(m.add_adapters(#{ size: 32 }));"),
+    m("Model", "add_head", "model.add_head(name, #{ labels, pooling: \"mean\" })", "Adds another classification head on the same backbone (multi-task). It is parked until use_head(name); a parked head is frozen and left out of counts.", "let m = load_model(\"minilm\", #{ labels: [\"rotten\", \"fresh\"], pooling: \"mean\" });\nm.add_head(\"topic\", #{ labels: [\"business\", \"entertainment\", \"politics\", \"sports\", \"tech\"] });\nprint(m.heads);"),
+    m("Model", "use_head", "model.use_head(name)", "Makes a head the active one: fit, evaluate, predict and labels use it. The head it replaces keeps its weights and its freezing.", "let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nm.add_head(\"topic\", #{ labels: 5 });\nm.use_head(\"topic\");\nprint(m.labels);"),
+    m("Model", "head", "model.head", "The active head's name (\"main\" for the head the model was loaded with).", "print(model.head);             // \"main\""),
+    m("Model", "heads", "model.heads", "Every head's name, the active one first.", "print(model.heads);"),
+    m("Model", "save_adapter", "model.save_adapter(dir)", "Saves the LoRA or adapter tensors together with the head (and anything else that differs from the base model) as adapter_config.json and adapter_model.safetensors, PEFT's layout. Returns the folder.", "let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nm.add_lora(#{ r: 4 });\nprint(m.save_adapter(\"out/api-examples/lora\"));"),
+    m("Model", "load_adapter", "model.load_adapter(dir)", "Adds the adapter a save_adapter folder describes to this (base) model and loads its tensors, head included.", "let base = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nbase.load_adapter(\"out/api-examples/lora\");   // a folder save_adapter wrote\nprint(base.summary());"),
+    m("Model", "save", "model.save(dir)", "Saves config.json, model.safetensors and the tokenizer files (Hugging Face layout), written beside the target and renamed into place. Returns the folder.", "let dir = model.save(\"out/api-examples/model\");\nlet again = load_model(dir);"),
+    m("Model", "embed", "model.embed(texts)", "Sentence embeddings: the mean of the last hidden states over real tokens, L2-normalized (what all-MiniLM-L6-v2 was trained for). One array of floats per text.", "let v = model.embed([\"a good film\", \"a great movie\"]);\nprint(v[0].len());               // 384"),
+    m("Model", "predict", "model.predict(texts)", "The same as predict(model, texts).", "print(model.predict([\"What a delight.\"]));"),
+    m("Model", "config", "model.config", "The checkpoint's config.json as a map.", "print(model.config.num_hidden_layers);"),
+    m("Model", "parameters", "model.parameters()", "Every parameter: name, shape and whether it trains.", "for p in model.parameters() { if p.name.starts_with(\"classifier\") { print(p); } }"),
+    m("Model", "labels", "model.labels", "The class names of the head, by label id.", "print(model.labels);"),
+    m("Model", "device", "model.device", "Where the model's weights are: cpu or cuda.", "print(model.device);"),
+    m("Model", "trainable_params", "model.trainable_params", "How many parameters train.", "print(model.trainable_params);"),
+    m("Model", "total_params", "model.total_params", "How many parameters the model has.", "print(model.total_params);"),
+    f("load_dataset", "load_dataset(name_or_csv, #{ text: \"text\", label: \"label\" })", "Loads a named dataset from the cache (\"rotten_tomatoes\": review snippets, rotten/fresh; \"bbc_news\": articles in 5 topics) or a CSV file with a header; `text` and `label` name its columns.", "let reviews = load_dataset(\"rotten_tomatoes\");\nlet news = load_dataset(\"bbc_news\");\nprint(news.labels());"),
+    m("Dataset", "clean", "data.clean()", "Normalizes whitespace and drops empty rows and exact duplicates; prints how many rows each step removed.", "let cleaned = load_dataset(\"rotten_tomatoes\").clean();"),
+    m("Dataset", "split", "data.split(#{ val: 0.2, seed })", "Shuffles with the seed and splits off a validation share. Returns #{ train, val }.", "let parts = load_dataset(\"rotten_tomatoes\").split(#{ val: 0.2, seed: 42 });\nprint(parts.train.len());"),
+    m("Dataset", "take", "data.take(n)", "The first n rows.", "let small = data.train.take(100);"),
+    m("Dataset", "shuffle", "data.shuffle(seed)", "The rows in a seeded random order.", "let mixed = data.train.shuffle(7);"),
+    m("Dataset", "labels", "data.labels()", "Rows per class, as a map.", "print(data.train.labels());"),
+    m("Dataset", "head", "data.head(n)", "The first n rows as maps of text and label.", "print(data.train.head(3));"),
+    m("Dataset", "len", "data.len()", "The number of rows.", "print(data.val.len());"),
+    m("Dataset", "tokenize", "data.tokenize(model, #{ max_len: 128 })", "Tokenizes every text with the model's tokenizer, truncating to max_len tokens.", "let tokens = data.train.take(64).tokenize(model, #{ max_len: 64 });"),
+    m("TokenizedDataset", "loader", "tokens.loader(#{ batch: 16, shuffle: false, seed, drop_last: false })", "Batches of rows, each padded to its longest row.", "let batches = data.train.take(64).tokenize(model, #{ max_len: 64 }).loader(#{ batch: 16, shuffle: true });"),
+    f("fit", "fit(model, train, val, #{ optimizer: \"adamw\", lr: 2e-5, weight_decay: 0.01, schedule: \"linear\", warmup: 0.1, epochs: 3, max_steps, max_grad_norm: 1.0, early_stopping: #{ metric: \"val_loss\"|\"val_accuracy\", patience: 3, min_delta: 0.0, restore_best: true }, gradual_unfreezing: k, freeze_epochs: n, layer_decay: 0.8, lr_groups: [#{ modules: \"embeddings\", lr: 1e-5 }] })", "Trains the model on the train loader, evaluating on val after each epoch; early stopping ends the run when the metric has not improved for `patience` epochs and puts back the best epoch's weights. gradual_unfreezing trains the head alone first and opens one more layer group from the top every k epochs; freeze_epochs trains the head alone for n epochs, then everything (both keep what you froze frozen, and put your freezing back at the end). layer_decay multiplies the rate by this factor per group going down; lr_groups sets rates for what selectors name. Returns the run. Interrupting stops at the next batch and keeps the weights learned so far.", "let run = fit(model, train, val, #{ lr: 5e-5, epochs: 1, warmup: 0.1 });\nprint(run);"),
+    f("plot", "plot(run)", "Charts the run: training loss by step (raw and smoothed) with validation loss, and validation accuracy by epoch. Inline in a notebook; a PNG under out/plots/ from `tunebook run`.", "plot(run);"),
+    f("evaluate", "evaluate(model, loader)", "Loss and accuracy of the model on every batch, without gradients: #{ loss, accuracy, rows }.", "print(evaluate(model, val));"),
+    f("predict", "predict(model, texts, #{ max_len: 128, head })", "The predicted label and its probability for each text (or for one string), from the active head or the one `head` names.", "for p in predict(model, [\"A warm, funny film.\", \"Dull.\"]) { print(`${p.label} ${p.score}`); }"),
+    m("Run", "val_accuracy", "run.val_accuracy", "Validation accuracy after the last epoch.", "print(run.val_accuracy);"),
+    m("Run", "val_loss", "run.val_loss", "Validation loss after the last epoch.", "print(run.val_loss);"),
+    m("Run", "best_val_accuracy", "run.best_val_accuracy", "The best validation accuracy of any epoch.", "print(run.best_val_accuracy);"),
+    m("Run", "history", "run.history", "One map per epoch: epoch, train_loss, val_loss, val_accuracy.", "for e in run.history { print(e); }"),
+    m("Run", "best_epoch", "run.best_epoch", "The best epoch under early stopping (unit without it).", "print(run.best_epoch);"),
+    m("Run", "stopped_early_at", "run.stopped_early_at", "The epoch after which early stopping ended the run (unit if it did not).", "print(run.stopped_early_at);"),
+    m("Run", "seconds", "run.seconds", "How long the run took.", "print(run.seconds);"),
+    m("Run", "samples_per_sec", "run.samples_per_sec", "Training throughput, evaluation excluded.", "print(run.samples_per_sec);"),
+    m("Run", "train_seconds", "run.train_seconds", "Seconds spent training, evaluation excluded.", "print(run.train_seconds);"),
+    m("Run", "seconds_per_epoch", "run.seconds_per_epoch", "Training seconds per epoch, evaluation excluded.", "print(run.seconds_per_epoch);"),
+    m("Run", "trainable_params", "run.trainable_params", "Parameters that trained when the run started.", "print(run.trainable_params);"),
+    m("Run", "total_params", "run.total_params", "All parameters of the model.", "print(run.total_params);"),
+    m("Run", "optimizer_state_mb", "run.optimizer_state_mb", "Megabytes of optimizer state (Adam's moments of the parameters that trained).", "print(run.optimizer_state_mb);"),
+    m("Run", "peak_memory_mb", "run.peak_memory_mb", "Peak resident memory of the process during the run, in megabytes (unit where the system does not say).", "print(run.peak_memory_mb);"),
+    m("Run", "interrupted", "run.interrupted", "Whether an interrupt stopped the run.", "if run.interrupted { print(\"stopped early by the user\"); }"),
+    m("Run", "steps", "run.steps", "Optimizer steps taken.", "print(run.steps);"),
+    f("set_seed", "set_seed(n)", "Seeds weight initialization, dropout and the default shuffles and splits.", "set_seed(42);"),
+    f("device", "device()", "The device new models are placed on.", "print(device());"),
+    f("input", "input(prompt)", "Asks the user for a line of text (in a notebook, through the frontend).", "let answer = input(\"How many epochs? \");"),
+    f("print", "print(value)", "Prints a value.", "print(`accuracy: ${run.val_accuracy}`);"),
+    f("debug", "debug(value)", "Prints a value on the error stream (stderr).", "debug(model.labels);"),
+    f("display", "display(value)", "Shows a value richly: a table for models, datasets and runs in a notebook.", "display(model);"),
+    f("table", "table(rows, [columns])", "A table from an array of maps, one row each; the columns are the given names in that order, else every key alphabetically. Aligned text when printed, an HTML table in a notebook.", "print(table([#{ method: \"full\", acc: 0.82 }, #{ method: \"LoRA\", acc: 0.80 }], [\"method\", \"acc\"]));"),
+    f("clear_output", "clear_output()", "Clears the output of the current notebook cell.", "clear_output();"),
+    f("help", "help(name)", "Shows the reference for a function or method.", "help(\"fit\");"),
 ];
 
 /// The keys each function's option map accepts.
@@ -125,11 +134,78 @@ pub fn lookup(name: &str) -> Vec<&'static ApiEntry> {
     API.iter().filter(|e| e.name == name).collect()
 }
 
-/// The help text for a name: signature and doc of each entry.
+/// The help text for a name: signature, doc and example of each entry.
 pub fn help(name: &str) -> Option<String> {
     let entries = lookup(name);
     if entries.is_empty() {
         return None;
     }
-    Some(entries.iter().map(|e| format!("{}\n\n{}", e.signature, e.doc)).collect::<Vec<_>>().join("\n\n"))
+    Some(entries.iter().map(|e| format!("{}\n\n{}\n\nExample:\n{}", e.signature, e.doc, indent(e.example))).collect::<Vec<_>>().join("\n\n"))
+}
+
+fn indent(code: &str) -> String {
+    code.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `fit(...)` for `fit(model, train, ...)`; `device()` and `run.steps` as they are.
+fn short_signature(signature: &str) -> String {
+    match signature.split_once('(') {
+        Some((head, rest)) if !rest.starts_with(')') => format!("{head}(...)"),
+        _ => signature.to_string(),
+    }
+}
+
+/// The first sentence of a doc, for one-line listings.
+fn first_sentence(doc: &str) -> &str {
+    match doc.find(". ") {
+        Some(i) => &doc[..=i],
+        None => doc,
+    }
+}
+
+/// Every entry, one line each (signature and the doc's first sentence),
+/// grouped as functions, then methods by type: what `tunebook api` prints.
+pub fn listing() -> String {
+    let mut out = String::new();
+    for (title, receiver) in groups() {
+        out.push_str(&format!("{title}\n"));
+        for e in API.iter().filter(|e| e.receiver == receiver) {
+            out.push_str(&format!("  {:<32} {}\n", short_signature(e.signature), first_sentence(e.doc)));
+        }
+        out.push('\n');
+    }
+    out.push_str("`tunebook api NAME` shows one in full, with an example.\n");
+    out
+}
+
+/// The reference as Markdown: what `tunebook api --markdown` prints and
+/// `docs/api.md` holds.
+pub fn markdown() -> String {
+    let mut out = String::from("# Tunebook script API\n\nGenerated by `tunebook api --markdown > docs/api.md`; a test fails when this file is stale.\n\nThe examples assume these variables (the tests run every example after this prelude):\n\n```rhai\n");
+    out.push_str(PRELUDE);
+    out.push_str("\n```\n");
+    for (title, receiver) in groups() {
+        out.push_str(&format!("\n## {title}\n"));
+        for e in API.iter().filter(|e| e.receiver == receiver) {
+            out.push_str(&format!("\n### `{}`\n\n```\n{}\n```\n\n{}\n\n```rhai\n{}\n```\n", e.name, e.signature, e.doc, e.example));
+        }
+    }
+    out.push_str("\n## Option maps\n\nEvery option map is checked: an unknown key, a wrong type or an out-of-range value is an error that names the key and the valid choices.\n\n| function | keys |\n|---|---|\n");
+    for (func, keys) in OPTIONS {
+        out.push_str(&format!("| `{func}` | {} |\n", keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")));
+    }
+    out
+}
+
+/// Section titles and the receiver each lists (`None`: functions).
+fn groups() -> Vec<(String, Option<&'static str>)> {
+    let mut receivers: Vec<&'static str> = Vec::new();
+    for e in API {
+        if let Some(r) = e.receiver {
+            if !receivers.contains(&r) {
+                receivers.push(r);
+            }
+        }
+    }
+    std::iter::once(("Functions".to_string(), None)).chain(receivers.into_iter().map(|r| (format!("{r} methods and properties"), Some(r)))).collect()
 }

@@ -31,6 +31,10 @@ impl TrainObserver for RecordingObserver {
 }
 
 impl Host for RecordingHost {
+    fn input(&self, prompt: &str) -> Option<String> {
+        self.0.borrow_mut().printed.push(prompt.to_string());
+        Some("3".into())
+    }
     fn print(&self, text: &str) {
         self.0.borrow_mut().printed.push(text.to_string());
     }
@@ -50,6 +54,7 @@ pub fn session() -> (Session, Rc<RefCell<Recorded>>) {
         seed: 42,
         cache: tunebook::runtime::cache_dir(),
         stop: Arc::new(AtomicBool::new(false)),
+        limits: Default::default(),
     };
     (Session::new(Rc::new(RecordingHost(recorded.clone())), settings), recorded)
 }

@@ -105,7 +105,7 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
         let s = model.summary();
         let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::model::group_digits(r.trainable), crate::model::group_digits(r.frozen)]).collect();
         let html = format!(
-            "<b>Model {}</b> — labels: {}; pooling {}; {:?}<br>{}<br>trainable {} of {} parameters ({:.1}%)",
+            "<b>Model {}</b> — labels: {}; pooling {}; {:?}<br>{}<br>trainable {} of {} parameters ({})",
             html_escape(&model.name),
             html_escape(&model.labels.join(", ")),
             model.pooling.name(),
@@ -113,7 +113,7 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
             table(&["module", "trainable", "frozen"], &rows),
             crate::model::group_digits(s.trainable()),
             crate::model::group_digits(s.total()),
-            100.0 * s.trainable() as f64 / s.total().max(1) as f64
+            crate::model::percent(s.trainable(), s.total())
         );
         return Some((s.to_string(), Some(html)));
     }

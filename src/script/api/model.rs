@@ -169,14 +169,14 @@ fn add_lora(m: &ModelHandle, opts: Map) -> R<String> {
         let layers = model.add_lora(&config)?;
         let s = model.summary();
         Ok(format!(
-            "LoRA r={} alpha={} on {} layers ({}); trainable {} of {} parameters ({:.2}%)",
+            "LoRA r={} alpha={} on {} layers ({}); trainable {} of {} parameters ({})",
             config.r,
             config.alpha,
             layers.len(),
             config.targets.join(", "),
             crate::model::group_digits(s.trainable()),
             crate::model::group_digits(s.total()),
-            100.0 * s.trainable() as f64 / s.total().max(1) as f64
+            crate::model::percent(s.trainable(), s.total())
         ))
     })
 }
@@ -190,11 +190,11 @@ fn add_adapters(m: &ModelHandle, opts: Map) -> R<String> {
         model.add_adapters(size)?;
         let s = model.summary();
         Ok(format!(
-            "bottleneck adapters of size {size} in {} layers; trainable {} of {} parameters ({:.2}%)",
+            "bottleneck adapters of size {size} in {} layers; trainable {} of {} parameters ({})",
             model.config.num_hidden_layers,
             crate::model::group_digits(s.trainable()),
             crate::model::group_digits(s.total()),
-            100.0 * s.trainable() as f64 / s.total().max(1) as f64
+            crate::model::percent(s.trainable(), s.total())
         ))
     })
 }
