@@ -9,13 +9,13 @@ use tunebook::script::reference::{self, API, PRELUDE};
 #[test]
 fn every_documented_function_runs_its_example_from_a_script() {
     let (mut session, recorded) = common::session();
-    session.eval(PRELUDE, "prelude.rhai").unwrap_or_else(|e| panic!("prelude: {e}"));
+    let _ = session.eval(PRELUDE, "prelude.rhai").unwrap_or_else(|e| panic!("prelude: {e}"));
     for entry in API {
         assert!(entry.example.contains(entry.name), "the example of {} does not use it: {}", entry.name, entry.example);
         // Each example in its own block, so that its variables do not leak into the next.
         let code = format!("{{\n{}\n}}", entry.example);
         let name = format!("example of {}", entry.name);
-        session.eval(&code, &name).unwrap_or_else(|e| panic!("{name} failed: {e}\n{}", entry.example));
+        let _ = session.eval(&code, &name).unwrap_or_else(|e| panic!("{name} failed: {e}\n{}", entry.example));
     }
     let printed = recorded.borrow().printed.join("\n");
     assert!(printed.contains("LoRA r=8 alpha=16 on 12 layers"), "{printed}");
@@ -45,6 +45,8 @@ fn every_kind_of_bad_option_says_what_was_wrong_and_what_is_valid() {
         ("load_dataset(\"rotten_tomatoes\").split(#{ val: \"half\" })", "split: option 'val' must be a number, got string (half)"),
         ("load_dataset(\"rotten_tomatoes\").take(4).tokenize(model, #{ max_len: 1.5 })", "tokenize: option 'max_len' must be an integer, got f64"),
         ("fit(model, train, #{ early_stopping: 3 })", "fit: option 'early_stopping' must be a map like"),
+        ("fit(model, train, #{ early_stopping: #{ restore_best: \"yes\" } })", "early_stopping: option 'restore_best' must be true or false, got string (yes)"),
+        ("load_model(\"minilm\", #{ labels: 2, pooling: 1 })", "load_model: option 'pooling' must be a string, got i64 (1)"),
         // Out of range.
         ("load_dataset(\"rotten_tomatoes\").split(#{ val: 1.5 })", "split: option 'val' must be between 0 and 1, got 1.5"),
         ("fit(model, train, #{ epochs: 0 })", "fit: option 'epochs' must be between 1 and"),
@@ -65,7 +67,7 @@ fn every_kind_of_bad_option_says_what_was_wrong_and_what_is_valid() {
         ("table([1, 2])", "table: row 1 is not a map"),
     ];
     let (mut session, _) = common::session();
-    session
+    let _ = session
         .eval(
             "let model = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nlet train = load_dataset(\"rotten_tomatoes\").take(16).tokenize(model, #{ max_len: 16 }).loader(#{ batch: 16 });",
             "setup.rhai",
@@ -91,8 +93,30 @@ fn runaway_scripts_hit_a_limit_with_a_clear_error() {
 #[test]
 fn a_function_defined_in_one_cell_is_callable_in_the_next_and_can_be_redefined() {
     let (mut session, _) = common::session();
-    session.eval("fn scale(x) { x * 2 }", "cell 1").unwrap();
+    let _ = session.eval("fn scale(x) { x * 2 }", "cell 1").unwrap();
     assert_eq!(session.eval("scale(21)", "cell 2").unwrap().as_int().unwrap(), 42);
-    session.eval("fn scale(x) { x * 3 }", "cell 3").unwrap();
+    let _ = session.eval("fn scale(x) { x * 3 }", "cell 3").unwrap();
     assert_eq!(session.eval("scale(14)", "cell 4").unwrap().as_int().unwrap(), 42);
+}
+
+#[test]
+fn tensor_mistakes_get_messages_in_the_users_terms() {
+    let (mut session, _) = common::session();
+    let cases: &[(&str, &str)] = &[
+        ("tensor([[1, 2], [3]])", "tensor: rows of different lengths (2 and 1)"),
+        ("tensor([1, \"a\"])", "tensor: expected numbers, found a string"),
+        ("tensor([1, 2]).item()", "item: the tensor has 2 elements (shape [2])"),
+        ("tensor([[1.0, 2.0]]).matmul(tensor([[1.0, 2.0]]))", "matmul: "),
+        ("tensor([1, 2, 3]).reshape([2, 2])", "reshape: "),
+        ("tensor([1.0, 2.0]) + tensor([1.0, 2.0, 3.0])", "+: "),
+        ("let m = load_model(\"minilm\", #{ labels: 2 }); m.weight(\"classifier.weigth\")", "weight: the model has no parameter 'classifier.weigth'; closest: classifier.weight"),
+    ];
+    for (code, expected) in cases {
+        let err = session.eval(code, "t.rhai").err().unwrap_or_else(|| panic!("{code} should fail")).to_string();
+        assert!(err.contains(expected) && err.starts_with("t.rhai:1:"), "{code}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Exception raised from"), "{code}: C++ or Rust leaked: {err}");
+    }
+    // Values as PyTorch computes them.
+    let v = session.eval("let a = tensor([[1.0, 2.0], [3.0, 4.0]]); [a.matmul(a).to_array(), (a / 2).sum().item(), a.dtype, tensor([1, 2]).dtype]", "ok.rhai").unwrap();
+    assert_eq!(v.to_string(), "[[[7.0, 10.0], [15.0, 22.0]], 5.0, \"float32\", \"int64\"]");
 }
