@@ -145,8 +145,45 @@ def write_adamw_steps():
     print(f"[fixture] wrote {OUT / 'adamw_steps.safetensors'}")
 
 
+def write_optimizer_steps():
+    """Adam, SGD with momentum, and SGD with Nesterov momentum on the same gradients."""
+    import torch
+    from safetensors.torch import save_file
+
+    cases = {
+        "adam": lambda groups: torch.optim.Adam(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
+        "sgd_momentum": lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9),
+        "sgd_nesterov": lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9, nesterov=True),
+    }
+    lrs = [1e-3, 5e-4, 2e-3, 0.0, 3e-3, 1e-4]
+    for name, make in cases.items():
+        torch.manual_seed(2)
+        weight = torch.randn(4, 3, requires_grad=True)
+        bias = torch.randn(3, requires_grad=True)
+        tensors = {"weight_init": weight.detach().clone(), "bias_init": bias.detach().clone()}
+        opt = make([{"params": [weight], "weight_decay": 0.01}, {"params": [bias], "weight_decay": 0.0}])
+        for i, lr in enumerate(lrs):
+            for group in opt.param_groups:
+                group["lr"] = lr
+            weight.grad = torch.randn(4, 3)
+            bias.grad = torch.randn(3) * 0.1
+            tensors[f"weight_grad_{i}"] = weight.grad.clone()
+            tensors[f"bias_grad_{i}"] = bias.grad.clone()
+            opt.step()
+            tensors[f"weight_after_{i}"] = weight.detach().clone()
+            tensors[f"bias_after_{i}"] = bias.detach().clone()
+        tensors["lrs"] = torch.tensor(lrs, dtype=torch.float64)
+        save_file(tensors, str(OUT / f"{name}_steps.safetensors"))
+        print(f"[fixture] wrote {OUT / f'{name}_steps.safetensors'}")
+
+
 def main():
     ensure_reference_env()
+    if "--only-optimizers" in sys.argv:
+        write_adamw_steps()
+        write_optimizer_steps()
+        return
+    write_optimizer_steps()
     write_tiny_bert()
     write_tiny_family()
     write_adamw_steps()

@@ -1,19 +1,20 @@
-//! Our AdamW against torch.optim.AdamW on the same gradients, from the
-//! fixture scripts/make_parity_fixture.py wrote.
+//! Our optimizers against PyTorch's on the same gradients, from the
+//! fixtures scripts/make_parity_fixture.py wrote with torch 2.11: AdamW,
+//! Adam, SGD with momentum and SGD with Nesterov momentum, each with a
+//! decayed weight, an undecayed bias, and a zero-rate step.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Kind, Tensor};
-use tunebook::train::optim::{AdamW, ParamSpec};
+use tunebook::train::optim::{Method, Optimizer, ParamSpec};
 
-#[test]
-fn adamw_matches_pytorch_to_1e_6_with_decay_groups_and_a_zero_rate_step() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adamw_steps.safetensors");
+fn check(fixture: &str, method: Method) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
     let t: HashMap<String, Tensor> = Tensor::read_safetensors(path).unwrap().into_iter().collect();
     let weight = t["weight_init"].copy().set_requires_grad(true);
     let bias = t["bias_init"].copy().set_requires_grad(true);
-    let mut opt = AdamW::new(vec![ParamSpec::new(weight.shallow_clone(), 0.01), ParamSpec::new(bias.shallow_clone(), 0.0)], 0.9, 0.999, 1e-8);
+    let mut opt = Optimizer::new(method, vec![ParamSpec::new("weight", weight.shallow_clone(), 0.01), ParamSpec::new("bias", bias.shallow_clone(), 0.0)], 0.9, 0.999, 1e-8);
     let lrs: Vec<f64> = Vec::try_from(&t["lrs"]).unwrap();
     for (i, lr) in lrs.iter().enumerate() {
         opt.zero_grad();
@@ -24,8 +25,28 @@ fn adamw_matches_pytorch_to_1e_6_with_decay_groups_and_a_zero_rate_step() {
         for (name, param) in [("weight", &weight), ("bias", &bias)] {
             let expected = &t[&format!("{name}_after_{i}")];
             let diff = (param - expected).abs().max().double_value(&[]);
-            assert!(diff <= 1e-6, "step {i} (lr {lr}): {name} differs from PyTorch by {diff}");
+            assert!(diff <= 1e-6, "{fixture} step {i} (lr {lr}): {name} differs from PyTorch by {diff}");
         }
     }
     assert_eq!(opt.steps_taken(), lrs.len() as i64);
+}
+
+#[test]
+fn adamw_matches_pytorch_to_1e_6_with_decay_groups_and_a_zero_rate_step() {
+    check("adamw_steps.safetensors", Method::AdamW);
+}
+
+#[test]
+fn adam_with_l2_decay_matches_pytorch_to_1e_6() {
+    check("adam_steps.safetensors", Method::Adam);
+}
+
+#[test]
+fn sgd_with_momentum_matches_pytorch_to_1e_6() {
+    check("sgd_momentum_steps.safetensors", Method::Sgd { momentum: 0.9, nesterov: false });
+}
+
+#[test]
+fn sgd_with_nesterov_momentum_matches_pytorch_to_1e_6() {
+    check("sgd_nesterov_steps.safetensors", Method::Sgd { momentum: 0.9, nesterov: true });
 }

@@ -52,6 +52,11 @@ impl TrainObserver for TerminalProgress {
             TrainEvent::Unfrozen { epoch, groups, trainable_params } => {
                 self.line(&TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
             }
+            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } => {
+                if let Some(note) = event.note() {
+                    self.line(&note);
+                }
+            }
             TrainEvent::Step { epoch, step_in_epoch, record } => {
                 self.recent_loss = if self.recent_loss.is_nan() { record.loss } else { 0.9 * self.recent_loss + 0.1 * record.loss };
                 if self.bar.is_none() && self.interactive {

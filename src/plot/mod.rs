@@ -164,7 +164,7 @@ mod tests {
     fn run(interrupted: bool) -> TrainRun {
         TrainRun {
             steps: (1..=40).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt(), lr: 1e-4 }).collect(),
-            epochs: (1..=2).map(|e| EpochRecord { epoch: e, train_loss: 0.5, val: Some(EvalResult { loss: 0.4 / e as f64, accuracy: 0.7 + 0.05 * e as f64, rows: 10 }), elapsed: 1.0 }).collect(),
+            epochs: (1..=2).map(|e| EpochRecord { epoch: e, train_loss: 0.5, val: Some(EvalResult { f1: 0.7, loss: 0.4 / e as f64, accuracy: 0.7 + 0.05 * e as f64, rows: 10 }), elapsed: 1.0 }).collect(),
             interrupted,
             ..Default::default()
         }

@@ -369,6 +369,10 @@ impl TrainObserver for LiveTraining {
                 self.notes.push(TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
                 self.refresh(true);
             }
+            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } => {
+                self.notes.extend(event.note());
+                self.refresh(true);
+            }
             TrainEvent::EpochEnd(e) => {
                 self.history.push(e.clone());
                 self.refresh(true);

@@ -13,17 +13,20 @@ pub enum Monitor {
     ValLoss,
     /// Higher is better.
     ValAccuracy,
+    /// Macro F1; higher is better.
+    ValF1,
 }
 
 impl Monitor {
     /// Valid names.
-    pub const NAMES: &'static [&'static str] = &["val_loss", "val_accuracy"];
+    pub const NAMES: &'static [&'static str] = &["val_loss", "val_accuracy", "val_f1"];
 
     /// Parses a metric name.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "val_loss" => Ok(Self::ValLoss),
             "val_accuracy" => Ok(Self::ValAccuracy),
+            "val_f1" => Ok(Self::ValF1),
             _ => bail!("unknown metric '{s}'; valid: {}", Self::NAMES.join(", ")),
         }
     }
@@ -33,6 +36,7 @@ impl Monitor {
         match self {
             Self::ValLoss => -r.loss,
             Self::ValAccuracy => r.accuracy,
+            Self::ValF1 => r.f1,
         }
     }
 }
@@ -80,6 +84,13 @@ impl Tracker {
         self.since_best >= self.settings.patience
     }
 
+    /// Sets the best epoch's weights (read back from its checkpoint on resume).
+    pub(super) fn set_best_weights(&mut self, weights: Vec<Tensor>) {
+        if self.settings.restore_best {
+            self.best_weights = Some(weights);
+        }
+    }
+
     /// The best epoch so far.
     pub(super) fn best_epoch(&self) -> Option<usize> {
         self.best.map(|(e, _)| e)
@@ -87,7 +98,7 @@ impl Tracker {
 
     /// Copies the best epoch's weights back into `params`, if kept.
     pub(super) fn restore(&self, params: &mut [Tensor]) -> bool {
-        let Some(best) = &self.best_weights else { return false };
+        let Some(best) = self.best_weights.as_ref().filter(|b| b.len() == params.len()) else { return false };
         tch::no_grad(|| {
             for (p, b) in params.iter_mut().zip(best) {
                 p.copy_(b);
@@ -102,7 +113,7 @@ mod tests {
     use super::*;
 
     fn result(loss: f64) -> EvalResult {
-        EvalResult { loss, accuracy: 1.0 - loss, rows: 10 }
+        EvalResult { loss, accuracy: 1.0 - loss, f1: 1.0 - loss, rows: 10 }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The training loop: optimizer, schedule, loss, evaluation each epoch, and
 //! events that the command line and the notebook render.
 
+pub mod checkpoint;
 pub mod early_stopping;
+pub mod metrics;
 pub mod optim;
 pub mod schedule;
 pub mod unfreeze;
@@ -16,16 +18,30 @@ use tch::{Device, Kind, Tensor};
 use crate::data::{DataLoader, TokenizedDataset};
 use crate::model::Model;
 pub use early_stopping::{EarlyStopping, Monitor};
-pub use optim::AdamW;
+pub use optim::{Method, Optimizer};
 pub use schedule::Schedule;
+pub use checkpoint::CheckpointOptions;
+pub use metrics::Confusion;
 pub use unfreeze::{LayerRates, Unfreezing};
+
+/// Weights of each class in the training loss.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeights {
+    /// `rows / (classes * rows of the class)`, from the training data (scikit-learn's "balanced").
+    Balanced,
+    /// One weight per class, in label order.
+    Given(Vec<f64>),
+}
 
 /// Settings of one `fit`.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
+    /// The update rule.
+    pub optimizer: Method,
     /// Peak learning rate.
     pub lr: f64,
-    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    /// Weight decay (decoupled for AdamW, L2 otherwise; not applied to
+    /// biases and LayerNorm weights).
     pub weight_decay: f64,
     /// Learning-rate schedule.
     pub schedule: Schedule,
@@ -47,11 +63,25 @@ pub struct FitOptions {
     pub unfreezing: Option<Unfreezing>,
     /// Learning rates per layer group.
     pub layer_rates: LayerRates,
+    /// Label smoothing of the cross-entropy (0 = none).
+    pub label_smoothing: f64,
+    /// Class weights of the training loss, if any.
+    pub class_weights: Option<ClassWeights>,
+    /// Batches whose gradients are summed into one optimizer step.
+    pub accumulate: usize,
+    /// Reseeds dropout from this at every epoch, so that a resumed run
+    /// repeats an uninterrupted one; `None` leaves the generator alone.
+    pub seed: Option<u64>,
+    /// Write a checkpoint after every epoch.
+    pub checkpoint: Option<CheckpointOptions>,
+    /// Continue from the latest checkpoint in this folder.
+    pub resume: Option<std::path::PathBuf>,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
         Self {
+            optimizer: Method::AdamW,
             lr: 2e-5,
             weight_decay: 0.01,
             schedule: Schedule::Linear,
@@ -64,23 +94,31 @@ impl Default for FitOptions {
             eps: 1e-8,
             unfreezing: None,
             layer_rates: LayerRates::default(),
+            label_smoothing: 0.0,
+            class_weights: None,
+            accumulate: 1,
+            seed: None,
+            checkpoint: None,
+            resume: None,
         }
     }
 }
 
 /// Loss and accuracy over a dataset.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
     /// Mean cross-entropy.
     pub loss: f64,
     /// Share of rows whose top class is the label.
     pub accuracy: f64,
+    /// Macro-averaged F1.
+    pub f1: f64,
     /// Rows evaluated.
     pub rows: usize,
 }
 
 /// What one epoch produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     /// 1-based epoch number.
     pub epoch: usize,
@@ -93,7 +131,7 @@ pub struct EpochRecord {
 }
 
 /// One optimizer step's loss and learning rate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     /// 1-based step number.
     pub step: usize,
@@ -222,11 +260,38 @@ pub enum TrainEvent {
         /// Steps completed.
         steps: usize,
     },
+    /// Something the user should know (a one-class validation set, ...).
+    Warning(String),
+    /// A checkpoint was written.
+    Checkpoint {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Its folder.
+        path: String,
+    },
+    /// The run continued from a checkpoint.
+    Resumed {
+        /// Epochs already done.
+        epoch: usize,
+        /// Steps already taken.
+        step: usize,
+    },
     /// The run finished.
     Done(TrainRun),
 }
 
 impl TrainEvent {
+    /// A line for the events that are only reported (warnings, checkpoints,
+    /// resuming), for renderers.
+    pub fn note(&self) -> Option<String> {
+        match self {
+            Self::Warning(text) => Some(format!("warning: {text}")),
+            Self::Checkpoint { epoch, path } => Some(format!("epoch {epoch}: checkpoint saved to {path}")),
+            Self::Resumed { epoch, step } => Some(format!("resumed after epoch {epoch} (step {step})")),
+            _ => None,
+        }
+    }
+
     /// The learning rate of each layer group, in words (for renderers).
     pub fn lr_groups_summary(lr_groups: &[(String, f64)]) -> Option<String> {
         (!lr_groups.is_empty()).then(|| format!("learning rates: {}", lr_groups.iter().map(|(g, lr)| format!("{g} {lr:.2e}")).collect::<Vec<_>>().join(", ")))
@@ -279,7 +344,8 @@ fn param_specs(model: &Model, weight_decay: f64, scales: &std::collections::Hash
             // The usual convention: no decay on biases and LayerNorm weights.
             let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
             let lr_scale = scales.get(&name).copied().unwrap_or(1.0);
-            optim::ParamSpec { tensor: t, weight_decay: if no_decay { 0.0 } else { weight_decay }, lr_scale }
+            let name = name.clone();
+            optim::ParamSpec { name, tensor: t, weight_decay: if no_decay { 0.0 } else { weight_decay }, lr_scale }
         })
         .collect()
 }
@@ -351,13 +417,14 @@ fn fit_inner(
     let first_unfrozen = opts.unfreezing.and_then(|u| apply_unfreezing(model, u, 1, start_mask, groups));
     let summary = model.summary();
     let device = model.device();
-    let steps_per_epoch = train.len();
+    let accumulate = opts.accumulate.max(1);
+    let steps_per_epoch = train.len().div_ceil(accumulate);
     let mut total_steps = steps_per_epoch * opts.epochs;
     if let Some(m) = opts.max_steps {
         total_steps = total_steps.min(m);
     }
     let warmup = (opts.warmup * total_steps as f64).round() as usize;
-    let mut optimizer = AdamW::new(params, opts.betas.0, opts.betas.1, opts.eps);
+    let mut optimizer = Optimizer::new(opts.optimizer, params, opts.betas.0, opts.betas.1, opts.eps);
     let mut run = TrainRun {
         trainable_params: summary.trainable(),
         total_params: summary.total(),
@@ -379,18 +446,67 @@ fn fit_inner(
     crate::runtime::memory::reset_peak_rss();
     let mut tracker = opts.early_stopping.clone().map(early_stopping::Tracker::new);
     let mut all_params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
+    let loss_weights = class_weight_tensor(opts, &train.data, model.labels.len(), device)?;
+    if let Some(v) = val {
+        let present = v.data.labels.iter().collect::<std::collections::HashSet<_>>().len();
+        if present < 2 {
+            observer.on_event(&TrainEvent::Warning(format!(
+                "the validation set has {present} class of {}: its accuracy says little; split with more rows or stratify",
+                model.labels.len()
+            )));
+        }
+    }
+    let mut plateau = (opts.schedule == Schedule::ReduceOnPlateau).then(schedule::Plateau::default);
+    if plateau.is_some() && val.is_none() {
+        bail!("reduce_on_plateau watches the validation loss: give fit a validation loader");
+    }
     let started = Instant::now();
     let mut step = 0usize;
     let mut samples = 0usize;
     let mut eval_seconds = 0.0;
-    'epochs: for epoch in 1..=opts.epochs {
+    let mut first_epoch = 1;
+    if let Some(dir) = &opts.resume {
+        let saved = checkpoint::load_latest(dir)?;
+        checkpoint::restore_parameters(&model.named_parameters(), &saved.model, &saved.folder)?;
+        optimizer.load_state(&saved.optimizer);
+        step = saved.state.step;
+        first_epoch = saved.state.epoch + 1;
+        run.epochs = saved.state.epochs.clone();
+        run.steps = saved.state.steps.clone();
+        if let (Some(p), Some((scale, best, bad))) = (plateau.as_mut(), saved.state.plateau) {
+            p.restore(scale, best, bad);
+        }
+        // Early stopping picks up where it was (the best weights it kept are in the best checkpoint).
+        if let Some(t) = tracker.as_mut() {
+            for e in &run.epochs {
+                if let Some(v) = &e.val {
+                    t.update(e.epoch, v, &[]);
+                }
+            }
+            if let Some(best) = t.best_epoch() {
+                if let Ok(b) = checkpoint::load_folder(&dir.join(format!("epoch-{best}"))) {
+                    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+                    if let Some(weights) = names.iter().map(|n| b.model.get(n).map(|t| t.to_device(device))).collect::<Option<Vec<Tensor>>>() {
+                        t.set_best_weights(weights);
+                    }
+                }
+            }
+        }
+        observer.on_event(&TrainEvent::Resumed { epoch: saved.state.epoch, step });
+    }
+    'epochs: for epoch in first_epoch..=opts.epochs {
+        if let Some(seed) = opts.seed {
+            // Dropout depends only on the seed and the epoch, so a resumed run repeats an uninterrupted one.
+            tch::manual_seed((seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64) % (i64::MAX as u64)) as i64);
+        }
         if let Some(u) = opts.unfreezing.filter(|_| epoch > 1) {
             if let Some(open) = apply_unfreezing(model, u, epoch, start_mask, groups) {
                 observer.on_event(&TrainEvent::Unfrozen { epoch, groups: open, trainable_params: model.summary().trainable() });
             }
         }
         let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for (i, rows) in train.batch_indices(epoch).iter().enumerate() {
+        let batch_rows = train.batch_indices(epoch);
+        for (i, group) in batch_rows.chunks(accumulate).enumerate() {
             if stop.load(Ordering::Relaxed) {
                 run.interrupted = true;
                 break 'epochs;
@@ -398,25 +514,32 @@ fn fit_inner(
             if step >= total_steps {
                 break;
             }
-            let lr = opts.lr * opts.schedule.factor(step, total_steps, warmup);
-            let batch = train.data.collate(rows, device);
-            let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
-            let loss = logits.cross_entropy_for_logits(&batch.labels);
+            let lr = opts.lr * opts.schedule.factor(step, total_steps, warmup) * plateau.as_ref().map_or(1.0, |p| p.scale);
             optimizer.zero_grad();
-            loss.backward();
+            let group_rows: usize = group.iter().map(Vec::len).sum();
+            let mut group_loss = 0.0;
+            for rows in group {
+                let batch = train.data.collate(rows, device);
+                let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
+                let loss = logits.cross_entropy_loss::<&Tensor>(&batch.labels, loss_weights.as_ref(), tch::Reduction::Mean, -100, opts.label_smoothing);
+                // Each batch counts by its rows, so accumulated steps equal one big batch.
+                let share = batch.size as f64 / group_rows as f64;
+                (&loss * share).backward();
+                group_loss += loss.double_value(&[]) * share;
+                samples += batch.size;
+            }
+            if !group_loss.is_finite() {
+                let kept = opts.checkpoint.as_ref().filter(|_| !run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
+                bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){kept}", step + 1, opts.lr);
+            }
             if let Some(max) = opts.max_grad_norm {
                 optimizer.clip_grad_norm(max);
             }
             optimizer.step(lr);
             step += 1;
-            samples += batch.size;
-            let loss = loss.double_value(&[]);
-            if !loss.is_finite() {
-                bail!("the training loss became {loss} at step {step}; lower the learning rate (it is {})", opts.lr);
-            }
-            loss_sum += loss;
+            loss_sum += group_loss;
             batches += 1;
-            let record = StepRecord { step, loss, lr };
+            let record = StepRecord { step, loss: group_loss, lr };
             run.steps.push(record);
             observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, record });
         }
@@ -427,7 +550,7 @@ fn fit_inner(
                 let result = evaluate_with_stop(model, v, Some(stop));
                 eval_seconds += eval_started.elapsed().as_secs_f64();
                 match result {
-                    Some(r) => Some(r),
+                    Some((r, _)) => Some(r),
                     None => {
                         run.interrupted = true;
                         break 'epochs;
@@ -439,11 +562,37 @@ fn fit_inner(
         let record = EpochRecord { epoch, train_loss: loss_sum / batches.max(1) as f64, val: val_result, elapsed: started.elapsed().as_secs_f64() };
         run.epochs.push(record.clone());
         observer.on_event(&TrainEvent::EpochEnd(record));
-        if let (Some(t), Some(v)) = (tracker.as_mut(), val_result) {
-            if t.update(epoch, &v, &all_params) && epoch < opts.epochs {
-                run.stopped_early_at = Some(epoch);
-                break;
+        if let (Some(p), Some(v)) = (plateau.as_mut(), val_result) {
+            if p.update(v.loss) {
+                observer.on_event(&TrainEvent::Warning(format!("validation loss has not improved for 2 epochs: learning rate x{}", p.scale)));
             }
+        }
+        let stop_early = match (tracker.as_mut(), val_result) {
+            (Some(t), Some(v)) => t.update(epoch, &v, &all_params) && epoch < opts.epochs,
+            _ => false,
+        };
+        if let Some(c) = &opts.checkpoint {
+            let best_epoch = tracker.as_ref().and_then(|t| t.best_epoch()).or_else(|| {
+                run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch, v.loss))).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(e, _)| e)
+            });
+            let state = checkpoint::CheckpointState {
+                epoch,
+                step,
+                seed: opts.seed,
+                plateau: plateau.as_ref().map(|p| p.save()),
+                epochs: run.epochs.clone(),
+                steps: run.steps.clone(),
+                best_epoch,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let params: Vec<(String, Tensor)> = model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+            let path = checkpoint::save(c, &params, &optimizer.state_tensors(), &state)
+                .map_err(|e| anyhow::anyhow!("{e:#}; training stopped after epoch {epoch}, and the model keeps its weights in memory (save it elsewhere)"))?;
+            observer.on_event(&TrainEvent::Checkpoint { epoch, path: path.display().to_string() });
+        }
+        if stop_early {
+            run.stopped_early_at = Some(epoch);
+            break;
         }
         if step >= total_steps {
             break;
@@ -495,15 +644,21 @@ fn check_labels(model: &Model, data: &TokenizedDataset) -> Result<()> {
     Ok(())
 }
 
-/// Loss and accuracy of `model` on every batch of `data`, without gradients.
+/// Loss, accuracy and macro F1 of `model` on every batch of `data`, without gradients.
 pub fn evaluate(model: &Model, data: &DataLoader) -> EvalResult {
+    evaluate_detailed(model, data).0
+}
+
+/// As `evaluate`, with the confusion matrix (per-class scores come from it).
+pub fn evaluate_detailed(model: &Model, data: &DataLoader) -> (EvalResult, Confusion) {
     evaluate_with_stop(model, data, None).expect("no stop flag, so evaluation runs to the end")
 }
 
-/// As `evaluate`, but returns `None` if `stop` is set between batches.
-fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>) -> Option<EvalResult> {
+/// As `evaluate_detailed`, but returns `None` if `stop` is set between batches.
+fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>) -> Option<(EvalResult, Confusion)> {
     let device = model.device();
-    let (mut loss_sum, mut correct, mut rows) = (0.0, 0i64, 0usize);
+    let (mut loss_sum, mut rows) = (0.0, 0usize);
+    let mut confusion = Confusion::new(model.labels.len());
     let _guard = tch::no_grad_guard();
     for batch_rows in data.batch_indices(0) {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
@@ -513,10 +668,40 @@ fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>)
         let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
         let loss = logits.cross_entropy_for_logits(&batch.labels).double_value(&[]);
         loss_sum += loss * batch.size as f64;
-        correct += logits.argmax(-1, false).eq_tensor(&batch.labels).sum(Kind::Int64).int64_value(&[]);
+        let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).unwrap_or_default();
+        let truth = Vec::<i64>::try_from(batch.labels.to_device(Device::Cpu)).unwrap_or_default();
+        confusion.add(&truth, &predicted);
         rows += batch.size;
     }
-    Some(EvalResult { loss: loss_sum / rows.max(1) as f64, accuracy: correct as f64 / rows.max(1) as f64, rows })
+    let (_, _, f1) = confusion.macro_scores();
+    Some((EvalResult { loss: loss_sum / rows.max(1) as f64, accuracy: confusion.accuracy(), f1, rows }, confusion))
+}
+
+/// The class weights of the training loss as a tensor, if any.
+fn class_weight_tensor(opts: &FitOptions, data: &TokenizedDataset, classes: usize, device: Device) -> Result<Option<Tensor>> {
+    let weights = match &opts.class_weights {
+        None => return Ok(None),
+        Some(ClassWeights::Given(w)) => {
+            if w.len() != classes {
+                bail!("class_weights has {} weights but the head has {classes} classes; give one per class, in label order", w.len());
+            }
+            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                bail!("class weights must be 0 or more");
+            }
+            w.clone()
+        }
+        Some(ClassWeights::Balanced) => {
+            let mut counts = vec![0usize; classes];
+            for &l in &data.labels {
+                if let Some(c) = counts.get_mut(l as usize) {
+                    *c += 1;
+                }
+            }
+            let n = data.labels.len() as f64;
+            counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
+        }
+    };
+    Ok(Some(Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(device)))
 }
 
 /// Texts tokenized with the model's tokenizer, unlabelled.

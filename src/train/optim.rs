@@ -1,5 +1,5 @@
 //! Optimizers written on tensors, so that their state is ours to save
-//! (tch's optimizer wrapper cannot save it).
+//! (tch's optimizer wrapper cannot save it): AdamW, Adam and SGD.
 
 use tch::Tensor;
 
@@ -7,6 +7,8 @@ use tch::Tensor;
 /// learning rate as a multiple of the schedule's rate.
 #[derive(Debug)]
 pub struct ParamSpec {
+    /// Its name, which keys its state in checkpoints.
+    pub name: String,
     /// The parameter.
     pub tensor: Tensor,
     /// Decoupled weight decay.
@@ -17,15 +19,53 @@ pub struct ParamSpec {
 
 impl ParamSpec {
     /// A parameter at the base learning rate.
-    pub fn new(tensor: Tensor, weight_decay: f64) -> Self {
-        Self { tensor, weight_decay, lr_scale: 1.0 }
+    pub fn new(name: &str, tensor: Tensor, weight_decay: f64) -> Self {
+        Self { name: name.to_string(), tensor, weight_decay, lr_scale: 1.0 }
     }
 }
 
-/// Adam's moments of one parameter, created at its first update.
+/// The update rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// `torch.optim.AdamW`: decoupled weight decay, bias-corrected moments.
+    AdamW,
+    /// `torch.optim.Adam`: weight decay added to the gradient (L2).
+    Adam,
+    /// `torch.optim.SGD`: weight decay added to the gradient, optional
+    /// momentum (the buffer starts as the first gradient) and Nesterov.
+    Sgd {
+        /// Momentum factor (0 for plain SGD).
+        momentum: f64,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
+}
+
+impl Method {
+    /// Valid names for `parse`.
+    pub const NAMES: &'static [&'static str] = &["adamw", "adam", "sgd"];
+
+    /// `adamw`, `adam`, or `sgd` with its momentum and Nesterov flag.
+    pub fn parse(name: &str, momentum: f64, nesterov: bool) -> anyhow::Result<Self> {
+        match name {
+            "adamw" => Ok(Self::AdamW),
+            "adam" => Ok(Self::Adam),
+            "sgd" => {
+                if nesterov && momentum <= 0.0 {
+                    anyhow::bail!("Nesterov momentum needs a momentum above 0");
+                }
+                Ok(Self::Sgd { momentum, nesterov })
+            }
+            _ => anyhow::bail!("unknown optimizer '{name}'; valid: {}", Self::NAMES.join(", ")),
+        }
+    }
+}
+
+/// The state of one parameter, created at its first update: Adam's two
+/// moments, or SGD's momentum buffer (in `exp_avg`).
 struct Moments {
     exp_avg: Tensor,
-    exp_avg_sq: Tensor,
+    exp_avg_sq: Option<Tensor>,
     steps: i32,
 }
 
@@ -34,13 +74,14 @@ struct Param {
     state: Option<Moments>,
 }
 
-/// AdamW (Loshchilov & Hutter), matching `torch.optim.AdamW`: decoupled
-/// weight decay, bias-corrected moments. As in PyTorch, a parameter is
-/// updated only when it has a gradient, and its state is created at its
-/// first update; a frozen parameter (`requires_grad` false) is never
-/// touched, has no state and gets no weight decay, even if it trained
-/// earlier in the run (gradual unfreezing changes the set as it goes).
-pub struct AdamW {
+/// The optimizers, written on tensors so that their state is ours to save,
+/// matching PyTorch's to 1e-6 (tests/optimizer_parity.rs). As in PyTorch, a
+/// parameter is updated only when it has a gradient, and its state is
+/// created at its first update; a frozen parameter (`requires_grad` false)
+/// is never touched, has no state and gets no weight decay, even if it
+/// trained earlier in the run (gradual unfreezing changes the set as it goes).
+pub struct Optimizer {
+    method: Method,
     params: Vec<Param>,
     beta1: f64,
     beta2: f64,
@@ -48,46 +89,74 @@ pub struct AdamW {
     step: i64,
 }
 
-impl AdamW {
-    /// An optimizer over `params`.
-    pub fn new(params: Vec<ParamSpec>, beta1: f64, beta2: f64, eps: f64) -> Self {
-        Self { params: params.into_iter().map(|spec| Param { spec, state: None }).collect(), beta1, beta2, eps, step: 0 }
+impl Optimizer {
+    /// An optimizer over `params`; `beta1`, `beta2` and `eps` are Adam's.
+    pub fn new(method: Method, params: Vec<ParamSpec>, beta1: f64, beta2: f64, eps: f64) -> Self {
+        Self { method, params: params.into_iter().map(|spec| Param { spec, state: None }).collect(), beta1, beta2, eps, step: 0 }
     }
 
     /// Updates every trainable parameter that has a gradient, at learning
     /// rate `lr` times its own scale.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
+        let (method, beta1, beta2, eps) = (self.method, self.beta1, self.beta2, self.eps);
         tch::no_grad(|| {
             for p in &mut self.params {
                 if !p.spec.tensor.requires_grad() {
                     continue;
                 }
-                let grad = p.spec.tensor.grad();
+                let mut grad = p.spec.tensor.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let state = p.state.get_or_insert_with(|| Moments { exp_avg: p.spec.tensor.zeros_like(), exp_avg_sq: p.spec.tensor.zeros_like(), steps: 0 });
-                state.steps += 1;
-                let bias1 = 1.0 - self.beta1.powi(state.steps);
-                let bias2 = 1.0 - self.beta2.powi(state.steps);
-                // In place where libtorch allows: two temporaries per tensor.
-                let _ = state.exp_avg.lerp_(&grad, 1.0 - self.beta1);
-                let _ = state.exp_avg_sq.lerp_(&grad.square(), 1.0 - self.beta2);
                 let lr = lr * p.spec.lr_scale;
-                if lr == 0.0 {
-                    // The first warmup step moves the moments but not the weights.
-                    continue;
+                let wd = p.spec.weight_decay;
+                if wd != 0.0 && method != Method::AdamW {
+                    // L2: the decay joins the gradient.
+                    grad = &grad + &p.spec.tensor * wd;
                 }
-                if p.spec.weight_decay != 0.0 {
-                    let _ = p.spec.tensor.g_mul_scalar_(1.0 - lr * p.spec.weight_decay);
+                match method {
+                    Method::AdamW | Method::Adam => {
+                        let state = p.state.get_or_insert_with(|| Moments { exp_avg: p.spec.tensor.zeros_like(), exp_avg_sq: Some(p.spec.tensor.zeros_like()), steps: 0 });
+                        state.steps += 1;
+                        let bias1 = 1.0 - beta1.powi(state.steps);
+                        let bias2 = 1.0 - beta2.powi(state.steps);
+                        let exp_avg_sq = state.exp_avg_sq.as_mut().expect("Adam keeps a second moment");
+                        // In place where libtorch allows: two temporaries per tensor.
+                        let _ = state.exp_avg.lerp_(&grad, 1.0 - beta1);
+                        let _ = exp_avg_sq.lerp_(&grad.square(), 1.0 - beta2);
+                        if lr == 0.0 {
+                            // The first warmup step moves the moments but not the weights.
+                            continue;
+                        }
+                        if wd != 0.0 && method == Method::AdamW {
+                            let _ = p.spec.tensor.g_mul_scalar_(1.0 - lr * wd);
+                        }
+                        // param -= lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps), folded into one addcdiv.
+                        let mut denom = exp_avg_sq.sqrt();
+                        let _ = denom.g_div_scalar_(bias2.sqrt());
+                        let _ = denom.g_add_scalar_(eps);
+                        let _ = denom.g_mul_scalar_(-bias1 / lr);
+                        let _ = p.spec.tensor.addcdiv_(&state.exp_avg, &denom);
+                    }
+                    Method::Sgd { momentum, nesterov } => {
+                        let direction = if momentum != 0.0 {
+                            let state = match &mut p.state {
+                                Some(s) => {
+                                    let _ = s.exp_avg.g_mul_scalar_(momentum);
+                                    let _ = s.exp_avg.g_add_(&grad);
+                                    s
+                                }
+                                None => p.state.insert(Moments { exp_avg: grad.copy(), exp_avg_sq: None, steps: 0 }),
+                            };
+                            state.steps += 1;
+                            if nesterov { &grad + &state.exp_avg * momentum } else { state.exp_avg.shallow_clone() }
+                        } else {
+                            grad
+                        };
+                        let _ = p.spec.tensor.g_add_(&(direction * -lr));
+                    }
                 }
-                // param -= lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps), folded into one addcdiv.
-                let mut denom = state.exp_avg_sq.sqrt();
-                let _ = denom.g_div_scalar_(bias2.sqrt());
-                let _ = denom.g_add_scalar_(self.eps);
-                let _ = denom.g_mul_scalar_(-bias1 / lr);
-                let _ = p.spec.tensor.addcdiv_(&state.exp_avg, &denom);
             }
         });
     }
@@ -97,13 +166,48 @@ impl AdamW {
         self.params.iter().filter(|p| p.state.is_some()).count()
     }
 
-    /// Bytes of optimizer state (Adam's two moments per updated parameter).
+    /// Bytes of optimizer state (Adam's two moments, or SGD's momentum
+    /// buffer, per updated parameter).
     pub fn state_bytes(&self) -> i64 {
         self.params
             .iter()
             .filter_map(|p| p.state.as_ref())
-            .map(|m| 2 * (m.exp_avg.numel() * m.exp_avg.kind().elt_size_in_bytes()) as i64)
+            .map(|m| {
+                let one = (m.exp_avg.numel() * m.exp_avg.kind().elt_size_in_bytes()) as i64;
+                if m.exp_avg_sq.is_some() { 2 * one } else { one }
+            })
             .sum()
+    }
+
+    /// The state as named tensors (`NAME.exp_avg`, `NAME.exp_avg_sq`,
+    /// `NAME.steps`) for a checkpoint, with the optimizer's step count.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("optimizer.steps".to_string(), Tensor::from(self.step))];
+        for p in &self.params {
+            if let Some(m) = &p.state {
+                out.push((format!("{}.exp_avg", p.spec.name), m.exp_avg.detach().to_device(tch::Device::Cpu)));
+                if let Some(sq) = &m.exp_avg_sq {
+                    out.push((format!("{}.exp_avg_sq", p.spec.name), sq.detach().to_device(tch::Device::Cpu)));
+                }
+                out.push((format!("{}.steps", p.spec.name), Tensor::from(m.steps as i64)));
+            }
+        }
+        out
+    }
+
+    /// Puts back what `state_tensors` wrote.
+    pub fn load_state(&mut self, saved: &std::collections::HashMap<String, Tensor>) {
+        if let Some(s) = saved.get("optimizer.steps") {
+            self.step = s.int64_value(&[]);
+        }
+        for p in &mut self.params {
+            let key = |k: &str| format!("{}.{k}", p.spec.name);
+            if let (Some(a), Some(n)) = (saved.get(&key("exp_avg")), saved.get(&key("steps"))) {
+                let device = p.spec.tensor.device();
+                let exp_avg_sq = saved.get(&key("exp_avg_sq")).map(|b| b.to_device(device));
+                p.state = Some(Moments { exp_avg: a.to_device(device), exp_avg_sq, steps: n.int64_value(&[]) as i32 });
+            }
+        }
     }
 
     /// Clears every gradient.

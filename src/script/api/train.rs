@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::{LoaderHandle, ModelHandle};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
-use crate::train::{self, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
+use crate::train::{self, CheckpointOptions, ClassWeights, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
 
 /// The record of a training run.
 #[derive(Clone)]
@@ -15,12 +15,14 @@ pub(crate) struct RunHandle(pub Rc<TrainRun>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-fn fit_options(opts: Map) -> R<FitOptions> {
+fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
     let o = Options::new("fit", opts)?;
     let d = FitOptions::default();
-    o.choice("optimizer", "adamw", &["adamw"])?;
+    let optimizer = train::Method::parse(&o.choice("optimizer", "adamw", train::Method::NAMES)?, o.float("momentum", 0.0, 0.0, 0.999)?, o.bool("nesterov", false)?)
+        .map_err(|e| script_error(format!("fit: {e}")))?;
     let schedule = Schedule::parse(&o.choice("schedule", "linear", Schedule::NAMES)?).map_err(|e| script_error(e.to_string()))?;
     Ok(FitOptions {
+        optimizer,
         lr: o.float("lr", d.lr, 0.0, 10.0)?,
         weight_decay: o.float("weight_decay", d.weight_decay, 0.0, 1.0)?,
         schedule,
@@ -56,6 +58,34 @@ fn fit_options(opts: Map) -> R<FitOptions> {
                 Some(v) => lr_groups(v)?,
             },
         },
+        label_smoothing: o.float("label_smoothing", 0.0, 0.0, 0.99)?,
+        class_weights: match o.get("class_weights") {
+            None => None,
+            Some(v) if v.is_string() && v.clone().into_string().unwrap() == "balanced" => Some(ClassWeights::Balanced),
+            Some(v) if v.is_array() => Some(ClassWeights::Given(
+                v.clone()
+                    .into_array()
+                    .unwrap()
+                    .into_iter()
+                    .map(|x| x.as_float().or_else(|_| x.as_int().map(|i| i as f64)).map_err(|_| script_error("fit: class_weights must hold numbers, one per class")))
+                    .collect::<R<Vec<f64>>>()?,
+            )),
+            Some(v) => return Err(script_error(format!("fit: option 'class_weights' must be \"balanced\" or an array of numbers (one per class), got {v}"))),
+        },
+        accumulate: o.int("accumulate", 1, 1, 1_000_000)? as usize,
+        seed: Some(ctx.seed.get()),
+        checkpoint: match o.get("checkpoint") {
+            None => None,
+            Some(v) => {
+                let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error(format!("fit: option 'checkpoint' must be a map like #{{ dir: \"out/ckpt\", keep: 2 }}, got {}", v.type_name())))?;
+                let c = Options::new("checkpoint", map)?;
+                if c.get("dir").is_none() {
+                    return Err(script_error("fit: checkpoint needs 'dir', the folder to write to"));
+                }
+                Some(CheckpointOptions { dir: c.string("dir", "")?.into(), keep: c.int("keep", 2, 1, 1_000_000)? as usize })
+            }
+        },
+        resume: o.get("resume").map(|_| o.string("resume", "")).transpose()?.map(Into::into),
         max_grad_norm: match o.get("max_grad_norm") {
             Some(v) if v.is_unit() => None,
             _ => Some(o.float("max_grad_norm", 1.0, 0.0, f64::MAX)?),
@@ -84,17 +114,38 @@ fn lr_groups(v: &Dynamic) -> R<Vec<(String, f64)>> {
 }
 
 fn run_fit(ctx: &Context, m: &ModelHandle, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
-    let opts = fit_options(opts)?;
+    let opts = fit_options(ctx, opts)?;
     let mut observer = ctx.host.train_observer();
     let run = guard(|| train::fit(&mut m.0.borrow_mut(), &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))?;
     Ok(RunHandle(Rc::new(run)))
 }
 
-fn eval_map(r: EvalResult) -> Map {
+fn eval_map(r: EvalResult, confusion: &train::Confusion, labels: &[String]) -> Map {
     let mut m = Map::new();
     m.insert("loss".into(), r.loss.into());
     m.insert("accuracy".into(), r.accuracy.into());
+    m.insert("f1".into(), r.f1.into());
+    let (precision, recall, _) = confusion.macro_scores();
+    m.insert("precision".into(), precision.into());
+    m.insert("recall".into(), recall.into());
     m.insert("rows".into(), (r.rows as i64).into());
+    let per_class: Array = confusion
+        .per_class()
+        .iter()
+        .zip(labels)
+        .map(|(s, label)| {
+            let mut c = Map::new();
+            c.insert("label".into(), label.clone().into());
+            c.insert("precision".into(), s.precision.into());
+            c.insert("recall".into(), s.recall.into());
+            c.insert("f1".into(), s.f1.into());
+            c.insert("support".into(), s.support.into());
+            Dynamic::from(c)
+        })
+        .collect();
+    m.insert("per_class".into(), per_class.into());
+    let rows: Array = confusion.counts.iter().map(|r| Dynamic::from(r.iter().map(|&n| Dynamic::from(n)).collect::<Array>())).collect();
+    m.insert("confusion".into(), rows.into());
     m
 }
 
@@ -137,7 +188,13 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
 
-    engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> { guard(|| Ok(eval_map(train::evaluate(&m.0.borrow(), &l.0)))) });
+    engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> {
+        guard(|| {
+            let model = m.0.borrow();
+            let (r, confusion) = train::evaluate_detailed(&model, &l.0);
+            Ok(eval_map(r, &confusion, &model.labels))
+        })
+    });
     engine.register_fn("predict", |m: ModelHandle, texts: Array| predict(&m, strings(texts)?, Map::new()));
     engine.register_fn("predict", |m: ModelHandle, texts: Array, o: Map| predict(&m, strings(texts)?, o));
     engine.register_fn("embed", |m: ModelHandle, texts: Array| -> R<Array> {
@@ -158,6 +215,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
 
     engine.register_get("val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.accuracy.into()).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("val_f1", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.f1.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("val_loss", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.loss.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("best_val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.best_val_accuracy().map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
     engine.register_get("seconds", |r: &mut RunHandle| r.0.seconds);
@@ -182,6 +240,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
                 if let Some(v) = e.val {
                     m.insert("val_loss".into(), v.loss.into());
                     m.insert("val_accuracy".into(), v.accuracy.into());
+                    m.insert("val_f1".into(), v.f1.into());
                 }
                 Dynamic::from(m)
             })

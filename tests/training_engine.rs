@@ -1,0 +1,241 @@
+//! The training loop's guarantees: a resumed run repeats an uninterrupted
+//! one step for step, runs are deterministic, checkpoints are written
+//! atomically and pruned, gradient accumulation equals a bigger batch, and
+//! the loss options do what they say.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tch::{Device, Tensor};
+use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
+use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::train::{self, CheckpointOptions, ClassWeights, FitOptions, Schedule, StopFlag, TrainEvent, TrainObserver, TrainRun};
+
+mod common;
+
+/// The tiny BERT fixture, with dropout switched off when `dropout` is false.
+fn tiny(dir: &Path, dropout: bool) -> Model {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+    for f in ["vocab.txt", "pytorch_model.bin"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    if !dropout {
+        config["hidden_dropout_prob"] = 0.0.into();
+        config["attention_probs_dropout_prob"] = 0.0.into();
+    }
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    tch::manual_seed(0);
+    Model::load("tiny", dir, &LoadOptions { labels: Some(vec!["bad".into(), "good".into()]), pooling: Pooling::Mean, device: Device::Cpu }).unwrap()
+}
+
+fn reviews() -> TextDataset {
+    let words = ["the film is good", "a great story", "fun and short", "the plot is dull", "bad actor", "long and dull", "love the story", "hate the plot"];
+    let pairs: Vec<(String, String)> = (0..48)
+        .map(|i| {
+            let text = format!("{} {}", words[i % 8], words[(i * 3) % 8]);
+            let label = if ["good", "great", "fun", "love"].iter().any(|w| words[i % 8].contains(w)) { "good" } else { "bad" };
+            (text, label.to_string())
+        })
+        .collect();
+    TextDataset::from_pairs("reviews", &pairs).unwrap()
+}
+
+fn loader(model: &Model, data: &TextDataset, batch: usize, shuffle: bool) -> DataLoader {
+    let tokens = TokenizedDataset::new(data, &model.tokenizer, 16).unwrap();
+    DataLoader::new(Rc::new(tokens), LoaderOptions { batch_size: batch, shuffle, seed: 3, drop_last: false }).unwrap()
+}
+
+/// Records events, and sets the stop flag after epoch `stop_after`.
+struct Recorder {
+    events: Vec<TrainEvent>,
+    stop_after: Option<(usize, StopFlag)>,
+}
+
+impl TrainObserver for Recorder {
+    fn on_event(&mut self, e: &TrainEvent) {
+        if let (TrainEvent::EpochEnd(r), Some((n, flag))) = (e, &self.stop_after) {
+            if r.epoch == *n {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+        self.events.push(e.clone());
+    }
+}
+
+fn fit(model: &mut Model, opts: &FitOptions, stop_after: Option<usize>) -> (TrainRun, Vec<TrainEvent>) {
+    let data = reviews();
+    let (train_data, val_data) = data.split(0.25, 1).unwrap();
+    let (train, val) = (loader(model, &train_data, 8, true), loader(model, &val_data, 16, false));
+    let stop: StopFlag = Arc::new(AtomicBool::new(false));
+    let mut rec = Recorder { events: Vec::new(), stop_after: stop_after.map(|n| (n, stop.clone())) };
+    let run = train::fit(model, &train, Some(&val), opts, &mut rec, &stop).unwrap_or_else(|e| panic!("{e:#}"));
+    (run, rec.events)
+}
+
+fn options(epochs: usize) -> FitOptions {
+    FitOptions { lr: 3e-3, epochs, seed: Some(7), schedule: Schedule::Linear, warmup: 0.1, ..FitOptions::default() }
+}
+
+fn losses(run: &TrainRun) -> Vec<u64> {
+    run.steps.iter().map(|s| s.loss.to_bits()).collect()
+}
+
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
+    for d in [&a, &b, &c] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let ckpt = work.path().join("ckpt");
+    let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 2 });
+
+    let (straight, _) = fit(&mut tiny(&a, true), &options(4), None);
+    let (again, _) = fit(&mut tiny(&a, true), &options(4), None);
+    assert_eq!(losses(&straight), losses(&again), "the same seed gives the same loss curve");
+
+    // Stopped after epoch 2 (as an interrupt does), then resumed in a fresh model.
+    let (first, _) = fit(&mut tiny(&b, true), &FitOptions { checkpoint: checkpoint.clone(), ..options(4) }, Some(2));
+    assert!(first.interrupted && first.epochs.len() == 2);
+    let (resumed, events) = fit(&mut tiny(&c, true), &FitOptions { checkpoint, resume: Some(ckpt.clone()), ..options(4) }, None);
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Resumed { epoch: 2, .. })));
+    assert_eq!(resumed.steps.len(), straight.steps.len());
+    assert_eq!(losses(&resumed), losses(&straight), "the resumed run's losses match the uninterrupted run's");
+    let val = |r: &TrainRun| r.epochs.iter().map(|e| e.val.unwrap().loss.to_bits()).collect::<Vec<_>>();
+    assert_eq!(val(&resumed), val(&straight));
+
+    // keep: 2 leaves the last two epochs (and the best) and no staging folders.
+    let mut left: Vec<String> = std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    let latest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(latest["folder"], "epoch-4");
+    let best = latest["best"].as_str().unwrap().to_string();
+    let mut expected = vec!["epoch-3".to_string(), "epoch-4".to_string(), "latest.json".to_string()];
+    if !expected.contains(&best) {
+        expected.push(best);
+    }
+    expected.sort();
+    assert_eq!(left, expected);
+    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        assert!(ckpt.join("epoch-4").join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn accumulating_two_batches_of_8_equals_one_batch_of_16() {
+    // Plain SGD, whose update is proportional to the gradient: a wrongly
+    // scaled accumulated gradient would show (Adam's would hide it).
+    let work = tempfile::tempdir().unwrap();
+    let data = reviews().take(32);
+    let run = |batch: usize, accumulate: usize| -> HashMap<String, Tensor> {
+        let mut model = tiny(work.path(), false);
+        let train = loader(&model, &data, batch, false);
+        let opts = FitOptions {
+            optimizer: train::Method::Sgd { momentum: 0.0, nesterov: false },
+            lr: 0.5,
+            epochs: 1,
+            accumulate,
+            schedule: Schedule::Constant,
+            warmup: 0.0,
+            max_grad_norm: None,
+            seed: Some(1),
+            ..FitOptions::default()
+        };
+        let r = train::fit(&mut model, &train, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap();
+        assert_eq!(r.steps.len(), 2, "32 rows in steps of 16");
+        model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+    };
+    let (accumulated, big) = (run(8, 2), run(16, 1));
+    for (name, t) in &big {
+        let diff = (t - &accumulated[name]).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{name} differs by {diff}");
+    }
+}
+
+#[test]
+fn label_smoothing_and_class_weights_follow_their_definitions() {
+    let work = tempfile::tempdir().unwrap();
+    let mut model = tiny(work.path(), false);
+    // An unbalanced set: 36 bad, 12 good.
+    let pairs: Vec<(String, String)> = (0..48).map(|i| (format!("the film {i}"), if i % 4 == 0 { "good" } else { "bad" }.to_string())).collect();
+    let data = TextDataset::from_pairs("unbalanced", &pairs).unwrap();
+    let train = loader(&model, &data, 48, false);
+    let opts = |cw, ls| FitOptions { lr: 1e-9, epochs: 1, class_weights: cw, label_smoothing: ls, schedule: Schedule::Constant, warmup: 0.0, seed: Some(1), ..FitOptions::default() };
+    let first_loss = |model: &mut Model, o: FitOptions| train::fit(model, &train, None, &o, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap().steps[0].loss;
+    // The loss of the first step, before any update, against the formulas.
+    let batch = train.data.collate(&(0..48).collect::<Vec<_>>(), Device::Cpu);
+    let logits = tch::no_grad(|| model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false));
+    let logp = logits.log_softmax(-1, tch::Kind::Double);
+    let labels: Vec<i64> = Vec::try_from(&batch.labels).unwrap();
+    let nll: Vec<f64> = labels.iter().enumerate().map(|(i, &l)| -logp.double_value(&[i as i64, l])).collect();
+    let mean_logp: Vec<f64> = (0..48).map(|i| -(logp.double_value(&[i, 0]) + logp.double_value(&[i, 1])) / 2.0).collect();
+    // Smoothing 0.2: (1 - 0.2) * nll + 0.2 * mean over classes of -log p.
+    let smoothed: f64 = (0..48).map(|i| 0.8 * nll[i] + 0.2 * mean_logp[i]).sum::<f64>() / 48.0;
+    let got = first_loss(&mut model, opts(None, 0.2));
+    assert!((got - smoothed).abs() < 1e-5, "smoothed loss {got} vs {smoothed}");
+    // Balanced: bad weighs 48 / (2 * 36), good 48 / (2 * 12); the mean is weighted.
+    let w = |l: i64| if l == 0 { 48.0 / 72.0 } else { 2.0 };
+    let weighted: f64 = labels.iter().zip(&nll).map(|(&l, n)| w(l) * n).sum::<f64>() / labels.iter().map(|&l| w(l)).sum::<f64>();
+    let got = first_loss(&mut model, opts(Some(ClassWeights::Balanced), 0.0));
+    assert!((got - weighted).abs() < 1e-5, "weighted loss {got} vs {weighted}");
+    let err = train::fit(&mut model, &train, None, &opts(Some(ClassWeights::Given(vec![1.0])), 0.0), &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap_err();
+    assert!(err.to_string().contains("class_weights has 1 weights but the head has 2 classes"), "{err}");
+}
+
+#[test]
+fn a_validation_set_with_one_class_is_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let mut model = tiny(work.path(), true);
+    let train = loader(&model, &reviews(), 16, true);
+    let one_class = TextDataset::from_pairs("val", &[("the film is good".into(), "good".into()), ("a great story".into(), "good".into())]).unwrap();
+    let val = loader(&model, &one_class, 2, false);
+    let mut rec = Recorder { events: Vec::new(), stop_after: None };
+    train::fit(&mut model, &train, Some(&val), &options(1), &mut rec, &Arc::new(AtomicBool::new(false))).unwrap();
+    let warning = rec.events.iter().find_map(|e| e.note().filter(|n| n.starts_with("warning")));
+    assert!(warning.as_deref().is_some_and(|w| w.contains("the validation set has 1 class of 2")), "{warning:?}");
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_with_a_clear_error_and_leaves_no_partial_folder() {
+    // RLIMIT_FSIZE makes the weights file too large to write, as a full disk would.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ckpt.rhai"),
+        "let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nlet t = load_dataset(\"rotten_tomatoes\").take(16).tokenize(m, #{ max_len: 16 }).loader(#{ batch: 16 });\nlet run = fit(m, t, #{ epochs: 2, checkpoint: #{ dir: \"ckpt\" } });\n",
+    )
+    .unwrap();
+    let cmd = format!("trap '' XFSZ; ulimit -f 20000; exec {} run ckpt.rhai --device cpu", common::tunebook_bin().display());
+    let out = std::process::Command::new("bash").args(["-c", &cmd]).current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ckpt.rhai:3:") && stderr.contains("cannot write the checkpoint's model.safetensors"), "{stderr}");
+    assert!(stderr.contains("training stopped after epoch 1"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("ckpt")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.is_empty(), "no partial checkpoint is left behind: {left:?}");
+}
+
+#[test]
+fn evaluate_reports_per_class_scores_and_the_confusion_matrix() {
+    let (mut session, _) = common::session();
+    let r = session
+        .eval(
+            r#"let m = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
+               let v = load_dataset("rotten_tomatoes").take(40).tokenize(m, #{ max_len: 16 }).loader(#{ batch: 20 });
+               evaluate(m, v)"#,
+            "eval.rhai",
+        )
+        .unwrap()
+        .cast::<rhai::Map>();
+    let confusion: Vec<Vec<i64>> = r["confusion"].clone().into_array().unwrap().into_iter().map(|row| row.into_array().unwrap().into_iter().map(|n| n.as_int().unwrap()).collect()).collect();
+    assert_eq!(confusion.iter().flatten().sum::<i64>(), 40);
+    let right = confusion[0][0] + confusion[1][1];
+    assert!((r["accuracy"].as_float().unwrap() - right as f64 / 40.0).abs() < 1e-12);
+    let per_class = r["per_class"].clone().into_array().unwrap();
+    assert_eq!(per_class.len(), 2);
+    let f1s: Vec<f64> = per_class.iter().map(|c| c.clone().cast::<rhai::Map>()["f1"].as_float().unwrap()).collect();
+    assert!((r["f1"].as_float().unwrap() - (f1s[0] + f1s[1]) / 2.0).abs() < 1e-12, "macro F1 is the mean of the per-class F1");
+}
