@@ -51,7 +51,7 @@ fn every_kind_of_bad_option_says_what_was_wrong_and_what_is_valid() {
         ("load_dataset(\"rotten_tomatoes\").split(#{ val: 1.5 })", "split: option 'val' must be between 0 and 1, got 1.5"),
         ("fit(model, train, #{ epochs: 0 })", "fit: option 'epochs' must be between 1 and"),
         // Not one of the choices.
-        ("fit(model, train, #{ schedule: \"cosine-ish\" })", "fit: option 'schedule' must be one of constant, linear, got 'cosine-ish'"),
+        ("fit(model, train, #{ schedule: \"cosine-ish\" })", "fit: option 'schedule' must be one of constant, linear, cosine, one_cycle, reduce_on_plateau, got 'cosine-ish'"),
         ("load_model(\"minilm\", #{ labels: 2, pooling: \"max\" })", "load_model: option 'pooling' must be one of pooler, mean, got 'max'"),
         // Nested maps are checked as well.
         ("fit(model, train, #{ lr_groups: [#{ modulse: \"embeddings\", lr: 1e-5 }] })", "lr_groups: unknown option 'modulse'. Did you mean 'modules'?"),

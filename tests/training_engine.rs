@@ -239,3 +239,44 @@ fn evaluate_reports_per_class_scores_and_the_confusion_matrix() {
     let f1s: Vec<f64> = per_class.iter().map(|c| c.clone().cast::<rhai::Map>()["f1"].as_float().unwrap()).collect();
     assert!((r["f1"].as_float().unwrap() - (f1s[0] + f1s[1]) / 2.0).abs() < 1e-12, "macro F1 is the mean of the per-class F1");
 }
+
+#[test]
+fn lr_find_suggests_a_rate_on_the_falling_slope_and_puts_the_weights_back() {
+    let work = tempfile::tempdir().unwrap();
+    let mut model = tiny(work.path(), false);
+    let before: HashMap<String, Tensor> = model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+    let train = loader(&model, &reviews(), 8, true);
+    let opts = train::LrFindOptions { start: 1e-6, end: 10.0, steps: 60 };
+    let found = train::lr_find(&mut model, &train, &FitOptions::default(), &opts, &Arc::new(AtomicBool::new(false))).unwrap();
+    for (name, t) in model.named_parameters() {
+        assert!(t.equal(&before[&name]), "{name} was not put back");
+    }
+    assert!(found.lrs.windows(2).all(|w| w[1] > w[0]), "rates rise");
+    assert!((found.lrs[0] - 1e-6).abs() < 1e-18);
+    let (min_i, min) = found.losses.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+    assert!(*min < found.losses[0], "the loss fell somewhere in the range");
+    assert!(found.suggestion <= found.lrs[min_i] && found.suggestion > 1e-6, "the suggestion {} is on the way down to the minimum at {}", found.suggestion, found.lrs[min_i]);
+    let chart = tunebook::plot::lr_find_curve(&found).unwrap();
+    assert!(chart.svg.contains("learning rate (log scale)") && chart.svg.contains("suggested"), "the chart marks the suggestion");
+    assert_eq!(&chart.png[1..4], b"PNG");
+    let err = train::lr_find(&mut model, &train, &FitOptions::default(), &train::LrFindOptions { start: 1.0, end: 0.1, steps: 50 }, &Arc::new(AtomicBool::new(false))).unwrap_err();
+    assert!(err.to_string().contains("0 < start < end"), "{err}");
+}
+
+#[test]
+fn a_run_saved_as_json_lines_reads_back_exactly() {
+    let work = tempfile::tempdir().unwrap();
+    let (run, _) = fit(&mut tiny(work.path(), true), &options(2), None);
+    let path = work.path().join("runs/first.jsonl");
+    run.save_jsonl(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1 + run.steps.len() + run.epochs.len());
+    assert!(text.lines().next().unwrap().contains("\"kind\":\"run\""));
+    let back = TrainRun::load_jsonl(&path).unwrap();
+    assert_eq!(back.steps, run.steps);
+    assert_eq!(back.epochs.iter().map(|e| (e.epoch, e.train_loss.to_bits(), e.val.map(|v| v.loss.to_bits()))).collect::<Vec<_>>(), run.epochs.iter().map(|e| (e.epoch, e.train_loss.to_bits(), e.val.map(|v| v.loss.to_bits()))).collect::<Vec<_>>());
+    assert_eq!((back.trainable_params, back.seconds.to_bits()), (run.trainable_params, run.seconds.to_bits()));
+    std::fs::write(work.path().join("bad.jsonl"), "{\"kind\":\"run\"}\n{\"kind\":\"weird\"}\n").unwrap();
+    let err = TrainRun::load_jsonl(&work.path().join("bad.jsonl")).unwrap_err().to_string();
+    assert!(err.contains("bad.jsonl:2: unknown record kind"), "{err}");
+}

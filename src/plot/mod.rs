@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::train::TrainRun;
+use crate::train::{LrFind, TrainRun};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const SIZE: (u32, u32) = (900, 340);
@@ -59,6 +59,52 @@ fn render(draw: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()> + Copy, dr
 /// validation accuracy by epoch; an interrupt is marked where it happened.
 pub fn training_curves(run: &TrainRun) -> Result<Chart> {
     render(|root| draw_curves(root, run), |root| draw_curves(root, run))
+}
+
+/// The learning-rate range test: smoothed loss against the rate (log
+/// scale), with the suggested rate marked.
+pub fn lr_find_curve(found: &LrFind) -> Result<Chart> {
+    render(|root| draw_lr_find(root, found), |root| draw_lr_find(root, found))
+}
+
+fn draw_lr_find<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, found: &LrFind) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let points: Vec<(f64, f64)> = found.lrs.iter().copied().zip(found.losses.iter().copied()).collect();
+    let (lo_lr, hi_lr) = (found.lrs.first().copied().unwrap_or(1e-7), found.lrs.last().copied().unwrap_or(1.0).max(1e-6));
+    let (lo, hi) = found.losses.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+    let pad = ((hi - lo) * 0.1).max(1e-3);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("learning-rate range test", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d((lo_lr..hi_lr).log_scale(), (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("learning rate (log scale)")
+        .y_desc("smoothed loss")
+        .x_label_formatter(&|x| format!("{x:.0e}"))
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let blue = RGBColor(31, 119, 180);
+    chart.draw_series(LineSeries::new(points.clone(), blue.stroke_width(2))).map_err(err)?.label("loss").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue.stroke_width(2)));
+    if let Some(&(lr, loss)) = points.iter().find(|p| p.0 == found.suggestion) {
+        let red = RGBColor(214, 39, 40);
+        chart
+            .draw_series(std::iter::once(Circle::new((lr, loss), 7, red.stroke_width(2))))
+            .map_err(err)?
+            .label(format!("suggested {lr:.1e}"))
+            .legend(move |(x, y)| Circle::new((x + 9, y), 5, red.stroke_width(2)));
+    }
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw().map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
 }
 
 /// Debiased exponential moving average, as TensorBoard smooths noisy step

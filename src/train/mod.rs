@@ -3,6 +3,8 @@
 
 pub mod checkpoint;
 pub mod early_stopping;
+pub mod history;
+pub mod lr_find;
 pub mod metrics;
 pub mod optim;
 pub mod schedule;
@@ -21,6 +23,7 @@ pub use early_stopping::{EarlyStopping, Monitor};
 pub use optim::{Method, Optimizer};
 pub use schedule::Schedule;
 pub use checkpoint::CheckpointOptions;
+pub use lr_find::{lr_find, LrFind, LrFindOptions};
 pub use metrics::Confusion;
 pub use unfreeze::{LayerRates, Unfreezing};
 
@@ -142,7 +145,7 @@ pub struct StepRecord {
 }
 
 /// The record of a finished (or interrupted) run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrainRun {
     /// Per-epoch results.
     pub epochs: Vec<EpochRecord>,

@@ -9,6 +9,10 @@ use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
 use crate::train::{self, CheckpointOptions, ClassWeights, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
 
+/// What `lr_find` found.
+#[derive(Clone)]
+pub(crate) struct LrFindHandle(pub Rc<train::LrFind>);
+
 /// The record of a training run.
 #[derive(Clone)]
 pub(crate) struct RunHandle(pub Rc<TrainRun>);
@@ -214,6 +218,34 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         Ok(())
     });
 
+    engine.register_type_with_name::<LrFindHandle>("LrFind");
+    let c = ctx.clone();
+    engine.register_fn("lr_find", move |m: ModelHandle, t: LoaderHandle, opts: Map| -> R<LrFindHandle> {
+        let o = Options::new("lr_find", opts)?;
+        let d = train::LrFindOptions::default();
+        let find = train::LrFindOptions { start: o.float("start", d.start, 1e-12, 1e3)?, end: o.float("end", d.end, 1e-12, 1e4)?, steps: o.int("steps", d.steps as i64, 10, 100_000)? as usize };
+        let fit = FitOptions { weight_decay: o.float("weight_decay", 0.01, 0.0, 1.0)?, ..FitOptions::default() };
+        let found = guard(|| train::lr_find(&mut m.0.borrow_mut(), &t.0, &fit, &find, &c.stop))?;
+        Ok(LrFindHandle(Rc::new(found)))
+    });
+    let c = ctx.clone();
+    engine.register_fn("lr_find", move |m: ModelHandle, t: LoaderHandle| -> R<LrFindHandle> {
+        let found = guard(|| train::lr_find(&mut m.0.borrow_mut(), &t.0, &FitOptions::default(), &train::LrFindOptions::default(), &c.stop))?;
+        Ok(LrFindHandle(Rc::new(found)))
+    });
+    engine.register_get("suggestion", |f: &mut LrFindHandle| f.0.suggestion);
+    engine.register_get("min_loss_lr", |f: &mut LrFindHandle| f.0.min_loss_lr);
+    engine.register_get("lrs", |f: &mut LrFindHandle| -> Array { f.0.lrs.iter().map(|&x| Dynamic::from(x)).collect() });
+    engine.register_get("losses", |f: &mut LrFindHandle| -> Array { f.0.losses.iter().map(|&x| Dynamic::from(x)).collect() });
+    engine.register_fn("to_string", |f: &mut LrFindHandle| {
+        format!("lr_find: {} steps from {:.0e} to {:.0e}; suggested lr {:.1e} (steepest fall), min-loss/10 {:.1e}", f.0.lrs.len(), f.0.lrs.first().copied().unwrap_or(0.0), f.0.lrs.last().copied().unwrap_or(0.0), f.0.suggestion, f.0.min_loss_lr)
+    });
+    let c = ctx.clone();
+    engine.register_fn("plot", move |f: LrFindHandle| -> R<()> {
+        let chart = guard(|| crate::plot::lr_find_curve(&f.0))?;
+        c.host.show_chart(&chart);
+        Ok(())
+    });
     engine.register_get("val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.accuracy.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("val_f1", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.f1.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("val_loss", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.loss.into()).unwrap_or(Dynamic::UNIT) });
@@ -246,6 +278,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
             })
             .collect()
     });
+    engine.register_fn("save", |r: &mut RunHandle, path: &str| -> R<()> { guard(|| r.0.save_jsonl(std::path::Path::new(path))) });
+    engine.register_fn("load_run", |path: &str| -> R<RunHandle> { guard(|| Ok(RunHandle(Rc::new(TrainRun::load_jsonl(std::path::Path::new(path))?)))) });
     engine.register_fn("to_string", |r: &mut RunHandle| r.0.to_string());
     engine.register_fn("to_debug", |r: &mut RunHandle| r.0.to_string());
 }
