@@ -280,3 +280,24 @@ fn a_run_saved_as_json_lines_reads_back_exactly() {
     let err = TrainRun::load_jsonl(&work.path().join("bad.jsonl")).unwrap_err().to_string();
     assert!(err.contains("bad.jsonl:2: unknown record kind"), "{err}");
 }
+
+#[test]
+fn a_loss_that_turns_nan_stops_the_run_and_points_at_the_last_good_checkpoint() {
+    let work = tempfile::tempdir().unwrap();
+    let ckpt = work.path().join("ckpt");
+    let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 2 });
+    let mut model = tiny(work.path(), true);
+    fit(&mut model, &FitOptions { checkpoint: checkpoint.clone(), ..options(2) }, Some(1));
+    // The second epoch with an absurd rate: SGD sends the weights to infinity, and the loss to NaN.
+    let data = reviews();
+    let train = loader(&model, &data, 8, true);
+    let wild = FitOptions { optimizer: train::Method::Sgd { momentum: 0.0, nesterov: false }, lr: 1e30, max_grad_norm: None, checkpoint, resume: Some(ckpt.clone()), ..options(2) };
+    let err = train::fit(&mut model, &train, None, &wild, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap_err().to_string();
+    assert!(err.contains("the training loss became NaN") || err.contains("the training loss became inf"), "{err}");
+    assert!(err.contains("lower the learning rate") && err.contains(&format!("the last good checkpoint is in {}", ckpt.display())), "{err}");
+    // That checkpoint is intact and loads.
+    let latest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(latest["folder"], "epoch-1");
+    let saved = train::checkpoint::load_latest(&ckpt).unwrap();
+    assert!(saved.model.values().all(|t| t.isfinite().all().int64_value(&[]) == 1));
+}

@@ -518,16 +518,33 @@ fn fit_inner(
                 break;
             }
             let lr = opts.lr * opts.schedule.factor(step, total_steps, warmup) * plateau.as_ref().map_or(1.0, |p| p.scale);
-            optimizer.zero_grad();
             let group_rows: usize = group.iter().map(Vec::len).sum();
             let mut group_loss = 0.0;
+            // Gradients come back as fresh tensors rather than accumulating into
+            // each parameter's .grad (PyTorch's zero_grad(set_to_none=True)):
+            // no zero-filling and no extra pass over every gradient per step.
+            let inputs = optimizer.trainable();
+            let mut grads: Vec<Tensor> = Vec::new();
             for rows in group {
                 let batch = train.data.collate(rows, device);
                 let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
                 let loss = logits.cross_entropy_loss::<&Tensor>(&batch.labels, loss_weights.as_ref(), tch::Reduction::Mean, -100, opts.label_smoothing);
                 // Each batch counts by its rows, so accumulated steps equal one big batch.
                 let share = batch.size as f64 / group_rows as f64;
-                (&loss * share).backward();
+                let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
+                if grads.is_empty() {
+                    grads = batch_grads;
+                } else {
+                    tch::no_grad(|| {
+                        for (sum, g) in grads.iter_mut().zip(batch_grads) {
+                            match (sum.defined(), g.defined()) {
+                                (true, true) => drop(sum.g_add_(&g)),
+                                (false, true) => *sum = g,
+                                _ => {}
+                            }
+                        }
+                    });
+                }
                 group_loss += loss.double_value(&[]) * share;
                 samples += batch.size;
             }
@@ -536,9 +553,9 @@ fn fit_inner(
                 bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){kept}", step + 1, opts.lr);
             }
             if let Some(max) = opts.max_grad_norm {
-                optimizer.clip_grad_norm(max);
+                optim::clip_norm(&grads, max);
             }
-            optimizer.step(lr);
+            optimizer.step_with(lr, grads);
             step += 1;
             loss_sum += group_loss;
             batches += 1;

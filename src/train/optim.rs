@@ -98,14 +98,33 @@ impl Optimizer {
     /// Updates every trainable parameter that has a gradient, at learning
     /// rate `lr` times its own scale.
     pub fn step(&mut self, lr: f64) {
+        let grads = self.params.iter().map(|p| p.spec.tensor.grad()).collect();
+        self.step_with(lr, grads);
+    }
+
+    /// The parameters that train now, for computing their gradients
+    /// directly (`Tensor::run_backward`), in the order `step_with` takes.
+    pub fn trainable(&self) -> Vec<Tensor> {
+        self.params.iter().filter(|p| p.spec.tensor.requires_grad()).map(|p| p.spec.tensor.shallow_clone()).collect()
+    }
+
+    /// Updates with gradients computed elsewhere: one per tensor of
+    /// `trainable()`, or one per parameter; an undefined one means none.
+    /// The gradients may be changed in place.
+    pub fn step_with(&mut self, lr: f64, grads: Vec<Tensor>) {
         self.step += 1;
         let (method, beta1, beta2, eps) = (self.method, self.beta1, self.beta2, self.eps);
+        let all = grads.len() == self.params.len();
+        let mut grads = grads.into_iter();
         tch::no_grad(|| {
             for p in &mut self.params {
                 if !p.spec.tensor.requires_grad() {
+                    if all {
+                        grads.next();
+                    }
                     continue;
                 }
-                let mut grad = p.spec.tensor.grad();
+                let Some(mut grad) = grads.next() else { break };
                 if !grad.defined() {
                     continue;
                 }
@@ -140,6 +159,12 @@ impl Optimizer {
                         let _ = p.spec.tensor.addcdiv_(&state.exp_avg, &denom);
                     }
                     Method::Sgd { momentum, nesterov } => {
+                        if momentum == 0.0 {
+                            // In place, as torch's add_(grad, alpha=-lr): no temporary for the large embeddings.
+                            let _ = grad.g_mul_scalar_(-lr);
+                            let _ = p.spec.tensor.g_add_(&grad);
+                            continue;
+                        }
                         let direction = if momentum != 0.0 {
                             let state = match &mut p.state {
                                 Some(s) => {
@@ -220,25 +245,33 @@ impl Optimizer {
     /// Scales gradients so that their global L2 norm is at most `max_norm`;
     /// returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        let grads: Vec<Tensor> = self.params.iter().filter(|p| p.spec.tensor.requires_grad()).map(|p| p.spec.tensor.grad()).filter(Tensor::defined).collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
-        if total > max_norm {
-            let scale = max_norm / (total + 1e-6);
-            tch::no_grad(|| {
-                for mut g in grads {
-                    let _ = g.g_mul_scalar_(scale);
-                }
-            });
-        }
-        total
+        let grads: Vec<Tensor> = self.params.iter().filter(|p| p.spec.tensor.requires_grad()).map(|p| p.spec.tensor.grad()).collect();
+        clip_norm(&grads, max_norm)
     }
 
     /// Number of optimizer steps taken.
     pub fn steps_taken(&self) -> i64 {
         self.step
     }
+}
+
+/// Scales `grads` in place so that their global L2 norm is at most
+/// `max_norm` (as `torch.nn.utils.clip_grad_norm_`); returns the norm
+/// before clipping. Undefined gradients are skipped.
+pub fn clip_norm(grads: &[Tensor], max_norm: f64) -> f64 {
+    let grads: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
+    if grads.is_empty() {
+        return 0.0;
+    }
+    let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+    let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
+    if total > max_norm {
+        let scale = max_norm / (total + 1e-6);
+        tch::no_grad(|| {
+            for g in grads {
+                let _ = g.shallow_clone().g_mul_scalar_(scale);
+            }
+        });
+    }
+    total
 }
