@@ -7,9 +7,9 @@
 - tests/fixtures/tiny-roberta/ and tiny-distilbert/: tiny random models of
   the other BERT-family architectures with sequence-classification heads,
   plus expected.safetensors (their hidden states and logits for fixed ids);
-- tests/fixtures/adamw_steps.safetensors: torch.optim.AdamW's updates for
-  given gradients and learning rates (a zero-rate warmup step included),
-  with and without weight decay;
+- tests/fixtures/{adamw,adam,sgd_momentum,sgd_nesterov}_steps.safetensors:
+  torch.optim's updates for given gradients and learning rates (a zero-rate
+  step included), with and without weight decay;
 - tests/fixtures/minilm_parity.{json,safetensors}: what Hugging Face
 `transformers` computes for the cached all-MiniLM-L6-v2 on sentences that
 cover padding, truncation, case and accents. tests/model_parity.rs compares
@@ -18,7 +18,7 @@ Tunebook's forward pass against it.
 It installs its own pinned torch + transformers into a venv in the cache the
 first time (about 5 GB); CI never runs it, it only reads the fixture.
 
-Usage: scripts/make_parity_fixture.py   (after scripts/bootstrap)
+Usage: scripts/make_parity_fixture.py [--only-optimizers]   (after scripts/bootstrap)
 """
 
 import json
@@ -116,48 +116,26 @@ def write_tiny_family():
         print(f"[fixture] wrote {out}")
 
 
-def write_adamw_steps():
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(1)
-    weight = torch.randn(4, 3, requires_grad=True)
-    bias = torch.randn(3, requires_grad=True)
-    tensors = {"weight_init": weight.detach().clone(), "bias_init": bias.detach().clone()}
-    lrs = [0.0, 1e-3, 5e-4, 2e-3, 1e-4, 3e-3]
-    opt = torch.optim.AdamW(
-        [{"params": [weight], "weight_decay": 0.01}, {"params": [bias], "weight_decay": 0.0}],
-        lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-    )
-    for i, lr in enumerate(lrs):
-        for group in opt.param_groups:
-            group["lr"] = lr
-        weight.grad = torch.randn(4, 3)
-        # From 1e-9 (where eps dominates the update) up to 1e-4.
-        bias.grad = torch.randn(3) * 10 ** (i - 9)
-        tensors[f"weight_grad_{i}"] = weight.grad.clone()
-        tensors[f"bias_grad_{i}"] = bias.grad.clone()
-        opt.step()
-        tensors[f"weight_after_{i}"] = weight.detach().clone()
-        tensors[f"bias_after_{i}"] = bias.detach().clone()
-    tensors["lrs"] = torch.tensor(lrs, dtype=torch.float64)
-    save_file(tensors, str(OUT / "adamw_steps.safetensors"))
-    print(f"[fixture] wrote {OUT / 'adamw_steps.safetensors'}")
-
-
 def write_optimizer_steps():
-    """Adam, SGD with momentum, and SGD with Nesterov momentum on the same gradients."""
+    """torch.optim's updates on recorded gradients: AdamW (its bias gradients
+    run from 1e-9, where eps dominates the update, up to 1e-4), Adam, SGD with
+    momentum and SGD with Nesterov momentum; a decayed weight, an undecayed
+    bias, and one zero-rate step each."""
     import torch
     from safetensors.torch import save_file
 
     cases = {
-        "adam": lambda groups: torch.optim.Adam(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
-        "sgd_momentum": lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9),
-        "sgd_nesterov": lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9, nesterov=True),
+        "adamw": (1, [0.0, 1e-3, 5e-4, 2e-3, 1e-4, 3e-3], lambda i: 10 ** (i - 9),
+                  lambda groups: torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)),
+        "adam": (2, [1e-3, 5e-4, 2e-3, 0.0, 3e-3, 1e-4], lambda i: 0.1,
+                 lambda groups: torch.optim.Adam(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)),
+        "sgd_momentum": (2, [1e-3, 5e-4, 2e-3, 0.0, 3e-3, 1e-4], lambda i: 0.1,
+                         lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9)),
+        "sgd_nesterov": (2, [1e-3, 5e-4, 2e-3, 0.0, 3e-3, 1e-4], lambda i: 0.1,
+                         lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9, nesterov=True)),
     }
-    lrs = [1e-3, 5e-4, 2e-3, 0.0, 3e-3, 1e-4]
-    for name, make in cases.items():
-        torch.manual_seed(2)
+    for name, (seed, lrs, bias_scale, make) in cases.items():
+        torch.manual_seed(seed)
         weight = torch.randn(4, 3, requires_grad=True)
         bias = torch.randn(3, requires_grad=True)
         tensors = {"weight_init": weight.detach().clone(), "bias_init": bias.detach().clone()}
@@ -166,7 +144,7 @@ def write_optimizer_steps():
             for group in opt.param_groups:
                 group["lr"] = lr
             weight.grad = torch.randn(4, 3)
-            bias.grad = torch.randn(3) * 0.1
+            bias.grad = torch.randn(3) * bias_scale(i)
             tensors[f"weight_grad_{i}"] = weight.grad.clone()
             tensors[f"bias_grad_{i}"] = bias.grad.clone()
             opt.step()
@@ -179,14 +157,11 @@ def write_optimizer_steps():
 
 def main():
     ensure_reference_env()
-    if "--only-optimizers" in sys.argv:
-        write_adamw_steps()
-        write_optimizer_steps()
-        return
     write_optimizer_steps()
+    if "--only-optimizers" in sys.argv:
+        return
     write_tiny_bert()
     write_tiny_family()
-    write_adamw_steps()
     import torch
     import transformers
     from safetensors.torch import save_file

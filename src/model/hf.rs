@@ -32,6 +32,18 @@ pub fn read_checkpoint(file: &Path) -> Result<Vec<(String, Tensor)>> {
     Tensor::read_safetensors(file).map_err(|e| anyhow!("cannot read {}: it is truncated or not a safetensors file ({e})", file.display()))
 }
 
+/// Copies `src` into the variable `var`, converting its kind and device;
+/// a shape mismatch comes back as a line naming both shapes (`from` says
+/// where `src` came from: "checkpoint", "adapter").
+pub fn copy_checked(name: &str, var: &Tensor, src: &Tensor, from: &str) -> std::result::Result<(), String> {
+    if src.size() != var.size() {
+        return Err(format!("{name}: {from} has {:?}, model expects {:?}", src.size(), var.size()));
+    }
+    let mut var = var.shallow_clone();
+    tch::no_grad(|| var.copy_(&src.to_kind(var.kind()).to_device(var.device())));
+    Ok(())
+}
+
 /// Copies a checkpoint's tensors (read from `file`) into `vs`. Names are
 /// matched with or without the backbone's `prefix` (`bert`, ...). Variables
 /// starting with one of `may_be_missing` (a new task head) may be absent;
@@ -57,16 +69,13 @@ pub fn load_weights(
     let mut shape_errors = Vec::new();
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, mut var) in vars {
+    for (name, var) in vars {
         let short = name.strip_prefix(&prefix).unwrap_or(&name);
         match by_name.remove(short) {
             Some(src) => {
-                if src.size() != var.size() {
-                    shape_errors.push(format!("{short}: checkpoint has {:?}, model expects {:?}", src.size(), var.size()));
-                    continue;
+                if let Err(e) = copy_checked(short, &var, &src, "checkpoint") {
+                    shape_errors.push(e);
                 }
-                let src = src.to_kind(var.kind()).to_device(var.device());
-                tch::no_grad(|| var.copy_(&src));
             }
             None if may_be_missing.iter().any(|p| short.starts_with(p)) => report.newly_initialized.push(short.to_string()),
             None => missing.push(short.to_string()),

@@ -342,11 +342,7 @@ impl super::Model {
             let name = name.strip_prefix(PEFT_PREFIX).unwrap_or(&name);
             let var = vars.get(name).or_else(|| vars.get(&format!("{arch_prefix}{name}")));
             match var {
-                Some(v) if v.size() == t.size() => {
-                    let mut v = v.shallow_clone();
-                    tch::no_grad(|| v.copy_(&t.to_kind(v.kind()).to_device(v.device())));
-                }
-                Some(v) => problems.push(format!("{name}: adapter has {:?}, model expects {:?}", t.size(), v.size())),
+                Some(v) => problems.extend(super::hf::copy_checked(name, v, &t, "adapter").err()),
                 None => problems.push(format!("{name}: no such tensor in this model")),
             }
         }

@@ -151,11 +151,7 @@ pub fn restore_parameters(params: &[(String, Tensor)], saved: &HashMap<String, T
     let mut problems = Vec::new();
     for (name, t) in params {
         match saved.get(name) {
-            Some(s) if s.size() == t.size() => {
-                let mut t = t.shallow_clone();
-                tch::no_grad(|| t.copy_(&s.to_kind(t.kind()).to_device(t.device())));
-            }
-            Some(s) => problems.push(format!("{name}: checkpoint {:?}, model {:?}", s.size(), t.size())),
+            Some(s) => problems.extend(crate::model::hf::copy_checked(name, t, s, "checkpoint").err()),
             None => problems.push(format!("{name}: missing")),
         }
     }
