@@ -16,6 +16,14 @@ use tunebook::train::{self, CheckpointOptions, ClassWeights, FitOptions, Schedul
 
 mod common;
 
+/// libtorch has one global random generator, which dropout draws from and
+/// each epoch reseeds: tests that train run one at a time, so that another
+/// test's draws never land in the middle of a run being compared bit for bit.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The tiny BERT fixture, with dropout switched off when `dropout` is false.
 fn tiny(dir: &Path, dropout: bool) -> Model {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
@@ -86,6 +94,7 @@ fn losses(run: &TrainRun) -> Vec<u64> {
 
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
+    let _serial = serial();
     let work = tempfile::tempdir().unwrap();
     let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
     for d in [&a, &b, &c] {
@@ -127,6 +136,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
 
 #[test]
 fn accumulating_two_batches_of_8_equals_one_batch_of_16() {
+    let _serial = serial();
     // Plain SGD, whose update is proportional to the gradient: a wrongly
     // scaled accumulated gradient would show (Adam's would hide it).
     let work = tempfile::tempdir().unwrap();
@@ -158,6 +168,7 @@ fn accumulating_two_batches_of_8_equals_one_batch_of_16() {
 
 #[test]
 fn label_smoothing_and_class_weights_follow_their_definitions() {
+    let _serial = serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), false);
     // An unbalanced set: 36 bad, 12 good.
@@ -188,6 +199,7 @@ fn label_smoothing_and_class_weights_follow_their_definitions() {
 
 #[test]
 fn a_validation_set_with_one_class_is_reported() {
+    let _serial = serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), true);
     let train = loader(&model, &reviews(), 16, true);
@@ -201,6 +213,7 @@ fn a_validation_set_with_one_class_is_reported() {
 
 #[test]
 fn a_checkpoint_that_cannot_be_written_stops_with_a_clear_error_and_leaves_no_partial_folder() {
+    let _serial = serial();
     // RLIMIT_FSIZE makes the weights file too large to write, as a full disk would.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -220,6 +233,7 @@ fn a_checkpoint_that_cannot_be_written_stops_with_a_clear_error_and_leaves_no_pa
 
 #[test]
 fn evaluate_reports_per_class_scores_and_the_confusion_matrix() {
+    let _serial = serial();
     let (mut session, _) = common::session();
     let r = session
         .eval(
@@ -242,6 +256,7 @@ fn evaluate_reports_per_class_scores_and_the_confusion_matrix() {
 
 #[test]
 fn lr_find_suggests_a_rate_on_the_falling_slope_and_puts_the_weights_back() {
+    let _serial = serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), false);
     let before: HashMap<String, Tensor> = model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
@@ -265,6 +280,7 @@ fn lr_find_suggests_a_rate_on_the_falling_slope_and_puts_the_weights_back() {
 
 #[test]
 fn a_run_saved_as_json_lines_reads_back_exactly() {
+    let _serial = serial();
     let work = tempfile::tempdir().unwrap();
     let (run, _) = fit(&mut tiny(work.path(), true), &options(2), None);
     let path = work.path().join("runs/first.jsonl");
@@ -283,6 +299,7 @@ fn a_run_saved_as_json_lines_reads_back_exactly() {
 
 #[test]
 fn a_loss_that_turns_nan_stops_the_run_and_points_at_the_last_good_checkpoint() {
+    let _serial = serial();
     let work = tempfile::tempdir().unwrap();
     let ckpt = work.path().join("ckpt");
     let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 2 });
@@ -300,4 +317,21 @@ fn a_loss_that_turns_nan_stops_the_run_and_points_at_the_last_good_checkpoint() 
     assert_eq!(latest["folder"], "epoch-1");
     let saved = train::checkpoint::load_latest(&ckpt).unwrap();
     assert!(saved.model.values().all(|t| t.isfinite().all().int64_value(&[]) == 1));
+}
+
+#[test]
+fn eval_every_evaluates_between_epoch_ends() {
+    let _serial = serial();
+    let work = tempfile::tempdir().unwrap();
+    let mut model = tiny(work.path(), true);
+    // 36 training rows in batches of 8: 5 steps an epoch; epochs end at steps 5 and 10.
+    let (run, events) = fit(&mut model, &FitOptions { eval_every: Some(2), ..options(2) }, None);
+    let steps: Vec<usize> = run.evaluations.iter().map(|e| e.step).collect();
+    assert_eq!(steps, [2, 4, 6, 8]);
+    assert_eq!(run.evaluations[2].epoch, 2);
+    assert_eq!(events.iter().filter(|e| matches!(e, TrainEvent::Evaluated(_))).count(), 4);
+    let data = reviews();
+    let train = loader(&model, &data, 8, false);
+    let err = train::fit(&mut model, &train, None, &FitOptions { eval_every: Some(2), ..options(1) }, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap_err();
+    assert!(err.to_string().contains("eval_every evaluates on the validation set"), "{err}");
 }

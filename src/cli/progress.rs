@@ -52,7 +52,7 @@ impl TrainObserver for TerminalProgress {
             TrainEvent::Unfrozen { epoch, groups, trainable_params } => {
                 self.line(&TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
             }
-            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } => {
+            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } | TrainEvent::Evaluated(_) => {
                 if let Some(note) = event.note() {
                     self.line(&note);
                 }

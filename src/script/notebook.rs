@@ -369,7 +369,7 @@ impl TrainObserver for LiveTraining {
                 self.notes.push(TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
                 self.refresh(true);
             }
-            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } => {
+            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } | TrainEvent::Evaluated(_) => {
                 self.notes.extend(event.note());
                 self.refresh(true);
             }

@@ -38,6 +38,9 @@ pub struct CheckpointState {
     pub epochs: Vec<EpochRecord>,
     /// Every step so far.
     pub steps: Vec<StepRecord>,
+    /// Evaluations between epoch ends so far.
+    #[serde(default)]
+    pub evaluations: Vec<super::StepEval>,
     /// The epoch with the lowest validation loss, if any.
     pub best_epoch: Option<usize>,
     /// The Tunebook version that wrote it.

@@ -79,6 +79,9 @@ pub struct FitOptions {
     pub checkpoint: Option<CheckpointOptions>,
     /// Continue from the latest checkpoint in this folder.
     pub resume: Option<std::path::PathBuf>,
+    /// Also evaluate every this many optimizer steps (each epoch ends with
+    /// an evaluation anyway).
+    pub eval_every: Option<usize>,
 }
 
 impl Default for FitOptions {
@@ -103,6 +106,7 @@ impl Default for FitOptions {
             seed: None,
             checkpoint: None,
             resume: None,
+            eval_every: None,
         }
     }
 }
@@ -133,6 +137,17 @@ pub struct EpochRecord {
     pub elapsed: f64,
 }
 
+/// A validation result in the middle of an epoch (`eval_every`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepEval {
+    /// The optimizer step after which it ran.
+    pub step: usize,
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// The result.
+    pub result: EvalResult,
+}
+
 /// One optimizer step's loss and learning rate.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
@@ -151,6 +166,9 @@ pub struct TrainRun {
     pub epochs: Vec<EpochRecord>,
     /// Per-step losses and learning rates.
     pub steps: Vec<StepRecord>,
+    /// Evaluations between epoch ends (`eval_every`).
+    #[serde(default)]
+    pub evaluations: Vec<StepEval>,
     /// Parameters that trained.
     pub trainable_params: i64,
     /// All parameters.
@@ -249,6 +267,8 @@ pub enum TrainEvent {
     },
     /// After each epoch's validation.
     EpochEnd(EpochRecord),
+    /// A validation in the middle of an epoch (`eval_every`).
+    Evaluated(StepEval),
     /// Early stopping's outcome, when it stopped the run or put back the best weights.
     EarlyStopping {
         /// The epoch after which it stopped the run, if it did.
@@ -291,6 +311,7 @@ impl TrainEvent {
             Self::Warning(text) => Some(format!("warning: {text}")),
             Self::Checkpoint { epoch, path } => Some(format!("epoch {epoch}: checkpoint saved to {path}")),
             Self::Resumed { epoch, step } => Some(format!("resumed after epoch {epoch} (step {step})")),
+            Self::Evaluated(e) => Some(format!("step {}: val_loss {:.4}, val_accuracy {:.4}, val_f1 {:.4}", e.step, e.result.loss, e.result.accuracy, e.result.f1)),
             _ => None,
         }
     }
@@ -379,6 +400,9 @@ pub fn fit(
         check_labels(model, &v.data)?;
     }
     adopt_label_names(model, &train.data);
+    if opts.eval_every.is_some() && val.is_none() {
+        bail!("eval_every evaluates on the validation set: give fit a validation loader");
+    }
     if opts.early_stopping.is_some() && val.is_none() {
         bail!("early stopping watches the validation set: give fit a validation loader");
     }
@@ -476,6 +500,7 @@ fn fit_inner(
         first_epoch = saved.state.epoch + 1;
         run.epochs = saved.state.epochs.clone();
         run.steps = saved.state.steps.clone();
+        run.evaluations = saved.state.evaluations.clone();
         if let (Some(p), Some((scale, best, bad))) = (plateau.as_mut(), saved.state.plateau) {
             p.restore(scale, best, bad);
         }
@@ -562,6 +587,23 @@ fn fit_inner(
             let record = StepRecord { step, loss: group_loss, lr };
             run.steps.push(record);
             observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, record });
+            // Between epoch ends only: the epoch's own evaluation covers its last step.
+            let epoch_ends = i + 1 == batch_rows.len().div_ceil(accumulate) || step >= total_steps;
+            if let (Some(n), Some(v), false) = (opts.eval_every, val, epoch_ends) {
+                if step % n.max(1) == 0 {
+                    observer.on_event(&TrainEvent::Evaluating { epoch });
+                    let eval_started = Instant::now();
+                    let result = evaluate_with_stop(model, v, Some(stop));
+                    eval_seconds += eval_started.elapsed().as_secs_f64();
+                    let Some((result, _)) = result else {
+                        run.interrupted = true;
+                        break 'epochs;
+                    };
+                    let e = StepEval { step, epoch, result };
+                    run.evaluations.push(e);
+                    observer.on_event(&TrainEvent::Evaluated(e));
+                }
+            }
         }
         let val_result = match val {
             Some(v) => {
@@ -602,6 +644,7 @@ fn fit_inner(
                 plateau: plateau.as_ref().map(|p| p.save()),
                 epochs: run.epochs.clone(),
                 steps: run.steps.clone(),
+                evaluations: run.evaluations.clone(),
                 best_epoch,
                 version: env!("CARGO_PKG_VERSION").to_string(),
             };

@@ -77,6 +77,7 @@ fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
             Some(v) => return Err(script_error(format!("fit: option 'class_weights' must be \"balanced\" or an array of numbers (one per class), got {v}"))),
         },
         accumulate: o.int("accumulate", 1, 1, 1_000_000)? as usize,
+        eval_every: o.opt_int("eval_every", 1, i64::MAX)?.map(|n| n as usize),
         seed: Some(ctx.seed.get()),
         checkpoint: match o.get("checkpoint") {
             None => None,
@@ -262,6 +263,20 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("peak_memory_mb", |r: &mut RunHandle| -> Dynamic { r.0.peak_rss_bytes.map(|b| Dynamic::from(b as f64 / 1e6)).unwrap_or(Dynamic::UNIT) });
     engine.register_get("interrupted", |r: &mut RunHandle| r.0.interrupted);
     engine.register_get("steps", |r: &mut RunHandle| r.0.steps.len() as i64);
+    engine.register_get("evaluations", |r: &mut RunHandle| -> Array {
+        r.0.evaluations
+            .iter()
+            .map(|e| {
+                let mut m = Map::new();
+                m.insert("step".into(), (e.step as i64).into());
+                m.insert("epoch".into(), (e.epoch as i64).into());
+                m.insert("val_loss".into(), e.result.loss.into());
+                m.insert("val_accuracy".into(), e.result.accuracy.into());
+                m.insert("val_f1".into(), e.result.f1.into());
+                Dynamic::from(m)
+            })
+            .collect()
+    });
     engine.register_get("history", |r: &mut RunHandle| -> Array {
         r.0.epochs
             .iter()
