@@ -590,7 +590,7 @@ fn fit_inner(
             // Between epoch ends only: the epoch's own evaluation covers its last step.
             let epoch_ends = i + 1 == batch_rows.len().div_ceil(accumulate) || step >= total_steps;
             if let (Some(n), Some(v), false) = (opts.eval_every, val, epoch_ends) {
-                if step % n.max(1) == 0 {
+                if step.is_multiple_of(n.max(1)) {
                     observer.on_event(&TrainEvent::Evaluating { epoch });
                     let eval_started = Instant::now();
                     let result = evaluate_with_stop(model, v, Some(stop));
