@@ -7,6 +7,7 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::model::ModelSummary;
 use crate::train::{LrFind, TrainRun};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -59,6 +60,68 @@ fn render(draw: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()> + Copy, dr
 /// validation accuracy by epoch; an interrupt is marked where it happened.
 pub fn training_curves(run: &TrainRun) -> Result<Chart> {
     render(|root| draw_curves(root, run), |root| draw_curves(root, run))
+}
+
+/// What trains and what is frozen: per module (the embeddings, each layer,
+/// the head), the trainable and frozen parameters as stacked bars.
+pub fn freeze_chart(summary: &ModelSummary) -> Result<Chart> {
+    render(|root| draw_freeze(root, summary), |root| draw_freeze(root, summary))
+}
+
+/// `encoder.layer.3` as `layer 3`; other modules as they are.
+fn short_module(name: &str) -> String {
+    match name.rsplit_once(".layer.") {
+        Some((_, n)) => format!("layer {n}"),
+        None => name.trim_start_matches("heads.").to_string(),
+    }
+}
+
+fn draw_freeze<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, summary: &ModelSummary) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let rows = &summary.rows;
+    let millions = |n: i64| n as f64 / 1e6;
+    let top = rows.iter().map(|r| millions(r.trainable + r.frozen)).fold(0.0f64, f64::max).max(1e-6) * 1.25;
+    let names: Vec<String> = rows.iter().map(|r| short_module(&r.module)).collect();
+    let caption = format!("trainable {} of {} parameters ({})", crate::model::group_digits(summary.trainable()), crate::model::group_digits(summary.total()), crate::model::percent(summary.trainable(), summary.total()));
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.5..(rows.len() as f64 - 0.5), 0.0..top)
+        .map_err(err)?;
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+    };
+    chart
+        .configure_mesh()
+        .x_labels(rows.len() * 2 + 1)
+        .x_label_formatter(&label)
+        .y_desc("parameters (millions)")
+        .disable_x_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let (blue, grey) = (RGBColor(31, 119, 180), RGBColor(170, 170, 170));
+    let bar = |i: usize, lo: f64, hi: f64, color: RGBColor| Rectangle::new([(i as f64 - 0.35, lo), (i as f64 + 0.35, hi)], color.filled());
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| bar(i, 0.0, millions(r.trainable), blue)))
+        .map_err(err)?
+        .label("trainable")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], blue.filled()));
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| bar(i, millions(r.trainable), millions(r.trainable + r.frozen), grey)))
+        .map_err(err)?
+        .label("frozen")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], grey.filled()));
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw().map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
 }
 
 /// The learning-rate range test: smoothed loss against the rate (log

@@ -23,7 +23,7 @@ const NATIVE_API: &[&str] = &[
     "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
     "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
     "freeze_all", "unfreeze_all", "train_only", "trainable_layers", "select", "layer_groups", "add_lora", "merge_lora", "add_adapters",
-    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run",
+    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {

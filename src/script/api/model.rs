@@ -61,6 +61,12 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<ModelHandle>("Model");
     let c = ctx.clone();
+    engine.register_fn("plot_freeze", move |m: ModelHandle| -> R<()> {
+        let chart = guard(|| crate::plot::freeze_chart(&m.0.borrow().summary()))?;
+        c.host.show_chart(&chart);
+        Ok(())
+    });
+    let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str| load(&c, name, Map::new()));
     let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str, opts: Map| load(&c, name, opts));
