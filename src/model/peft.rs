@@ -155,6 +155,9 @@ const PEFT_PREFIX: &str = "base_model.model.";
 /// The adapter folder's files, as PEFT names them.
 const ADAPTER_CONFIG: &str = "adapter_config.json";
 const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+/// What PEFT's config has no key for (the head's labels and pooling), kept
+/// apart so that PEFT reads `adapter_config.json` without a warning.
+const TUNEBOOK_CONFIG: &str = "tunebook_adapter.json";
 
 impl super::Model {
     /// The parameter-efficient method added to this model, if any.
@@ -256,7 +259,9 @@ impl super::Model {
     }
 
     /// Saves the adapter with the head, as PEFT does (`adapter_config.json`,
-    /// `adapter_model.safetensors` with `base_model.model.` names): the
+    /// `adapter_model.safetensors` with `base_model.model.` names, which
+    /// PEFT's `PeftModel.from_pretrained` loads), plus the head's labels and
+    /// pooling in `tunebook_adapter.json`: the
     /// LoRA or adapter tensors, the head, and any other tensor that differs
     /// from the base checkpoint. Written beside `dir` and renamed into place.
     pub fn save_adapter(&self, dir: &Path) -> Result<PathBuf> {
@@ -288,16 +293,17 @@ impl super::Model {
             PeftMethod::Lora(c) => serde_json::json!({
                 "peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
                 "r": c.r, "lora_alpha": c.alpha, "lora_dropout": c.dropout, "target_modules": c.targets, "bias": "none",
-                "fan_in_fan_out": false, "inference_mode": true, "modules_to_save": head_modules, "tunebook": tunebook,
+                "fan_in_fan_out": false, "inference_mode": true, "modules_to_save": head_modules,
             }),
             PeftMethod::Adapters { size } => serde_json::json!({
                 "peft_type": "TUNEBOOK_BOTTLENECK", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
-                "adapter_size": size, "modules_to_save": head_modules, "tunebook": tunebook,
+                "adapter_size": size, "modules_to_save": head_modules,
             }),
         };
         super::write_folder(dir, |staging| {
             Tensor::write_safetensors(&tensors, staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
             std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
+            std::fs::write(staging.join(TUNEBOOK_CONFIG), serde_json::to_string_pretty(&tunebook)? + "\n")?;
             Ok(())
         })
     }
@@ -310,7 +316,9 @@ impl super::Model {
         let text = std::fs::read_to_string(&config_file).with_context(|| format!("{} is not an adapter folder: cannot read {ADAPTER_CONFIG}", dir.display()))?;
         let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_file.display()))?;
         let tensors = super::hf::read_checkpoint(&dir.join(ADAPTER_WEIGHTS))?;
-        if let Some(labels) = config.pointer("/tunebook/labels").and_then(|l| l.as_array()) {
+        // Present in folders Tunebook wrote; a PEFT folder has only the head's weights.
+        let tunebook: serde_json::Value = std::fs::read_to_string(dir.join(TUNEBOOK_CONFIG)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        if let Some(labels) = tunebook.get("labels").and_then(|l| l.as_array()) {
             let labels: Vec<String> = labels.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
             if labels.len() != self.labels.len() {
                 bail!("the adapter's head has {} labels ({}) but this model's has {}; load the base model with labels: {}", labels.len(), labels.join(", "), self.labels.len(), labels.len());

@@ -59,3 +59,35 @@ def test_saved_roberta_and_distilbert_load_in_transformers(name):
     with torch.no_grad():
         logits = model(input_ids=expected["input_ids"], attention_mask=expected["attention_mask"]).logits
     assert torch.allclose(logits, expected["logits"], atol=1e-5)
+
+
+def test_a_lora_adapter_saved_by_tunebook_loads_in_peft():
+    peft = pytest.importorskip("peft")
+    out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-peft-")) / "adapter"
+    texts = ", ".join(f'"{t}"' for t in TEXTS)
+    script = f"""
+        let model = load_model("minilm", #{{ labels: ["negative", "positive"], pooling: "pooler" }});
+        model.add_lora(#{{ r: 4, alpha: 8, dropout: 0.0 }});
+        let data = load_dataset("rotten_tomatoes").shuffle(3).take(64).tokenize(model, #{{ max_len: 32 }}).loader(#{{ batch: 16 }});
+        fit(model, data, #{{ epochs: 1, lr: 5e-3, warmup: 0.0 }});
+        model.save_adapter("{out}");
+        for p in predict(model, [{texts}]) {{ print(`${{p.label}} ${{p.score}}`); }}
+    """
+    path = out.parent / "lora.rhai"
+    path.write_text(script)
+    run = subprocess.run([TUNEBOOK, "run", str(path), "--device", "cpu"], capture_output=True, text=True, check=True)
+    ours = [(m.group(1), float(m.group(2))) for m in re.finditer(r"^(negative|positive) ([0-9.eE-]+)$", run.stdout, re.M)]
+    assert len(ours) == len(TEXTS), run.stdout
+
+    base_dir = REPO / ".cache" / "models" / "all-MiniLM-L6-v2"
+    if os.environ.get("TUNEBOOK_CACHE"):
+        base_dir = pathlib.Path(os.environ["TUNEBOOK_CACHE"]) / "models" / "all-MiniLM-L6-v2"
+    tok = transformers.AutoTokenizer.from_pretrained(base_dir)
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=2)
+    model = peft.PeftModel.from_pretrained(base, str(out)).eval()
+    enc = tok(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        probs = model(**enc).logits.softmax(-1)
+    for (label, score), p in zip(ours, probs):
+        assert ["negative", "positive"][int(p.argmax())] == label
+        assert abs(float(p.max()) - score) < 1e-5, (label, score, p)
