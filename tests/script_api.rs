@@ -57,6 +57,8 @@ fn every_kind_of_bad_option_says_what_was_wrong_and_what_is_valid() {
         ("fit(model, train, #{ lr_groups: [#{ modulse: \"embeddings\", lr: 1e-5 }] })", "lr_groups: unknown option 'modulse'. Did you mean 'modules'?"),
         ("fit(model, train, #{ lr_groups: [#{ modules: \"embeddings\" }] })", "the lr_groups entry for 'embeddings' needs 'lr'"),
         ("fit(model, train, #{ gradual_unfreezing: 1, freeze_epochs: 1 })", "give either gradual_unfreezing or freeze_epochs, not both"),
+        ("fit(model, train, #{ optimizer: \"adamw\", momentum: 0.9 })", "fit: momentum and nesterov belong to sgd; adamw has its own (betas)"),
+        ("fit(model, train, #{ optimizer: \"sgd\", nesterov: true })", "fit: Nesterov momentum needs a momentum above 0"),
         ("fit(model, train, #{ early_stopping: #{ patience: 2, mode: \"max\" } })", "early_stopping: unknown option 'mode'"),
         // Values that are well-typed but meaningless.
         ("fit(model, train, #{ lr: 0.0 })", "the learning rate must be positive, got 0"),

@@ -47,6 +47,9 @@ impl Method {
 
     /// `adamw`, `adam`, or `sgd` with its momentum and Nesterov flag.
     pub fn parse(name: &str, momentum: f64, nesterov: bool) -> anyhow::Result<Self> {
+        if name != "sgd" && (momentum != 0.0 || nesterov) {
+            anyhow::bail!("momentum and nesterov belong to sgd; {name} has its own (betas)");
+        }
         match name {
             "adamw" => Ok(Self::AdamW),
             "adam" => Ok(Self::Adam),
