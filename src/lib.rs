@@ -12,4 +12,5 @@ pub mod plot;
 pub mod runtime;
 pub mod script;
 pub mod suggest;
+pub mod task;
 pub mod train;

@@ -85,7 +85,7 @@ impl TrainObserver for TerminalProgress {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
-                let val = e.val.map(|v| format!(", val_loss {:.4}, val_accuracy {:.4}", v.loss, v.accuracy)).unwrap_or_default();
+                let val = e.val.map(|v| format!(", {}", v.summary("val_"))).unwrap_or_default();
                 self.line(&format!("epoch {}/{}: train_loss {:.4}{val} ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
             }
             TrainEvent::EarlyStopping { stopped_at, best_epoch, restored } => {

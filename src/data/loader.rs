@@ -2,9 +2,9 @@
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use super::TextDataset;
+use super::{Targets, TextDataset};
 use crate::model::TextTokenizer;
 use anyhow::{bail, Result};
 
@@ -17,9 +17,9 @@ pub struct TokenizedDataset {
     pub input_ids: Vec<Vec<u32>>,
     /// Token-type ids per row.
     pub token_type_ids: Vec<Vec<u32>>,
-    /// Label id per row.
-    pub labels: Vec<i64>,
-    /// Class names by id.
+    /// The target of each row.
+    pub targets: Targets,
+    /// Class, label or output names by id.
     pub label_names: Vec<String>,
     /// The truncation length used.
     pub max_len: usize,
@@ -42,7 +42,7 @@ impl TokenizedDataset {
             name: data.name.clone(),
             input_ids,
             token_type_ids,
-            labels: data.labels.clone(),
+            targets: data.targets.clone(),
             label_names: data.label_names.clone(),
             max_len,
             pad_id: tokenizer.pad_id,
@@ -50,14 +50,19 @@ impl TokenizedDataset {
         })
     }
 
+    /// What the targets are for.
+    pub fn task(&self) -> crate::task::Task {
+        self.targets.task()
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.targets.len()
     }
 
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.targets.is_empty()
     }
 
     /// Pads the chosen rows to their longest and stacks them into tensors.
@@ -80,7 +85,7 @@ impl TokenizedDataset {
             input_ids: to(&ids),
             token_type_ids: to(&types),
             attention_mask: to(&mask),
-            labels: Tensor::from_slice(&rows.iter().map(|&i| self.labels[i]).collect::<Vec<_>>()).to_kind(Kind::Int64).to_device(device),
+            labels: self.targets.batch(rows, device),
             size: n,
         }
     }
@@ -95,7 +100,8 @@ pub struct Batch {
     pub token_type_ids: Tensor,
     /// `[batch, seq]`, 1 for real tokens and 0 for padding.
     pub attention_mask: Tensor,
-    /// `[batch]` label ids.
+    /// `[batch]` class ids, or `[batch, outputs]` floats (multi-label 0/1
+    /// entries, regression values).
     pub labels: Tensor,
     /// Rows in the batch.
     pub size: usize,

@@ -4,31 +4,47 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+use super::Targets;
+use crate::task::Task;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 /// Datasets that `TextDataset::named` finds in the bootstrap's cache.
 pub const NAMED_DATASETS: &[&str] = &["rotten_tomatoes", "bbc_news"];
 
-/// Which CSV columns hold the text and the label.
+/// Which CSV columns hold the text and the labels, and what the labels mean.
 #[derive(Debug, Clone)]
 pub struct CsvColumns {
     /// Header of the text column.
     pub text: String,
-    /// Header of the label column.
-    pub label: String,
+    /// Headers of the label columns: one class column; for multi-label
+    /// data one column of labels joined by `separator` or one 0/1 column
+    /// per label; for regression one number column per output.
+    pub labels: Vec<String>,
+    /// What the labels are.
+    pub task: Task,
+    /// Joins several labels in one multi-label column (`sport|tech`).
+    pub separator: String,
 }
 
-/// Texts with integer labels and the names of those labels.
+impl CsvColumns {
+    /// A text column and one class column.
+    pub fn classes(text: &str, label: &str) -> Self {
+        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into() }
+    }
+}
+
+/// Texts with their targets and the names of the labels (or outputs).
 #[derive(Debug, Clone, Default)]
 pub struct TextDataset {
     /// A short description of where the rows came from.
     pub name: String,
     /// One text per row.
     pub texts: Vec<String>,
-    /// One label id per row, indexing `label_names`.
-    pub labels: Vec<i64>,
-    /// Class names by id.
+    /// One target per row.
+    pub targets: Targets,
+    /// Class names by id, label names (multi-label) or output names (regression).
     pub label_names: Vec<String>,
 }
 
@@ -64,7 +80,7 @@ impl TextDataset {
                 if !path.exists() {
                     bail!("dataset 'rotten_tomatoes' is not in the cache {}; run scripts/bootstrap", cache.display());
                 }
-                let cols = CsvColumns { text: "text".into(), label: "category".into() };
+                let cols = CsvColumns::classes("text", "category");
                 // The corpus mixes review snippets with movie plots; only the reviews are labelled.
                 let label_order = ["rotten".to_string(), "fresh".to_string()];
                 let mut data = Self::from_csv_filtered(&path, &cols, Some(&label_order))?;
@@ -98,6 +114,7 @@ impl TextDataset {
             bail!("{} needs one subfolder per class (at least 2); found {}", dir.display(), classes.len());
         }
         let mut data = Self { name: dir.display().to_string(), ..Default::default() };
+        let mut ids = Vec::new();
         for (id, class) in classes.iter().enumerate() {
             data.label_names.push(class.file_name().unwrap_or_default().to_string_lossy().into_owned());
             let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
@@ -106,9 +123,10 @@ impl TextDataset {
                 let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
                 let text = String::from_utf8(bytes).unwrap_or_else(|e| e.into_bytes().iter().map(|&b| b as char).collect());
                 data.texts.push(text);
-                data.labels.push(id as i64);
+                ids.push(id as i64);
             }
         }
+        data.targets = Targets::Classes(ids);
         Ok(data)
     }
 
@@ -117,8 +135,8 @@ impl TextDataset {
         Self::from_csv_filtered(path, cols, None)
     }
 
-    /// Reads a CSV file; with `label_order`, rows whose label is not in it are
-    /// skipped and ids follow that order.
+    /// Reads a CSV file; with `label_order` (single-label data), rows whose
+    /// label is not in it are skipped and ids follow that order.
     fn from_csv_filtered(path: &Path, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(false)
@@ -131,36 +149,114 @@ impl TextDataset {
                 format!("{}: no column '{want}'; columns: {}", path.display(), have.join(", "))
             })
         };
-        let (ti, li) = (find(&cols.text)?, find(&cols.label)?);
+        if cols.labels.is_empty() {
+            bail!("{}: name at least one label column", path.display());
+        }
+        if cols.task == Task::Classify && cols.labels.len() > 1 {
+            bail!("{}: single-label data has one label column, got {}; for one 0/1 column per label use task: \"multi_label\"", path.display(), cols.labels.join(", "));
+        }
+        let ti = find(&cols.text)?;
+        let lis = cols.labels.iter().map(|l| find(l)).collect::<Result<Vec<_>>>()?;
+        // (text, label cells, line)
         let mut rows = Vec::new();
         for (i, record) in reader.byte_records().enumerate() {
             // Header is line 1; records start at line 2 (multi-line fields shift this, the csv position is exact).
             let record = record.with_context(|| format!("{}: bad CSV row {}", path.display(), i + 2))?;
             let line = record.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
             let text = String::from_utf8_lossy(record.get(ti).unwrap_or_default()).into_owned();
-            let label = String::from_utf8(record.get(li).unwrap_or_default().to_vec())
-                .with_context(|| format!("{}:{line}: the label is not valid UTF-8", path.display()))?;
-            rows.push((text, label.trim().to_string()));
+            let cells = lis
+                .iter()
+                .map(|&li| {
+                    String::from_utf8(record.get(li).unwrap_or_default().to_vec())
+                        .map(|c| c.trim().to_string())
+                        .with_context(|| format!("{}:{line}: the label is not valid UTF-8", path.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            rows.push((text, cells, line));
         }
+        let data = match cols.task {
+            Task::Classify => Self::classes_from_cells(rows, label_order)?,
+            Task::MultiLabel => Self::multi_label_from_cells(path, rows, cols)?,
+            Task::Regression => Self::values_from_cells(path, rows, cols)?,
+        };
+        if data.texts.is_empty() {
+            bail!("{}: no labelled rows found", path.display());
+        }
+        Ok(Self { name: path.display().to_string(), ..data })
+    }
+
+    fn classes_from_cells(rows: Vec<(String, Vec<String>, u64)>, label_order: Option<&[String]>) -> Result<Self> {
         let label_names: Vec<String> = match label_order {
             Some(order) => order.to_vec(),
             None => {
-                let set: std::collections::BTreeSet<&String> = rows.iter().map(|(_, l)| l).filter(|l| !l.is_empty()).collect();
+                let set: std::collections::BTreeSet<&String> = rows.iter().map(|(_, l, _)| &l[0]).filter(|l| !l.is_empty()).collect();
                 set.into_iter().cloned().collect()
             }
         };
         let ids: BTreeMap<&str, i64> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as i64)).collect();
         let (mut texts, mut labels) = (Vec::new(), Vec::new());
-        for (text, label) in &rows {
-            if let Some(&id) = ids.get(label.as_str()) {
+        for (text, cells, _) in &rows {
+            if let Some(&id) = ids.get(cells[0].as_str()) {
                 texts.push(text.clone());
                 labels.push(id);
             }
         }
-        if texts.is_empty() {
-            bail!("{}: no labelled rows found", path.display());
+        Ok(Self { texts, targets: Targets::Classes(labels), label_names, ..Default::default() })
+    }
+
+    fn multi_label_from_cells(path: &Path, rows: Vec<(String, Vec<String>, u64)>, cols: &CsvColumns) -> Result<Self> {
+        let (mut texts, mut targets) = (Vec::new(), Vec::new());
+        if cols.labels.len() > 1 {
+            // One 0/1 column per label.
+            for (text, cells, line) in rows {
+                let row = cells
+                    .iter()
+                    .zip(&cols.labels)
+                    .map(|(c, name)| match c.as_str() {
+                        "1" | "1.0" | "true" | "True" => Ok(1.0),
+                        "0" | "0.0" | "false" | "False" => Ok(0.0),
+                        other => bail!("{}:{line}: column '{name}' holds '{other}'; a label column holds 0 or 1", path.display()),
+                    })
+                    .collect::<Result<Vec<f32>>>()?;
+                texts.push(text);
+                targets.push(row);
+            }
+            return Ok(Self { texts, targets: Targets::MultiLabel(targets), label_names: cols.labels.clone(), ..Default::default() });
         }
-        Ok(Self { name: path.display().to_string(), texts, labels, label_names })
+        // One column of labels joined by the separator; a row may have none.
+        let split = |c: &str| c.split(cols.separator.as_str()).map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<_>>();
+        let names: std::collections::BTreeSet<String> = rows.iter().flat_map(|(_, c, _)| split(&c[0])).collect();
+        let label_names: Vec<String> = names.into_iter().collect();
+        if label_names.is_empty() {
+            bail!("{}: column '{}' holds no labels", path.display(), cols.labels[0]);
+        }
+        for (text, cells, _) in rows {
+            let mut row = vec![0.0f32; label_names.len()];
+            for l in split(&cells[0]) {
+                row[label_names.binary_search(&l).expect("collected above")] = 1.0;
+            }
+            texts.push(text);
+            targets.push(row);
+        }
+        Ok(Self { texts, targets: Targets::MultiLabel(targets), label_names, ..Default::default() })
+    }
+
+    fn values_from_cells(path: &Path, rows: Vec<(String, Vec<String>, u64)>, cols: &CsvColumns) -> Result<Self> {
+        let (mut texts, mut targets) = (Vec::new(), Vec::new());
+        for (text, cells, line) in rows {
+            let row = cells
+                .iter()
+                .zip(&cols.labels)
+                .map(|(c, name)| match c.parse::<f32>() {
+                    Ok(x) if x.is_finite() => Ok(x),
+                    _ if c.is_empty() => bail!("{}:{line}: column '{name}' is empty; every row of regression data needs a number", path.display()),
+                    _ => bail!("{}:{line}: column '{name}' holds '{c}', which is not a number", path.display()),
+                })
+                .collect::<Result<Vec<f32>>>()?;
+            texts.push(text);
+            targets.push(row);
+        }
+        Ok(Self { texts, targets: Targets::Values(targets), label_names: cols.labels.clone(), ..Default::default() })
     }
 
     /// Builds a dataset from texts and label names (labels mapped in sorted order).
@@ -168,7 +264,7 @@ impl TextDataset {
         let set: std::collections::BTreeSet<&String> = pairs.iter().map(|(_, l)| l).collect();
         let label_names: Vec<String> = set.into_iter().cloned().collect();
         let labels = pairs.iter().map(|(_, l)| label_names.iter().position(|n| n == l).unwrap() as i64).collect();
-        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), labels, label_names })
+        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), targets: Targets::Classes(labels), label_names })
     }
 
     /// Number of rows.
@@ -181,21 +277,26 @@ impl TextDataset {
         self.texts.is_empty()
     }
 
-    /// Rows per class, in label-id order.
+    /// What the targets are for.
+    pub fn task(&self) -> Task {
+        self.targets.task()
+    }
+
+    /// Rows per class (or per label, for multi-label data), in label-id
+    /// order; empty for regression.
     pub fn class_counts(&self) -> Vec<(String, usize)> {
-        let mut counts = vec![0usize; self.label_names.len()];
-        for &l in &self.labels {
-            counts[l as usize] += 1;
+        if self.task() == Task::Regression {
+            return Vec::new();
         }
-        self.label_names.iter().cloned().zip(counts).collect()
+        self.label_names.iter().cloned().zip(self.targets.label_counts(self.label_names.len())).collect()
     }
 
     /// Normalizes whitespace, then drops empty rows and exact duplicates.
     pub fn clean(&self) -> (Self, CleanReport) {
         let mut report = CleanReport { rows_before: self.len(), ..Default::default() };
         let mut seen = HashSet::new();
-        let mut out = Self { name: self.name.clone(), label_names: self.label_names.clone(), ..Default::default() };
-        for (text, &label) in self.texts.iter().zip(&self.labels) {
+        let mut out = Self { name: self.name.clone(), label_names: self.label_names.clone(), targets: self.targets.empty_like(), ..Default::default() };
+        for (i, text) in self.texts.iter().enumerate() {
             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
             if text.is_empty() {
                 report.empty += 1;
@@ -203,7 +304,7 @@ impl TextDataset {
                 report.duplicates += 1;
             } else {
                 out.texts.push(text);
-                out.labels.push(label);
+                out.targets.push_from(&self.targets, i);
             }
         }
         report.rows_after = out.len();
@@ -244,7 +345,7 @@ impl TextDataset {
         Self {
             name: if part.is_empty() { self.name.clone() } else { format!("{}/{part}", self.name) },
             texts: idx.iter().map(|&i| self.texts[i].clone()).collect(),
-            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            targets: self.targets.subset(idx),
             label_names: self.label_names.clone(),
         }
     }
@@ -252,7 +353,13 @@ impl TextDataset {
 
 impl std::fmt::Display for TextDataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let counts: Vec<String> = self.class_counts().iter().map(|(l, n)| format!("{l}: {n}")).collect();
-        write!(f, "Dataset {} ({} rows; {})", self.name, self.len(), counts.join(", "))
+        match self.task() {
+            Task::Regression => write!(f, "Dataset {} ({} rows; regression on {})", self.name, self.len(), self.label_names.join(", ")),
+            task => {
+                let counts: Vec<String> = self.class_counts().iter().map(|(l, n)| format!("{l}: {n}")).collect();
+                let kind = if task == Task::MultiLabel { "multi-label; " } else { "" };
+                write!(f, "Dataset {} ({} rows; {kind}{})", self.name, self.len(), counts.join(", "))
+            }
+        }
     }
 }

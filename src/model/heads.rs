@@ -13,7 +13,7 @@ use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
 use super::config::{Arch, EncoderConfig};
-use super::{distilbert, mean_pool, roberta, Backbone, Model, Pooling};
+use super::{distilbert, mean_pool, roberta, Backbone, Model, Pooling, Task};
 
 /// The name of a model's first head.
 pub const FIRST_HEAD: &str = "main";
@@ -65,6 +65,7 @@ pub(super) struct ParkedHead {
     pub(super) name: String,
     head: Head,
     labels: Vec<String>,
+    task: Task,
     pooling: Pooling,
     /// Its parameter names.
     pub(super) params: Vec<String>,
@@ -75,7 +76,7 @@ pub(super) struct ParkedHead {
 impl ParkedHead {
     /// What `config.json` records of it, so that loading can rebuild it.
     pub(super) fn describe(&self) -> serde_json::Value {
-        serde_json::json!({ "name": self.name, "labels": self.labels, "pooling": self.pooling.name() })
+        serde_json::json!({ "name": self.name, "labels": self.labels, "pooling": self.pooling.name(), "task": self.task.name() })
     }
 }
 
@@ -90,18 +91,16 @@ impl Model {
         std::iter::once(self.head_name.clone()).chain(self.parked.iter().map(|h| h.name.clone())).collect()
     }
 
-    /// Adds a head named `name` for `labels` on the shared backbone. It is
-    /// parked until `use_head(name)`.
-    pub fn add_head(&mut self, name: &str, labels: Vec<String>, pooling: Pooling) -> Result<()> {
+    /// Adds a head named `name` for `labels` and `task` on the shared
+    /// backbone. It is parked until `use_head(name)`.
+    pub fn add_head(&mut self, name: &str, labels: Vec<String>, pooling: Pooling, task: Task) -> Result<()> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             bail!("a head name uses letters, digits, '_' and '-' only; got '{name}'");
         }
         if self.head_names().iter().any(|n| n == name) {
             bail!("the model already has a head named '{name}'; its heads: {}", self.head_names().join(", "));
         }
-        if labels.len() < 2 {
-            bail!("a classifier needs at least 2 labels, got {}", labels.len());
-        }
+        super::check_output_count(task, labels.len())?;
         if pooling == Pooling::Pooler && self.config.arch == Arch::Bert && !self.vs.variables().keys().any(|n| n.contains("pooler.")) {
             bail!("this model has no pooler; use pooling: \"mean\"");
         }
@@ -111,7 +110,7 @@ impl Model {
         params.sort();
         self.set_flags(&params, &vec![false; params.len()]);
         let flags = vec![true; params.len()];
-        self.parked.push(ParkedHead { name: name.to_string(), head, labels, pooling, params, flags });
+        self.parked.push(ParkedHead { name: name.to_string(), head, labels, task, pooling, params, flags });
         Ok(())
     }
 
@@ -132,6 +131,7 @@ impl Model {
             name: std::mem::replace(&mut self.head_name, incoming.name),
             head: std::mem::replace(&mut self.head, incoming.head),
             labels: std::mem::replace(&mut self.labels, incoming.labels),
+            task: std::mem::replace(&mut self.task, incoming.task),
             pooling: std::mem::replace(&mut self.pooling, incoming.pooling),
             params: std::mem::replace(&mut self.head_params, incoming.params),
             flags: outgoing_flags,

@@ -25,6 +25,7 @@ pub use freeze::{LayerGroup, KINDS};
 pub use peft::LoraConfig;
 pub use hf::LoadReport;
 pub use tokenizer::TextTokenizer;
+pub use crate::task::Task;
 
 /// Names that `Model::resolve_path` maps to models in the bootstrap's cache.
 pub const NAMED_MODELS: &[(&str, &str)] = &[("minilm", "models/all-MiniLM-L6-v2"), ("all-MiniLM-L6-v2", "models/all-MiniLM-L6-v2")];
@@ -68,6 +69,8 @@ pub struct LoadOptions {
     pub labels: Option<Vec<String>>,
     /// How the encoder's output is pooled.
     pub pooling: Pooling,
+    /// What the head predicts; `None` keeps the checkpoint's (or classifies).
+    pub task: Option<Task>,
     /// Where the model's variables live.
     pub device: Device,
 }
@@ -102,8 +105,11 @@ pub struct Model {
     parked: Vec<heads::ParkedHead>,
     /// The tokenizer that came with the model.
     pub tokenizer: TextTokenizer,
-    /// Class names, by label id.
+    /// Class names, by label id (label names for multi-label heads, output
+    /// names for regression heads).
     pub labels: Vec<String>,
+    /// What the active head predicts.
+    pub task: Task,
     /// How sequences are pooled before the classifier.
     pub pooling: Pooling,
     /// What loading reported (new head, ignored buffers).
@@ -137,14 +143,15 @@ impl Model {
         let weights = hf::weights_file(dir)?;
         let tokenizer = TextTokenizer::load_from_dir(dir)?;
         let saved_labels = config.label_names();
+        let saved_task = saved_task(&raw_config, saved_labels.as_ref().map(Vec::len))?;
+        let task = opts.task.or(saved_task).unwrap_or_default();
         let labels = match (&opts.labels, saved_labels) {
             (Some(l), _) => l.clone(),
             (None, Some(l)) => l,
+            (None, None) if task == Task::Regression => vec!["LABEL_0".to_string()],
             (None, None) => bail!("{} has no classification head; give the labels (a count or a list of names)", dir.display()),
         };
-        if labels.len() < 2 {
-            bail!("a classifier needs at least 2 labels, got {}", labels.len());
-        }
+        check_output_count(task, labels.len())?;
         // The pooling the checkpoint's own head (if any) was trained with.
         let saved_pooling = raw_config.pointer("/tunebook/pooling").and_then(|v| v.as_str()).map(Pooling::parse).transpose()?.unwrap_or(Pooling::Pooler);
         let pooling = if opts.labels.is_none() { saved_pooling } else { opts.pooling };
@@ -158,7 +165,7 @@ impl Model {
         };
         let head = heads::Head::new(&root, &config, pooling, labels.len() as i64);
         // A checkpoint's head is kept only when it is the same head for the same labels.
-        let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling;
+        let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling && saved_task == Some(task);
         let head_names = ["classifier.", "pre_classifier."];
         let mut tensors = hf::read_checkpoint(&weights)?;
         if !keep_head {
@@ -173,7 +180,8 @@ impl Model {
                     bail!("{}: tunebook.heads entries need a name, labels and pooling", dir.display());
                 };
                 let labels: Vec<String> = labels.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
-                parked_specs.push((name.to_string(), labels, Pooling::parse(pooling)?));
+                let head_task = h["task"].as_str().map(Task::parse).transpose()?.unwrap_or_default();
+                parked_specs.push((name.to_string(), labels, Pooling::parse(pooling)?, head_task));
             }
         } else {
             tensors.retain(|(n, _)| !n.starts_with("heads."));
@@ -200,13 +208,14 @@ impl Model {
             parked: Vec::new(),
             tokenizer,
             labels,
+            task,
             pooling,
             load_report,
             peft: None,
         };
         // Rebuilt before the weights load, so that they load into them.
-        for (name, labels, pooling) in parked_specs {
-            model.add_head(&name, labels, pooling)?;
+        for (name, labels, pooling, head_task) in parked_specs {
+            model.add_head(&name, labels, pooling, head_task)?;
         }
         model.load_report = hf::load_weights(&model.vs, &weights, tensors, arch.prefix(), &["classifier", "pre_classifier", "pooler"], &ignorable)?;
         if model.pooling == Pooling::Mean {
@@ -239,7 +248,8 @@ impl Model {
         }
     }
 
-    /// Classification logits `[batch, labels]`.
+    /// The head's raw outputs `[batch, labels]`: logits for classification,
+    /// values for regression.
     pub fn logits(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let hidden = self.hidden_states(input_ids, token_type_ids, attention_mask, train);
         self.head.forward(&self.backbone, &hidden, attention_mask, train)
@@ -288,7 +298,7 @@ impl Model {
             }
         }
         let rows: Vec<ModuleCount> = rows.into_iter().map(|((_, module), (trainable, frozen))| ModuleCount { module, trainable, frozen }).collect();
-        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), pooling: self.pooling, device: self.device(), rows }
+        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: self.pooling, device: self.device(), rows }
     }
 
     /// Saves in the Hugging Face layout (config.json, model.safetensors and
@@ -320,6 +330,7 @@ impl Model {
             self.labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
         obj.insert("id2label".into(), id2label.into());
         obj.insert("label2id".into(), label2id.into());
+        obj.insert("problem_type".into(), self.task.problem_type().into());
         let parked: Vec<serde_json::Value> = self.parked.iter().map(|h| h.describe()).collect();
         obj.insert(
             "tunebook".into(),
@@ -327,6 +338,28 @@ impl Model {
         );
         config
     }
+}
+
+/// The task of a checkpoint's head: its `problem_type`, or what Hugging
+/// Face infers without one (one output is regression). `None` without a head.
+fn saved_task(raw_config: &serde_json::Value, saved_labels: Option<usize>) -> Result<Option<Task>> {
+    let Some(n) = saved_labels else { return Ok(None) };
+    match raw_config.get("problem_type").and_then(|p| p.as_str()) {
+        Some(p) => Task::parse(p).map(Some),
+        None if n == 1 => Ok(Some(Task::Regression)),
+        None => Ok(Some(Task::Classify)),
+    }
+}
+
+/// Refuses a head with too few outputs for its task.
+fn check_output_count(task: Task, outputs: usize) -> Result<()> {
+    if outputs < task.min_outputs() {
+        match task {
+            Task::Classify => bail!("a classifier needs at least 2 labels, got {outputs}; for one number per row use task: \"regression\""),
+            _ => bail!("a {} head needs at least 1 output", task.name()),
+        }
+    }
+    Ok(())
 }
 
 /// The mean of `hidden` over the positions where `attention_mask` is 1.
@@ -392,6 +425,8 @@ pub struct ModelSummary {
     pub name: String,
     /// Class names.
     pub labels: Vec<String>,
+    /// What the head predicts.
+    pub task: Task,
     /// Pooling used by the head.
     pub pooling: Pooling,
     /// Where the model is.
@@ -413,7 +448,12 @@ impl ModelSummary {
 
 impl std::fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "Model {} ({} labels: {}; pooling {}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.pooling.name(), self.device)?;
+        let what = match self.task {
+            Task::Classify => "labels",
+            Task::MultiLabel => "multi-label labels",
+            Task::Regression => "regression outputs",
+        };
+        writeln!(f, "Model {} ({} {what}: {}; pooling {}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.pooling.name(), self.device)?;
         writeln!(f, "{:<24} {:>12} {:>12}", "module", "trainable", "frozen")?;
         for r in &self.rows {
             writeln!(f, "{:<24} {:>12} {:>12}", r.module, group_digits(r.trainable), group_digits(r.frozen))?;

@@ -288,7 +288,7 @@ impl super::Model {
             m.dedup();
             m
         };
-        let tunebook = serde_json::json!({ "labels": self.labels, "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") });
+        let tunebook = serde_json::json!({ "labels": self.labels, "task": self.task.name(), "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") });
         let config = match method {
             PeftMethod::Lora(c) => serde_json::json!({
                 "peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
@@ -324,6 +324,12 @@ impl super::Model {
                 bail!("the adapter's head has {} labels ({}) but this model's has {}; load the base model with labels: {}", labels.len(), labels.join(", "), self.labels.len(), labels.len());
             }
             self.labels = labels;
+        }
+        if let Some(task) = tunebook.get("task").and_then(|t| t.as_str()) {
+            let task = super::Task::parse(task)?;
+            if task != self.task {
+                bail!("the adapter's head is for {} but this model's is for {}; load the base model with task: \"{}\"", task.name(), self.task.name(), task.name());
+            }
         }
         let field = |k: &str| config.get(k).ok_or_else(|| anyhow!("{}: '{k}' is missing", config_file.display()));
         match field("peft_type")?.as_str() {

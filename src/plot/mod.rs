@@ -228,13 +228,16 @@ where
     // Losses fall, so the upper right is where the chart is empty.
     chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw().map_err(err)?;
 
-    let acc: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch as f64, v.accuracy))).collect();
+    // The task's headline metric: accuracy, or R² for regression (which can go below 0).
+    let metric = run.epochs.iter().find_map(|e| e.val).map_or("accuracy", |v| v.task.headline_metric());
+    let acc: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.and_then(|v| v.metric(metric)).map(|m| (e.epoch as f64, m))).collect();
     let max_epoch = run.epochs.len().max(1) as f64;
     let (lo, hi) = acc.iter().fold((1.0f64, 0.0f64), |(lo, hi), a| (lo.min(a.1), hi.max(a.1)));
-    let (lo, hi) = if acc.is_empty() { (0.0, 1.0) } else { ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0)) };
-    let caption = if acc.is_empty() { "validation accuracy (no validation set)" } else { "validation accuracy" };
+    let (lo, hi) = if acc.is_empty() { (0.0, 1.0) } else { ((lo - 0.05).max(if metric == "r2" { f64::MIN } else { 0.0 }), (hi + 0.05).min(1.0)) };
+    let title = if metric == "r2" { "validation R²" } else { "validation accuracy" };
+    let caption = if acc.is_empty() { format!("{title} (no validation set)") } else { title.to_string() };
     let mut chart = ChartBuilder::on(&right)
-        .caption(caption, ("sans-serif", 18))
+        .caption(&caption, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(32)
         .y_label_area_size(50)
@@ -273,7 +276,7 @@ mod tests {
     fn run(interrupted: bool) -> TrainRun {
         TrainRun {
             steps: (1..=40).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt(), lr: 1e-4 }).collect(),
-            epochs: (1..=2).map(|e| EpochRecord { epoch: e, train_loss: 0.5, val: Some(EvalResult { f1: 0.7, loss: 0.4 / e as f64, accuracy: 0.7 + 0.05 * e as f64, rows: 10 }), elapsed: 1.0 }).collect(),
+            epochs: (1..=2).map(|e| EpochRecord { epoch: e, train_loss: 0.5, val: Some(EvalResult { f1: Some(0.7), loss: 0.4 / e as f64, accuracy: Some(0.7 + 0.05 * e as f64), rows: 10, task: crate::task::Task::Classify, mse: None, mae: None, r2: None }), elapsed: 1.0 }).collect(),
             interrupted,
             ..Default::default()
         }

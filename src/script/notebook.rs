@@ -304,15 +304,16 @@ impl LiveTraining {
         }
         let notes_html: String = self.notes.iter().map(|n| format!("<div><code>{}</code></div>", html_escape(n))).collect();
         let mut rows = String::new();
+        let metric = self.history.iter().find_map(|e| e.val).map_or("accuracy", |v| v.task.headline_metric());
         for e in &self.history {
-            let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), format!("{:.4}", v.accuracy))).unwrap_or_default();
-            plain.push_str(&format!("\nepoch {}/{}: train_loss {:.4}  val_loss {vl}  val_accuracy {va}  ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
+            let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), v.metric(metric).map(|m| format!("{m:.4}")).unwrap_or_default())).unwrap_or_default();
+            plain.push_str(&format!("\nepoch {}/{}: train_loss {:.4}  val_loss {vl}  val_{metric} {va}  ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
             rows.push_str(&format!("<tr><td>{}</td><td>{:.4}</td><td>{vl}</td><td>{va}</td><td>{:.0}s</td></tr>", e.epoch, e.train_loss, e.elapsed));
         }
         let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
         let html = format!(
             "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>{notes_html}\
-             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
+             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_{metric}</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
             html_escape(&self.progress_line()),
             self.chart_svg
         );

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::EvalResult;
+use crate::task::Task;
 
 /// The validation metric to watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,11 +16,15 @@ pub enum Monitor {
     ValAccuracy,
     /// Macro F1; higher is better.
     ValF1,
+    /// Mean absolute error (regression); lower is better.
+    ValMae,
+    /// R² (regression); higher is better.
+    ValR2,
 }
 
 impl Monitor {
     /// Valid names.
-    pub const NAMES: &'static [&'static str] = &["val_loss", "val_accuracy", "val_f1"];
+    pub const NAMES: &'static [&'static str] = &["val_loss", "val_accuracy", "val_f1", "val_mae", "val_r2"];
 
     /// Parses a metric name.
     pub fn parse(s: &str) -> Result<Self> {
@@ -27,16 +32,32 @@ impl Monitor {
             "val_loss" => Ok(Self::ValLoss),
             "val_accuracy" => Ok(Self::ValAccuracy),
             "val_f1" => Ok(Self::ValF1),
+            "val_mae" => Ok(Self::ValMae),
+            "val_r2" => Ok(Self::ValR2),
             _ => bail!("unknown metric '{s}'; valid: {}", Self::NAMES.join(", ")),
         }
     }
 
+    /// The metric's name in an evaluation (`loss`, `accuracy`, ...).
+    fn metric(self) -> &'static str {
+        Self::NAMES[self as usize].trim_start_matches("val_")
+    }
+
+    /// Refuses a metric that a head's task does not report.
+    pub fn check(self, task: Task) -> Result<()> {
+        if self != Self::ValLoss && !task.metric_names().contains(&self.metric()) {
+            let valid: Vec<String> = std::iter::once("val_loss".to_string()).chain(task.metric_names().iter().filter(|&&m| m != "mse").map(|m| format!("val_{m}"))).collect();
+            bail!("early stopping cannot watch {} on a {} head; valid: {}", Self::NAMES[self as usize], task.name(), valid.join(", "));
+        }
+        Ok(())
+    }
+
     /// The metric's value, signed so that higher is always better.
     fn score(self, r: &EvalResult) -> f64 {
+        let value = r.metric(self.metric()).unwrap_or(f64::NAN);
         match self {
-            Self::ValLoss => -r.loss,
-            Self::ValAccuracy => r.accuracy,
-            Self::ValF1 => r.f1,
+            Self::ValLoss | Self::ValMae => -value,
+            Self::ValAccuracy | Self::ValF1 | Self::ValR2 => value,
         }
     }
 }
@@ -113,7 +134,7 @@ mod tests {
     use super::*;
 
     fn result(loss: f64) -> EvalResult {
-        EvalResult { loss, accuracy: 1.0 - loss, f1: 1.0 - loss, rows: 10 }
+        EvalResult { loss, task: Task::Classify, accuracy: Some(1.0 - loss), f1: Some(1.0 - loss), mse: None, mae: None, r2: None, rows: 10 }
     }
 
     #[test]

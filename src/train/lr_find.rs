@@ -70,7 +70,7 @@ pub fn lr_find(model: &mut Model, train: &DataLoader, fit: &FitOptions, opts: &L
             let lr = opts.start * (ratio * i as f64 / (opts.steps - 1) as f64).exp();
             let batch = train.data.collate(&rows, device);
             let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
-            let loss = logits.cross_entropy_for_logits(&batch.labels);
+            let loss = super::Loss::default_for(model.task).compute(&logits, &batch.labels, None, 0.0);
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(lr);

@@ -1,6 +1,8 @@
-//! Classification metrics from a confusion matrix: accuracy, precision,
-//! recall and F1 per class and macro-averaged (as scikit-learn computes
-//! them, with 0 where a ratio has no denominator).
+//! Evaluation metrics, as scikit-learn computes them (with 0 where a ratio
+//! has no denominator): for classes, a confusion matrix with accuracy and
+//! precision, recall and F1 per class and macro-averaged; for multi-label
+//! data, the same per label plus exact-match accuracy; for regression,
+//! MSE, MAE and R².
 
 /// Counts of (true class, predicted class).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +78,156 @@ impl Confusion {
     }
 }
 
+/// Per-label counts of multi-label predictions (a label is predicted when
+/// its probability is at least 0.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiLabelCounts {
+    /// Per label: (true positives, false positives, false negatives).
+    pub counts: Vec<(i64, i64, i64)>,
+    /// Rows whose every label was predicted right.
+    pub exact: i64,
+    /// Rows counted.
+    pub rows: i64,
+}
+
+impl MultiLabelCounts {
+    /// Empty counts for `labels` labels.
+    pub fn new(labels: usize) -> Self {
+        Self { counts: vec![(0, 0, 0); labels], exact: 0, rows: 0 }
+    }
+
+    /// Counts rows of 0/1 truths and 0/1 predictions, `labels` entries each.
+    pub fn add(&mut self, truth: &[f32], predicted: &[f32]) {
+        let n = self.counts.len().max(1);
+        for (t_row, p_row) in truth.chunks(n).zip(predicted.chunks(n)) {
+            let mut all_right = true;
+            for (c, (&t, &p)) in self.counts.iter_mut().zip(t_row.iter().zip(p_row)) {
+                let (t, p) = (t > 0.5, p > 0.5);
+                match (t, p) {
+                    (true, true) => c.0 += 1,
+                    (false, true) => c.1 += 1,
+                    (true, false) => c.2 += 1,
+                    (false, false) => {}
+                }
+                all_right &= t == p;
+            }
+            self.exact += i64::from(all_right);
+            self.rows += 1;
+        }
+    }
+
+    /// The share of rows with every label right (scikit-learn's
+    /// `accuracy_score` on multi-label data).
+    pub fn exact_match(&self) -> f64 {
+        ratio(self.exact, self.rows)
+    }
+
+    /// Precision, recall, F1 and support of each label.
+    pub fn per_label(&self) -> Vec<ClassScores> {
+        self.counts
+            .iter()
+            .map(|&(tp, fp, fn_)| {
+                let (precision, recall) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
+                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+                ClassScores { precision, recall, f1, support: tp + fn_ }
+            })
+            .collect()
+    }
+
+    /// The unweighted mean of each label's precision, recall and F1.
+    pub fn macro_scores(&self) -> (f64, f64, f64) {
+        let per = self.per_label();
+        let n = per.len().max(1) as f64;
+        (per.iter().map(|s| s.precision).sum::<f64>() / n, per.iter().map(|s| s.recall).sum::<f64>() / n, per.iter().map(|s| s.f1).sum::<f64>() / n)
+    }
+}
+
+/// Predictions and targets of a regression, kept to compute MSE, MAE and R².
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegressionScores {
+    outputs: usize,
+    predicted: Vec<f64>,
+    truth: Vec<f64>,
+}
+
+impl RegressionScores {
+    /// Empty scores for `outputs` numbers per row.
+    pub fn new(outputs: usize) -> Self {
+        Self { outputs: outputs.max(1), ..Default::default() }
+    }
+
+    /// Adds rows (`outputs` numbers each) of targets and predictions.
+    pub fn add(&mut self, truth: &[f32], predicted: &[f32]) {
+        self.truth.extend(truth.iter().map(|&x| f64::from(x)));
+        self.predicted.extend(predicted.iter().map(|&x| f64::from(x)));
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.truth.iter().copied().zip(self.predicted.iter().copied())
+    }
+
+    /// Mean squared error over every output of every row.
+    pub fn mse(&self) -> f64 {
+        self.pairs().map(|(t, p)| (t - p).powi(2)).sum::<f64>() / self.truth.len().max(1) as f64
+    }
+
+    /// Mean absolute error over every output of every row.
+    pub fn mae(&self) -> f64 {
+        self.pairs().map(|(t, p)| (t - p).abs()).sum::<f64>() / self.truth.len().max(1) as f64
+    }
+
+    /// R² per output, averaged (scikit-learn's `r2_score`, uniform average:
+    /// an output with constant targets scores 1 if predicted exactly, else 0).
+    pub fn r2(&self) -> f64 {
+        let k = self.outputs;
+        let rows = self.truth.len() / k;
+        if rows == 0 {
+            return 0.0;
+        }
+        let per_output = (0..k).map(|o| {
+            let col = |v: &[f64]| v.iter().skip(o).step_by(k).copied().collect::<Vec<f64>>();
+            let (t, p) = (col(&self.truth), col(&self.predicted));
+            let mean = t.iter().sum::<f64>() / rows as f64;
+            let ss_res: f64 = t.iter().zip(&p).map(|(t, p)| (t - p).powi(2)).sum();
+            let ss_tot: f64 = t.iter().map(|t| (t - mean).powi(2)).sum();
+            match (ss_tot == 0.0, ss_res == 0.0) {
+                (true, true) => 1.0,
+                (true, false) => 0.0,
+                _ => 1.0 - ss_res / ss_tot,
+            }
+        });
+        per_output.sum::<f64>() / k as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Confusion;
+    use super::{Confusion, MultiLabelCounts, RegressionScores};
+
+    #[test]
+    fn multi_label_scores_match_scikit_learn() {
+        // y = [[1,0,1],[0,1,0],[1,1,0],[0,0,1]], p = [[1,0,0],[0,1,0],[1,0,0],[1,0,1]]:
+        // accuracy_score 0.25; f1_score(average=None) = [0.8, 0.6667, 0.6667].
+        let mut m = MultiLabelCounts::new(3);
+        m.add(&[1., 0., 1., 0., 1., 0., 1., 1., 0., 0., 0., 1.], &[1., 0., 0., 0., 1., 0., 1., 0., 0., 1., 0., 1.]);
+        assert!((m.exact_match() - 0.25).abs() < 1e-12, "{}", m.exact_match());
+        let f1: Vec<f64> = m.per_label().iter().map(|s| s.f1).collect();
+        assert!((f1[0] - 0.8).abs() < 1e-12 && (f1[1] - 2.0 / 3.0).abs() < 1e-12 && (f1[2] - 2.0 / 3.0).abs() < 1e-12, "{f1:?}");
+    }
+
+    #[test]
+    fn regression_scores_match_scikit_learn() {
+        // r2_score([3, -0.5, 2, 7], [2.5, 0.0, 2, 8]) = 0.9486081370449679; MSE 0.375, MAE 0.5.
+        let mut r = RegressionScores::new(1);
+        r.add(&[3.0, -0.5], &[2.5, 0.0]);
+        r.add(&[2.0, 7.0], &[2.0, 8.0]);
+        assert!((r.r2() - 0.948_608_137_044_967_9).abs() < 1e-9, "{}", r.r2());
+        assert!((r.mse() - 0.375).abs() < 1e-12 && (r.mae() - 0.5).abs() < 1e-12);
+        // Two outputs, uniform average: r2_score([[0.5, 1], [-1, 1], [7, -6]], [[0, 2], [-1, 2], [8, -5]]) = 0.9368005266622779.
+        let mut r = RegressionScores::new(2);
+        r.add(&[0.5, 1.0, -1.0, 1.0, 7.0, -6.0], &[0.0, 2.0, -1.0, 2.0, 8.0, -5.0]);
+        assert!((r.r2() - 0.936_800_526_662_277_9).abs() < 1e-9, "{}", r.r2());
+    }
 
     #[test]
     fn scores_match_scikit_learn() {

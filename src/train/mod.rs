@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod early_stopping;
 pub mod history;
+pub mod loss;
 pub mod lr_find;
 pub mod metrics;
 pub mod optim;
@@ -19,12 +20,14 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::{DataLoader, TokenizedDataset};
 use crate::model::Model;
+use crate::task::Task;
+pub use loss::Loss;
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use optim::{Method, Optimizer};
 pub use schedule::Schedule;
 pub use checkpoint::CheckpointOptions;
 pub use lr_find::{lr_find, LrFind, LrFindOptions};
-pub use metrics::Confusion;
+pub use metrics::{Confusion, MultiLabelCounts, RegressionScores};
 pub use unfreeze::{LayerRates, Unfreezing};
 
 /// Weights of each class in the training loss.
@@ -66,6 +69,9 @@ pub struct FitOptions {
     pub unfreezing: Option<Unfreezing>,
     /// Learning rates per layer group.
     pub layer_rates: LayerRates,
+    /// The training loss; `None` takes the head's task's default
+    /// (cross-entropy, binary cross-entropy or MSE).
+    pub loss: Option<Loss>,
     /// Label smoothing of the cross-entropy (0 = none).
     pub label_smoothing: f64,
     /// Class weights of the training loss, if any.
@@ -100,6 +106,7 @@ impl Default for FitOptions {
             eps: 1e-8,
             unfreezing: None,
             layer_rates: LayerRates::default(),
+            loss: None,
             label_smoothing: 0.0,
             class_weights: None,
             accumulate: 1,
@@ -111,17 +118,66 @@ impl Default for FitOptions {
     }
 }
 
-/// Loss and accuracy over a dataset.
+/// The loss and the task's metrics over a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
-    /// Mean cross-entropy.
+    /// Mean loss: cross-entropy, binary cross-entropy or MSE, by task.
     pub loss: f64,
-    /// Share of rows whose top class is the label.
-    pub accuracy: f64,
-    /// Macro-averaged F1.
-    pub f1: f64,
+    /// The task evaluated.
+    #[serde(default)]
+    pub task: Task,
+    /// Classification: the share of rows whose top class is the label;
+    /// multi-label: the share with every label right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Macro-averaged F1 (over classes, or over labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    /// Regression: mean squared error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mse: Option<f64>,
+    /// Regression: mean absolute error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    /// Regression: the coefficient of determination (1 is perfect, 0 is
+    /// no better than predicting the mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r2: Option<f64>,
     /// Rows evaluated.
     pub rows: usize,
+}
+
+impl EvalResult {
+    /// A metric by name (`loss`, `accuracy`, `f1`, `mse`, `mae`, `r2`),
+    /// when the task has it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            "accuracy" => self.accuracy,
+            "f1" => self.f1,
+            "mse" => self.mse,
+            "mae" => self.mae,
+            "r2" => self.r2,
+            _ => None,
+        }
+    }
+
+    /// The task's metrics with their names, the loss first.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        std::iter::once(("loss", self.loss)).chain(self.task.metric_names().iter().filter_map(|&n| self.metric(n).map(|v| (n, v)))).collect()
+    }
+
+    /// The loss and the task's headline metric, each name after `prefix`:
+    /// `val_loss 0.4102, val_accuracy 0.8125` (with F1 for multi-label
+    /// data, MAE and R² for regression).
+    pub fn summary(&self, prefix: &str) -> String {
+        let shown: &[&str] = match self.task {
+            Task::Classify => &["loss", "accuracy"],
+            Task::MultiLabel => &["loss", "accuracy", "f1"],
+            Task::Regression => &["loss", "mae", "r2"],
+        };
+        shown.iter().filter_map(|&n| self.metric(n).map(|v| format!("{prefix}{n} {v:.4}"))).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// What one epoch produced.
@@ -203,9 +259,9 @@ impl TrainRun {
         self.epochs.iter().rev().find_map(|e| e.val)
     }
 
-    /// The best validation accuracy of any epoch.
+    /// The best validation accuracy of any epoch (none for regression).
     pub fn best_val_accuracy(&self) -> Option<f64> {
-        self.epochs.iter().filter_map(|e| e.val.map(|v| v.accuracy)).reduce(f64::max)
+        self.epochs.iter().filter_map(|e| e.val.and_then(|v| v.accuracy)).reduce(f64::max)
     }
 }
 
@@ -213,7 +269,7 @@ impl std::fmt::Display for TrainRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Run: {} epochs, {} steps in {:.1}s ({:.1} samples/s) on {}", self.epochs.len(), self.steps.len(), self.seconds, self.samples_per_sec, self.device)?;
         if let Some(v) = self.final_val() {
-            write!(f, "; val_loss {:.4}, val_accuracy {:.4}", v.loss, v.accuracy)?;
+            write!(f, "; {}", v.summary("val_"))?;
         }
         if self.interrupted {
             write!(f, " (interrupted)")?;
@@ -311,7 +367,7 @@ impl TrainEvent {
             Self::Warning(text) => Some(format!("warning: {text}")),
             Self::Checkpoint { epoch, path } => Some(format!("epoch {epoch}: checkpoint saved to {path}")),
             Self::Resumed { epoch, step } => Some(format!("resumed after epoch {epoch} (step {step})")),
-            Self::Evaluated(e) => Some(format!("step {}: val_loss {:.4}, val_accuracy {:.4}, val_f1 {:.4}", e.step, e.result.loss, e.result.accuracy, e.result.f1)),
+            Self::Evaluated(e) => Some(format!("step {}: {}", e.step, e.result.summary("val_"))),
             _ => None,
         }
     }
@@ -400,6 +456,17 @@ pub fn fit(
         check_labels(model, &v.data)?;
     }
     adopt_label_names(model, &train.data);
+    let loss = opts.loss.unwrap_or(Loss::default_for(model.task));
+    loss.check(model.task)?;
+    if model.task != Task::Classify && opts.label_smoothing > 0.0 {
+        bail!("label_smoothing applies to single-label classification; this head is for {}", model.task.name());
+    }
+    if model.task != Task::Classify && opts.class_weights.is_some() {
+        bail!("class_weights apply to single-label classification; this head is for {}", model.task.name());
+    }
+    if let Some(es) = &opts.early_stopping {
+        es.monitor.check(model.task)?;
+    }
     if opts.eval_every.is_some() && val.is_none() {
         bail!("eval_every evaluates on the validation set: give fit a validation loader");
     }
@@ -420,7 +487,7 @@ pub fn fit(
     let scales = opts.layer_rates.scales(model, opts.lr)?;
     let lr_groups = if opts.layer_rates.is_uniform() { Vec::new() } else { unfreeze::group_rates(&groups, &scales, opts.lr) };
     let params = param_specs(model, opts.weight_decay, &scales);
-    let result = fit_inner(model, train, val, opts, observer, stop, params, lr_groups, &start_mask, &groups);
+    let result = fit_inner(model, train, val, opts, observer, stop, params, lr_groups, &start_mask, &groups, loss);
     if opts.unfreezing.is_some() {
         // The freeze the user set is theirs: put it back, finished or not.
         model.set_trainable_mask(&start_mask);
@@ -440,6 +507,7 @@ fn fit_inner(
     lr_groups: Vec<(String, f64)>,
     start_mask: &[(String, bool)],
     groups: &[crate::model::LayerGroup],
+    loss_kind: Loss,
 ) -> Result<TrainRun> {
     let first_unfrozen = opts.unfreezing.and_then(|u| apply_unfreezing(model, u, 1, start_mask, groups));
     let summary = model.summary();
@@ -474,8 +542,8 @@ fn fit_inner(
     let mut tracker = opts.early_stopping.clone().map(early_stopping::Tracker::new);
     let mut all_params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
     let loss_weights = class_weight_tensor(opts, &train.data, model.labels.len(), device)?;
-    if let Some(v) = val {
-        let present = v.data.labels.iter().collect::<std::collections::HashSet<_>>().len();
+    if let Some(v) = val.filter(|v| v.data.task() == Task::Classify) {
+        let present = v.data.targets.label_counts(model.labels.len()).iter().filter(|&&n| n > 0).count();
         if present < 2 {
             observer.on_event(&TrainEvent::Warning(format!(
                 "the validation set has {present} class of {}: its accuracy says little; split with more rows or stratify",
@@ -553,7 +621,7 @@ fn fit_inner(
             for rows in group {
                 let batch = train.data.collate(rows, device);
                 let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
-                let loss = logits.cross_entropy_loss::<&Tensor>(&batch.labels, loss_weights.as_ref(), tch::Reduction::Mean, -100, opts.label_smoothing);
+                let loss = loss_kind.compute(&logits, &batch.labels, loss_weights.as_ref(), opts.label_smoothing);
                 // Each batch counts by its rows, so accumulated steps equal one big batch.
                 let share = batch.size as f64 / group_rows as f64;
                 let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
@@ -694,6 +762,26 @@ fn adopt_label_names(model: &mut Model, data: &TokenizedDataset) {
 }
 
 fn check_labels(model: &Model, data: &TokenizedDataset) -> Result<()> {
+    let task = data.task();
+    if task != model.task {
+        bail!(
+            "the data is labelled for {} but the model's head is for {}; load the model with task: \"{}\"{}",
+            task.name(),
+            model.task.name(),
+            task.name(),
+            if task == Task::Classify { String::new() } else { format!(" and labels: {}", data.label_names.len()) }
+        );
+    }
+    if task != Task::Classify && data.label_names.len() != model.labels.len() {
+        let what = if task == Task::Regression { "outputs" } else { "labels" };
+        bail!(
+            "the data has {} {what} ({}) but the model's head has {}; load the model with labels: {}",
+            data.label_names.len(),
+            data.label_names.join(", "),
+            model.labels.len(),
+            data.label_names.len()
+        );
+    }
     if data.label_names.len() > model.labels.len() {
         bail!(
             "the data has {} classes ({}) but the model's head has {} ({}); load the model with labels: {}",
@@ -707,37 +795,70 @@ fn check_labels(model: &Model, data: &TokenizedDataset) -> Result<()> {
     Ok(())
 }
 
-/// Loss, accuracy and macro F1 of `model` on every batch of `data`, without gradients.
-pub fn evaluate(model: &Model, data: &DataLoader) -> EvalResult {
-    evaluate_detailed(model, data).0
+/// What an evaluation counted, by task: the per-class and per-label
+/// scores come from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalDetail {
+    /// Single-label classification: the confusion matrix.
+    Classes(Confusion),
+    /// Multi-label classification: counts per label.
+    MultiLabel(MultiLabelCounts),
+    /// Regression: predictions and targets.
+    Regression(RegressionScores),
 }
 
-/// As `evaluate`, with the confusion matrix (per-class scores come from it).
-pub fn evaluate_detailed(model: &Model, data: &DataLoader) -> (EvalResult, Confusion) {
-    evaluate_with_stop(model, data, None).expect("no stop flag, so evaluation runs to the end")
+/// The loss and the task's metrics of `model` on every batch of `data`,
+/// without gradients.
+pub fn evaluate(model: &Model, data: &DataLoader) -> Result<EvalResult> {
+    Ok(evaluate_detailed(model, data)?.0)
+}
+
+/// As `evaluate`, with what it counted (the confusion matrix, per-label
+/// counts, or the predictions of a regression).
+pub fn evaluate_detailed(model: &Model, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
+    check_labels(model, &data.data)?;
+    Ok(evaluate_with_stop(model, data, None).expect("no stop flag, so evaluation runs to the end"))
 }
 
 /// As `evaluate_detailed`, but returns `None` if `stop` is set between batches.
-fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>) -> Option<(EvalResult, Confusion)> {
+fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>) -> Option<(EvalResult, EvalDetail)> {
     let device = model.device();
+    let task = model.task;
+    let loss_kind = Loss::default_for(task);
     let (mut loss_sum, mut rows) = (0.0, 0usize);
-    let mut confusion = Confusion::new(model.labels.len());
+    let mut detail = match task {
+        Task::Classify => EvalDetail::Classes(Confusion::new(model.labels.len())),
+        Task::MultiLabel => EvalDetail::MultiLabel(MultiLabelCounts::new(model.labels.len())),
+        Task::Regression => EvalDetail::Regression(RegressionScores::new(model.labels.len())),
+    };
     let _guard = tch::no_grad_guard();
+    let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
     for batch_rows in data.batch_indices(0) {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return None;
         }
         let batch = data.data.collate(&batch_rows, device);
-        let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
-        let loss = logits.cross_entropy_for_logits(&batch.labels).double_value(&[]);
+        let outputs = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
+        let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
         loss_sum += loss * batch.size as f64;
-        let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).unwrap_or_default();
-        let truth = Vec::<i64>::try_from(batch.labels.to_device(Device::Cpu)).unwrap_or_default();
-        confusion.add(&truth, &predicted);
+        match &mut detail {
+            EvalDetail::Classes(confusion) => {
+                let predicted = Vec::<i64>::try_from(outputs.argmax(-1, false).to_device(Device::Cpu)).unwrap_or_default();
+                let truth = Vec::<i64>::try_from(batch.labels.to_device(Device::Cpu)).unwrap_or_default();
+                confusion.add(&truth, &predicted);
+            }
+            EvalDetail::MultiLabel(counts) => counts.add(&floats(&batch.labels), &floats(&outputs.ge(0.0))),
+            EvalDetail::Regression(scores) => scores.add(&floats(&batch.labels), &floats(&outputs)),
+        }
         rows += batch.size;
     }
-    let (_, _, f1) = confusion.macro_scores();
-    Some((EvalResult { loss: loss_sum / rows.max(1) as f64, accuracy: confusion.accuracy(), f1, rows }, confusion))
+    let mut result = EvalResult { loss: loss_sum / rows.max(1) as f64, task, accuracy: None, f1: None, mse: None, mae: None, r2: None, rows };
+    match &detail {
+        EvalDetail::Classes(c) => (result.accuracy, result.f1) = (Some(c.accuracy()), Some(c.macro_scores().2)),
+        EvalDetail::MultiLabel(c) => (result.accuracy, result.f1) = (Some(c.exact_match()), Some(c.macro_scores().2)),
+        EvalDetail::Regression(r) => (result.mse, result.mae, result.r2) = (Some(r.mse()), Some(r.mae()), Some(r.r2())),
+    }
+    Some((result, detail))
 }
 
 /// The class weights of the training loss as a tensor, if any.
@@ -754,13 +875,8 @@ fn class_weight_tensor(opts: &FitOptions, data: &TokenizedDataset, classes: usiz
             w.clone()
         }
         Some(ClassWeights::Balanced) => {
-            let mut counts = vec![0usize; classes];
-            for &l in &data.labels {
-                if let Some(c) = counts.get_mut(l as usize) {
-                    *c += 1;
-                }
-            }
-            let n = data.labels.len() as f64;
+            let counts = data.targets.label_counts(classes);
+            let n = data.len() as f64;
             counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
         }
     };
@@ -772,7 +888,7 @@ fn encode_texts(model: &Model, texts: &[String], max_len: usize) -> Result<Token
     let unlabelled = crate::data::TextDataset {
         name: "predict".into(),
         texts: texts.to_vec(),
-        labels: vec![0; texts.len()],
+        targets: crate::data::Targets::Classes(vec![0; texts.len()]),
         label_names: model.labels.clone(),
     };
     TokenizedDataset::new(&unlabelled, &model.tokenizer, max_len)
@@ -799,19 +915,43 @@ pub fn embed(model: &Model, texts: &[String], max_len: usize) -> Result<Tensor> 
     Ok(Tensor::cat(&parts, 0))
 }
 
-/// The predicted class and its probability for each text.
-pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<(String, f64)>> {
+/// What the model predicts for one text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prediction {
+    /// Single-label: the top class and its probability.
+    Class {
+        /// The class's name.
+        label: String,
+        /// Its softmax probability.
+        score: f64,
+    },
+    /// Multi-label: every label's sigmoid probability, in label order; a
+    /// label is predicted when it is at least 0.5.
+    Labels(Vec<(String, f64)>),
+    /// Regression: each output's value, in output order.
+    Values(Vec<(String, f64)>),
+}
+
+/// The prediction for each text, by the head's task.
+pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
     let data = encode_texts(model, texts, max_len)?;
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(texts.len());
     let rows: Vec<usize> = (0..texts.len()).collect();
+    let named = |row: Vec<f64>| model.labels.iter().cloned().zip(row).collect::<Vec<_>>();
     for chunk in rows.chunks(64) {
         let batch = data.collate(chunk, model.device());
-        let probs = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false).softmax(-1, Kind::Float);
-        let (p, idx) = probs.max_dim(-1, false);
-        let p: Vec<f64> = Vec::<f64>::try_from(p.to_kind(Kind::Double).to_device(Device::Cpu))?;
-        let idx: Vec<i64> = Vec::<i64>::try_from(idx.to_device(Device::Cpu))?;
-        out.extend(idx.into_iter().zip(p).map(|(i, p)| (model.labels[i as usize].clone(), p)));
+        let outputs = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false).to_kind(Kind::Double).to_device(Device::Cpu);
+        match model.task {
+            Task::Classify => {
+                let (p, idx) = outputs.softmax(-1, Kind::Double).max_dim(-1, false);
+                let p: Vec<f64> = Vec::<f64>::try_from(p)?;
+                let idx: Vec<i64> = Vec::<i64>::try_from(idx)?;
+                out.extend(idx.into_iter().zip(p).map(|(i, score)| Prediction::Class { label: model.labels[i as usize].clone(), score }));
+            }
+            Task::MultiLabel => out.extend(Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r)))),
+            Task::Regression => out.extend(Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r)))),
+        }
     }
     Ok(out)
 }

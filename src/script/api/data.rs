@@ -7,7 +7,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::ModelHandle;
 use crate::data::{CsvColumns, DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use crate::script::options::Options;
+use crate::script::options::{script_error, Options};
+use crate::task::Task;
 use crate::script::{guard, Context};
 
 /// A dataset of labelled texts.
@@ -26,10 +27,33 @@ type R<T> = Result<T, Box<EvalAltResult>>;
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
     let o = Options::new("load_dataset", opts)?;
-    let cols = CsvColumns { text: o.string("text", "text")?, label: o.string("label", "label")? };
+    let task = Task::parse(&o.choice("task", "classify", Task::NAMES)?).map_err(|e| script_error(e.to_string()))?;
+    let labels = match o.get("label") {
+        None => vec!["label".to_string()],
+        Some(v) if v.is_string() => vec![v.clone().into_string().unwrap()],
+        Some(v) if v.is_array() => v
+            .clone()
+            .into_array()
+            .unwrap()
+            .into_iter()
+            .map(|x| x.into_string().map_err(|t| script_error(format!("load_dataset: 'label' must hold column names, found a {t}"))))
+            .collect::<R<Vec<String>>>()?,
+        Some(v) => return Err(script_error(format!("load_dataset: option 'label' must be a column name or an array of them, got {}", v.type_name()))),
+    };
+    let separator = o.string("separator", "|")?;
+    if separator.is_empty() {
+        return Err(script_error("load_dataset: option 'separator' must not be empty"));
+    }
+    if o.get("separator").is_some() && task != Task::MultiLabel {
+        return Err(script_error("load_dataset: 'separator' splits a multi-label column; add task: \"multi_label\""));
+    }
+    let cols = CsvColumns { text: o.string("text", "text")?, labels, task, separator };
     guard(|| {
         let path = Path::new(name);
         let data = if crate::data::NAMED_DATASETS.contains(&name) {
+            if task != Task::Classify {
+                anyhow::bail!("'{name}' is labelled for classification; task: \"{}\" needs a CSV file with such labels", task.name());
+            }
             TextDataset::named(name, &ctx.cache)?
         } else if path.is_file() {
             TextDataset::from_csv(path, &cols)?
@@ -76,12 +100,12 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("head", |d: &mut DatasetHandle, n: i64| -> Array {
         d.0.texts
             .iter()
-            .zip(&d.0.labels)
             .take(n.max(0) as usize)
-            .map(|(t, &l)| {
+            .enumerate()
+            .map(|(i, t)| {
                 let mut m = Map::new();
                 m.insert("text".into(), t.clone().into());
-                m.insert("label".into(), d.0.label_names[l as usize].clone().into());
+                m.insert("label".into(), d.0.targets.describe_row(i, &d.0.label_names).into());
                 Dynamic::from(m)
             })
             .collect()

@@ -118,21 +118,22 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
         return Some((s.to_string(), Some(html)));
     }
     if let Some(d) = value.clone().try_cast::<DatasetHandle>() {
-        let rows: Vec<Vec<String>> = d.0.texts.iter().zip(&d.0.labels).take(5).map(|(t, &l)| vec![t.clone(), d.0.label_names[l as usize].clone()]).collect();
+        let rows: Vec<Vec<String>> = d.0.texts.iter().take(5).enumerate().map(|(i, t)| vec![t.clone(), d.0.targets.describe_row(i, &d.0.label_names)]).collect();
         let html = format!("<b>{}</b><br>{}", html_escape(&d.0.to_string()), table(&["text", "label"], &rows));
         return Some((d.0.to_string(), Some(html)));
     }
     if let Some(r) = value.clone().try_cast::<RunHandle>() {
+        let metric = r.0.epochs.iter().find_map(|e| e.val).map_or("accuracy", |v| v.task.headline_metric());
         let rows: Vec<Vec<String>> = r
             .0
             .epochs
             .iter()
             .map(|e| {
-                let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), format!("{:.4}", v.accuracy))).unwrap_or_default();
+                let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), v.metric(metric).map(|m| format!("{m:.4}")).unwrap_or_default())).unwrap_or_default();
                 vec![e.epoch.to_string(), format!("{:.4}", e.train_loss), vl, va, format!("{:.0}s", e.elapsed)]
             })
             .collect();
-        let html = format!("<b>{}</b><br>{}", html_escape(&r.0.to_string()), table(&["epoch", "train_loss", "val_loss", "val_accuracy", "time"], &rows));
+        let html = format!("<b>{}</b><br>{}", html_escape(&r.0.to_string()), table(&["epoch", "train_loss", "val_loss", &format!("val_{metric}"), "time"], &rows));
         return Some((r.0.to_string(), Some(html)));
     }
     if let Some(t) = value.clone().try_cast::<TableHandle>() {

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use crate::model::{LoadOptions, Model, Pooling};
+use crate::model::{LoadOptions, Model, Pooling, Task};
 use crate::runtime::{resolve_device, DeviceRequest};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
@@ -16,14 +16,24 @@ pub(crate) struct ModelHandle(pub Rc<RefCell<Model>>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
+/// The `task` option; `None` when absent.
+fn task_option(o: &Options) -> R<Option<Task>> {
+    match o.get("task") {
+        None => Ok(None),
+        Some(_) => Task::parse(&o.choice("task", "classify", Task::NAMES)?).map(Some).map_err(|e| script_error(e.to_string())),
+    }
+}
+
 /// The `labels` option: a count (`LABEL_0`, ...) or an array of names.
-fn labels_option(func: &str, o: &Options) -> R<Option<Vec<String>>> {
+fn labels_option(func: &str, o: &Options, task: Task) -> R<Option<Vec<String>>> {
     Ok(match o.get("labels") {
         None => None,
         Some(v) if v.is_int() => {
             let n = v.as_int().unwrap();
-            if !(2..=100_000).contains(&n) {
-                return Err(script_error(format!("{func}: option 'labels' must be at least 2, got {n}")));
+            let least = task.min_outputs() as i64;
+            if !(least..=100_000).contains(&n) {
+                let hint = if task == Task::Classify { "; for one number per row use task: \"regression\"" } else { "" };
+                return Err(script_error(format!("{func}: option 'labels' must be at least {least}, got {n}{hint}")));
             }
             Some((0..n).map(|i| format!("LABEL_{i}")).collect())
         }
@@ -41,8 +51,8 @@ fn labels_option(func: &str, o: &Options) -> R<Option<Vec<String>>> {
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
     let o = Options::new("load_model", opts)?;
-    o.choice("task", "classify", &["classify"])?;
-    let labels = labels_option("load_model", &o)?;
+    let task = task_option(&o)?;
+    let labels = labels_option("load_model", &o, task.unwrap_or_default())?;
     let pooling = Pooling::parse(&o.choice("pooling", "pooler", Pooling::NAMES)?).map_err(|e| script_error(e.to_string()))?;
     let device = match o.get("device") {
         None => ctx.device.get(),
@@ -53,7 +63,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
     };
     guard(|| {
         let dir = Model::resolve_path(name, &ctx.cache)?;
-        let model = Model::load(name, &dir, &LoadOptions { labels, pooling, device })?;
+        let model = Model::load(name, &dir, &LoadOptions { labels, pooling, task, device })?;
         Ok(ModelHandle(Rc::new(RefCell::new(model))))
     })
 }
@@ -96,9 +106,14 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("add_adapters", |m: &mut ModelHandle, opts: Map| -> R<String> { add_adapters(m, opts) });
     engine.register_fn("add_head", |m: &mut ModelHandle, name: &str, opts: Map| -> R<()> {
         let o = Options::new("add_head", opts)?;
-        let labels = labels_option("add_head", &o)?.ok_or_else(|| script_error("add_head: give the head's labels (a count or a list of names)"))?;
+        let task = task_option(&o)?.unwrap_or_default();
+        let labels = match labels_option("add_head", &o, task)? {
+            Some(l) => l,
+            None if task == Task::Regression => vec!["LABEL_0".to_string()],
+            None => return Err(script_error("add_head: give the head's labels (a count or a list of names)")),
+        };
         let pooling = Pooling::parse(&o.choice("pooling", "mean", Pooling::NAMES)?).map_err(|e| script_error(e.to_string()))?;
-        guard(|| m.0.borrow_mut().add_head(name, labels, pooling))
+        guard(|| m.0.borrow_mut().add_head(name, labels, pooling, task))
     });
     engine.register_fn("use_head", |m: &mut ModelHandle, name: &str| -> R<()> { guard(|| m.0.borrow_mut().use_head(name)) });
     engine.register_get("head", |m: &mut ModelHandle| m.0.borrow().head_name().to_string());
@@ -111,6 +126,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         guard(|| m.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string()))
     });
     engine.register_get("labels", |m: &mut ModelHandle| -> Array { m.0.borrow().labels.iter().map(|l| Dynamic::from(l.clone())).collect() });
+    engine.register_get("task", |m: &mut ModelHandle| m.0.borrow().task.name().to_string());
     engine.register_get("name", |m: &mut ModelHandle| m.0.borrow().name.clone());
     engine.register_get("device", |m: &mut ModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
     engine.register_get("trainable_params", |m: &mut ModelHandle| m.0.borrow().summary().trainable());
@@ -208,10 +224,15 @@ fn add_adapters(m: &ModelHandle, opts: Map) -> R<String> {
 fn describe(m: &Model) -> String {
     let s = m.summary();
     format!(
-        "Model {} ({} layers, hidden {}; labels {}; trainable {} of {} parameters; {:?})",
+        "Model {} ({} layers, hidden {}; {}{}; trainable {} of {} parameters; {:?})",
         m.name,
         m.config.num_hidden_layers,
         m.config.hidden_size,
+        match m.task {
+            Task::Classify => "labels ",
+            Task::MultiLabel => "multi-label ",
+            Task::Regression => "regression on ",
+        },
         m.labels.join("/"),
         crate::model::group_digits(s.trainable()),
         crate::model::group_digits(s.total()),

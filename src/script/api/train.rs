@@ -62,6 +62,10 @@ fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
                 Some(v) => lr_groups(v)?,
             },
         },
+        loss: match o.get("loss") {
+            None => None,
+            Some(_) => Some(train::Loss::parse(&o.choice("loss", "cross_entropy", train::Loss::NAMES)?).map_err(|e| script_error(e.to_string()))?),
+        },
         label_smoothing: o.float("label_smoothing", 0.0, 0.0, 0.99)?,
         class_weights: match o.get("class_weights") {
             None => None,
@@ -125,33 +129,62 @@ fn run_fit(ctx: &Context, m: &ModelHandle, train: &LoaderHandle, val: Option<&Lo
     Ok(RunHandle(Rc::new(run)))
 }
 
-fn eval_map(r: EvalResult, confusion: &train::Confusion, labels: &[String]) -> Map {
+/// The metrics of an evaluation under `prefix` (`val_loss`, `val_accuracy`, ...).
+fn metrics_into(m: &mut Map, r: &EvalResult, prefix: &str) {
+    for (name, value) in r.metrics() {
+        m.insert(format!("{prefix}{name}").into(), value.into());
+    }
+}
+
+fn scores_map(label: &str, s: &train::metrics::ClassScores) -> Dynamic {
+    let mut c = Map::new();
+    c.insert("label".into(), label.into());
+    c.insert("precision".into(), s.precision.into());
+    c.insert("recall".into(), s.recall.into());
+    c.insert("f1".into(), s.f1.into());
+    c.insert("support".into(), s.support.into());
+    Dynamic::from(c)
+}
+
+fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[String]) -> Map {
     let mut m = Map::new();
-    m.insert("loss".into(), r.loss.into());
-    m.insert("accuracy".into(), r.accuracy.into());
-    m.insert("f1".into(), r.f1.into());
-    let (precision, recall, _) = confusion.macro_scores();
+    metrics_into(&mut m, &r, "");
+    m.insert("task".into(), r.task.name().into());
+    m.insert("rows".into(), (r.rows as i64).into());
+    let (per, (precision, recall, _)) = match detail {
+        train::EvalDetail::Classes(c) => {
+            let rows: Array = c.counts.iter().map(|r| Dynamic::from(r.iter().map(|&n| Dynamic::from(n)).collect::<Array>())).collect();
+            m.insert("confusion".into(), rows.into());
+            (c.per_class(), c.macro_scores())
+        }
+        train::EvalDetail::MultiLabel(c) => (c.per_label(), c.macro_scores()),
+        train::EvalDetail::Regression(_) => return m,
+    };
     m.insert("precision".into(), precision.into());
     m.insert("recall".into(), recall.into());
-    m.insert("rows".into(), (r.rows as i64).into());
-    let per_class: Array = confusion
-        .per_class()
-        .iter()
-        .zip(labels)
-        .map(|(s, label)| {
-            let mut c = Map::new();
-            c.insert("label".into(), label.clone().into());
-            c.insert("precision".into(), s.precision.into());
-            c.insert("recall".into(), s.recall.into());
-            c.insert("f1".into(), s.f1.into());
-            c.insert("support".into(), s.support.into());
-            Dynamic::from(c)
-        })
-        .collect();
+    let per_class: Array = per.iter().zip(labels).map(|(s, label)| scores_map(label, s)).collect();
     m.insert("per_class".into(), per_class.into());
-    let rows: Array = confusion.counts.iter().map(|r| Dynamic::from(r.iter().map(|&n| Dynamic::from(n)).collect::<Array>())).collect();
-    m.insert("confusion".into(), rows.into());
     m
+}
+
+fn prediction_map(p: train::Prediction) -> Dynamic {
+    let mut m = Map::new();
+    match p {
+        train::Prediction::Class { label, score } => {
+            m.insert("label".into(), label.into());
+            m.insert("score".into(), score.into());
+        }
+        train::Prediction::Labels(scores) => {
+            let chosen: Array = scores.iter().filter(|(_, p)| *p >= 0.5).map(|(l, _)| Dynamic::from(l.clone())).collect();
+            m.insert("labels".into(), chosen.into());
+            m.insert("scores".into(), scores.into_iter().map(|(l, p)| (l.into(), Dynamic::from(p))).collect::<Map>().into());
+        }
+        train::Prediction::Values(values) => {
+            m.insert("value".into(), values.first().map_or(0.0, |v| v.1).into());
+            m.insert("values".into(), values.into_iter().map(|(l, v)| (l.into(), Dynamic::from(v))).collect::<Map>().into());
+        }
+    }
+    Dynamic::from(m)
 }
 
 fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
@@ -169,15 +202,7 @@ fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
         model.use_head(&previous)?;
         preds
     })?;
-    Ok(preds
-        .into_iter()
-        .map(|(label, score)| {
-            let mut p = Map::new();
-            p.insert("label".into(), label.into());
-            p.insert("score".into(), score.into());
-            Dynamic::from(p)
-        })
-        .collect())
+    Ok(preds.into_iter().map(prediction_map).collect())
 }
 
 fn strings(a: Array) -> R<Vec<String>> {
@@ -196,8 +221,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> {
         guard(|| {
             let model = m.0.borrow();
-            let (r, confusion) = train::evaluate_detailed(&model, &l.0);
-            Ok(eval_map(r, &confusion, &model.labels))
+            let (r, detail) = train::evaluate_detailed(&model, &l.0)?;
+            Ok(eval_map(r, &detail, &model.labels))
         })
     });
     engine.register_fn("predict", |m: ModelHandle, texts: Array| predict(&m, strings(texts)?, Map::new()));
@@ -247,8 +272,9 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         c.host.show_chart(&chart);
         Ok(())
     });
-    engine.register_get("val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.accuracy.into()).unwrap_or(Dynamic::UNIT) });
-    engine.register_get("val_f1", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.f1.into()).unwrap_or(Dynamic::UNIT) });
+    for metric in ["accuracy", "f1", "mse", "mae", "r2"] {
+        engine.register_get(format!("val_{metric}"), move |r: &mut RunHandle| -> Dynamic { r.0.final_val().and_then(|v| v.metric(metric)).map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
+    }
     engine.register_get("val_loss", |r: &mut RunHandle| -> Dynamic { r.0.final_val().map(|v| v.loss.into()).unwrap_or(Dynamic::UNIT) });
     engine.register_get("best_val_accuracy", |r: &mut RunHandle| -> Dynamic { r.0.best_val_accuracy().map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
     engine.register_get("seconds", |r: &mut RunHandle| r.0.seconds);
@@ -270,9 +296,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
                 let mut m = Map::new();
                 m.insert("step".into(), (e.step as i64).into());
                 m.insert("epoch".into(), (e.epoch as i64).into());
-                m.insert("val_loss".into(), e.result.loss.into());
-                m.insert("val_accuracy".into(), e.result.accuracy.into());
-                m.insert("val_f1".into(), e.result.f1.into());
+                metrics_into(&mut m, &e.result, "val_");
                 Dynamic::from(m)
             })
             .collect()
@@ -285,9 +309,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
                 m.insert("epoch".into(), (e.epoch as i64).into());
                 m.insert("train_loss".into(), e.train_loss.into());
                 if let Some(v) = e.val {
-                    m.insert("val_loss".into(), v.loss.into());
-                    m.insert("val_accuracy".into(), v.accuracy.into());
-                    m.insert("val_f1".into(), v.f1.into());
+                    metrics_into(&mut m, &v, "val_");
                 }
                 Dynamic::from(m)
             })

@@ -1,0 +1,117 @@
+//! What each row of a dataset is labelled with, for every task.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::task::Task;
+
+/// The labels of a dataset's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// A class id per row (single-label classification).
+    Classes(Vec<i64>),
+    /// A 0/1 entry per label per row (multi-label classification).
+    MultiLabel(Vec<Vec<f32>>),
+    /// One or more numbers per row (regression).
+    Values(Vec<Vec<f32>>),
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self::Classes(Vec::new())
+    }
+}
+
+impl Targets {
+    /// The task these targets are for.
+    pub fn task(&self) -> Task {
+        match self {
+            Self::Classes(_) => Task::Classify,
+            Self::MultiLabel(_) => Task::MultiLabel,
+            Self::Values(_) => Task::Regression,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Classes(v) => v.len(),
+            Self::MultiLabel(v) | Self::Values(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An empty set of targets of the same task.
+    pub fn empty_like(&self) -> Self {
+        self.subset(&[])
+    }
+
+    /// The rows at `idx`, in that order.
+    pub fn subset(&self, idx: &[usize]) -> Self {
+        match self {
+            Self::Classes(v) => Self::Classes(idx.iter().map(|&i| v[i]).collect()),
+            Self::MultiLabel(v) => Self::MultiLabel(idx.iter().map(|&i| v[i].clone()).collect()),
+            Self::Values(v) => Self::Values(idx.iter().map(|&i| v[i].clone()).collect()),
+        }
+    }
+
+    /// Appends row `i` of `other` (of the same task).
+    pub fn push_from(&mut self, other: &Self, i: usize) {
+        match (self, other) {
+            (Self::Classes(a), Self::Classes(b)) => a.push(b[i]),
+            (Self::MultiLabel(a), Self::MultiLabel(b)) | (Self::Values(a), Self::Values(b)) => a.push(b[i].clone()),
+            _ => unreachable!("targets of one dataset share a task"),
+        }
+    }
+
+    /// The class id of row `i`, for single-label data.
+    pub fn class(&self, i: usize) -> Option<i64> {
+        match self {
+            Self::Classes(v) => Some(v[i]),
+            _ => None,
+        }
+    }
+
+    /// The targets of `rows` as a tensor: int64 `[n]` class ids, or float
+    /// `[n, outputs]`.
+    pub fn batch(&self, rows: &[usize], device: Device) -> Tensor {
+        match self {
+            Self::Classes(v) => Tensor::from_slice(&rows.iter().map(|&i| v[i]).collect::<Vec<_>>()).to_kind(Kind::Int64).to_device(device),
+            Self::MultiLabel(v) | Self::Values(v) => {
+                let width = v.first().map_or(0, Vec::len) as i64;
+                let flat: Vec<f32> = rows.iter().flat_map(|&i| v[i].iter().copied()).collect();
+                Tensor::from_slice(&flat).view([rows.len() as i64, width]).to_device(device)
+            }
+        }
+    }
+
+    /// Rows per label: per class for single-label data, rows carrying each
+    /// label for multi-label data, none for regression.
+    pub fn label_counts(&self, labels: usize) -> Vec<usize> {
+        let mut counts = vec![0usize; labels];
+        match self {
+            Self::Classes(v) => v.iter().for_each(|&l| counts[l as usize] += 1),
+            Self::MultiLabel(v) => {
+                for row in v {
+                    for (c, &x) in counts.iter_mut().zip(row) {
+                        *c += usize::from(x > 0.5);
+                    }
+                }
+            }
+            Self::Values(_) => {}
+        }
+        counts
+    }
+
+    /// Row `i` in words: the class, the labels joined by `|`, or the numbers.
+    pub fn describe_row(&self, i: usize, names: &[String]) -> String {
+        match self {
+            Self::Classes(v) => names[v[i] as usize].clone(),
+            Self::MultiLabel(v) => names.iter().zip(&v[i]).filter(|(_, &x)| x > 0.5).map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"),
+            Self::Values(v) => v[i].iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", "),
+        }
+    }
+}

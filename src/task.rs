@@ -1,0 +1,85 @@
+//! What a head predicts: one class, several labels, or numbers. Data,
+//! model and training all follow it (the targets' type, the saved
+//! `problem_type`, the loss and the metrics).
+
+use anyhow::{bail, Result};
+
+/// The prediction task of a head, as Hugging Face's `problem_type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// One class per row (softmax, cross-entropy).
+    #[default]
+    Classify,
+    /// Any number of labels per row (sigmoid per label, binary cross-entropy).
+    MultiLabel,
+    /// One or more numbers per row (mean squared error by default).
+    Regression,
+}
+
+impl Task {
+    /// The names scripts use, in `Task` order.
+    pub const NAMES: &'static [&'static str] = &["classify", "multi_label", "regression"];
+
+    /// Parses a script name or Hugging Face's `problem_type`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "classify" | "single_label_classification" => Ok(Self::Classify),
+            "multi_label" | "multi_label_classification" => Ok(Self::MultiLabel),
+            "regression" => Ok(Self::Regression),
+            _ => bail!("unknown task '{s}'; valid: {}", Self::NAMES.join(", ")),
+        }
+    }
+
+    /// The name scripts use.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Hugging Face's `problem_type` for it.
+    pub fn problem_type(self) -> &'static str {
+        match self {
+            Self::Classify => "single_label_classification",
+            Self::MultiLabel => "multi_label_classification",
+            Self::Regression => "regression",
+        }
+    }
+
+    /// The fewest outputs a head for this task can have.
+    pub fn min_outputs(self) -> usize {
+        match self {
+            Self::Classify => 2,
+            Self::MultiLabel | Self::Regression => 1,
+        }
+    }
+
+    /// The metrics an evaluation reports for this task, besides the loss.
+    pub fn metric_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Classify | Self::MultiLabel => &["accuracy", "f1"],
+            Self::Regression => &["mse", "mae", "r2"],
+        }
+    }
+
+    /// The metric that charts and one-line summaries show beside the loss.
+    pub fn headline_metric(self) -> &'static str {
+        match self {
+            Self::Classify | Self::MultiLabel => "accuracy",
+            Self::Regression => "r2",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Task;
+
+    #[test]
+    fn names_round_trip_and_hugging_face_names_parse() {
+        for t in [Task::Classify, Task::MultiLabel, Task::Regression] {
+            assert_eq!(Task::parse(t.name()).unwrap(), t);
+            assert_eq!(Task::parse(t.problem_type()).unwrap(), t);
+        }
+        assert!(Task::parse("classification").unwrap_err().to_string().contains("classify, multi_label, regression"));
+    }
+}
