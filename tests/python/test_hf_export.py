@@ -91,3 +91,46 @@ def test_a_lora_adapter_saved_by_tunebook_loads_in_peft():
     for (label, score), p in zip(ours, probs):
         assert ["negative", "positive"][int(p.argmax())] == label
         assert abs(float(p.max()) - score) < 1e-5, (label, score, p)
+
+
+@pytest.mark.parametrize("task", ["regression", "multi_label"])
+def test_regression_and_multi_label_heads_load_in_transformers_with_the_same_outputs_and_loss(task):
+    work = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-task-"))
+    rows = [
+        ("A warm and funny film.", "0.9", "comedy|drama"),
+        ("Dull, slow and far too long.", "0.1", "drama"),
+        ("It was fine, I suppose.", "0.5", ""),
+        ("The jokes land and the cast shines.", "0.8", "comedy"),
+        ("A grim war story, told with care.", "0.7", "drama|war"),
+        ("Loud, silly and forgettable.", "0.2", "comedy"),
+    ]
+    label = "score" if task == "regression" else "tags"
+    with open(work / "data.csv", "w") as f:
+        f.write("text,score,tags\n" + "".join(f'"{t}",{s},{g}\n' for t, s, g in rows))
+    out = work / "model"
+    head = '#{ task: "regression", pooling: "pooler" }' if task == "regression" else '#{ task: "multi_label", labels: 3, pooling: "pooler" }'
+    script = f"""
+        let model = load_model("minilm", {head});
+        let data = load_dataset("{work / 'data.csv'}", #{{ label: "{label}", task: "{task}" }}).tokenize(model, #{{ max_len: 128 }}).loader(#{{ batch: 6 }});
+        fit(model, data, #{{ epochs: 3, lr: 1e-3, warmup: 0.0 }});
+        model.save("{out}");
+        print(`loss ${{evaluate(model, data).loss}}`);
+    """
+    (work / "task.rhai").write_text(script)
+    run = subprocess.run([TUNEBOOK, "run", str(work / "task.rhai"), "--device", "cpu"], capture_output=True, text=True, check=True)
+    ours = float(re.search(r"^loss ([0-9.eE-]+)$", run.stdout, re.M).group(1))
+
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out, attn_implementation="eager").eval()
+    assert model.config.problem_type == ("regression" if task == "regression" else "multi_label_classification")
+    enc = tok([t for t, _, _ in rows], padding=True, truncation=True, max_length=128, return_tensors="pt")
+    if task == "regression":
+        labels = torch.tensor([[float(s)] for _, s, _ in rows])
+    else:
+        names = [model.config.id2label[i] for i in range(3)]
+        assert names == ["comedy", "drama", "war"]
+        labels = torch.tensor([[float(n in g.split("|")) for n in names] for _, _, g in rows])
+    with torch.no_grad():
+        theirs = model(**enc, labels=labels).loss
+    # transformers picks MSE or BCE from problem_type; the loss matches ours.
+    assert abs(float(theirs) - ours) < 1e-5, (float(theirs), ours)
