@@ -32,14 +32,14 @@ fn a_syntax_error_is_reported_with_its_position() {
 fn an_unknown_option_names_the_valid_ones_and_suggests_the_closest() {
     let (code, _, stderr) = run_script("let d = load_dataset(\"rotten_tomatoes\");\nlet s = d.split(#{ vall: 0.2 });\n");
     assert_eq!(code, 1);
-    assert!(stderr.contains("bad.rhai:2:11: split: unknown option 'vall'. Did you mean 'val'? Valid options: val, seed"), "stderr: {stderr}");
+    assert!(stderr.contains("bad.rhai:2:11: split: unknown option 'vall'. Did you mean 'val'? Valid options: val, test, seed, stratify"), "stderr: {stderr}");
 }
 
 #[test]
 fn an_out_of_range_value_names_the_range() {
     let (code, _, stderr) = run_script("let d = load_dataset(\"rotten_tomatoes\").split(#{ val: 1.5 });\n");
     assert_eq!(code, 1);
-    assert!(stderr.contains("split: option 'val' must be between 0 and 1, got 1.5"), "stderr: {stderr}");
+    assert!(stderr.contains("split: option 'val' must be a share between 0 and 1 or a number of rows, got 1.5"), "stderr: {stderr}");
 }
 
 #[test]

@@ -39,8 +39,8 @@ fn docs_api_md_is_generated_from_the_reference_and_current() {
 fn every_kind_of_bad_option_says_what_was_wrong_and_what_is_valid() {
     let cases: &[(&str, &str)] = &[
         // Unknown key, with and without a close match.
-        ("load_dataset(\"rotten_tomatoes\").split(#{ vall: 0.2 })", "split: unknown option 'vall'. Did you mean 'val'? Valid options: val, seed"),
-        ("load_dataset(\"rotten_tomatoes\").split(#{ colour: 1 })", "split: unknown option 'colour'. Valid options: val, seed"),
+        ("load_dataset(\"rotten_tomatoes\").split(#{ vall: 0.2 })", "split: unknown option 'vall'. Did you mean 'val'? Valid options: val, test, seed, stratify"),
+        ("load_dataset(\"rotten_tomatoes\").split(#{ colour: 1 })", "split: unknown option 'colour'. Valid options: val, test, seed, stratify"),
         // Wrong type.
         ("load_dataset(\"rotten_tomatoes\").split(#{ val: \"half\" })", "split: option 'val' must be a number, got string (half)"),
         ("load_dataset(\"rotten_tomatoes\").take(4).tokenize(model, #{ max_len: 1.5 })", "tokenize: option 'max_len' must be an integer, got f64"),
@@ -48,7 +48,7 @@ fn every_kind_of_bad_option_says_what_was_wrong_and_what_is_valid() {
         ("fit(model, train, #{ early_stopping: #{ restore_best: \"yes\" } })", "early_stopping: option 'restore_best' must be true or false, got string (yes)"),
         ("load_model(\"minilm\", #{ labels: 2, pooling: 1 })", "load_model: option 'pooling' must be a string, got i64 (1)"),
         // Out of range.
-        ("load_dataset(\"rotten_tomatoes\").split(#{ val: 1.5 })", "split: option 'val' must be between 0 and 1, got 1.5"),
+        ("load_dataset(\"rotten_tomatoes\").split(#{ val: 1.5 })", "split: option 'val' must be a share between 0 and 1 or a number of rows, got 1.5"),
         ("fit(model, train, #{ epochs: 0 })", "fit: option 'epochs' must be between 1 and"),
         // Not one of the choices.
         ("fit(model, train, #{ schedule: \"cosine-ish\" })", "fit: option 'schedule' must be one of constant, linear, cosine, one_cycle, reduce_on_plateau, got 'cosine-ish'"),

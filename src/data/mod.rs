@@ -1,9 +1,12 @@
 //! Datasets: loading, cleaning, splitting, tokenizing and batching.
 
+pub mod clean;
 mod loader;
+pub mod split;
 mod targets;
 mod text;
 
 pub use targets::Targets;
 pub use loader::{Batch, DataLoader, LoaderOptions, TokenizedDataset};
-pub use text::{CleanReport, CsvColumns, TextDataset, NAMED_DATASETS};
+pub use clean::{CleanOptions, CleanReport};
+pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use super::clean::{clean_text, CleanOptions, CleanReport, Cleaned};
+use super::split::{kfold_indices, split_indices, Share, SplitSpec};
 use super::Targets;
 use crate::task::Task;
 use rand::seq::SliceRandom;
@@ -28,7 +30,29 @@ pub struct CsvColumns {
     pub separator: String,
 }
 
+/// A JSON value as a label cell: strings as they are, numbers and booleans
+/// written out, arrays joined by `separator`, null as empty.
+fn json_cell(v: &serde_json::Value, separator: &str) -> String {
+    match v {
+        serde_json::Value::String(s) => s.trim().to_string(),
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Array(items) => items.iter().map(|x| json_cell(x, separator)).collect::<Vec<_>>().join(separator),
+        other => other.to_string(),
+    }
+}
+
 impl CsvColumns {
+    /// Refuses column choices that cannot describe the task.
+    fn check(&self, source: &Path) -> Result<()> {
+        if self.labels.is_empty() {
+            bail!("{}: name at least one label column", source.display());
+        }
+        if self.task == Task::Classify && self.labels.len() > 1 {
+            bail!("{}: single-label data has one label column, got {}; for one 0/1 column per label use task: \"multi_label\"", source.display(), self.labels.join(", "));
+        }
+        Ok(())
+    }
+
     /// A text column and one class column.
     pub fn classes(text: &str, label: &str) -> Self {
         Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into() }
@@ -46,29 +70,6 @@ pub struct TextDataset {
     pub targets: Targets,
     /// Class names by id, label names (multi-label) or output names (regression).
     pub label_names: Vec<String>,
-}
-
-/// How many rows each cleaning step removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CleanReport {
-    /// Rows before cleaning.
-    pub rows_before: usize,
-    /// Rows whose text was empty after whitespace normalization.
-    pub empty: usize,
-    /// Rows that repeated an earlier row's text exactly.
-    pub duplicates: usize,
-    /// Rows left.
-    pub rows_after: usize,
-}
-
-impl std::fmt::Display for CleanReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "clean: {} rows -> {} (removed {} empty, {} duplicates)",
-            self.rows_before, self.rows_after, self.empty, self.duplicates
-        )
-    }
 }
 
 impl TextDataset {
@@ -130,7 +131,8 @@ impl TextDataset {
         Ok(data)
     }
 
-    /// Reads a CSV file with a header. Labels are mapped to ids in sorted order.
+    /// Reads a CSV file with a header (tab-separated when it ends in
+    /// `.tsv`). Class labels are mapped to ids in sorted order.
     pub fn from_csv(path: &Path, cols: &CsvColumns) -> Result<Self> {
         Self::from_csv_filtered(path, cols, None)
     }
@@ -138,7 +140,9 @@ impl TextDataset {
     /// Reads a CSV file; with `label_order` (single-label data), rows whose
     /// label is not in it are skipped and ids follow that order.
     fn from_csv_filtered(path: &Path, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+        let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
         let mut reader = csv::ReaderBuilder::new()
+            .delimiter(if tsv { b'\t' } else { b',' })
             .flexible(false)
             .from_path(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
@@ -149,14 +153,9 @@ impl TextDataset {
                 format!("{}: no column '{want}'; columns: {}", path.display(), have.join(", "))
             })
         };
-        if cols.labels.is_empty() {
-            bail!("{}: name at least one label column", path.display());
-        }
-        if cols.task == Task::Classify && cols.labels.len() > 1 {
-            bail!("{}: single-label data has one label column, got {}; for one 0/1 column per label use task: \"multi_label\"", path.display(), cols.labels.join(", "));
-        }
         let ti = find(&cols.text)?;
         let lis = cols.labels.iter().map(|l| find(l)).collect::<Result<Vec<_>>>()?;
+        cols.check(path)?;
         // (text, label cells, line)
         let mut rows = Vec::new();
         for (i, record) in reader.byte_records().enumerate() {
@@ -174,15 +173,47 @@ impl TextDataset {
                 .collect::<Result<Vec<_>>>()?;
             rows.push((text, cells, line));
         }
+        Self::from_cells(path, rows, cols, label_order)
+    }
+
+    /// Reads a JSON Lines file: one object per line with the text and
+    /// label fields `cols` names. A multi-label field may hold an array.
+    pub fn from_jsonl(path: &Path, cols: &CsvColumns) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let line_no = i as u64 + 1;
+            let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{line_no}: not a JSON object", path.display()))?;
+            let Some(obj) = value.as_object() else { bail!("{}:{line_no}: not a JSON object", path.display()) };
+            let field = |name: &str| {
+                obj.get(name).with_context(|| {
+                    let have: Vec<&str> = obj.keys().map(String::as_str).collect();
+                    format!("{}:{line_no}: no field '{name}'; fields: {}", path.display(), have.join(", "))
+                })
+            };
+            let text = match field(&cols.text)? {
+                serde_json::Value::String(t) => t.clone(),
+                other => bail!("{}:{line_no}: field '{}' must be a string, got {other}", path.display(), cols.text),
+            };
+            let cells = cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()?;
+            rows.push((text, cells, line_no));
+        }
+        Self::from_cells(path, rows, cols, None)
+    }
+
+    /// A dataset from rows of (text, label cells, line), one cell per
+    /// label column of `cols`; `source` names where they came from.
+    pub fn from_cells(source: &Path, rows: Vec<(String, Vec<String>, u64)>, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+        cols.check(source)?;
         let data = match cols.task {
             Task::Classify => Self::classes_from_cells(rows, label_order)?,
-            Task::MultiLabel => Self::multi_label_from_cells(path, rows, cols)?,
-            Task::Regression => Self::values_from_cells(path, rows, cols)?,
+            Task::MultiLabel => Self::multi_label_from_cells(source, rows, cols)?,
+            Task::Regression => Self::values_from_cells(source, rows, cols)?,
         };
         if data.texts.is_empty() {
-            bail!("{}: no labelled rows found", path.display());
+            bail!("{}: no labelled rows found", source.display());
         }
-        Ok(Self { name: path.display().to_string(), ..data })
+        Ok(Self { name: source.display().to_string(), ..data })
     }
 
     fn classes_from_cells(rows: Vec<(String, Vec<String>, u64)>, label_order: Option<&[String]>) -> Result<Self> {
@@ -291,20 +322,27 @@ impl TextDataset {
         self.label_names.iter().cloned().zip(self.targets.label_counts(self.label_names.len())).collect()
     }
 
-    /// Normalizes whitespace, then drops empty rows and exact duplicates.
+    /// Cleans with the default steps: control characters and runs of
+    /// whitespace become one space, then empty rows and exact duplicates go.
     pub fn clean(&self) -> (Self, CleanReport) {
+        self.clean_with(&CleanOptions::default())
+    }
+
+    /// Cleans with the steps `opts` turns on; see `CleanOptions`.
+    pub fn clean_with(&self, opts: &CleanOptions) -> (Self, CleanReport) {
         let mut report = CleanReport { rows_before: self.len(), ..Default::default() };
         let mut seen = HashSet::new();
         let mut out = Self { name: self.name.clone(), label_names: self.label_names.clone(), targets: self.targets.empty_like(), ..Default::default() };
         for (i, text) in self.texts.iter().enumerate() {
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            if text.is_empty() {
-                report.empty += 1;
-            } else if !seen.insert(text.clone()) {
-                report.duplicates += 1;
-            } else {
-                out.texts.push(text);
-                out.targets.push_from(&self.targets, i);
+            match clean_text(text, opts, &mut report) {
+                Cleaned::Empty => report.empty += 1,
+                Cleaned::TooShort => report.too_short += 1,
+                Cleaned::TooLong => report.too_long += 1,
+                Cleaned::Keep(text) if opts.dedupe && !seen.insert(text.clone()) => report.duplicates += 1,
+                Cleaned::Keep(text) => {
+                    out.texts.push(text);
+                    out.targets.push_from(&self.targets, i);
+                }
             }
         }
         report.rows_after = out.len();
@@ -313,15 +351,24 @@ impl TextDataset {
 
     /// Shuffles with `seed` and splits off a `val_fraction` share for validation.
     pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(Self, Self)> {
-        if !(0.0..1.0).contains(&val_fraction) || val_fraction == 0.0 {
-            bail!("the validation share must be between 0 and 1 (exclusive), got {val_fraction}");
-        }
-        let order = self.shuffled_indices(seed);
-        let n_val = ((self.len() as f64) * val_fraction).round() as usize;
-        if n_val == 0 || n_val >= self.len() {
-            bail!("a {val_fraction} split of {} rows leaves one side empty", self.len());
-        }
-        Ok((self.subset(&order[n_val..], "train"), self.subset(&order[..n_val], "val")))
+        let (train, val, _) = self.split_parts(&SplitSpec { val: Share::Fraction(val_fraction), test: None, seed, stratify: false })?;
+        Ok((train, val))
+    }
+
+    /// Train, validation and (when `spec` has one) test parts.
+    pub fn split_parts(&self, spec: &SplitSpec) -> Result<(Self, Self, Option<Self>)> {
+        let parts = split_indices(&self.targets, spec)?;
+        let test = spec.test.map(|_| self.subset(&parts.test, "test"));
+        Ok((self.subset(&parts.train, "train"), self.subset(&parts.val, "val"), test))
+    }
+
+    /// `k` (train, validation) folds; see `split::kfold_indices`.
+    pub fn kfold(&self, k: usize, seed: u64, stratify: bool) -> Result<Vec<(Self, Self)>> {
+        Ok(kfold_indices(&self.targets, k, seed, stratify)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (train, val))| (self.subset(&train, &format!("fold{}/train", i + 1)), self.subset(&val, &format!("fold{}/val", i + 1))))
+            .collect())
     }
 
     /// The first `n` rows (all of them if there are fewer).

@@ -551,6 +551,9 @@ fn fit_inner(
             )));
         }
     }
+    if let Some(note) = imbalance_note(&train.data, &model.labels) {
+        observer.on_event(&TrainEvent::Warning(note));
+    }
     let mut plateau = (opts.schedule == Schedule::ReduceOnPlateau).then(schedule::Plateau::default);
     if plateau.is_some() && val.is_none() {
         bail!("reduce_on_plateau watches the validation loss: give fit a validation loader");
@@ -749,6 +752,20 @@ fn fit_inner(
     }
     observer.on_event(&TrainEvent::Done(run.clone()));
     Ok(run)
+}
+
+/// A warning when the training classes are badly imbalanced: the largest
+/// has at least 5 times the rows of the smallest (or a class has none).
+fn imbalance_note(data: &TokenizedDataset, labels: &[String]) -> Option<String> {
+    if data.task() != Task::Classify {
+        return None;
+    }
+    let counts = data.targets.label_counts(labels.len());
+    let (min, max) = (*counts.iter().min()?, *counts.iter().max()?);
+    (max >= 5 * min.max(1) || min == 0).then(|| {
+        let each: Vec<String> = labels.iter().zip(&counts).map(|(l, n)| format!("{l}: {n}")).collect();
+        format!("the training classes are imbalanced ({}); consider class_weights: \"balanced\" and a stratified split", each.join(", "))
+    })
 }
 
 /// A head made for a count of labels (`LABEL_0`, `LABEL_1`, ...) takes the

@@ -6,7 +6,8 @@ use std::rc::Rc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::ModelHandle;
-use crate::data::{CsvColumns, DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
+use crate::data::split::{Share, SplitSpec};
+use crate::data::{CleanOptions, CsvColumns, DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
 use crate::script::{guard, Context};
@@ -25,8 +26,30 @@ pub(crate) struct LoaderHandle(pub DataLoader);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
-    let o = Options::new("load_dataset", opts)?;
+/// A part's size: a share below 1 (`0.2`) or a number of rows (`500`).
+fn share(o: &Options, key: &str) -> R<Option<Share>> {
+    match o.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_int() => {
+            let n = v.as_int().unwrap();
+            if n < 1 {
+                return Err(script_error(format!("split: option '{key}' must be a share between 0 and 1 or a number of rows, got {n}")));
+            }
+            Ok(Some(Share::Rows(n as usize)))
+        }
+        Some(v) if v.is_float() => {
+            let f = v.as_float().unwrap();
+            if !(f > 0.0 && f < 1.0) {
+                return Err(script_error(format!("split: option '{key}' must be a share between 0 and 1 or a number of rows, got {f}")));
+            }
+            Ok(Some(Share::Fraction(f)))
+        }
+        Some(v) => Err(script_error(format!("split: option '{key}' must be a number, got {} ({v}); give a share between 0 and 1 or a number of rows", v.type_name()))),
+    }
+}
+
+/// The column options shared by `load_dataset` and `dataset`.
+fn columns(func: &str, o: &Options) -> R<CsvColumns> {
     let task = Task::parse(&o.choice("task", "classify", Task::NAMES)?).map_err(|e| script_error(e.to_string()))?;
     let labels = match o.get("label") {
         None => vec!["label".to_string()],
@@ -36,18 +59,24 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
             .into_array()
             .unwrap()
             .into_iter()
-            .map(|x| x.into_string().map_err(|t| script_error(format!("load_dataset: 'label' must hold column names, found a {t}"))))
+            .map(|x| x.into_string().map_err(|t| script_error(format!("{func}: 'label' must hold column names, found a {t}"))))
             .collect::<R<Vec<String>>>()?,
-        Some(v) => return Err(script_error(format!("load_dataset: option 'label' must be a column name or an array of them, got {}", v.type_name()))),
+        Some(v) => return Err(script_error(format!("{func}: option 'label' must be a column name or an array of them, got {}", v.type_name()))),
     };
     let separator = o.string("separator", "|")?;
     if separator.is_empty() {
-        return Err(script_error("load_dataset: option 'separator' must not be empty"));
+        return Err(script_error(format!("{func}: option 'separator' must not be empty")));
     }
     if o.get("separator").is_some() && task != Task::MultiLabel {
-        return Err(script_error("load_dataset: 'separator' splits a multi-label column; add task: \"multi_label\""));
+        return Err(script_error(format!("{func}: 'separator' splits a multi-label column; add task: \"multi_label\"")));
     }
-    let cols = CsvColumns { text: o.string("text", "text")?, labels, task, separator };
+    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator })
+}
+
+fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
+    let o = Options::new("load_dataset", opts)?;
+    let cols = columns("load_dataset", &o)?;
+    let task = cols.task;
     guard(|| {
         let path = Path::new(name);
         let data = if crate::data::NAMED_DATASETS.contains(&name) {
@@ -55,6 +84,8 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
                 anyhow::bail!("'{name}' is labelled for classification; task: \"{}\" needs a CSV file with such labels", task.name());
             }
             TextDataset::named(name, &ctx.cache)?
+        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")) {
+            TextDataset::from_jsonl(path, &cols)?
         } else if path.is_file() {
             TextDataset::from_csv(path, &cols)?
         } else {
@@ -64,7 +95,36 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
     })
 }
 
+/// A label value written as a cell (see `TextDataset::from_cells`).
+fn dynamic_cell(v: &Dynamic, separator: &str) -> String {
+    if v.is_unit() {
+        String::new()
+    } else if let Some(items) = v.read_lock::<Array>() {
+        items.iter().map(|x| dynamic_cell(x, separator)).collect::<Vec<_>>().join(separator)
+    } else {
+        v.to_string().trim().to_string()
+    }
+}
+
+/// `dataset(rows, opts)`: a dataset from an array of maps.
+fn from_rows(rows: Array, opts: Map) -> R<DatasetHandle> {
+    let o = Options::new("dataset", opts)?;
+    let cols = columns("dataset", &o)?;
+    let mut cells = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let type_name = row.type_name();
+        let map = row.try_cast::<Map>().ok_or_else(|| script_error(format!("dataset: row {} must be a map like #{{ text: \"...\", label: \"...\" }}, got {type_name}", i + 1)))?;
+        let field = |name: &str| map.get(name).ok_or_else(|| script_error(format!("dataset: row {} has no '{name}'; it has {}", i + 1, map.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))));
+        let text = field(&cols.text)?.clone().into_string().map_err(|t| script_error(format!("dataset: row {}: '{}' must be a string, got {t}", i + 1, cols.text)))?;
+        let labels = cols.labels.iter().map(|l| field(l).map(|v| dynamic_cell(v, &cols.separator))).collect::<R<Vec<String>>>()?;
+        cells.push((text, labels, i as u64 + 1));
+    }
+    guard(|| Ok(DatasetHandle(Rc::new(TextDataset::from_cells(Path::new("rows"), cells, &cols, None)?))))
+}
+
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
+    engine.register_fn("dataset", |rows: Array| from_rows(rows, Map::new()));
+    engine.register_fn("dataset", from_rows);
     engine.register_type_with_name::<DatasetHandle>("Dataset");
     engine.register_type_with_name::<TokensHandle>("TokenizedDataset");
     engine.register_type_with_name::<LoaderHandle>("Loader");
@@ -81,15 +141,61 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         DatasetHandle(Rc::new(cleaned))
     });
     let c = ctx.clone();
+    engine.register_fn("clean", move |d: &mut DatasetHandle, opts: Map| -> R<DatasetHandle> {
+        let o = Options::new("clean", opts)?;
+        let d0 = CleanOptions::default();
+        let options = CleanOptions {
+            strip_html: o.bool("strip_html", d0.strip_html)?,
+            unicode: o.bool("unicode", d0.unicode)?,
+            lowercase: o.bool("lowercase", d0.lowercase)?,
+            min_chars: o.int("min_chars", d0.min_chars as i64, 1, i64::MAX)? as usize,
+            max_chars: o.opt_int("max_chars", 1, i64::MAX)?.map(|n| n as usize),
+            dedupe: o.bool("dedupe", d0.dedupe)?,
+        };
+        if let Some(max) = options.max_chars.filter(|&m| m < options.min_chars) {
+            return Err(script_error(format!("clean: max_chars ({max}) is below min_chars ({})", options.min_chars)));
+        }
+        let (cleaned, report) = d.0.clean_with(&options);
+        if cleaned.is_empty() {
+            return Err(script_error(format!("clean: no rows left ({report}); loosen min_chars or max_chars")));
+        }
+        c.host.print(&report.to_string());
+        Ok(DatasetHandle(Rc::new(cleaned)))
+    });
+    let c = ctx.clone();
     engine.register_fn("split", move |d: &mut DatasetHandle, opts: Map| -> R<Map> {
         let o = Options::new("split", opts)?;
-        let val = o.float("val", 0.2, 0.0, 1.0)?;
-        let seed = o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64;
-        let (train, val) = guard(|| d.0.split(val, seed))?;
+        let spec = SplitSpec {
+            val: share(&o, "val")?.unwrap_or(Share::Fraction(0.2)),
+            test: share(&o, "test")?,
+            seed: o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64,
+            stratify: o.bool("stratify", false)?,
+        };
+        let (train, val, test) = guard(|| d.0.split_parts(&spec))?;
         let mut m = Map::new();
         m.insert("train".into(), Dynamic::from(DatasetHandle(Rc::new(train))));
         m.insert("val".into(), Dynamic::from(DatasetHandle(Rc::new(val))));
+        if let Some(test) = test {
+            m.insert("test".into(), Dynamic::from(DatasetHandle(Rc::new(test))));
+        }
         Ok(m)
+    });
+    let c = ctx.clone();
+    engine.register_fn("kfold", move |d: &mut DatasetHandle, opts: Map| -> R<Array> {
+        let o = Options::new("kfold", opts)?;
+        let k = o.int("k", 5, 2, 1_000_000)? as usize;
+        let seed = o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64;
+        let stratify = o.bool("stratify", false)?;
+        let folds = guard(|| d.0.kfold(k, seed, stratify))?;
+        Ok(folds
+            .into_iter()
+            .map(|(train, val)| {
+                let mut m = Map::new();
+                m.insert("train".into(), Dynamic::from(DatasetHandle(Rc::new(train))));
+                m.insert("val".into(), Dynamic::from(DatasetHandle(Rc::new(val))));
+                Dynamic::from(m)
+            })
+            .collect())
     });
     engine.register_fn("take", |d: &mut DatasetHandle, n: i64| DatasetHandle(Rc::new(d.0.take(n.max(0) as usize))));
     engine.register_fn("shuffle", |d: &mut DatasetHandle, seed: i64| DatasetHandle(Rc::new(d.0.shuffle(seed as u64))));

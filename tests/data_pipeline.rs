@@ -1,0 +1,137 @@
+//! Data sources, cleaning steps and split kinds, on the cached datasets.
+
+mod common;
+
+use tunebook::data::split::{Share, SplitSpec};
+use tunebook::data::{CleanOptions, TextDataset};
+
+fn cache() -> std::path::PathBuf {
+    tunebook::runtime::cache_dir()
+}
+
+fn counts(data: &TextDataset) -> Vec<usize> {
+    data.class_counts().into_iter().map(|(_, n)| n).collect()
+}
+
+#[test]
+fn a_stratified_split_keeps_every_topics_share_in_each_part() {
+    let news = TextDataset::named("bbc_news", &cache()).unwrap();
+    let spec = SplitSpec { val: Share::Fraction(0.15), test: Some(Share::Rows(300)), seed: 9, stratify: true };
+    let (train, val, test) = news.split_parts(&spec).unwrap();
+    let test = test.unwrap();
+    assert_eq!((val.len(), test.len(), train.len()), (334, 300, news.len() - 634));
+    let all = counts(&news);
+    for (part, size) in [(&val, 334.0), (&test, 300.0)] {
+        for (have, total) in counts(part).iter().zip(&all) {
+            let want = size * *total as f64 / news.len() as f64;
+            assert!((*have as f64 - want).abs() <= 1.0, "{have} rows of a class where {want:.1} keep its share");
+        }
+    }
+    // The same seed gives the same parts; texts keep their labels.
+    let (again, _, _) = news.split_parts(&spec).unwrap();
+    assert_eq!(again.texts, train.texts);
+    let label_of = |t: &String| news.texts.iter().position(|x| x == t).map(|i| news.targets.class(i));
+    assert!(val.texts.iter().enumerate().all(|(i, t)| label_of(t) == Some(val.targets.class(i))));
+}
+
+#[test]
+fn k_fold_validates_every_review_exactly_once() {
+    let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(500);
+    let folds = reviews.kfold(5, 3, true).unwrap();
+    let mut seen: Vec<&String> = folds.iter().flat_map(|(_, v)| v.texts.iter()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 500);
+    let share = counts(&reviews)[1] as f64 / 500.0;
+    for (train, val) in &folds {
+        assert_eq!((train.len(), val.len()), (400, 100));
+        let val_share = counts(val)[1] as f64 / 100.0;
+        assert!((val_share - share).abs() <= 0.011, "fold share {val_share} against {share}");
+    }
+}
+
+#[test]
+fn cleaning_steps_report_what_they_removed_on_real_reviews() {
+    let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap();
+    let (_, plain) = reviews.clean();
+    let opts = CleanOptions { lowercase: true, min_chars: 20, max_chars: Some(150), ..Default::default() };
+    let (short, report) = reviews.clean_with(&opts);
+    assert_eq!(report.rows_before, reviews.len());
+    assert_eq!(report.rows_after, short.len());
+    assert!(report.too_short > 0 && report.too_long > 0, "{report}");
+    assert_eq!(report.rows_before, report.rows_after + report.empty + report.too_short + report.too_long + report.duplicates);
+    assert!(short.texts.iter().all(|t| (20..=150).contains(&t.chars().count()) && *t == t.to_lowercase()));
+    // Lower-casing alone makes more texts repeat one another.
+    let (_, lowered) = reviews.clean_with(&CleanOptions { lowercase: true, ..Default::default() });
+    assert!(lowered.duplicates > plain.duplicates, "{lowered} against {plain}");
+    assert!(report.to_string().contains("too short") && report.to_string().contains("too long"), "{report}");
+}
+
+#[test]
+fn jsonl_tsv_and_in_script_rows_load_with_their_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("reviews.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"review\": \"A <b>fine</b> film &amp; a fine cast.\", \"stars\": 4, \"tags\": [\"drama\", \"war\"]}\n\n{\"review\": \"Dull.\", \"stars\": 1.5, \"tags\": []}\n",
+    )
+    .unwrap();
+    let tsv = dir.path().join("reviews.tsv");
+    std::fs::write(&tsv, "text\tlabel\n\"Warm,\nfunny\"\tpos\nCold.\tneg\n").unwrap();
+    let (mut session, recorded) = common::session();
+    let script = format!(
+        r#"
+        let stars = load_dataset("{jsonl}", #{{ text: "review", label: "stars", task: "regression" }});
+        let tags = load_dataset("{jsonl}", #{{ text: "review", label: "tags", task: "multi_label" }}).clean(#{{ strip_html: true }});
+        let tsv = load_dataset("{tsv}");
+        let rows = dataset([#{{ text: "Loved it.", label: "pos" }}, #{{ text: "Hated it.", label: "neg" }}, #{{ text: "Fine.", label: 3 }}]);
+        #{{ stars: stars.head(2).map(|r| r.label), tags: tags.head(2), tsv: tsv.head(2), rows: rows.labels() }}
+        "#,
+        jsonl = jsonl.display(),
+        tsv = tsv.display()
+    );
+    let r = session.eval(&script, "sources.rhai").unwrap_or_else(|e| panic!("{e}")).cast::<rhai::Map>();
+    let strings = |v: &rhai::Dynamic| v.clone().into_array().unwrap().into_iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(strings(&r["stars"]), ["4", "1.5"]);
+    let tags = r["tags"].clone().into_array().unwrap();
+    let first = tags[0].clone().cast::<rhai::Map>();
+    assert_eq!(first["text"].to_string(), "A fine film & a fine cast.");
+    assert_eq!(first["label"].to_string(), "drama|war");
+    assert_eq!(tags[1].clone().cast::<rhai::Map>()["label"].to_string(), "");
+    assert!(recorded.borrow().printed.iter().any(|p| p.contains("HTML stripped in 1")), "{:?}", recorded.borrow().printed);
+    let tsv = r["tsv"].clone().into_array().unwrap();
+    assert_eq!(tsv[0].clone().cast::<rhai::Map>()["text"].to_string(), "Warm,\nfunny", "a quoted field spans lines");
+    let rows = r["rows"].clone().cast::<rhai::Map>();
+    assert_eq!((rows["pos"].as_int().unwrap(), rows["neg"].as_int().unwrap(), rows["3"].as_int().unwrap()), (1, 1, 1));
+
+    for (code, expected) in [
+        (format!(r#"load_dataset("{}", #{{ text: "text", label: "stars" }})"#, jsonl.display()), format!("{}:1: no field 'text'; fields: review, stars, tags", jsonl.display())),
+        (r#"dataset([#{ text: "a" }])"#.to_string(), "dataset: row 1 has no 'label'; it has text".to_string()),
+        (r#"dataset([#{ text: "a", label: "x" }, 5])"#.to_string(), "dataset: row 2 must be a map".to_string()),
+        (r#"load_dataset("bbc_news").split(#{ val: 0.5, test: 0.5 })"#.to_string(), "leaves a part empty".to_string()),
+        (r#"load_dataset("bbc_news").split(#{ val: 0 })"#.to_string(), "option 'val' must be a share between 0 and 1 or a number of rows, got 0".to_string()),
+        (r#"load_dataset("bbc_news").kfold(#{ k: 1 })"#.to_string(), "kfold: option 'k' must be between 2 and 1000000, got 1".to_string()),
+        (r#"load_dataset("bbc_news").clean(#{ min_chars: 100000 })"#.to_string(), "clean: no rows left".to_string()),
+    ] {
+        let err = session.eval(&code, "sources.rhai").unwrap_err();
+        assert!(err.message.contains(&expected), "{code}:\n  got: {}\n want: {expected}", err.message);
+    }
+}
+
+#[test]
+fn imbalanced_training_classes_get_a_warning() {
+    let (mut session, recorded) = common::session();
+    session
+        .eval(
+            r#"let model = load_model("minilm", #{ labels: 2, pooling: "mean" });
+               let rows = [];
+               for i in 0..30 { rows.push(#{ text: `good film number ${i}`, label: "pos" }); }
+               for i in 0..3 { rows.push(#{ text: `bad film number ${i}`, label: "neg" }); }
+               let train = dataset(rows).tokenize(model, #{ max_len: 8 }).loader(#{ batch: 16 });
+               fit(model, train, #{ epochs: 1, max_steps: 1 });"#,
+            "imbalance.rhai",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let warned = recorded.borrow().events.iter().any(|e| matches!(e, tunebook::train::TrainEvent::Warning(w) if w.contains("imbalanced (neg: 3, pos: 30)")));
+    assert!(warned, "no imbalance warning");
+}
