@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
             let t0 = std::time::Instant::now();
             for p in &params { let mut p = p.shallow_clone(); p.zero_grad(); }
             let t1 = std::time::Instant::now();
-            let loss = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true).cross_entropy_for_logits(&batch.labels);
+            let loss = tunebook::model::Learner::forward(&model, &batch.inputs, true).unwrap().cross_entropy_for_logits(&batch.labels);
             let _ = loss.double_value(&[]);
             let t2 = std::time::Instant::now();
             loss.backward();

@@ -203,7 +203,7 @@ fn layer_decay_and_explicit_groups_set_each_groups_rate() {
 fn batch_logits(model: &Model) -> Tensor {
     let data = loader(model, 16);
     let batch = data.data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu);
-    tch::no_grad(|| model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false))
+    tch::no_grad(|| tunebook::model::Learner::forward(model, &batch.inputs, false).unwrap())
 }
 
 #[test]
@@ -290,7 +290,7 @@ fn dropout_acts_in_training_only() {
     let model = minilm(Pooling::Mean);
     let data = loader(&model, 8);
     let b = data.data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu);
-    let run = |train: bool| tch::no_grad(|| model.logits(&b.input_ids, &b.token_type_ids, &b.attention_mask, train));
+    let run = |train: bool| tch::no_grad(|| tunebook::model::Learner::forward(&model, &b.inputs, train).unwrap());
     assert!(run(false).equal(&run(false)), "evaluation is deterministic");
     assert!(!run(true).equal(&run(true)), "training applies dropout");
 }

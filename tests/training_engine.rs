@@ -185,7 +185,7 @@ fn label_smoothing_and_class_weights_follow_their_definitions() {
     let first_loss = |model: &mut Model, o: FitOptions| train::fit(model, &train, None, &o, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap().steps[0].loss;
     // The loss of the first step, before any update, against the formulas.
     let batch = train.data.collate(&(0..48).collect::<Vec<_>>(), Device::Cpu);
-    let logits = tch::no_grad(|| model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false));
+    let logits = tch::no_grad(|| tunebook::model::Learner::forward(&model, &batch.inputs, false).unwrap());
     let logp = logits.log_softmax(-1, tch::Kind::Double);
     let labels: Vec<i64> = Vec::try_from(&batch.labels).unwrap();
     let nll: Vec<f64> = labels.iter().enumerate().map(|(i, &l)| -logp.double_value(&[i as i64, l])).collect();

@@ -82,24 +82,44 @@ impl TokenizedDataset {
         let shape = [n as i64, width as i64];
         let to = |v: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
         Batch {
-            input_ids: to(&ids),
-            token_type_ids: to(&types),
-            attention_mask: to(&mask),
+            inputs: Inputs::Text { input_ids: to(&ids), token_type_ids: to(&types), attention_mask: to(&mask) },
             labels: self.targets.batch(rows, device),
             size: n,
         }
     }
 }
 
-/// One padded batch on a device.
+/// What a model reads from a batch.
+#[derive(Debug)]
+pub enum Inputs {
+    /// Padded token sequences.
+    Text {
+        /// `[batch, seq]` token ids.
+        input_ids: Tensor,
+        /// `[batch, seq]` token-type ids.
+        token_type_ids: Tensor,
+        /// `[batch, seq]`, 1 for real tokens and 0 for padding.
+        attention_mask: Tensor,
+    },
+    /// `[batch, channels, height, width]` normalized float pixels.
+    Images(Tensor),
+}
+
+impl Inputs {
+    /// What kind of input this is, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Inputs::Text { .. } => "text",
+            Inputs::Images(_) => "images",
+        }
+    }
+}
+
+/// One batch on a device.
 #[derive(Debug)]
 pub struct Batch {
-    /// `[batch, seq]` token ids.
-    pub input_ids: Tensor,
-    /// `[batch, seq]` token-type ids.
-    pub token_type_ids: Tensor,
-    /// `[batch, seq]`, 1 for real tokens and 0 for padding.
-    pub attention_mask: Tensor,
+    /// What the model reads.
+    pub inputs: Inputs,
     /// `[batch]` class ids, or `[batch, outputs]` floats (multi-label 0/1
     /// entries, regression values).
     pub labels: Tensor,

@@ -7,6 +7,6 @@ mod targets;
 mod text;
 
 pub use targets::Targets;
-pub use loader::{Batch, DataLoader, LoaderOptions, TokenizedDataset};
+pub use loader::{Batch, Inputs, DataLoader, LoaderOptions, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
 pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};

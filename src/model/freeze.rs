@@ -111,21 +111,6 @@ impl Model {
         }
     }
 
-    /// Whether each parameter trains, by name.
-    pub fn trainable_mask(&self) -> Vec<(String, bool)> {
-        self.named_parameters().into_iter().map(|(n, t)| (n, t.requires_grad())).collect()
-    }
-
-    /// Puts back what `trainable_mask` returned.
-    pub fn set_trainable_mask(&mut self, mask: &[(String, bool)]) {
-        let by_name: std::collections::HashMap<&str, bool> = mask.iter().map(|(n, b)| (n.as_str(), *b)).collect();
-        for (name, t) in self.named_parameters() {
-            if let Some(&b) = by_name.get(name.as_str()) {
-                let _ = t.set_requires_grad(b);
-            }
-        }
-    }
-
     /// The parameter groups from the top of the model down: the head (with
     /// anything else above the encoder), each transformer layer from the
     /// last to the first, then the embeddings.

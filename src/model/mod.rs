@@ -7,6 +7,7 @@ pub mod distilbert;
 pub mod freeze;
 pub mod heads;
 pub mod hf;
+pub mod learner;
 pub mod peft;
 pub mod roberta;
 pub mod tokenizer;
@@ -24,6 +25,7 @@ pub use config::{Arch, EncoderConfig};
 pub use freeze::{LayerGroup, KINDS};
 pub use peft::LoraConfig;
 pub use hf::LoadReport;
+pub use learner::Learner;
 pub use tokenizer::TextTokenizer;
 pub use crate::task::Task;
 
@@ -360,6 +362,39 @@ fn check_output_count(task: Task, outputs: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl Learner for Model {
+    fn forward(&self, inputs: &crate::data::Inputs, train: bool) -> Result<Tensor> {
+        match inputs {
+            crate::data::Inputs::Text { input_ids, token_type_ids, attention_mask } => Ok(self.logits(input_ids, token_type_ids, attention_mask, train)),
+            other => bail!("{} is a text model: it reads tokenized text, not {}; tokenize the data with this model", self.name, other.kind()),
+        }
+    }
+    fn task(&self) -> Task {
+        self.task
+    }
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+    fn set_labels(&mut self, labels: Vec<String>) {
+        self.labels = labels;
+    }
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Model::named_parameters(self)
+    }
+    fn summary(&self) -> ModelSummary {
+        Model::summary(self)
+    }
+    fn layer_groups(&self) -> Vec<LayerGroup> {
+        Model::layer_groups(self)
+    }
+    fn select(&self, selector: &str) -> Result<Vec<String>> {
+        Model::select(self, selector)
+    }
 }
 
 /// The mean of `hidden` over the positions where `attention_mask` is 1.

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{optim, param_specs, DataLoader, FitOptions, StopFlag};
-use crate::model::Model;
+use crate::model::Learner;
 
 /// Settings of the range test.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ pub struct LrFind {
 
 /// Runs the range test on `train` with `fit`'s optimizer and weight decay,
 /// then restores every weight.
-pub fn lr_find(model: &mut Model, train: &DataLoader, fit: &FitOptions, opts: &LrFindOptions, stop: &StopFlag) -> Result<LrFind> {
+pub fn lr_find(model: &mut dyn Learner, train: &DataLoader, fit: &FitOptions, opts: &LrFindOptions, stop: &StopFlag) -> Result<LrFind> {
     if !(opts.start > 0.0 && opts.end > opts.start) {
         bail!("lr_find needs 0 < start < end, got start {} and end {}", opts.start, opts.end);
     }
@@ -69,8 +69,8 @@ pub fn lr_find(model: &mut Model, train: &DataLoader, fit: &FitOptions, opts: &L
             }
             let lr = opts.start * (ratio * i as f64 / (opts.steps - 1) as f64).exp();
             let batch = train.data.collate(&rows, device);
-            let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
-            let loss = super::Loss::default_for(model.task).compute(&logits, &batch.labels, None, 0.0);
+            let logits = model.forward(&batch.inputs, true)?;
+            let loss = super::Loss::default_for(model.task()).compute(&logits, &batch.labels, None, 0.0);
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(lr);

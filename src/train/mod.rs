@@ -19,7 +19,7 @@ use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{DataLoader, TokenizedDataset};
-use crate::model::Model;
+use crate::model::{Learner, Model};
 use crate::task::Task;
 pub use loss::Loss;
 pub use early_stopping::{EarlyStopping, Monitor};
@@ -416,7 +416,7 @@ pub type StopFlag = Arc<AtomicBool>;
 /// Every parameter the run may update (frozen ones too: unfreezing can open
 /// them later, and the optimizer skips them while frozen), with its decay
 /// and rate multiplier.
-fn param_specs(model: &Model, weight_decay: f64, scales: &std::collections::HashMap<String, f64>) -> Vec<optim::ParamSpec> {
+fn param_specs(model: &dyn Learner, weight_decay: f64, scales: &std::collections::HashMap<String, f64>) -> Vec<optim::ParamSpec> {
     model
         .named_parameters()
         .into_iter()
@@ -433,7 +433,7 @@ fn param_specs(model: &Model, weight_decay: f64, scales: &std::collections::Hash
 /// Applies the unfreezing schedule for `epoch`: a parameter trains when it
 /// did at the start and its group is open. Returns the open groups' names
 /// when that changed the model.
-fn apply_unfreezing(model: &mut Model, schedule: Unfreezing, epoch: usize, start_mask: &[(String, bool)], groups: &[crate::model::LayerGroup]) -> Option<Vec<String>> {
+fn apply_unfreezing(model: &mut dyn Learner, schedule: Unfreezing, epoch: usize, start_mask: &[(String, bool)], groups: &[crate::model::LayerGroup]) -> Option<Vec<String>> {
     let open = schedule.open_groups(epoch, groups.len());
     let open_names: std::collections::HashSet<&str> = groups[..open].iter().flat_map(|g| g.params.iter().map(String::as_str)).collect();
     let before = model.trainable_mask();
@@ -444,7 +444,7 @@ fn apply_unfreezing(model: &mut Model, schedule: Unfreezing, epoch: usize, start
 
 /// Trains `model` on `train`, evaluating on `val` after every epoch.
 pub fn fit(
-    model: &mut Model,
+    model: &mut dyn Learner,
     train: &DataLoader,
     val: Option<&DataLoader>,
     opts: &FitOptions,
@@ -456,16 +456,16 @@ pub fn fit(
         check_labels(model, &v.data)?;
     }
     adopt_label_names(model, &train.data);
-    let loss = opts.loss.unwrap_or(Loss::default_for(model.task));
-    loss.check(model.task)?;
-    if model.task != Task::Classify && opts.label_smoothing > 0.0 {
-        bail!("label_smoothing applies to single-label classification; this head is for {}", model.task.name());
+    let loss = opts.loss.unwrap_or(Loss::default_for(model.task()));
+    loss.check(model.task())?;
+    if model.task() != Task::Classify && opts.label_smoothing > 0.0 {
+        bail!("label_smoothing applies to single-label classification; this head is for {}", model.task().name());
     }
-    if model.task != Task::Classify && opts.class_weights.is_some() {
-        bail!("class_weights apply to single-label classification; this head is for {}", model.task.name());
+    if model.task() != Task::Classify && opts.class_weights.is_some() {
+        bail!("class_weights apply to single-label classification; this head is for {}", model.task().name());
     }
     if let Some(es) = &opts.early_stopping {
-        es.monitor.check(model.task)?;
+        es.monitor.check(model.task())?;
     }
     if opts.eval_every.is_some() && val.is_none() {
         bail!("eval_every evaluates on the validation set: give fit a validation loader");
@@ -497,7 +497,7 @@ pub fn fit(
 
 #[allow(clippy::too_many_arguments)]
 fn fit_inner(
-    model: &mut Model,
+    model: &mut dyn Learner,
     train: &DataLoader,
     val: Option<&DataLoader>,
     opts: &FitOptions,
@@ -541,17 +541,17 @@ fn fit_inner(
     crate::runtime::memory::reset_peak_rss();
     let mut tracker = opts.early_stopping.clone().map(early_stopping::Tracker::new);
     let mut all_params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
-    let loss_weights = class_weight_tensor(opts, &train.data, model.labels.len(), device)?;
+    let loss_weights = class_weight_tensor(opts, &train.data, model.labels().len(), device)?;
     if let Some(v) = val.filter(|v| v.data.task() == Task::Classify) {
-        let present = v.data.targets.label_counts(model.labels.len()).iter().filter(|&&n| n > 0).count();
+        let present = v.data.targets.label_counts(model.labels().len()).iter().filter(|&&n| n > 0).count();
         if present < 2 {
             observer.on_event(&TrainEvent::Warning(format!(
                 "the validation set has {present} class of {}: its accuracy says little; split with more rows or stratify",
-                model.labels.len()
+                model.labels().len()
             )));
         }
     }
-    if let Some(note) = imbalance_note(&train.data, &model.labels) {
+    if let Some(note) = imbalance_note(&train.data, model.labels()) {
         observer.on_event(&TrainEvent::Warning(note));
     }
     let mut plateau = (opts.schedule == Schedule::ReduceOnPlateau).then(schedule::Plateau::default);
@@ -623,7 +623,7 @@ fn fit_inner(
             let mut grads: Vec<Tensor> = Vec::new();
             for rows in group {
                 let batch = train.data.collate(rows, device);
-                let logits = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, true);
+                let logits = model.forward(&batch.inputs, true)?;
                 let loss = loss_kind.compute(&logits, &batch.labels, loss_weights.as_ref(), opts.label_smoothing);
                 // Each batch counts by its rows, so accumulated steps equal one big batch.
                 let share = batch.size as f64 / group_rows as f64;
@@ -664,7 +664,7 @@ fn fit_inner(
                 if step.is_multiple_of(n.max(1)) {
                     observer.on_event(&TrainEvent::Evaluating { epoch });
                     let eval_started = Instant::now();
-                    let result = evaluate_with_stop(model, v, Some(stop));
+                    let result = evaluate_with_stop(model, v, Some(stop))?;
                     eval_seconds += eval_started.elapsed().as_secs_f64();
                     let Some((result, _)) = result else {
                         run.interrupted = true;
@@ -680,7 +680,7 @@ fn fit_inner(
             Some(v) => {
                 observer.on_event(&TrainEvent::Evaluating { epoch });
                 let eval_started = Instant::now();
-                let result = evaluate_with_stop(model, v, Some(stop));
+                let result = evaluate_with_stop(model, v, Some(stop))?;
                 eval_seconds += eval_started.elapsed().as_secs_f64();
                 match result {
                     Some((r, _)) => Some(r),
@@ -771,41 +771,41 @@ fn imbalance_note(data: &TokenizedDataset, labels: &[String]) -> Option<String> 
 /// A head made for a count of labels (`LABEL_0`, `LABEL_1`, ...) takes the
 /// data's class names when there are as many, so that predictions and the
 /// saved `id2label` use them.
-fn adopt_label_names(model: &mut Model, data: &TokenizedDataset) {
-    let placeholders = model.labels.iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
-    if placeholders && data.label_names.len() == model.labels.len() {
-        model.labels = data.label_names.clone();
+fn adopt_label_names(model: &mut dyn Learner, data: &TokenizedDataset) {
+    let placeholders = model.labels().iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
+    if placeholders && data.label_names.len() == model.labels().len() {
+        model.set_labels(data.label_names.clone());
     }
 }
 
-fn check_labels(model: &Model, data: &TokenizedDataset) -> Result<()> {
+fn check_labels(model: &dyn Learner, data: &TokenizedDataset) -> Result<()> {
     let task = data.task();
-    if task != model.task {
+    if task != model.task() {
         bail!(
             "the data is labelled for {} but the model's head is for {}; load the model with task: \"{}\"{}",
             task.name(),
-            model.task.name(),
+            model.task().name(),
             task.name(),
             if task == Task::Classify { String::new() } else { format!(" and labels: {}", data.label_names.len()) }
         );
     }
-    if task != Task::Classify && data.label_names.len() != model.labels.len() {
+    if task != Task::Classify && data.label_names.len() != model.labels().len() {
         let what = if task == Task::Regression { "outputs" } else { "labels" };
         bail!(
             "the data has {} {what} ({}) but the model's head has {}; load the model with labels: {}",
             data.label_names.len(),
             data.label_names.join(", "),
-            model.labels.len(),
+            model.labels().len(),
             data.label_names.len()
         );
     }
-    if data.label_names.len() > model.labels.len() {
+    if data.label_names.len() > model.labels().len() {
         bail!(
             "the data has {} classes ({}) but the model's head has {} ({}); load the model with labels: {}",
             data.label_names.len(),
             data.label_names.join(", "),
-            model.labels.len(),
-            model.labels.join(", "),
+            model.labels().len(),
+            model.labels().join(", "),
             data.label_names.len()
         );
     }
@@ -826,36 +826,36 @@ pub enum EvalDetail {
 
 /// The loss and the task's metrics of `model` on every batch of `data`,
 /// without gradients.
-pub fn evaluate(model: &Model, data: &DataLoader) -> Result<EvalResult> {
+pub fn evaluate(model: &dyn Learner, data: &DataLoader) -> Result<EvalResult> {
     Ok(evaluate_detailed(model, data)?.0)
 }
 
 /// As `evaluate`, with what it counted (the confusion matrix, per-label
 /// counts, or the predictions of a regression).
-pub fn evaluate_detailed(model: &Model, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
+pub fn evaluate_detailed(model: &dyn Learner, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
     check_labels(model, &data.data)?;
-    Ok(evaluate_with_stop(model, data, None).expect("no stop flag, so evaluation runs to the end"))
+    Ok(evaluate_with_stop(model, data, None)?.expect("no stop flag, so evaluation runs to the end"))
 }
 
 /// As `evaluate_detailed`, but returns `None` if `stop` is set between batches.
-fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>) -> Option<(EvalResult, EvalDetail)> {
+fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&StopFlag>) -> Result<Option<(EvalResult, EvalDetail)>> {
     let device = model.device();
-    let task = model.task;
+    let task = model.task();
     let loss_kind = Loss::default_for(task);
     let (mut loss_sum, mut rows) = (0.0, 0usize);
     let mut detail = match task {
-        Task::Classify => EvalDetail::Classes(Confusion::new(model.labels.len())),
-        Task::MultiLabel => EvalDetail::MultiLabel(MultiLabelCounts::new(model.labels.len())),
-        Task::Regression => EvalDetail::Regression(RegressionScores::new(model.labels.len())),
+        Task::Classify => EvalDetail::Classes(Confusion::new(model.labels().len())),
+        Task::MultiLabel => EvalDetail::MultiLabel(MultiLabelCounts::new(model.labels().len())),
+        Task::Regression => EvalDetail::Regression(RegressionScores::new(model.labels().len())),
     };
     let _guard = tch::no_grad_guard();
     let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
     for batch_rows in data.batch_indices(0) {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            return None;
+            return Ok(None);
         }
         let batch = data.data.collate(&batch_rows, device);
-        let outputs = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
+        let outputs = model.forward(&batch.inputs, false)?;
         let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
         loss_sum += loss * batch.size as f64;
         match &mut detail {
@@ -875,7 +875,7 @@ fn evaluate_with_stop(model: &Model, data: &DataLoader, stop: Option<&StopFlag>)
         EvalDetail::MultiLabel(c) => (result.accuracy, result.f1) = (Some(c.exact_match()), Some(c.macro_scores().2)),
         EvalDetail::Regression(r) => (result.mse, result.mae, result.r2) = (Some(r.mse()), Some(r.mae()), Some(r.r2())),
     }
-    Some((result, detail))
+    Ok(Some((result, detail)))
 }
 
 /// The class weights of the training loss as a tensor, if any.
@@ -921,8 +921,9 @@ pub fn embed(model: &Model, texts: &[String], max_len: usize) -> Result<Tensor> 
     let mut parts = Vec::new();
     for chunk in rows.chunks(64) {
         let batch = data.collate(chunk, model.device());
-        let hidden = model.hidden_states(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false);
-        let pooled = crate::model::mean_pool(&hidden, &batch.attention_mask);
+        let crate::data::Inputs::Text { input_ids, token_type_ids, attention_mask } = &batch.inputs else { unreachable!("texts collate to text inputs") };
+        let hidden = model.hidden_states(input_ids, token_type_ids, attention_mask, false);
+        let pooled = crate::model::mean_pool(&hidden, attention_mask);
         let norm = pooled.norm_scalaropt_dim(2.0, [-1i64].as_slice(), true).clamp_min(1e-12);
         parts.push((pooled / norm).to_device(Device::Cpu));
     }
@@ -958,7 +959,7 @@ pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Pr
     let named = |row: Vec<f64>| model.labels.iter().cloned().zip(row).collect::<Vec<_>>();
     for chunk in rows.chunks(64) {
         let batch = data.collate(chunk, model.device());
-        let outputs = model.logits(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false).to_kind(Kind::Double).to_device(Device::Cpu);
+        let outputs = Learner::forward(model, &batch.inputs, false)?.to_kind(Kind::Double).to_device(Device::Cpu);
         match model.task {
             Task::Classify => {
                 let (p, idx) = outputs.softmax(-1, Kind::Double).max_dim(-1, false);

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::model::{LayerGroup, Model};
+use crate::model::{LayerGroup, Learner};
 
 /// How the trainable part of the model grows over the run. A parameter
 /// trains in an epoch when its group is open and it was trainable when
@@ -57,7 +57,7 @@ impl LayerRates {
     }
 
     /// The rate multiplier of every parameter, by name, given the base rate.
-    pub fn scales(&self, model: &Model, base_lr: f64) -> Result<std::collections::HashMap<String, f64>> {
+    pub fn scales(&self, model: &dyn Learner, base_lr: f64) -> Result<std::collections::HashMap<String, f64>> {
         let mut scales = std::collections::HashMap::new();
         for (depth, group) in model.layer_groups().iter().enumerate() {
             let scale = self.decay.map(|d| d.powi(depth as i32)).unwrap_or(1.0);

@@ -125,7 +125,7 @@ fn lr_groups(v: &Dynamic) -> R<Vec<(String, f64)>> {
 fn run_fit(ctx: &Context, m: &ModelHandle, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
     let opts = fit_options(ctx, opts)?;
     let mut observer = ctx.host.train_observer();
-    let run = guard(|| train::fit(&mut m.0.borrow_mut(), &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))?;
+    let run = guard(|| train::fit(&mut *m.0.borrow_mut(), &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))?;
     Ok(RunHandle(Rc::new(run)))
 }
 
@@ -221,7 +221,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> {
         guard(|| {
             let model = m.0.borrow();
-            let (r, detail) = train::evaluate_detailed(&model, &l.0)?;
+            let (r, detail) = train::evaluate_detailed(&*model, &l.0)?;
             Ok(eval_map(r, &detail, &model.labels))
         })
     });
@@ -251,12 +251,12 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         let d = train::LrFindOptions::default();
         let find = train::LrFindOptions { start: o.float("start", d.start, 1e-12, 1e3)?, end: o.float("end", d.end, 1e-12, 1e4)?, steps: o.int("steps", d.steps as i64, 10, 100_000)? as usize };
         let fit = FitOptions { weight_decay: o.float("weight_decay", 0.01, 0.0, 1.0)?, ..FitOptions::default() };
-        let found = guard(|| train::lr_find(&mut m.0.borrow_mut(), &t.0, &fit, &find, &c.stop))?;
+        let found = guard(|| train::lr_find(&mut *m.0.borrow_mut(), &t.0, &fit, &find, &c.stop))?;
         Ok(LrFindHandle(Rc::new(found)))
     });
     let c = ctx.clone();
     engine.register_fn("lr_find", move |m: ModelHandle, t: LoaderHandle| -> R<LrFindHandle> {
-        let found = guard(|| train::lr_find(&mut m.0.borrow_mut(), &t.0, &FitOptions::default(), &train::LrFindOptions::default(), &c.stop))?;
+        let found = guard(|| train::lr_find(&mut *m.0.borrow_mut(), &t.0, &FitOptions::default(), &train::LrFindOptions::default(), &c.stop))?;
         Ok(LrFindHandle(Rc::new(found)))
     });
     engine.register_get("suggestion", |f: &mut LrFindHandle| f.0.suggestion);

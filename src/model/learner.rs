@@ -1,0 +1,49 @@
+//! What training needs of a model, whatever its inputs: text encoders and
+//! image networks both implement it, so `fit`, `evaluate` and `lr_find`
+//! serve both.
+
+use anyhow::Result;
+use tch::{Device, Tensor};
+
+use super::{LayerGroup, ModelSummary};
+use crate::data::Inputs;
+use crate::task::Task;
+
+/// A trainable model with a head for one task.
+pub trait Learner {
+    /// The head's raw outputs `[batch, labels]` for a batch of inputs;
+    /// dropout acts only when `train`.
+    fn forward(&self, inputs: &Inputs, train: bool) -> Result<Tensor>;
+    /// What the head predicts.
+    fn task(&self) -> Task;
+    /// The names of the head's outputs.
+    fn labels(&self) -> &[String];
+    /// Renames the head's outputs (the count stays).
+    fn set_labels(&mut self, labels: Vec<String>);
+    /// Where the parameters are.
+    fn device(&self) -> Device;
+    /// Every parameter with its name, in model order.
+    fn named_parameters(&self) -> Vec<(String, Tensor)>;
+    /// Trainable and frozen parameters per module.
+    fn summary(&self) -> ModelSummary;
+    /// Parameter groups from the top of the model down, the head first.
+    fn layer_groups(&self) -> Vec<LayerGroup>;
+    /// The parameter names a selector names (a module path, a range, a glob
+    /// or a kind); an error lists the valid names.
+    fn select(&self, selector: &str) -> Result<Vec<String>>;
+
+    /// Whether each parameter trains, by name.
+    fn trainable_mask(&self) -> Vec<(String, bool)> {
+        self.named_parameters().into_iter().map(|(n, t)| (n, t.requires_grad())).collect()
+    }
+
+    /// Puts back what `trainable_mask` returned.
+    fn set_trainable_mask(&mut self, mask: &[(String, bool)]) {
+        let by_name: std::collections::HashMap<&str, bool> = mask.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        for (name, t) in self.named_parameters() {
+            if let Some(&b) = by_name.get(name.as_str()) {
+                let _ = t.set_requires_grad(b);
+            }
+        }
+    }
+}
