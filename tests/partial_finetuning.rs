@@ -202,7 +202,7 @@ fn layer_decay_and_explicit_groups_set_each_groups_rate() {
 
 fn batch_logits(model: &Model) -> Tensor {
     let data = loader(model, 16);
-    let batch = data.data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu);
+    let batch = data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None);
     tch::no_grad(|| tunebook::model::Learner::forward(model, &batch.inputs, false).unwrap())
 }
 
@@ -289,7 +289,7 @@ fn adapters_cannot_be_saved_as_a_plain_model_and_say_what_to_do() {
 fn dropout_acts_in_training_only() {
     let model = minilm(Pooling::Mean);
     let data = loader(&model, 8);
-    let b = data.data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu);
+    let b = data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu, None);
     let run = |train: bool| tch::no_grad(|| tunebook::model::Learner::forward(&model, &b.inputs, train).unwrap());
     assert!(run(false).equal(&run(false)), "evaluation is deterministic");
     assert!(!run(true).equal(&run(true)), "training applies dropout");

@@ -4,6 +4,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Device, Tensor};
 
+use std::rc::Rc;
+
+use super::image::ImageSet;
 use super::{Targets, TextDataset};
 use crate::model::TextTokenizer;
 use anyhow::{bail, Result};
@@ -140,30 +143,91 @@ pub struct LoaderOptions {
     pub drop_last: bool,
 }
 
-/// Batches of a tokenized dataset, padded per batch to its longest row.
+/// What a loader batches.
+#[derive(Debug, Clone)]
+pub enum LoaderSource {
+    /// Tokenized texts, padded per batch to their longest row.
+    Text(Rc<TokenizedDataset>),
+    /// Images with their normalization and augmentation.
+    Images(Rc<ImageSet>),
+}
+
+/// Batches of a dataset on a device.
 #[derive(Debug, Clone)]
 pub struct DataLoader {
     /// The rows.
-    pub data: std::rc::Rc<TokenizedDataset>,
+    pub source: LoaderSource,
     /// How to batch them.
     pub options: LoaderOptions,
 }
 
 impl DataLoader {
-    /// A loader over `data`.
-    pub fn new(data: std::rc::Rc<TokenizedDataset>, options: LoaderOptions) -> Result<Self> {
-        if options.batch_size == 0 {
+    /// A loader over tokenized texts.
+    pub fn new(data: Rc<TokenizedDataset>, options: LoaderOptions) -> Result<Self> {
+        Self::over(LoaderSource::Text(data), options)
+    }
+
+    /// A loader over any source.
+    pub fn over(source: LoaderSource, options: LoaderOptions) -> Result<Self> {
+        let loader = Self { source, options };
+        if loader.options.batch_size == 0 {
             bail!("batch size must be at least 1");
         }
-        if data.is_empty() {
+        if loader.rows() == 0 {
             bail!("cannot batch an empty dataset");
         }
-        Ok(Self { data, options })
+        Ok(loader)
+    }
+
+    /// The targets of every row.
+    pub fn targets(&self) -> &Targets {
+        match &self.source {
+            LoaderSource::Text(t) => &t.targets,
+            LoaderSource::Images(i) => &i.data.targets,
+        }
+    }
+
+    /// Class, label or output names by id.
+    pub fn label_names(&self) -> &[String] {
+        match &self.source {
+            LoaderSource::Text(t) => &t.label_names,
+            LoaderSource::Images(i) => &i.data.label_names,
+        }
+    }
+
+    /// What the targets are for.
+    pub fn task(&self) -> crate::task::Task {
+        self.targets().task()
+    }
+
+    /// Rows in the data.
+    pub fn rows(&self) -> usize {
+        self.targets().len()
+    }
+
+    /// Where the rows came from.
+    pub fn name(&self) -> &str {
+        match &self.source {
+            LoaderSource::Text(t) => &t.name,
+            LoaderSource::Images(i) => &i.data.name,
+        }
+    }
+
+    /// The batch of `rows` on `device`. `epoch` (training only) draws
+    /// this epoch's augmentation, if the loader augments.
+    pub fn collate(&self, rows: &[usize], device: Device, epoch: Option<usize>) -> Batch {
+        match &self.source {
+            LoaderSource::Text(t) => t.collate(rows, device),
+            LoaderSource::Images(set) => {
+                let seed = epoch.map(|e| self.options.seed.wrapping_add((e as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
+                Batch { inputs: Inputs::Images(set.collate(rows, device, seed)), labels: set.data.targets.batch(rows, device), size: rows.len() }
+            }
+        }
     }
 
     /// The row indices of each batch of `epoch`.
     pub fn batch_indices(&self, epoch: usize) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..self.data.len()).collect();
+        let mut order: Vec<usize> = (0..self.rows()).collect();
         if self.options.shuffle {
             let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
@@ -177,7 +241,7 @@ impl DataLoader {
 
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        let n = self.data.len();
+        let n = self.rows();
         let bs = self.options.batch_size;
         if self.options.drop_last && n > bs { n / bs } else { n.div_ceil(bs) }
     }

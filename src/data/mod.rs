@@ -1,12 +1,13 @@
 //! Datasets: loading, cleaning, splitting, tokenizing and batching.
 
 pub mod clean;
+pub mod image;
 mod loader;
 pub mod split;
 mod targets;
 mod text;
 
 pub use targets::Targets;
-pub use loader::{Batch, Inputs, DataLoader, LoaderOptions, TokenizedDataset};
+pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
 pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};

@@ -68,7 +68,7 @@ pub fn lr_find(model: &mut dyn Learner, train: &DataLoader, fit: &FitOptions, op
                 break 'outer;
             }
             let lr = opts.start * (ratio * i as f64 / (opts.steps - 1) as f64).exp();
-            let batch = train.data.collate(&rows, device);
+            let batch = train.collate(&rows, device, Some(epoch));
             let logits = model.forward(&batch.inputs, true)?;
             let loss = super::Loss::default_for(model.task()).compute(&logits, &batch.labels, None, 0.0);
             optimizer.zero_grad();

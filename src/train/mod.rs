@@ -451,11 +451,11 @@ pub fn fit(
     observer: &mut dyn TrainObserver,
     stop: &StopFlag,
 ) -> Result<TrainRun> {
-    check_labels(model, &train.data)?;
+    check_labels(model, train)?;
     if let Some(v) = val {
-        check_labels(model, &v.data)?;
+        check_labels(model, v)?;
     }
-    adopt_label_names(model, &train.data);
+    adopt_label_names(model, train);
     let loss = opts.loss.unwrap_or(Loss::default_for(model.task()));
     loss.check(model.task())?;
     if model.task() != Task::Classify && opts.label_smoothing > 0.0 {
@@ -541,9 +541,9 @@ fn fit_inner(
     crate::runtime::memory::reset_peak_rss();
     let mut tracker = opts.early_stopping.clone().map(early_stopping::Tracker::new);
     let mut all_params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
-    let loss_weights = class_weight_tensor(opts, &train.data, model.labels().len(), device)?;
-    if let Some(v) = val.filter(|v| v.data.task() == Task::Classify) {
-        let present = v.data.targets.label_counts(model.labels().len()).iter().filter(|&&n| n > 0).count();
+    let loss_weights = class_weight_tensor(opts, train, model.labels().len(), device)?;
+    if let Some(v) = val.filter(|v| v.task() == Task::Classify) {
+        let present = v.targets().label_counts(model.labels().len()).iter().filter(|&&n| n > 0).count();
         if present < 2 {
             observer.on_event(&TrainEvent::Warning(format!(
                 "the validation set has {present} class of {}: its accuracy says little; split with more rows or stratify",
@@ -551,7 +551,7 @@ fn fit_inner(
             )));
         }
     }
-    if let Some(note) = imbalance_note(&train.data, model.labels()) {
+    if let Some(note) = imbalance_note(train, model.labels()) {
         observer.on_event(&TrainEvent::Warning(note));
     }
     let mut plateau = (opts.schedule == Schedule::ReduceOnPlateau).then(schedule::Plateau::default);
@@ -622,7 +622,7 @@ fn fit_inner(
             let inputs = optimizer.trainable();
             let mut grads: Vec<Tensor> = Vec::new();
             for rows in group {
-                let batch = train.data.collate(rows, device);
+                let batch = train.collate(rows, device, Some(epoch));
                 let logits = model.forward(&batch.inputs, true)?;
                 let loss = loss_kind.compute(&logits, &batch.labels, loss_weights.as_ref(), opts.label_smoothing);
                 // Each batch counts by its rows, so accumulated steps equal one big batch.
@@ -756,11 +756,11 @@ fn fit_inner(
 
 /// A warning when the training classes are badly imbalanced: the largest
 /// has at least 5 times the rows of the smallest (or a class has none).
-fn imbalance_note(data: &TokenizedDataset, labels: &[String]) -> Option<String> {
+fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
     if data.task() != Task::Classify {
         return None;
     }
-    let counts = data.targets.label_counts(labels.len());
+    let counts = data.targets().label_counts(labels.len());
     let (min, max) = (*counts.iter().min()?, *counts.iter().max()?);
     (max >= 5 * min.max(1) || min == 0).then(|| {
         let each: Vec<String> = labels.iter().zip(&counts).map(|(l, n)| format!("{l}: {n}")).collect();
@@ -771,14 +771,14 @@ fn imbalance_note(data: &TokenizedDataset, labels: &[String]) -> Option<String> 
 /// A head made for a count of labels (`LABEL_0`, `LABEL_1`, ...) takes the
 /// data's class names when there are as many, so that predictions and the
 /// saved `id2label` use them.
-fn adopt_label_names(model: &mut dyn Learner, data: &TokenizedDataset) {
+fn adopt_label_names(model: &mut dyn Learner, data: &DataLoader) {
     let placeholders = model.labels().iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
-    if placeholders && data.label_names.len() == model.labels().len() {
-        model.set_labels(data.label_names.clone());
+    if placeholders && data.label_names().len() == model.labels().len() {
+        model.set_labels(data.label_names().to_vec());
     }
 }
 
-fn check_labels(model: &dyn Learner, data: &TokenizedDataset) -> Result<()> {
+fn check_labels(model: &dyn Learner, data: &DataLoader) -> Result<()> {
     let task = data.task();
     if task != model.task() {
         bail!(
@@ -786,27 +786,27 @@ fn check_labels(model: &dyn Learner, data: &TokenizedDataset) -> Result<()> {
             task.name(),
             model.task().name(),
             task.name(),
-            if task == Task::Classify { String::new() } else { format!(" and labels: {}", data.label_names.len()) }
+            if task == Task::Classify { String::new() } else { format!(" and labels: {}", data.label_names().len()) }
         );
     }
-    if task != Task::Classify && data.label_names.len() != model.labels().len() {
+    if task != Task::Classify && data.label_names().len() != model.labels().len() {
         let what = if task == Task::Regression { "outputs" } else { "labels" };
         bail!(
             "the data has {} {what} ({}) but the model's head has {}; load the model with labels: {}",
-            data.label_names.len(),
-            data.label_names.join(", "),
+            data.label_names().len(),
+            data.label_names().join(", "),
             model.labels().len(),
-            data.label_names.len()
+            data.label_names().len()
         );
     }
-    if data.label_names.len() > model.labels().len() {
+    if data.label_names().len() > model.labels().len() {
         bail!(
             "the data has {} classes ({}) but the model's head has {} ({}); load the model with labels: {}",
-            data.label_names.len(),
-            data.label_names.join(", "),
+            data.label_names().len(),
+            data.label_names().join(", "),
             model.labels().len(),
             model.labels().join(", "),
-            data.label_names.len()
+            data.label_names().len()
         );
     }
     Ok(())
@@ -833,7 +833,7 @@ pub fn evaluate(model: &dyn Learner, data: &DataLoader) -> Result<EvalResult> {
 /// As `evaluate`, with what it counted (the confusion matrix, per-label
 /// counts, or the predictions of a regression).
 pub fn evaluate_detailed(model: &dyn Learner, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
-    check_labels(model, &data.data)?;
+    check_labels(model, data)?;
     Ok(evaluate_with_stop(model, data, None)?.expect("no stop flag, so evaluation runs to the end"))
 }
 
@@ -854,7 +854,7 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Ok(None);
         }
-        let batch = data.data.collate(&batch_rows, device);
+        let batch = data.collate(&batch_rows, device, None);
         let outputs = model.forward(&batch.inputs, false)?;
         let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
         loss_sum += loss * batch.size as f64;
@@ -879,7 +879,7 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
 }
 
 /// The class weights of the training loss as a tensor, if any.
-fn class_weight_tensor(opts: &FitOptions, data: &TokenizedDataset, classes: usize, device: Device) -> Result<Option<Tensor>> {
+fn class_weight_tensor(opts: &FitOptions, data: &DataLoader, classes: usize, device: Device) -> Result<Option<Tensor>> {
     let weights = match &opts.class_weights {
         None => return Ok(None),
         Some(ClassWeights::Given(w)) => {
@@ -892,8 +892,8 @@ fn class_weight_tensor(opts: &FitOptions, data: &TokenizedDataset, classes: usiz
             w.clone()
         }
         Some(ClassWeights::Balanced) => {
-            let counts = data.targets.label_counts(classes);
-            let n = data.len() as f64;
+            let counts = data.targets().label_counts(classes);
+            let n = data.rows() as f64;
             counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
         }
     };

@@ -254,6 +254,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("loader", move |t: &mut TokensHandle| ml(t, Map::new()));
     engine.register_fn("len", |l: &mut LoaderHandle| l.0.len() as i64);
     engine.register_fn("to_string", |l: &mut LoaderHandle| {
-        format!("Loader over {} ({} rows, {} batches of {})", l.0.data.name, l.0.data.len(), l.0.len(), l.0.options.batch_size)
+        format!("Loader over {} ({} rows, {} batches of {})", l.0.name(), l.0.rows(), l.0.len(), l.0.options.batch_size)
     });
 }

@@ -143,7 +143,7 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
         return Some((format!("TokenizedDataset {} ({} rows, max_len {})", t.0.name, t.0.len(), t.0.max_len), None));
     }
     if let Some(l) = value.clone().try_cast::<LoaderHandle>() {
-        return Some((format!("Loader over {} ({} batches of {})", l.0.data.name, l.0.len(), l.0.options.batch_size), None));
+        return Some((format!("Loader over {} ({} batches of {})", l.0.name(), l.0.len(), l.0.options.batch_size), None));
     }
     if value.is_string() {
         return Some((format!("{value:?}"), None));

