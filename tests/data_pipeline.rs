@@ -121,7 +121,7 @@ fn jsonl_tsv_and_in_script_rows_load_with_their_labels() {
 #[test]
 fn imbalanced_training_classes_get_a_warning() {
     let (mut session, recorded) = common::session();
-    session
+    let _ = session
         .eval(
             r#"let model = load_model("minilm", #{ labels: 2, pooling: "mean" });
                let rows = [];

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Device, Tensor};
-use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::model::{Learner, LoadOptions, Model, Pooling};
 
 fn fixture(name: &str) -> (PathBuf, HashMap<String, Tensor>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tch::{Device, Tensor};
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use tunebook::model::{LoadOptions, LoraConfig, Model, Pooling};
+use tunebook::model::{Learner, LoadOptions, LoraConfig, Model, Pooling};
 use tunebook::train::{self, FitOptions, LayerRates, Schedule, TrainEvent, TrainObserver, Unfreezing};
 
 fn minilm(pooling: Pooling) -> Model {

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::{Model, Pooling};
+use super::{Learner, Model, Pooling};
 use crate::suggest::{closest, glob_match};
 
 /// Kinds of parameters a selector can name besides module paths, with what
@@ -66,29 +66,6 @@ impl Model {
         Ok(chosen)
     }
 
-    /// Sets whether the parameters a selector names train; returns how many
-    /// tensors it names.
-    pub fn set_trainable(&mut self, selector: &str, trainable: bool) -> Result<usize> {
-        let chosen = self.select(selector)?;
-        self.set_requires_grad(&chosen, trainable);
-        Ok(chosen.len())
-    }
-
-    /// Freezes everything, then unfreezes what the selectors name.
-    pub fn train_only(&mut self, selectors: &[String]) -> Result<usize> {
-        if selectors.is_empty() {
-            bail!("train_only needs at least one selector, e.g. \"head\"");
-        }
-        // Check every selector before changing anything.
-        let mut chosen = Vec::new();
-        for s in selectors {
-            chosen.extend(self.select(s)?);
-        }
-        self.set_all_trainable(false);
-        self.set_requires_grad(&chosen, true);
-        Ok(chosen.len())
-    }
-
     /// Trains the head and the last `n` transformer layers (the first `-n`
     /// when `n` is negative, as LLaMA-Factory's `freeze_trainable_layers`);
     /// everything else is frozen.
@@ -102,13 +79,6 @@ impl Model {
         let mut selectors = vec!["head".to_string()];
         selectors.extend(range.map(|i| format!("{stack}.{i}")));
         self.train_only(&selectors)
-    }
-
-    /// Freezes (`false`) or unfreezes (`true`) every parameter the model uses.
-    pub fn set_all_trainable(&mut self, trainable: bool) {
-        for (name, t) in self.named_parameters() {
-            let _ = t.set_requires_grad(trainable && !self.is_unused(&name));
-        }
     }
 
     /// The parameter groups from the top of the model down: the head (with
@@ -152,15 +122,6 @@ impl Model {
     /// pooling, parked heads): they stay frozen so that counts tell the truth.
     pub(super) fn is_unused(&self, name: &str) -> bool {
         (self.pooling == Pooling::Mean && name.starts_with("pooler.")) || self.parked.iter().any(|h| h.params.iter().any(|p| p == name))
-    }
-
-    fn set_requires_grad(&self, names: &[String], trainable: bool) {
-        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-        for (name, t) in self.named_parameters() {
-            if wanted.contains(name.as_str()) {
-                let _ = t.set_requires_grad(trainable);
-            }
-        }
     }
 
     /// Whether one selector part names parameter `name`.

@@ -32,6 +32,42 @@ pub trait Learner {
     /// or a kind); an error lists the valid names.
     fn select(&self, selector: &str) -> Result<Vec<String>>;
 
+    /// Whether the forward pass never reads this parameter (it then stays
+    /// frozen, so that counts tell the truth).
+    fn is_unused(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Sets whether the parameters a selector names train; returns how many
+    /// tensors it names.
+    fn set_trainable(&mut self, selector: &str, trainable: bool) -> Result<usize> {
+        let chosen = self.select(selector)?;
+        set_requires_grad(self, &chosen, trainable);
+        Ok(chosen.len())
+    }
+
+    /// Freezes everything, then unfreezes what the selectors name (all
+    /// selectors are checked before anything changes).
+    fn train_only(&mut self, selectors: &[String]) -> Result<usize> {
+        if selectors.is_empty() {
+            anyhow::bail!("train_only needs at least one selector, e.g. \"head\"");
+        }
+        let mut chosen = Vec::new();
+        for s in selectors {
+            chosen.extend(self.select(s)?);
+        }
+        self.set_all_trainable(false);
+        set_requires_grad(self, &chosen, true);
+        Ok(chosen.len())
+    }
+
+    /// Freezes (`false`) or unfreezes (`true`) every parameter the model uses.
+    fn set_all_trainable(&mut self, trainable: bool) {
+        for (name, t) in self.named_parameters() {
+            let _ = t.set_requires_grad(trainable && !self.is_unused(&name));
+        }
+    }
+
     /// Whether each parameter trains, by name.
     fn trainable_mask(&self) -> Vec<(String, bool)> {
         self.named_parameters().into_iter().map(|(n, t)| (n, t.requires_grad())).collect()
@@ -44,6 +80,16 @@ pub trait Learner {
             if let Some(&b) = by_name.get(name.as_str()) {
                 let _ = t.set_requires_grad(b);
             }
+        }
+    }
+}
+
+/// Sets `requires_grad` on the named parameters.
+fn set_requires_grad<L: Learner + ?Sized>(model: &L, names: &[String], trainable: bool) {
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    for (name, t) in model.named_parameters() {
+        if wanted.contains(name.as_str()) {
+            let _ = t.set_requires_grad(trainable);
         }
     }
 }

@@ -300,7 +300,7 @@ impl Model {
             }
         }
         let rows: Vec<ModuleCount> = rows.into_iter().map(|((_, module), (trainable, frozen))| ModuleCount { module, trainable, frozen }).collect();
-        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: self.pooling, device: self.device(), rows }
+        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: Some(self.pooling), device: self.device(), rows }
     }
 
     /// Saves in the Hugging Face layout (config.json, model.safetensors and
@@ -395,6 +395,9 @@ impl Learner for Model {
     fn select(&self, selector: &str) -> Result<Vec<String>> {
         Model::select(self, selector)
     }
+    fn is_unused(&self, name: &str) -> bool {
+        Model::is_unused(self, name)
+    }
 }
 
 /// The mean of `hidden` over the positions where `attention_mask` is 1.
@@ -462,8 +465,8 @@ pub struct ModelSummary {
     pub labels: Vec<String>,
     /// What the head predicts.
     pub task: Task,
-    /// Pooling used by the head.
-    pub pooling: Pooling,
+    /// Pooling used by the head (text models).
+    pub pooling: Option<Pooling>,
     /// Where the model is.
     pub device: Device,
     /// Counts per module, in model order.
@@ -488,7 +491,8 @@ impl std::fmt::Display for ModelSummary {
             Task::MultiLabel => "multi-label labels",
             Task::Regression => "regression outputs",
         };
-        writeln!(f, "Model {} ({} {what}: {}; pooling {}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.pooling.name(), self.device)?;
+        let pooling = self.pooling.map(|p| format!("; pooling {}", p.name())).unwrap_or_default();
+        writeln!(f, "Model {} ({} {what}: {}{pooling}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.device)?;
         writeln!(f, "{:<24} {:>12} {:>12}", "module", "trainable", "frozen")?;
         for r in &self.rows {
             writeln!(f, "{:<24} {:>12} {:>12}", r.module, group_digits(r.trainable), group_digits(r.frozen))?;

@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
+use super::Learner;
 use crate::suggest::glob_match;
 
 /// Settings of `Model::add_lora`.

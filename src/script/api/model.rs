@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use crate::model::{LoadOptions, Model, Pooling, Task};
+use crate::model::{Learner, LoadOptions, Model, Pooling, Task};
 use crate::runtime::{resolve_device, DeviceRequest};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
