@@ -950,26 +950,41 @@ pub enum Prediction {
     Values(Vec<(String, f64)>),
 }
 
-/// The prediction for each text, by the head's task.
-pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
-    let data = encode_texts(model, texts, max_len)?;
-    let _guard = tch::no_grad_guard();
-    let mut out = Vec::with_capacity(texts.len());
-    let rows: Vec<usize> = (0..texts.len()).collect();
-    let named = |row: Vec<f64>| model.labels.iter().cloned().zip(row).collect::<Vec<_>>();
-    for chunk in rows.chunks(64) {
-        let batch = data.collate(chunk, model.device());
-        let outputs = Learner::forward(model, &batch.inputs, false)?.to_kind(Kind::Double).to_device(Device::Cpu);
-        match model.task {
-            Task::Classify => {
-                let (p, idx) = outputs.softmax(-1, Kind::Double).max_dim(-1, false);
-                let p: Vec<f64> = Vec::<f64>::try_from(p)?;
-                let idx: Vec<i64> = Vec::<i64>::try_from(idx)?;
-                out.extend(idx.into_iter().zip(p).map(|(i, score)| Prediction::Class { label: model.labels[i as usize].clone(), score }));
-            }
-            Task::MultiLabel => out.extend(Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r)))),
-            Task::Regression => out.extend(Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r)))),
+/// Predictions from a head's raw outputs `[rows, labels]`, by its task.
+fn predictions(task: Task, labels: &[String], outputs: &Tensor) -> Result<Vec<Prediction>> {
+    let outputs = outputs.to_kind(Kind::Double).to_device(Device::Cpu);
+    let named = |row: Vec<f64>| labels.iter().cloned().zip(row).collect::<Vec<_>>();
+    Ok(match task {
+        Task::Classify => {
+            let (p, idx) = outputs.softmax(-1, Kind::Double).max_dim(-1, false);
+            let p: Vec<f64> = Vec::<f64>::try_from(p)?;
+            let idx: Vec<i64> = Vec::<i64>::try_from(idx)?;
+            idx.into_iter().zip(p).map(|(i, score)| Prediction::Class { label: labels[i as usize].clone(), score }).collect()
         }
+        Task::MultiLabel => Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r))).collect(),
+        Task::Regression => Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r))).collect(),
+    })
+}
+
+/// The prediction for every row of a loader, in row order (its shuffle and
+/// augmentation are not used).
+pub fn predict_loader(model: &dyn Learner, data: &DataLoader) -> Result<Vec<Prediction>> {
+    let _guard = tch::no_grad_guard();
+    let rows: Vec<usize> = (0..data.rows()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(data.options.batch_size.max(1)) {
+        let batch = data.collate(chunk, model.device(), None);
+        out.extend(predictions(model.task(), model.labels(), &model.forward(&batch.inputs, false)?)?);
     }
     Ok(out)
+}
+
+/// The prediction for each text, by the head's task.
+pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = encode_texts(model, texts, max_len)?;
+    let loader = DataLoader::new(std::rc::Rc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false })?;
+    predict_loader(model, &loader)
 }

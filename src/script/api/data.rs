@@ -27,7 +27,7 @@ pub(crate) struct LoaderHandle(pub DataLoader);
 type R<T> = Result<T, Box<EvalAltResult>>;
 
 /// A part's size: a share below 1 (`0.2`) or a number of rows (`500`).
-fn share(o: &Options, key: &str) -> R<Option<Share>> {
+pub(super) fn share(o: &Options, key: &str) -> R<Option<Share>> {
     match o.get(key) {
         None => Ok(None),
         Some(v) if v.is_int() => {
@@ -73,8 +73,20 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
     Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator })
 }
 
-fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
+fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     let o = Options::new("load_dataset", opts)?;
+    if crate::data::image::NAMED_IMAGE_DATASETS.contains(&name) {
+        let test = o.bool("test", false)?;
+        for key in ["text", "label", "task", "separator"] {
+            if o.get(key).is_some() {
+                return Err(script_error(format!("load_dataset: '{name}' is an image dataset; option '{key}' is for text files")));
+            }
+        }
+        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(Rc::new(crate::data::image::ImageDataset::named(name, &ctx.cache, test)?)))));
+    }
+    if o.get("test").is_some() {
+        return Err(script_error(format!("load_dataset: option 'test' picks the test part of an image dataset ({}); split text data with .split(#{{ test: 0.1 }})", crate::data::image::NAMED_IMAGE_DATASETS.join(", "))));
+    }
     let cols = columns("load_dataset", &o)?;
     let task = cols.task;
     guard(|| {
@@ -89,9 +101,38 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<DatasetHandle> {
         } else if path.is_file() {
             TextDataset::from_csv(path, &cols)?
         } else {
-            anyhow::bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV file", crate::data::NAMED_DATASETS.join(", "))
+            let mut named: Vec<&str> = crate::data::NAMED_DATASETS.to_vec();
+            named.extend(crate::data::image::NAMED_IMAGE_DATASETS);
+            anyhow::bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV, TSV or JSON Lines file", named.join(", "))
         };
-        Ok(DatasetHandle(Rc::new(data)))
+        Ok(Dynamic::from(DatasetHandle(Rc::new(data))))
+    })
+}
+
+/// `split`'s options.
+pub(super) fn split_spec(ctx: &Context, opts: Map) -> R<SplitSpec> {
+    let o = Options::new("split", opts)?;
+    Ok(SplitSpec {
+        val: share(&o, "val")?.unwrap_or(Share::Fraction(0.2)),
+        test: share(&o, "test")?,
+        seed: o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64,
+        stratify: o.bool("stratify", false)?,
+    })
+}
+
+/// `kfold`'s options: k, seed and whether to stratify.
+pub(super) fn kfold_options(ctx: &Context, opts: Map) -> R<(usize, u64, bool)> {
+    let o = Options::new("kfold", opts)?;
+    Ok((o.int("k", 5, 2, 1_000_000)? as usize, o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64, o.bool("stratify", false)?))
+}
+
+/// `loader`'s batching options.
+pub(super) fn loader_options(ctx: &Context, o: &Options) -> R<LoaderOptions> {
+    Ok(LoaderOptions {
+        batch_size: o.int("batch", 16, 1, 1 << 20)? as usize,
+        shuffle: o.bool("shuffle", false)?,
+        seed: o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64,
+        drop_last: o.bool("drop_last", false)?,
     })
 }
 
@@ -164,13 +205,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("split", move |d: &mut DatasetHandle, opts: Map| -> R<Map> {
-        let o = Options::new("split", opts)?;
-        let spec = SplitSpec {
-            val: share(&o, "val")?.unwrap_or(Share::Fraction(0.2)),
-            test: share(&o, "test")?,
-            seed: o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64,
-            stratify: o.bool("stratify", false)?,
-        };
+        let spec = split_spec(&c, opts)?;
         let (train, val, test) = guard(|| d.0.split_parts(&spec))?;
         let mut m = Map::new();
         m.insert("train".into(), Dynamic::from(DatasetHandle(Rc::new(train))));
@@ -182,10 +217,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("kfold", move |d: &mut DatasetHandle, opts: Map| -> R<Array> {
-        let o = Options::new("kfold", opts)?;
-        let k = o.int("k", 5, 2, 1_000_000)? as usize;
-        let seed = o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64;
-        let stratify = o.bool("stratify", false)?;
+        let (k, seed, stratify) = kfold_options(&c, opts)?;
         let folds = guard(|| d.0.kfold(k, seed, stratify))?;
         Ok(folds
             .into_iter()
@@ -241,12 +273,10 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     let make_loader = move |t: &mut TokensHandle, opts: Map| -> R<LoaderHandle> {
         let o = Options::new("loader", opts)?;
-        let options = LoaderOptions {
-            batch_size: o.int("batch", 16, 1, 1 << 20)? as usize,
-            shuffle: o.bool("shuffle", false)?,
-            seed: o.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64,
-            drop_last: o.bool("drop_last", false)?,
-        };
+        if let Some(key) = ["normalize", "augment"].into_iter().find(|k| o.get(k).is_some()) {
+            return Err(script_error(format!("loader: option '{key}' is for image datasets; text is tokenized instead")));
+        }
+        let options = loader_options(&c, &o)?;
         guard(|| Ok(LoaderHandle(DataLoader::new(t.0.clone(), options)?)))
     };
     let ml = make_loader.clone();

@@ -2,6 +2,8 @@
 
 mod data;
 mod display;
+mod images;
+mod learner;
 mod model;
 mod tensor;
 mod train;
@@ -23,7 +25,7 @@ const NATIVE_API: &[&str] = &[
     "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
     "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
     "freeze_all", "unfreeze_all", "train_only", "trainable_layers", "select", "layer_groups", "add_lora", "merge_lora", "add_adapters",
-    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze",
+    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze", "image_model", "kfold", "dataset",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {
@@ -33,6 +35,7 @@ pub(super) fn is_native_api(name: &str) -> bool {
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     model::register(engine, ctx);
     data::register(engine, ctx);
+    images::register(engine, ctx);
     train::register(engine, ctx);
     tensor::register(engine);
     let c = ctx.clone();

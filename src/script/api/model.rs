@@ -16,6 +16,18 @@ pub(crate) struct ModelHandle(pub Rc<RefCell<Model>>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
+impl super::learner::LearnerHandle for ModelHandle {
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T {
+        f(&mut *self.0.borrow_mut())
+    }
+    fn trainable_layers(&self, n: i64) -> anyhow::Result<usize> {
+        self.0.borrow_mut().trainable_layers(n)
+    }
+    fn save(&self, path: &str) -> anyhow::Result<String> {
+        self.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string())
+    }
+}
+
 /// The `task` option; `None` when absent.
 fn task_option(o: &Options) -> R<Option<Task>> {
     match o.get("task") {
@@ -49,7 +61,7 @@ fn labels_option(func: &str, o: &Options, task: Task) -> R<Option<Vec<String>>> 
     })
 }
 
-fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
+fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     let o = Options::new("load_model", opts)?;
     let task = task_option(&o)?;
     let labels = labels_option("load_model", &o, task.unwrap_or_default())?;
@@ -63,42 +75,22 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<ModelHandle> {
     };
     guard(|| {
         let dir = Model::resolve_path(name, &ctx.cache)?;
+        if crate::model::ImageModel::is_saved_image_model(&dir) {
+            let model = crate::model::ImageModel::load(name, &dir, device)?;
+            return Ok(Dynamic::from(super::images::ImageModelHandle(Rc::new(RefCell::new(model)))));
+        }
         let model = Model::load(name, &dir, &LoadOptions { labels, pooling, task, device })?;
-        Ok(ModelHandle(Rc::new(RefCell::new(model))))
+        Ok(Dynamic::from(ModelHandle(Rc::new(RefCell::new(model)))))
     })
 }
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<ModelHandle>("Model");
-    let c = ctx.clone();
-    engine.register_fn("plot_freeze", move |m: ModelHandle| -> R<()> {
-        let chart = guard(|| crate::plot::freeze_chart(&m.0.borrow().summary()))?;
-        c.host.show_chart(&chart);
-        Ok(())
-    });
+    super::learner::register::<ModelHandle>(engine, ctx);
     let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str| load(&c, name, Map::new()));
     let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str, opts: Map| load(&c, name, opts));
-    engine.register_fn("summary", |m: &mut ModelHandle| m.0.borrow().summary().to_string());
-    engine.register_fn("freeze", |m: &mut ModelHandle, selector: &str| -> R<i64> { guard(|| Ok(m.0.borrow_mut().set_trainable(selector, false)? as i64)) });
-    engine.register_fn("unfreeze", |m: &mut ModelHandle, selector: &str| -> R<i64> { guard(|| Ok(m.0.borrow_mut().set_trainable(selector, true)? as i64)) });
-    engine.register_fn("freeze", |m: &mut ModelHandle, selectors: Array| -> R<i64> { each_selector(m, selectors, false) });
-    engine.register_fn("unfreeze", |m: &mut ModelHandle, selectors: Array| -> R<i64> { each_selector(m, selectors, true) });
-    engine.register_fn("freeze_all", |m: &mut ModelHandle| m.0.borrow_mut().set_all_trainable(false));
-    engine.register_fn("unfreeze_all", |m: &mut ModelHandle| m.0.borrow_mut().set_all_trainable(true));
-    engine.register_fn("train_only", |m: &mut ModelHandle, selector: &str| -> R<i64> { guard(|| Ok(m.0.borrow_mut().train_only(&[selector.to_string()])? as i64)) });
-    engine.register_fn("train_only", |m: &mut ModelHandle, selectors: Array| -> R<i64> {
-        let selectors = selector_list("train_only", selectors)?;
-        guard(|| Ok(m.0.borrow_mut().train_only(&selectors)? as i64))
-    });
-    engine.register_fn("trainable_layers", |m: &mut ModelHandle, n: i64| -> R<i64> { guard(|| Ok(m.0.borrow_mut().trainable_layers(n)? as i64)) });
-    engine.register_fn("select", |m: &mut ModelHandle, selector: &str| -> R<Array> {
-        guard(|| Ok(m.0.borrow().select(selector)?.into_iter().map(Dynamic::from).collect()))
-    });
-    engine.register_fn("layer_groups", |m: &mut ModelHandle| -> Array {
-        m.0.borrow().layer_groups().into_iter().map(|g| Dynamic::from(g.name)).collect()
-    });
     engine.register_fn("add_lora", |m: &mut ModelHandle| -> R<String> { add_lora(m, Map::new()) });
     engine.register_fn("add_lora", |m: &mut ModelHandle, opts: Map| -> R<String> { add_lora(m, opts) });
     engine.register_fn("merge_lora", |m: &mut ModelHandle| -> R<i64> { guard(|| Ok(m.0.borrow_mut().merge_lora()? as i64)) });
@@ -122,56 +114,20 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         guard(|| m.0.borrow().save_adapter(std::path::Path::new(path)).map(|p| p.display().to_string()))
     });
     engine.register_fn("load_adapter", |m: &mut ModelHandle, path: &str| -> R<()> { guard(|| m.0.borrow_mut().load_adapter(std::path::Path::new(path))) });
-    engine.register_fn("save", |m: &mut ModelHandle, path: &str| -> R<String> {
-        guard(|| m.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string()))
-    });
-    engine.register_get("labels", |m: &mut ModelHandle| -> Array { m.0.borrow().labels.iter().map(|l| Dynamic::from(l.clone())).collect() });
-    engine.register_get("task", |m: &mut ModelHandle| m.0.borrow().task.name().to_string());
     engine.register_get("name", |m: &mut ModelHandle| m.0.borrow().name.clone());
     engine.register_get("device", |m: &mut ModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
-    engine.register_get("trainable_params", |m: &mut ModelHandle| m.0.borrow().summary().trainable());
-    engine.register_get("total_params", |m: &mut ModelHandle| m.0.borrow().summary().total());
     engine.register_get("config", |m: &mut ModelHandle| -> Dynamic {
         rhai::serde::to_dynamic(m.0.borrow().raw_config()).unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_fn("parameters", |m: &mut ModelHandle| -> Array {
-        m.0.borrow()
-            .named_parameters()
-            .into_iter()
-            .map(|(name, t)| {
-                let mut p = Map::new();
-                p.insert("name".into(), name.into());
-                p.insert("shape".into(), Dynamic::from(t.size().into_iter().map(Dynamic::from).collect::<Array>()));
-                p.insert("trainable".into(), t.requires_grad().into());
-                Dynamic::from(p)
-            })
-            .collect()
     });
     engine.register_fn("to_string", |m: &mut ModelHandle| describe(&m.0.borrow()));
     engine.register_fn("to_debug", |m: &mut ModelHandle| describe(&m.0.borrow()));
 }
 
-fn selector_list(func: &str, selectors: Array) -> R<Vec<String>> {
+pub(super) fn selector_list(func: &str, selectors: Array) -> R<Vec<String>> {
     selectors
         .into_iter()
         .map(|x| x.into_string().map_err(|t| script_error(format!("{func}: selectors must be strings, found a {t}"))))
         .collect()
-}
-
-fn each_selector(m: &ModelHandle, selectors: Array, trainable: bool) -> R<i64> {
-    let selectors = selector_list(if trainable { "unfreeze" } else { "freeze" }, selectors)?;
-    guard(|| {
-        let mut model = m.0.borrow_mut();
-        // All or nothing: check every selector before changing anything.
-        for s in &selectors {
-            model.select(s)?;
-        }
-        let mut n = 0;
-        for s in &selectors {
-            n += model.set_trainable(s, trainable)?;
-        }
-        Ok(n as i64)
-    })
 }
 
 /// `model.add_lora(#{ r, alpha, dropout, targets })`; returns the summary line.

@@ -4,7 +4,6 @@
 use rhai::{Array, Dynamic, Engine, EvalAltResult, INT};
 use tch::{Kind, Tensor};
 
-use super::ModelHandle;
 use crate::script::options::script_error;
 
 /// A tensor in a script (always a copy, detached from any model).
@@ -154,15 +153,6 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("==", |a: &mut TensorHandle, b: TensorHandle| a.0.size() == b.0.size() && a.0.equal(&b.0));
     engine.register_fn("to_string", |t: &mut TensorHandle| describe(&t.0));
     engine.register_fn("to_debug", |t: &mut TensorHandle| describe(&t.0));
-    engine.register_fn("weight", |m: &mut ModelHandle, name: &str| -> R<TensorHandle> {
-        let model = m.0.borrow();
-        let params = model.named_parameters();
-        match params.iter().find(|(n, _)| n == name) {
-            Some((_, t)) => Ok(TensorHandle(t.detach().copy())),
-            None => {
-                let names: Vec<String> = params.into_iter().map(|(n, _)| n).collect();
-                Err(script_error(format!("weight: the model has no parameter '{name}'; closest: {}", crate::suggest::closest(name, &names, 5).join(", "))))
-            }
-        }
-    });
+    super::learner::register_weight::<super::ModelHandle>(engine);
+    super::learner::register_weight::<super::images::ImageModelHandle>(engine);
 }

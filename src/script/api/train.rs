@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::{LoaderHandle, ModelHandle};
+use super::ModelHandle;
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
 use crate::train::{self, CheckpointOptions, ClassWeights, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
@@ -19,7 +19,7 @@ pub(crate) struct RunHandle(pub Rc<TrainRun>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
+pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
     let o = Options::new("fit", opts)?;
     let d = FitOptions::default();
     let optimizer = train::Method::parse(&o.choice("optimizer", "adamw", train::Method::NAMES)?, o.float("momentum", 0.0, 0.0, 0.999)?, o.bool("nesterov", false)?)
@@ -122,12 +122,6 @@ fn lr_groups(v: &Dynamic) -> R<Vec<(String, f64)>> {
         .collect()
 }
 
-fn run_fit(ctx: &Context, m: &ModelHandle, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
-    let opts = fit_options(ctx, opts)?;
-    let mut observer = ctx.host.train_observer();
-    let run = guard(|| train::fit(&mut *m.0.borrow_mut(), &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))?;
-    Ok(RunHandle(Rc::new(run)))
-}
 
 /// The metrics of an evaluation under `prefix` (`val_loss`, `val_accuracy`, ...).
 fn metrics_into(m: &mut Map, r: &EvalResult, prefix: &str) {
@@ -146,7 +140,7 @@ fn scores_map(label: &str, s: &train::metrics::ClassScores) -> Dynamic {
     Dynamic::from(c)
 }
 
-fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[String]) -> Map {
+pub(super) fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[String]) -> Map {
     let mut m = Map::new();
     metrics_into(&mut m, &r, "");
     m.insert("task".into(), r.task.name().into());
@@ -167,7 +161,7 @@ fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[String]) -> Map
     m
 }
 
-fn prediction_map(p: train::Prediction) -> Dynamic {
+pub(super) fn prediction_map(p: train::Prediction) -> Dynamic {
     let mut m = Map::new();
     match p {
         train::Prediction::Class { label, score } => {
@@ -211,20 +205,6 @@ fn strings(a: Array) -> R<Vec<String>> {
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<RunHandle>("Run");
-    let c = ctx.clone();
-    engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, v: LoaderHandle, o: Map| run_fit(&c, &m, &t, Some(&v), o));
-    let c = ctx.clone();
-    engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, v: LoaderHandle| run_fit(&c, &m, &t, Some(&v), Map::new()));
-    let c = ctx.clone();
-    engine.register_fn("fit", move |m: ModelHandle, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
-
-    engine.register_fn("evaluate", |m: ModelHandle, l: LoaderHandle| -> R<Map> {
-        guard(|| {
-            let model = m.0.borrow();
-            let (r, detail) = train::evaluate_detailed(&*model, &l.0)?;
-            Ok(eval_map(r, &detail, &model.labels))
-        })
-    });
     engine.register_fn("predict", |m: ModelHandle, texts: Array| predict(&m, strings(texts)?, Map::new()));
     engine.register_fn("predict", |m: ModelHandle, texts: Array, o: Map| predict(&m, strings(texts)?, o));
     engine.register_fn("embed", |m: ModelHandle, texts: Array| -> R<Array> {
@@ -245,20 +225,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
 
     engine.register_type_with_name::<LrFindHandle>("LrFind");
-    let c = ctx.clone();
-    engine.register_fn("lr_find", move |m: ModelHandle, t: LoaderHandle, opts: Map| -> R<LrFindHandle> {
-        let o = Options::new("lr_find", opts)?;
-        let d = train::LrFindOptions::default();
-        let find = train::LrFindOptions { start: o.float("start", d.start, 1e-12, 1e3)?, end: o.float("end", d.end, 1e-12, 1e4)?, steps: o.int("steps", d.steps as i64, 10, 100_000)? as usize };
-        let fit = FitOptions { weight_decay: o.float("weight_decay", 0.01, 0.0, 1.0)?, ..FitOptions::default() };
-        let found = guard(|| train::lr_find(&mut *m.0.borrow_mut(), &t.0, &fit, &find, &c.stop))?;
-        Ok(LrFindHandle(Rc::new(found)))
-    });
-    let c = ctx.clone();
-    engine.register_fn("lr_find", move |m: ModelHandle, t: LoaderHandle| -> R<LrFindHandle> {
-        let found = guard(|| train::lr_find(&mut *m.0.borrow_mut(), &t.0, &FitOptions::default(), &train::LrFindOptions::default(), &c.stop))?;
-        Ok(LrFindHandle(Rc::new(found)))
-    });
     engine.register_get("suggestion", |f: &mut LrFindHandle| f.0.suggestion);
     engine.register_get("min_loss_lr", |f: &mut LrFindHandle| f.0.min_loss_lr);
     engine.register_get("lrs", |f: &mut LrFindHandle| -> Array { f.0.lrs.iter().map(|&x| Dynamic::from(x)).collect() });

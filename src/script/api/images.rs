@@ -1,0 +1,190 @@
+//! Image datasets, their loaders, and the small image networks.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+
+use super::data::{kfold_options, loader_options, split_spec};
+use super::learner::LearnerHandle;
+use super::LoaderHandle;
+use crate::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
+use crate::data::{DataLoader, LoaderSource};
+use crate::model::{ImageArch, ImageModel, ImageSpec, Learner, Task};
+use crate::runtime::{resolve_device, DeviceRequest};
+use crate::script::options::{script_error, Options};
+use crate::script::{guard, Context};
+
+/// Labelled images.
+#[derive(Clone)]
+pub(crate) struct ImageDatasetHandle(pub Rc<ImageDataset>);
+
+/// An image network shared between script variables.
+#[derive(Clone)]
+pub(crate) struct ImageModelHandle(pub Rc<RefCell<ImageModel>>);
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+impl LearnerHandle for ImageModelHandle {
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T {
+        f(&mut *self.0.borrow_mut())
+    }
+    fn trainable_layers(&self, n: i64) -> anyhow::Result<usize> {
+        self.0.borrow_mut().trainable_layers(n)
+    }
+    fn save(&self, path: &str) -> anyhow::Result<String> {
+        self.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string())
+    }
+}
+
+fn wrap(d: ImageDataset) -> Dynamic {
+    Dynamic::from(ImageDatasetHandle(Rc::new(d)))
+}
+
+fn floats(func: &str, key: &str, v: &Dynamic) -> R<Vec<f32>> {
+    let bad = || script_error(format!("{func}: '{key}' must be an array of numbers, one per channel"));
+    v.clone().into_array().map_err(|_| bad())?.into_iter().map(|x| x.as_float().map(|f| f as f32).or_else(|_| x.as_int().map(|i| i as f32)).map_err(|_| bad())).collect()
+}
+
+/// `images.loader(#{ batch, shuffle, seed, drop_last, normalize, augment })`.
+fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHandle> {
+    let o = Options::new("loader", opts)?;
+    let options = loader_options(ctx, &o)?;
+    let channels = d.0.shape[0];
+    let normalize = match o.get("normalize") {
+        None => Some(d.0.stats.clone()),
+        Some(v) if v.is_bool() => v.as_bool().unwrap().then(|| d.0.stats.clone()),
+        Some(v) => {
+            let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'normalize' is true, false, or #{ mean: [...], std: [...] }"))?;
+            let (mean, std) = (map.get("mean"), map.get("std"));
+            let (Some(mean), Some(std)) = (mean, std) else { return Err(script_error("loader: 'normalize' needs both mean and std")) };
+            let (mean, std) = (floats("loader", "mean", mean)?, floats("loader", "std", std)?);
+            if mean.len() != channels || std.len() != channels {
+                return Err(script_error(format!("loader: these images have {channels} channel(s); give mean and std with {channels} value(s) each")));
+            }
+            if std.iter().any(|&s| s <= 0.0) {
+                return Err(script_error("loader: every std must be above 0"));
+            }
+            Some((mean, std))
+        }
+    };
+    let augment = match o.get("augment") {
+        None => Augment::default(),
+        Some(v) => {
+            let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'augment' is a map like #{ crop: 2, flip: true }"))?;
+            let a = Options::new("augment", map)?;
+            Augment { crop_padding: a.int("crop", 0, 0, 64)? as usize, flip: a.bool("flip", false)? }
+        }
+    };
+    let set = ImageSet { data: (*d.0).clone(), transform: ImageTransform { normalize, augment } };
+    guard(|| Ok(LoaderHandle(DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?)))
+}
+
+/// `image_model(...)`: options, with input and labels from `data` if given.
+fn image_model(ctx: &Context, data: Option<&ImageDatasetHandle>, opts: Map) -> R<ImageModelHandle> {
+    let o = Options::new("image_model", opts)?;
+    let arch = ImageArch::parse(&o.choice("arch", "cnn", ImageArch::NAMES)?).map_err(|e| script_error(e.to_string()))?;
+    let default_widths: &[i64] = if arch == ImageArch::Cnn { &[32, 64] } else { &[256] };
+    let ints = |key: &str| -> R<Option<Vec<i64>>> {
+        o.get(key)
+            .map(|v| {
+                let bad = || script_error(format!("image_model: '{key}' must be an array of whole numbers"));
+                v.clone().into_array().map_err(|_| bad())?.into_iter().map(|x| x.as_int().map_err(|_| bad())).collect()
+            })
+            .transpose()
+    };
+    let widths = ints("layers")?.unwrap_or_else(|| default_widths.to_vec());
+    let input: [i64; 3] = match (ints("input")?, data) {
+        (Some(v), _) => v.try_into().map_err(|v: Vec<i64>| script_error(format!("image_model: 'input' is [channels, height, width], got {} numbers", v.len())))?,
+        (None, Some(d)) => d.0.shape.map(|x| x as i64),
+        (None, None) => return Err(script_error("image_model: give the images' 'input' shape [channels, height, width], or pass the dataset first: image_model(data, #{ ... })")),
+    };
+    let task = Task::parse(&o.choice("task", "classify", Task::NAMES)?).map_err(|e| script_error(e.to_string()))?;
+    let labels: Vec<String> = match (o.get("labels"), data) {
+        (Some(v), _) if v.is_int() => (0..v.as_int().unwrap().max(0)).map(|i| format!("LABEL_{i}")).collect(),
+        (Some(v), _) => v.clone().into_array().map_err(|_| script_error("image_model: 'labels' is a count or an array of names"))?.into_iter().map(|x| x.to_string()).collect(),
+        (None, Some(d)) => d.0.label_names.clone(),
+        (None, None) => return Err(script_error("image_model: give the 'labels' (a count or names), or pass the dataset first")),
+    };
+    let device = match o.get("device") {
+        None => ctx.device.get(),
+        Some(_) => {
+            let req: DeviceRequest = o.choice("device", "auto", &["auto", "cpu", "cuda"])?.parse().map_err(|e: anyhow::Error| script_error(e.to_string()))?;
+            guard(|| resolve_device(req))?
+        }
+    };
+    let spec = ImageSpec { arch, input, widths, dropout: o.float("dropout", 0.25, 0.0, 0.99)? };
+    guard(|| Ok(ImageModelHandle(Rc::new(RefCell::new(ImageModel::new(arch.name(), spec, labels, task, device)?)))))
+}
+
+fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array> {
+    let set = ImageSet { data: (*d.0).clone(), transform: ImageTransform { normalize: Some(d.0.stats.clone()), augment: Augment::default() } };
+    let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false };
+    let preds = guard(|| {
+        let loader = DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?;
+        crate::train::predict_loader(&*model.0.borrow(), &loader)
+    })?;
+    Ok(preds.into_iter().map(super::train::prediction_map).collect())
+}
+
+pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
+    engine.register_type_with_name::<ImageDatasetHandle>("ImageDataset");
+    engine.register_type_with_name::<ImageModelHandle>("ImageModel");
+    super::learner::register::<ImageModelHandle>(engine, ctx);
+
+    engine.register_fn("len", |d: &mut ImageDatasetHandle| d.0.len() as i64);
+    engine.register_fn("labels", |d: &mut ImageDatasetHandle| -> Map { d.0.class_counts().into_iter().map(|(l, n)| (l.into(), Dynamic::from(n as i64))).collect() });
+    engine.register_fn("take", |d: &mut ImageDatasetHandle, n: i64| wrap(d.0.take(n.max(0) as usize)));
+    engine.register_fn("shuffle", |d: &mut ImageDatasetHandle, seed: i64| wrap(d.0.shuffle(seed as u64)));
+    engine.register_fn("stats", |d: &mut ImageDatasetHandle| -> Map {
+        let to_array = |v: &[f32]| Dynamic::from(v.iter().map(|&x| Dynamic::from(f64::from(x))).collect::<Array>());
+        let mut m = Map::new();
+        m.insert("mean".into(), to_array(&d.0.stats.0));
+        m.insert("std".into(), to_array(&d.0.stats.1));
+        m
+    });
+    let c = ctx.clone();
+    engine.register_fn("split", move |d: &mut ImageDatasetHandle, opts: Map| -> R<Map> {
+        let spec = split_spec(&c, opts)?;
+        let (train, val, test) = guard(|| d.0.split_parts(&spec))?;
+        let mut m = Map::new();
+        m.insert("train".into(), wrap(train));
+        m.insert("val".into(), wrap(val));
+        if let Some(test) = test {
+            m.insert("test".into(), wrap(test));
+        }
+        Ok(m)
+    });
+    let c = ctx.clone();
+    engine.register_fn("kfold", move |d: &mut ImageDatasetHandle, opts: Map| -> R<Array> {
+        let (k, seed, stratify) = kfold_options(&c, opts)?;
+        let folds = guard(|| d.0.kfold(k, seed, stratify))?;
+        Ok(folds
+            .into_iter()
+            .map(|(train, val)| {
+                let mut m = Map::new();
+                m.insert("train".into(), wrap(train));
+                m.insert("val".into(), wrap(val));
+                Dynamic::from(m)
+            })
+            .collect())
+    });
+    let c = ctx.clone();
+    engine.register_fn("loader", move |d: &mut ImageDatasetHandle, opts: Map| image_loader(&c, d, opts));
+    let c = ctx.clone();
+    engine.register_fn("loader", move |d: &mut ImageDatasetHandle| image_loader(&c, d, Map::new()));
+    engine.register_fn("to_string", |d: &mut ImageDatasetHandle| d.0.to_string());
+    engine.register_fn("to_debug", |d: &mut ImageDatasetHandle| d.0.to_string());
+
+    let c = ctx.clone();
+    engine.register_fn("image_model", move |d: ImageDatasetHandle, opts: Map| image_model(&c, Some(&d), opts));
+    let c = ctx.clone();
+    engine.register_fn("image_model", move |d: ImageDatasetHandle| image_model(&c, Some(&d), Map::new()));
+    let c = ctx.clone();
+    engine.register_fn("image_model", move |opts: Map| image_model(&c, None, opts));
+    engine.register_fn("predict", |m: ImageModelHandle, d: ImageDatasetHandle| prediction_maps(&m, &d));
+    engine.register_get("name", |m: &mut ImageModelHandle| m.0.borrow().name.clone());
+    engine.register_get("device", |m: &mut ImageModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
+    engine.register_fn("to_string", |m: &mut ImageModelHandle| m.0.borrow().to_string());
+    engine.register_fn("to_debug", |m: &mut ImageModelHandle| m.0.borrow().to_string());
+}
