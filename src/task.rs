@@ -15,11 +15,14 @@ pub enum Task {
     MultiLabel,
     /// One or more numbers per row (mean squared error by default).
     Regression,
+    /// One class per word (named entities, parts of speech): softmax and
+    /// cross-entropy at each word's first token.
+    Tokens,
 }
 
 impl Task {
     /// The names scripts use, in `Task` order.
-    pub const NAMES: &'static [&'static str] = &["classify", "multi_label", "regression"];
+    pub const NAMES: &'static [&'static str] = &["classify", "multi_label", "regression", "token_classify"];
 
     /// Parses a script name or Hugging Face's `problem_type`.
     pub fn parse(s: &str) -> Result<Self> {
@@ -27,6 +30,7 @@ impl Task {
             "classify" | "single_label_classification" => Ok(Self::Classify),
             "multi_label" | "multi_label_classification" => Ok(Self::MultiLabel),
             "regression" => Ok(Self::Regression),
+            "token_classify" | "token_classification" => Ok(Self::Tokens),
             _ => bail!("unknown task '{s}'; valid: {}", Self::NAMES.join(", ")),
         }
     }
@@ -36,19 +40,21 @@ impl Task {
         Self::NAMES[self as usize]
     }
 
-    /// Hugging Face's `problem_type` for it.
-    pub fn problem_type(self) -> &'static str {
+    /// Hugging Face's `problem_type` for it (token classification has
+    /// none: its class, `...ForTokenClassification`, says it).
+    pub fn problem_type(self) -> Option<&'static str> {
         match self {
-            Self::Classify => "single_label_classification",
-            Self::MultiLabel => "multi_label_classification",
-            Self::Regression => "regression",
+            Self::Classify => Some("single_label_classification"),
+            Self::MultiLabel => Some("multi_label_classification"),
+            Self::Regression => Some("regression"),
+            Self::Tokens => None,
         }
     }
 
     /// The fewest outputs a head for this task can have.
     pub fn min_outputs(self) -> usize {
         match self {
-            Self::Classify => 2,
+            Self::Classify | Self::Tokens => 2,
             Self::MultiLabel | Self::Regression => 1,
         }
     }
@@ -56,7 +62,7 @@ impl Task {
     /// The metrics an evaluation reports for this task, besides the loss.
     pub fn metric_names(self) -> &'static [&'static str] {
         match self {
-            Self::Classify | Self::MultiLabel => &["accuracy", "f1"],
+            Self::Classify | Self::MultiLabel | Self::Tokens => &["accuracy", "f1"],
             Self::Regression => &["mse", "mae", "r2"],
         }
     }
@@ -64,7 +70,7 @@ impl Task {
     /// The metric that charts and one-line summaries show beside the loss.
     pub fn headline_metric(self) -> &'static str {
         match self {
-            Self::Classify | Self::MultiLabel => "accuracy",
+            Self::Classify | Self::MultiLabel | Self::Tokens => "accuracy",
             Self::Regression => "r2",
         }
     }
@@ -76,10 +82,12 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_hugging_face_names_parse() {
-        for t in [Task::Classify, Task::MultiLabel, Task::Regression] {
+        for t in [Task::Classify, Task::MultiLabel, Task::Regression, Task::Tokens] {
             assert_eq!(Task::parse(t.name()).unwrap(), t);
-            assert_eq!(Task::parse(t.problem_type()).unwrap(), t);
+            if let Some(p) = t.problem_type() {
+                assert_eq!(Task::parse(p).unwrap(), t);
+            }
         }
-        assert!(Task::parse("classification").unwrap_err().to_string().contains("classify, multi_label, regression"));
+        assert!(Task::parse("classification").unwrap_err().to_string().contains("classify, multi_label, regression, token_classify"));
     }
 }

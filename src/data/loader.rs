@@ -22,6 +22,10 @@ pub struct TokenizedDataset {
     pub token_type_ids: Vec<Vec<u32>>,
     /// The target of each row.
     pub targets: Targets,
+    /// Token data: each token's tag id, on the first token of each word,
+    /// and -100 elsewhere (special tokens, later pieces of a word), as
+    /// Hugging Face aligns word labels.
+    pub token_labels: Option<Vec<Vec<i64>>>,
     /// Class, label or output names by id.
     pub label_names: Vec<String>,
     /// The truncation length used.
@@ -38,7 +42,14 @@ impl TokenizedDataset {
         if max_len < 2 {
             bail!("max_len must be at least 2 (room for [CLS] and [SEP]), got {max_len}");
         }
-        let encoded = tokenizer.encode_batch(&data.texts, max_len)?;
+        let (encoded, token_labels) = match &data.targets {
+            Targets::Tokens(tags) => {
+                let with_words = tokenizer.encode_words_batch(&data.texts, max_len)?;
+                let aligned = with_words.iter().zip(tags).map(|((_, word_ids), tags)| align_word_tags(word_ids, tags)).collect();
+                (with_words.into_iter().map(|(e, _)| e).collect::<Vec<_>>(), Some(aligned))
+            }
+            _ => (tokenizer.encode_batch(&data.texts, max_len)?, None),
+        };
         let truncated = encoded.iter().filter(|(ids, _)| ids.len() >= max_len).count();
         let (input_ids, token_type_ids) = encoded.into_iter().unzip();
         Ok(Self {
@@ -46,6 +57,7 @@ impl TokenizedDataset {
             input_ids,
             token_type_ids,
             targets: data.targets.clone(),
+            token_labels,
             label_names: data.label_names.clone(),
             max_len,
             pad_id: tokenizer.pad_id,
@@ -86,10 +98,36 @@ impl TokenizedDataset {
         let to = |v: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
         Batch {
             inputs: Inputs::Text { input_ids: to(&ids), token_type_ids: to(&types), attention_mask: to(&mask) },
-            labels: self.targets.batch(rows, device),
+            labels: match &self.token_labels {
+                Some(aligned) => {
+                    let mut labels = vec![-100i64; n * width];
+                    for (r, &i) in rows.iter().enumerate() {
+                        labels[r * width..r * width + aligned[i].len()].copy_from_slice(&aligned[i]);
+                    }
+                    to(&labels)
+                }
+                None => self.targets.batch(rows, device),
+            },
             size: n,
         }
     }
+}
+
+/// Each token's tag: the word's tag on its first token, -100 on special
+/// tokens and on the word's later tokens.
+fn align_word_tags(word_ids: &[Option<u32>], tags: &[i64]) -> Vec<i64> {
+    let mut previous = None;
+    word_ids
+        .iter()
+        .map(|w| {
+            let first = w.is_some() && *w != previous;
+            previous = *w;
+            match w {
+                Some(i) if first => tags.get(*i as usize).copied().unwrap_or(-100),
+                _ => -100,
+            }
+        })
+        .collect()
 }
 
 /// What a model reads from a batch.

@@ -13,6 +13,8 @@ pub enum Targets {
     MultiLabel(Vec<Vec<f32>>),
     /// One or more numbers per row (regression).
     Values(Vec<Vec<f32>>),
+    /// A class id per word of the row (token classification).
+    Tokens(Vec<Vec<i64>>),
 }
 
 impl Default for Targets {
@@ -28,6 +30,7 @@ impl Targets {
             Self::Classes(_) => Task::Classify,
             Self::MultiLabel(_) => Task::MultiLabel,
             Self::Values(_) => Task::Regression,
+            Self::Tokens(_) => Task::Tokens,
         }
     }
 
@@ -36,6 +39,7 @@ impl Targets {
         match self {
             Self::Classes(v) => v.len(),
             Self::MultiLabel(v) | Self::Values(v) => v.len(),
+            Self::Tokens(v) => v.len(),
         }
     }
 
@@ -55,6 +59,7 @@ impl Targets {
             Self::Classes(v) => Self::Classes(idx.iter().map(|&i| v[i]).collect()),
             Self::MultiLabel(v) => Self::MultiLabel(idx.iter().map(|&i| v[i].clone()).collect()),
             Self::Values(v) => Self::Values(idx.iter().map(|&i| v[i].clone()).collect()),
+            Self::Tokens(v) => Self::Tokens(idx.iter().map(|&i| v[i].clone()).collect()),
         }
     }
 
@@ -63,6 +68,7 @@ impl Targets {
         match (self, other) {
             (Self::Classes(a), Self::Classes(b)) => a.push(b[i]),
             (Self::MultiLabel(a), Self::MultiLabel(b)) | (Self::Values(a), Self::Values(b)) => a.push(b[i].clone()),
+            (Self::Tokens(a), Self::Tokens(b)) => a.push(b[i].clone()),
             _ => unreachable!("targets of one dataset share a task"),
         }
     }
@@ -75,8 +81,9 @@ impl Targets {
         }
     }
 
-    /// The targets of `rows` as a tensor: int64 `[n]` class ids, or float
-    /// `[n, outputs]`.
+    /// The targets of `rows` as a tensor: int64 `[n]` class ids, float
+    /// `[n, outputs]`, or int64 `[n, words]` tags padded with -100 (the
+    /// loader aligns word tags to tokens itself).
     pub fn batch(&self, rows: &[usize], device: Device) -> Tensor {
         match self {
             Self::Classes(v) => Tensor::from_slice(&rows.iter().map(|&i| v[i]).collect::<Vec<_>>()).to_kind(Kind::Int64).to_device(device),
@@ -85,11 +92,20 @@ impl Targets {
                 let flat: Vec<f32> = rows.iter().flat_map(|&i| v[i].iter().copied()).collect();
                 Tensor::from_slice(&flat).view([rows.len() as i64, width]).to_device(device)
             }
+            Self::Tokens(v) => {
+                let width = rows.iter().map(|&i| v[i].len()).max().unwrap_or(0);
+                let mut flat = vec![-100i64; rows.len() * width];
+                for (r, &i) in rows.iter().enumerate() {
+                    flat[r * width..r * width + v[i].len()].copy_from_slice(&v[i]);
+                }
+                Tensor::from_slice(&flat).view([rows.len() as i64, width as i64]).to_device(device)
+            }
         }
     }
 
     /// Rows per label: per class for single-label data, rows carrying each
-    /// label for multi-label data, none for regression.
+    /// label for multi-label data, words per tag for token data, none for
+    /// regression.
     pub fn label_counts(&self, labels: usize) -> Vec<usize> {
         let mut counts = vec![0usize; labels];
         match self {
@@ -101,6 +117,7 @@ impl Targets {
                     }
                 }
             }
+            Self::Tokens(v) => v.iter().flatten().for_each(|&l| counts[l as usize] += 1),
             Self::Values(_) => {}
         }
         counts
@@ -112,6 +129,7 @@ impl Targets {
             Self::Classes(v) => names[v[i] as usize].clone(),
             Self::MultiLabel(v) => names.iter().zip(&v[i]).filter(|(_, &x)| x > 0.5).map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"),
             Self::Values(v) => v[i].iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", "),
+            Self::Tokens(v) => v[i].iter().map(|&t| names[t as usize].as_str()).collect::<Vec<_>>().join(" "),
         }
     }
 }

@@ -193,12 +193,67 @@ impl TextDataset {
             };
             let text = match field(&cols.text)? {
                 serde_json::Value::String(t) => t.clone(),
-                other => bail!("{}:{line_no}: field '{}' must be a string, got {other}", path.display(), cols.text),
+                // Pre-split words (token classification).
+                serde_json::Value::Array(words) if words.iter().all(|w| w.is_string()) => words.iter().filter_map(|w| w.as_str()).collect::<Vec<_>>().join(" "),
+                other => bail!("{}:{line_no}: field '{}' must be a string (or an array of words), got {other}", path.display(), cols.text),
             };
             let cells = cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()?;
             rows.push((text, cells, line_no));
         }
         Self::from_cells(path, rows, cols, None)
+    }
+
+    /// Token-classification data from rows of (words, tags, line): tag
+    /// names are mapped to ids in sorted order; the text is the words
+    /// joined by spaces.
+    pub fn from_token_rows(source: &Path, rows: Vec<(Vec<String>, Vec<String>, u64)>) -> Result<Self> {
+        let mut names = std::collections::BTreeSet::new();
+        for (words, tags, line) in &rows {
+            if words.len() != tags.len() {
+                bail!("{}:{line}: {} words but {} tags; give one tag per word", source.display(), words.len(), tags.len());
+            }
+            if let Some(w) = words.iter().find(|w| w.is_empty() || w.chars().any(char::is_whitespace)) {
+                bail!("{}:{line}: the word {w:?} is empty or holds a space; split words apart", source.display());
+            }
+            names.extend(tags.iter().cloned());
+        }
+        let label_names: Vec<String> = names.into_iter().collect();
+        let (mut texts, mut targets) = (Vec::new(), Vec::new());
+        for (words, tags, _) in rows.into_iter().filter(|(w, _, _)| !w.is_empty()) {
+            texts.push(words.join(" "));
+            targets.push(tags.iter().map(|t| label_names.binary_search(t).expect("collected above") as i64).collect());
+        }
+        if texts.is_empty() {
+            bail!("{}: no tagged sentences found", source.display());
+        }
+        Ok(Self { name: source.display().to_string(), texts, targets: Targets::Tokens(targets), label_names })
+    }
+
+    /// Reads a CoNLL file: one word per line with its tag in the last
+    /// column (`EU B-ORG`), a blank line between sentences; `-DOCSTART-`
+    /// lines are skipped.
+    pub fn from_conll(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (mut rows, mut words, mut tags, mut start) = (Vec::new(), Vec::new(), Vec::new(), 1u64);
+        for (i, line) in text.lines().enumerate() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.is_empty() || fields[0] == "-DOCSTART-" {
+                if !words.is_empty() {
+                    rows.push((std::mem::take(&mut words), std::mem::take(&mut tags), start));
+                }
+                start = i as u64 + 2;
+                continue;
+            }
+            if fields.len() < 2 {
+                bail!("{}:{}: a CoNLL line holds a word and its tag, separated by a space; got {line:?}", path.display(), i + 1);
+            }
+            words.push(fields[0].to_string());
+            tags.push(fields[fields.len() - 1].to_string());
+        }
+        if !words.is_empty() {
+            rows.push((words, tags, start));
+        }
+        Self::from_token_rows(path, rows)
     }
 
     /// A dataset from rows of (text, label cells, line), one cell per
@@ -209,6 +264,21 @@ impl TextDataset {
             Task::Classify => Self::classes_from_cells(rows, label_order)?,
             Task::MultiLabel => Self::multi_label_from_cells(source, rows, cols)?,
             Task::Regression => Self::values_from_cells(source, rows, cols)?,
+            Task::Tokens => {
+                // Words are split on whitespace; tags on the separator when it occurs, else on whitespace.
+                let rows = rows
+                    .into_iter()
+                    .map(|(text, cells, line)| {
+                        let tags: Vec<String> = if cells[0].contains(cols.separator.as_str()) {
+                            cells[0].split(cols.separator.as_str()).map(|t| t.trim().to_string()).collect()
+                        } else {
+                            cells[0].split_whitespace().map(str::to_string).collect()
+                        };
+                        (text.split_whitespace().map(str::to_string).collect(), tags, line)
+                    })
+                    .collect();
+                Self::from_token_rows(source, rows)?
+            }
         };
         if data.texts.is_empty() {
             bail!("{}: no labelled rows found", source.display());
@@ -333,8 +403,11 @@ impl TextDataset {
         let mut report = CleanReport { rows_before: self.len(), ..Default::default() };
         let mut seen = HashSet::new();
         let mut out = Self { name: self.name.clone(), label_names: self.label_names.clone(), targets: self.targets.empty_like(), ..Default::default() };
+        // Token data keeps its words as they are: changing them would break the tag per word.
+        let keep_words = self.task() == Task::Tokens;
         for (i, text) in self.texts.iter().enumerate() {
-            match clean_text(text, opts, &mut report) {
+            let cleaned = if keep_words { if text.is_empty() { Cleaned::Empty } else { Cleaned::Keep(text.clone()) } } else { clean_text(text, opts, &mut report) };
+            match cleaned {
                 Cleaned::Empty => report.empty += 1,
                 Cleaned::TooShort => report.too_short += 1,
                 Cleaned::TooLong => report.too_long += 1,

@@ -31,6 +31,15 @@ impl Arch {
         }
     }
 
+    /// The Hugging Face class that a saved token classifier loads as.
+    pub fn token_classifier_class(self) -> &'static str {
+        match self {
+            Arch::Bert => "BertForTokenClassification",
+            Arch::Roberta => "RobertaForTokenClassification",
+            Arch::DistilBert => "DistilBertForTokenClassification",
+        }
+    }
+
     /// The Hugging Face class that a saved classifier loads as.
     pub fn classifier_class(self) -> &'static str {
         match self {

@@ -28,15 +28,20 @@ pub(super) enum Head {
     DistilBert(distilbert::ClassificationHead),
     /// Mean over real tokens, dropout, `classifier`.
     Mean { classifier: nn::Linear, dropout: f64 },
+    /// Dropout and `classifier` on every token (as `...ForTokenClassification`).
+    Tokens { classifier: nn::Linear, dropout: f64 },
 }
 
 impl Head {
     /// A new head for `labels` classes with its variables under `p` (the
     /// root for the first head), initialized as Hugging Face does: N(0, 0.02)
     /// weights and zero biases.
-    pub(super) fn new(p: &nn::Path, config: &EncoderConfig, pooling: Pooling, labels: i64) -> Self {
+    pub(super) fn new(p: &nn::Path, config: &EncoderConfig, pooling: Pooling, labels: i64, task: Task) -> Self {
         let init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
         let dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
+        if task == Task::Tokens {
+            return Head::Tokens { classifier: nn::linear(p / "classifier", config.hidden_size, labels, init), dropout };
+        }
         match (pooling, config.arch) {
             (Pooling::Mean, _) => Head::Mean { classifier: nn::linear(p / "classifier", config.hidden_size, labels, init), dropout },
             (Pooling::Pooler, Arch::Bert) => Head::BertPooler { classifier: nn::linear(p / "classifier", config.hidden_size, labels, init), dropout },
@@ -45,7 +50,8 @@ impl Head {
         }
     }
 
-    /// Logits from the encoder's last hidden states.
+    /// Logits from the encoder's last hidden states: `[batch, labels]`, or
+    /// `[batch, tokens, labels]` for a token head.
     pub(super) fn forward(&self, backbone: &Backbone, hidden: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         match (self, backbone) {
             (Head::BertPooler { classifier, dropout }, Backbone::Bert(b)) => {
@@ -53,6 +59,7 @@ impl Head {
                 classifier.forward(&pooled.dropout(*dropout, train))
             }
             (Head::Mean { classifier, dropout }, _) => classifier.forward(&mean_pool(hidden, attention_mask).dropout(*dropout, train)),
+            (Head::Tokens { classifier, dropout }, _) => classifier.forward(&hidden.dropout(*dropout, train)),
             (Head::Roberta(h), _) => h.forward(hidden, train),
             (Head::DistilBert(h), _) => h.forward(hidden, train),
             (Head::BertPooler { .. }, Backbone::DistilBert(_)) => unreachable!("a pooler head is only built for BERT"),
@@ -105,7 +112,7 @@ impl Model {
             bail!("this model has no pooler; use pooling: \"mean\"");
         }
         let prefix = format!("heads.{name}.");
-        let head = Head::new(&(self.vs.root() / "heads" / name), &self.config, pooling, labels.len() as i64);
+        let head = Head::new(&(self.vs.root() / "heads" / name), &self.config, pooling, labels.len() as i64, task);
         let mut params: Vec<String> = self.vs.variables().into_keys().filter(|n| n.starts_with(&prefix)).collect();
         params.sort();
         self.set_flags(&params, &vec![false; params.len()]);

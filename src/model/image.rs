@@ -95,6 +95,9 @@ impl ImageModel {
         if c < 1 || h < 1 || w < 1 {
             bail!("the input shape must be [channels, height, width] of positive sizes, got {:?}", spec.input);
         }
+        if task == Task::Tokens {
+            bail!("token classification tags words of a text; an image model classifies, tags (multi_label) or scores (regression) whole images");
+        }
         if labels.len() < task.min_outputs() {
             bail!("a {} head needs at least {} labels, got {}", task.name(), task.min_outputs(), labels.len());
         }
@@ -173,7 +176,7 @@ impl ImageModel {
         let config = serde_json::json!({
             "tunebook_image_model": self.spec,
             "labels": self.labels,
-            "problem_type": self.task.problem_type(),
+            "problem_type": self.task.problem_type().unwrap_or(self.task.name()),
             "version": env!("CARGO_PKG_VERSION"),
         });
         super::write_folder(dir, |staging| {

@@ -167,7 +167,7 @@ impl Model {
             Arch::DistilBert => Backbone::DistilBert(distilbert::DistilBert::new(&root / arch.prefix(), &config)),
             Arch::Bert | Arch::Roberta => Backbone::Bert(bert::Bert::new(&root / arch.prefix(), &config)),
         };
-        let head = heads::Head::new(&root, &config, pooling, labels.len() as i64);
+        let head = heads::Head::new(&root, &config, pooling, labels.len() as i64, task);
         // A checkpoint's head is kept only when it is the same head for the same labels.
         let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling && saved_task == Some(task);
         let head_names = ["classifier.", "pre_classifier."];
@@ -334,7 +334,13 @@ impl Model {
             self.labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
         obj.insert("id2label".into(), id2label.into());
         obj.insert("label2id".into(), label2id.into());
-        obj.insert("problem_type".into(), self.task.problem_type().into());
+        match self.task.problem_type() {
+            Some(p) => drop(obj.insert("problem_type".into(), p.into())),
+            None => drop(obj.remove("problem_type")),
+        }
+        if self.task == Task::Tokens {
+            obj.insert("architectures".into(), serde_json::json!([self.config.arch.token_classifier_class()]));
+        }
         let parked: Vec<serde_json::Value> = self.parked.iter().map(|h| h.describe()).collect();
         obj.insert(
             "tunebook".into(),
@@ -348,6 +354,10 @@ impl Model {
 /// Face infers without one (one output is regression). `None` without a head.
 fn saved_task(raw_config: &serde_json::Value, saved_labels: Option<usize>) -> Result<Option<Task>> {
     let Some(n) = saved_labels else { return Ok(None) };
+    let token_class = raw_config.pointer("/architectures/0").and_then(|a| a.as_str()).is_some_and(|a| a.ends_with("ForTokenClassification"));
+    if token_class {
+        return Ok(Some(Task::Tokens));
+    }
     match raw_config.get("problem_type").and_then(|p| p.as_str()) {
         Some(p) => Task::parse(p).map(Some),
         None if n == 1 => Ok(Some(Task::Regression)),
@@ -492,6 +502,7 @@ impl std::fmt::Display for ModelSummary {
             Task::Classify => "labels",
             Task::MultiLabel => "multi-label labels",
             Task::Regression => "regression outputs",
+            Task::Tokens => "token labels",
         };
         let pooling = self.pooling.map(|p| format!("; pooling {}", p.name())).unwrap_or_default();
         writeln!(f, "Model {} ({} {what}: {}{pooling}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.device)?;

@@ -292,7 +292,7 @@ impl super::Model {
         let tunebook = serde_json::json!({ "labels": self.labels, "task": self.task.name(), "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") });
         let config = match method {
             PeftMethod::Lora(c) => serde_json::json!({
-                "peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
+                "peft_type": "LORA", "task_type": if self.task == super::Task::Tokens { "TOKEN_CLS" } else { "SEQ_CLS" }, "base_model_name_or_path": self.source.display().to_string(),
                 "r": c.r, "lora_alpha": c.alpha, "lora_dropout": c.dropout, "target_modules": c.targets, "bias": "none",
                 "fan_in_fan_out": false, "inference_mode": true, "modules_to_save": head_modules,
             }),

@@ -80,6 +80,18 @@ impl TextTokenizer {
         Ok(encodings.into_iter().map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec())).collect())
     }
 
+    /// Encodes texts of space-separated words (token classification) with
+    /// special tokens, truncated to `max_len`; also gives each token's word
+    /// index (`None` for special tokens).
+    pub fn encode_words_batch(&self, texts: &[String], max_len: usize) -> Result<Vec<(EncodedText, Vec<Option<u32>>)>> {
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| anyhow!("cannot truncate to {max_len} tokens: {e}"))?;
+        let inputs: Vec<Vec<&str>> = texts.iter().map(|t| t.split(' ').collect()).collect();
+        let encodings = tok.encode_batch(inputs, true).map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        Ok(encodings.into_iter().map(|e| ((e.get_ids().to_vec(), e.get_type_ids().to_vec()), e.get_word_ids().to_vec())).collect())
+    }
+
     /// The underlying tokenizer, for saving.
     pub fn inner(&self) -> &Tokenizer {
         &self.inner

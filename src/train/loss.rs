@@ -46,7 +46,7 @@ impl Loss {
     /// always uses it, so that runs compare.
     pub fn default_for(task: Task) -> Self {
         match task {
-            Task::Classify => Self::CrossEntropy,
+            Task::Classify | Task::Tokens => Self::CrossEntropy,
             Task::MultiLabel => Self::Bce,
             Task::Regression => Self::Mse,
         }
@@ -55,7 +55,7 @@ impl Loss {
     /// The losses that make sense for a task.
     pub fn valid_for(task: Task) -> &'static [Loss] {
         match task {
-            Task::Classify => &[Self::CrossEntropy],
+            Task::Classify | Task::Tokens => &[Self::CrossEntropy],
             Task::MultiLabel => &[Self::Bce],
             Task::Regression => &[Self::Mse, Self::Mae, Self::Huber],
         }
@@ -76,6 +76,11 @@ impl Loss {
     /// `class_weights` and `label_smoothing` shape the cross-entropy only.
     pub fn compute(self, outputs: &Tensor, targets: &Tensor, class_weights: Option<&Tensor>, label_smoothing: f64) -> Tensor {
         match self {
+            // Per-token outputs `[rows, tokens, classes]` against `[rows, tokens]`; -100 is ignored.
+            Self::CrossEntropy if outputs.dim() == 3 => {
+                let classes = outputs.size()[2];
+                outputs.reshape([-1, classes]).cross_entropy_loss::<&Tensor>(&targets.reshape([-1]), class_weights, Reduction::Mean, -100, label_smoothing)
+            }
             Self::CrossEntropy => outputs.cross_entropy_loss::<&Tensor>(targets, class_weights, Reduction::Mean, -100, label_smoothing),
             Self::Bce => outputs.binary_cross_entropy_with_logits::<&Tensor>(targets, None, None, Reduction::Mean),
             Self::Mse => outputs.mse_loss(targets, Reduction::Mean),

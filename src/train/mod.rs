@@ -173,7 +173,7 @@ impl EvalResult {
     pub fn summary(&self, prefix: &str) -> String {
         let shown: &[&str] = match self.task {
             Task::Classify => &["loss", "accuracy"],
-            Task::MultiLabel => &["loss", "accuracy", "f1"],
+            Task::MultiLabel | Task::Tokens => &["loss", "accuracy", "f1"],
             Task::Regression => &["loss", "mae", "r2"],
         };
         shown.iter().filter_map(|&n| self.metric(n).map(|v| format!("{prefix}{n} {v:.4}"))).collect::<Vec<_>>().join(", ")
@@ -786,10 +786,10 @@ fn check_labels(model: &dyn Learner, data: &DataLoader) -> Result<()> {
             task.name(),
             model.task().name(),
             task.name(),
-            if task == Task::Classify { String::new() } else { format!(" and labels: {}", data.label_names().len()) }
+            if matches!(task, Task::Classify | Task::Tokens) { String::new() } else { format!(" and labels: {}", data.label_names().len()) }
         );
     }
-    if task != Task::Classify && data.label_names().len() != model.labels().len() {
+    if matches!(task, Task::MultiLabel | Task::Regression) && data.label_names().len() != model.labels().len() {
         let what = if task == Task::Regression { "outputs" } else { "labels" };
         bail!(
             "the data has {} {what} ({}) but the model's head has {}; load the model with labels: {}",
@@ -842,9 +842,9 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
     let device = model.device();
     let task = model.task();
     let loss_kind = Loss::default_for(task);
-    let (mut loss_sum, mut rows) = (0.0, 0usize);
+    let (mut loss_sum, mut rows, mut weight) = (0.0, 0usize, 0.0);
     let mut detail = match task {
-        Task::Classify => EvalDetail::Classes(Confusion::new(model.labels().len())),
+        Task::Classify | Task::Tokens => EvalDetail::Classes(Confusion::new(model.labels().len())),
         Task::MultiLabel => EvalDetail::MultiLabel(MultiLabelCounts::new(model.labels().len())),
         Task::Regression => EvalDetail::Regression(RegressionScores::new(model.labels().len())),
     };
@@ -857,11 +857,17 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
         let batch = data.collate(&batch_rows, device, None);
         let outputs = model.forward(&batch.inputs, false)?;
         let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
-        loss_sum += loss * batch.size as f64;
+        // The mean is over rows, or over labelled words for token data.
+        let counted = if task == Task::Tokens { batch.labels.ne(-100).sum(Kind::Int64).int64_value(&[]) as f64 } else { batch.size as f64 };
+        if counted > 0.0 {
+            loss_sum += loss * counted;
+            weight += counted;
+        }
         match &mut detail {
             EvalDetail::Classes(confusion) => {
-                let predicted = Vec::<i64>::try_from(outputs.argmax(-1, false).to_device(Device::Cpu)).unwrap_or_default();
-                let truth = Vec::<i64>::try_from(batch.labels.to_device(Device::Cpu)).unwrap_or_default();
+                // Token data: -100 marks padding and continuation tokens, which `add` skips.
+                let predicted = Vec::<i64>::try_from(outputs.argmax(-1, false).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
+                let truth = Vec::<i64>::try_from(batch.labels.flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
                 confusion.add(&truth, &predicted);
             }
             EvalDetail::MultiLabel(counts) => counts.add(&floats(&batch.labels), &floats(&outputs.ge(0.0))),
@@ -869,7 +875,7 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
         }
         rows += batch.size;
     }
-    let mut result = EvalResult { loss: loss_sum / rows.max(1) as f64, task, accuracy: None, f1: None, mse: None, mae: None, r2: None, rows };
+    let mut result = EvalResult { loss: loss_sum / weight.max(1.0), task, accuracy: None, f1: None, mse: None, mae: None, r2: None, rows };
     match &detail {
         EvalDetail::Classes(c) => (result.accuracy, result.f1) = (Some(c.accuracy()), Some(c.macro_scores().2)),
         EvalDetail::MultiLabel(c) => (result.accuracy, result.f1) = (Some(c.exact_match()), Some(c.macro_scores().2)),
@@ -948,6 +954,9 @@ pub enum Prediction {
     Labels(Vec<(String, f64)>),
     /// Regression: each output's value, in output order.
     Values(Vec<(String, f64)>),
+    /// Token classification: each word with its tag and the tag's
+    /// probability (words past `max_len` tokens are left out).
+    Tags(Vec<(String, String, f64)>),
 }
 
 /// Predictions from a head's raw outputs `[rows, labels]`, by its task.
@@ -963,7 +972,36 @@ fn predictions(task: Task, labels: &[String], outputs: &Tensor) -> Result<Vec<Pr
         }
         Task::MultiLabel => Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r))).collect(),
         Task::Regression => Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r))).collect(),
+        Task::Tokens => bail!("tagging words needs the texts: use predict(model, texts)"),
     })
+}
+
+/// Each word's tag and its probability, from the first token of the word.
+fn predict_tags(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    let words: Vec<Vec<String>> = texts.iter().map(|t| t.split_whitespace().map(str::to_string).collect()).collect();
+    let unlabelled = crate::data::TextDataset {
+        name: "predict".into(),
+        texts: words.iter().map(|w| w.join(" ")).collect(),
+        targets: crate::data::Targets::Tokens(words.iter().map(|w| vec![0; w.len()]).collect()),
+        label_names: model.labels.clone(),
+    };
+    let data = TokenizedDataset::new(&unlabelled, &model.tokenizer, max_len)?;
+    let aligned = data.token_labels.clone().expect("token data is aligned");
+    let _guard = tch::no_grad_guard();
+    let mut out = Vec::with_capacity(texts.len());
+    let rows: Vec<usize> = (0..texts.len()).collect();
+    for chunk in rows.chunks(64) {
+        let batch = data.collate(chunk, model.device());
+        let probs = Learner::forward(model, &batch.inputs, false)?.softmax(-1, Kind::Double).to_device(Device::Cpu);
+        let (p, idx) = probs.max_dim(-1, false);
+        for (r, &i) in chunk.iter().enumerate() {
+            let (p, idx): (Vec<f64>, Vec<i64>) = (Vec::try_from(p.get(r as i64))?, Vec::try_from(idx.get(r as i64))?);
+            // Words cut off by max_len get no tag.
+            let firsts = aligned[i].iter().enumerate().filter(|(_, &l)| l != -100).map(|(t, _)| t);
+            out.push(Prediction::Tags(words[i].iter().zip(firsts).map(|(w, t)| (w.clone(), model.labels[idx[t] as usize].clone(), p[t])).collect()));
+        }
+    }
+    Ok(out)
 }
 
 /// The prediction for every row of a loader, in row order (its shuffle and
@@ -983,6 +1021,9 @@ pub fn predict_loader(model: &dyn Learner, data: &DataLoader) -> Result<Vec<Pred
 pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
     if texts.is_empty() {
         return Ok(Vec::new());
+    }
+    if model.task == Task::Tokens {
+        return predict_tags(model, texts, max_len);
     }
     let data = encode_texts(model, texts, max_len)?;
     let loader = DataLoader::new(std::rc::Rc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false })?;

@@ -134,3 +134,38 @@ def test_regression_and_multi_label_heads_load_in_transformers_with_the_same_out
         theirs = model(**enc, labels=labels).loss
     # transformers picks MSE or BCE from problem_type; the loss matches ours.
     assert abs(float(theirs) - ours) < 1e-5, (float(theirs), ours)
+
+
+def test_a_token_classifier_loads_in_transformers_and_tags_the_same():
+    work = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-tokens-"))
+    sentences = [
+        [("Microsoft", "ORG"), ("opened", "O"), ("an", "O"), ("office", "O"), ("in", "O"), ("Brussels", "LOC")],
+        [("The", "O"), ("Commission", "ORG"), ("met", "O"), ("in", "O"), ("Paris", "LOC"), ("today", "O")],
+        [("Unbelievably", "O"), ("Google", "ORG"), ("left", "O"), ("London", "LOC")],
+    ]
+    (work / "ner.conll").write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in s) for s in sentences) + "\n")
+    out = work / "model"
+    text = "Unbelievably Microsoft left Brussels"
+    script = f"""
+        let data = load_dataset("{work / 'ner.conll'}", #{{ task: "token_classify" }});
+        let model = load_model("minilm", #{{ task: "token_classify", labels: 3 }});
+        fit(model, data.tokenize(model, #{{ max_len: 32 }}).loader(#{{ batch: 3 }}), #{{ epochs: 3, lr: 1e-3, warmup: 0.0 }});
+        model.save("{out}");
+        let p = predict(model, "{text}");
+        for i in 0..p.words.len() {{ print(`${{p.words[i]}} ${{p.tags[i]}} ${{p.scores[i]}}`); }}
+    """
+    (work / "ner.rhai").write_text(script)
+    run = subprocess.run([TUNEBOOK, "run", str(work / "ner.rhai"), "--device", "cpu"], capture_output=True, text=True, check=True)
+    ours = [line.split() for line in run.stdout.splitlines() if len(line.split()) == 3]
+    assert [w for w, _, _ in ours] == text.split(), run.stdout
+
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(out, attn_implementation="eager").eval()
+    enc = tok(text.split(), is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        probs = model(**enc).logits.softmax(-1)[0]
+    seen = set()
+    firsts = [i for i, w in enumerate(enc.word_ids()) if w is not None and not (w in seen or seen.add(w))]
+    for (word, tag, score), i in zip(ours, firsts):
+        assert model.config.id2label[int(probs[i].argmax())] == tag, (word, tag)
+        assert abs(float(probs[i].max()) - float(score)) < 1e-5, (word, score, probs[i])

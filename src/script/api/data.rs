@@ -96,6 +96,11 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
                 anyhow::bail!("'{name}' is labelled for classification; task: \"{}\" needs a CSV file with such labels", task.name());
             }
             TextDataset::named(name, &ctx.cache)?
+        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("conll")) {
+            if task != Task::Tokens {
+                anyhow::bail!("{name} is a CoNLL file of tagged words; load it with task: \"token_classify\"");
+            }
+            TextDataset::from_conll(path)?
         } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")) {
             TextDataset::from_jsonl(path, &cols)?
         } else if path.is_file() {
@@ -156,7 +161,12 @@ fn from_rows(rows: Array, opts: Map) -> R<DatasetHandle> {
         let type_name = row.type_name();
         let map = row.try_cast::<Map>().ok_or_else(|| script_error(format!("dataset: row {} must be a map like #{{ text: \"...\", label: \"...\" }}, got {type_name}", i + 1)))?;
         let field = |name: &str| map.get(name).ok_or_else(|| script_error(format!("dataset: row {} has no '{name}'; it has {}", i + 1, map.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))));
-        let text = field(&cols.text)?.clone().into_string().map_err(|t| script_error(format!("dataset: row {}: '{}' must be a string, got {t}", i + 1, cols.text)))?;
+        let text = field(&cols.text)?;
+        let text = match text.read_lock::<Array>() {
+            // Pre-split words (token classification).
+            Some(words) => words.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(" "),
+            None => text.clone().into_string().map_err(|t| script_error(format!("dataset: row {}: '{}' must be a string (or an array of words), got {t}", i + 1, cols.text)))?,
+        };
         let labels = cols.labels.iter().map(|l| field(l).map(|v| dynamic_cell(v, &cols.separator))).collect::<R<Vec<String>>>()?;
         cells.push((text, labels, i as u64 + 1));
     }

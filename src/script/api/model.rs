@@ -188,6 +188,7 @@ fn describe(m: &Model) -> String {
             Task::Classify => "labels ",
             Task::MultiLabel => "multi-label ",
             Task::Regression => "regression on ",
+            Task::Tokens => "token labels ",
         },
         m.labels.join("/"),
         crate::model::group_digits(s.trainable()),

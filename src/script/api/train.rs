@@ -173,6 +173,12 @@ pub(super) fn prediction_map(p: train::Prediction) -> Dynamic {
             m.insert("labels".into(), chosen.into());
             m.insert("scores".into(), scores.into_iter().map(|(l, p)| (l.into(), Dynamic::from(p))).collect::<Map>().into());
         }
+        train::Prediction::Tags(tags) => {
+            let column = |f: &dyn Fn(&(String, String, f64)) -> Dynamic| Dynamic::from(tags.iter().map(f).collect::<Array>());
+            m.insert("words".into(), column(&|t| Dynamic::from(t.0.clone())));
+            m.insert("tags".into(), column(&|t| Dynamic::from(t.1.clone())));
+            m.insert("scores".into(), column(&|t| Dynamic::from(t.2)));
+        }
         train::Prediction::Values(values) => {
             m.insert("value".into(), values.first().map_or(0.0, |v| v.1).into());
             m.insert("values".into(), values.into_iter().map(|(l, v)| (l.into(), Dynamic::from(v))).collect::<Map>().into());
