@@ -135,3 +135,50 @@ fn imbalanced_training_classes_get_a_warning() {
     let warned = recorded.borrow().events.iter().any(|e| matches!(e, tunebook::train::TrainEvent::Warning(w) if w.contains("imbalanced (neg: 3, pos: 30)")));
     assert!(warned, "no imbalance warning");
 }
+
+#[test]
+fn wordnet_gives_real_synonyms() {
+    let wordnet = tunebook::data::augment::Thesaurus::cached(&cache()).unwrap();
+    assert!(wordnet.len() > 100_000, "WordNet 3.0 has about 147,000 words; read {}", wordnet.len());
+    assert!(wordnet.synonyms("film").iter().any(|s| s == "movie"), "{:?}", wordnet.synonyms("film"));
+    assert!(wordnet.synonyms("Happy").iter().any(|s| s == "glad"));
+    assert!(wordnet.synonyms("the").is_empty(), "stop words get no synonyms");
+}
+
+#[test]
+fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
+    use tch::Device;
+    let (mut session, _) = common::session();
+    let _ = session
+        .eval(
+            r#"let model = load_model("minilm", #{ labels: 2, pooling: "mean" });
+               let tokens = load_dataset("rotten_tomatoes").clean().take(32).tokenize(model, #{ max_len: 48 });
+               let plain = tokens.loader(#{ batch: 32 });
+               let varied = tokens.loader(#{ batch: 32, augment: #{ synonyms: 0.2, insert: 0.1, swap: 0.1, delete: 0.1, p: 1.0 } });
+               fit(model, varied, plain, #{ epochs: 1, max_steps: 1 });
+               [plain, varied]"#,
+            "augment.rhai",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<usize> = (0..32).collect();
+    let dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
+    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
+    let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(32);
+    let tokens = std::rc::Rc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 48).unwrap());
+    let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false };
+    let plain = tunebook::data::DataLoader::new(tokens.clone(), options.clone()).unwrap();
+    let mut varied = tunebook::data::DataLoader::new(tokens, options).unwrap();
+    let aug = tunebook::data::augment::TextAugment { synonyms: 0.2, insert: 0.1, swap: 0.1, delete: 0.1, p: 1.0 };
+    varied.text_augment = Some((aug, tunebook::data::augment::Thesaurus::cached(&cache()).unwrap()));
+    let ids = |b: tunebook::data::Batch| match b.inputs {
+        tunebook::data::Inputs::Text { input_ids, .. } => input_ids,
+        _ => unreachable!(),
+    };
+    let base = ids(plain.collate(&rows, Device::Cpu, Some(1)));
+    let epoch1 = ids(varied.collate(&rows, Device::Cpu, Some(1)));
+    assert!(!(base.size() == epoch1.size() && base.equal(&epoch1)), "augmentation changed nothing");
+    assert!(epoch1.equal(&ids(varied.collate(&rows, Device::Cpu, Some(1)))), "the same epoch draws the same changes");
+    let epoch2 = ids(varied.collate(&rows, Device::Cpu, Some(2)));
+    assert!(!(epoch1.size() == epoch2.size() && epoch1.equal(&epoch2)), "each epoch draws new changes");
+    assert!(base.equal(&ids(varied.collate(&rows, Device::Cpu, None))), "evaluation batches are never augmented");
+}

@@ -123,12 +123,13 @@ fn image_mistakes_say_what_to_do() {
         ("image_model(images, #{ arch: \"resnet\" })", "option 'arch' must be one of mlp, cnn"),
         ("image_model(#{ labels: 3 })", "give the images' 'input' shape"),
         ("images.loader(#{ normalize: #{ mean: [0.5, 0.5], std: [0.2, 0.2] } })", "these images have 1 channel(s); give mean and std with 1 value(s) each"),
-        ("images.loader(#{ augment: #{ rotate: 10 } })", "augment: unknown option 'rotate'"),
+        ("images.loader(#{ augment: #{ rotate: 10 } })", "augment (images): unknown option 'rotate'"),
         ("cnn.freeze(\"features.7\")", "'features.7' names no module of this model; closest names: features, features.0"),
         ("load_dataset(\"mnist\", #{ test: true })", "'mnist' has one set of 10,000 digits"),
         ("load_dataset(\"fashion_mnist\", #{ text: \"x\" })", "'fashion_mnist' is an image dataset; option 'text' is for text files"),
         ("load_dataset(\"rotten_tomatoes\", #{ test: true })", "option 'test' picks the test part of an image dataset"),
-        ("texts.len(); load_dataset(\"rotten_tomatoes\").take(4).tokenize(text_model).loader(#{ augment: #{ flip: true } })", "loader: option 'augment' is for image datasets"),
+        ("texts.len(); load_dataset(\"rotten_tomatoes\").take(4).tokenize(text_model).loader(#{ normalize: true })", "loader: option 'normalize' is for image datasets"),
+        ("load_dataset(\"rotten_tomatoes\").take(4).tokenize(text_model).loader(#{ augment: #{ flip: true } })", "augment (text): unknown option 'flip'"),
     ] {
         let err = session.eval(&format!("{setup}{code}"), "images.rhai").unwrap_err();
         assert!(err.message.contains(expected), "{code}:\n  got: {}\n want: {expected}", err.message);

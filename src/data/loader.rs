@@ -6,6 +6,9 @@ use tch::{Device, Tensor};
 
 use std::rc::Rc;
 
+use std::sync::Arc;
+
+use super::augment::{TextAugment, Thesaurus};
 use super::image::ImageSet;
 use super::{Targets, TextDataset};
 use crate::model::TextTokenizer;
@@ -34,6 +37,10 @@ pub struct TokenizedDataset {
     pub pad_id: u32,
     /// Rows that were cut to `max_len`.
     pub truncated: usize,
+    /// The texts as tokenized, for augmentation that re-tokenizes them.
+    pub texts: Vec<String>,
+    /// The tokenizer used.
+    pub tokenizer: TextTokenizer,
 }
 
 impl TokenizedDataset {
@@ -62,6 +69,8 @@ impl TokenizedDataset {
             max_len,
             pad_id: tokenizer.pad_id,
             truncated,
+            texts: data.texts.clone(),
+            tokenizer: tokenizer.clone(),
         })
     }
 
@@ -82,13 +91,28 @@ impl TokenizedDataset {
 
     /// Pads the chosen rows to their longest and stacks them into tensors.
     pub fn collate(&self, rows: &[usize], device: Device) -> Batch {
-        let width = rows.iter().map(|&i| self.input_ids[i].len()).max().unwrap_or(0);
+        let encoded: Vec<(&[u32], &[u32])> = rows.iter().map(|&i| (self.input_ids[i].as_slice(), self.token_type_ids[i].as_slice())).collect();
+        self.collate_encoded(rows, &encoded, device)
+    }
+
+    /// As `collate`, with the rows' texts replaced by `texts` (augmented
+    /// copies), tokenized now. Not for token data, whose tags follow words.
+    pub fn collate_texts(&self, rows: &[usize], texts: &[String], device: Device) -> Result<Batch> {
+        let encoded = self.tokenizer.encode_batch(texts, self.max_len)?;
+        let slices: Vec<(&[u32], &[u32])> = encoded.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
+        Ok(self.collate_encoded(rows, &slices, device))
+    }
+
+    /// Pads the rows' token ids (`encoded`, one per row) into a batch with
+    /// the rows' targets.
+    fn collate_encoded(&self, rows: &[usize], encoded: &[(&[u32], &[u32])], device: Device) -> Batch {
+        let width = encoded.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
         let n = rows.len();
         let mut ids = vec![self.pad_id as i64; n * width];
         let mut types = vec![0i64; n * width];
         let mut mask = vec![0i64; n * width];
-        for (r, &i) in rows.iter().enumerate() {
-            for (c, (&id, &ty)) in self.input_ids[i].iter().zip(&self.token_type_ids[i]).enumerate() {
+        for (r, (row_ids, row_types)) in encoded.iter().enumerate() {
+            for (c, (&id, &ty)) in row_ids.iter().zip(row_types.iter()).enumerate() {
                 ids[r * width + c] = id as i64;
                 types[r * width + c] = ty as i64;
                 mask[r * width + c] = 1;
@@ -197,6 +221,8 @@ pub struct DataLoader {
     pub source: LoaderSource,
     /// How to batch them.
     pub options: LoaderOptions,
+    /// EDA augmentation of training texts, drawn afresh each epoch.
+    pub text_augment: Option<(TextAugment, Arc<Thesaurus>)>,
 }
 
 impl DataLoader {
@@ -207,7 +233,7 @@ impl DataLoader {
 
     /// A loader over any source.
     pub fn over(source: LoaderSource, options: LoaderOptions) -> Result<Self> {
-        let loader = Self { source, options };
+        let loader = Self { source, options, text_augment: None };
         if loader.options.batch_size == 0 {
             bail!("batch size must be at least 1");
         }
@@ -255,7 +281,18 @@ impl DataLoader {
     /// this epoch's augmentation, if the loader augments.
     pub fn collate(&self, rows: &[usize], device: Device, epoch: Option<usize>) -> Batch {
         match &self.source {
-            LoaderSource::Text(t) => t.collate(rows, device),
+            LoaderSource::Text(t) => match (&self.text_augment, epoch) {
+                (Some((aug, thesaurus)), Some(e)) => {
+                    let seed = self.options.seed.wrapping_add((e as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    let texts: Vec<String> = rows
+                        .iter()
+                        .map(|&i| aug.augment(&t.texts[i], thesaurus, &mut rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64)))
+                        .collect();
+                    // The texts were tokenized once already, so this cannot fail in a new way.
+                    t.collate_texts(rows, &texts, device).unwrap_or_else(|_| t.collate(rows, device))
+                }
+                _ => t.collate(rows, device),
+            },
             LoaderSource::Images(set) => {
                 let seed = epoch.map(|e| self.options.seed.wrapping_add((e as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
                 Batch { inputs: Inputs::Images(set.collate(rows, device, seed)), labels: set.data.targets.batch(rows, device), size: rows.len() }

@@ -1,5 +1,6 @@
 //! Datasets: loading, cleaning, splitting, tokenizing and batching.
 
+pub mod augment;
 pub mod clean;
 pub mod image;
 mod loader;

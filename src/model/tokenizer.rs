@@ -18,6 +18,12 @@ pub struct TextTokenizer {
     pub pad_id: u32,
 }
 
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextTokenizer({} tokens, pad id {})", self.inner.get_vocab_size(true), self.pad_id)
+    }
+}
+
 impl TextTokenizer {
     /// Loads `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {

@@ -7,6 +7,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::ModelHandle;
 use crate::data::split::{Share, SplitSpec};
+use crate::data::augment::{TextAugment, Thesaurus};
 use crate::data::{CleanOptions, CsvColumns, DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
@@ -281,13 +282,56 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
 
     let c = ctx.clone();
+    engine.register_fn("augment_text", move |text: &str, opts: Map| -> R<String> {
+        let a = Options::new("augment_text", opts)?;
+        let aug = TextAugment {
+            synonyms: a.float("synonyms", 0.0, 0.0, 1.0)?,
+            insert: a.float("insert", 0.0, 0.0, 1.0)?,
+            swap: a.float("swap", 0.0, 0.0, 1.0)?,
+            delete: a.float("delete", 0.0, 0.0, 1.0)?,
+            p: 1.0,
+        };
+        if aug.operations().is_empty() {
+            return Err(script_error("augment_text: turn on one of synonyms, insert, swap, delete (each the share of words to change, e.g. 0.2)"));
+        }
+        let seed = a.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64;
+        let thesaurus = guard(|| Thesaurus::cached(&c.cache))?;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+        Ok(aug.augment(text, &thesaurus, &mut rng))
+    });
+    let c = ctx.clone();
     let make_loader = move |t: &mut TokensHandle, opts: Map| -> R<LoaderHandle> {
         let o = Options::new("loader", opts)?;
-        if let Some(key) = ["normalize", "augment"].into_iter().find(|k| o.get(k).is_some()) {
-            return Err(script_error(format!("loader: option '{key}' is for image datasets; text is tokenized instead")));
+        if o.get("normalize").is_some() {
+            return Err(script_error("loader: option 'normalize' is for image datasets; text is tokenized instead"));
         }
         let options = loader_options(&c, &o)?;
-        guard(|| Ok(LoaderHandle(DataLoader::new(t.0.clone(), options)?)))
+        let text_augment = match o.get("augment") {
+            None => None,
+            Some(v) => {
+                let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'augment' for text is a map like #{ synonyms: 0.1, insert: 0.1, swap: 0.1, delete: 0.1, p: 0.5 }"))?;
+                let a = Options::new("augment (text)", map)?;
+                let aug = TextAugment {
+                    synonyms: a.float("synonyms", 0.0, 0.0, 1.0)?,
+                    insert: a.float("insert", 0.0, 0.0, 1.0)?,
+                    swap: a.float("swap", 0.0, 0.0, 1.0)?,
+                    delete: a.float("delete", 0.0, 0.0, 1.0)?,
+                    p: a.float("p", 0.5, 0.0, 1.0)?,
+                };
+                if aug.operations().is_empty() {
+                    return Err(script_error("augment (text): turn on at least one of synonyms, insert, swap, delete (each the share of words to change, e.g. 0.1)"));
+                }
+                if t.0.task() == Task::Tokens {
+                    return Err(script_error("augment (text): EDA changes the words, which would break a tag per word; token data cannot be augmented this way"));
+                }
+                Some((aug, guard(|| Thesaurus::cached(&c.cache))?))
+            }
+        };
+        guard(|| {
+            let mut loader = DataLoader::new(t.0.clone(), options)?;
+            loader.text_augment = text_augment;
+            Ok(LoaderHandle(loader))
+        })
     };
     let ml = make_loader.clone();
     engine.register_fn("loader", make_loader);

@@ -72,7 +72,7 @@ fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHan
         None => Augment::default(),
         Some(v) => {
             let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'augment' is a map like #{ crop: 2, flip: true }"))?;
-            let a = Options::new("augment", map)?;
+            let a = Options::new("augment (images)", map)?;
             Augment { crop_padding: a.int("crop", 0, 0, 64)? as usize, flip: a.bool("flip", false)? }
         }
     };
