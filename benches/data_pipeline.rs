@@ -1,0 +1,69 @@
+//! Data preparation against training: examples per second for tokenizing
+//! Rotten Tomatoes, for collating it into padded batches (plain and with
+//! EDA augmentation), and for a MiniLM training step, with the share of an
+//! epoch that data preparation takes.
+//!
+//!   cargo bench --bench data_pipeline -- [--threads N] [--steps N]
+
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tch::Device;
+use tunebook::data::augment::{TextAugment, Thesaurus};
+use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
+use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::train::{self, FitOptions, Schedule};
+
+fn arg(name: &str) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+}
+
+/// Rows per second of one pass of `collate` over every batch of epoch 1.
+fn collate_rate(loader: &DataLoader) -> f64 {
+    let started = Instant::now();
+    let mut rows = 0;
+    for batch in loader.batch_indices(1) {
+        rows += loader.collate(&batch, Device::Cpu, Some(1)).size;
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() -> anyhow::Result<()> {
+    let threads = arg("--threads").unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let steps = arg("--steps").unwrap_or(10);
+    tunebook::runtime::set_threads(threads as i32);
+    let cache = tunebook::runtime::cache_dir();
+    let dir = Model::resolve_path("minilm", &cache)?;
+    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu })?;
+    let reviews = TextDataset::named("rotten_tomatoes", &cache)?.clean().0;
+
+    let started = Instant::now();
+    let tokens = Rc::new(TokenizedDataset::new(&reviews, &model.tokenizer, 64)?);
+    let tokenize = reviews.len() as f64 / started.elapsed().as_secs_f64();
+
+    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false };
+    let plain = DataLoader::new(tokens.clone(), options.clone())?;
+    let collate = collate_rate(&plain);
+    let mut augmented = DataLoader::new(tokens.clone(), options)?;
+    let aug = TextAugment { synonyms: 0.1, insert: 0.1, swap: 0.1, delete: 0.1, p: 0.5 };
+    augmented.text_augment = Some((aug, Thesaurus::cached(&cache)?));
+    let collate_eda = collate_rate(&augmented);
+
+    // Training steps on the first rows of the same loader.
+    let few = DataLoader::new(Rc::new(TokenizedDataset::new(&reviews.take(16 * steps), &model.tokenizer, 64)?), LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false })?;
+    let opts = FitOptions { lr: 2e-5, epochs: 1, schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
+    let run = train::fit(&mut model, &few, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false)))?;
+    let train_rate = run.samples_per_sec;
+
+    println!("rows: {} reviews, max_len 64, batch 16, {threads} threads", reviews.len());
+    println!("tokenize            {tokenize:>10.0} rows/s");
+    println!("collate             {collate:>10.0} rows/s");
+    println!("collate with EDA    {collate_eda:>10.0} rows/s  (p 0.5, re-tokenizing the changed texts)");
+    println!("MiniLM train step   {train_rate:>10.1} rows/s");
+    let share = |data_rate: f64| 100.0 * (1.0 / data_rate) / (1.0 / data_rate + 1.0 / train_rate);
+    println!("share of an epoch spent preparing data: {:.3}% (tokenize once + collate), {:.3}% with EDA", share(1.0 / (1.0 / tokenize + 1.0 / collate)), share(1.0 / (1.0 / tokenize + 1.0 / collate_eda)));
+    Ok(())
+}
