@@ -182,3 +182,54 @@ fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
     assert!(!(epoch1.size() == epoch2.size() && epoch1.equal(&epoch2)), "each epoch draws new changes");
     assert!(base.equal(&ids(varied.collate(&rows, Device::Cpu, None))), "evaluation batches are never augmented");
 }
+
+/// Pairs of a BBC headline and the opening of a story: `match` when the
+/// story is the headline's own, `mismatch` when it is another article's
+/// (half of each), as in headline-body stance data.
+fn write_headline_pairs(path: &std::path::Path, rows: usize) {
+    let news = TextDataset::named("bbc_news", &cache()).unwrap().shuffle(21);
+    let headline = |i: usize| news.texts[i].lines().next().unwrap_or("").trim().to_string();
+    let opening = |i: usize| news.texts[i].lines().skip(1).flat_map(str::split_whitespace).take(25).collect::<Vec<_>>().join(" ");
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(["headline", "story", "relation"]).unwrap();
+    for i in 0..rows {
+        let (story, label) = if i % 2 == 0 { (i, "match") } else { ((i * 7 + 11) % news.len(), "mismatch") };
+        w.write_record([headline(i), opening(story), label.to_string()]).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn sentence_pairs_tokenize_as_two_segments_and_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("pairs.csv");
+    write_headline_pairs(&csv, 480);
+    let cols = tunebook::data::CsvColumns { text: "headline".into(), labels: vec!["relation".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: Some("story".into()) };
+    let data = TextDataset::from_csv(&csv, &cols).unwrap();
+    let model_dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
+    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&model_dir).unwrap();
+    let tokens = tunebook::data::TokenizedDataset::new(&data.take(1), &tokenizer, 24).unwrap();
+    let (ids, types) = (&tokens.input_ids[0], &tokens.token_type_ids[0]);
+    assert_eq!(ids.len(), 24, "the longer text is cut to fit max_len");
+    let seps: Vec<usize> = ids.iter().enumerate().filter(|(_, &t)| t == 102).map(|(i, _)| i).collect();
+    assert_eq!(seps.len(), 2, "[CLS] first [SEP] second [SEP]: {ids:?}");
+    assert!(types[..=seps[0]].iter().all(|&t| t == 0) && types[seps[0] + 1..].iter().all(|&t| t == 1), "{types:?}");
+
+    let (mut session, _) = common::session();
+    let script = format!(
+        r#"let data = load_dataset("{csv}", #{{ text: "headline", pair: "story", label: "relation" }}).clean().split(#{{ val: 96, seed: 1, stratify: true }});
+           let model = load_model("minilm", #{{ labels: 2, pooling: "pooler" }});
+           model.trainable_layers(4);
+           let run = fit(model, data.train.tokenize(model, #{{ max_len: 64 }}).loader(#{{ batch: 16, shuffle: true }}),
+                         data.val.tokenize(model, #{{ max_len: 64 }}).loader(#{{ batch: 96 }}), #{{ lr: 1e-4, epochs: 3 }});
+           let p = predict(model, [["Shares in the bank rose after profits beat forecasts", "The central bank raised interest rates again"]]);
+           #{{ acc: run.best_val_accuracy, first: data.train.head(1), p: p }}"#,
+        csv = csv.display()
+    );
+    let r = session.eval(&script, "pairs.rhai").unwrap_or_else(|e| panic!("{e}")).cast::<rhai::Map>();
+    let acc = r["acc"].as_float().unwrap();
+    eprintln!("headline-story pairs: best validation accuracy {acc:.3}");
+    assert!(acc > 0.7, "validation accuracy {acc:.3} on balanced pairs (chance 0.5)");
+    assert!(r["first"].clone().into_array().unwrap()[0].clone().cast::<rhai::Map>().contains_key("pair"));
+    assert_eq!(r["p"].clone().into_array().unwrap().len(), 1);
+}

@@ -39,6 +39,8 @@ pub struct TokenizedDataset {
     pub truncated: usize,
     /// The texts as tokenized, for augmentation that re-tokenizes them.
     pub texts: Vec<String>,
+    /// The second texts of sentence pairs, if any.
+    pub pairs: Option<Vec<String>>,
     /// The tokenizer used.
     pub tokenizer: TextTokenizer,
 }
@@ -55,7 +57,10 @@ impl TokenizedDataset {
                 let aligned = with_words.iter().zip(tags).map(|((_, word_ids), tags)| align_word_tags(word_ids, tags)).collect();
                 (with_words.into_iter().map(|(e, _)| e).collect::<Vec<_>>(), Some(aligned))
             }
-            _ => (tokenizer.encode_batch(&data.texts, max_len)?, None),
+            _ => match &data.pairs {
+                Some(pairs) => (tokenizer.encode_pair_batch(&data.texts, pairs, max_len)?, None),
+                None => (tokenizer.encode_batch(&data.texts, max_len)?, None),
+            },
         };
         let truncated = encoded.iter().filter(|(ids, _)| ids.len() >= max_len).count();
         let (input_ids, token_type_ids) = encoded.into_iter().unzip();
@@ -70,6 +75,7 @@ impl TokenizedDataset {
             pad_id: tokenizer.pad_id,
             truncated,
             texts: data.texts.clone(),
+            pairs: data.pairs.clone(),
             tokenizer: tokenizer.clone(),
         })
     }
@@ -95,10 +101,14 @@ impl TokenizedDataset {
         self.collate_encoded(rows, &encoded, device)
     }
 
-    /// As `collate`, with the rows' texts replaced by `texts` (augmented
-    /// copies), tokenized now. Not for token data, whose tags follow words.
+    /// As `collate`, with the rows' (first) texts replaced by `texts`
+    /// (augmented copies), tokenized now. Not for token data, whose tags
+    /// follow words.
     pub fn collate_texts(&self, rows: &[usize], texts: &[String], device: Device) -> Result<Batch> {
-        let encoded = self.tokenizer.encode_batch(texts, self.max_len)?;
+        let encoded = match &self.pairs {
+            Some(pairs) => self.tokenizer.encode_pair_batch(texts, &rows.iter().map(|&i| pairs[i].clone()).collect::<Vec<_>>(), self.max_len)?,
+            None => self.tokenizer.encode_batch(texts, self.max_len)?,
+        };
         let slices: Vec<(&[u32], &[u32])> = encoded.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
         Ok(self.collate_encoded(rows, &slices, device))
     }

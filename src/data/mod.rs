@@ -6,7 +6,7 @@ pub mod image;
 mod loader;
 pub mod split;
 mod targets;
-mod text;
+pub mod text;
 
 pub use targets::Targets;
 pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, TokenizedDataset};

@@ -28,6 +28,8 @@ pub struct CsvColumns {
     pub task: Task,
     /// Joins several labels in one multi-label column (`sport|tech`).
     pub separator: String,
+    /// Header of the second text's column, for sentence pairs.
+    pub pair: Option<String>,
 }
 
 /// A JSON value as a label cell: strings as they are, numbers and booleans
@@ -55,8 +57,21 @@ impl CsvColumns {
 
     /// A text column and one class column.
     pub fn classes(text: &str, label: &str) -> Self {
-        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into() }
+        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into(), pair: None }
     }
+}
+
+/// One row as read from a file or a script, before its labels are parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    /// The text.
+    pub text: String,
+    /// The second text of a sentence pair, if the data has pairs.
+    pub pair: Option<String>,
+    /// One cell per label column.
+    pub cells: Vec<String>,
+    /// Where it came from (a file's line, a script's row number), for errors.
+    pub line: u64,
 }
 
 /// Texts with their targets and the names of the labels (or outputs).
@@ -66,6 +81,9 @@ pub struct TextDataset {
     pub name: String,
     /// One text per row.
     pub texts: Vec<String>,
+    /// The second text of each row, for sentence-pair tasks (entailment,
+    /// paraphrase); tokenized as `[CLS] text [SEP] pair [SEP]`.
+    pub pairs: Option<Vec<String>>,
     /// One target per row.
     pub targets: Targets,
     /// Class names by id, label names (multi-label) or output names (regression).
@@ -154,9 +172,9 @@ impl TextDataset {
             })
         };
         let ti = find(&cols.text)?;
+        let pi = cols.pair.as_deref().map(find).transpose()?;
         let lis = cols.labels.iter().map(|l| find(l)).collect::<Result<Vec<_>>>()?;
         cols.check(path)?;
-        // (text, label cells, line)
         let mut rows = Vec::new();
         for (i, record) in reader.byte_records().enumerate() {
             // Header is line 1; records start at line 2 (multi-line fields shift this, the csv position is exact).
@@ -171,7 +189,8 @@ impl TextDataset {
                         .with_context(|| format!("{}:{line}: the label is not valid UTF-8", path.display()))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            rows.push((text, cells, line));
+            let pair = pi.map(|pi| String::from_utf8_lossy(record.get(pi).unwrap_or_default()).into_owned());
+            rows.push(RawRow { text, pair, cells, line });
         }
         Self::from_cells(path, rows, cols, label_order)
     }
@@ -198,7 +217,8 @@ impl TextDataset {
                 other => bail!("{}:{line_no}: field '{}' must be a string (or an array of words), got {other}", path.display(), cols.text),
             };
             let cells = cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()?;
-            rows.push((text, cells, line_no));
+            let pair = cols.pair.as_deref().map(|p| Ok::<_, anyhow::Error>(json_cell(field(p)?, " "))).transpose()?;
+            rows.push(RawRow { text, pair, cells, line: line_no });
         }
         Self::from_cells(path, rows, cols, None)
     }
@@ -226,7 +246,7 @@ impl TextDataset {
         if texts.is_empty() {
             bail!("{}: no tagged sentences found", source.display());
         }
-        Ok(Self { name: source.display().to_string(), texts, targets: Targets::Tokens(targets), label_names })
+        Ok(Self { name: source.display().to_string(), texts, pairs: None, targets: Targets::Tokens(targets), label_names })
     }
 
     /// Reads a CoNLL file: one word per line with its tag in the last
@@ -256,108 +276,112 @@ impl TextDataset {
         Self::from_token_rows(path, rows)
     }
 
-    /// A dataset from rows of (text, label cells, line), one cell per
-    /// label column of `cols`; `source` names where they came from.
-    pub fn from_cells(source: &Path, rows: Vec<(String, Vec<String>, u64)>, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+    /// A dataset from raw rows, one label cell per label column of `cols`;
+    /// `source` names where they came from.
+    pub fn from_cells(source: &Path, rows: Vec<RawRow>, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
         cols.check(source)?;
-        let data = match cols.task {
-            Task::Classify => Self::classes_from_cells(rows, label_order)?,
-            Task::MultiLabel => Self::multi_label_from_cells(source, rows, cols)?,
-            Task::Regression => Self::values_from_cells(source, rows, cols)?,
+        let (kept, targets, label_names) = match cols.task {
+            Task::Classify => Self::classes_from_cells(&rows, label_order),
+            Task::MultiLabel => Self::multi_label_from_cells(source, &rows, cols)?,
+            Task::Regression => Self::values_from_cells(source, &rows, cols)?,
             Task::Tokens => {
+                if cols.pair.is_some() {
+                    bail!("{}: token classification tags the words of one text; it takes no 'pair'", source.display());
+                }
                 // Words are split on whitespace; tags on the separator when it occurs, else on whitespace.
                 let rows = rows
                     .into_iter()
-                    .map(|(text, cells, line)| {
-                        let tags: Vec<String> = if cells[0].contains(cols.separator.as_str()) {
-                            cells[0].split(cols.separator.as_str()).map(|t| t.trim().to_string()).collect()
+                    .map(|r| {
+                        let tags: Vec<String> = if r.cells[0].contains(cols.separator.as_str()) {
+                            r.cells[0].split(cols.separator.as_str()).map(|t| t.trim().to_string()).collect()
                         } else {
-                            cells[0].split_whitespace().map(str::to_string).collect()
+                            r.cells[0].split_whitespace().map(str::to_string).collect()
                         };
-                        (text.split_whitespace().map(str::to_string).collect(), tags, line)
+                        (r.text.split_whitespace().map(str::to_string).collect(), tags, r.line)
                     })
                     .collect();
-                Self::from_token_rows(source, rows)?
+                return Self::from_token_rows(source, rows);
             }
         };
-        if data.texts.is_empty() {
+        if kept.is_empty() {
             bail!("{}: no labelled rows found", source.display());
         }
-        Ok(Self { name: source.display().to_string(), ..data })
+        let texts = kept.iter().map(|&i| rows[i].text.clone()).collect();
+        let pairs = cols.pair.as_ref().map(|_| kept.iter().map(|&i| rows[i].pair.clone().unwrap_or_default()).collect());
+        Ok(Self { name: source.display().to_string(), texts, pairs, targets, label_names })
     }
 
-    fn classes_from_cells(rows: Vec<(String, Vec<String>, u64)>, label_order: Option<&[String]>) -> Result<Self> {
+    fn classes_from_cells(rows: &[RawRow], label_order: Option<&[String]>) -> (Vec<usize>, Targets, Vec<String>) {
         let label_names: Vec<String> = match label_order {
             Some(order) => order.to_vec(),
             None => {
-                let set: std::collections::BTreeSet<&String> = rows.iter().map(|(_, l, _)| &l[0]).filter(|l| !l.is_empty()).collect();
+                let set: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.cells[0]).filter(|l| !l.is_empty()).collect();
                 set.into_iter().cloned().collect()
             }
         };
         let ids: BTreeMap<&str, i64> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as i64)).collect();
-        let (mut texts, mut labels) = (Vec::new(), Vec::new());
-        for (text, cells, _) in &rows {
-            if let Some(&id) = ids.get(cells[0].as_str()) {
-                texts.push(text.clone());
+        let (mut kept, mut labels) = (Vec::new(), Vec::new());
+        for (i, r) in rows.iter().enumerate() {
+            if let Some(&id) = ids.get(r.cells[0].as_str()) {
+                kept.push(i);
                 labels.push(id);
             }
         }
-        Ok(Self { texts, targets: Targets::Classes(labels), label_names, ..Default::default() })
+        (kept, Targets::Classes(labels), label_names)
     }
 
-    fn multi_label_from_cells(path: &Path, rows: Vec<(String, Vec<String>, u64)>, cols: &CsvColumns) -> Result<Self> {
-        let (mut texts, mut targets) = (Vec::new(), Vec::new());
+    fn multi_label_from_cells(path: &Path, rows: &[RawRow], cols: &CsvColumns) -> Result<(Vec<usize>, Targets, Vec<String>)> {
+        let mut targets = Vec::new();
         if cols.labels.len() > 1 {
             // One 0/1 column per label.
-            for (text, cells, line) in rows {
-                let row = cells
+            for r in rows {
+                let row = r
+                    .cells
                     .iter()
                     .zip(&cols.labels)
                     .map(|(c, name)| match c.as_str() {
                         "1" | "1.0" | "true" | "True" => Ok(1.0),
                         "0" | "0.0" | "false" | "False" => Ok(0.0),
-                        other => bail!("{}:{line}: column '{name}' holds '{other}'; a label column holds 0 or 1", path.display()),
+                        other => bail!("{}:{}: column '{name}' holds '{other}'; a label column holds 0 or 1", path.display(), r.line),
                     })
                     .collect::<Result<Vec<f32>>>()?;
-                texts.push(text);
                 targets.push(row);
             }
-            return Ok(Self { texts, targets: Targets::MultiLabel(targets), label_names: cols.labels.clone(), ..Default::default() });
+            return Ok(((0..rows.len()).collect(), Targets::MultiLabel(targets), cols.labels.clone()));
         }
         // One column of labels joined by the separator; a row may have none.
         let split = |c: &str| c.split(cols.separator.as_str()).map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<_>>();
-        let names: std::collections::BTreeSet<String> = rows.iter().flat_map(|(_, c, _)| split(&c[0])).collect();
+        let names: std::collections::BTreeSet<String> = rows.iter().flat_map(|r| split(&r.cells[0])).collect();
         let label_names: Vec<String> = names.into_iter().collect();
         if label_names.is_empty() {
             bail!("{}: column '{}' holds no labels", path.display(), cols.labels[0]);
         }
-        for (text, cells, _) in rows {
+        for r in rows {
             let mut row = vec![0.0f32; label_names.len()];
-            for l in split(&cells[0]) {
+            for l in split(&r.cells[0]) {
                 row[label_names.binary_search(&l).expect("collected above")] = 1.0;
             }
-            texts.push(text);
             targets.push(row);
         }
-        Ok(Self { texts, targets: Targets::MultiLabel(targets), label_names, ..Default::default() })
+        Ok(((0..rows.len()).collect(), Targets::MultiLabel(targets), label_names))
     }
 
-    fn values_from_cells(path: &Path, rows: Vec<(String, Vec<String>, u64)>, cols: &CsvColumns) -> Result<Self> {
-        let (mut texts, mut targets) = (Vec::new(), Vec::new());
-        for (text, cells, line) in rows {
-            let row = cells
+    fn values_from_cells(path: &Path, rows: &[RawRow], cols: &CsvColumns) -> Result<(Vec<usize>, Targets, Vec<String>)> {
+        let mut targets = Vec::new();
+        for r in rows {
+            let row = r
+                .cells
                 .iter()
                 .zip(&cols.labels)
                 .map(|(c, name)| match c.parse::<f32>() {
                     Ok(x) if x.is_finite() => Ok(x),
-                    _ if c.is_empty() => bail!("{}:{line}: column '{name}' is empty; every row of regression data needs a number", path.display()),
-                    _ => bail!("{}:{line}: column '{name}' holds '{c}', which is not a number", path.display()),
+                    _ if c.is_empty() => bail!("{}:{}: column '{name}' is empty; every row of regression data needs a number", path.display(), r.line),
+                    _ => bail!("{}:{}: column '{name}' holds '{c}', which is not a number", path.display(), r.line),
                 })
                 .collect::<Result<Vec<f32>>>()?;
-            texts.push(text);
             targets.push(row);
         }
-        Ok(Self { texts, targets: Targets::Values(targets), label_names: cols.labels.clone(), ..Default::default() })
+        Ok(((0..rows.len()).collect(), Targets::Values(targets), cols.labels.clone()))
     }
 
     /// Builds a dataset from texts and label names (labels mapped in sorted order).
@@ -365,7 +389,7 @@ impl TextDataset {
         let set: std::collections::BTreeSet<&String> = pairs.iter().map(|(_, l)| l).collect();
         let label_names: Vec<String> = set.into_iter().cloned().collect();
         let labels = pairs.iter().map(|(_, l)| label_names.iter().position(|n| n == l).unwrap() as i64).collect();
-        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), targets: Targets::Classes(labels), label_names })
+        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), pairs: None, targets: Targets::Classes(labels), label_names })
     }
 
     /// Number of rows.
@@ -405,19 +429,30 @@ impl TextDataset {
         let mut out = Self { name: self.name.clone(), label_names: self.label_names.clone(), targets: self.targets.empty_like(), ..Default::default() };
         // Token data keeps its words as they are: changing them would break the tag per word.
         let keep_words = self.task() == Task::Tokens;
+        let mut out_pairs = self.pairs.as_ref().map(|_| Vec::new());
         for (i, text) in self.texts.iter().enumerate() {
             let cleaned = if keep_words { if text.is_empty() { Cleaned::Empty } else { Cleaned::Keep(text.clone()) } } else { clean_text(text, opts, &mut report) };
+            // A pair's second text is cleaned the same way; the row goes if either goes.
+            let (cleaned, pair) = match (cleaned, self.pairs.as_ref().map(|p| clean_text(&p[i], opts, &mut report))) {
+                (Cleaned::Keep(t), Some(Cleaned::Keep(p))) => (Cleaned::Keep(t), Some(p)),
+                (Cleaned::Keep(_), Some(other)) => (other, None),
+                (c, _) => (c, None),
+            };
             match cleaned {
                 Cleaned::Empty => report.empty += 1,
                 Cleaned::TooShort => report.too_short += 1,
                 Cleaned::TooLong => report.too_long += 1,
-                Cleaned::Keep(text) if opts.dedupe && !seen.insert(text.clone()) => report.duplicates += 1,
+                Cleaned::Keep(text) if opts.dedupe && !seen.insert(format!("{text}\u{1}{}", pair.as_deref().unwrap_or(""))) => report.duplicates += 1,
                 Cleaned::Keep(text) => {
                     out.texts.push(text);
+                    if let (Some(v), Some(p)) = (out_pairs.as_mut(), pair) {
+                        v.push(p);
+                    }
                     out.targets.push_from(&self.targets, i);
                 }
             }
         }
+        out.pairs = out_pairs;
         report.rows_after = out.len();
         (out, report)
     }
@@ -465,6 +500,7 @@ impl TextDataset {
         Self {
             name: if part.is_empty() { self.name.clone() } else { format!("{}/{part}", self.name) },
             texts: idx.iter().map(|&i| self.texts[i].clone()).collect(),
+            pairs: self.pairs.as_ref().map(|p| idx.iter().map(|&i| p[i].clone()).collect()),
             targets: self.targets.subset(idx),
             label_names: self.label_names.clone(),
         }

@@ -86,6 +86,17 @@ impl TextTokenizer {
         Ok(encodings.into_iter().map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec())).collect())
     }
 
+    /// Encodes sentence pairs as `[CLS] a [SEP] b [SEP]` (token types 0,
+    /// then 1), truncating the longer of the two first down to `max_len`.
+    pub fn encode_pair_batch(&self, texts: &[String], pairs: &[String], max_len: usize) -> Result<Vec<EncodedText>> {
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| anyhow!("cannot truncate to {max_len} tokens: {e}"))?;
+        let inputs: Vec<(&str, &str)> = texts.iter().map(String::as_str).zip(pairs.iter().map(String::as_str)).collect();
+        let encodings = tok.encode_batch(inputs, true).map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        Ok(encodings.into_iter().map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec())).collect())
+    }
+
     /// Encodes texts of space-separated words (token classification) with
     /// special tokens, truncated to `max_len`; also gives each token's word
     /// index (`None` for special tokens).

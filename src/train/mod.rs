@@ -907,10 +907,11 @@ fn class_weight_tensor(opts: &FitOptions, data: &DataLoader, classes: usize, dev
 }
 
 /// Texts tokenized with the model's tokenizer, unlabelled.
-fn encode_texts(model: &Model, texts: &[String], max_len: usize) -> Result<TokenizedDataset> {
+fn encode_texts(model: &Model, texts: &[String], pairs: Option<&[String]>, max_len: usize) -> Result<TokenizedDataset> {
     let unlabelled = crate::data::TextDataset {
         name: "predict".into(),
         texts: texts.to_vec(),
+        pairs: pairs.map(<[String]>::to_vec),
         targets: crate::data::Targets::Classes(vec![0; texts.len()]),
         label_names: model.labels.clone(),
     };
@@ -921,7 +922,7 @@ fn encode_texts(model: &Model, texts: &[String], max_len: usize) -> Result<Token
 /// tokens, L2-normalized (as sentence-transformers computes them for
 /// all-MiniLM-L6-v2). `[texts, hidden]` on the CPU.
 pub fn embed(model: &Model, texts: &[String], max_len: usize) -> Result<Tensor> {
-    let data = encode_texts(model, texts, max_len)?;
+    let data = encode_texts(model, texts, None, max_len)?;
     let _guard = tch::no_grad_guard();
     let rows: Vec<usize> = (0..texts.len()).collect();
     let mut parts = Vec::new();
@@ -982,6 +983,7 @@ fn predict_tags(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<P
     let unlabelled = crate::data::TextDataset {
         name: "predict".into(),
         texts: words.iter().map(|w| w.join(" ")).collect(),
+        pairs: None,
         targets: crate::data::Targets::Tokens(words.iter().map(|w| vec![0; w.len()]).collect()),
         label_names: model.labels.clone(),
     };
@@ -1019,13 +1021,25 @@ pub fn predict_loader(model: &dyn Learner, data: &DataLoader) -> Result<Vec<Pred
 
 /// The prediction for each text, by the head's task.
 pub fn predict(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    if model.task == Task::Tokens && !texts.is_empty() {
+        return predict_tags(model, texts, max_len);
+    }
+    predict_texts(model, texts, None, max_len)
+}
+
+/// The prediction for each sentence pair (`texts[i]`, `pairs[i]`).
+pub fn predict_pairs(model: &Model, texts: &[String], pairs: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    if model.task == Task::Tokens {
+        bail!("a token classifier tags the words of single texts, not pairs");
+    }
+    predict_texts(model, texts, Some(pairs), max_len)
+}
+
+fn predict_texts(model: &Model, texts: &[String], pairs: Option<&[String]>, max_len: usize) -> Result<Vec<Prediction>> {
     if texts.is_empty() {
         return Ok(Vec::new());
     }
-    if model.task == Task::Tokens {
-        return predict_tags(model, texts, max_len);
-    }
-    let data = encode_texts(model, texts, max_len)?;
+    let data = encode_texts(model, texts, pairs, max_len)?;
     let loader = DataLoader::new(std::rc::Rc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false })?;
     predict_loader(model, &loader)
 }

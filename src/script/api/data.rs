@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::ModelHandle;
 use crate::data::split::{Share, SplitSpec};
 use crate::data::augment::{TextAugment, Thesaurus};
+use crate::data::text::RawRow;
 use crate::data::{CleanOptions, CsvColumns, DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
@@ -71,7 +72,8 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
     if o.get("separator").is_some() && task != Task::MultiLabel {
         return Err(script_error(format!("{func}: 'separator' splits a multi-label column; add task: \"multi_label\"")));
     }
-    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator })
+    let pair = o.get("pair").map(|_| o.string("pair", "")).transpose()?;
+    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator, pair })
 }
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
@@ -169,7 +171,8 @@ fn from_rows(rows: Array, opts: Map) -> R<DatasetHandle> {
             None => text.clone().into_string().map_err(|t| script_error(format!("dataset: row {}: '{}' must be a string (or an array of words), got {t}", i + 1, cols.text)))?,
         };
         let labels = cols.labels.iter().map(|l| field(l).map(|v| dynamic_cell(v, &cols.separator))).collect::<R<Vec<String>>>()?;
-        cells.push((text, labels, i as u64 + 1));
+        let pair = cols.pair.as_deref().map(|p| field(p).map(|v| v.to_string())).transpose()?;
+        cells.push(RawRow { text, pair, cells: labels, line: i as u64 + 1 });
     }
     guard(|| Ok(DatasetHandle(Rc::new(TextDataset::from_cells(Path::new("rows"), cells, &cols, None)?))))
 }
@@ -254,6 +257,9 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
             .map(|(i, t)| {
                 let mut m = Map::new();
                 m.insert("text".into(), t.clone().into());
+                if let Some(pairs) = &d.0.pairs {
+                    m.insert("pair".into(), pairs[i].clone().into());
+                }
                 m.insert("label".into(), d.0.targets.describe_row(i, &d.0.label_names).into());
                 Dynamic::from(m)
             })

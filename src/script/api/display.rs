@@ -118,8 +118,10 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
         return Some((s.to_string(), Some(html)));
     }
     if let Some(d) = value.clone().try_cast::<DatasetHandle>() {
-        let rows: Vec<Vec<String>> = d.0.texts.iter().take(5).enumerate().map(|(i, t)| vec![t.clone(), d.0.targets.describe_row(i, &d.0.label_names)]).collect();
-        let html = format!("<b>{}</b><br>{}", html_escape(&d.0.to_string()), table(&["text", "label"], &rows));
+        let pair = |i: usize| d.0.pairs.as_ref().map(|p| p[i].clone());
+        let rows: Vec<Vec<String>> = d.0.texts.iter().take(5).enumerate().map(|(i, t)| std::iter::once(t.clone()).chain(pair(i)).chain(std::iter::once(d.0.targets.describe_row(i, &d.0.label_names))).collect()).collect();
+        let columns: &[&str] = if d.0.pairs.is_some() { &["text", "pair", "label"] } else { &["text", "label"] };
+        let html = format!("<b>{}</b><br>{}", html_escape(&d.0.to_string()), table(columns, &rows));
         return Some((d.0.to_string(), Some(html)));
     }
     if let Some(r) = value.clone().try_cast::<RunHandle>() {

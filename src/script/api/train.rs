@@ -187,7 +187,7 @@ pub(super) fn prediction_map(p: train::Prediction) -> Dynamic {
     Dynamic::from(m)
 }
 
-fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
+fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts: Map) -> R<Array> {
     let o = Options::new("predict", opts)?;
     let max_len = o.int("max_len", 128, 2, m.0.borrow().config.max_position_embeddings)? as usize;
     let head = o.get("head").map(|_| o.string("head", "")).transpose()?;
@@ -198,11 +198,31 @@ fn predict(m: &ModelHandle, texts: Vec<String>, opts: Map) -> R<Array> {
         if let Some(h) = &head {
             model.use_head(h)?;
         }
-        let preds = train::predict(&model, &texts, max_len);
+        let preds = match &pairs {
+            Some(pairs) => train::predict_pairs(&model, &texts, pairs, max_len),
+            None => train::predict(&model, &texts, max_len),
+        };
         model.use_head(&previous)?;
         preds
     })?;
     Ok(preds.into_iter().map(prediction_map).collect())
+}
+
+/// Texts, or sentence pairs given as two-string arrays.
+fn texts_or_pairs(items: Array) -> R<(Vec<String>, Option<Vec<String>>)> {
+    if items.first().is_some_and(|x| x.is_array()) {
+        let mut firsts = Vec::with_capacity(items.len());
+        let mut seconds = Vec::with_capacity(items.len());
+        for item in items {
+            let pair = strings(item.into_array().map_err(|t| script_error(format!("predict: give all texts as pairs [first, second], or none; found a {t}")))?)?;
+            let [a, b]: [String; 2] = pair.try_into().map_err(|p: Vec<String>| script_error(format!("predict: a sentence pair is [first, second]; got {} texts", p.len())))?;
+            firsts.push(a);
+            seconds.push(b);
+        }
+        Ok((firsts, Some(seconds)))
+    } else {
+        Ok((strings(items)?, None))
+    }
 }
 
 fn strings(a: Array) -> R<Vec<String>> {
@@ -211,8 +231,14 @@ fn strings(a: Array) -> R<Vec<String>> {
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<RunHandle>("Run");
-    engine.register_fn("predict", |m: ModelHandle, texts: Array| predict(&m, strings(texts)?, Map::new()));
-    engine.register_fn("predict", |m: ModelHandle, texts: Array, o: Map| predict(&m, strings(texts)?, o));
+    engine.register_fn("predict", |m: ModelHandle, texts: Array| {
+        let (texts, pairs) = texts_or_pairs(texts)?;
+        predict(&m, texts, pairs, Map::new())
+    });
+    engine.register_fn("predict", |m: ModelHandle, texts: Array, o: Map| {
+        let (texts, pairs) = texts_or_pairs(texts)?;
+        predict(&m, texts, pairs, o)
+    });
     engine.register_fn("embed", |m: ModelHandle, texts: Array| -> R<Array> {
         let texts = strings(texts)?;
         let emb = guard(|| train::embed(&m.0.borrow(), &texts, 128))?;
@@ -220,7 +246,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         Ok(rows.into_iter().map(|r| Dynamic::from(r.into_iter().map(Dynamic::from).collect::<Array>())).collect())
     });
     engine.register_fn("predict", |m: ModelHandle, text: &str| -> R<Dynamic> {
-        Ok(predict(&m, vec![text.to_string()], Map::new())?.remove(0))
+        Ok(predict(&m, vec![text.to_string()], None, Map::new())?.remove(0))
     });
 
     let c = ctx.clone();
