@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use tch::{Device, Tensor};
 
-use super::split::{kfold_indices, split_indices, SplitSpec};
+use super::split::{kfold_with, split_with, SplitSpec};
 use super::Targets;
 
 /// Image datasets that `ImageDataset::named` finds in the bootstrap's cache.
@@ -177,18 +177,12 @@ impl ImageDataset {
 
     /// Train, validation and (when `spec` has one) test parts.
     pub fn split_parts(&self, spec: &SplitSpec) -> Result<(Self, Self, Option<Self>)> {
-        let parts = split_indices(&self.targets, spec)?;
-        let test = spec.test.map(|_| self.subset(&parts.test, "test"));
-        Ok((self.subset(&parts.train, "train"), self.subset(&parts.val, "val"), test))
+        split_with(&self.targets, spec, |rows, part| self.subset(rows, part))
     }
 
-    /// `k` (train, validation) folds.
+    /// `k` (train, validation) folds; see `split::kfold_indices`.
     pub fn kfold(&self, k: usize, seed: u64, stratify: bool) -> Result<Vec<(Self, Self)>> {
-        Ok(kfold_indices(&self.targets, k, seed, stratify)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, (train, val))| (self.subset(&train, &format!("fold{}/train", i + 1)), self.subset(&val, &format!("fold{}/val", i + 1))))
-            .collect())
+        kfold_with(&self.targets, k, seed, stratify, |rows, part| self.subset(rows, part))
     }
 }
 

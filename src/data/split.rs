@@ -151,6 +151,23 @@ pub fn kfold_indices(targets: &Targets, k: usize, seed: u64, stratify: bool) -> 
         .collect())
 }
 
+/// The parts of a split, each built by `subset` from its row indices and
+/// its name (`train`, `val`, `test`).
+pub fn split_with<T>(targets: &Targets, spec: &SplitSpec, subset: impl Fn(&[usize], &str) -> T) -> Result<(T, T, Option<T>)> {
+    let parts = split_indices(targets, spec)?;
+    let test = spec.test.map(|_| subset(&parts.test, "test"));
+    Ok((subset(&parts.train, "train"), subset(&parts.val, "val"), test))
+}
+
+/// The k folds, each part built by `subset` (named `foldN/train`, `foldN/val`).
+pub fn kfold_with<T>(targets: &Targets, k: usize, seed: u64, stratify: bool, subset: impl Fn(&[usize], &str) -> T) -> Result<Vec<(T, T)>> {
+    Ok(kfold_indices(targets, k, seed, stratify)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (train, val))| (subset(&train, &format!("fold{}/train", i + 1)), subset(&val, &format!("fold{}/val", i + 1))))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::clean::{clean_text, CleanOptions, CleanReport, Cleaned};
-use super::split::{kfold_indices, split_indices, Share, SplitSpec};
+use super::split::{kfold_with, split_with, Share, SplitSpec};
 use super::Targets;
 use crate::task::Task;
 use rand::seq::SliceRandom;
@@ -465,18 +465,12 @@ impl TextDataset {
 
     /// Train, validation and (when `spec` has one) test parts.
     pub fn split_parts(&self, spec: &SplitSpec) -> Result<(Self, Self, Option<Self>)> {
-        let parts = split_indices(&self.targets, spec)?;
-        let test = spec.test.map(|_| self.subset(&parts.test, "test"));
-        Ok((self.subset(&parts.train, "train"), self.subset(&parts.val, "val"), test))
+        split_with(&self.targets, spec, |rows, part| self.subset(rows, part))
     }
 
     /// `k` (train, validation) folds; see `split::kfold_indices`.
     pub fn kfold(&self, k: usize, seed: u64, stratify: bool) -> Result<Vec<(Self, Self)>> {
-        Ok(kfold_indices(&self.targets, k, seed, stratify)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, (train, val))| (self.subset(&train, &format!("fold{}/train", i + 1)), self.subset(&val, &format!("fold{}/val", i + 1))))
-            .collect())
+        kfold_with(&self.targets, k, seed, stratify, |rows, part| self.subset(rows, part))
     }
 
     /// The first `n` rows (all of them if there are fewer).

@@ -28,6 +28,21 @@ fn ratio(a: i64, b: i64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
+impl ClassScores {
+    /// Scores from true positives, rows predicted as the class, and rows of it.
+    fn from_counts(tp: i64, predicted: i64, support: i64) -> Self {
+        let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
+        let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+        ClassScores { precision, recall, f1, support }
+    }
+}
+
+/// The unweighted means of precision, recall and F1.
+fn macro_of(per: &[ClassScores]) -> (f64, f64, f64) {
+    let n = per.len().max(1) as f64;
+    (per.iter().map(|s| s.precision).sum::<f64>() / n, per.iter().map(|s| s.recall).sum::<f64>() / n, per.iter().map(|s| s.f1).sum::<f64>() / n)
+}
+
 impl Confusion {
     /// An empty matrix for `classes` classes.
     pub fn new(classes: usize) -> Self {
@@ -60,21 +75,15 @@ impl Confusion {
         let n = self.counts.len();
         (0..n)
             .map(|c| {
-                let tp = self.counts[c][c];
                 let predicted: i64 = (0..n).map(|t| self.counts[t][c]).sum();
-                let support: i64 = self.counts[c].iter().sum();
-                let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
-                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-                ClassScores { precision, recall, f1, support }
+                ClassScores::from_counts(self.counts[c][c], predicted, self.counts[c].iter().sum())
             })
             .collect()
     }
 
     /// The unweighted mean of each class's precision, recall and F1.
     pub fn macro_scores(&self) -> (f64, f64, f64) {
-        let per = self.per_class();
-        let n = per.len().max(1) as f64;
-        (per.iter().map(|s| s.precision).sum::<f64>() / n, per.iter().map(|s| s.recall).sum::<f64>() / n, per.iter().map(|s| s.f1).sum::<f64>() / n)
+        macro_of(&self.per_class())
     }
 }
 
@@ -126,19 +135,13 @@ impl MultiLabelCounts {
     pub fn per_label(&self) -> Vec<ClassScores> {
         self.counts
             .iter()
-            .map(|&(tp, fp, fn_)| {
-                let (precision, recall) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
-                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-                ClassScores { precision, recall, f1, support: tp + fn_ }
-            })
+            .map(|&(tp, fp, fn_)| ClassScores::from_counts(tp, tp + fp, tp + fn_))
             .collect()
     }
 
     /// The unweighted mean of each label's precision, recall and F1.
     pub fn macro_scores(&self) -> (f64, f64, f64) {
-        let per = self.per_label();
-        let n = per.len().max(1) as f64;
-        (per.iter().map(|s| s.precision).sum::<f64>() / n, per.iter().map(|s| s.recall).sum::<f64>() / n, per.iter().map(|s| s.f1).sum::<f64>() / n)
+        macro_of(&self.per_label())
     }
 }
 

@@ -128,6 +128,32 @@ pub(super) fn split_spec(ctx: &Context, opts: Map) -> R<SplitSpec> {
     })
 }
 
+/// The parts of a split (or a fold, without test) as a map of datasets.
+pub(super) fn parts_map<T>((train, val, test): (T, T, Option<T>), wrap: impl Fn(T) -> Dynamic) -> Map {
+    let mut m = Map::new();
+    m.insert("train".into(), wrap(train));
+    m.insert("val".into(), wrap(val));
+    if let Some(test) = test {
+        m.insert("test".into(), wrap(test));
+    }
+    m
+}
+
+/// EDA's operation strengths from options; at least one must be on.
+fn text_augment_options(func: &str, a: &Options, p: f64) -> R<TextAugment> {
+    let aug = TextAugment {
+        synonyms: a.float("synonyms", 0.0, 0.0, 1.0)?,
+        insert: a.float("insert", 0.0, 0.0, 1.0)?,
+        swap: a.float("swap", 0.0, 0.0, 1.0)?,
+        delete: a.float("delete", 0.0, 0.0, 1.0)?,
+        p,
+    };
+    if aug.operations().is_empty() {
+        return Err(script_error(format!("{func}: turn on at least one of synonyms, insert, swap, delete (each the share of words to change, e.g. 0.1)")));
+    }
+    Ok(aug)
+}
+
 /// `kfold`'s options: k, seed and whether to stratify.
 pub(super) fn kfold_options(ctx: &Context, opts: Map) -> R<(usize, u64, bool)> {
     let o = Options::new("kfold", opts)?;
@@ -220,28 +246,14 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("split", move |d: &mut DatasetHandle, opts: Map| -> R<Map> {
         let spec = split_spec(&c, opts)?;
-        let (train, val, test) = guard(|| d.0.split_parts(&spec))?;
-        let mut m = Map::new();
-        m.insert("train".into(), Dynamic::from(DatasetHandle(Rc::new(train))));
-        m.insert("val".into(), Dynamic::from(DatasetHandle(Rc::new(val))));
-        if let Some(test) = test {
-            m.insert("test".into(), Dynamic::from(DatasetHandle(Rc::new(test))));
-        }
-        Ok(m)
+        let parts = guard(|| d.0.split_parts(&spec))?;
+        Ok(parts_map(parts, |d| Dynamic::from(DatasetHandle(Rc::new(d)))))
     });
     let c = ctx.clone();
     engine.register_fn("kfold", move |d: &mut DatasetHandle, opts: Map| -> R<Array> {
         let (k, seed, stratify) = kfold_options(&c, opts)?;
         let folds = guard(|| d.0.kfold(k, seed, stratify))?;
-        Ok(folds
-            .into_iter()
-            .map(|(train, val)| {
-                let mut m = Map::new();
-                m.insert("train".into(), Dynamic::from(DatasetHandle(Rc::new(train))));
-                m.insert("val".into(), Dynamic::from(DatasetHandle(Rc::new(val))));
-                Dynamic::from(m)
-            })
-            .collect())
+        Ok(folds.into_iter().map(|(train, val)| Dynamic::from(parts_map((train, val, None), |d| Dynamic::from(DatasetHandle(Rc::new(d)))))).collect())
     });
     engine.register_fn("take", |d: &mut DatasetHandle, n: i64| DatasetHandle(Rc::new(d.0.take(n.max(0) as usize))));
     engine.register_fn("shuffle", |d: &mut DatasetHandle, seed: i64| DatasetHandle(Rc::new(d.0.shuffle(seed as u64))));
@@ -290,16 +302,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("augment_text", move |text: &str, opts: Map| -> R<String> {
         let a = Options::new("augment_text", opts)?;
-        let aug = TextAugment {
-            synonyms: a.float("synonyms", 0.0, 0.0, 1.0)?,
-            insert: a.float("insert", 0.0, 0.0, 1.0)?,
-            swap: a.float("swap", 0.0, 0.0, 1.0)?,
-            delete: a.float("delete", 0.0, 0.0, 1.0)?,
-            p: 1.0,
-        };
-        if aug.operations().is_empty() {
-            return Err(script_error("augment_text: turn on one of synonyms, insert, swap, delete (each the share of words to change, e.g. 0.2)"));
-        }
+        let aug = text_augment_options("augment_text", &a, 1.0)?;
         let seed = a.int("seed", c.seed.get() as i64, 0, i64::MAX)? as u64;
         let thesaurus = guard(|| Thesaurus::cached(&c.cache))?;
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
@@ -317,16 +320,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
             Some(v) => {
                 let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'augment' for text is a map like #{ synonyms: 0.1, insert: 0.1, swap: 0.1, delete: 0.1, p: 0.5 }"))?;
                 let a = Options::new("augment (text)", map)?;
-                let aug = TextAugment {
-                    synonyms: a.float("synonyms", 0.0, 0.0, 1.0)?,
-                    insert: a.float("insert", 0.0, 0.0, 1.0)?,
-                    swap: a.float("swap", 0.0, 0.0, 1.0)?,
-                    delete: a.float("delete", 0.0, 0.0, 1.0)?,
-                    p: a.float("p", 0.5, 0.0, 1.0)?,
-                };
-                if aug.operations().is_empty() {
-                    return Err(script_error("augment (text): turn on at least one of synonyms, insert, swap, delete (each the share of words to change, e.g. 0.1)"));
-                }
+                let p = a.float("p", 0.5, 0.0, 1.0)?;
+                let aug = text_augment_options("augment (text)", &a, p)?;
                 if t.0.task() == Task::Tokens {
                     return Err(script_error("augment (text): EDA changes the words, which would break a tag per word; token data cannot be augmented this way"));
                 }

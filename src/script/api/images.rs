@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::data::{kfold_options, loader_options, split_spec};
+use super::data::{kfold_options, loader_options, parts_map, split_spec};
 use super::learner::LearnerHandle;
 use super::LoaderHandle;
 use crate::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
@@ -146,28 +146,14 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("split", move |d: &mut ImageDatasetHandle, opts: Map| -> R<Map> {
         let spec = split_spec(&c, opts)?;
-        let (train, val, test) = guard(|| d.0.split_parts(&spec))?;
-        let mut m = Map::new();
-        m.insert("train".into(), wrap(train));
-        m.insert("val".into(), wrap(val));
-        if let Some(test) = test {
-            m.insert("test".into(), wrap(test));
-        }
-        Ok(m)
+        let parts = guard(|| d.0.split_parts(&spec))?;
+        Ok(parts_map(parts, wrap))
     });
     let c = ctx.clone();
     engine.register_fn("kfold", move |d: &mut ImageDatasetHandle, opts: Map| -> R<Array> {
         let (k, seed, stratify) = kfold_options(&c, opts)?;
         let folds = guard(|| d.0.kfold(k, seed, stratify))?;
-        Ok(folds
-            .into_iter()
-            .map(|(train, val)| {
-                let mut m = Map::new();
-                m.insert("train".into(), wrap(train));
-                m.insert("val".into(), wrap(val));
-                Dynamic::from(m)
-            })
-            .collect())
+        Ok(folds.into_iter().map(|(train, val)| Dynamic::from(parts_map((train, val, None), wrap))).collect())
     });
     let c = ctx.clone();
     engine.register_fn("loader", move |d: &mut ImageDatasetHandle, opts: Map| image_loader(&c, d, opts));
