@@ -247,8 +247,8 @@ pub struct ImageTransform {
 /// A dataset with the transform its loader applies.
 #[derive(Debug, Clone)]
 pub struct ImageSet {
-    /// The images.
-    pub data: ImageDataset,
+    /// The images (shared with the script's dataset, not copied).
+    pub data: std::rc::Rc<ImageDataset>,
     /// How they are turned into inputs.
     pub transform: ImageTransform,
 }
@@ -327,7 +327,7 @@ mod tests {
         let mean = values.iter().sum::<f64>() / 12.0;
         let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 12.0).sqrt();
         assert!((f64::from(d.stats.0[0]) - mean).abs() < 1e-6 && (f64::from(d.stats.1[0]) - std).abs() < 1e-6);
-        let set = ImageSet { data: d.clone(), transform: ImageTransform { normalize: Some(d.stats.clone()), augment: Augment::default() } };
+        let set = ImageSet { data: d.clone().into(), transform: ImageTransform { normalize: Some(d.stats.clone()), augment: Augment::default() } };
         let t = set.collate(&[1], Device::Cpu, None);
         assert_eq!(t.size(), [1, 1, 2, 3]);
         let first = t.flatten(0, -1).double_value(&[0]);
@@ -337,12 +337,12 @@ mod tests {
     #[test]
     fn a_flip_mirrors_and_a_crop_shifts_with_zeros_at_the_edge() {
         let d = tiny();
-        let plain = ImageSet { data: d.clone(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 0, flip: true } } };
+        let plain = ImageSet { data: d.clone().into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 0, flip: true } } };
         // Find a seed that flips row 0, then check the mirror.
         let flipped = (0..20).map(|s| plain.collate(&[0], Device::Cpu, Some(s))).find(|t| t.double_value(&[0, 0, 0, 0]) > 0.0).expect("some seed flips");
         let px: Vec<f32> = Vec::try_from(flipped.flatten(0, -1)).unwrap();
         assert_eq!(px.iter().map(|v| (v * 255.0 / 20.0).round() as u8).collect::<Vec<_>>(), [2, 1, 0, 5, 4, 3]);
-        let crop = ImageSet { data: d, transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 1, flip: false } } };
+        let crop = ImageSet { data: d.into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 1, flip: false } } };
         for seed in 0..20 {
             let a: Vec<f32> = Vec::try_from(crop.collate(&[1], Device::Cpu, Some(seed)).flatten(0, -1)).unwrap();
             let b: Vec<f32> = Vec::try_from(crop.collate(&[0, 1], Device::Cpu, Some(seed)).get(1).flatten(0, -1)).unwrap();

@@ -41,7 +41,7 @@ pub struct TokenizedDataset {
     pub texts: Vec<String>,
     /// The second texts of sentence pairs, if any.
     pub pairs: Option<Vec<String>>,
-    /// The tokenizer used.
+    /// The tokenizer used, truncating to `max_len`.
     pub tokenizer: TextTokenizer,
 }
 
@@ -76,7 +76,7 @@ impl TokenizedDataset {
             truncated,
             texts: data.texts.clone(),
             pairs: data.pairs.clone(),
-            tokenizer: tokenizer.clone(),
+            tokenizer: tokenizer.truncating(max_len)?,
         })
     }
 
@@ -105,10 +105,8 @@ impl TokenizedDataset {
     /// (augmented copies), tokenized now. Not for token data, whose tags
     /// follow words.
     pub fn collate_texts(&self, rows: &[usize], texts: &[String], device: Device) -> Result<Batch> {
-        let encoded = match &self.pairs {
-            Some(pairs) => self.tokenizer.encode_pair_batch(texts, &rows.iter().map(|&i| pairs[i].clone()).collect::<Vec<_>>(), self.max_len)?,
-            None => self.tokenizer.encode_batch(texts, self.max_len)?,
-        };
+        let pairs: Option<Vec<String>> = self.pairs.as_ref().map(|p| rows.iter().map(|&i| p[i].clone()).collect());
+        let encoded = self.tokenizer.encode_batch_as_set(texts, pairs.as_deref())?;
         let slices: Vec<(&[u32], &[u32])> = encoded.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
         Ok(self.collate_encoded(rows, &slices, device))
     }

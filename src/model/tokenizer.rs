@@ -76,24 +76,32 @@ impl TextTokenizer {
         Ok(Self { inner, pad_id })
     }
 
+    /// A copy that truncates to `max_len` tokens, for encoding many
+    /// batches at one length without copying the vocabulary each time.
+    pub fn truncating(&self, max_len: usize) -> Result<Self> {
+        let mut inner = self.inner.clone();
+        inner.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(|e| anyhow!("cannot truncate to {max_len} tokens: {e}"))?;
+        Ok(Self { inner, pad_id: self.pad_id })
+    }
+
     /// Encodes texts with special tokens, truncated to `max_len` tokens.
     pub fn encode_batch(&self, texts: &[String], max_len: usize) -> Result<Vec<EncodedText>> {
-        let mut tok = self.inner.clone();
-        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| anyhow!("cannot truncate to {max_len} tokens: {e}"))?;
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let encodings = tok.encode_batch(inputs, true).map_err(|e| anyhow!("tokenization failed: {e}"))?;
-        Ok(encodings.into_iter().map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec())).collect())
+        self.truncating(max_len)?.encode_batch_as_set(texts, None)
     }
 
     /// Encodes sentence pairs as `[CLS] a [SEP] b [SEP]` (token types 0,
     /// then 1), truncating the longer of the two first down to `max_len`.
     pub fn encode_pair_batch(&self, texts: &[String], pairs: &[String], max_len: usize) -> Result<Vec<EncodedText>> {
-        let mut tok = self.inner.clone();
-        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| anyhow!("cannot truncate to {max_len} tokens: {e}"))?;
-        let inputs: Vec<(&str, &str)> = texts.iter().map(String::as_str).zip(pairs.iter().map(String::as_str)).collect();
-        let encodings = tok.encode_batch(inputs, true).map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        self.truncating(max_len)?.encode_batch_as_set(texts, Some(pairs))
+    }
+
+    /// Encodes texts (or pairs) with this tokenizer's own truncation.
+    pub fn encode_batch_as_set(&self, texts: &[String], pairs: Option<&[String]>) -> Result<Vec<EncodedText>> {
+        let encodings = match pairs {
+            Some(pairs) => self.inner.encode_batch(texts.iter().map(String::as_str).zip(pairs.iter().map(String::as_str)).collect::<Vec<_>>(), true),
+            None => self.inner.encode_batch(texts.iter().map(String::as_str).collect::<Vec<_>>(), true),
+        }
+        .map_err(|e| anyhow!("tokenization failed: {e}"))?;
         Ok(encodings.into_iter().map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec())).collect())
     }
 

@@ -76,7 +76,7 @@ fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHan
             Augment { crop_padding: a.int("crop", 0, 0, 64)? as usize, flip: a.bool("flip", false)? }
         }
     };
-    let set = ImageSet { data: (*d.0).clone(), transform: ImageTransform { normalize, augment } };
+    let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize, augment } };
     guard(|| Ok(LoaderHandle(DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?)))
 }
 
@@ -118,7 +118,7 @@ fn image_model(ctx: &Context, data: Option<&ImageDatasetHandle>, opts: Map) -> R
 }
 
 fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array> {
-    let set = ImageSet { data: (*d.0).clone(), transform: ImageTransform { normalize: Some(d.0.stats.clone()), augment: Augment::default() } };
+    let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(d.0.stats.clone()), augment: Augment::default() } };
     let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false };
     let preds = guard(|| {
         let loader = DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?;
