@@ -235,4 +235,10 @@ fn the_examples_run_through_tunebook_run_on_small_data() {
     for method in ["full", "top-2 layers", "head only", "LoRA r=8"] {
         assert!(stdout.contains(method), "{method} missing:\n{stdout}");
     }
+    let images = root.join("examples/fashion_cnn.rhai");
+    let (code, stdout, stderr) = tunebook(&["run", images.to_str().unwrap(), "--device", "cpu", "--set", "TRAIN_ROWS=600", "--set", "EPOCHS=1"], dir.path());
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("all layers") && stdout.contains("head only") && stdout.contains("test_accuracy"), "{stdout}");
+    assert!(dir.path().join("out/fashion-cnn/model.safetensors").exists());
+    assert!(dir.path().join("out/plots/fashion_cnn-2.png").exists());
 }
