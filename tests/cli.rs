@@ -242,3 +242,23 @@ fn the_examples_run_through_tunebook_run_on_small_data() {
     assert!(dir.path().join("out/fashion-cnn/model.safetensors").exists());
     assert!(dir.path().join("out/plots/fashion_cnn-2.png").exists());
 }
+
+#[test]
+fn the_chart_gallery_writes_every_chart_as_png_and_svg() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = root.join("examples/chart_gallery.rhai");
+    let args = ["run", gallery.to_str().unwrap(), "--device", "cpu", "--set", "TRAIN_ROWS=48", "--set", "VAL_ROWS=32", "--set", "EPOCHS=2"];
+    let (code, stdout, stderr) = tunebook(&args, dir.path());
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let names = ["balance", "lengths", "lr_find", "freeze_full", "curves", "schedule", "layers", "confusion", "scores", "freeze_partial", "compare", "costs", "images"];
+    for name in names {
+        let png = std::fs::read(dir.path().join(format!("out/gallery/{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+        let reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap_or_else(|e| panic!("{name}.png does not decode: {e}"));
+        assert!(reader.info().width >= 300 && reader.info().height >= 200, "{name}.png is {}x{}", reader.info().width, reader.info().height);
+        let svg = std::fs::read_to_string(dir.path().join(format!("out/gallery/{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg"), "{name}.svg");
+    }
+    assert!(stdout.contains("13 charts in out/gallery/"), "{stdout}");
+}
+

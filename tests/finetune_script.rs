@@ -63,7 +63,7 @@ fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
     assert!(matches!(rec.events.last(), Some(TrainEvent::Done(_))));
     assert!(rec.printed.iter().any(|p| p.starts_with("clean: 12808 rows")), "cleaning report missing: {:?}", rec.printed);
     assert_eq!(rec.charts.len(), 1, "plot(run) showed no chart");
-    assert!(rec.charts[0].svg.contains("validation accuracy") && rec.charts[0].png.starts_with(b"\x89PNG"));
+    assert!(rec.charts[0].svg().unwrap().contains("validation accuracy") && rec.charts[0].png().unwrap().starts_with(b"\x89PNG"));
 
     // The saved folder is a Hugging Face model that reloads to the same predictions.
     for file in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {

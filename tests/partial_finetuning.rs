@@ -410,14 +410,15 @@ fn two_heads_share_one_frozen_backbone_each_trained_on_its_own_task() {
 fn the_freeze_chart_draws_trainable_and_frozen_per_layer() {
     let mut model = minilm(Pooling::Mean);
     model.trainable_layers(2).unwrap();
-    let chart = tunebook::plot::freeze_chart(&model.summary()).unwrap();
+    let chart = tunebook::plot::freeze_chart(&model.summary());
+    let svg = chart.svg().unwrap();
     for text in ["trainable", "frozen", "embeddings", "layer 0", "layer 5", "classifier", "parameters (millions)", "(15.6%)"] {
-        assert!(chart.svg.contains(text), "the SVG lacks {text:?}");
+        assert!(svg.contains(text), "the SVG lacks {text:?}");
     }
     // Two bars per module (trainable on frozen): 9 rows (embeddings, 6 layers, pooler, classifier).
     assert_eq!(model.summary().rows.len(), 9);
-    assert!(chart.svg.matches("<rect").count() >= 18, "stacked bars");
-    let decoder = png::Decoder::new(std::io::Cursor::new(chart.png.clone()));
+    assert!(svg.matches("<rect").count() >= 18, "stacked bars");
+    let decoder = png::Decoder::new(std::io::Cursor::new(chart.png().unwrap()));
     let info = decoder.read_info().unwrap().info().clone();
     assert_eq!((info.width, info.height), (900, 340));
 }

@@ -277,9 +277,10 @@ fn lr_find_suggests_a_rate_on_the_falling_slope_and_puts_the_weights_back() {
     let (min_i, min) = found.losses.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap();
     assert!(*min < found.losses[0], "the loss fell somewhere in the range");
     assert!(found.suggestion <= found.lrs[min_i] && found.suggestion > 1e-6, "the suggestion {} is on the way down to the minimum at {}", found.suggestion, found.lrs[min_i]);
-    let chart = tunebook::plot::lr_find_curve(&found).unwrap();
-    assert!(chart.svg.contains("learning rate (log scale)") && chart.svg.contains("suggested"), "the chart marks the suggestion");
-    assert_eq!(&chart.png[1..4], b"PNG");
+    let chart = tunebook::plot::lr_find_curve(&found);
+    let svg = chart.svg().unwrap();
+    assert!(svg.contains("learning rate (log scale)") && svg.contains("suggested"), "the chart marks the suggestion");
+    assert_eq!(&chart.png().unwrap()[1..4], b"PNG");
     let err = train::lr_find(&mut model, &train, &FitOptions::default(), &train::LrFindOptions { start: 1.0, end: 0.1, steps: 50 }, &Arc::new(AtomicBool::new(false))).unwrap_err();
     assert!(err.to_string().contains("0 < start < end"), "{err}");
 }

@@ -30,10 +30,9 @@ impl Host for TerminalHost {
         let n = self.charts.get() + 1;
         self.charts.set(n);
         let path = PathBuf::from("out/plots").join(format!("{}-{n}.png", self.script_stem));
-        let written = std::fs::create_dir_all("out/plots").and_then(|_| std::fs::write(&path, &chart.png));
-        match written {
+        match chart.save(&path) {
             Ok(()) => println!("chart saved to {}", path.display()),
-            Err(e) => eprintln!("warning: could not write the chart {}: {e}", path.display()),
+            Err(e) => eprintln!("warning: could not write the chart {}: {e:#}", path.display()),
         }
     }
     fn input(&self, prompt: &str) -> Option<String> {

@@ -244,6 +244,11 @@ pub struct ImageTransform {
     pub augment: Augment,
 }
 
+/// The generator of row `i`'s augmentation under `seed`.
+fn row_rng(seed: u64, i: usize) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64)
+}
+
 /// A dataset with the transform its loader applies.
 #[derive(Debug, Clone)]
 pub struct ImageSet {
@@ -296,6 +301,15 @@ impl ImageSet {
         out
     }
 
+    /// Image `i` as pixels 0-255 after augmentation drawn from `augment_seed`
+    /// (as `collate` draws it) but before normalization: what the model is
+    /// shown, for a look at it.
+    pub fn preview(&self, i: usize, augment_seed: Option<u64>) -> Vec<u8> {
+        let plain = ImageSet { data: self.data.clone(), transform: ImageTransform { normalize: None, augment: self.transform.augment } };
+        let mut rng = augment_seed.map(|s| row_rng(s, i));
+        plain.image_floats(i, rng.as_mut()).into_iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect()
+    }
+
     /// The images of `rows` as `[n, c, h, w]` floats on `device`. With
     /// `augment_seed`, training augmentation is drawn from it and each
     /// row's index, so a row changes the same way whatever batch it is in.
@@ -303,7 +317,7 @@ impl ImageSet {
         let [c, h, w] = self.data.shape;
         let mut flat = Vec::with_capacity(rows.len() * c * h * w);
         for &i in rows {
-            let mut rng = augment_seed.map(|s| rand::rngs::StdRng::seed_from_u64(s.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64));
+            let mut rng = augment_seed.map(|s| row_rng(s, i));
             flat.extend(self.image_floats(i, rng.as_mut()));
         }
         Tensor::from_slice(&flat).view([rows.len() as i64, c as i64, h as i64, w as i64]).to_device(device)

@@ -46,6 +46,17 @@ pub struct TokenizedDataset {
 }
 
 impl TokenizedDataset {
+    /// Each row's length in tokens before truncation (special tokens
+    /// included), to see what `max_len` cuts. Token-classification rows
+    /// are split into words as tokenization split them.
+    pub fn full_lengths(&self) -> Result<Vec<usize>> {
+        let full = self.tokenizer.untruncated()?;
+        if self.token_labels.is_some() {
+            return Ok(full.encode_words_batch(&self.texts, usize::MAX / 2)?.into_iter().map(|((ids, _), _)| ids.len()).collect());
+        }
+        Ok(full.encode_batch_as_set(&self.texts, self.pairs.as_deref())?.into_iter().map(|(ids, _)| ids.len()).collect())
+    }
+
     /// Tokenizes every text, truncating to `max_len` tokens.
     pub fn new(data: &TextDataset, tokenizer: &TextTokenizer, max_len: usize) -> Result<Self> {
         if max_len < 2 {
@@ -285,13 +296,18 @@ impl DataLoader {
         }
     }
 
+    /// The seed of `epoch`'s augmentation (each row's draw also mixes in its index).
+    pub fn augment_seed(&self, epoch: usize) -> u64 {
+        self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D))
+    }
+
     /// The batch of `rows` on `device`. `epoch` (training only) draws
     /// this epoch's augmentation, if the loader augments.
     pub fn collate(&self, rows: &[usize], device: Device, epoch: Option<usize>) -> Batch {
         match &self.source {
             LoaderSource::Text(t) => match (&self.text_augment, epoch) {
                 (Some((aug, thesaurus)), Some(e)) => {
-                    let seed = self.options.seed.wrapping_add((e as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    let seed = self.augment_seed(e);
                     let texts: Vec<String> = rows
                         .iter()
                         .map(|&i| aug.augment(&t.texts[i], thesaurus, &mut rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64)))
@@ -302,7 +318,7 @@ impl DataLoader {
                 _ => t.collate(rows, device),
             },
             LoaderSource::Images(set) => {
-                let seed = epoch.map(|e| self.options.seed.wrapping_add((e as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
+                let seed = epoch.map(|e| self.augment_seed(e));
                 Batch { inputs: Inputs::Images(set.collate(rows, device, seed)), labels: set.data.targets.batch(rows, device), size: rows.len() }
             }
         }

@@ -84,6 +84,13 @@ impl TextTokenizer {
         Ok(Self { inner, pad_id: self.pad_id })
     }
 
+    /// A copy that does not truncate, to measure texts at their full length.
+    pub fn untruncated(&self) -> Result<Self> {
+        let mut inner = self.inner.clone();
+        inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self { inner, pad_id: self.pad_id })
+    }
+
     /// Encodes texts with special tokens, truncated to `max_len` tokens.
     pub fn encode_batch(&self, texts: &[String], max_len: usize) -> Result<Vec<EncodedText>> {
         self.truncating(max_len)?.encode_batch_as_set(texts, None)

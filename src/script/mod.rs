@@ -114,6 +114,9 @@ pub(crate) struct Context {
     seed: Cell<u64>,
     cache: PathBuf,
     stop: StopFlag,
+    /// Counts evaluations (cells), so that a chart knows whether it was
+    /// shown by the cell now running.
+    evals: Cell<u64>,
 }
 
 /// A script error located in its source.
@@ -164,6 +167,7 @@ impl Session {
             seed: Cell::new(settings.seed),
             cache: settings.cache,
             stop: settings.stop,
+            evals: Cell::new(0),
         });
         let mut engine = Engine::new();
         let l = settings.limits;
@@ -200,6 +204,7 @@ impl Session {
     /// Evaluates source in the session's scope; `name` labels errors.
     pub fn eval(&mut self, source: &str, name: &str) -> Result<Dynamic, ScriptError> {
         self.ctx.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.evals.set(self.ctx.evals.get() + 1);
         let ast = self.engine.compile_with_scope(&self.scope, source).map_err(|e| ScriptError {
             source: name.into(),
             line: e.1.line(),

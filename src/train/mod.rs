@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod early_stopping;
 pub mod history;
+pub mod layer_stats;
 pub mod loss;
 pub mod lr_find;
 pub mod metrics;
@@ -29,6 +30,7 @@ pub use checkpoint::CheckpointOptions;
 pub use lr_find::{lr_find, LrFind, LrFindOptions};
 pub use metrics::{Confusion, MultiLabelCounts, RegressionScores};
 pub use unfreeze::{LayerRates, Unfreezing};
+pub use layer_stats::LayerStats;
 
 /// Weights of each class in the training loss.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +90,9 @@ pub struct FitOptions {
     /// Also evaluate every this many optimizer steps (each epoch ends with
     /// an evaluation anyway).
     pub eval_every: Option<usize>,
+    /// Record per layer group, every epoch, the weight change and the mean
+    /// gradient norm (keeps a copy of the starting weights).
+    pub track_layers: bool,
 }
 
 impl Default for FitOptions {
@@ -114,6 +119,7 @@ impl Default for FitOptions {
             checkpoint: None,
             resume: None,
             eval_every: None,
+            track_layers: false,
         }
     }
 }
@@ -251,6 +257,9 @@ pub struct TrainRun {
     pub restored_best: bool,
     /// Device it ran on.
     pub device: String,
+    /// Per layer group and epoch, weight change and gradient norm (with `track_layers`).
+    #[serde(default)]
+    pub layers: Vec<LayerStats>,
 }
 
 impl TrainRun {
@@ -593,6 +602,7 @@ fn fit_inner(
         }
         observer.on_event(&TrainEvent::Resumed { epoch: saved.state.epoch, step });
     }
+    let mut layer_tracker = opts.track_layers.then(|| layer_stats::LayerTracker::new(model));
     'epochs: for epoch in first_epoch..=opts.epochs {
         if let Some(seed) = opts.seed {
             // Dropout depends only on the seed and the epoch, so a resumed run repeats an uninterrupted one.
@@ -648,6 +658,9 @@ fn fit_inner(
                 let kept = opts.checkpoint.as_ref().filter(|_| !run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
                 bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){kept}", step + 1, opts.lr);
             }
+            if let Some(t) = layer_tracker.as_mut() {
+                t.add_step(&optimizer.trainable_names(), &grads);
+            }
             if let Some(max) = opts.max_grad_norm {
                 optim::clip_norm(&grads, max);
             }
@@ -693,6 +706,9 @@ fn fit_inner(
             None => None,
         };
         let record = EpochRecord { epoch, train_loss: loss_sum / batches.max(1) as f64, val: val_result, elapsed: started.elapsed().as_secs_f64() };
+        if let Some(t) = layer_tracker.as_mut() {
+            run.layers.extend(t.epoch_end(epoch));
+        }
         run.epochs.push(record.clone());
         observer.on_event(&TrainEvent::EpochEnd(record));
         if let (Some(p), Some(v)) = (plateau.as_mut(), val_result) {

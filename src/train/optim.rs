@@ -105,8 +105,12 @@ impl Optimizer {
         self.step_with(lr, grads);
     }
 
-    /// The parameters that train now, for computing their gradients
-    /// directly (`Tensor::run_backward`), in the order `step_with` takes.
+    /// The names of the tensors that train now, in the order of `trainable()`.
+    pub fn trainable_names(&self) -> Vec<String> {
+        self.params.iter().filter(|p| p.spec.tensor.requires_grad()).map(|p| p.spec.name.clone()).collect()
+    }
+
+    /// The tensors that train now, in the optimizer's order.
     pub fn trainable(&self) -> Vec<Tensor> {
         self.params.iter().filter(|p| p.spec.tensor.requires_grad()).map(|p| p.spec.tensor.shallow_clone()).collect()
     }

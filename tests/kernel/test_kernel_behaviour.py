@@ -2,7 +2,9 @@
 interrupts that keep state, SIGINT, restart, live training displays, bad
 signatures, long sessions and input()."""
 
+import base64
 import os
+import struct
 import signal
 import time
 
@@ -136,6 +138,41 @@ def test_training_shows_one_display_updated_in_place(kernel):
     assert "<svg" in updates[-1]["content"]["data"]["text/html"], "the live display has no chart"
     # No carriage-return progress bars in the notebook.
     assert not any("\r" in m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+
+
+def png_size(b64):
+    data = base64.b64decode(b64)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def chart_messages(outputs):
+    return [m for m in outputs if m["msg_type"] in ("display_data", "execute_result") and "image/png" in m["content"]["data"]]
+
+
+def test_charts_show_once_as_svg_and_png_and_again_from_a_variable(kernel):
+    _, kc = kernel
+    reply, _ = run(kc, SETUP_TRAINING)
+    assert reply["status"] == "ok", reply
+    # A cell that ends in a plot call shows the chart once, not twice.
+    reply, outputs = run(kc, "let run = fit(model, train, val, #{ epochs: 1, max_steps: 3 });\nplot(run)")
+    assert reply["status"] == "ok", reply
+    charts = chart_messages(outputs)
+    assert [m["msg_type"] for m in charts] == ["display_data"], [m["msg_type"] for m in outputs]
+    data = charts[0]["content"]["data"]
+    assert data["image/svg+xml"].startswith("<svg") and "validation accuracy" in data["image/svg+xml"]
+    assert png_size(data["image/png"]) == (900, 340)
+    assert "Chart: training curves" in data["text/plain"]
+    # A chart kept in a variable shows when a later cell ends with it, at its new size.
+    reply, outputs = run(kc, "let c = plot_lr(run);")
+    assert len(chart_messages(outputs)) == 1
+    reply, outputs = run(kc, "c.resize(500, 250).title(\"Schedule\")")
+    charts = chart_messages(outputs)
+    assert [m["msg_type"] for m in charts] == ["execute_result"]
+    assert png_size(charts[0]["content"]["data"]["image/png"]) == (500, 250)
+    assert "Schedule" in charts[0]["content"]["data"]["image/svg+xml"]
+    reply, outputs = run(kc, "c")
+    assert [m["msg_type"] for m in chart_messages(outputs)] == ["execute_result"]
 
 
 def test_messages_with_bad_signatures_are_dropped(kernel):

@@ -48,11 +48,9 @@ fn run_fit<H: LearnerHandle>(ctx: &Context, m: &H, train: &LoaderHandle, val: Op
 /// Registers the shared methods for handle type `H`.
 pub(super) fn register<H: LearnerHandle>(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("plot_freeze", move |m: H| -> R<()> {
-        let chart = guard(|| m.with(|model| crate::plot::freeze_chart(&model.summary())))?;
-        c.host.show_chart(&chart);
-        Ok(())
-    });
+    engine.register_fn("plot_freeze", move |m: H| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), Map::new()) });
+    let c = ctx.clone();
+    engine.register_fn("plot_freeze", move |m: H, opts: Map| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), opts) });
     engine.register_fn("summary", |m: &mut H| m.with(|model| model.summary().to_string()));
     for (name, trainable) in [("freeze", false), ("unfreeze", true)] {
         engine.register_fn(name, move |m: &mut H, selector: &str| -> R<i64> { guard(|| m.with(|model| Ok(model.set_trainable(selector, trainable)? as i64))) });

@@ -1,5 +1,6 @@
 //! Registration of the script API, one module per area.
 
+mod charts;
 mod data;
 mod display;
 mod images;
@@ -15,6 +16,7 @@ use rhai::Engine;
 use super::Context;
 
 use data::LoaderHandle;
+pub(crate) use charts::ChartHandle;
 pub(crate) use display::{html_escape, render};
 use display::TableHandle;
 use model::ModelHandle;
@@ -25,7 +27,7 @@ const NATIVE_API: &[&str] = &[
     "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
     "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
     "freeze_all", "unfreeze_all", "train_only", "trainable_layers", "select", "layer_groups", "add_lora", "merge_lora", "add_adapters",
-    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze", "image_model", "kfold", "dataset",
+    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze", "plot_lr", "plot_layers", "plot_confusion", "plot_scores", "plot_balance", "plot_lengths", "plot_images", "plot_costs", "resize", "image_model", "kfold", "dataset",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {
@@ -36,7 +38,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     model::register(engine, ctx);
     data::register(engine, ctx);
     images::register(engine, ctx);
-    train::register(engine, ctx);
+    train::register(engine);
+    charts::register(engine, ctx);
     tensor::register(engine);
     let c = ctx.clone();
     engine.register_fn("set_seed", move |seed: i64| {
@@ -49,6 +52,9 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("display", move |value: rhai::Dynamic| {
+        if charts::display(&c, &value) {
+            return;
+        }
         if let Some((plain, html)) = render(&value) {
             c.host.display(&plain, html.as_deref());
         }

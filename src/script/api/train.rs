@@ -82,6 +82,7 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
         },
         accumulate: o.int("accumulate", 1, 1, 1_000_000)? as usize,
         eval_every: o.opt_int("eval_every", 1, i64::MAX)?.map(|n| n as usize),
+        track_layers: o.bool("track_layers", false)?,
         seed: Some(ctx.seed.get()),
         checkpoint: match o.get("checkpoint") {
             None => None,
@@ -229,7 +230,7 @@ fn strings(a: Array) -> R<Vec<String>> {
     a.into_iter().map(|x| x.into_string().map_err(|t| script_error(format!("expected an array of strings, found a {t}")))).collect()
 }
 
-pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
+pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<RunHandle>("Run");
     engine.register_fn("predict", |m: ModelHandle, texts: Array| {
         let (texts, pairs) = texts_or_pairs(texts)?;
@@ -249,12 +250,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         Ok(predict(&m, vec![text.to_string()], None, Map::new())?.remove(0))
     });
 
-    let c = ctx.clone();
-    engine.register_fn("plot", move |r: RunHandle| -> R<()> {
-        let chart = guard(|| crate::plot::training_curves(&r.0))?;
-        c.host.show_chart(&chart);
-        Ok(())
-    });
 
     engine.register_type_with_name::<LrFindHandle>("LrFind");
     engine.register_get("suggestion", |f: &mut LrFindHandle| f.0.suggestion);
@@ -263,12 +258,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("losses", |f: &mut LrFindHandle| -> Array { f.0.losses.iter().map(|&x| Dynamic::from(x)).collect() });
     engine.register_fn("to_string", |f: &mut LrFindHandle| {
         format!("lr_find: {} steps from {:.0e} to {:.0e}; suggested lr {:.1e} (steepest fall), min-loss/10 {:.1e}", f.0.lrs.len(), f.0.lrs.first().copied().unwrap_or(0.0), f.0.lrs.last().copied().unwrap_or(0.0), f.0.suggestion, f.0.min_loss_lr)
-    });
-    let c = ctx.clone();
-    engine.register_fn("plot", move |f: LrFindHandle| -> R<()> {
-        let chart = guard(|| crate::plot::lr_find_curve(&f.0))?;
-        c.host.show_chart(&chart);
-        Ok(())
     });
     for metric in ["accuracy", "f1", "mse", "mae", "r2"] {
         engine.register_get(format!("val_{metric}"), move |r: &mut RunHandle| -> Dynamic { r.0.final_val().and_then(|v| v.metric(metric)).map(Dynamic::from).unwrap_or(Dynamic::UNIT) });

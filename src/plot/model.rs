@@ -1,0 +1,64 @@
+//! The model's anatomy: what trains and what is frozen.
+
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{box_mark, category_label, err, legend, Chart, Figure, BLUE, GREY};
+use crate::model::ModelSummary;
+
+/// What trains and what is frozen: per module (the embeddings, each layer,
+/// the head), the trainable and frozen parameters as stacked bars.
+pub fn freeze_chart(summary: &ModelSummary) -> Chart {
+    Chart::new(Figure::Freeze(summary.clone()), (900, 340))
+}
+
+/// `encoder.layer.3` as `layer 3`; other modules as they are.
+fn short_module(name: &str) -> String {
+    match name.rsplit_once(".layer.") {
+        Some((_, n)) => format!("layer {n}"),
+        None => name.trim_start_matches("heads.").to_string(),
+    }
+}
+
+pub(super) fn draw_freeze<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, summary: &ModelSummary) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let rows = &summary.rows;
+    let millions = |n: i64| n as f64 / 1e6;
+    let top = rows.iter().map(|r| millions(r.trainable + r.frozen)).fold(0.0f64, f64::max).max(1e-6) * 1.25;
+    let names: Vec<String> = rows.iter().map(|r| short_module(&r.module)).collect();
+    let caption = format!(
+        "trainable {} of {} parameters ({})",
+        crate::model::group_digits(summary.trainable()),
+        crate::model::group_digits(summary.total()),
+        crate::model::percent(summary.trainable(), summary.total())
+    );
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.5..(rows.len() as f64 - 0.5), 0.0..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(rows.len() * 2 + 1)
+        .x_label_formatter(&category_label(&names))
+        .y_desc("parameters (millions)")
+        .disable_x_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let bar = |i: usize, lo: f64, hi: f64, color: RGBColor| Rectangle::new([(i as f64 - 0.35, lo), (i as f64 + 0.35, hi)], color.filled());
+    chart.draw_series(rows.iter().enumerate().map(|(i, r)| bar(i, 0.0, millions(r.trainable), BLUE))).map_err(err)?.label("trainable").legend(box_mark(BLUE));
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| bar(i, millions(r.trainable), millions(r.trainable + r.frozen), GREY)))
+        .map_err(err)?
+        .label("frozen")
+        .legend(box_mark(GREY));
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
