@@ -20,7 +20,7 @@ use plotters::prelude::*;
 pub use data::{class_balance, image_grid, token_lengths, ImageTile};
 pub use evaluation::{class_scores, confusion_matrix};
 pub use model::freeze_chart;
-pub use training::{compare_bars, compare_runs, layer_norms, lr_find_curve, lr_schedule, smooth, training_curves, NamedRun};
+pub use training::{compare_bars, compare_runs, layer_norms, lr_find_curve, lr_schedule, smooth, training_curves, training_curves_with, CurveOptions, NamedRun};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
@@ -49,7 +49,7 @@ pub const SIDE_LIMITS: (u32, u32) = (120, 4000);
 /// What a chart shows.
 #[derive(Debug, Clone)]
 enum Figure {
-    Curves(crate::train::TrainRun),
+    Curves(crate::train::TrainRun, CurveOptions),
     Compare(Vec<NamedRun>),
     CompareBars(Vec<NamedRun>),
     LrSchedule(crate::train::TrainRun),
@@ -80,7 +80,7 @@ impl Chart {
     /// What kind of chart this is, e.g. `training curves`.
     pub fn kind(&self) -> &'static str {
         match *self.figure {
-            Figure::Curves(_) => "training curves",
+            Figure::Curves(..) => "training curves",
             Figure::Compare(_) => "run comparison",
             Figure::CompareBars(_) => "run comparison bars",
             Figure::LrSchedule(_) => "learning-rate schedule",
@@ -176,7 +176,7 @@ impl Chart {
             None => root.clone(),
         };
         match &*self.figure {
-            Figure::Curves(run) => training::draw_curves(&area, run)?,
+            Figure::Curves(run, opts) => training::draw_curves(&area, run, opts)?,
             Figure::Compare(runs) => training::draw_compare(&area, runs)?,
             Figure::CompareBars(runs) => training::draw_compare_bars(&area, runs)?,
             Figure::LrSchedule(run) => training::draw_lr_schedule(&area, run)?,

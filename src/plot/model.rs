@@ -13,6 +13,15 @@ pub fn freeze_chart(summary: &ModelSummary) -> Chart {
     Chart::new(Figure::Freeze(summary.clone()), (900, 340))
 }
 
+/// A count in a few characters: 1538 as 1.5k, 1,782,528 as 1.8M.
+fn compact(n: i64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
 /// `encoder.layer.3` as `layer 3`; other modules as they are.
 fn short_module(name: &str) -> String {
     match name.rsplit_once(".layer.") {
@@ -59,6 +68,12 @@ where
         .map_err(err)?
         .label("frozen")
         .legend(box_mark(GREY));
+    // Each bar's size in words, so that a small head still reads.
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            EmptyElement::at((i as f64, millions(r.trainable + r.frozen))) + Text::new(compact(r.trainable + r.frozen), (-12, -16), ("sans-serif", 11).into_font().color(&BLACK))
+        }))
+        .map_err(err)?;
     legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }

@@ -16,11 +16,48 @@ pub struct NamedRun {
     pub run: TrainRun,
 }
 
+/// How training curves are drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveOptions {
+    /// The validation metric beside the loss; `None` takes the task's
+    /// headline metric (accuracy, or R² for regression).
+    pub metric: Option<String>,
+    /// Epochs on the x axis (fractions within an epoch) rather than optimizer steps.
+    pub by_epoch: bool,
+    /// Weight of the exponential smoothing of the training loss (0 draws it raw).
+    pub smoothing: f64,
+}
+
+impl Default for CurveOptions {
+    fn default() -> Self {
+        Self { metric: None, by_epoch: false, smoothing: 0.9 }
+    }
+}
+
 /// Training loss by step (raw and smoothed) with validation loss, beside the
-/// task's headline validation metric by epoch; the epoch early stopping kept
-/// and an interrupt are marked.
+/// task's headline validation metric; the epoch early stopping kept and an
+/// interrupt are marked.
 pub fn training_curves(run: &TrainRun) -> Chart {
-    Chart::new(Figure::Curves(run.clone()), (900, 340))
+    Chart::new(Figure::Curves(run.clone(), CurveOptions::default()), (900, 340))
+}
+
+/// Training curves drawn as `opts` says; a metric the run's task does not
+/// have is an error naming the ones it has.
+pub fn training_curves_with(run: &TrainRun, opts: &CurveOptions) -> Result<Chart> {
+    if let Some(m) = &opts.metric {
+        let task = run.epochs.iter().find_map(|e| e.val).map(|v| v.task);
+        let valid: Vec<&str> = match task {
+            Some(t) => t.metric_names().to_vec(),
+            None => vec!["accuracy", "f1", "mse", "mae", "r2"],
+        };
+        if !valid.contains(&m.as_str()) {
+            anyhow::bail!("this run has no validation metric '{m}'; it has: {}", valid.join(", "));
+        }
+    }
+    if !(0.0..1.0).contains(&opts.smoothing) {
+        anyhow::bail!("smoothing must be at least 0 and below 1 (0.9 smooths much, 0 not at all); got {}", opts.smoothing);
+    }
+    Ok(Chart::new(Figure::Curves(run.clone(), opts.clone()), (900, 340)))
 }
 
 /// Several runs overlaid, one colour each: validation loss (training loss
@@ -88,6 +125,8 @@ fn metric_title(metric: &str) -> &'static str {
     match metric {
         "r2" => "validation R²",
         "f1" => "validation F1",
+        "mse" => "validation MSE",
+        "mae" => "validation MAE",
         _ => "validation accuracy",
     }
 }
@@ -98,66 +137,68 @@ fn metric_range(values: impl Iterator<Item = f64>, metric: &str) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    let floor = if metric == "r2" { f64::MIN } else { 0.0 };
-    ((lo - 0.05).max(floor), (hi + 0.05).min(1.0).max(lo + 0.01))
+    match metric {
+        "r2" => (lo - 0.05, (hi + 0.05).min(1.0).max(lo + 0.01)),
+        // Errors have no upper bound.
+        "mse" | "mae" => (0.0, (hi * 1.2).max(1e-6)),
+        _ => ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0).max(lo + 0.01)),
+    }
 }
 
-pub(super) fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &TrainRun) -> Result<()>
+pub(super) fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &TrainRun, opts: &CurveOptions) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let (width, _) = root.dim_in_pixel();
     let (left, right) = root.split_horizontally(width * 58 / 100);
-    let all_steps: Vec<(f64, f64)> = run.steps.iter().map(|s| (s.step as f64, s.loss)).collect();
-    let smoothed: Vec<(f64, f64)> = all_steps.iter().map(|s| s.0).zip(smooth(&all_steps.iter().map(|s| s.1).collect::<Vec<_>>(), 0.9)).collect();
+    let steps_per_epoch = if run.epochs.is_empty() { 1.0 } else { run.steps.len() as f64 / run.epochs.len() as f64 }.max(1e-9);
+    let x_of = |step: f64| if opts.by_epoch { step / steps_per_epoch } else { step };
+    let x_desc = if opts.by_epoch { "epoch" } else { "optimizer step" };
+    let all_steps: Vec<(f64, f64)> = run.steps.iter().map(|s| (x_of(s.step as f64), s.loss)).collect();
+    let smoothed: Vec<(f64, f64)> = all_steps.iter().map(|s| s.0).zip(smooth(&all_steps.iter().map(|s| s.1).collect::<Vec<_>>(), opts.smoothing)).collect();
     // A few hundred points per line look the same as thousands, and keep a
     // live redraw fast and its SVG small.
     let (steps, smoothed) = (thin(&all_steps, 800), thin(&smoothed, 800));
-    // Where each epoch ended, in steps, for the validation points.
-    let steps_per_epoch = if run.epochs.is_empty() { 1.0 } else { run.steps.len() as f64 / run.epochs.len() as f64 };
-    let val_loss: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch as f64 * steps_per_epoch, v.loss))).collect();
-    let max_step = steps.last().map(|s| s.0).unwrap_or(1.0).max(1.0);
+    // Every validation result, at the step after which it ran: mid-epoch
+    // ones (eval_every) and each epoch's end.
+    let mut evals: Vec<(f64, crate::train::EvalResult)> = run.evaluations.iter().map(|e| (x_of(e.step as f64), e.result)).collect();
+    evals.extend(run.epochs.iter().filter_map(|e| e.val.map(|v| (x_of(e.epoch as f64 * steps_per_epoch), v))));
+    evals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let val_loss: Vec<(f64, f64)> = evals.iter().map(|(x, v)| (*x, v.loss)).collect();
+    let x_end = all_steps.last().map(|s| s.0).unwrap_or(1.0).max(val_loss.last().map_or(0.0, |v| v.0)).max(if opts.by_epoch { 0.1 } else { 1.0 });
     // Headroom above the highest loss keeps a band free for the legend.
     let max_loss = all_steps.iter().map(|s| s.1).chain(val_loss.iter().map(|v| v.1)).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-3) * 1.35;
+    let x_label = |x: &f64| if opts.by_epoch { format!("{x:.1}").trim_end_matches(".0").to_string() } else { format!("{x:.0}") };
     let mut chart = ChartBuilder::on(&left)
         .caption("loss", ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_step, 0.0..max_loss)
+        .build_cartesian_2d(0.0..x_end, 0.0..max_loss)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("optimizer step")
-        .y_desc("loss")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
-    chart.draw_series(LineSeries::new(steps.clone(), BLUE.mix(0.25))).map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(smoothed, BLUE.stroke_width(2)))
-        .map_err(err)?
-        .label("train (smoothed)")
-        .legend(line_mark(BLUE));
+    chart.configure_mesh().x_desc(x_desc).y_desc("loss").x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
+    if opts.smoothing > 0.0 {
+        chart.draw_series(LineSeries::new(steps.clone(), BLUE.mix(0.25))).map_err(err)?;
+        chart.draw_series(LineSeries::new(smoothed, BLUE.stroke_width(2))).map_err(err)?.label("train (smoothed)").legend(line_mark(BLUE));
+    } else {
+        chart.draw_series(LineSeries::new(steps.clone(), BLUE.stroke_width(1))).map_err(err)?.label("train").legend(line_mark(BLUE));
+    }
     if !val_loss.is_empty() {
         chart.draw_series(LineSeries::new(val_loss.clone(), ORANGE.stroke_width(2)).point_size(4)).map_err(err)?.label("validation").legend(line_mark(ORANGE));
     }
     if let Some(best) = run.best_epoch.filter(|_| run.restored_best || run.stopped_early_at.is_some()) {
-        let x = best as f64 * steps_per_epoch;
+        let x = x_of(best as f64 * steps_per_epoch);
         let label = if run.restored_best { format!("kept epoch {best}") } else { format!("best epoch {best}") };
         chart.draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, max_loss)], 6, 4, GREEN.stroke_width(2))).map_err(err)?.label(label).legend(line_mark(GREEN));
     }
     if run.interrupted {
-        chart.draw_series(LineSeries::new(vec![(max_step, 0.0), (max_step, max_loss)], VERMILLION.stroke_width(2))).map_err(err)?.label("interrupted").legend(line_mark(VERMILLION));
+        chart.draw_series(LineSeries::new(vec![(x_end, 0.0), (x_end, max_loss)], VERMILLION.stroke_width(2))).map_err(err)?.label("interrupted").legend(line_mark(VERMILLION));
     }
     // Losses fall, so the upper right is where the chart is empty.
     legend(&mut chart, SeriesLabelPosition::UpperRight)?;
 
-    let metric = headline(run);
-    let points: Vec<(f64, f64)> = run.epochs.iter().filter_map(|e| e.val.and_then(|v| v.metric(metric)).map(|m| (e.epoch as f64, m))).collect();
-    let max_epoch = run.epochs.len().max(1) as f64;
+    let metric = opts.metric.as_deref().unwrap_or_else(|| headline(run));
+    let points: Vec<(f64, f64)> = evals.iter().filter_map(|(x, v)| v.metric(metric).map(|m| (*x, m))).collect();
     let (lo, hi) = metric_range(points.iter().map(|p| p.1), metric);
     let title = metric_title(metric);
     let caption = if points.is_empty() { format!("{title} (no validation set)") } else { title.to_string() };
@@ -166,24 +207,24 @@ where
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.5..max_epoch + 0.5, lo..hi)
+        .build_cartesian_2d(0.0..x_end * 1.04, lo..hi)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .x_labels(run.epochs.len().clamp(1, 10))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
+    chart.configure_mesh().x_desc(x_desc).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
     chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2)).point_size(4)).map_err(err)?;
-    // The best epoch: early stopping's choice when it ran, else the highest value.
-    let chosen = run.best_epoch.and_then(|b| points.iter().copied().find(|a| a.0 as usize == b));
-    if let Some(best) = chosen.or_else(|| points.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a })) {
+    // The best: early stopping's epoch when it ran, else the best value
+    // (the lowest for an error, the highest otherwise).
+    let lower_is_better = matches!(metric, "mse" | "mae");
+    let chosen = run.best_epoch.and_then(|b| {
+        let x = x_of(b as f64 * steps_per_epoch);
+        points.iter().copied().find(|p| (p.0 - x).abs() < 1e-6)
+    });
+    let best_value = points.iter().copied().reduce(|a, b| if (b.1 > a.1) != lower_is_better && b.1 != a.1 { b } else { a });
+    if let Some(best) = chosen.or(best_value) {
+        // The label goes left of a point near the right edge, so it stays inside.
+        let label_offset = if best.0 > 0.7 * x_end { (-76, 8) } else { (10, 8) };
         chart.draw_series(std::iter::once(Circle::new(best, 7, GREEN.stroke_width(2)))).map_err(err)?;
         chart
-            .draw_series(std::iter::once(EmptyElement::at(best) + Text::new(format!("best {:.3}", best.1), (10, 8), ("sans-serif", 12).into_font().color(&BLACK))))
+            .draw_series(std::iter::once(EmptyElement::at(best) + Text::new(format!("best {:.3}", best.1), label_offset, ("sans-serif", 12).into_font().color(&BLACK))))
             .map_err(err)?;
     }
     Ok(())
@@ -460,6 +501,17 @@ mod tests {
         let png = chart.png().unwrap();
         assert_eq!(&png[1..4], b"PNG");
         assert!(png.len() > 5_000, "the PNG is suspiciously small");
+    }
+
+    #[test]
+    fn curves_follow_the_chosen_metric_axis_and_smoothing() {
+        let opts = CurveOptions { metric: Some("f1".into()), by_epoch: true, smoothing: 0.0 };
+        let svg = training_curves_with(&run(false), &opts).unwrap().svg().unwrap();
+        assert_svg_has(&svg, &["=validation F1", "=epoch", "=train", "=best 0.700"]);
+        assert!(!svg.contains("optimizer step") && !svg.contains("smoothed"));
+        let err = training_curves_with(&run(false), &CurveOptions { metric: Some("r2".into()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("no validation metric 'r2'; it has: accuracy, f1"), "{err}");
+        assert!(training_curves_with(&run(false), &CurveOptions { smoothing: 1.0, ..Default::default() }).is_err());
     }
 
     #[test]

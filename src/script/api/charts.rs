@@ -165,7 +165,21 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
             engine.register_fn($name, move |x: $ty, opts: Map| -> R<ChartHandle> { show(&c, $name, $make(x)?, opts) });
         }};
     }
-    plot_fn!("plot", RunHandle, |r: RunHandle| R::Ok(plot::training_curves(&r.0)));
+    let c = ctx.clone();
+    engine.register_fn("plot", move |r: RunHandle| -> R<ChartHandle> { show(&c, "plot", plot::training_curves(&r.0), Map::new()) });
+    let c = ctx.clone();
+    engine.register_fn("plot", move |r: RunHandle, opts: Map| -> R<ChartHandle> {
+        let o = Options::new("plot", opts.clone())?;
+        let metric = o.get("metric").map(|_| o.choice("metric", "accuracy", &["accuracy", "f1", "mse", "mae", "r2"])).transpose()?;
+        let by_epoch = o.choice("by", "step", &["step", "epoch"])? == "epoch";
+        let smoothing = o.float("smooth", 0.9, 0.0, 0.99)?;
+        let chart = guard(|| plot::training_curves_with(&r.0, &plot::CurveOptions { metric, by_epoch, smoothing }))?;
+        let mut rest = opts;
+        for key in ["metric", "by", "smooth"] {
+            rest.remove(key);
+        }
+        show(&c, "plot", chart, rest)
+    });
     plot_fn!("plot", LrFindHandle, |f: LrFindHandle| R::Ok(plot::lr_find_curve(&f.0)));
     plot_fn!("plot_lr", RunHandle, |r: RunHandle| R::Ok(plot::lr_schedule(&r.0)));
     plot_fn!("plot_layers", RunHandle, |r: RunHandle| R::Ok(plot::layer_norms(&r.0)));
