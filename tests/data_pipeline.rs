@@ -233,3 +233,68 @@ fn sentence_pairs_tokenize_as_two_segments_and_train() {
     assert!(r["first"].clone().into_array().unwrap()[0].clone().cast::<rhai::Map>().contains_key("pair"));
     assert_eq!(r["p"].clone().into_array().unwrap().len(), 1);
 }
+
+#[test]
+fn folders_of_png_images_and_of_text_files_load_by_class_and_missing_labels_are_reported() {
+    // Fashion-MNIST images written as PNG files (lossless) come back pixel for pixel.
+    let fashion = tunebook::data::image::ImageDataset::named("fashion_mnist", &cache(), true).unwrap().take(40);
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..fashion.len() {
+        let class = fashion.targets.describe_row(i, &fashion.label_names).replace('/', "-");
+        std::fs::create_dir_all(images.join(&class)).unwrap();
+        let file = images.join(&class).join(format!("{i:03}.png"));
+        image::GrayImage::from_raw(28, 28, fashion.image(i).to_vec()).unwrap().save(&file).unwrap();
+        expected.push((format!("{class}/{i:03}"), fashion.image(i).to_vec()));
+    }
+    // Classes and files in sorted order, as the loader reads them.
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    let texts = dir.path().join("texts");
+    for (class, body) in [("ham", "See you at lunch."), ("spam", "WIN A PRIZE NOW")] {
+        std::fs::create_dir_all(texts.join(class)).unwrap();
+        std::fs::write(texts.join(class).join("1.txt"), body).unwrap();
+    }
+    std::fs::write(texts.join("spam/2.txt"), b"Caf\xe9 offer\n").unwrap();
+    let tsv = dir.path().join("partly.tsv");
+    std::fs::write(&tsv, "text\tlabel\nGood.\tpos\nNo label here.\t\nBad.\tneg\n\t\n").unwrap();
+    let (mut session, recorded) = common::session();
+    let script = format!(
+        r#"
+        let images = load_dataset("{images}");
+        let resized = load_dataset("{images}", #{{ size: [14, 20] }});
+        let texts = load_dataset("{texts}");
+        let partly = load_dataset("{tsv}");
+        [images.len(), resized.stats(), texts.labels(), texts.head(3).map(|r| r.text), partly.len(), images.to_string()]
+        "#,
+        images = images.display(),
+        texts = texts.display(),
+        tsv = tsv.display()
+    );
+    let parts = session.eval(&script, "folders.rhai").unwrap_or_else(|e| panic!("{e}")).into_array().unwrap();
+    assert_eq!(parts[0].as_int().unwrap(), 40);
+    let loaded = parts[5].to_string();
+    assert!(loaded.to_string().contains("40 images of 1x28x28"), "{loaded}");
+    let labels = parts[2].clone().cast::<rhai::Map>();
+    assert_eq!((labels["ham"].as_int().unwrap(), labels["spam"].as_int().unwrap()), (1, 2));
+    let bodies: Vec<String> = parts[3].clone().into_array().unwrap().into_iter().map(|t| t.to_string()).collect();
+    assert_eq!(bodies, ["See you at lunch.", "WIN A PRIZE NOW", "Café offer\n"], "the Latin-1 file is repaired");
+    assert_eq!(parts[4].as_int().unwrap(), 2, "the two rows without a label are dropped");
+    let errors = recorded.borrow().errors.join("\n");
+    assert!(errors.contains("dropped 2 rows without a label (lines 3, 5)"), "{errors}");
+    assert!(errors.contains("2.txt: not UTF-8 (byte 3); read as Latin-1"), "{errors}");
+    // Pixel for pixel against the source images.
+    let folder = tunebook::data::image::ImageDataset::from_folders(&images, None).unwrap();
+    for (k, (name, pixels)) in expected.iter().enumerate() {
+        assert_eq!(folder.image(k), pixels.as_slice(), "{name}");
+    }
+    for (code, want) in [
+        (format!(r#"load_dataset("{}", #{{ size: 2 }})"#, images.display()), "'size' is a side in pixels"),
+        (format!(r#"load_dataset("{}", #{{ text: "t" }})"#, images.display()), "is a folder of images; option 'text' is for text"),
+        (format!(r#"load_dataset("{}", #{{ size: 8 }})"#, texts.display()), "'size' resizes the images of a folder of images"),
+    ] {
+        let err = session.eval(&code, "folders.rhai").unwrap_err();
+        assert!(err.message.contains(want), "{code}: {}", err.message);
+    }
+}
+

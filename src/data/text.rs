@@ -88,6 +88,9 @@ pub struct TextDataset {
     pub targets: Targets,
     /// Class names by id, label names (multi-label) or output names (regression).
     pub label_names: Vec<String>,
+    /// What loading changed or left out, for the user to read: rows
+    /// dropped for a missing label, files repaired to UTF-8.
+    pub notes: Vec<String>,
 }
 
 impl TextDataset {
@@ -140,7 +143,11 @@ impl TextDataset {
             files.sort();
             for file in files {
                 let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-                let text = String::from_utf8(bytes).unwrap_or_else(|e| e.into_bytes().iter().map(|&b| b as char).collect());
+                let text = String::from_utf8(bytes).unwrap_or_else(|e| {
+                    let at = e.utf8_error().valid_up_to();
+                    data.notes.push(format!("{}: not UTF-8 (byte {at}); read as Latin-1", file.display()));
+                    e.into_bytes().iter().map(|&b| b as char).collect()
+                });
                 data.texts.push(text);
                 ids.push(id as i64);
             }
@@ -246,7 +253,7 @@ impl TextDataset {
         if texts.is_empty() {
             bail!("{}: no tagged sentences found", source.display());
         }
-        Ok(Self { name: source.display().to_string(), texts, pairs: None, targets: Targets::Tokens(targets), label_names })
+        Ok(Self { name: source.display().to_string(), texts, pairs: None, targets: Targets::Tokens(targets), label_names, notes: Vec::new() })
     }
 
     /// Reads a CoNLL file: one word per line with its tag in the last
@@ -308,7 +315,16 @@ impl TextDataset {
         }
         let texts = kept.iter().map(|&i| rows[i].text.clone()).collect();
         let pairs = cols.pair.as_ref().map(|_| kept.iter().map(|&i| rows[i].pair.clone().unwrap_or_default()).collect());
-        Ok(Self { name: source.display().to_string(), texts, pairs, targets, label_names })
+        // A row with an empty label cell is dropped, and said so (rows whose
+        // label a named dataset does not use are left out silently).
+        let unlabelled: Vec<u64> = rows.iter().filter(|r| cols.task == Task::Classify && r.cells[0].is_empty()).map(|r| r.line).collect();
+        let mut notes = Vec::new();
+        if !unlabelled.is_empty() {
+            let lines: Vec<String> = unlabelled.iter().take(5).map(u64::to_string).collect();
+            let more = if unlabelled.len() > 5 { ", ..." } else { "" };
+            notes.push(format!("{}: dropped {} rows without a label (lines {}{more})", source.display(), unlabelled.len(), lines.join(", ")));
+        }
+        Ok(Self { name: source.display().to_string(), texts, pairs, targets, label_names, notes })
     }
 
     fn classes_from_cells(rows: &[RawRow], label_order: Option<&[String]>) -> (Vec<usize>, Targets, Vec<String>) {
@@ -389,7 +405,7 @@ impl TextDataset {
         let set: std::collections::BTreeSet<&String> = pairs.iter().map(|(_, l)| l).collect();
         let label_names: Vec<String> = set.into_iter().cloned().collect();
         let labels = pairs.iter().map(|(_, l)| label_names.iter().position(|n| n == l).unwrap() as i64).collect();
-        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), pairs: None, targets: Targets::Classes(labels), label_names })
+        Ok(Self { name: name.into(), texts: pairs.iter().map(|(t, _)| t.clone()).collect(), pairs: None, targets: Targets::Classes(labels), label_names, notes: Vec::new() })
     }
 
     /// Number of rows.
@@ -497,6 +513,8 @@ impl TextDataset {
             pairs: self.pairs.as_ref().map(|p| idx.iter().map(|&i| p[i].clone()).collect()),
             targets: self.targets.subset(idx),
             label_names: self.label_names.clone(),
+            // Notes are about loading, said once when it happened.
+            notes: Vec::new(),
         }
     }
 }

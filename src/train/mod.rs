@@ -930,6 +930,7 @@ fn encode_texts(model: &Model, texts: &[String], pairs: Option<&[String]>, max_l
         pairs: pairs.map(<[String]>::to_vec),
         targets: crate::data::Targets::Classes(vec![0; texts.len()]),
         label_names: model.labels.clone(),
+        notes: Vec::new(),
     };
     TokenizedDataset::new(&unlabelled, &model.tokenizer, max_len)
 }
@@ -1002,6 +1003,7 @@ fn predict_tags(model: &Model, texts: &[String], max_len: usize) -> Result<Vec<P
         pairs: None,
         targets: crate::data::Targets::Tokens(words.iter().map(|w| vec![0; w.len()]).collect()),
         label_names: model.labels.clone(),
+        notes: Vec::new(),
     };
     let data = TokenizedDataset::new(&unlabelled, &model.tokenizer, max_len)?;
     let aligned = data.token_labels.clone().expect("token data is aligned");

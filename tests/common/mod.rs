@@ -17,6 +17,7 @@ pub struct Recorded {
     pub printed: Vec<String>,
     pub events: Vec<TrainEvent>,
     pub charts: Vec<tunebook::plot::Chart>,
+    pub errors: Vec<String>,
 }
 
 /// A host that records instead of printing.
@@ -37,6 +38,9 @@ impl Host for RecordingHost {
     }
     fn print(&self, text: &str) {
         self.0.borrow_mut().printed.push(text.to_string());
+    }
+    fn eprint(&self, text: &str) {
+        self.0.borrow_mut().errors.push(text.to_string());
     }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
         Box::new(RecordingObserver(self.0.clone()))

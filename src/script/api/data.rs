@@ -87,13 +87,25 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         }
         return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(Rc::new(crate::data::image::ImageDataset::named(name, &ctx.cache, test)?)))));
     }
+    let path = Path::new(name);
+    if path.is_dir() && holds_images(path) {
+        for key in ["text", "pair", "label", "task", "separator", "test"] {
+            if o.get(key).is_some() {
+                return Err(script_error(format!("load_dataset: {name} is a folder of images; option '{key}' is for text")));
+            }
+        }
+        let size = image_size(&o)?;
+        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(Rc::new(crate::data::image::ImageDataset::from_folders(path, size)?)))));
+    }
+    if o.get("size").is_some() {
+        return Err(script_error("load_dataset: option 'size' resizes the images of a folder of images; this is text"));
+    }
     if o.get("test").is_some() {
         return Err(script_error(format!("load_dataset: option 'test' picks the test part of an image dataset ({}); split text data with .split(#{{ test: 0.1 }})", crate::data::image::NAMED_IMAGE_DATASETS.join(", "))));
     }
     let cols = columns("load_dataset", &o)?;
     let task = cols.task;
     guard(|| {
-        let path = Path::new(name);
         let data = if crate::data::NAMED_DATASETS.contains(&name) {
             if task != Task::Classify {
                 anyhow::bail!("'{name}' is labelled for classification; task: \"{}\" needs a CSV file with such labels", task.name());
@@ -108,13 +120,47 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             TextDataset::from_jsonl(path, &cols)?
         } else if path.is_file() {
             TextDataset::from_csv(path, &cols)?
+        } else if path.is_dir() {
+            if task != Task::Classify {
+                anyhow::bail!("{name} is a folder of class subfolders, which labels each text with one class; task: \"{}\" needs a CSV or JSON Lines file", task.name());
+            }
+            TextDataset::from_folders(path)?
         } else {
             let mut named: Vec<&str> = crate::data::NAMED_DATASETS.to_vec();
             named.extend(crate::data::image::NAMED_IMAGE_DATASETS);
-            anyhow::bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV, TSV or JSON Lines file", named.join(", "))
+            anyhow::bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV, TSV, JSON Lines or CoNLL file, nor a folder with one subfolder per class", named.join(", "))
         };
-        Ok(Dynamic::from(DatasetHandle(Rc::new(data))))
+        Ok(data)
     })
+    .map(|data| Dynamic::from(with_notes_said(ctx, data)))
+}
+
+/// Says what loading left out or repaired, then wraps the dataset.
+fn with_notes_said(ctx: &Context, data: TextDataset) -> DatasetHandle {
+    for note in &data.notes {
+        ctx.host.eprint(&format!("note: {note}"));
+    }
+    DatasetHandle(Rc::new(data))
+}
+
+/// Whether any subfolder of `dir` holds a PNG or JPEG file.
+fn holds_images(dir: &Path) -> bool {
+    let entries = |d: &Path| std::fs::read_dir(d).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path()));
+    entries(dir).filter(|p| p.is_dir()).any(|class| entries(&class).any(|f| crate::data::image::is_image_file(&f)))
+}
+
+/// `size: 32` or `size: [height, width]`, for a folder of images.
+fn image_size(o: &Options) -> R<Option<(usize, usize)>> {
+    let bad = || script_error("load_dataset: 'size' is a side in pixels (size: 32) or [height, width] (size: [28, 28]), each from 4 to 1024");
+    let side = |v: &Dynamic| v.as_int().ok().filter(|n| (4..=1024).contains(n)).map(|n| n as usize).ok_or_else(bad);
+    match o.get("size") {
+        None => Ok(None),
+        Some(v) if v.is_int() => side(v).map(|n| Some((n, n))),
+        Some(v) => match v.clone().try_cast::<Array>() {
+            Some(a) if a.len() == 2 => Ok(Some((side(&a[0])?, side(&a[1])?))),
+            _ => Err(bad()),
+        },
+    }
 }
 
 /// `split`'s options.
@@ -182,7 +228,7 @@ fn dynamic_cell(v: &Dynamic, separator: &str) -> String {
 }
 
 /// `dataset(rows, opts)`: a dataset from an array of maps.
-fn from_rows(rows: Array, opts: Map) -> R<DatasetHandle> {
+fn from_rows(ctx: &Context, rows: Array, opts: Map) -> R<DatasetHandle> {
     let o = Options::new("dataset", opts)?;
     let cols = columns("dataset", &o)?;
     let mut cells = Vec::with_capacity(rows.len());
@@ -200,12 +246,14 @@ fn from_rows(rows: Array, opts: Map) -> R<DatasetHandle> {
         let pair = cols.pair.as_deref().map(|p| field(p).map(|v| v.to_string())).transpose()?;
         cells.push(RawRow { text, pair, cells: labels, line: i as u64 + 1 });
     }
-    guard(|| Ok(DatasetHandle(Rc::new(TextDataset::from_cells(Path::new("rows"), cells, &cols, None)?))))
+    Ok(with_notes_said(ctx, guard(|| TextDataset::from_cells(Path::new("rows"), cells, &cols, None))?))
 }
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
-    engine.register_fn("dataset", |rows: Array| from_rows(rows, Map::new()));
-    engine.register_fn("dataset", from_rows);
+    let c = ctx.clone();
+    engine.register_fn("dataset", move |rows: Array| from_rows(&c, rows, Map::new()));
+    let c = ctx.clone();
+    engine.register_fn("dataset", move |rows: Array, opts: Map| from_rows(&c, rows, opts));
     engine.register_type_with_name::<DatasetHandle>("Dataset");
     engine.register_type_with_name::<TokensHandle>("TokenizedDataset");
     engine.register_type_with_name::<LoaderHandle>("Loader");

@@ -73,7 +73,7 @@ fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHan
         Some(v) => {
             let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'augment' is a map like #{ crop: 2, flip: true }"))?;
             let a = Options::new("augment (images)", map)?;
-            Augment { crop_padding: a.int("crop", 0, 0, 64)? as usize, flip: a.bool("flip", false)? }
+            Augment { crop_padding: a.int("crop", 0, 0, 64)? as usize, flip: a.bool("flip", false)?, rotate: a.float("rotate", 0.0, 0.0, 45.0)? }
         }
     };
     let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize, augment } };
