@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let tokens = Rc::new(TokenizedDataset::new(&reviews, &model.tokenizer, 64)?);
     let tokenize = reviews.len() as f64 / started.elapsed().as_secs_f64();
 
-    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false };
+    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket: false };
     let plain = DataLoader::new(tokens.clone(), options.clone())?;
     let collate = collate_rate(&plain);
     let mut augmented = DataLoader::new(tokens.clone(), options)?;
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let collate_eda = collate_rate(&augmented);
 
     // Training steps on the first rows of the same loader.
-    let few = DataLoader::new(Rc::new(TokenizedDataset::new(&reviews.take(16 * steps), &model.tokenizer, 64)?), LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false })?;
+    let few = DataLoader::new(Rc::new(TokenizedDataset::new(&reviews.take(16 * steps), &model.tokenizer, 64)?), LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket: false })?;
     let opts = FitOptions { lr: 2e-5, epochs: 1, schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
     let run = train::fit(&mut model, &few, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false)))?;
     let train_rate = run.samples_per_sec;
@@ -65,5 +65,22 @@ fn main() -> anyhow::Result<()> {
     println!("MiniLM train step   {train_rate:>10.1} rows/s");
     let share = |data_rate: f64| 100.0 * (1.0 / data_rate) / (1.0 / data_rate + 1.0 / train_rate);
     println!("share of an epoch spent preparing data: {:.3}% (tokenize once + collate), {:.3}% with EDA", share(1.0 / (1.0 / tokenize + 1.0 / collate)), share(1.0 / (1.0 / tokenize + 1.0 / collate_eda)));
+
+    // Length bucketing: padding, and training time over the same rows, with and without.
+    let long = Rc::new(TokenizedDataset::new(&reviews.shuffle(3).take(16 * steps * 4), &model.tokenizer, 128)?);
+    let bucket_options = |bucket| LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket };
+    let (unsorted, bucketed) = (DataLoader::new(long.clone(), bucket_options(false))?, DataLoader::new(long, bucket_options(true))?);
+    let timed = |loader: &DataLoader, model: &mut Model| -> anyhow::Result<f64> {
+        let opts = FitOptions { lr: 2e-5, epochs: 1, max_steps: Some(steps * 4), schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
+        Ok(train::fit(model, loader, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false)))?.train_seconds)
+    };
+    let (plain_s, bucket_s) = (timed(&unsorted, &mut model)?, timed(&bucketed, &mut model)?);
+    println!(
+        "length bucketing (max_len 128, {} steps): padding {:.1}% -> {:.1}% of token positions; epoch {plain_s:.1}s -> {bucket_s:.1}s ({:.2}x)",
+        steps * 4,
+        100.0 * unsorted.padding_share(1),
+        100.0 * bucketed.padding_share(1),
+        plain_s / bucket_s
+    );
     Ok(())
 }

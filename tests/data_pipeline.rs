@@ -165,7 +165,7 @@ fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
     let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(32);
     let tokens = std::rc::Rc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 48).unwrap());
-    let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false };
+    let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false, bucket: false };
     let plain = tunebook::data::DataLoader::new(tokens.clone(), options.clone()).unwrap();
     let mut varied = tunebook::data::DataLoader::new(tokens, options).unwrap();
     let aug = tunebook::data::augment::TextAugment { synonyms: 0.2, insert: 0.1, swap: 0.1, delete: 0.1, p: 1.0 };
@@ -298,3 +298,37 @@ fn folders_of_png_images_and_of_text_files_load_by_class_and_missing_labels_are_
     }
 }
 
+
+#[test]
+fn length_buckets_cut_padding_and_still_cover_every_row_once_per_epoch() {
+    let dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
+    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
+    let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(2000);
+    let tokens = std::rc::Rc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 128).unwrap());
+    let options = |bucket| tunebook::data::LoaderOptions { batch_size: 16, shuffle: true, seed: 5, drop_last: true, bucket };
+    let plain = tunebook::data::DataLoader::new(tokens.clone(), options(false)).unwrap();
+    let bucketed = tunebook::data::DataLoader::new(tokens, options(true)).unwrap();
+    let (before, after) = (plain.padding_share(1), bucketed.padding_share(1));
+    assert!(after < before / 3.0, "padding {before:.3} -> {after:.3}");
+    for epoch in [1, 2] {
+        let batches = bucketed.batch_indices(epoch);
+        assert_eq!(batches.len(), bucketed.len());
+        assert!(batches.iter().all(|b| b.len() == 16), "drop_last leaves whole batches only");
+        let mut seen: Vec<usize> = batches.concat();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 2000 / 16 * 16, "no row twice, none lost but the dropped tail");
+    }
+    assert_eq!(bucketed.batch_indices(1), bucketed.batch_indices(1), "reproducible");
+    assert_ne!(bucketed.batch_indices(1), bucketed.batch_indices(2), "each epoch differs");
+    // Neighbouring batches are not all short-then-long: the batch order is shuffled.
+    let longest: Vec<usize> = bucketed.batch_indices(1).iter().map(|b| b.iter().map(|&i| plain_len(&bucketed, i)).max().unwrap()).collect();
+    assert!(longest.windows(2).filter(|w| w[1] < w[0]).count() > longest.len() / 4, "{longest:?}");
+}
+
+fn plain_len(loader: &tunebook::data::DataLoader, i: usize) -> usize {
+    match &loader.source {
+        tunebook::data::LoaderSource::Text(t) => t.input_ids[i].len(),
+        _ => unreachable!(),
+    }
+}

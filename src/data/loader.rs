@@ -211,6 +211,10 @@ pub struct Batch {
     pub size: usize,
 }
 
+/// Batches per pool that length bucketing sorts (the larger, the less
+/// padding and the less random the batches).
+const BUCKET_POOL_BATCHES: usize = 50;
+
 /// How a loader batches.
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
@@ -222,6 +226,9 @@ pub struct LoaderOptions {
     pub seed: u64,
     /// Drop a last batch smaller than `batch_size`.
     pub drop_last: bool,
+    /// Batch texts of similar length together (sorted within pools of 50
+    /// batches, the batches then shuffled), which cuts padding.
+    pub bucket: bool,
 }
 
 /// What a loader batches.
@@ -331,11 +338,38 @@ impl DataLoader {
             let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
         }
+        let lengths = match (&self.source, self.options.bucket) {
+            (LoaderSource::Text(t), true) => Some(&t.input_ids),
+            _ => None,
+        };
+        if let Some(ids) = lengths {
+            // Pools are whole batches, so only the epoch's last batch can be short.
+            for pool in order.chunks_mut(self.options.batch_size * BUCKET_POOL_BATCHES) {
+                pool.sort_by_key(|&i| ids[i].len());
+            }
+        }
         let mut batches: Vec<Vec<usize>> = order.chunks(self.options.batch_size).map(<[usize]>::to_vec).collect();
         if self.options.drop_last && batches.last().is_some_and(|b| b.len() < self.options.batch_size) && batches.len() > 1 {
             batches.pop();
         }
+        if lengths.is_some() && self.options.shuffle {
+            // Sorted pools would otherwise go from short to long within each pool.
+            let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+            batches.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        }
         batches
+    }
+
+    /// The share of token positions in `epoch`'s batches that are padding.
+    pub fn padding_share(&self, epoch: usize) -> f64 {
+        let LoaderSource::Text(t) = &self.source else { return 0.0 };
+        let (mut padded, mut real) = (0usize, 0usize);
+        for batch in self.batch_indices(epoch) {
+            let longest = batch.iter().map(|&i| t.input_ids[i].len()).max().unwrap_or(0);
+            padded += longest * batch.len();
+            real += batch.iter().map(|&i| t.input_ids[i].len()).sum::<usize>();
+        }
+        if padded == 0 { 0.0 } else { 1.0 - real as f64 / padded as f64 }
     }
 
     /// Batches per epoch.

@@ -1058,6 +1058,6 @@ fn predict_texts(model: &Model, texts: &[String], pairs: Option<&[String]>, max_
         return Ok(Vec::new());
     }
     let data = encode_texts(model, texts, pairs, max_len)?;
-    let loader = DataLoader::new(std::rc::Rc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false })?;
+    let loader = DataLoader::new(std::rc::Rc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false })?;
     predict_loader(model, &loader)
 }

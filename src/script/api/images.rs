@@ -49,6 +49,9 @@ fn floats(func: &str, key: &str, v: &Dynamic) -> R<Vec<f32>> {
 /// `images.loader(#{ batch, shuffle, seed, drop_last, normalize, augment })`.
 fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHandle> {
     let o = Options::new("loader", opts)?;
+    if o.get("bucket").is_some() {
+        return Err(script_error("loader: 'bucket' groups texts by length; images all have one size"));
+    }
     let options = loader_options(ctx, &o)?;
     let channels = d.0.shape[0];
     let normalize = match o.get("normalize") {
@@ -119,7 +122,7 @@ fn image_model(ctx: &Context, data: Option<&ImageDatasetHandle>, opts: Map) -> R
 
 fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array> {
     let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(d.0.stats.clone()), augment: Augment::default() } };
-    let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false };
+    let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false };
     let preds = guard(|| {
         let loader = DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?;
         crate::train::predict_loader(&*model.0.borrow(), &loader)
