@@ -164,7 +164,7 @@ fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
     let dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
     let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(32);
-    let tokens = std::rc::Rc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 48).unwrap());
+    let tokens = std::sync::Arc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 48).unwrap());
     let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false, bucket: false };
     let plain = tunebook::data::DataLoader::new(tokens.clone(), options.clone()).unwrap();
     let mut varied = tunebook::data::DataLoader::new(tokens, options).unwrap();
@@ -304,7 +304,7 @@ fn length_buckets_cut_padding_and_still_cover_every_row_once_per_epoch() {
     let dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
     let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(2000);
-    let tokens = std::rc::Rc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 128).unwrap());
+    let tokens = std::sync::Arc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 128).unwrap());
     let options = |bucket| tunebook::data::LoaderOptions { batch_size: 16, shuffle: true, seed: 5, drop_last: true, bucket };
     let plain = tunebook::data::DataLoader::new(tokens.clone(), options(false)).unwrap();
     let bucketed = tunebook::data::DataLoader::new(tokens, options(true)).unwrap();
@@ -331,4 +331,32 @@ fn plain_len(loader: &tunebook::data::DataLoader, i: usize) -> usize {
         tunebook::data::LoaderSource::Text(t) => t.input_ids[i].len(),
         _ => unreachable!(),
     }
+}
+
+#[test]
+fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
+    use std::sync::Arc;
+    use tunebook::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
+    use tunebook::data::{DataLoader, Inputs, LoaderOptions, LoaderSource};
+    let digits = ImageDataset::named("mnist", &cache(), false).unwrap().shuffle(1).take(100);
+    let augment = Augment { crop_padding: 2, flip: true, rotate: 10.0 };
+    let set = ImageSet { data: Arc::new(digits), transform: ImageTransform { normalize: None, augment } };
+    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 3, drop_last: false, bucket: false };
+    let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options).unwrap();
+    let batches = loader.batch_indices(2);
+    let mut prefetched = loader.prefetch(batches.clone(), Some(2), 2).unwrap();
+    for rows in &batches {
+        let got = prefetched.next_batch().unwrap().expect("a batch for every row list");
+        let want = loader.collate(rows, tch::Device::Cpu, Some(2));
+        match (&got.inputs, &want.inputs) {
+            (Inputs::Images(a), Inputs::Images(b)) => assert!(a.equal(b), "the same augmented pixels as collating here"),
+            _ => unreachable!(),
+        }
+        assert!(got.labels.equal(&want.labels));
+    }
+    assert!(prefetched.next_batch().unwrap().is_none());
+    // Dropped after one batch of seven: the thread stops instead of hanging.
+    let mut early = loader.prefetch(batches, Some(2), 1).unwrap();
+    assert!(early.next_batch().unwrap().is_some());
+    drop(early);
 }

@@ -23,7 +23,7 @@ fn minilm(pooling: Pooling) -> Model {
 fn loader(model: &Model, rows: usize) -> DataLoader {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir()).unwrap().take(rows);
     let tokens = TokenizedDataset::new(&data, &model.tokenizer, 16).unwrap();
-    DataLoader::new(Rc::new(tokens), LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false }).unwrap()
+    DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false }).unwrap()
 }
 
 fn snapshot(model: &Model) -> HashMap<String, Tensor> {

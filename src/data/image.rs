@@ -352,7 +352,7 @@ fn row_rng(seed: u64, i: usize) -> rand::rngs::StdRng {
 #[derive(Debug, Clone)]
 pub struct ImageSet {
     /// The images (shared with the script's dataset, not copied).
-    pub data: std::rc::Rc<ImageDataset>,
+    pub data: std::sync::Arc<ImageDataset>,
     /// How they are turned into inputs.
     pub transform: ImageTransform,
 }

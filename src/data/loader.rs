@@ -4,7 +4,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Device, Tensor};
 
-use std::rc::Rc;
 
 use std::sync::Arc;
 
@@ -211,6 +210,64 @@ pub struct Batch {
     pub size: usize,
 }
 
+impl Batch {
+    /// The batch on `device` (the same tensors where it is there already).
+    pub fn to_device(self, device: Device) -> Batch {
+        let inputs = match self.inputs {
+            Inputs::Text { input_ids, token_type_ids, attention_mask } => Inputs::Text {
+                input_ids: input_ids.to_device(device),
+                token_type_ids: token_type_ids.to_device(device),
+                attention_mask: attention_mask.to_device(device),
+            },
+            Inputs::Images(pixels) => Inputs::Images(pixels.to_device(device)),
+        };
+        Batch { inputs, labels: self.labels.to_device(device), size: self.size }
+    }
+}
+
+/// Batches collated on a background thread, a few ahead of the one in
+/// use, so that preparing data overlaps training.
+pub struct Prefetch {
+    rx: Option<std::sync::mpsc::Receiver<Batch>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    remaining: usize,
+}
+
+impl Prefetch {
+    /// The next batch in order; `None` after the last. A loader thread that
+    /// died is an error, never a silently shorter epoch.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        match self.rx.as_ref().map(|rx| rx.recv()) {
+            Some(Ok(batch)) => {
+                self.remaining -= 1;
+                Ok(Some(batch))
+            }
+            _ => {
+                let why = self.worker.take().map(|w| w.join()).and_then(Result::err).map(|p| panic_text(p.as_ref())).unwrap_or_else(|| "it stopped".into());
+                bail!("the data loader thread failed with {} batches to go: {why}", self.remaining)
+            }
+        }
+    }
+}
+
+/// What a panic said, if it said it as text.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "a panic".into())
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Closing the channel first makes a worker blocked on a full one stop.
+        self.rx.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
 /// Batches per pool that length bucketing sorts (the larger, the less
 /// padding and the less random the batches).
 const BUCKET_POOL_BATCHES: usize = 50;
@@ -235,9 +292,9 @@ pub struct LoaderOptions {
 #[derive(Debug, Clone)]
 pub enum LoaderSource {
     /// Tokenized texts, padded per batch to their longest row.
-    Text(Rc<TokenizedDataset>),
+    Text(Arc<TokenizedDataset>),
     /// Images with their normalization and augmentation.
-    Images(Rc<ImageSet>),
+    Images(Arc<ImageSet>),
 }
 
 /// Batches of a dataset on a device.
@@ -253,7 +310,7 @@ pub struct DataLoader {
 
 impl DataLoader {
     /// A loader over tokenized texts.
-    pub fn new(data: Rc<TokenizedDataset>, options: LoaderOptions) -> Result<Self> {
+    pub fn new(data: Arc<TokenizedDataset>, options: LoaderOptions) -> Result<Self> {
         Self::over(LoaderSource::Text(data), options)
     }
 
@@ -358,6 +415,26 @@ impl DataLoader {
             batches.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
         }
         batches
+    }
+
+    /// The batches of `batches`, in order, collated on a background thread
+    /// (on the CPU) at most `ahead` batches ahead; `epoch` draws training
+    /// augmentation as `collate` does.
+    pub fn prefetch(&self, batches: Vec<Vec<usize>>, epoch: Option<usize>, ahead: usize) -> Result<Prefetch> {
+        let loader = self.clone();
+        let remaining = batches.len();
+        let (tx, rx) = std::sync::mpsc::sync_channel(ahead.max(1));
+        let worker = std::thread::Builder::new()
+            .name("tunebook-loader".into())
+            .spawn(move || {
+                for rows in batches {
+                    if tx.send(loader.collate(&rows, Device::Cpu, epoch)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the data loader thread: {e}"))?;
+        Ok(Prefetch { rx: Some(rx), worker: Some(worker), remaining })
     }
 
     /// The share of token positions in `epoch`'s batches that are padding.

@@ -615,6 +615,9 @@ fn fit_inner(
         }
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         let batch_rows = train.batch_indices(epoch);
+        // Only the batches this run will reach are prepared.
+        let reachable = total_steps.saturating_sub(step).saturating_mul(accumulate).min(batch_rows.len());
+        let mut prepared = train.prefetch(batch_rows[..reachable].to_vec(), Some(epoch), PREFETCH_AHEAD)?;
         for (i, group) in batch_rows.chunks(accumulate).enumerate() {
             if stop.load(Ordering::Relaxed) {
                 run.interrupted = true;
@@ -631,8 +634,8 @@ fn fit_inner(
             // no zero-filling and no extra pass over every gradient per step.
             let inputs = optimizer.trainable();
             let mut grads: Vec<Tensor> = Vec::new();
-            for rows in group {
-                let batch = train.collate(rows, device, Some(epoch));
+            for _ in group {
+                let batch = prepared.next_batch()?.ok_or_else(|| anyhow::anyhow!("the data loader ended early"))?.to_device(device);
                 let logits = model.forward(&batch.inputs, true)?;
                 let loss = loss_kind.compute(&logits, &batch.labels, loss_weights.as_ref(), opts.label_smoothing);
                 // Each batch counts by its rows, so accumulated steps equal one big batch.
@@ -770,6 +773,9 @@ fn fit_inner(
     Ok(run)
 }
 
+/// Batches the loader thread prepares ahead of training.
+const PREFETCH_AHEAD: usize = 2;
+
 /// A warning when the training classes are badly imbalanced: the largest
 /// has at least 5 times the rows of the smallest (or a class has none).
 fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
@@ -866,11 +872,12 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
     };
     let _guard = tch::no_grad_guard();
     let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
-    for batch_rows in data.batch_indices(0) {
+    let mut prepared = data.prefetch(data.batch_indices(0), None, PREFETCH_AHEAD)?;
+    while let Some(batch) = prepared.next_batch()? {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Ok(None);
         }
-        let batch = data.collate(&batch_rows, device, None);
+        let batch = batch.to_device(device);
         let outputs = model.forward(&batch.inputs, false)?;
         let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
         // The mean is over rows, or over labelled words for token data.
@@ -1058,6 +1065,6 @@ fn predict_texts(model: &Model, texts: &[String], pairs: Option<&[String]>, max_
         return Ok(Vec::new());
     }
     let data = encode_texts(model, texts, pairs, max_len)?;
-    let loader = DataLoader::new(std::rc::Rc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false })?;
+    let loader = DataLoader::new(std::sync::Arc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false })?;
     predict_loader(model, &loader)
 }

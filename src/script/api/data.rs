@@ -20,7 +20,7 @@ pub(crate) struct DatasetHandle(pub Rc<TextDataset>);
 
 /// A tokenized dataset, ready for a loader.
 #[derive(Clone)]
-pub(crate) struct TokensHandle(pub Rc<TokenizedDataset>);
+pub(crate) struct TokensHandle(pub std::sync::Arc<TokenizedDataset>);
 
 /// Batches of a tokenized dataset.
 #[derive(Clone)]
@@ -85,7 +85,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
                 return Err(script_error(format!("load_dataset: '{name}' is an image dataset; option '{key}' is for text files")));
             }
         }
-        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(Rc::new(crate::data::image::ImageDataset::named(name, &ctx.cache, test)?)))));
+        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(std::sync::Arc::new(crate::data::image::ImageDataset::named(name, &ctx.cache, test)?)))));
     }
     let path = Path::new(name);
     if path.is_dir() && holds_images(path) {
@@ -95,7 +95,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             }
         }
         let size = image_size(&o)?;
-        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(Rc::new(crate::data::image::ImageDataset::from_folders(path, size)?)))));
+        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(std::sync::Arc::new(crate::data::image::ImageDataset::from_folders(path, size)?)))));
     }
     if o.get("size").is_some() {
         return Err(script_error("load_dataset: option 'size' resizes the images of a folder of images; this is text"));
@@ -339,7 +339,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
                 model.config.max_position_embeddings
             )));
         }
-        guard(|| Ok(TokensHandle(Rc::new(TokenizedDataset::new(&d.0, &model.tokenizer, max_len)?))))
+        guard(|| Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::new(&d.0, &model.tokenizer, max_len)?))))
     };
     engine.register_fn("tokenize", tokenize);
     engine.register_fn("tokenize", move |d: &mut DatasetHandle, m: ModelHandle| tokenize(d, m, Map::new()));

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
@@ -17,7 +18,7 @@ use crate::script::{guard, Context};
 
 /// Labelled images.
 #[derive(Clone)]
-pub(crate) struct ImageDatasetHandle(pub Rc<ImageDataset>);
+pub(crate) struct ImageDatasetHandle(pub Arc<ImageDataset>);
 
 /// An image network shared between script variables.
 #[derive(Clone)]
@@ -38,7 +39,7 @@ impl LearnerHandle for ImageModelHandle {
 }
 
 fn wrap(d: ImageDataset) -> Dynamic {
-    Dynamic::from(ImageDatasetHandle(Rc::new(d)))
+    Dynamic::from(ImageDatasetHandle(Arc::new(d)))
 }
 
 fn floats(func: &str, key: &str, v: &Dynamic) -> R<Vec<f32>> {
@@ -80,7 +81,7 @@ fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHan
         }
     };
     let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize, augment } };
-    guard(|| Ok(LoaderHandle(DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?)))
+    guard(|| Ok(LoaderHandle(DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?)))
 }
 
 /// `image_model(...)`: options, with input and labels from `data` if given.
@@ -124,7 +125,7 @@ fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array>
     let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(d.0.stats.clone()), augment: Augment::default() } };
     let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false };
     let preds = guard(|| {
-        let loader = DataLoader::over(LoaderSource::Images(Rc::new(set)), options)?;
+        let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?;
         crate::train::predict_loader(&*model.0.borrow(), &loader)
     })?;
     Ok(preds.into_iter().map(super::train::prediction_map).collect())
