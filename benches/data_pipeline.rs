@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     let set = tunebook::data::image::ImageSet { data: fashion.clone(), transform };
     let images = DataLoader::over(tunebook::data::LoaderSource::Images(Arc::new(set)), LoaderOptions { batch_size: 64, shuffle: true, seed: 1, drop_last: false, bucket: false })?;
     let image_collate = collate_rate(&images);
-    let spec = tunebook::model::ImageSpec { arch: tunebook::model::ImageArch::Cnn, input: [1, 28, 28], widths: vec![16, 32], dropout: 0.25 };
+    let spec = tunebook::model::ImageSpec { arch: tunebook::model::ImageArch::Cnn, input: [1, 28, 28], widths: vec![16, 32], dropout: 0.25, normalize: None };
     let mut cnn = tunebook::model::ImageModel::new("cnn", spec, fashion.label_names.clone(), tunebook::task::Task::Classify, Device::Cpu)?;
     let opts = FitOptions { lr: 2e-3, epochs: 1, schedule: Schedule::Constant, warmup: 0.0, weight_decay: 0.0, ..FitOptions::default() };
     let cnn_rate = train::fit(&mut cnn, &images, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false)))?.samples_per_sec;

@@ -37,7 +37,7 @@ fn a_cnn_learns_fashion_mnist_and_reloads_to_the_same_predictions() {
         model.save("{saved}");
         let again = load_model("{saved}");
         #{{ acc: run.val_accuracy, test: evaluate(again, val).accuracy, preds: preds, again: predict(again, data.val.take(20)),
-            labels: again.labels, summary: model.summary(), groups: model.layer_groups() }}
+            labels: again.labels, summary: model.summary(), groups: model.layer_groups(), train_stats: data.train.stats(), val_stats: data.val.stats() }}
         "#,
         saved = saved.display()
     ));
@@ -50,6 +50,15 @@ fn a_cnn_learns_fashion_mnist_and_reloads_to_the_same_predictions() {
     let summary = r["summary"].to_string();
     assert!(summary.contains("features.0") && summary.contains("features.1") && summary.contains("classifier"), "{summary}");
     assert_eq!(r["groups"].to_string(), r#"["head", "features.1", "features.0"]"#);
+    // The split's parts normalize with the training part's statistics, and the
+    // model keeps them (as image_mean/image_std) for what it predicts on later.
+    let stats = r["train_stats"].clone().cast::<rhai::Map>();
+    assert_eq!(r["train_stats"].to_string(), r["val_stats"].to_string());
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(saved.join("config.json")).unwrap()).unwrap();
+    let kept = &config["tunebook_image_model"]["normalize"];
+    let mean = stats["mean"].clone().into_array().unwrap()[0].as_float().unwrap();
+    let std = stats["std"].clone().into_array().unwrap()[0].as_float().unwrap();
+    assert!((kept[0][0].as_f64().unwrap() - mean).abs() < 1e-6 && (kept[1][0].as_f64().unwrap() - std).abs() < 1e-6, "{kept} against {mean} {std}");
 }
 
 #[test]

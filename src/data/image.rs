@@ -31,8 +31,9 @@ pub struct ImageDataset {
     /// Class names by id.
     pub label_names: Vec<String>,
     /// Per-channel mean and standard deviation of the pixels (scaled to
-    /// 0-1) of the set as loaded; splits and subsets keep them, so that
-    /// training and validation images are normalized alike.
+    /// 0-1) that loaders normalize with: those of the set as loaded, or
+    /// after a split those of its training part, which the validation and
+    /// test parts share (so that nothing is learned from them).
     pub stats: (Vec<f32>, Vec<f32>),
 }
 
@@ -242,12 +243,24 @@ impl ImageDataset {
 
     /// Train, validation and (when `spec` has one) test parts.
     pub fn split_parts(&self, spec: &SplitSpec) -> Result<(Self, Self, Option<Self>)> {
-        split_with(&self.targets, spec, |rows, part| self.subset(rows, part))
+        let (mut train, mut val, mut test) = split_with(&self.targets, spec, |rows, part| self.subset(rows, part))?;
+        train.stats = train.pixel_stats();
+        val.stats = train.stats.clone();
+        if let Some(t) = test.as_mut() {
+            t.stats = train.stats.clone();
+        }
+        Ok((train, val, test))
     }
 
-    /// `k` (train, validation) folds; see `split::kfold_indices`.
+    /// `k` (train, validation) folds; see `split::kfold_indices`. Each
+    /// fold normalizes with its own training part's statistics.
     pub fn kfold(&self, k: usize, seed: u64, stratify: bool) -> Result<Vec<(Self, Self)>> {
-        kfold_with(&self.targets, k, seed, stratify, |rows, part| self.subset(rows, part))
+        let mut folds = kfold_with(&self.targets, k, seed, stratify, |rows, part| self.subset(rows, part))?;
+        for (train, val) in &mut folds {
+            train.stats = train.pixel_stats();
+            val.stats = train.stats.clone();
+        }
+        Ok(folds)
     }
 }
 

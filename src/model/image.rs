@@ -63,6 +63,11 @@ pub struct ImageSpec {
     pub widths: Vec<i64>,
     /// Dropout before the head (and after each MLP layer).
     pub dropout: f64,
+    /// The per-channel mean and std its training inputs were normalized
+    /// with (Hugging Face's image_mean and image_std), so that predictions
+    /// normalize new images the same way; set by `fit`.
+    #[serde(default)]
+    pub normalize: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// A layer of the stack.
@@ -228,6 +233,11 @@ impl ImageModel {
 const IMAGE_KINDS: &[&str] = &["all", "head", "bias"];
 
 impl Learner for ImageModel {
+    fn adopt_input_normalization(&mut self, normalize: Option<&(Vec<f32>, Vec<f32>)>) {
+        // No normalization is a mean of 0 and a std of 1, which differs from "not trained yet".
+        let channels = self.spec.input[0] as usize;
+        self.spec.normalize = Some(normalize.cloned().unwrap_or_else(|| (vec![0.0; channels], vec![1.0; channels])));
+    }
     fn forward(&self, inputs: &Inputs, train: bool) -> Result<Tensor> {
         let Inputs::Images(x) = inputs else {
             bail!("{} is an image model: it reads images, not {}", self.name, inputs.kind());

@@ -32,6 +32,10 @@ pub trait Learner {
     /// or a kind); an error lists the valid names.
     fn select(&self, selector: &str) -> Result<Vec<String>>;
 
+    /// Remembers how training inputs were normalized (image models keep it
+    /// to normalize what they predict on); others ignore it.
+    fn adopt_input_normalization(&mut self, _normalize: Option<&(Vec<f32>, Vec<f32>)>) {}
+
     /// Whether the forward pass never reads this parameter (it then stays
     /// frozen, so that counts tell the truth).
     fn is_unused(&self, _name: &str) -> bool {

@@ -117,12 +117,14 @@ fn image_model(ctx: &Context, data: Option<&ImageDatasetHandle>, opts: Map) -> R
             guard(|| resolve_device(req))?
         }
     };
-    let spec = ImageSpec { arch, input, widths, dropout: o.float("dropout", 0.25, 0.0, 0.99)? };
+    let spec = ImageSpec { arch, input, widths, dropout: o.float("dropout", 0.25, 0.0, 0.99)?, normalize: None };
     guard(|| Ok(ImageModelHandle(Rc::new(RefCell::new(ImageModel::new(arch.name(), spec, labels, task, device)?)))))
 }
 
 fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array> {
-    let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(d.0.stats.clone()), augment: Augment::default() } };
+    // As the model's training inputs were normalized; else by the images' own statistics.
+    let normalize = model.0.borrow().spec.normalize.clone().unwrap_or_else(|| d.0.stats.clone());
+    let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(normalize), augment: Augment::default() } };
     let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false };
     let preds = guard(|| {
         let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?;
