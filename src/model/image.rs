@@ -191,6 +191,28 @@ impl ImageModel {
         })
     }
 
+    /// Replaces the head with a freshly initialized one for `labels` (as
+    /// PyTorch initializes a Linear layer): the way to reuse the trained
+    /// layers below it for another task. What trains stays as it was.
+    pub fn new_head(&mut self, labels: Vec<String>) -> Result<()> {
+        if labels.len() < self.task.min_outputs() {
+            bail!("a {} head needs at least {} labels, got {}", self.task.name(), self.task.min_outputs(), labels.len());
+        }
+        let (n, fan_in) = (labels.len() as i64, self.classifier.ws.size()[1]);
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let options = (self.classifier.ws.kind(), self.classifier.ws.device());
+        tch::no_grad(|| {
+            // set_data swaps the tensors under the same variables, so the
+            // VarStore, its names and the trainable flags stay.
+            self.classifier.ws.set_data(&Tensor::empty([n, fan_in], options).uniform_(-bound, bound));
+            if let Some(b) = self.classifier.bs.as_mut() {
+                b.set_data(&Tensor::empty([n], options).uniform_(-bound, bound));
+            }
+        });
+        self.labels = labels;
+        Ok(())
+    }
+
     /// Trains the head and the last `n` layers of the stack (the first
     /// `-n` when negative); everything else is frozen.
     pub fn trainable_layers(&mut self, n: i64) -> Result<usize> {

@@ -133,7 +133,20 @@ fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array>
     Ok(preds.into_iter().map(super::train::prediction_map).collect())
 }
 
+/// `model.new_head(labels)`: labels as a count, names, or an image dataset's classes.
+fn new_head(m: &mut ImageModelHandle, labels: Dynamic) -> R<()> {
+    let names: Vec<String> = if let Some(d) = labels.clone().try_cast::<ImageDatasetHandle>() {
+        d.0.label_names.clone()
+    } else if let Ok(n) = labels.as_int() {
+        (0..n.max(0)).map(|i| format!("LABEL_{i}")).collect()
+    } else {
+        labels.into_array().map_err(|_| script_error("new_head: give the labels as a count, an array of names, or an image dataset"))?.into_iter().map(|x| x.to_string()).collect()
+    };
+    guard(|| m.0.borrow_mut().new_head(names))
+}
+
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
+    engine.register_fn("new_head", new_head);
     engine.register_type_with_name::<ImageDatasetHandle>("ImageDataset");
     engine.register_type_with_name::<ImageModelHandle>("ImageModel");
     super::learner::register::<ImageModelHandle>(engine, ctx);
