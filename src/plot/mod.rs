@@ -298,6 +298,50 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_of_chart_draws_an_svg_and_a_png_of_its_size() {
+        use crate::train::{EpochRecord, EvalResult, LayerStats, StepRecord, TrainRun};
+        let val = EvalResult { loss: 0.5, task: crate::task::Task::Classify, accuracy: Some(0.8), f1: Some(0.7), mse: None, mae: None, r2: None, rows: 10 };
+        let run = TrainRun {
+            steps: (1..=20).map(|s| StepRecord { step: s, loss: 1.0 / s as f64, lr: 1e-4 }).collect(),
+            epochs: vec![EpochRecord { epoch: 1, train_loss: 0.6, val: Some(val), elapsed: 1.0 }, EpochRecord { epoch: 2, train_loss: 0.4, val: Some(val), elapsed: 2.0 }],
+            layers: ["head", "encoder.layer.0"].iter().flat_map(|g| (1..=2).map(move |e| LayerStats { epoch: e, group: g.to_string(), weight_norm: 3.0, change: 0.01 * e as f64, grad_norm: 0.5 })).collect(),
+            ..Default::default()
+        };
+        let named = vec![NamedRun { name: "a".into(), run: run.clone() }, NamedRun { name: "b".into(), run: run.clone() }];
+        let labels: Vec<String> = vec!["x".into(), "y".into()];
+        let scores = crate::train::metrics::Confusion { counts: vec![vec![3, 1], vec![0, 4]] };
+        let summary = crate::model::ModelSummary {
+            name: "m".into(),
+            labels: labels.clone(),
+            task: crate::task::Task::Classify,
+            pooling: None,
+            device: tch::Device::Cpu,
+            rows: vec![crate::model::ModuleCount { module: "features.0".into(), trainable: 10, frozen: 0 }, crate::model::ModuleCount { module: "classifier".into(), trainable: 0, frozen: 5 }],
+        };
+        let found = crate::train::LrFind { lrs: vec![1e-6, 1e-5, 1e-4], losses: vec![0.7, 0.6, 0.9], suggestion: 1e-5, min_loss_lr: 1e-6 };
+        let tile = ImageTile { pixels: vec![9; 3 * 4 * 4], shape: [3, 4, 4], caption: "c".into() };
+        let charts = [
+            training_curves(&run),
+            compare_runs(&named),
+            compare_bars(&named),
+            lr_schedule(&run),
+            lr_find_curve(&found),
+            layer_norms(&run),
+            freeze_chart(&summary),
+            confusion_matrix(&labels, &scores.counts).unwrap(),
+            class_scores(&labels, &scores.per_class()).unwrap(),
+            class_balance("d", &labels, &[4, 4]),
+            token_lengths("d", &[3, 9, 12], 8),
+            image_grid(vec![("row".into(), vec![tile])]).unwrap(),
+        ];
+        for chart in charts {
+            let svg = chart.svg().unwrap();
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{}", chart.kind());
+            assert_eq!(png_size(&chart.png().unwrap()), chart.size(), "{}", chart.kind());
+        }
+    }
+
+    #[test]
     fn save_picks_the_format_from_the_extension_and_refuses_others() {
         let dir = tempfile::tempdir().unwrap();
         let chart = class_balance("demo", &["a".into()], &[1]);
