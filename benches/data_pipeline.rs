@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     tunebook::runtime::set_threads(threads as i32);
     let cache = tunebook::runtime::cache_dir();
     let dir = Model::resolve_path("minilm", &cache)?;
-    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu })?;
+    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
     let reviews = TextDataset::named("rotten_tomatoes", &cache)?.clean().0;
 
     let started = Instant::now();

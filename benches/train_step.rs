@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
     tunebook::runtime::seed_everything(0);
     let cache = tunebook::runtime::cache_dir();
     let dir = Model::resolve_path("minilm", &cache)?;
-    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu })?;
+    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
     // The same 16 reviews in every step, as the PyTorch side does.
     let data = TextDataset::named("rotten_tomatoes", &cache)?.take(16);
     let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, 64)?);

@@ -15,7 +15,7 @@ fn fixture(name: &str) -> (PathBuf, HashMap<String, Tensor>) {
 }
 
 fn load(dir: &std::path::Path, labels: Option<Vec<String>>, pooling: Pooling) -> Model {
-    Model::load("tiny", dir, &LoadOptions { labels, pooling, task: None, device: Device::Cpu }).unwrap_or_else(|e| panic!("{e:#}"))
+    Model::load("tiny", dir, &LoadOptions { labels, pooling, task: None, device: Device::Cpu, dropout: None }).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {

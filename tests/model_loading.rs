@@ -24,7 +24,7 @@ fn variant(edit_weights: impl FnOnce(&mut Vec<(String, Tensor)>), edit_config: i
 }
 
 fn load(dir: &Path) -> Result<Model, String> {
-    let opts = LoadOptions { labels: Some(vec!["neg".into(), "pos".into()]), pooling: Pooling::Pooler, task: None, device: Device::Cpu };
+    let opts = LoadOptions { labels: Some(vec!["neg".into(), "pos".into()]), pooling: Pooling::Pooler, task: None, device: Device::Cpu, dropout: None };
     Model::load("variant", dir, &opts).map_err(|e| format!("{e:#}"))
 }
 

@@ -19,7 +19,7 @@ fn fixture() -> (serde_json::Value, HashMap<String, Tensor>) {
 fn minilm() -> Model {
     let cache = tunebook::runtime::cache_dir();
     let dir = Model::resolve_path("minilm", &cache).unwrap();
-    let opts = LoadOptions { labels: Some(vec!["a".into(), "b".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu };
+    let opts = LoadOptions { labels: Some(vec!["a".into(), "b".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None };
     Model::load("minilm", &dir, &opts).unwrap()
 }
 

@@ -17,7 +17,7 @@ fn minilm(pooling: Pooling) -> Model {
     let cache = tunebook::runtime::cache_dir();
     let dir = Model::resolve_path("minilm", &cache).unwrap();
     tch::manual_seed(0);
-    Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling, task: None, device: Device::Cpu }).unwrap()
+    Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling, task: None, device: Device::Cpu, dropout: None }).unwrap()
 }
 
 fn loader(model: &Model, rows: usize) -> DataLoader {
@@ -224,7 +224,7 @@ fn lora_trains_a_small_share_and_merges_without_changing_outputs() {
     let saved = model.save(&out.path().join("merged")).unwrap();
     let names: Vec<String> = Tensor::read_safetensors(saved.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
     assert!(!names.iter().any(|n| n.contains("lora")), "the export has no LoRA tensors");
-    let reloaded = Model::load("merged", &saved, &LoadOptions { labels: None, pooling: Pooling::Pooler, task: None, device: Device::Cpu }).unwrap();
+    let reloaded = Model::load("merged", &saved, &LoadOptions { labels: None, pooling: Pooling::Pooler, task: None, device: Device::Cpu, dropout: None }).unwrap();
     let diff = (&batch_logits(&reloaded) - &unmerged).abs().max().double_value(&[]);
     assert!(diff <= 1e-5, "saved-merged logits differ by {diff}");
 

@@ -37,7 +37,7 @@ fn tiny(dir: &Path, dropout: bool) -> Model {
     }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     tch::manual_seed(0);
-    Model::load("tiny", dir, &LoadOptions { labels: Some(vec!["bad".into(), "good".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu }).unwrap()
+    Model::load("tiny", dir, &LoadOptions { labels: Some(vec!["bad".into(), "good".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None }).unwrap()
 }
 
 fn reviews() -> TextDataset {

@@ -84,15 +84,7 @@ impl ImageDataset {
     /// must all be the size of the first. The images are grey if every
     /// file is, else RGB.
     pub fn from_folders(dir: &Path, size: Option<(usize, usize)>) -> Result<Self> {
-        let mut classes: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the folder {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        classes.sort();
-        if classes.len() < 2 {
-            bail!("{} needs one subfolder of images per class (at least 2); found {}", dir.display(), classes.len());
-        }
+        let classes = super::class_folders(dir, "of images ")?;
         let mut images = Vec::new();
         let mut ids = Vec::new();
         for (id, class) in classes.iter().enumerate() {

@@ -126,15 +126,7 @@ impl TextDataset {
     /// row (`business/001.txt`, ...). Classes and files are in sorted
     /// order; a file that is not UTF-8 is read as Latin-1.
     pub fn from_folders(dir: &Path) -> Result<Self> {
-        let mut classes: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the folder {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        classes.sort();
-        if classes.len() < 2 {
-            bail!("{} needs one subfolder per class (at least 2); found {}", dir.display(), classes.len());
-        }
+        let classes = super::class_folders(dir, "")?;
         let mut data = Self { name: dir.display().to_string(), ..Default::default() };
         let mut ids = Vec::new();
         for (id, class) in classes.iter().enumerate() {

@@ -77,6 +77,9 @@ pub struct LoadOptions {
     pub task: Option<Task>,
     /// Where the model's variables live.
     pub device: Device,
+    /// Overrides the checkpoint's dropout (hidden, attention and
+    /// classifier), as `from_pretrained(..., hidden_dropout_prob=p)` does.
+    pub dropout: Option<f64>,
 }
 
 /// The encoder, by architecture (RoBERTa's is BERT's).
@@ -143,7 +146,13 @@ impl Model {
     /// Loads a Hugging Face folder: `config.json`, `model.safetensors` (or
     /// `pytorch_model.bin`), `tokenizer.json` (or `vocab.txt`).
     pub fn load(name: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
-        let (config, raw_config) = EncoderConfig::load(&dir.join("config.json"))?;
+        let (mut config, raw_config) = EncoderConfig::load(&dir.join("config.json"))?;
+        if let Some(p) = opts.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("dropout must be at least 0 and below 1, got {p}");
+            }
+            (config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.classifier_dropout) = (p, p, Some(p));
+        }
         let weights = hf::weights_file(dir)?;
         let tokenizer = TextTokenizer::load_from_dir(dir)?;
         let saved_labels = config.label_names();

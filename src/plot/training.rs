@@ -230,6 +230,23 @@ where
     Ok(())
 }
 
+/// The axes of a chart by whole epochs, with `y_desc` on the left.
+fn epoch_mesh<'a, DB: DrawingBackend + 'a>(chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, max_epoch: f64, y_desc: &str) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_labels((max_epoch as usize).clamp(1, 10))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)
+}
+
 pub(super) fn draw_compare<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[NamedRun]) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -251,16 +268,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0.5..max_epoch + 0.5, 0.0..max_loss)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("loss")
-        .x_labels((max_epoch as usize).clamp(1, 10))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
+    epoch_mesh(&mut chart, max_epoch, "loss")?;
     for (i, r) in runs.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart.draw_series(LineSeries::new(loss_of(&r.run), color.stroke_width(2)).point_size(4)).map_err(err)?.label(shorten(&r.name, 28)).legend(line_mark(color));
@@ -279,15 +287,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0.5..max_epoch + 0.5, lo..hi)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .x_labels((max_epoch as usize).clamp(1, 10))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
+    epoch_mesh(&mut chart, max_epoch, "")?;
     for (i, points) in series.into_iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart.draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(4)).map_err(err)?;

@@ -465,6 +465,9 @@ pub fn fit(
         check_labels(model, v)?;
     }
     adopt_label_names(model, train);
+    if let crate::data::LoaderSource::Images(set) = &train.source {
+        model.adopt_input_normalization(set.transform.normalize.as_ref());
+    }
     let loss = opts.loss.unwrap_or(Loss::default_for(model.task()));
     loss.check(model.task())?;
     if model.task() != Task::Classify && opts.label_smoothing > 0.0 {
@@ -794,9 +797,6 @@ fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
 /// data's class names when there are as many, so that predictions and the
 /// saved `id2label` use them.
 fn adopt_label_names(model: &mut dyn Learner, data: &DataLoader) {
-    if let crate::data::LoaderSource::Images(set) = &data.source {
-        model.adopt_input_normalization(set.transform.normalize.as_ref());
-    }
     let placeholders = model.labels().iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
     if placeholders && data.label_names().len() == model.labels().len() {
         model.set_labels(data.label_names().to_vec());

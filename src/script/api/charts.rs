@@ -199,18 +199,18 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     // Comparisons take an array or a map of runs; `names` names an array's runs.
     for (name, make) in [("plot", plot::compare_runs as fn(&[NamedRun]) -> Chart), ("plot_costs", plot::compare_bars)] {
         let c = ctx.clone();
-        engine.register_fn(name, move |runs: Array| -> R<ChartHandle> { show(&c, name_of(name), make(&named_runs(name, Dynamic::from_array(runs), None)?), Map::new()) });
+        engine.register_fn(name, move |runs: Array| -> R<ChartHandle> { show(&c, name, make(&named_runs(name, Dynamic::from_array(runs), None)?), Map::new()) });
         let c = ctx.clone();
         engine.register_fn(name, move |runs: Array, opts: Map| -> R<ChartHandle> {
             let names = opts.get("names").cloned();
             let mut rest = opts;
             rest.remove("names");
-            show(&c, name_of(name), make(&named_runs(name, Dynamic::from_array(runs), names.as_ref())?), rest)
+            show(&c, name, make(&named_runs(name, Dynamic::from_array(runs), names.as_ref())?), rest)
         });
         let c = ctx.clone();
-        engine.register_fn(name, move |runs: Map| -> R<ChartHandle> { show(&c, name_of(name), make(&named_runs(name, Dynamic::from_map(runs), None)?), Map::new()) });
+        engine.register_fn(name, move |runs: Map| -> R<ChartHandle> { show(&c, name, make(&named_runs(name, Dynamic::from_map(runs), None)?), Map::new()) });
         let c = ctx.clone();
-        engine.register_fn(name, move |runs: Map, opts: Map| -> R<ChartHandle> { show(&c, name_of(name), make(&named_runs(name, Dynamic::from_map(runs), None)?), opts) });
+        engine.register_fn(name, move |runs: Map, opts: Map| -> R<ChartHandle> { show(&c, name, make(&named_runs(name, Dynamic::from_map(runs), None)?), opts) });
     }
     let c = ctx.clone();
     engine.register_fn("plot_images", move |d: ImageDatasetHandle| -> R<ChartHandle> { plot_images_of_dataset(&c, &d, Map::new()) });
@@ -233,11 +233,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("height", |c: &mut ChartHandle| c.chart.size().1 as i64);
     engine.register_fn("to_string", |c: &mut ChartHandle| c.chart.to_string());
     engine.register_fn("to_debug", |c: &mut ChartHandle| c.chart.to_string());
-}
-
-/// The option-map name of a comparison function.
-fn name_of(name: &str) -> &'static str {
-    if name == "plot" { "plot" } else { "plot_costs" }
 }
 
 fn plot_images_of_dataset(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<ChartHandle> {

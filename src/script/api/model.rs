@@ -73,13 +73,14 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             guard(|| resolve_device(req))?
         }
     };
+    let dropout = o.get("dropout").map(|_| o.float("dropout", 0.1, 0.0, 0.9)).transpose()?;
     guard(|| {
         let dir = Model::resolve_path(name, &ctx.cache)?;
         if crate::model::ImageModel::is_saved_image_model(&dir) {
             let model = crate::model::ImageModel::load(name, &dir, device)?;
             return Ok(Dynamic::from(super::images::ImageModelHandle(Rc::new(RefCell::new(model)))));
         }
-        let model = Model::load(name, &dir, &LoadOptions { labels, pooling, task, device })?;
+        let model = Model::load(name, &dir, &LoadOptions { labels, pooling, task, device, dropout })?;
         Ok(Dynamic::from(ModelHandle(Rc::new(RefCell::new(model)))))
     })
 }
