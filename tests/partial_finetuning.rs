@@ -4,7 +4,6 @@
 //! its head loads back into a fresh base model.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 

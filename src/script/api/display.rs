@@ -100,6 +100,13 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if value.is_unit() {
         return None;
     }
+    if let Some(m) = value.clone().try_cast::<super::images::ImageModelHandle>() {
+        let model = m.0.borrow();
+        let s = crate::model::Learner::summary(&*model);
+        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::model::group_digits(r.trainable), crate::model::group_digits(r.frozen)]).collect();
+        let html = format!("<b>{}</b><br>{}<br>trainable {} of {} parameters ({})", html_escape(&model.to_string()), table(&["module", "trainable", "frozen"], &rows), crate::model::group_digits(s.trainable()), crate::model::group_digits(s.total()), crate::model::percent(s.trainable(), s.total()));
+        return Some((format!("{model}\n{s}"), Some(html)));
+    }
     if let Some(m) = value.clone().try_cast::<ModelHandle>() {
         let model = m.0.borrow();
         let s = model.summary();
