@@ -5,7 +5,6 @@
 //!
 //!   cargo bench --bench data_pipeline -- [--threads N] [--steps N]
 
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;

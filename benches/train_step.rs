@@ -9,7 +9,6 @@
 //! `--phases` prints the time of zero_grad, forward, backward, clipping and
 //! the optimizer step separately.
 
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
