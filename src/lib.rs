@@ -8,6 +8,7 @@
 pub mod data;
 pub mod kernel;
 pub mod model;
+pub mod panic;
 pub mod plot;
 pub mod runtime;
 pub mod script;

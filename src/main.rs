@@ -76,6 +76,10 @@ enum Command {
         /// Seed for weight initialization, dropout, shuffles and splits.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Serve a connection file with an empty key (unsigned messages:
+        /// anyone who can reach the ports can run code). Refused otherwise.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
 }
 
@@ -114,7 +118,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device: DeviceRequest, seed: u64) -> ExitCode {
+fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device: DeviceRequest, seed: u64, allow_unsigned: bool) -> ExitCode {
     use tunebook::kernel::spec::{self, InstallTarget};
     match action {
         Some(KernelAction::Install { user: _, sys_prefix, prefix }) => {
@@ -137,7 +141,7 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                 Ok(d) => d,
                 Err(code) => return code,
             };
-            report(tunebook::kernel::serve(&file, |frontend, interrupt| {
+            report(tunebook::kernel::serve(&file, allow_unsigned, |frontend, interrupt| {
                 let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt, limits: Limits::default() };
                 Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, settings))
             }))
@@ -224,14 +228,26 @@ fn api(name: Option<String>, markdown: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Exit code of a command that panicked (as Rust's own).
+const EXIT_INTERNAL_ERROR: u8 = 101;
+
 fn main() -> ExitCode {
     script::install_panic_hook();
     let cli = Cli::parse();
+    // Panics inside script functions are script errors already; one anywhere
+    // else still ends with a message that says what to do, not a bare trace.
+    std::panic::catch_unwind(move || dispatch(cli)).unwrap_or_else(|payload| {
+        eprintln!("error: internal error: {} ({})", tunebook::panic::panic_text(payload.as_ref()), tunebook::panic::BUG_REPORT_HINT);
+        ExitCode::from(EXIT_INTERNAL_ERROR)
+    })
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { file, device, seed, threads, overrides, limits } => run_script(file, device, seed, threads, overrides, limits),
         Command::Repl { device, seed } => repl(device, seed),
         Command::Api { name, markdown } => api(name, markdown),
-        Command::Kernel { action, connection_file, device, seed } => kernel(action, connection_file, device, seed),
+        Command::Kernel { action, connection_file, device, seed, allow_unsigned } => kernel(action, connection_file, device, seed, allow_unsigned),
         Command::Doctor => {
             if cli::doctor::run() == 0 {
                 ExitCode::SUCCESS

@@ -1,13 +1,19 @@
 //! What an interpreter can send to the notebook while a cell runs.
 
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::wire::{self, Signer};
 use super::MimeBundle;
+
+/// Locks `m` even if a panicking handler poisoned it: the state it guards
+/// (the current parent, the stdin socket) stays valid across a panic.
+pub(super) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The request being served, so that outputs name it as their parent.
 #[derive(Default)]
@@ -33,7 +39,7 @@ pub struct Frontend {
 impl Frontend {
     /// Publishes one iopub message whose parent is the current request.
     pub(super) fn publish(&self, msg_type: &str, content: Value) {
-        let parent = self.current.lock().expect("frontend state").parent.clone();
+        let parent = locked(&self.current).parent.clone();
         self.publish_with_parent(msg_type, content, &parent);
     }
 
@@ -72,20 +78,20 @@ impl Frontend {
     /// Shows text in the frontend's pager (an execute-reply payload).
     pub fn page(&self, text: &str) {
         let page = json!({ "source": "page", "data": { "text/plain": text }, "start": 0 });
-        self.current.lock().expect("frontend state").payload.push(page);
+        locked(&self.current).payload.push(page);
     }
 
     /// Asks the user for a line of text. `None` when the frontend does not
     /// accept input or the request was interrupted.
     pub fn input(&self, prompt: &str, password: bool, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
         let (allow, identities, parent) = {
-            let c = self.current.lock().expect("frontend state");
+            let c = locked(&self.current);
             (c.allow_stdin, c.stdin_identities.clone(), c.parent.clone())
         };
         if !allow {
             return None;
         }
-        let socket = self.stdin.lock().expect("stdin socket");
+        let socket = locked(&self.stdin);
         let header = wire::new_header("input_request", &self.session);
         let frames = wire::encode(&identities, &header, &parent, &json!({}), &json!({ "prompt": prompt, "password": password }), &self.signer);
         socket.send_multipart(frames, 0).ok()?;

@@ -5,6 +5,7 @@
 //! they answer while a cell runs; iopub is owned by one thread fed through a
 //! channel, since ZeroMQ sockets must not be shared between threads.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -16,12 +17,18 @@ use anyhow::{bail, Context as _, Result};
 use jupyter_protocol::{ConnectionInfo, Transport};
 use serde_json::{json, Value};
 
-use super::frontend::{Current, Frontend};
+use super::frontend::{locked, Current, Frontend};
+use crate::panic::{panic_text, BUG_REPORT_HINT};
 use crate::suggest::glob_match;
 use super::wire::{self, Message, Signer};
 use super::{Completeness, ExecuteOutcome, Interpreter};
 
 const POLL: Duration = Duration::from_millis(100);
+
+/// The largest message a client may send; ZeroMQ drops the connection of a
+/// peer that sends more, before the kernel has to hold it in memory.
+const MAX_MESSAGE_BYTES: i64 = 256 << 20;
+
 
 fn endpoint(conn: &ConnectionInfo, port: u16) -> String {
     match conn.transport {
@@ -36,10 +43,19 @@ fn log(msg: &str) {
 
 /// Serves the kernel described by `connection_file` until a shutdown
 /// request. `make` builds the interpreter, given the frontend handle and the
-/// flag that control's `interrupt_request` and SIGINT set.
-pub fn serve(connection_file: &Path, make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Box<dyn Interpreter>) -> Result<()> {
+/// flag that control's `interrupt_request` and SIGINT set. A connection file
+/// with an empty key (no signatures: anyone who can reach the ports can run
+/// code) is refused unless `allow_unsigned`.
+pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Box<dyn Interpreter>) -> Result<()> {
     let text = std::fs::read_to_string(connection_file).with_context(|| format!("cannot read the connection file {}", connection_file.display()))?;
     let conn: ConnectionInfo = serde_json::from_str(&text).with_context(|| format!("{} is not a Jupyter connection file", connection_file.display()))?;
+    if conn.key.is_empty() && !allow_unsigned {
+        bail!(
+            "{} has an empty key, so messages would not be signed and anyone who can reach its ports could run code; \
+             give the kernel a key (Jupyter does by default) or pass --allow-unsigned to accept this",
+            connection_file.display()
+        );
+    }
     if !conn.key.is_empty() && conn.signature_scheme != "hmac-sha256" {
         bail!("signature scheme '{}' is not supported; use hmac-sha256", conn.signature_scheme);
     }
@@ -49,6 +65,7 @@ pub fn serve(connection_file: &Path, make: impl FnOnce(Frontend, Arc<AtomicBool>
     let bind = |kind, port, name: &str| -> Result<zmq::Socket> {
         let s = ctx.socket(kind)?;
         s.set_linger(1000)?;
+        s.set_maxmsgsize(MAX_MESSAGE_BYTES)?;
         let ep = endpoint(&conn, port);
         s.bind(&ep).with_context(|| format!("cannot bind the {name} socket to {ep}"))?;
         Ok(s)
@@ -103,7 +120,14 @@ pub fn serve(connection_file: &Path, make: impl FnOnce(Frontend, Arc<AtomicBool>
         }
         let frames = kernel.shell.recv_multipart(0)?;
         match wire::decode(frames, &signer) {
-            Ok(msg) => kernel.dispatch(interpreter.as_mut(), msg),
+            Ok(msg) => {
+                // A panic must not take the session down: the request gets an
+                // error reply and the kernel goes on with the same state.
+                let handled = catch_unwind(AssertUnwindSafe(|| kernel.dispatch(interpreter.as_mut(), &msg)));
+                if let Err(payload) = handled {
+                    kernel.internal_error(&msg, &panic_text(payload.as_ref()));
+                }
+            }
             Err(e) => log(&format!("shell: dropped a message: {e}")),
         }
     }
@@ -165,23 +189,38 @@ fn serve_control(socket: zmq::Socket, frontend: Frontend, interrupt: Arc<AtomicB
                 continue;
             }
         };
+        let msg = &msg;
         frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
-        match msg.msg_type() {
-            "kernel_info_request" => reply(&socket, &frontend, &msg, "kernel_info_reply", info.clone()),
+        let handled = catch_unwind(AssertUnwindSafe(|| match msg.msg_type() {
+            "kernel_info_request" => reply(&socket, &frontend, msg, "kernel_info_reply", info.clone()),
             "interrupt_request" => {
                 interrupt.store(true, Ordering::SeqCst);
-                reply(&socket, &frontend, &msg, "interrupt_reply", json!({ "status": "ok" }));
+                reply(&socket, &frontend, msg, "interrupt_reply", json!({ "status": "ok" }));
             }
             "shutdown_request" => {
                 let restart = msg.content.get("restart").and_then(Value::as_bool).unwrap_or(false);
                 interrupt.store(true, Ordering::SeqCst);
-                reply(&socket, &frontend, &msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
+                reply(&socket, &frontend, msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
                 shutdown.store(true, Ordering::SeqCst);
             }
-            other => reply(&socket, &frontend, &msg, &reply_type(&msg), unsupported(other)),
+            other => reply(&socket, &frontend, msg, &reply_type(msg), unsupported(other)),
+        }));
+        if let Err(payload) = handled {
+            reply(&socket, &frontend, msg, &reply_type(msg), internal_error_content(msg, &panic_text(payload.as_ref())));
         }
         frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
     }
+}
+
+/// An error reply's content for a request whose handler panicked.
+fn internal_error_content(request: &Message, panic: &str) -> Value {
+    let evalue = format!("the kernel failed while handling {}: {panic}; the session and its variables are kept; {BUG_REPORT_HINT}", request.msg_type());
+    json!({ "status": "error", "ename": "InternalError", "evalue": evalue, "traceback": [format!("InternalError: {evalue}")] })
+}
+
+/// An error reply for a request the kernel understood but cannot serve.
+fn bad_request(why: String) -> Value {
+    json!({ "status": "error", "ename": "BadRequest", "evalue": why, "traceback": [format!("BadRequest: {why}")] })
 }
 
 fn unsupported(msg_type: &str) -> Value {
@@ -201,24 +240,51 @@ struct Kernel {
 }
 
 impl Kernel {
-    fn dispatch(&mut self, interp: &mut dyn Interpreter, msg: Message) {
+    /// After a handler panicked: an error reply (and an `error` output for a
+    /// cell), then `idle`, so that the frontend does not wait forever.
+    fn internal_error(&mut self, msg: &Message, panic: &str) {
+        log(&format!("internal error while handling {}: {panic}", msg.msg_type()));
+        let mut content = internal_error_content(msg, panic);
+        if msg.msg_type() == "execute_request" {
+            self.frontend.publish_with_parent("error", json!({ "ename": content["ename"], "evalue": content["evalue"], "traceback": content["traceback"] }), &msg.header);
+            content["execution_count"] = json!(self.execution_count);
+            content["user_expressions"] = json!({});
+            content["payload"] = json!([]);
+        }
+        if msg.msg_type().ends_with("_request") {
+            reply(&self.shell, &self.frontend, msg, &reply_type(msg), content);
+        }
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
+    }
+
+    fn dispatch(&mut self, interp: &mut dyn Interpreter, msg: &Message) {
         self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
         let content = &msg.content;
         let str_of = |k: &str| content.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let cursor = content.get("cursor_pos").and_then(Value::as_u64).unwrap_or(0) as usize;
         match msg.msg_type() {
-            "kernel_info_request" => reply(&self.shell, &self.frontend, &msg, "kernel_info_reply", self.info.clone()),
-            "execute_request" => self.execute(interp, &msg),
+            "kernel_info_request" => reply(&self.shell, &self.frontend, msg, "kernel_info_reply", self.info.clone()),
+            "execute_request" => match content.get("code") {
+                Some(Value::String(_)) => self.execute(interp, msg),
+                other => {
+                    let got = other.map(|v| format!("{v:.40}")).unwrap_or_else(|| "nothing".into());
+                    reply(&self.shell, &self.frontend, msg, "execute_reply", {
+                        let mut c = bad_request(format!("execute_request needs content.code as a string, got {got}"));
+                        c["execution_count"] = json!(self.execution_count);
+                        c
+                    });
+                }
+            },
             "complete_request" => {
                 let c = interp.complete(&str_of("code"), cursor);
-                reply(&self.shell, &self.frontend, &msg, "complete_reply", json!({
+                reply(&self.shell, &self.frontend, msg, "complete_reply", json!({
                     "status": "ok", "matches": c.matches, "cursor_start": c.cursor_start, "cursor_end": c.cursor_end, "metadata": {},
                 }));
             }
             "inspect_request" => {
                 let found = interp.inspect(&str_of("code"), cursor);
                 let data = found.as_ref().map(|t| json!({ "text/plain": t })).unwrap_or(json!({}));
-                reply(&self.shell, &self.frontend, &msg, "inspect_reply", json!({ "status": "ok", "found": found.is_some(), "data": data, "metadata": {} }));
+                reply(&self.shell, &self.frontend, msg, "inspect_reply", json!({ "status": "ok", "found": found.is_some(), "data": data, "metadata": {} }));
             }
             "is_complete_request" => {
                 let content = match interp.is_complete(&str_of("code")) {
@@ -226,20 +292,20 @@ impl Kernel {
                     Completeness::Incomplete(indent) => json!({ "status": "incomplete", "indent": indent }),
                     Completeness::Invalid => json!({ "status": "invalid" }),
                 };
-                reply(&self.shell, &self.frontend, &msg, "is_complete_reply", content);
+                reply(&self.shell, &self.frontend, msg, "is_complete_reply", content);
             }
             "history_request" => {
                 let history = self.history_for(content);
-                reply(&self.shell, &self.frontend, &msg, "history_reply", json!({ "status": "ok", "history": history }));
+                reply(&self.shell, &self.frontend, msg, "history_reply", json!({ "status": "ok", "history": history }));
             }
-            "comm_info_request" => reply(&self.shell, &self.frontend, &msg, "comm_info_reply", json!({ "status": "ok", "comms": {} })),
+            "comm_info_request" => reply(&self.shell, &self.frontend, msg, "comm_info_reply", json!({ "status": "ok", "comms": {} })),
             "shutdown_request" => {
                 let restart = content.get("restart").and_then(Value::as_bool).unwrap_or(false);
-                reply(&self.shell, &self.frontend, &msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
+                reply(&self.shell, &self.frontend, msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
                 self.shutdown.store(true, Ordering::SeqCst);
             }
             "comm_open" | "comm_msg" | "comm_close" => log(&format!("{} ignored: this kernel has no comm targets", msg.msg_type())),
-            other if other.ends_with("_request") => reply(&self.shell, &self.frontend, &msg, &reply_type(&msg), unsupported(other)),
+            other if other.ends_with("_request") => reply(&self.shell, &self.frontend, msg, &reply_type(msg), unsupported(other)),
             other => log(&format!("shell: ignored a {other} message")),
         }
         self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
@@ -257,7 +323,7 @@ impl Kernel {
         }
         let count = self.execution_count;
         {
-            let mut cur = self.frontend.current.lock().expect("frontend state");
+            let mut cur = locked(&self.frontend.current);
             cur.parent = msg.header.clone();
             cur.allow_stdin = c.get("allow_stdin").and_then(Value::as_bool).unwrap_or(false);
             cur.stdin_identities = msg.identities.clone();
@@ -268,7 +334,7 @@ impl Kernel {
         }
         self.interrupt.store(false, Ordering::SeqCst);
         let outcome = interp.execute(&code, &self.frontend);
-        let payload = std::mem::take(&mut self.frontend.current.lock().expect("frontend state").payload);
+        let payload = std::mem::take(&mut locked(&self.frontend.current).payload);
         match outcome {
             ExecuteOutcome::Ok(result) => {
                 let output = result.as_ref().and_then(|d| d.get("text/plain")).cloned().unwrap_or(Value::Null);
@@ -304,11 +370,12 @@ impl Kernel {
             }
             let Ok(frames) = self.shell.recv_multipart(0) else { return };
             let Ok(msg) = wire::decode(frames, &self.frontend.signer) else { continue };
+            let msg = &msg;
             self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
             if msg.msg_type() == "execute_request" {
-                reply(&self.shell, &self.frontend, &msg, "execute_reply", json!({ "status": "aborted", "execution_count": self.execution_count, "user_expressions": {}, "payload": [] }));
+                reply(&self.shell, &self.frontend, msg, "execute_reply", json!({ "status": "aborted", "execution_count": self.execution_count, "user_expressions": {}, "payload": [] }));
             } else {
-                reply(&self.shell, &self.frontend, &msg, &reply_type(&msg), json!({ "status": "aborted" }));
+                reply(&self.shell, &self.frontend, msg, &reply_type(msg), json!({ "status": "aborted" }));
             }
             self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
         }

@@ -1,23 +1,68 @@
 //! The Jupyter wire format: identities, the `<IDS|MSG>` delimiter, an
 //! HMAC-SHA256 signature, four JSON frames and optional buffers.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 const DELIMITER: &[u8] = b"<IDS|MSG>";
 
-/// Signs and verifies messages with the connection file's key.
+/// How many recent signatures are remembered to refuse replays. A client
+/// signs each message once, and its msg_id and date make every signature new.
+const REMEMBERED_SIGNATURES: usize = 1 << 16;
+
+/// Signatures already accepted, oldest first, so that a captured message
+/// sent again is refused (as jupyter_client's `Session` does).
+#[derive(Default)]
+struct SeenSignatures {
+    set: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
+}
+
+impl SeenSignatures {
+    /// Records `signature`; false when it was seen before.
+    fn first_use(&mut self, signature: &[u8]) -> bool {
+        if self.set.contains(signature) {
+            return false;
+        }
+        if self.order.len() == REMEMBERED_SIGNATURES {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(signature.to_vec());
+        self.order.push_back(signature.to_vec());
+        true
+    }
+}
+
+/// Signs and verifies messages with the connection file's key, and refuses
+/// replayed ones. Clones share the memory of seen signatures.
 #[derive(Clone)]
 pub struct Signer {
     mac: Option<Hmac<Sha256>>,
+    seen: Arc<Mutex<SeenSignatures>>,
 }
 
 impl Signer {
     /// A signer for `key`; an empty key disables signing, as the spec allows.
     pub fn new(key: &str) -> Self {
         let mac = (!key.is_empty()).then(|| Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length"));
-        Self { mac }
+        Self { mac, seen: Arc::default() }
+    }
+
+    /// Whether messages are signed (the key is not empty).
+    pub fn is_signing(&self) -> bool {
+        self.mac.is_some()
+    }
+
+    /// Records a verified signature; false for a replay. Without a key every
+    /// signature is empty, so nothing is refused.
+    fn first_use(&self, signature: &[u8]) -> bool {
+        self.mac.is_none() || self.seen.lock().unwrap_or_else(|e| e.into_inner()).first_use(signature)
     }
 
     /// The hex signature of the four JSON frames.
@@ -91,12 +136,16 @@ pub enum WireError {
     /// The signature does not match.
     #[error("bad signature")]
     BadSignature,
+    /// The signature was already used: a replayed message.
+    #[error("replayed message (its signature was already used)")]
+    Replayed,
     /// A JSON frame does not parse, or the header lacks msg_id/msg_type.
     #[error("malformed {0}")]
     Malformed(&'static str),
 }
 
-/// Parses and verifies a multipart message.
+/// Parses and verifies a multipart message; a message whose signature was
+/// seen before is refused as a replay.
 pub fn decode(frames: Vec<Vec<u8>>, signer: &Signer) -> Result<Message, WireError> {
     let split = frames.iter().position(|f| f == DELIMITER).ok_or(WireError::NoDelimiter)?;
     let mut rest = frames.into_iter();
@@ -109,6 +158,9 @@ pub fn decode(frames: Vec<Vec<u8>>, signer: &Signer) -> Result<Message, WireErro
     let json_frames: Vec<&[u8]> = rest[1..5].iter().map(Vec::as_slice).collect();
     if !signer.verify(&rest[0], &json_frames) {
         return Err(WireError::BadSignature);
+    }
+    if !signer.first_use(&rest[0]) {
+        return Err(WireError::Replayed);
     }
     let parse = |i: usize, what: &'static str| -> Result<Value, WireError> {
         let v: Value = serde_json::from_slice(&rest[i]).map_err(|_| WireError::Malformed(what))?;
@@ -177,6 +229,26 @@ mod tests {
         let last = f.len() - 1;
         f[last] = b"{\"x\":1}".to_vec();
         assert_eq!(decode(f, &s).unwrap_err(), WireError::BadSignature);
+    }
+
+    #[test]
+    fn a_replayed_message_is_refused() {
+        let s = Signer::new("secret");
+        let f = frames(&s);
+        assert!(decode(f.clone(), &s).is_ok());
+        assert_eq!(decode(f.clone(), &s.clone()).unwrap_err(), WireError::Replayed);
+        // A fresh message (new msg_id and date) still goes through.
+        assert!(decode(frames(&s), &s).is_ok());
+    }
+
+    #[test]
+    fn the_memory_of_signatures_is_bounded() {
+        let mut seen = SeenSignatures::default();
+        for i in 0..REMEMBERED_SIGNATURES + 10 {
+            assert!(seen.first_use(i.to_string().as_bytes()));
+        }
+        assert_eq!(seen.set.len(), REMEMBERED_SIGNATURES);
+        assert!(!seen.first_use(b"20"));
     }
 
     #[test]

@@ -317,12 +317,7 @@ pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if IN_GUARD.with(Cell::get) {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown internal error".into());
+            let msg = crate::panic::panic_text(info.payload());
             LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
         } else {
             default(info);
@@ -342,7 +337,7 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<E
             let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown internal error".into());
             // libtorch's C++ errors carry a long backtrace; the first line says what happened.
             let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            Err(script_error(format!("internal error: {first}")))
+            Err(script_error(format!("internal error: {first} ({})", crate::panic::BUG_REPORT_HINT)))
         }
     }
 }
