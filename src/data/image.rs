@@ -319,8 +319,10 @@ fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
         bail!("{}: the file ends inside its header", path.display());
     }
     let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
-    let want: usize = dims.iter().product();
-    if bytes.len() - header != want {
+    // Checked: a damaged header can promise more values than a usize holds.
+    let want = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if want != Some(bytes.len() - header) {
+        let want = want.map(|w| w.to_string()).unwrap_or_else(|| "more than 2^64".into());
         bail!("{}: the header promises {want} values ({dims:?}) but the file holds {}", path.display(), bytes.len() - header);
     }
     Ok((dims, bytes[header..].to_vec()))

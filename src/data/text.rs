@@ -61,6 +61,23 @@ impl CsvColumns {
     }
 }
 
+/// Refuses, with what to do instead, a data file that is empty or UTF-16
+/// encoded (as spreadsheet programs' "Unicode text" export is): the readers
+/// would otherwise report a missing column or an invalid byte.
+fn check_table_file(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut start = [0u8; 2];
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = file.take(2).read(&mut start).with_context(|| format!("cannot read {}", path.display()))?;
+    if n == 0 {
+        bail!("{} is empty; a data file needs a header row naming its columns (text,label) and one row per example", path.display());
+    }
+    if n == 2 && (start == [0xFF, 0xFE] || start == [0xFE, 0xFF]) {
+        bail!("{} is UTF-16 text; save it as UTF-8 (most editors and spreadsheets offer \"CSV UTF-8\" when saving)", path.display());
+    }
+    Ok(())
+}
+
 /// One row as read from a file or a script, before its labels are parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRow {
@@ -157,6 +174,7 @@ impl TextDataset {
     /// Reads a CSV file; with `label_order` (single-label data), rows whose
     /// label is not in it are skipped and ids follow that order.
     fn from_csv_filtered(path: &Path, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+        check_table_file(path)?;
         let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(if tsv { b'\t' } else { b',' })
@@ -197,6 +215,7 @@ impl TextDataset {
     /// Reads a JSON Lines file: one object per line with the text and
     /// label fields `cols` names. A multi-label field may hold an array.
     pub fn from_jsonl(path: &Path, cols: &CsvColumns) -> Result<Self> {
+        check_table_file(path)?;
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut rows = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
