@@ -303,6 +303,57 @@ fn a_run_saved_as_json_lines_reads_back_exactly() {
     assert!(err.contains("bad.jsonl:2: unknown record kind"), "{err}");
 }
 
+/// Sets the stop flag when evaluation of epoch `epoch` begins, as a Ctrl-C
+/// or the notebook's stop button arriving then would.
+struct StopWhenEvaluating {
+    epoch: usize,
+    flag: StopFlag,
+}
+
+impl TrainObserver for StopWhenEvaluating {
+    fn on_event(&mut self, e: &TrainEvent) {
+        if matches!(e, TrainEvent::Evaluating { epoch } if *epoch == self.epoch) {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn interrupts_during_evaluation_and_at_a_checkpoint_leave_the_checkpoints_consistent() {
+    let _serial = serial();
+    let work = tempfile::tempdir().unwrap();
+    let ckpt = work.path().join("ckpt");
+    let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 5 });
+    let mut model = tiny(work.path(), true);
+    let data = reviews();
+    let (train_data, val_data) = data.split(0.25, 1).unwrap();
+    let (train, val) = (loader(&model, &train_data, 8, true), loader(&model, &val_data, 2, false));
+
+    // Interrupted while evaluating epoch 2: epoch 2 is not recorded, and the
+    // checkpoints stay at epoch 1, complete.
+    let stop: StopFlag = Arc::new(AtomicBool::new(false));
+    let mut observer = StopWhenEvaluating { epoch: 2, flag: stop.clone() };
+    let run = train::fit(&mut model, &train, Some(&val), &FitOptions { checkpoint: checkpoint.clone(), ..options(4) }, &mut observer, &stop).unwrap();
+    assert!(run.interrupted);
+    assert_eq!(run.epochs.len(), 1);
+    let saved = train::checkpoint::load_latest(&ckpt).unwrap();
+    assert_eq!((saved.state.epoch, saved.state.epochs.len()), (1, 1));
+    assert!(!ckpt.join("epoch-2").exists());
+
+    // Interrupted as epoch 2 ends, just before its checkpoint is written (the
+    // stop flag is only read between batches): the checkpoint is written in
+    // full, then the run stops, and resuming from it goes on at epoch 3.
+    let (run, _) = fit(&mut model, &FitOptions { checkpoint: checkpoint.clone(), resume: Some(ckpt.clone()), ..options(4) }, Some(2));
+    assert!(run.interrupted);
+    let saved = train::checkpoint::load_latest(&ckpt).unwrap();
+    assert_eq!((saved.state.epoch, saved.state.epochs.len()), (2, 2));
+    let (run, events) = fit(&mut model, &FitOptions { checkpoint, resume: Some(ckpt.clone()), ..options(4) }, None);
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Resumed { epoch: 2, .. })));
+    assert!(!run.interrupted && run.epochs.len() == 4);
+    let left: Vec<String> = std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
+    assert!(left.is_empty(), "unfinished writes left: {left:?}");
+}
+
 #[test]
 fn a_loss_that_turns_nan_stops_the_run_and_points_at_the_last_good_checkpoint() {
     let _serial = serial();

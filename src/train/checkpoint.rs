@@ -79,11 +79,28 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes what a killed writer left behind: staging folders (`.epoch-N-*`)
+/// and temporary files (`.tmp*`). They were never renamed into place, so no
+/// checkpoint refers to them.
+fn remove_unfinished_writes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(".epoch-") && path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        } else if name.starts_with(".tmp") && path.is_file() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// Writes epoch `state.epoch`'s checkpoint, points `latest.json` at it,
 /// then removes checkpoints beyond the last `keep` (never the best).
 pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: &[(String, Tensor)], state: &CheckpointState) -> Result<PathBuf> {
     let dir = &options.dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the checkpoint folder {}", dir.display()))?;
+    remove_unfinished_writes(dir);
     let folder = format!("epoch-{}", state.epoch);
     let staging = tempfile::Builder::new().prefix(&format!(".{folder}-")).tempdir_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<()> {

@@ -1,0 +1,179 @@
+//! Faults during training, injected on purpose: the process killed with
+//! SIGKILL while it writes checkpoints, a write limit that makes files fail
+//! to grow (as a full disk does), and interrupts during evaluation and
+//! checkpointing. Each must leave the last complete checkpoint loadable and
+//! never a half-written file in its place.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tunebook::train::checkpoint;
+
+/// A folder with the tiny BERT fixture as `model/` and `train.rhai`, which
+/// trains it with a checkpoint every epoch. `EPOCHS`, `RESUME` and `SAVE`
+/// are overridable with --set.
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = common::repo().join("tests/fixtures/tiny-bert");
+    std::fs::create_dir(dir.path().join("model")).unwrap();
+    for (from, to) in [("config.json", "config.json"), ("vocab.txt", "vocab.txt"), ("safetensors/model.safetensors", "model.safetensors")] {
+        std::fs::copy(fixture.join(from), dir.path().join("model").join(to)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("train.rhai"),
+        r#"
+let EPOCHS = 2;
+let RESUME = false;
+let SAVE = "";
+let model = load_model("model", #{ labels: ["bad", "good"] });
+let rows = [];
+for i in 0..64 {
+    let good = i % 2 == 0;
+    rows.push(#{ text: if good { "a good fun film" } else { "a dull bad plot" }, label: if good { "good" } else { "bad" } });
+}
+let data = dataset(rows).split(#{ val: 0.25, seed: 1 });
+let train = data.train.tokenize(model, #{ max_len: 16 }).loader(#{ batch: 8, shuffle: true });
+let val = data.val.tokenize(model, #{ max_len: 16 }).loader(#{ batch: 16 });
+let options = #{ optimizer: "adamw", lr: 1e-3, epochs: EPOCHS, checkpoint: #{ dir: "ckpt", keep: 2 } };
+if RESUME { options.resume = "ckpt"; }
+let run = fit(model, train, val, options);
+if SAVE != "" { model.save(SAVE); }
+print(`trained; validation loss ${run.val_loss}`);
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn tunebook(dir: &Path, sets: &[&str]) -> Command {
+    let mut cmd = Command::new(common::tunebook_bin());
+    cmd.current_dir(dir).args(["run", "train.rhai", "--device", "cpu"]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    cmd
+}
+
+/// Staging folders of checkpoints being written.
+fn staging_folders(ckpt: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(ckpt).map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".epoch-")).collect()).unwrap_or_default()
+}
+
+/// The latest checkpoint must load completely: state, model and optimizer.
+fn assert_loadable(ckpt: &Path) -> usize {
+    let loaded = checkpoint::load_latest(ckpt).unwrap_or_else(|e| panic!("the last checkpoint does not load: {e:#}"));
+    assert!(loaded.model.len() > 30, "the model has {} tensors", loaded.model.len());
+    assert!(!loaded.optimizer.is_empty());
+    assert_eq!(loaded.state.epochs.len(), loaded.state.epoch);
+    loaded.state.epoch
+}
+
+#[test]
+fn sigkill_while_checkpoints_are_written_leaves_the_last_one_loadable() {
+    let ws = workspace();
+    let ckpt = ws.path().join("ckpt");
+    let (mut mid_write, mut kills) = (0, 0);
+    // Half the kills land the moment a staging folder appears (inside a
+    // write); the rest at a random moment of the run.
+    for trial in 0..12u64 {
+        let resume = if trial == 0 { "RESUME=false" } else { "RESUME=true" };
+        let mut child = tunebook(ws.path(), &["EPOCHS=100000", resume])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let random_delay = Duration::from_millis(1500 + (trial * 7919) % 2000);
+        loop {
+            let in_write = !staging_folders(&ckpt).is_empty() && ckpt.join("latest.json").exists();
+            if (trial % 2 == 0 && in_write) || (trial % 2 == 1 && started.elapsed() > random_delay) {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the run ended ({status}) before it could be killed");
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint within a minute");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child.wait().unwrap();
+        kills += 1;
+        if !staging_folders(&ckpt).is_empty() {
+            mid_write += 1;
+        }
+        assert_loadable(&ckpt);
+    }
+    assert!(mid_write >= 3, "only {mid_write} of {kills} kills landed inside a checkpoint write");
+    // The user's way back: resume from what the kills left, then finish.
+    let epoch = assert_loadable(&ckpt);
+    let out = tunebook(ws.path(), &[&format!("EPOCHS={}", epoch + 1), "RESUME=true"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trained; validation loss"));
+    assert_eq!(assert_loadable(&ckpt), epoch + 1);
+    assert!(staging_folders(&ckpt).is_empty(), "the resumed run removes what killed writers left behind");
+    eprintln!("{kills} SIGKILLs, {mid_write} inside a checkpoint write; every time the last checkpoint loaded, and the run resumed from epoch {epoch}");
+}
+
+fn hashes(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), hex::encode(Sha256::digest(std::fs::read(e.path()).unwrap()))))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_write_that_cannot_grow_fails_cleanly_and_keeps_the_previous_files() {
+    let ws = workspace();
+    let ckpt = ws.path().join("ckpt");
+    let out = tunebook(ws.path(), &["EPOCHS=2", "SAVE=saved"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved_before = hashes(&ws.path().join("saved"));
+    let epoch2_before = hashes(&ckpt.join("epoch-2"));
+
+    // RLIMIT_FSIZE of 128 KiB: the model file (88 KB) still fits, the
+    // optimizer's (two moments, 176 KB) does not, and the write fails with
+    // EFBIG as a full disk fails with ENOSPC. SIGXFSZ is ignored so that the
+    // failure reaches Tunebook as an error instead of killing it.
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(ws.path()).args(["-c", r#"trap '' XFSZ; ulimit -f 128; exec "$0" run train.rhai --device cpu --set EPOCHS=3 --set RESUME=true --set SAVE=saved"#]).arg(common::tunebook_bin());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the checkpoint's optimizer.safetensors") && stderr.contains("training stopped after epoch 3"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    assert_eq!(assert_loadable(&ckpt), 2, "latest.json still points at epoch 2");
+    assert_eq!(hashes(&ckpt.join("epoch-2")), epoch2_before, "epoch 2's files are untouched");
+    assert!(!ckpt.join("epoch-3").exists() && staging_folders(&ckpt).is_empty(), "nothing half-written is left");
+    assert_eq!(hashes(&ws.path().join("saved")), saved_before, "the saved model is untouched");
+}
+
+#[test]
+fn a_failed_model_save_leaves_the_previous_save_in_place() {
+    let ws = workspace();
+    let out = tunebook(ws.path(), &["EPOCHS=1", "SAVE=saved"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = hashes(&ws.path().join("saved"));
+    // 64 KiB: smaller than model.safetensors (88 KB).
+    std::fs::write(ws.path().join("save.rhai"), "let model = load_model(\"saved\");\nmodel.save(\"saved\");\n").unwrap();
+    let out = Command::new("bash")
+        .current_dir(ws.path())
+        .args(["-c", r#"trap '' XFSZ; ulimit -f 64; exec "$0" run save.rhai --device cpu"#])
+        .arg(common::tunebook_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("save.rhai:2:") && stderr.contains("File too large"), "{stderr}");
+    assert_eq!(hashes(&ws.path().join("saved")), before, "the earlier save is intact");
+    let leftovers: Vec<_> = std::fs::read_dir(ws.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
