@@ -39,7 +39,8 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = script::overrides::parse)]
         overrides: Vec<(String, String)>,
         /// Raise or lower a script resource limit: call_depth, expr_depth,
-        /// string_size, array_size, map_size (--limit call_depth=128). Repeatable.
+        /// string_size, array_size, map_size, operations (none by default)
+        /// (--limit call_depth=128). Repeatable.
         #[arg(long = "limit", value_name = "NAME=N")]
         limits: Vec<String>,
     },

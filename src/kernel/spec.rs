@@ -1,5 +1,7 @@
 //! The kernel spec (`kernel-spec/`) and installing it where Jupyter looks.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -59,7 +61,11 @@ pub fn install(target: &InstallTarget, exe: &Path) -> Result<PathBuf> {
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         // Written beside and renamed, so Jupyter never reads half a kernel.json.
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        // At most 0644 (the umask may take more away): readable by Jupyter,
+        // never writable by others. A leftover temporary file would keep its mode.
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, dir.join(name))?;
         Ok(())
     };

@@ -93,12 +93,35 @@ pub struct ImageModel {
     pub task: Task,
 }
 
+/// The largest image side, channel count, layer width and single weight
+/// matrix an image model accepts.
+const MAX_SIDE: i64 = 4096;
+const MAX_CHANNELS: i64 = 64;
+const MAX_WIDTH: i64 = 65_536;
+const MAX_LAYER_WEIGHTS: i64 = 1 << 31;
+
+/// Refuses a dense layer too large to initialize, with what to change.
+fn check_layer_size(name: &str, inputs: i64, outputs: i64) -> Result<()> {
+    let weights = inputs.saturating_mul(outputs);
+    if weights > MAX_LAYER_WEIGHTS {
+        bail!("{name} would have {inputs} x {outputs} = {weights} weights (at most {MAX_LAYER_WEIGHTS}); use smaller images (load_dataset's size option), more convolution blocks or narrower layers");
+    }
+    Ok(())
+}
+
 impl ImageModel {
     /// A freshly initialized network (PyTorch's default initialization).
     pub fn new(name: &str, spec: ImageSpec, labels: Vec<String>, task: Task, device: Device) -> Result<Self> {
         let [c, h, w] = spec.input;
         if c < 1 || h < 1 || w < 1 {
             bail!("the input shape must be [channels, height, width] of positive sizes, got {:?}", spec.input);
+        }
+        // Beyond these, sizes overflow libtorch's initializers or memory long before training.
+        if c > MAX_CHANNELS || h > MAX_SIDE || w > MAX_SIDE {
+            bail!("the input shape {:?} is too large: at most {MAX_CHANNELS} channels and {MAX_SIDE} pixels a side", spec.input);
+        }
+        if spec.widths.iter().any(|&x| x > MAX_WIDTH) {
+            bail!("layer widths must be at most {MAX_WIDTH}, got {:?}", spec.widths);
         }
         if task == Task::Tokens {
             bail!("token classification tags words of a text; an image model classifies, tags (multi_label) or scores (regression) whole images");
@@ -120,6 +143,7 @@ impl ImageModel {
             ImageArch::Mlp => {
                 let mut width = c * h * w;
                 for (i, &out) in spec.widths.iter().enumerate() {
+                    check_layer_size(&format!("layers.{i}"), width, out)?;
                     blocks.push(Block::Dense(nn::linear(&stack / i, width, out, Default::default())));
                     width = out;
                 }
@@ -137,6 +161,7 @@ impl ImageModel {
                 channels * side_h * side_w
             }
         };
+        check_layer_size("classifier", features, labels.len() as i64)?;
         let classifier = nn::linear(root / "classifier", features, labels.len() as i64, Default::default());
         Ok(Self { name: name.to_string(), spec, vs, blocks, classifier, labels, task })
     }

@@ -76,17 +76,22 @@ pub struct Limits {
     pub array_size: usize,
     /// Entries in one map.
     pub map_size: usize,
+    /// Script operations per evaluation (statements, expressions, loop
+    /// turns; an API call is one), 0 for no limit. Off by default, as a
+    /// training loop in a script may run for hours; fuzzing and untrusted
+    /// code set it.
+    pub operations: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { call_depth: 64, expr_depth: 256, string_size: 64 << 20, array_size: 10_000_000, map_size: 1_000_000 }
+        Self { call_depth: 64, expr_depth: 256, string_size: 64 << 20, array_size: 10_000_000, map_size: 1_000_000, operations: 0 }
     }
 }
 
 impl Limits {
     /// The names `set` accepts.
-    pub const NAMES: &'static [&'static str] = &["call_depth", "expr_depth", "string_size", "array_size", "map_size"];
+    pub const NAMES: &'static [&'static str] = &["call_depth", "expr_depth", "string_size", "array_size", "map_size", "operations"];
 
     /// Sets one limit by name (`call_depth=128`).
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
@@ -101,6 +106,7 @@ impl Limits {
             "string_size" => self.string_size = n,
             "array_size" => self.array_size = n,
             "map_size" => self.map_size = n,
+            "operations" => self.operations = n as u64,
             other => return Err(format!("--limit: no limit named '{other}'; names: {}", Self::NAMES.join(", "))),
         }
         Ok(())
@@ -176,6 +182,7 @@ impl Session {
         engine.set_max_string_size(l.string_size);
         engine.set_max_array_size(l.array_size);
         engine.set_max_map_size(l.map_size);
+        engine.set_max_operations(l.operations);
         let print_ctx = ctx.clone();
         engine.on_print(move |s| print_ctx.host.print(s));
         let debug_ctx = ctx.clone();
@@ -293,6 +300,7 @@ fn message_of(err: &EvalAltResult) -> String {
         EvalAltResult::ErrorInFunctionCall(f, _, inner, _) if !f.starts_with('$') && api::is_native_api(f) => message_of(inner),
         EvalAltResult::ErrorInFunctionCall(f, _, inner, _) => format!("in function '{f}': {}", message_of(inner)),
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorTooManyOperations(_) => "the script ran past its operation limit (--limit operations=N raises it)".to_string(),
         other => {
             // Rhai's own messages end with " (line L, position C)"; we print the position ourselves.
             let s = other.to_string();
@@ -325,6 +333,17 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// What a panic says, without libtorch's C++ backtrace: tch's unwraps print
+/// `...: Torch("what happened\nException raised from ...")` on one line.
+fn first_line_of_panic(msg: &str) -> &str {
+    if let Some(i) = msg.find("Torch(\"") {
+        let rest = &msg[i + 7..];
+        let end = rest.find("\\n").or_else(|| rest.find('"')).unwrap_or(rest.len());
+        return rest[..end].trim();
+    }
+    msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+}
+
 /// Runs one API call, turning its error or panic into a script error.
 pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<EvalAltResult>> {
     let was = IN_GUARD.with(|g| g.replace(true));
@@ -335,9 +354,17 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<E
         Ok(Err(e)) => Err(script_error(format!("{e:#}"))),
         Err(_) => {
             let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown internal error".into());
-            // libtorch's C++ errors carry a long backtrace; the first line says what happened.
-            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            Err(script_error(format!("internal error: {first} ({})", crate::panic::BUG_REPORT_HINT)))
+            Err(script_error(format!("internal error: {} ({})", first_line_of_panic(&msg), crate::panic::BUG_REPORT_HINT)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_libtorch_panic_is_cut_to_what_happened() {
+        let msg = r#"called `Result::unwrap()` on an `Err` value: Torch("from is out of bounds for float\nException raised from operator() at x.h:296\nframe #0: ...")"#;
+        assert_eq!(super::first_line_of_panic(msg), "from is out of bounds for float");
+        assert_eq!(super::first_line_of_panic("\n  index out of bounds\nmore"), "index out of bounds");
     }
 }

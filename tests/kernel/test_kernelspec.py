@@ -25,3 +25,12 @@ def test_installed_kernel_is_listed_by_jupyter():
     resources = pathlib.Path(specs["tunebook"]["resource_dir"])
     assert (resources / "logo-32x32.png").read_bytes().startswith(b"\x89PNG")
     assert (resources / "logo-64x64.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_spec_files_are_never_writable_by_others_even_with_umask_0():
+    prefix = tempfile.mkdtemp(prefix="tunebook-install-")
+    subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", prefix], check=True, capture_output=True, preexec_fn=lambda: os.umask(0))
+    spec_dir = pathlib.Path(prefix, "share", "jupyter", "kernels", "tunebook")
+    for name in ("kernel.json", "logo-32x32.png", "logo-64x64.png"):
+        mode = (spec_dir / name).stat().st_mode & 0o777
+        assert mode == 0o644, f"{name} has mode {oct(mode)}"
