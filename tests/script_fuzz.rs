@@ -215,6 +215,14 @@ fn mutated_and_random_scripts_end_in_values_or_script_errors() {
         run(seed_script, &mut t).unwrap_or_else(|e| panic!("seed {name}: {e}"));
         assert_eq!(t.values, 1, "seed {name} must run without error: {}", t.last_error);
     }
+    // The two backstops the fuzzer relies on: the operation limit ends an
+    // endless loop, and the interrupt ends an endless training run.
+    let mut t = Tally::default();
+    run("let x = 0; loop { x += 1; }", &mut t).unwrap();
+    assert_eq!(t.operation_limit, 1, "{}", t.last_error);
+    let training = &seeds.iter().find(|(name, _)| name.contains("training")).expect("a training seed").1;
+    run(&training.replace("epochs: 1,", "epochs: 1000000,"), &mut t).unwrap();
+    assert_eq!(t.interrupted, 1, "{}", t.last_error);
     for n in 0..inputs {
         let source = if n % 5 == 4 {
             soup(&mut rng)
