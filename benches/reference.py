@@ -1,0 +1,205 @@
+"""PyTorch + transformers' side of the side-by-side benchmarks: the same
+figures as benches/suite.rs, on the same model, data and threads, printed as
+the same JSON lines. scripts/bench runs it in the pinned reference venv.
+
+    python benches/reference.py COMMAND CACHE [--threads N] [--steps N] [--repeats N] [--rows N]
+
+Commands: train-full, train-head, train-lora (a plain eager loop), trainer
+(HF Trainer, full fine-tuning), eval, memory, gemm, data.
+"""
+
+import argparse
+import csv
+import json
+import pathlib
+import resource
+import time
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+BATCH, MAX_LEN = 16, 64
+
+
+class MeanPoolClassifier(torch.nn.Module):
+    """What Tunebook's `load_model("minilm", #{ pooling: "mean" })` builds: the
+    encoder, mean pooling over real tokens, dropout 0.1 and a linear head."""
+
+    def __init__(self, model_dir):
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(model_dir, attn_implementation="sdpa", add_pooling_layer=False)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        logits = self.head(self.dropout(pooled))
+        if labels is None:
+            return {"logits": logits}
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def reviews(cache, rows):
+    with open(cache / "datasets" / "rotten_tomatoes" / "rotten_tomatoes_corpus_full.csv", newline="") as f:
+        kept = [r for r in csv.DictReader(f) if r["category"] in ("rotten", "fresh")]
+    kept = kept[:rows] if rows else kept
+    return [r["text"] for r in kept], torch.tensor([0 if r["category"] == "rotten" else 1 for r in kept])
+
+
+def emit(figure, unit, values, impl="pytorch", **extra):
+    print(json.dumps({"figure": figure, "impl": impl, "unit": unit, "values": values, **extra}))
+
+
+def setup(cache, rows=BATCH):
+    model_dir = cache / "models" / "all-MiniLM-L6-v2"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = MeanPoolClassifier(model_dir)
+    texts, labels = reviews(cache, rows)
+    return tok, model, texts, labels
+
+
+def optimizer(params):
+    # Tunebook's AdamW: decay 0.01 on weights, none on biases and LayerNorm.
+    decay = [p for n, p in params if p.ndim >= 2]
+    no_decay = [p for n, p in params if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=2e-5)
+
+
+def train(args, mode):
+    tok, model, texts, labels = setup(args.cache)
+    if mode == "head":
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+    elif mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model.encoder = get_peft_model(model.encoder, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
+    batch = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    opt = optimizer(params)
+    model.train()
+
+    def step():
+        loss = model(**batch, labels=labels)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+        return loss.item()
+
+    for _ in range(3):
+        step()
+    values = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        values.append(args.steps * BATCH / (time.perf_counter() - start))
+    emit(f"train_{mode}", "samples/s", values, seq_len=batch["input_ids"].shape[1], trainable_params=sum(p.numel() for _, p in params))
+
+
+def trainer(args):
+    """HF Trainer, full fine-tuning, the same batch every step."""
+    from transformers import Trainer, TrainingArguments
+
+    tok, model, texts, labels = setup(args.cache)
+    enc = tok(texts, padding=True, truncation=True, max_length=MAX_LEN)
+    rows = [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "token_type_ids": enc["token_type_ids"][i], "labels": int(labels[i])} for i in range(len(texts))]
+
+    def collate(features):
+        return {k: torch.tensor([f[k] for f in features]) for k in features[0]}
+
+    values = []
+    for repeat in range(args.repeats + 1):
+        targs = TrainingArguments(
+            output_dir="/tmp/tunebook-bench-trainer", per_device_train_batch_size=BATCH, max_steps=args.steps, learning_rate=2e-5,
+            weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="constant", logging_strategy="no", save_strategy="no",
+            report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
+        )
+        t = Trainer(model=model, args=targs, train_dataset=rows * args.steps, data_collator=collate)
+        result = t.train()
+        if repeat > 0:  # the first is a warm-up
+            values.append(result.metrics["train_samples_per_second"])
+    emit("train_full", "samples/s", values, impl="hf_trainer")
+
+
+def evaluate(args):
+    tok, model, texts, labels = setup(args.cache)
+    batch = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    model.eval()
+    with torch.inference_mode():
+        model(**batch)
+        values = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model(**batch, labels=labels)["logits"].argmax(-1)
+            values.append(args.steps * BATCH / (time.perf_counter() - start))
+    emit("eval", "samples/s", values)
+
+
+def memory(args):
+    tok, model, texts, labels = setup(args.cache, args.rows)
+    params = [(n, p) for n, p in model.named_parameters()]
+    opt = optimizer(params)
+    model.train()
+    for i in range(0, len(texts), BATCH):
+        batch = tok(texts[i:i + BATCH], padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+        loss = model(**batch, labels=labels[i:i + BATCH])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    emit("peak_memory", "MB", [peak_mb], rows=args.rows)
+
+
+def gemm(args):
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    values = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        values.append(2 * n**3 * 5 / (time.perf_counter() - start) / 1e9)
+    emit("gemm_fp32", "GFLOP/s", values, n=n)
+
+
+def data(args):
+    model_dir = args.cache / "models" / "all-MiniLM-L6-v2"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    texts, _ = reviews(args.cache, 0)
+    values = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        order = torch.randperm(len(texts)).tolist()
+        for i in range(0, len(order), BATCH):
+            tok([texts[j] for j in order[i:i + BATCH]], padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+        values.append(len(texts) / (time.perf_counter() - start))
+    emit("data_tokenize_collate", "rows/s", values, rows=len(texts))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("command")
+    p.add_argument("cache", type=pathlib.Path)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rows", type=int, default=256)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
+                "trainer": lambda: trainer(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args)}
+    if args.command not in commands:
+        raise SystemExit(f"no benchmark '{args.command}'; commands: {', '.join(commands)}")
+    commands[args.command]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Runs the side-by-side benchmarks and writes the table (standard library
+only; scripts/bench sets up what it calls). Every figure is the median of
+several runs, with their range, and Tunebook's against the reference's
+measured in the same session on the same machine.
+
+    python3 benches/run.py --out DIR [--tiny] [--reference-python PY] [--kernel-python PY] [--threads N]
+
+Writes DIR/results.json and DIR/results.md and prints the table.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# name, args, settings (full, tiny): steps, repeats, rows
+SUITE = [
+    ("gemm", {}),
+    ("train-full", {"steps": (10, 2), "repeats": (5, 2)}),
+    ("train-head", {"steps": (10, 2), "repeats": (5, 2)}),
+    ("train-lora", {"steps": (10, 2), "repeats": (5, 2)}),
+    ("eval", {"steps": (10, 2), "repeats": (5, 2)}),
+    ("memory", {"rows": (256, 32)}),
+    ("data", {"repeats": (5, 1)}),
+    ("script", {"steps": (10, 2), "repeats": (3, 1)}),
+]
+REFERENCE = ["gemm", "train-full", "trainer", "train-head", "train-lora", "eval", "memory", "data"]
+
+
+def settings(spec, tiny):
+    i = 1 if tiny else 0
+    args = []
+    for key in ("steps", "repeats", "rows"):
+        if key in spec:
+            args += [f"--{key}", str(spec[key][i])]
+    if "repeats" not in spec:
+        args += ["--repeats", "2" if tiny else "5"]
+    return args
+
+
+def json_lines(cmd, env=None):
+    """Runs a benchmark command; its figures, one JSON line each (HF Trainer prints its own lines too)."""
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    found = []
+    for line in done.stdout.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "figure" in value:
+            found.append(value)
+    if not found:
+        raise SystemExit(f"benchmark printed no figure: {' '.join(cmd)}\n{done.stdout[-2000:]}")
+    return found
+
+
+def summary(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values), "values": values}
+
+
+def flops_per_sample(cache, seq_len):
+    """Training FLOPs of one sample through MiniLM: forward (2 per
+    multiply-add of the layers' linear maps and attention products) times 3
+    for the backward pass. Embedding look-ups and element-wise work are left
+    out, as in the usual model-FLOPs-utilisation count."""
+    config = json.loads((cache / "models" / "all-MiniLM-L6-v2" / "config.json").read_text())
+    d, ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    per_token = layers * (2 * (4 * d * d + 2 * d * ff) + 4 * seq_len * d)
+    return 3 * per_token * seq_len
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--tiny", action="store_true", help="seconds, not minutes: checks that the harness runs, not a measurement")
+    p.add_argument("--reference-python", help="a Python with torch, transformers and peft (omit to skip the PyTorch side)")
+    p.add_argument("--kernel-python", help="a Python with jupyter_client and ipykernel (omit to skip the kernel figures)")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    args = p.parse_args()
+    cache = pathlib.Path(os.environ.get("TUNEBOOK_CACHE", REPO / ".cache"))
+    threads = ["--threads", str(args.threads)]
+    results = []
+
+    def log(msg):
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    for name, spec in SUITE:
+        log(f"tunebook {name}")
+        results += json_lines(["cargo", "bench", "-q", "--bench", "suite", "--", name, *threads, *settings(spec, args.tiny)])
+    if args.reference_python:
+        for name in REFERENCE:
+            spec = dict(SUITE)["train-full" if name == "trainer" else name]
+            log(f"pytorch {name}")
+            results += json_lines([args.reference_python, "benches/reference.py", name, str(cache), *threads, *settings(spec, args.tiny)])
+    if args.kernel_python:
+        log("kernels")
+        counts = ["--starts", "2", "--round-trips", "10"] if args.tiny else ["--starts", "5", "--round-trips", "50"]
+        results += json_lines([args.kernel_python, "benches/kernel_latency.py", *counts])
+
+    by = {}
+    for r in results:
+        by[(r["figure"], r["impl"])] = {**r, **summary(r["values"])}
+    rows = table_rows(by, cache)
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform(), "processor": platform.processor()},
+        "tiny": args.tiny,
+        "figures": [v for v in by.values()],
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = markdown(rows, report)
+    (args.out / "results.md").write_text(md)
+    print(md)
+
+
+def fmt(x):
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+def cell(s):
+    if s is None:
+        return "not run"
+    if s["n"] == 1:
+        return f"{fmt(s['median'])}"
+    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+
+
+def table_rows(by, cache):
+    """One row per comparison: what, unit, Tunebook, reference, ratio and
+    which way is better."""
+    rows = []
+
+    def add(what, unit, ours, theirs, reference, higher_is_better, target=""):
+        ratio = None
+        if ours and theirs:
+            ratio = ours["median"] / theirs["median"] if higher_is_better else theirs["median"] / ours["median"]
+        rows.append({"what": what, "unit": unit, "tunebook": ours, "reference": theirs, "reference_name": reference, "ratio": ratio, "target": target})
+
+    g = by.get
+    add("fp32 GEMM 2048² (libtorch)", "GFLOP/s", g(("gemm_fp32", "tunebook")), g(("gemm_fp32", "pytorch")), "PyTorch", True)
+    add("fine-tuning step, full", "samples/s", g(("train_full", "tunebook")), g(("train_full", "pytorch")), "PyTorch eager loop", True, "≥ 1.0, aim 1.1")
+    add("fine-tuning step, full", "samples/s", g(("train_full", "tunebook")), g(("train_full", "hf_trainer")), "HF Trainer", True)
+    add("fine-tuning step, head only", "samples/s", g(("train_head", "tunebook")), g(("train_head", "pytorch")), "PyTorch eager loop", True)
+    add("fine-tuning step, LoRA r=8", "samples/s", g(("train_lora", "tunebook")), g(("train_lora", "pytorch")), "PyTorch + PEFT", True)
+    full, gemm = g(("train_full", "tunebook")), g(("gemm_fp32", "tunebook"))
+    if full and gemm:
+        flops = flops_per_sample(cache, full["seq_len"])
+        mfu = [v * flops / 1e9 / gemm["median"] * 100 for v in full["values"]]
+        theirs = g(("train_full", "pytorch"))
+        their_mfu = [v * flops / 1e9 / g(("gemm_fp32", "pytorch"))["median"] * 100 for v in theirs["values"]] if theirs and g(("gemm_fp32", "pytorch")) else None
+        add(f"model FLOPs utilisation, full step ({flops / 1e9:.2f} GFLOP/sample)", "% of GEMM peak", summary(mfu), summary(their_mfu) if their_mfu else None, "PyTorch", True)
+    add("evaluation (no grad)", "samples/s", g(("eval", "tunebook")), g(("eval", "pytorch")), "PyTorch inference_mode", True)
+    add("peak memory, one full fine-tuning epoch", "MB", g(("peak_memory", "tunebook")), g(("peak_memory", "pytorch")), "PyTorch", False, "≤ PyTorch")
+    add("tokenize + collate", "rows/s", g(("data_tokenize_collate", "tunebook")), g(("data_tokenize_collate", "pytorch")), "HF fast tokenizer, per batch", True)
+    data, train = g(("data_tokenize_collate", "tunebook")), g(("train_full", "tunebook"))
+    if data and train:
+        rows.append({"what": "data pipeline against the training step", "unit": "rows/s ÷ samples/s", "tunebook": summary([data["median"] / train["median"]]), "reference": None, "reference_name": "", "ratio": None, "target": "data ≫ training"})
+    add("kernel start to kernel_info_reply", "s", g(("kernel_start", "tunebook")), g(("kernel_start", "ipykernel")), "ipykernel", False, "≥ 5")
+    add("trivial execute round trip", "ms", g(("execute_round_trip", "tunebook")), g(("execute_round_trip", "ipykernel")), "ipykernel", False, "≥ 5")
+    add("a training run from a Rhai script", "s", g(("script_run", "tunebook")), g(("script_run", "rust")), "the same run from Rust", False, "≈ 1.0 (noise)")
+    return rows
+
+
+def markdown(rows, report):
+    lines = [
+        f"Measured {report['date']} on {report['machine']['cpus']} CPUs ({report['machine']['processor'] or report['machine']['platform']}), "
+        f"{report['machine']['threads']} threads{'; TINY configuration: checks the harness, not a measurement' if report['tiny'] else ''}. "
+        "Median (min–max) of the runs. Ratio: how many times better Tunebook is (above 1 is better, for times and memory too).",
+        "",
+        "| figure | unit | Tunebook | reference | against | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "–"
+        lines.append(f"| {r['what']} | {r['unit']} | {cell(r['tunebook'])} | {cell(r['reference']) if r['reference_name'] else '–'} | {r['reference_name'] or '–'} | {ratio} | {r['target']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+//! Tunebook's side of the side-by-side benchmarks (`scripts/bench` runs it
+//! beside `benches/reference.py` and prints the ratios). Each command prints
+//! one JSON line: the figure, its unit and one value per repeat.
+//!
+//!   cargo bench --bench suite -- COMMAND [--threads N] [--steps N] [--repeats N] [--rows N]
+//!
+//! Commands:
+//! - `train-full`, `train-head`, `train-lora`: MiniLM sequence classification
+//!   (mean pooling), batch 16, up to 64 tokens, AdamW, clipping at 1.0,
+//!   dropout on, the same 16 reviews every step; samples per second.
+//! - `eval`: the same batch without gradients; samples per second.
+//! - `memory`: one full fine-tuning epoch over `--rows` reviews; the peak
+//!   resident set size of the process (run it in a process of its own).
+//! - `gemm`: fp32 2048x2048 matrix products through libtorch; GFLOP/s.
+//! - `data`: tokenizing and collating Rotten Tomatoes; rows per second.
+//! - `script`: the same short training run from a Rhai script and from Rust
+//!   directly; seconds each.
+
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
+use tunebook::model::{Learner, LoadOptions, LoraConfig, Model, Pooling};
+use tunebook::plot::Chart;
+use tunebook::script::{Host, Session, SessionSettings};
+use tunebook::train::{self, FitOptions, Schedule, Silent, TrainObserver};
+
+const BATCH: usize = 16;
+const MAX_LEN: usize = 64;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn load_minilm() -> anyhow::Result<Model> {
+    let cache = tunebook::runtime::cache_dir();
+    let dir = Model::resolve_path("minilm", &cache)?;
+    Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })
+}
+
+/// The first `rows` reviews as one loader of batches of 16, unshuffled.
+fn reviews(model: &Model, rows: usize) -> anyhow::Result<DataLoader> {
+    let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?.take(rows);
+    let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, MAX_LEN)?);
+    DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false })
+}
+
+fn fit_options(steps: usize) -> FitOptions {
+    FitOptions { optimizer: train::Method::AdamW, lr: 2e-5, epochs: steps, schedule: Schedule::Constant, warmup: 0.0, max_grad_norm: Some(1.0), ..FitOptions::default() }
+}
+
+fn emit(figure: &str, unit: &str, values: Vec<f64>, extra: serde_json::Value) {
+    let mut line = json!({ "figure": figure, "impl": "tunebook", "unit": unit, "values": values });
+    if let (Some(line), Some(extra)) = (line.as_object_mut(), extra.as_object()) {
+        line.extend(extra.clone());
+    }
+    println!("{line}");
+}
+
+/// Samples per second of `steps` training steps, `repeats` times, after a warm-up.
+fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let mut model = load_minilm()?;
+    match mode {
+        "full" => {}
+        "head" => drop(model.train_only(&["head".to_string()])?),
+        "lora" => {
+            let targets = model.default_lora_targets();
+            model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets })?;
+        }
+        other => anyhow::bail!("no training mode '{other}'; modes: full, head, lora"),
+    }
+    let one_batch = reviews(&model, BATCH)?;
+    let tokens = one_batch.collate(&(0..BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let seq = match &tokens.inputs {
+        tunebook::data::Inputs::Text { input_ids, .. } => input_ids.size()[1],
+        _ => 0,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    train::fit(&mut model, &one_batch, None, &fit_options(3), &mut Silent, &stop)?;
+    let mut values = Vec::new();
+    for _ in 0..repeats {
+        let run = train::fit(&mut model, &one_batch, None, &fit_options(steps), &mut Silent, &stop)?;
+        values.push((run.steps.len() * BATCH) as f64 / run.train_seconds);
+    }
+    let trainable: i64 = model.named_parameters().iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
+    emit(&format!("train_{mode}"), "samples/s", values, json!({ "seq_len": seq, "batch": BATCH, "trainable_params": trainable }));
+    Ok(())
+}
+
+fn eval(batches: usize, repeats: usize) -> anyhow::Result<()> {
+    let model = load_minilm()?;
+    let one_batch = reviews(&model, BATCH)?;
+    train::evaluate(&model, &one_batch)?;
+    let mut values = Vec::new();
+    for _ in 0..repeats {
+        let started = Instant::now();
+        for _ in 0..batches {
+            train::evaluate(&model, &one_batch)?;
+        }
+        values.push((batches * BATCH) as f64 / started.elapsed().as_secs_f64());
+    }
+    emit("eval", "samples/s", values, json!({}));
+    Ok(())
+}
+
+fn memory(rows: usize) -> anyhow::Result<()> {
+    let mut model = load_minilm()?;
+    let loader = reviews(&model, rows)?;
+    tunebook::runtime::memory::reset_peak_rss();
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = FitOptions { epochs: 1, ..fit_options(1) };
+    train::fit(&mut model, &loader, None, &opts, &mut Silent, &stop)?;
+    let peak = tunebook::runtime::memory::peak_rss_bytes().unwrap_or(0) as f64 / 1e6;
+    emit("peak_memory", "MB", vec![peak], json!({ "rows": rows }));
+    Ok(())
+}
+
+fn gemm(repeats: usize) -> anyhow::Result<()> {
+    let n = 2048i64;
+    let (a, b) = (Tensor::randn([n, n], (Kind::Float, Device::Cpu)), Tensor::randn([n, n], (Kind::Float, Device::Cpu)));
+    let _ = a.matmul(&b);
+    let mut values = Vec::new();
+    for _ in 0..repeats {
+        let reps = 5;
+        let started = Instant::now();
+        for _ in 0..reps {
+            let _ = a.matmul(&b);
+        }
+        values.push(2.0 * (n as f64).powi(3) * reps as f64 / started.elapsed().as_secs_f64() / 1e9);
+    }
+    emit("gemm_fp32", "GFLOP/s", values, json!({ "n": n }));
+    Ok(())
+}
+
+fn data(repeats: usize) -> anyhow::Result<()> {
+    let model = load_minilm()?;
+    let reviews = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?;
+    let mut values = Vec::new();
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let tokens = Arc::new(TokenizedDataset::new(&reviews, &model.tokenizer, MAX_LEN)?);
+        let loader = DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: true, seed: 0, drop_last: false, bucket: false })?;
+        let mut rows = 0;
+        for batch in loader.batch_indices(1) {
+            rows += loader.collate(&batch, Device::Cpu, Some(1)).size;
+        }
+        values.push(rows as f64 / started.elapsed().as_secs_f64());
+    }
+    emit("data_tokenize_collate", "rows/s", values, json!({ "rows": reviews.len() }));
+    Ok(())
+}
+
+/// Shows nothing: only the time of the script matters.
+struct Quiet;
+
+impl Host for Quiet {
+    fn print(&self, _: &str) {}
+    fn eprint(&self, _: &str) {}
+    fn train_observer(&self) -> Box<dyn TrainObserver> {
+        Box::new(Silent)
+    }
+    fn show_chart(&self, _: &Chart) {}
+}
+
+/// The same run (load, tokenize, `steps` AdamW steps) from a Rhai script and
+/// from Rust, alternating so that drift hits both alike.
+fn script(steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let source = format!(
+        r#"let m = load_model("minilm", #{{ labels: ["rotten", "fresh"], pooling: "mean" }});
+let t = load_dataset("rotten_tomatoes").take({BATCH}).tokenize(m, #{{ max_len: {MAX_LEN} }}).loader(#{{ batch: {BATCH} }});
+fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: {steps}, schedule: "constant", max_grad_norm: 1.0 }});"#
+    );
+    let (mut from_script, mut from_rust) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let settings = SessionSettings {
+            device: Device::Cpu,
+            seed: 0,
+            cache: tunebook::runtime::cache_dir(),
+            stop: Arc::new(AtomicBool::new(false)),
+            limits: Default::default(),
+        };
+        let _ = Session::new(Rc::new(Quiet), settings).eval(&source, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+        from_script.push(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        tunebook::runtime::seed_everything(0);
+        let mut model = load_minilm()?;
+        let loader = reviews(&model, BATCH)?;
+        let opts = FitOptions { schedule: Schedule::Constant, ..fit_options(steps) };
+        train::fit(&mut model, &loader, None, &opts, &mut Silent, &Arc::new(AtomicBool::new(false)))?;
+        from_rust.push(started.elapsed().as_secs_f64());
+    }
+    emit("script_run", "s", from_script, json!({ "steps": steps }));
+    println!("{}", json!({ "figure": "script_run", "impl": "rust", "unit": "s", "values": from_rust, "steps": steps }));
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let command = std::env::args().skip(1).find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).unwrap_or_default();
+    let threads = arg("--threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tunebook::runtime::set_threads(threads as i32);
+    tunebook::runtime::seed_everything(0);
+    let (steps, repeats) = (arg("--steps", 10), arg("--repeats", 5));
+    match command.as_str() {
+        "train-full" => train("full", steps, repeats),
+        "train-head" => train("head", steps, repeats),
+        "train-lora" => train("lora", steps, repeats),
+        "eval" => eval(steps, repeats),
+        "memory" => memory(arg("--rows", 256)),
+        "gemm" => gemm(repeats),
+        "data" => data(repeats),
+        "script" => script(steps, repeats),
+        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script"),
+    }
+}
