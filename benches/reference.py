@@ -5,7 +5,9 @@ the same JSON lines. scripts/bench runs it in the pinned reference venv.
     python benches/reference.py COMMAND CACHE [--threads N] [--steps N] [--repeats N] [--rows N]
 
 Commands: train-full, train-head, train-lora (a plain eager loop), trainer
-(HF Trainer, full fine-tuning), eval, memory, gemm, data.
+(HF Trainer, full fine-tuning), eval, memory, gemm, data; and phases, which
+prints where a full step's time goes (as `cargo bench --bench train_step --
+--phases` does for Tunebook).
 """
 
 import argparse
@@ -98,6 +100,33 @@ def train(args, mode):
             step()
         values.append(args.steps * BATCH / (time.perf_counter() - start))
     emit(f"train_{mode}", "samples/s", values, seq_len=batch["input_ids"].shape[1], trainable_params=sum(p.numel() for _, p in params))
+
+
+def phases(args):
+    """Where a full step's time goes, as train_step.rs --phases prints it for Tunebook."""
+    tok, model, texts, labels = setup(args.cache)
+    batch = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    params = [(n, p) for n, p in model.named_parameters()]
+    opt = optimizer(params)
+    model.train()
+    totals = {"zero_grad": 0.0, "forward": 0.0, "backward": 0.0, "clip": 0.0, "step": 0.0}
+    for i in range(3 + args.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        t1 = time.perf_counter()
+        loss = model(**batch, labels=labels)["loss"]
+        loss.item()
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        t4 = time.perf_counter()
+        opt.step()
+        t5 = time.perf_counter()
+        if i >= 3:
+            for k, v in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                totals[k] += v
+    print("phases ms: " + " ".join(f"{k} {v * 1e3 / args.steps:.1f}" for k, v in totals.items()))
 
 
 def trainer(args):
@@ -195,7 +224,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
-                "trainer": lambda: trainer(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args)}
+                "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args)}
     if args.command not in commands:
         raise SystemExit(f"no benchmark '{args.command}'; commands: {', '.join(commands)}")
     commands[args.command]()

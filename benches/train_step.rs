@@ -1,7 +1,7 @@
 //! One training step of the shipped MiniLM (batch 16, up to 64 tokens,
 //! AdamW, gradient clipping at 1.0, dropout on), timed through `fit`.
-//! `scripts/bench-train-step` runs this beside the same step in PyTorch +
-//! transformers and prints the ratio; run alone it prints steps per second.
+//! `scripts/bench` compares the step with PyTorch (benches/suite.rs); this
+//! one breaks it into phases to find where the time goes.
 //!
 //!   cargo bench --bench train_step -- [--threads N] [--steps N] [--sgd] [--phases]
 //!

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let mut session = Session::new(Rc::new(Quiet), settings);
     // The seeds (tests/corpus/scripts) load the tiny fixture model as TINY.
     let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tiny-bert");
-    session.eval(&format!("const TINY = {tiny:?};"), "setup").expect("the setup cell runs");
+    let _ = session.eval(&format!("const TINY = {tiny:?};"), "setup").expect("the setup cell runs");
     if let Err(e) = session.eval(source, "fuzz") {
         assert!(!e.message.contains("internal error"), "{e}");
     }
