@@ -105,8 +105,12 @@ def train(args, mode):
 def phases(args):
     """Where a full step's time goes, as train_step.rs --phases prints it for Tunebook."""
     tok, model, texts, labels = setup(args.cache)
+    if args.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model.encoder = get_peft_model(model.encoder, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
     batch = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
-    params = [(n, p) for n, p in model.named_parameters()]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     opt = optimizer(params)
     model.train()
     totals = {"zero_grad": 0.0, "forward": 0.0, "backward": 0.0, "clip": 0.0, "step": 0.0}
@@ -220,6 +224,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rows", type=int, default=256)
+    p.add_argument("--lora", action="store_true", help="phases: add LoRA r=8 on query and value first")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

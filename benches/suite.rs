@@ -43,15 +43,27 @@ fn load_minilm() -> anyhow::Result<Model> {
     Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })
 }
 
-/// The first `rows` reviews as one loader of batches of 16, unshuffled.
+/// The first `rows` reviews as a loader of batches of 16, unshuffled.
 fn reviews(model: &Model, rows: usize) -> anyhow::Result<DataLoader> {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?.take(rows);
     let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, MAX_LEN)?);
     DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false })
 }
 
-fn fit_options(steps: usize) -> FitOptions {
-    FitOptions { optimizer: train::Method::AdamW, lr: 2e-5, epochs: steps, schedule: Schedule::Constant, warmup: 0.0, max_grad_norm: Some(1.0), ..FitOptions::default() }
+/// The first 16 reviews `steps` times over: one epoch of `steps` identical
+/// batches, so that a timed run is one epoch, as in real training, and not
+/// `steps` one-batch epochs with an epoch's bookkeeping each.
+fn repeated_batch(model: &Model, steps: usize) -> anyhow::Result<DataLoader> {
+    let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?.take(BATCH);
+    let tunebook::data::Targets::Classes(ids) = &data.targets else { anyhow::bail!("rotten_tomatoes has classes") };
+    let pairs: Vec<(String, String)> = (0..BATCH * steps).map(|i| (data.texts[i % BATCH].clone(), data.label_names[ids[i % BATCH] as usize].clone())).collect();
+    let tokens = Arc::new(TokenizedDataset::new(&TextDataset::from_pairs("reviews", &pairs)?, &model.tokenizer, MAX_LEN)?);
+    DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false })
+}
+
+/// AdamW at 2e-5, constant rate, clipping at 1.0, one epoch.
+fn fit_options() -> FitOptions {
+    FitOptions { optimizer: train::Method::AdamW, lr: 2e-5, epochs: 1, schedule: Schedule::Constant, warmup: 0.0, max_grad_norm: Some(1.0), ..FitOptions::default() }
 }
 
 fn emit(figure: &str, unit: &str, values: Vec<f64>, extra: serde_json::Value) {
@@ -74,17 +86,18 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("no training mode '{other}'; modes: full, head, lora"),
     }
-    let one_batch = reviews(&model, BATCH)?;
-    let tokens = one_batch.collate(&(0..BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let batches = repeated_batch(&model, steps)?;
+    let tokens = batches.collate(&(0..BATCH).collect::<Vec<_>>(), Device::Cpu, None);
     let seq = match &tokens.inputs {
         tunebook::data::Inputs::Text { input_ids, .. } => input_ids.size()[1],
         _ => 0,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    train::fit(&mut model, &one_batch, None, &fit_options(3), &mut Silent, &stop)?;
+    let warm_up = repeated_batch(&model, 3)?;
+    train::fit(&mut model, &warm_up, None, &fit_options(), &mut Silent, &stop)?;
     let mut values = Vec::new();
     for _ in 0..repeats {
-        let run = train::fit(&mut model, &one_batch, None, &fit_options(steps), &mut Silent, &stop)?;
+        let run = train::fit(&mut model, &batches, None, &fit_options(), &mut Silent, &stop)?;
         values.push((run.steps.len() * BATCH) as f64 / run.train_seconds);
     }
     let trainable: i64 = model.named_parameters().iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
@@ -113,8 +126,7 @@ fn memory(rows: usize) -> anyhow::Result<()> {
     let loader = reviews(&model, rows)?;
     tunebook::runtime::memory::reset_peak_rss();
     let stop = Arc::new(AtomicBool::new(false));
-    let opts = FitOptions { epochs: 1, ..fit_options(1) };
-    train::fit(&mut model, &loader, None, &opts, &mut Silent, &stop)?;
+    train::fit(&mut model, &loader, None, &fit_options(), &mut Silent, &stop)?;
     let peak = tunebook::runtime::memory::peak_rss_bytes().unwrap_or(0) as f64 / 1e6;
     emit("peak_memory", "MB", vec![peak], json!({ "rows": rows }));
     Ok(())
@@ -172,8 +184,11 @@ impl Host for Quiet {
 fn script(steps: usize, repeats: usize) -> anyhow::Result<()> {
     let source = format!(
         r#"let m = load_model("minilm", #{{ labels: ["rotten", "fresh"], pooling: "mean" }});
-let t = load_dataset("rotten_tomatoes").take({BATCH}).tokenize(m, #{{ max_len: {MAX_LEN} }}).loader(#{{ batch: {BATCH} }});
-fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: {steps}, schedule: "constant", max_grad_norm: 1.0 }});"#
+let rows = load_dataset("rotten_tomatoes").head({BATCH});
+let all = [];
+for i in 0..{steps} {{ all += rows; }}
+let t = dataset(all).tokenize(m, #{{ max_len: {MAX_LEN} }}).loader(#{{ batch: {BATCH} }});
+fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: 1, schedule: "constant", max_grad_norm: 1.0 }});"#
     );
     let (mut from_script, mut from_rust) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
@@ -191,9 +206,8 @@ fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: {steps}, schedule: "constant
         let started = Instant::now();
         tunebook::runtime::seed_everything(0);
         let mut model = load_minilm()?;
-        let loader = reviews(&model, BATCH)?;
-        let opts = FitOptions { schedule: Schedule::Constant, ..fit_options(steps) };
-        train::fit(&mut model, &loader, None, &opts, &mut Silent, &Arc::new(AtomicBool::new(false)))?;
+        let loader = repeated_batch(&model, steps)?;
+        train::fit(&mut model, &loader, None, &fit_options(), &mut Silent, &Arc::new(AtomicBool::new(false)))?;
         from_rust.push(started.elapsed().as_secs_f64());
     }
     emit("script_run", "s", from_script, json!({ "steps": steps }));

@@ -6,6 +6,7 @@
 //!   cargo bench --bench train_step -- [--threads N] [--steps N] [--sgd] [--phases]
 //!
 //! `--sgd` times plain SGD instead of AdamW (the optimizer's share of a step);
+//! `--lora` adds LoRA r=8 on query and value first;
 //! `--phases` prints the time of zero_grad, forward, backward, clipping and
 //! the optimizer step separately.
 
@@ -30,6 +31,10 @@ fn main() -> anyhow::Result<()> {
     let cache = tunebook::runtime::cache_dir();
     let dir = Model::resolve_path("minilm", &cache)?;
     let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
+    if std::env::args().any(|a| a == "--lora") {
+        let targets = model.default_lora_targets();
+        model.add_lora(&tunebook::model::LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets })?;
+    }
     // The same 16 reviews in every step, as the PyTorch side does.
     let data = TextDataset::named("rotten_tomatoes", &cache)?.take(16);
     let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, 64)?);
@@ -40,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--phases") {
         let batch = one_batch.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None);
         let params: Vec<tch::Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
-        let specs: Vec<train::optim::ParamSpec> = model.named_parameters().into_iter().map(|(n, t)| train::optim::ParamSpec::new(&n, t, 0.01)).collect();
+        let specs: Vec<train::optim::ParamSpec> = model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| train::optim::ParamSpec::new(&n, t, 0.01)).collect();
         let mut opt = train::Optimizer::new(method, specs, 0.9, 0.999, 1e-8);
         let (mut fwd, mut bwd, mut zero, mut clip, mut upd) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for i in 0..8 {
