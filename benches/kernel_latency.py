@@ -55,14 +55,17 @@ def main():
     p.add_argument("--starts", type=int, default=5)
     p.add_argument("--round-trips", type=int, default=50)
     args = p.parse_args()
-    for impl, (name, code) in KERNELS.items():
-        starts, trips = [], []
-        for _ in range(args.starts):
+    starts = {impl: [] for impl in KERNELS}
+    trips = {impl: [] for impl in KERNELS}
+    # Alternating, so that drift in the machine's speed hits both alike.
+    for _ in range(args.starts):
+        for impl, (name, code) in KERNELS.items():
             s, t = measure(name, code, args.round_trips)
-            starts.append(s)
-            trips.append(t)
-        print(json.dumps({"figure": "kernel_start", "impl": impl, "unit": "s", "values": starts}))
-        print(json.dumps({"figure": "execute_round_trip", "impl": impl, "unit": "ms", "values": trips, "round_trips": args.round_trips}))
+            starts[impl].append(s)
+            trips[impl].append(t)
+    for impl in KERNELS:
+        print(json.dumps({"figure": "kernel_start", "impl": impl, "unit": "s", "values": starts[impl]}))
+        print(json.dumps({"figure": "execute_round_trip", "impl": impl, "unit": "ms", "values": trips[impl], "round_trips": args.round_trips}))
 
 
 if __name__ == "__main__":

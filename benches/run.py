@@ -20,28 +20,29 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# name, args, settings (full, tiny): steps, repeats, rows
-SUITE = [
-    ("gemm", {}),
-    ("train-full", {"steps": (10, 2), "repeats": (5, 2)}),
-    ("train-head", {"steps": (10, 2), "repeats": (5, 2)}),
-    ("train-lora", {"steps": (10, 2), "repeats": (5, 2)}),
-    ("eval", {"steps": (10, 2), "repeats": (5, 2)}),
-    ("memory", {"rows": (256, 32)}),
-    ("data", {"repeats": (5, 1)}),
-    ("script", {"steps": (10, 2), "repeats": (3, 1)}),
+# Each figure: Tunebook's suite command, the reference commands measuring the
+# same thing, and its settings (full run, tiny run). Repeats alternate
+# between the sides, one process each, so that drift in the machine's speed
+# hits both alike.
+FIGURES = [
+    ("gemm", ["gemm"], {"repeats": (5, 2)}),
+    ("train-full", ["train-full", "trainer"], {"steps": (10, 2), "repeats": (5, 2)}),
+    ("train-head", ["train-head"], {"steps": (10, 2), "repeats": (5, 2)}),
+    ("train-lora", ["train-lora"], {"steps": (10, 2), "repeats": (5, 2)}),
+    ("eval", ["eval"], {"steps": (10, 2), "repeats": (5, 2)}),
+    ("memory", ["memory"], {"rows": (256, 32), "repeats": (3, 1)}),
+    ("data", ["data"], {"repeats": (5, 1)}),
+    ("script", [], {"steps": (10, 2), "repeats": (3, 1)}),
 ]
-REFERENCE = ["gemm", "train-full", "trainer", "train-head", "train-lora", "eval", "memory", "data"]
 
 
 def settings(spec, tiny):
+    """Command-line settings for one process: one timed repeat."""
     i = 1 if tiny else 0
-    args = []
-    for key in ("steps", "repeats", "rows"):
+    args = ["--repeats", "1"]
+    for key in ("steps", "rows"):
         if key in spec:
             args += [f"--{key}", str(spec[key][i])]
-    if "repeats" not in spec:
-        args += ["--repeats", "2" if tiny else "5"]
     return args
 
 
@@ -93,14 +94,14 @@ def main():
     def log(msg):
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
-    for name, spec in SUITE:
-        log(f"tunebook {name}")
-        results += json_lines(["cargo", "bench", "-q", "--bench", "suite", "--", name, *threads, *settings(spec, args.tiny)])
-    if args.reference_python:
-        for name in REFERENCE:
-            spec = dict(SUITE)["train-full" if name == "trainer" else name]
-            log(f"pytorch {name}")
-            results += json_lines([args.reference_python, "benches/reference.py", name, str(cache), *threads, *settings(spec, args.tiny)])
+    for name, reference, spec in FIGURES:
+        repeats = spec["repeats"][1 if args.tiny else 0]
+        for r in range(repeats):
+            log(f"{name} {r + 1}/{repeats}: tunebook")
+            results += json_lines(["cargo", "bench", "-q", "--bench", "suite", "--", name, *threads, *settings(spec, args.tiny)])
+            for ref in reference if args.reference_python else []:
+                log(f"{name} {r + 1}/{repeats}: pytorch {ref}")
+                results += json_lines([args.reference_python, "benches/reference.py", ref, str(cache), *threads, *settings(spec, args.tiny)])
     if args.kernel_python:
         log("kernels")
         counts = ["--starts", "2", "--round-trips", "10"] if args.tiny else ["--starts", "5", "--round-trips", "50"]
@@ -108,7 +109,9 @@ def main():
 
     by = {}
     for r in results:
-        by[(r["figure"], r["impl"])] = {**r, **summary(r["values"])}
+        key = (r["figure"], r["impl"])
+        values = by.get(key, {}).get("values", []) + r["values"]
+        by[key] = {**r, **summary(values)}
     rows = table_rows(by, cache)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
