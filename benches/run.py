@@ -94,11 +94,16 @@ def main():
     def log(msg):
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
+    # Built once, then run directly: `cargo bench` per process would rebuild
+    # in the middle of a measurement if a source changed.
+    log("building the suite")
+    built = subprocess.run(["cargo", "bench", "--bench", "suite", "--no-run", "--message-format=json"], cwd=REPO, capture_output=True, text=True, check=True)
+    suite = next(m["executable"] for m in map(json.loads, built.stdout.splitlines()) if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "suite")
     for name, reference, spec in FIGURES:
         repeats = spec["repeats"][1 if args.tiny else 0]
         for r in range(repeats):
             log(f"{name} {r + 1}/{repeats}: tunebook")
-            results += json_lines(["cargo", "bench", "-q", "--bench", "suite", "--", name, *threads, *settings(spec, args.tiny)])
+            results += json_lines([suite, name, *threads, *settings(spec, args.tiny)])
             for ref in reference if args.reference_python else []:
                 log(f"{name} {r + 1}/{repeats}: pytorch {ref}")
                 results += json_lines([args.reference_python, "benches/reference.py", ref, str(cache), *threads, *settings(spec, args.tiny)])

@@ -25,9 +25,8 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
 use tunebook::model::{Learner, LoadOptions, LoraConfig, Model, Pooling};
-use tunebook::plot::Chart;
-use tunebook::script::{Host, Session, SessionSettings};
-use tunebook::train::{self, FitOptions, Schedule, Silent, TrainObserver};
+use tunebook::script::{QuietHost, Session, SessionSettings};
+use tunebook::train::{self, FitOptions, Schedule, Silent};
 
 const BATCH: usize = 16;
 const MAX_LEN: usize = 64;
@@ -167,18 +166,6 @@ fn data(repeats: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Shows nothing: only the time of the script matters.
-struct Quiet;
-
-impl Host for Quiet {
-    fn print(&self, _: &str) {}
-    fn eprint(&self, _: &str) {}
-    fn train_observer(&self) -> Box<dyn TrainObserver> {
-        Box::new(Silent)
-    }
-    fn show_chart(&self, _: &Chart) {}
-}
-
 /// The same run (load, tokenize, `steps` AdamW steps) from a Rhai script and
 /// from Rust, alternating so that drift hits both alike.
 fn script(steps: usize, repeats: usize) -> anyhow::Result<()> {
@@ -200,7 +187,7 @@ fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: 1, schedule: "constant", max
             stop: Arc::new(AtomicBool::new(false)),
             limits: Default::default(),
         };
-        let _ = Session::new(Rc::new(Quiet), settings).eval(&source, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let _ = Session::new(Rc::new(QuietHost), settings).eval(&source, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
         from_script.push(started.elapsed().as_secs_f64());
 
         let started = Instant::now();

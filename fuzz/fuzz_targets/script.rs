@@ -8,21 +8,7 @@
 use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
-use tunebook::plot::Chart;
-use tunebook::script::{Host, Limits, Session, SessionSettings};
-use tunebook::train::{Silent, TrainObserver};
-
-/// Shows nothing: the fuzzer only cares how each input ends.
-struct Quiet;
-
-impl Host for Quiet {
-    fn print(&self, _: &str) {}
-    fn eprint(&self, _: &str) {}
-    fn train_observer(&self) -> Box<dyn TrainObserver> {
-        Box::new(Silent)
-    }
-    fn show_chart(&self, _: &Chart) {}
-}
+use tunebook::script::{Limits, QuietHost, Session, SessionSettings};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(source) = std::str::from_utf8(data) else { return };
@@ -34,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         stop: Default::default(),
         limits,
     };
-    let mut session = Session::new(Rc::new(Quiet), settings);
+    let mut session = Session::new(Rc::new(QuietHost), settings);
     // The seeds (tests/corpus/scripts) load the tiny fixture model as TINY.
     let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tiny-bert");
     let _ = session.eval(&format!("const TINY = {tiny:?};"), "setup").expect("the setup cell runs");

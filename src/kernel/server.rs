@@ -29,7 +29,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// peer that sends more, before the kernel has to hold it in memory.
 const MAX_MESSAGE_BYTES: i64 = 256 << 20;
 
-
 fn endpoint(conn: &ConnectionInfo, port: u16) -> String {
     match conn.transport {
         Transport::TCP => format!("tcp://{}:{port}", conn.ip),

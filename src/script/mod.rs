@@ -47,6 +47,19 @@ pub trait Host {
     }
 }
 
+/// A host that shows nothing: for benchmarks and fuzzing, where only how a
+/// script ends and how long it takes matter.
+pub struct QuietHost;
+
+impl Host for QuietHost {
+    fn print(&self, _: &str) {}
+    fn eprint(&self, _: &str) {}
+    fn train_observer(&self) -> Box<dyn TrainObserver> {
+        Box::new(crate::train::Silent)
+    }
+    fn show_chart(&self, _: &crate::plot::Chart) {}
+}
+
 /// Settings a session starts with.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {

@@ -6,9 +6,23 @@ import pathlib
 import subprocess
 import tempfile
 
+import pytest
+from jupyter_client.manager import start_new_kernel
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
 
 _prefix = tempfile.mkdtemp(prefix="tunebook-kernelspec-")
 subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", _prefix], check=True, capture_output=True)
 os.environ["JUPYTER_PATH"] = os.path.join(_prefix, "share", "jupyter")
+
+
+@pytest.fixture()
+def kernel():
+    """A started Tunebook kernel and a blocking client, shut down afterwards."""
+    km, kc = start_new_kernel(kernel_name="tunebook", startup_timeout=60)
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -1,6 +1,6 @@
 """What jupyter_kernel_test does not cover, with a real jupyter_client:
 interrupts that keep state, SIGINT, restart, live training displays, bad
-signatures, long sessions and input()."""
+signatures and input()."""
 
 import base64
 import os
@@ -8,8 +8,6 @@ import struct
 import signal
 import time
 
-import pytest
-from jupyter_client.manager import start_new_kernel
 from jupyter_client.session import Session
 
 TIMEOUT = 120
@@ -21,16 +19,6 @@ let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ ba
 let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
 model.freeze("embeddings");
 """
-
-
-@pytest.fixture()
-def kernel():
-    km, kc = start_new_kernel(kernel_name="tunebook", startup_timeout=60)
-    try:
-        yield km, kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def run(kc, code, timeout=TIMEOUT, **kw):

@@ -12,9 +12,7 @@ import subprocess
 import time
 import uuid
 
-import pytest
 import zmq
-from jupyter_client.manager import start_new_kernel
 
 from conftest import REPO, TUNEBOOK
 
@@ -22,16 +20,6 @@ SEED = 20261129
 MESSAGES = 10_000
 HUGE_MESSAGES = 8  # each 4-24 MiB
 TIMEOUT = 120
-
-
-@pytest.fixture()
-def kernel():
-    km, kc = start_new_kernel(kernel_name="tunebook", startup_timeout=60)
-    try:
-        yield km, kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def run(kc, code, timeout=TIMEOUT):
