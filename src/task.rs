@@ -4,6 +4,12 @@
 
 use anyhow::{bail, Result};
 
+/// Whether a head's label names are Hugging Face's defaults for a count of
+/// outputs (`LABEL_0`, `LABEL_1`, ...) rather than names given by the user.
+pub fn are_placeholder_labels(labels: &[String]) -> bool {
+    labels.iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"))
+}
+
 /// The prediction task of a head, as Hugging Face's `problem_type` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

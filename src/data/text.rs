@@ -517,6 +517,34 @@ impl TextDataset {
         order
     }
 
+    /// The same rows with class ids in `order` (a head's label names), so
+    /// that id i means `order[i]` whatever order the data's names sorted in.
+    /// Unchanged when the data is not single-label, when it already is in
+    /// that order, or when none of its class names are in `order` (numeric
+    /// labels `0`, `1` meant by position); an error when only some are.
+    pub fn in_label_order(&self, order: &[String]) -> Result<Self> {
+        let Targets::Classes(ids) = &self.targets else { return Ok(self.clone()) };
+        if self.label_names == order {
+            return Ok(self.clone());
+        }
+        let positions: Vec<Option<usize>> = self.label_names.iter().map(|n| order.iter().position(|o| o == n)).collect();
+        if positions.iter().all(Option::is_none) {
+            return Ok(self.clone());
+        }
+        let missing: Vec<&str> = self.label_names.iter().zip(&positions).filter(|(_, p)| p.is_none()).map(|(n, _)| n.as_str()).collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: the classes {} are not among the model's labels ({}); load the model with labels: [{}]",
+                self.name,
+                missing.join(", "),
+                order.join(", "),
+                self.label_names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let ids = ids.iter().map(|&i| positions[i as usize].expect("every class has a position") as i64).collect();
+        Ok(Self { targets: Targets::Classes(ids), label_names: order.to_vec(), ..self.clone() })
+    }
+
     fn subset(&self, idx: &[usize], part: &str) -> Self {
         Self {
             name: if part.is_empty() { self.name.clone() } else { format!("{}/{part}", self.name) },
@@ -540,5 +568,36 @@ impl std::fmt::Display for TextDataset {
                 write!(f, "Dataset {} ({} rows; {kind}{})", self.name, self.len(), counts.join(", "))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod label_order_tests {
+    use super::*;
+
+    fn reviews() -> TextDataset {
+        let pairs: Vec<(String, String)> = [("fun", "good"), ("dull", "bad"), ("great", "good")].iter().map(|(t, l)| (t.to_string(), l.to_string())).collect();
+        TextDataset::from_pairs("reviews", &pairs).unwrap()
+    }
+
+    #[test]
+    fn class_ids_follow_the_heads_label_order_by_name() {
+        let data = reviews();
+        assert_eq!(data.label_names, ["bad", "good"]);
+        let ordered = data.in_label_order(&["good".into(), "bad".into()]).unwrap();
+        assert_eq!(ordered.label_names, ["good", "bad"]);
+        assert_eq!(ordered.targets, Targets::Classes(vec![0, 1, 0]));
+        // A head with more classes than the data has is fine.
+        let wider = data.in_label_order(&["neutral".into(), "bad".into(), "good".into()]).unwrap();
+        assert_eq!(wider.targets, Targets::Classes(vec![2, 1, 2]));
+    }
+
+    #[test]
+    fn unrelated_names_keep_their_positions_and_a_partial_match_is_an_error() {
+        let data = reviews();
+        let positional = data.in_label_order(&["neg".into(), "pos".into()]).unwrap();
+        assert_eq!(positional.targets, data.targets);
+        let err = data.in_label_order(&["good".into(), "meh".into()]).unwrap_err().to_string();
+        assert!(err.contains("the classes bad are not among the model's labels (good, meh)"), "{err}");
     }
 }

@@ -797,8 +797,7 @@ fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
 /// data's class names when there are as many, so that predictions and the
 /// saved `id2label` use them.
 fn adopt_label_names(model: &mut dyn Learner, data: &DataLoader) {
-    let placeholders = model.labels().iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
-    if placeholders && data.label_names().len() == model.labels().len() {
+    if crate::task::are_placeholder_labels(model.labels()) && data.label_names().len() == model.labels().len() {
         model.set_labels(data.label_names().to_vec());
     }
 }

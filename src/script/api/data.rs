@@ -339,7 +339,12 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
                 model.config.max_position_embeddings
             )));
         }
-        guard(|| Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::new(&d.0, &model.tokenizer, max_len)?))))
+        guard(|| {
+            // Class ids follow the head's label names, not the data's sorted ones.
+            let labels = crate::model::Learner::labels(&*model);
+            let data = if crate::task::are_placeholder_labels(labels) { (*d.0).clone() } else { d.0.in_label_order(labels)? };
+            Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::new(&data, &model.tokenizer, max_len)?)))
+        })
     };
     engine.register_fn("tokenize", tokenize);
     engine.register_fn("tokenize", move |d: &mut DatasetHandle, m: ModelHandle| tokenize(d, m, Map::new()));
