@@ -342,8 +342,14 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         guard(|| {
             // Class ids follow the head's label names, not the data's sorted ones.
             let labels = crate::model::Learner::labels(&*model);
-            let data = if crate::task::are_placeholder_labels(labels) { (*d.0).clone() } else { d.0.in_label_order(labels)? };
-            Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::new(&data, &model.tokenizer, max_len)?)))
+            let reordered;
+            let data = if crate::task::are_placeholder_labels(labels) {
+                &*d.0
+            } else {
+                reordered = d.0.in_label_order(labels)?;
+                &reordered
+            };
+            Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::new(data, &model.tokenizer, max_len)?)))
         })
     };
     engine.register_fn("tokenize", tokenize);
