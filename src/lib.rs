@@ -6,6 +6,7 @@
 //! `Interpreter`.
 
 pub mod data;
+pub mod distributed;
 pub mod kernel;
 pub mod model;
 pub mod panic;

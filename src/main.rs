@@ -31,9 +31,15 @@ enum Command {
         /// Seed for weight initialization, dropout, shuffles and splits.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// libtorch threads (default: libtorch's choice, one per core).
+        /// libtorch threads (default: libtorch's choice, one per core;
+        /// with --nproc, the cores shared out between the ranks).
         #[arg(long)]
         threads: Option<i32>,
+        /// Data-parallel training on this machine: start N processes that
+        /// train together over torch.distributed (Gloo), as
+        /// `torchrun --nproc-per-node N` does. The script needs no change.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        nproc: Option<u16>,
         /// Override a variable the script declares at its top level
         /// (`let EPOCHS = 3;`): --set EPOCHS=1. Repeatable.
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = script::overrides::parse)]
@@ -185,6 +191,18 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     if let Some(n) = threads {
         runtime::set_threads(n);
     }
+    // Launched as one rank of several (torchrun, srun, --nproc): join the others.
+    let device = match tunebook::distributed::init_from_env() {
+        Ok(Some(group)) => match device {
+            tch::Device::Cuda(_) => tch::Device::Cuda(group.local_rank()),
+            d => d,
+        },
+        Ok(None) => device,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     install_interrupt(&stop, true);
     let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits };
@@ -193,11 +211,36 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     match session.run_file_with(&file, &overrides) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}error: {e}", rank_prefix());
             // An override the script does not declare is a usage error.
             let usage = e.line.is_none() && e.message.starts_with("--set ");
             ExitCode::from(if e.interrupted { EXIT_INTERRUPTED } else if usage { EXIT_USAGE } else { 1 })
         }
+    }
+}
+
+/// This command line as each rank runs it: without `--nproc` and
+/// `--threads` (the launcher sets the threads per rank).
+fn rank_args() -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let text = a.to_string_lossy();
+        if text == "--nproc" || text == "--threads" {
+            args.next();
+        } else if !(text.starts_with("--nproc=") || text.starts_with("--threads=")) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// "[rank N] " in a distributed run's ranks other than 0, so that a
+/// message says which process it came from.
+fn rank_prefix() -> String {
+    match tunebook::distributed::current() {
+        Some(g) if g.rank() > 0 => format!("[rank {}] ", g.rank()),
+        _ => String::new(),
     }
 }
 
@@ -245,7 +288,16 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run { file, device, seed, threads, overrides, limits } => run_script(file, device, seed, threads, overrides, limits),
+        Command::Run { file, nproc: Some(n), threads, .. } if n > 1 => {
+            if !file.is_file() {
+                eprintln!("error: no script at {} (give the path of a .rhai file)", file.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            let per_rank = threads.unwrap_or_else(|| (cores / usize::from(n)).max(1) as i32);
+            cli::launch::run(n.into(), rank_args(), per_rank)
+        }
+        Command::Run { file, device, seed, threads, overrides, limits, .. } => run_script(file, device, seed, threads, overrides, limits),
         Command::Repl { device, seed } => repl(device, seed),
         Command::Api { name, markdown } => api(name, markdown),
         Command::Kernel { action, connection_file, device, seed, allow_unsigned } => kernel(action, connection_file, device, seed, allow_unsigned),

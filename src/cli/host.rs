@@ -6,27 +6,37 @@ use tunebook::script::Host;
 use tunebook::train::TrainObserver;
 
 /// The terminal as a script host: prints to stdout, progress bars on
-/// stderr, charts as PNG files under `out/plots/`.
+/// stderr, charts as PNG files under `out/plots/`. In a distributed run
+/// only rank 0 prints and draws, as only it writes.
 pub struct TerminalHost {
     script_stem: String,
     charts: std::cell::Cell<usize>,
+    speaks: bool,
 }
 
 impl TerminalHost {
     /// A host whose charts are named after `script_stem`.
     pub fn new(script_stem: &str) -> Self {
-        Self { script_stem: script_stem.to_string(), charts: std::cell::Cell::new(0) }
+        Self { script_stem: script_stem.to_string(), charts: std::cell::Cell::new(0), speaks: tunebook::distributed::is_main_process() }
     }
 }
 
 impl Host for TerminalHost {
     fn print(&self, text: &str) {
-        println!("{text}");
+        if self.speaks {
+            println!("{text}");
+        }
     }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
+        if !self.speaks {
+            return Box::new(tunebook::train::Silent);
+        }
         Box::new(super::progress::TerminalProgress::new())
     }
     fn show_chart(&self, chart: &tunebook::plot::Chart) {
+        if !self.speaks {
+            return;
+        }
         let n = self.charts.get() + 1;
         self.charts.set(n);
         let path = PathBuf::from("out/plots").join(format!("{}-{n}.png", self.script_stem));

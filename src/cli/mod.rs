@@ -3,5 +3,6 @@
 
 pub mod doctor;
 pub mod host;
+pub mod launch;
 pub mod progress;
 pub mod repl;

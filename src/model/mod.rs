@@ -443,6 +443,11 @@ impl std::fmt::Debug for Model {
 /// Writes a folder through `fill` into a staging folder beside `dir`, then
 /// renames it into place; returns the folder's canonical path.
 fn write_folder(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    // In a distributed run every rank holds the same weights: rank 0 writes.
+    crate::distributed::main_process_writes(|| write_folder_here(dir, fill), || dir.to_path_buf())
+}
+
+fn write_folder_here(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let staging = tempfile::Builder::new().prefix(".tunebook-save-").tempdir_in(parent)?;

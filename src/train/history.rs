@@ -12,6 +12,10 @@ use super::{EpochRecord, StepRecord, TrainRun};
 impl TrainRun {
     /// Writes the run as JSON Lines (through a temporary file and a rename).
     pub fn save_jsonl(&self, path: &Path) -> Result<()> {
+        crate::distributed::main_process_writes(|| self.write_jsonl(path), || ())
+    }
+
+    fn write_jsonl(&self, path: &Path) -> Result<()> {
         let mut summary = serde_json::to_value(self)?;
         let obj = summary.as_object_mut().expect("a run serializes to an object");
         obj.remove("steps");

@@ -165,6 +165,21 @@ impl RegressionScores {
         self.predicted.extend(predicted.iter().map(|&x| f64::from(x)));
     }
 
+    /// Numbers per row.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// The predictions and the targets added so far, row-major.
+    pub fn values(&self) -> (&[f64], &[f64]) {
+        (&self.predicted, &self.truth)
+    }
+
+    /// Scores over given predictions and targets (`outputs` per row).
+    pub fn from_values(outputs: usize, predicted: Vec<f64>, truth: Vec<f64>) -> Self {
+        Self { outputs: outputs.max(1), predicted, truth }
+    }
+
     fn pairs(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
         self.truth.iter().copied().zip(self.predicted.iter().copied())
     }

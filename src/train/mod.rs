@@ -521,6 +521,11 @@ fn fit_inner(
     groups: &[crate::model::LayerGroup],
     loss_kind: Loss,
 ) -> Result<TrainRun> {
+    // Distributed: every rank trains a replica on its shard of each global
+    // batch; rank 0 alone reports and writes.
+    let dist = crate::distributed::current();
+    let mut silent = Silent;
+    let observer: &mut dyn TrainObserver = if crate::distributed::is_main_process() { observer } else { &mut silent };
     let first_unfrozen = opts.unfreezing.and_then(|u| apply_unfreezing(model, u, 1, start_mask, groups));
     let summary = model.summary();
     let device = model.device();
@@ -605,6 +610,17 @@ fn fit_inner(
         }
         observer.on_event(&TrainEvent::Resumed { epoch: saved.state.epoch, step });
     }
+    if let Some(g) = dist {
+        // As DDP does at construction: every replica starts from rank 0's
+        // weights (a freshly initialized head differs between processes).
+        let params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
+        let synced = g.broadcast(&params, 0)?;
+        tch::no_grad(|| {
+            for (p, s) in params.iter().zip(&synced) {
+                p.shallow_clone().copy_(s);
+            }
+        });
+    }
     let mut layer_tracker = opts.track_layers.then(|| layer_stats::LayerTracker::new(model));
     'epochs: for epoch in first_epoch..=opts.epochs {
         if let Some(seed) = opts.seed {
@@ -618,11 +634,17 @@ fn fit_inner(
         }
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         let batch_rows = train.batch_indices(epoch);
+        // This process's rows of each global batch (all of them on one process).
+        let local_rows: Vec<Vec<usize>> = match dist {
+            Some(g) => batch_rows.iter().map(|b| crate::distributed::shard(b, g.rank(), g.world_size())).collect(),
+            None => batch_rows.clone(),
+        };
         // Only the batches this run will reach are prepared.
         let reachable = total_steps.saturating_sub(step).saturating_mul(accumulate).min(batch_rows.len());
-        let mut prepared = train.prefetch(batch_rows[..reachable].to_vec(), Some(epoch), PREFETCH_AHEAD)?;
+        let mut prepared = train.prefetch(local_rows[..reachable].iter().filter(|b| !b.is_empty()).cloned().collect(), Some(epoch), PREFETCH_AHEAD)?;
         for (i, group) in batch_rows.chunks(accumulate).enumerate() {
-            if stop.load(Ordering::Relaxed) {
+            // Ranks stop together, after a step they all took (see below).
+            if dist.is_none() && stop.load(Ordering::Relaxed) {
                 run.interrupted = true;
                 break 'epochs;
             }
@@ -637,7 +659,11 @@ fn fit_inner(
             // no zero-filling and no extra pass over every gradient per step.
             let inputs = optimizer.trainable();
             let mut grads: Vec<Tensor> = Vec::new();
-            for _ in group {
+            for local in &local_rows[i * accumulate..i * accumulate + group.len()] {
+                if local.is_empty() {
+                    // A short last batch can leave a rank without rows: it adds nothing.
+                    continue;
+                }
                 let batch = prepared.next_batch()?.ok_or_else(|| anyhow::anyhow!("the data loader ended early"))?.to_device(device);
                 let logits = model.forward(&batch.inputs, true)?;
                 let loss = loss_kind.compute(&logits, &batch.labels, loss_weights.as_ref(), opts.label_smoothing);
@@ -658,7 +684,13 @@ fn fit_inner(
                     });
                 }
                 group_loss += loss.double_value(&[]) * share;
-                samples += batch.size;
+            }
+            samples += group_rows;
+            let mut all_stop = false;
+            if let Some(g) = dist {
+                // Each rank's gradient is its rows' share of the global mean,
+                // so their sum is the gradient of the whole global batch.
+                (grads, group_loss, all_stop) = sum_over_ranks(g, &inputs, grads, group_loss, stop.load(Ordering::Relaxed))?;
             }
             if !group_loss.is_finite() {
                 let kept = opts.checkpoint.as_ref().filter(|_| !run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
@@ -677,6 +709,10 @@ fn fit_inner(
             let record = StepRecord { step, loss: group_loss, lr };
             run.steps.push(record);
             observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, record });
+            if all_stop {
+                run.interrupted = true;
+                break 'epochs;
+            }
             // Between epoch ends only: the epoch's own evaluation covers its last step.
             let epoch_ends = i + 1 == batch_rows.len().div_ceil(accumulate) || step >= total_steps;
             if let (Some(n), Some(v), false) = (opts.eval_every, val, epoch_ends) {
@@ -741,9 +777,15 @@ fn fit_inner(
                 best_epoch,
                 version: env!("CARGO_PKG_VERSION").to_string(),
             };
-            let params: Vec<(String, Tensor)> = model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
-            let path = checkpoint::save(c, &params, &optimizer.state_tensors(), &state)
-                .map_err(|e| anyhow::anyhow!("{e:#}; training stopped after epoch {epoch}, and the model keeps its weights in memory (save it elsewhere)"))?;
+            // Replicas are identical: rank 0 writes for all.
+            let path = crate::distributed::main_process_writes(
+                || {
+                    let params: Vec<(String, Tensor)> = model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+                    checkpoint::save(c, &params, &optimizer.state_tensors(), &state)
+                },
+                || c.dir.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e:#}; training stopped after epoch {epoch}, and the model keeps its weights in memory (save it elsewhere)"))?;
             observer.on_event(&TrainEvent::Checkpoint { epoch, path: path.display().to_string() });
         }
         if stop_early {
@@ -774,6 +816,24 @@ fn fit_inner(
     }
     observer.on_event(&TrainEvent::Done(run.clone()));
     Ok(run)
+}
+
+/// Sums the ranks' gradients and losses of one step, and whether any rank
+/// was asked to stop. A gradient no rank produced stays undefined, as on
+/// one process; a rank without it adds zeros.
+fn sum_over_ranks(group: &crate::distributed::ProcessGroup, inputs: &[Tensor], grads: Vec<Tensor>, loss: f64, stop: bool) -> Result<(Vec<Tensor>, f64, bool)> {
+    let defined: Vec<f64> = (0..inputs.len()).map(|j| f64::from(grads.get(j).is_some_and(Tensor::defined))).collect();
+    let mut tensors: Vec<Tensor> = inputs.iter().enumerate().map(|(j, p)| match grads.get(j).filter(|g| g.defined()) {
+        Some(g) => g.shallow_clone(),
+        None => Tensor::zeros_like(p),
+    }).collect();
+    tensors.push(Tensor::from_slice(&[loss, f64::from(u8::from(stop))]));
+    tensors.push(Tensor::from_slice(&defined));
+    let mut summed = group.all_reduce(&tensors, crate::distributed::ReduceOp::Sum)?;
+    let defined = Vec::<f64>::try_from(summed.pop().expect("pushed above"))?;
+    let scalars = Vec::<f64>::try_from(summed.pop().expect("pushed above"))?;
+    let grads = summed.into_iter().zip(defined).map(|(g, d)| if d > 0.0 { g } else { Tensor::new() }).collect();
+    Ok((grads, scalars[0], scalars[1] > 0.0))
 }
 
 /// Batches the loader thread prepares ahead of training.
@@ -874,7 +934,15 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
     };
     let _guard = tch::no_grad_guard();
     let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
-    let mut prepared = data.prefetch(data.batch_indices(0), None, PREFETCH_AHEAD)?;
+    let dist = crate::distributed::current();
+    let batches = match dist {
+        // Each rank evaluates its shard; the counts are summed below. A
+        // stop request waits for the end, so that the ranks finish together.
+        Some(g) => data.batch_indices(0).iter().map(|b| crate::distributed::shard(b, g.rank(), g.world_size())).filter(|b| !b.is_empty()).collect(),
+        None => data.batch_indices(0),
+    };
+    let stop = if dist.is_some() { None } else { stop };
+    let mut prepared = data.prefetch(batches, None, PREFETCH_AHEAD)?;
     while let Some(batch) = prepared.next_batch()? {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Ok(None);
@@ -900,6 +968,9 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
         }
         rows += batch.size;
     }
+    if let Some(g) = dist {
+        (loss_sum, weight, rows) = sum_evaluation(g, loss_sum, weight, rows, &mut detail)?;
+    }
     let mut result = EvalResult { loss: loss_sum / weight.max(1.0), task, accuracy: None, f1: None, mse: None, mae: None, r2: None, rows };
     match &detail {
         EvalDetail::Classes(c) => (result.accuracy, result.f1) = (Some(c.accuracy()), Some(c.macro_scores().2)),
@@ -907,6 +978,34 @@ fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&Stop
         EvalDetail::Regression(r) => (result.mse, result.mae, result.r2) = (Some(r.mse()), Some(r.mae()), Some(r.r2())),
     }
     Ok(Some((result, detail)))
+}
+
+/// Sums one evaluation's loss, weights, rows and counts over the ranks
+/// (a regression's predictions are gathered).
+fn sum_evaluation(group: &crate::distributed::ProcessGroup, loss_sum: f64, weight: f64, rows: usize, detail: &mut EvalDetail) -> Result<(f64, f64, usize)> {
+    use crate::distributed::ReduceOp;
+    let totals = Vec::<f64>::try_from(&group.all_reduce(&[Tensor::from_slice(&[loss_sum, weight, rows as f64])], ReduceOp::Sum)?[0])?;
+    let sum_counts = |counts: Vec<i64>| -> Result<Vec<i64>> { Ok(Vec::<i64>::try_from(&group.all_reduce(&[Tensor::from_slice(&counts)], ReduceOp::Sum)?[0])?) };
+    match detail {
+        EvalDetail::Classes(c) => {
+            let n = c.counts.len();
+            let summed = sum_counts(c.counts.iter().flatten().copied().collect())?;
+            c.counts = summed.chunks(n.max(1)).map(<[i64]>::to_vec).collect();
+        }
+        EvalDetail::MultiLabel(c) => {
+            let mut flat: Vec<i64> = c.counts.iter().flat_map(|&(tp, fp, fn_)| [tp, fp, fn_]).collect();
+            flat.extend([c.exact, c.rows]);
+            let summed = sum_counts(flat)?;
+            let labels = c.counts.len();
+            c.counts = summed[..3 * labels].chunks(3).map(|x| (x[0], x[1], x[2])).collect();
+            (c.exact, c.rows) = (summed[3 * labels], summed[3 * labels + 1]);
+        }
+        EvalDetail::Regression(r) => {
+            let (predicted, truth) = r.values();
+            *r = RegressionScores::from_values(r.outputs(), group.all_gather_f64(predicted)?, group.all_gather_f64(truth)?);
+        }
+    }
+    Ok((totals[0], totals[1], totals[2].round() as usize))
 }
 
 /// The class weights of the training loss as a tensor, if any.

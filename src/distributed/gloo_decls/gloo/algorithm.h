@@ -1,0 +1,3 @@
+// See context.h: declarations only.
+#pragma once
+#include <gloo/context.h>

@@ -1,0 +1,400 @@
+//! Data parallelism on libtorch's own distributed engine, c10d (what
+//! `torch.distributed` runs on): a TCPStore rendezvous from the standard
+//! launcher variables, a Gloo process group, and the collectives training
+//! needs (all-reduce, broadcast, barrier), through a small C++ shim
+//! (`c10d_shim.cpp`).
+//!
+//! A process joins a group when `WORLD_SIZE` (or SLURM's `SLURM_NTASKS`) is
+//! more than 1; training then shards each global batch over the ranks and
+//! sums the gradients, so that a script runs unchanged on one process or
+//! many. Nothing here knows of scripts or notebooks.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tch::{Device, Kind, Tensor};
+
+/// The variables a launcher sets (torchrun, `tunebook run --nproc`, or by
+/// hand), read by [`LaunchEnv::from_env`].
+pub const LAUNCH_VARIABLES: [&str; 5] = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"];
+
+/// How long a collective or the rendezvous waits for the other ranks
+/// before failing, unless `TUNEBOOK_DIST_TIMEOUT` (seconds) says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Gradients are all-reduced in buckets of about this many bytes (DDP's
+/// default), so that several collectives are in flight at once.
+pub const BUCKET_BYTES: usize = 25 << 20;
+
+#[allow(non_camel_case_types)]
+#[repr(C)]
+struct tb_group {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn tb_group_new_gloo(
+        master_addr: *const c_char,
+        port: c_int,
+        rank: c_int,
+        size: c_int,
+        timeout_ms: i64,
+        bind_host: *const c_char,
+        err: *mut *mut c_char,
+    ) -> *mut tb_group;
+    fn tb_group_free(group: *mut tb_group);
+    fn tb_string_free(text: *mut c_char);
+    fn tb_all_reduce(group: *mut tb_group, tensors: *const *mut torch_sys::C_tensor, count: usize, op: c_int, err: *mut *mut c_char) -> c_int;
+    fn tb_broadcast(group: *mut tb_group, tensors: *const *mut torch_sys::C_tensor, count: usize, root: c_int, err: *mut *mut c_char) -> c_int;
+    fn tb_barrier(group: *mut tb_group, err: *mut *mut c_char) -> c_int;
+}
+
+/// Takes the shim's error string, if it set one.
+fn take_error(err: *mut c_char) -> String {
+    if err.is_null() {
+        return "c10d failed without a message".to_string();
+    }
+    // SAFETY: the shim hands over a malloc'd, NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+    unsafe { tb_string_free(err) };
+    text
+}
+
+/// Where this process sits in a distributed run, from the launcher's
+/// environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchEnv {
+    /// This process's rank, 0-based.
+    pub rank: usize,
+    /// How many processes train together.
+    pub world_size: usize,
+    /// The rank among the processes on this machine (picks the GPU).
+    pub local_rank: usize,
+    /// The address of rank 0, which serves the rendezvous store.
+    pub master_addr: String,
+    /// The rendezvous store's port.
+    pub master_port: u16,
+    /// How long to wait for the other ranks.
+    pub timeout: Duration,
+}
+
+impl LaunchEnv {
+    /// The launch from the process environment: `None` for a single
+    /// process (no `WORLD_SIZE`, or 1), an error naming the variable when
+    /// the environment is half set or malformed.
+    pub fn from_env() -> Result<Option<LaunchEnv>> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `var`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Option<LaunchEnv>> {
+        // torchrun's names first; SLURM's srun sets its own.
+        let pick = |names: &[&'static str]| -> Option<(&'static str, String)> { names.iter().find_map(|n| var(n).map(|v| (*n, v))) };
+        let Some((size_name, size)) = pick(&["WORLD_SIZE", "SLURM_NTASKS"]) else { return Ok(None) };
+        let number = |name: &str, value: &str| -> Result<usize> {
+            value.trim().parse::<usize>().with_context(|| format!("{name}={value:?} is not a whole number"))
+        };
+        let world_size = number(size_name, &size)?;
+        if world_size <= 1 {
+            return Ok(None);
+        }
+        let (rank_name, rank) = pick(&["RANK", "SLURM_PROCID"])
+            .with_context(|| format!("{size_name}={world_size} but RANK is not set: a launcher sets both (torchrun, or tunebook run --nproc N)"))?;
+        let rank = number(rank_name, &rank)?;
+        if rank >= world_size {
+            bail!("{rank_name}={rank} but {size_name}={world_size}: ranks run from 0 to {}", world_size - 1);
+        }
+        let local_rank = match pick(&["LOCAL_RANK", "SLURM_LOCALID"]) {
+            Some((n, v)) => number(n, &v)?,
+            None => 0,
+        };
+        let master_addr = var("MASTER_ADDR").with_context(|| {
+            format!("{size_name}={world_size} but MASTER_ADDR is not set: export MASTER_ADDR=<rank 0's host> and MASTER_PORT=<a free port> on every rank")
+        })?;
+        let port = var("MASTER_PORT").context("MASTER_ADDR is set but MASTER_PORT is not: export MASTER_PORT=<a free port on rank 0's host> on every rank")?;
+        let master_port = port.trim().parse::<u16>().ok().filter(|p| *p > 0).with_context(|| format!("MASTER_PORT={port:?} is not a port number (1-65535)"))?;
+        let timeout = match var("TUNEBOOK_DIST_TIMEOUT") {
+            Some(v) => Duration::from_secs_f64(
+                v.trim().parse::<f64>().ok().filter(|s| *s > 0.0 && s.is_finite()).with_context(|| format!("TUNEBOOK_DIST_TIMEOUT={v:?} is not a positive number of seconds"))?,
+            ),
+            None => DEFAULT_TIMEOUT,
+        };
+        Ok(Some(LaunchEnv { rank, world_size, local_rank, master_addr, master_port, timeout }))
+    }
+}
+
+/// How an all-reduce combines the ranks' values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Elementwise sum.
+    Sum,
+    /// Elementwise maximum.
+    Max,
+}
+
+/// A c10d process group (Gloo) that this process belongs to.
+pub struct ProcessGroup {
+    raw: *mut tb_group,
+    rank: usize,
+    world_size: usize,
+    local_rank: usize,
+    timeout: Duration,
+}
+
+// SAFETY: c10d backends are made to be called from any thread (torch's
+// Python front end does so); the handle itself is only freed on drop.
+unsafe impl Send for ProcessGroup {}
+unsafe impl Sync for ProcessGroup {}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: raw came from tb_group_new_gloo and is freed once.
+        unsafe { tb_group_free(self.raw) };
+    }
+}
+
+/// True when `host` names this machine's loopback interface.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl ProcessGroup {
+    /// Joins the group described by `launch`: rendezvous at the master's
+    /// store, then a full mesh of Gloo connections. Blocks until every rank
+    /// has joined or the timeout passes.
+    pub fn join(launch: &LaunchEnv) -> Result<ProcessGroup> {
+        let addr = CString::new(launch.master_addr.clone()).context("MASTER_ADDR contains a NUL byte")?;
+        // A single-machine run binds Gloo to loopback too, so it works
+        // without a resolvable host name; otherwise GLOO_SOCKET_IFNAME or
+        // the host name's address picks the interface, as in PyTorch.
+        let bind = (is_loopback(&launch.master_addr) && std::env::var_os("GLOO_SOCKET_IFNAME").is_none()).then(|| CString::new("127.0.0.1").expect("no NUL"));
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the strings outlive the call; err is set only on failure.
+        let raw = unsafe {
+            tb_group_new_gloo(
+                addr.as_ptr(),
+                launch.master_port as c_int,
+                launch.rank as c_int,
+                launch.world_size as c_int,
+                launch.timeout.as_millis() as i64,
+                bind.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
+                &mut err,
+            )
+        };
+        if raw.is_null() {
+            bail!(
+                "rank {} of {} could not join the process group at {}:{} within {:.0} s: {}\n(every rank must be started with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, and rank 0's port must be reachable)",
+                launch.rank,
+                launch.world_size,
+                launch.master_addr,
+                launch.master_port,
+                launch.timeout.as_secs_f64(),
+                take_error(err)
+            );
+        }
+        Ok(ProcessGroup { raw, rank: launch.rank, world_size: launch.world_size, local_rank: launch.local_rank, timeout: launch.timeout })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The rank among this machine's processes (which GPU it uses).
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    /// How many processes are in the group.
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// Turns a failed collective into a message that says what probably
+    /// happened and what to do.
+    fn lost(&self, what: &str, err: *mut c_char) -> anyhow::Error {
+        anyhow::anyhow!(
+            "rank {} lost the other ranks during {what}: {}\n(another rank stopped: it crashed, was killed, or failed with its own error, shown in its output; or it did not answer within {:.0} s. Resume from the last checkpoint, with any number of processes)",
+            self.rank,
+            take_error(err),
+            self.timeout.as_secs_f64()
+        )
+    }
+
+    /// Runs one shim collective over contiguous CPU tensors.
+    fn collective(&self, what: &str, tensors: &mut [Tensor], call: impl FnOnce(*const *mut torch_sys::C_tensor, usize, *mut *mut c_char) -> c_int) -> Result<()> {
+        let ptrs: Vec<*mut torch_sys::C_tensor> = tensors.iter_mut().map(|t| t.as_mut_ptr()).collect();
+        let mut err = std::ptr::null_mut();
+        if call(ptrs.as_ptr(), ptrs.len(), &mut err) != 0 {
+            return Err(self.lost(what, err));
+        }
+        Ok(())
+    }
+
+    /// Combines `tensors` over all ranks; returns the results, in the same
+    /// shapes, kinds and devices. The tensors travel as flat CPU buckets of
+    /// one kind each ([`BUCKET_BYTES`]), reduced concurrently.
+    pub fn all_reduce(&self, tensors: &[Tensor], op: ReduceOp) -> Result<Vec<Tensor>> {
+        let op_code = match op {
+            ReduceOp::Sum => 0,
+            ReduceOp::Max => 1,
+        };
+        self.bucketed("all-reduce", tensors, |group, buckets| {
+            group.collective("all-reduce", buckets, |p, n, e| unsafe { tb_all_reduce(group.raw, p, n, op_code, e) })
+        })
+    }
+
+    /// Every rank's `tensors` take the values of `root`'s; returns them.
+    pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<Vec<Tensor>> {
+        self.bucketed("broadcast", tensors, |group, buckets| {
+            group.collective("broadcast", buckets, |p, n, e| unsafe { tb_broadcast(group.raw, p, n, root as c_int, e) })
+        })
+    }
+
+    /// Waits until every rank has reached this point.
+    pub fn barrier(&self) -> Result<()> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: raw is live; err is set only on failure.
+        if unsafe { tb_barrier(self.raw, &mut err) } != 0 {
+            return Err(self.lost("a barrier", err));
+        }
+        Ok(())
+    }
+
+    /// Every rank's `values`, concatenated in rank order.
+    pub fn all_gather_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
+        let mut counts = vec![0.0; self.world_size];
+        counts[self.rank] = values.len() as f64;
+        let counts: Vec<f64> = Vec::try_from(&self.all_reduce(&[Tensor::from_slice(&counts)], ReduceOp::Sum)?[0])?;
+        let offset: usize = counts[..self.rank].iter().map(|c| *c as usize).sum();
+        let total: usize = counts.iter().map(|c| *c as usize).sum();
+        // Each rank fills its own span; the sum of the zeros elsewhere is the gather.
+        let mut all = vec![0.0; total];
+        all[offset..offset + values.len()].copy_from_slice(values);
+        Ok(Vec::try_from(&self.all_reduce(&[Tensor::from_slice(&all)], ReduceOp::Sum)?[0])?)
+    }
+
+    /// Packs `tensors` into flat CPU buckets (one kind per bucket), runs
+    /// `run` on the buckets, and unpacks the results.
+    fn bucketed(&self, what: &str, tensors: &[Tensor], run: impl FnOnce(&Self, &mut [Tensor]) -> Result<()>) -> Result<Vec<Tensor>> {
+        let _guard = tch::no_grad_guard();
+        let mut buckets: Vec<(Kind, Vec<usize>, usize)> = Vec::new();
+        for (i, t) in tensors.iter().enumerate() {
+            if !t.defined() {
+                bail!("{what}: tensor {i} is undefined");
+            }
+            let bytes = t.numel() * t.kind().elt_size_in_bytes();
+            match buckets.last_mut() {
+                Some((kind, members, size)) if *kind == t.kind() && *size + bytes <= BUCKET_BYTES => {
+                    members.push(i);
+                    *size += bytes;
+                }
+                _ => buckets.push((t.kind(), vec![i], bytes)),
+            }
+        }
+        let mut flat: Vec<Tensor> = buckets
+            .iter()
+            .map(|(_, members, _)| {
+                let parts: Vec<Tensor> = members.iter().map(|&i| tensors[i].detach().to_device(Device::Cpu).reshape([-1])).collect();
+                Tensor::cat(&parts, 0).contiguous()
+            })
+            .collect();
+        run(self, &mut flat)?;
+        let mut out: Vec<Option<Tensor>> = (0..tensors.len()).map(|_| None).collect();
+        for ((_, members, _), bucket) in buckets.iter().zip(&flat) {
+            let mut start = 0i64;
+            for &i in members {
+                let t = &tensors[i];
+                let n = t.numel() as i64;
+                out[i] = Some(bucket.narrow(0, start, n).reshape(t.size()).to_device(t.device()));
+                start += n;
+            }
+        }
+        Ok(out.into_iter().map(|t| t.expect("every tensor is in a bucket")).collect())
+    }
+}
+
+static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
+
+/// Joins the process group the environment describes, once per process;
+/// `Ok(None)` for a single-process run.
+pub fn init_from_env() -> Result<Option<&'static ProcessGroup>> {
+    if let Some(g) = GROUP.get() {
+        return Ok(Some(g));
+    }
+    let Some(launch) = LaunchEnv::from_env()? else { return Ok(None) };
+    let group = ProcessGroup::join(&launch)?;
+    Ok(Some(GROUP.get_or_init(|| group)))
+}
+
+/// The process group this process joined, if it is one of several.
+pub fn current() -> Option<&'static ProcessGroup> {
+    GROUP.get()
+}
+
+/// True unless this process is a rank other than 0 of a group: the one
+/// process that writes checkpoints, logs and charts.
+pub fn is_main_process() -> bool {
+    current().is_none_or(|g| g.rank() == 0)
+}
+
+/// Runs `write` on the main process only, then waits for every rank, so
+/// that no rank reads a file before it is complete; the other ranks get
+/// `skipped()`. A single process just writes.
+pub fn main_process_writes<T>(write: impl FnOnce() -> Result<T>, skipped: impl FnOnce() -> T) -> Result<T> {
+    let Some(group) = current() else { return write() };
+    // A failed write returns at once: the other ranks then lose rank 0 at
+    // the barrier and stop too, rather than train on without its files.
+    let out = if group.rank() == 0 { write()? } else { skipped() };
+    group.barrier()?;
+    Ok(out)
+}
+
+/// This rank's rows of one global batch: every `world_size`-th row,
+/// starting at `rank`. Over the ranks the shards cover the batch exactly
+/// once, so sharded training sees the same global batches as one process
+/// (PyTorch's `DistributedSampler` strides the same way, but pads).
+pub fn shard(rows: &[usize], rank: usize, world_size: usize) -> Vec<usize> {
+    rows.iter().skip(rank).step_by(world_size.max(1)).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn shards_cover_every_row_once() {
+        let rows: Vec<usize> = vec![9, 4, 7, 1, 0, 3, 8];
+        for world in 1..=8 {
+            let mut all: Vec<usize> = (0..world).flat_map(|r| shard(&rows, r, world)).collect();
+            all.sort();
+            let mut want = rows.clone();
+            want.sort();
+            assert_eq!(all, want, "world size {world}");
+        }
+        assert_eq!(shard(&rows, 1, 3), vec![4, 0, 8]);
+    }
+
+    #[test]
+    fn launch_environment_is_read_and_checked() {
+        assert_eq!(LaunchEnv::from_lookup(env(&[])).unwrap(), None);
+        assert_eq!(LaunchEnv::from_lookup(env(&[("WORLD_SIZE", "1")])).unwrap(), None);
+        let l = LaunchEnv::from_lookup(env(&[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500")])).unwrap().unwrap();
+        assert_eq!((l.rank, l.world_size, l.local_rank, l.master_port, l.timeout), (1, 2, 0, 29500, DEFAULT_TIMEOUT));
+        let slurm = LaunchEnv::from_lookup(env(&[("SLURM_NTASKS", "4"), ("SLURM_PROCID", "3"), ("SLURM_LOCALID", "1"), ("MASTER_ADDR", "n1"), ("MASTER_PORT", "1234")])).unwrap().unwrap();
+        assert_eq!((slurm.rank, slurm.world_size, slurm.local_rank), (3, 4, 1));
+        let err = |pairs: &[(&str, &str)]| LaunchEnv::from_lookup(env(pairs)).unwrap_err().to_string();
+        assert!(err(&[("WORLD_SIZE", "2"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "1")]).contains("RANK is not set"));
+        assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "1")]).contains("ranks run from 0 to 1"));
+        assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "1")]).contains("MASTER_ADDR is not set"));
+        assert!(err(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "http")]).contains("not a port number"));
+        assert!(err(&[("WORLD_SIZE", "two")]).contains("not a whole number"));
+    }
+}
