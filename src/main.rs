@@ -168,7 +168,10 @@ fn install_interrupt(stop: &tunebook::train::StopFlag, second_quits: bool) {
         if handler_stop.swap(true, Ordering::SeqCst) && second_quits {
             std::process::exit(EXIT_INTERRUPTED.into());
         }
-        eprintln!("\nstopping at the next batch{}", if second_quits { " (Ctrl-C again to quit now)" } else { "" });
+        // Every rank of a distributed run gets the Ctrl-C; rank 0 speaks for them.
+        if tunebook::distributed::is_main_process() {
+            eprintln!("\nstopping at the next batch{}", if second_quits { " (Ctrl-C again to quit now)" } else { "" });
+        }
     });
 }
 
@@ -211,7 +214,9 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     match session.run_file_with(&file, &overrides) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}error: {e}", rank_prefix());
+            if !(e.interrupted && !tunebook::distributed::is_main_process()) {
+                eprintln!("{}error: {e}", rank_prefix());
+            }
             // An override the script does not declare is a usage error.
             let usage = e.line.is_none() && e.message.starts_with("--set ");
             ExitCode::from(if e.interrupted { EXIT_INTERRUPTED } else if usage { EXIT_USAGE } else { 1 })

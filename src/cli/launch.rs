@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A rank's exit code after Ctrl-C (as `tunebook run`'s).
+const EXIT_INTERRUPTED: i32 = 130;
+
 /// How long stopped ranks get to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -50,6 +53,14 @@ pub fn run(nproc: usize, args: Vec<OsString>, threads: i32) -> ExitCode {
             .env("MASTER_ADDR", std::env::var("MASTER_ADDR").unwrap_or_else(|_| "127.0.0.1".into()))
             .env("MASTER_PORT", port.to_string());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // SAFETY: prctl is async-signal-safe. A launcher that is killed
+        // takes its ranks with it instead of leaving them orphaned.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         match cmd.spawn() {
             Ok(child) => ranks.push(child),
             Err(e) => {
@@ -82,34 +93,46 @@ fn watch(mut ranks: Vec<Child>, interrupts: &AtomicUsize) -> ExitCode {
                 }
             }
         }
+        let mut failed: Vec<(usize, ExitStatus)> = Vec::new();
         for (rank, child) in ranks.iter_mut().enumerate() {
             if done[rank].is_some() {
                 continue;
             }
-            let status = match child.try_wait() {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    done[rank] = Some(status);
+                    // After Ctrl-C the ranks stop together, at the same step.
+                    let interrupted = forwarded > 0 && status.code() == Some(EXIT_INTERRUPTED);
+                    if !status.success() && !interrupted {
+                        failed.push((rank, status));
+                    }
+                }
+                Ok(None) => {}
                 Err(e) => {
                     eprintln!("error: lost track of rank {rank}: {e}");
+                    stop_all(&mut ranks);
                     return ExitCode::FAILURE;
                 }
-            };
-            done[rank] = Some(status);
-            if !status.success() {
-                let running: Vec<usize> = (0..done.len()).filter(|&r| done[r].is_none()).collect();
-                if !running.is_empty() {
-                    eprintln!("error: rank {rank} {}; stopping rank{} {}", describe(status), if running.len() > 1 { "s" } else { "" }, join(&running));
-                    stop_all(&mut ranks);
-                } else if done.iter().filter(|s| s.is_some_and(|s| !s.success())).count() == 1 {
-                    eprintln!("error: rank {rank} {}", describe(status));
-                }
-                return exit_code_of(status);
             }
         }
-        if done.iter().all(Option::is_some) {
-            return ExitCode::SUCCESS;
+        // The others notice a dead rank only at their next collective, so
+        // the first failure seen is the cause; within one poll, a rank killed
+        // by a signal is the likelier cause than one that lost it.
+        if let Some(&(rank, status)) = failed.iter().find(|(_, s)| std::os::unix::process::ExitStatusExt::signal(s).is_some()).or(failed.first()) {
+            let running: Vec<usize> = (0..done.len()).filter(|&r| done[r].is_none()).collect();
+            if running.is_empty() {
+                eprintln!("error: rank {rank} {}", describe(status));
+            } else {
+                eprintln!("error: rank {rank} {}; stopping rank{} {}", describe(status), if running.len() > 1 { "s" } else { "" }, join(&running));
+                stop_all(&mut ranks);
+            }
+            return exit_code_of(status);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if done.iter().all(Option::is_some) {
+            let interrupted = done.iter().any(|s| s.is_some_and(|s| s.code() == Some(EXIT_INTERRUPTED)));
+            return if interrupted { ExitCode::from(EXIT_INTERRUPTED as u8) } else { ExitCode::SUCCESS };
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
