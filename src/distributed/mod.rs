@@ -379,7 +379,8 @@ mod tests {
             want.sort();
             assert_eq!(all, want, "world size {world}");
         }
-        assert_eq!(shard(&rows, 1, 3), vec![4, 0, 8]);
+        assert_eq!(shard(&rows, 1, 3), vec![4, 0]);
+        assert_eq!(shard(&rows, 0, 3), vec![9, 1, 8]);
     }
 
     #[test]
