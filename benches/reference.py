@@ -4,6 +4,10 @@ the same JSON lines. scripts/bench runs it in the pinned reference venv.
 
     python benches/reference.py COMMAND CACHE [--threads N] [--steps N] [--repeats N] [--rows N]
 
+Started as ranks (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set), train-*
+trains with DistributedDataParallel over Gloo, each rank on its half of the
+global batch of 16, and rank 0 prints train_<mode>_ranks<N>.
+
 Commands: train-full, train-head, train-lora (a plain eager loop), trainer
 (HF Trainer, full fine-tuning), eval, memory, gemm, data; and phases, which
 prints where a full step's time goes (as `cargo bench --bench train_step --
@@ -13,6 +17,7 @@ prints where a full step's time goes (as `cargo bench --bench train_step --
 import argparse
 import csv
 import json
+import os
 import pathlib
 import resource
 import time
@@ -82,9 +87,20 @@ def train(args, mode):
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     opt = optimizer(params)
     model.train()
+    world, rank, net = 1, 0, model
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        dist.init_process_group("gloo")
+        world, rank = dist.get_world_size(), dist.get_rank()
+        net = DistributedDataParallel(model)
+        # This rank's rows of the global batch, strided as Tunebook shards.
+        batch = {k: v[rank::world] for k, v in batch.items()}
+        labels = labels[rank::world]
 
     def step():
-        loss = model(**batch, labels=labels)["loss"]
+        loss = net(**batch, labels=labels)["loss"]
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
@@ -99,7 +115,9 @@ def train(args, mode):
         for _ in range(args.steps):
             step()
         values.append(args.steps * BATCH / (time.perf_counter() - start))
-    emit(f"train_{mode}", "samples/s", values, seq_len=batch["input_ids"].shape[1], trainable_params=sum(p.numel() for _, p in params))
+    if rank != 0:
+        return
+    emit(f"train_{mode}" + (f"_ranks{world}" if world > 1 else ""), "samples/s", values, seq_len=batch["input_ids"].shape[1], trainable_params=sum(p.numel() for _, p in params))
 
 
 def phases(args):

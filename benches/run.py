@@ -33,6 +33,9 @@ FIGURES = [
     ("memory", ["memory"], {"rows": (256, 32), "repeats": (3, 1)}),
     ("data", ["data"], {"repeats": (5, 1)}),
     ("script", [], {"steps": (10, 2), "repeats": (3, 1)}),
+    # train-full again as 2 ranks on this machine (Gloo over loopback, the
+    # threads shared out), against PyTorch DDP launched the same way.
+    ("train-full", ["train-full"], {"steps": (10, 2), "repeats": (5, 1), "ranks": 2}),
 ]
 
 
@@ -46,13 +49,36 @@ def settings(spec, tiny):
     return args
 
 
-def json_lines(cmd, env=None):
-    """Runs a benchmark command; its figures, one JSON line each (HF Trainer prints its own lines too)."""
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def json_lines(cmd, ranks=1):
+    """Runs a benchmark command (as `ranks` processes of a distributed run
+    when more than 1, each with its share of the threads); its figures, one
+    JSON line each (HF Trainer prints its own lines too)."""
+    if ranks > 1:
+        port, threads = free_port(), cmd[cmd.index("--threads") + 1]
+        cmd = [*cmd[:cmd.index("--threads")], "--threads", str(max(1, int(threads) // ranks)), *cmd[cmd.index("--threads") + 2:]]
+        procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(ranks), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+                 for r in range(ranks)]
+        outs = [p.communicate() for p in procs]
+        failed = [(r, p.returncode, outs[r][1]) for r, p in enumerate(procs) if p.returncode != 0]
+        if failed:
+            raise SystemExit(f"benchmark failed as {ranks} ranks: {' '.join(cmd)}\n" + "\n".join(f"rank {r} ({rc}): {err[-2000:]}" for r, rc, err in failed))
+        stdout = outs[0][0]
+    else:
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+        stdout = done.stdout
     found = []
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         try:
             value = json.loads(line)
         except ValueError:
@@ -60,7 +86,7 @@ def json_lines(cmd, env=None):
         if isinstance(value, dict) and "figure" in value:
             found.append(value)
     if not found:
-        raise SystemExit(f"benchmark printed no figure: {' '.join(cmd)}\n{done.stdout[-2000:]}")
+        raise SystemExit(f"benchmark printed no figure: {' '.join(cmd)}\n{stdout[-2000:]}")
     return found
 
 
@@ -101,12 +127,14 @@ def main():
     suite = next(m["executable"] for m in map(json.loads, built.stdout.splitlines()) if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "suite")
     for name, reference, spec in FIGURES:
         repeats = spec["repeats"][1 if args.tiny else 0]
+        ranks = spec.get("ranks", 1)
+        label = f"{name} as {ranks} ranks" if ranks > 1 else name
         for r in range(repeats):
-            log(f"{name} {r + 1}/{repeats}: tunebook")
-            results += json_lines([suite, name, *threads, *settings(spec, args.tiny)])
+            log(f"{label} {r + 1}/{repeats}: tunebook")
+            results += json_lines([suite, name, *threads, *settings(spec, args.tiny)], ranks)
             for ref in reference if args.reference_python else []:
-                log(f"{name} {r + 1}/{repeats}: pytorch {ref}")
-                results += json_lines([args.reference_python, "benches/reference.py", ref, str(cache), *threads, *settings(spec, args.tiny)])
+                log(f"{label} {r + 1}/{repeats}: pytorch {ref}")
+                results += json_lines([args.reference_python, "benches/reference.py", ref, str(cache), *threads, *settings(spec, args.tiny)], ranks)
     if args.kernel_python:
         log("kernels")
         counts = ["--starts", "2", "--round-trips", "10"] if args.tiny else ["--starts", "5", "--round-trips", "50"]
@@ -168,6 +196,12 @@ def table_rows(by, cache):
         theirs = g(("train_full", "pytorch"))
         their_mfu = [v * flops / 1e9 / g(("gemm_fp32", "pytorch"))["median"] * 100 for v in theirs["values"]] if theirs and g(("gemm_fp32", "pytorch")) else None
         add(f"model FLOPs utilisation, full step ({flops / 1e9:.2f} GFLOP/sample)", "% of GEMM peak", summary(mfu), summary(their_mfu) if their_mfu else None, "PyTorch", True)
+    add("fine-tuning step, full, 2 processes (Gloo; global batch 16)", "samples/s", g(("train_full_ranks2", "tunebook")), g(("train_full_ranks2", "pytorch")), "PyTorch DDP", True)
+    one, two = g(("train_full", "tunebook")), g(("train_full_ranks2", "tunebook"))
+    their_one, their_two = g(("train_full", "pytorch")), g(("train_full_ranks2", "pytorch"))
+    if one and two:
+        scaling = lambda a, b: summary([b["median"] / a["median"]])
+        add("scaling from 1 to 2 processes, same cores", "× one process", scaling(one, two), scaling(their_one, their_two) if their_one and their_two else None, "PyTorch 1 → DDP 2", True)
     add("evaluation (no grad)", "samples/s", g(("eval", "tunebook")), g(("eval", "pytorch")), "PyTorch inference_mode", True)
     add("peak memory, one full fine-tuning epoch", "MB", g(("peak_memory", "tunebook")), g(("peak_memory", "pytorch")), "PyTorch", False, "≤ PyTorch")
     add("tokenize + collate", "rows/s", g(("data_tokenize_collate", "tunebook")), g(("data_tokenize_collate", "pytorch")), "HF fast tokenizer, per batch", True)

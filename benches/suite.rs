@@ -15,6 +15,11 @@
 //! - `data`: tokenizing and collating Rotten Tomatoes; rows per second.
 //! - `script`: the same short training run from a Rhai script and from Rust
 //!   directly; seconds each.
+//!
+//! Started as ranks of a distributed run (`RANK`, `WORLD_SIZE`, ... set, as
+//! `benches/run.py` does), `train-*` trains data-parallel with the same
+//! global batch of 16; rank 0 prints `train_<mode>_ranks<N>` in samples
+//! per second over all ranks.
 
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
@@ -100,7 +105,13 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
         values.push((run.steps.len() * BATCH) as f64 / run.train_seconds);
     }
     let trainable: i64 = model.named_parameters().iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
-    emit(&format!("train_{mode}"), "samples/s", values, json!({ "seq_len": seq, "batch": BATCH, "trainable_params": trainable }));
+    let figure = match tunebook::distributed::current() {
+        Some(g) => format!("train_{mode}_ranks{}", g.world_size()),
+        None => format!("train_{mode}"),
+    };
+    if tunebook::distributed::is_main_process() {
+        emit(&figure, "samples/s", values, json!({ "seq_len": seq, "batch": BATCH, "trainable_params": trainable }));
+    }
     Ok(())
 }
 
@@ -220,6 +231,7 @@ fn main() -> anyhow::Result<()> {
     let threads = arg("--threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     tunebook::runtime::set_threads(threads as i32);
     tunebook::runtime::seed_everything(0);
+    tunebook::distributed::init_from_env()?;
     let (steps, repeats) = (arg("--steps", 10), arg("--repeats", 5));
     match command.as_str() {
         "train-full" => train("full", steps, repeats),

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,164 @@ int tb_barrier(tb_group* group, char** err) {
     std::vector<c10::intrusive_ptr<c10d::Work>> works{group->backend->barrier()};
     wait_all(works);
   }) ? 0 : -1;
+}
+
+// Gradient all-reduce overlapped with the backward pass, as DDP's reducer
+// does: a hook on each parameter copies its gradient into a flat bucket, and
+// a bucket's all-reduce starts as soon as the step's last backward has filled
+// it. Buckets start strictly in order, so every rank issues the same
+// collectives in the same order whatever order its hooks fire in.
+struct tb_overlap {
+  tb_group* group;
+  std::vector<at::Tensor> params;
+  std::vector<unsigned> hooks;
+  std::vector<int> bucket_of;
+  std::vector<int64_t> offset_of;
+  std::vector<std::vector<int>> members;
+  std::vector<at::Tensor> buckets;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<int> waiting;          // per bucket: members not yet in from the last backward
+  std::vector<uint8_t> reported;     // per parameter: a gradient arrived this step
+  std::vector<uint8_t> in_last;      // per parameter: it arrived in the last backward
+  size_t next_launch = 0;
+  bool last = false;
+  std::mutex mu;
+
+  void on_grad(size_t i, const at::Tensor& grad) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto slot = buckets[bucket_of[i]].narrow(0, offset_of[i], params[i].numel());
+    auto flat = grad.detach().reshape({-1});
+    if (reported[i]) {
+      slot.add_(flat.to(slot.options()));
+    } else {
+      slot.copy_(flat);
+      reported[i] = 1;
+    }
+    if (last && !in_last[i]) {
+      in_last[i] = 1;
+      waiting[bucket_of[i]] -= 1;
+      while (next_launch < buckets.size() && waiting[next_launch] == 0) {
+        launch(next_launch++);
+      }
+    }
+  }
+
+  // Members without a gradient from this rank add zeros.
+  void launch(size_t b) {
+    for (int i : members[b]) {
+      if (!reported[i]) {
+        buckets[b].narrow(0, offset_of[i], params[i].numel()).zero_();
+      }
+    }
+    std::vector<at::Tensor> one{buckets[b]};
+    works[b] = group->backend->allreduce(one);
+  }
+};
+
+// Buckets over params in reverse order (the order backward produces their
+// gradients): the first of first_bytes, the rest of bucket_bytes.
+tb_overlap* tb_overlap_new(tb_group* group, at::Tensor** params, size_t count, int64_t first_bytes,
+                           int64_t bucket_bytes, char** err) {
+  tb_overlap* o = nullptr;
+  guarded(err, [&] {
+    auto state = std::make_unique<tb_overlap>();
+    state->group = group;
+    state->params = as_vector(params, count);
+    state->bucket_of.assign(count, -1);
+    state->offset_of.assign(count, 0);
+    std::vector<int64_t> sizes;
+    std::vector<c10::ScalarType> kinds;
+    for (size_t k = count; k-- > 0;) {
+      const auto& p = state->params[k];
+      int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
+      int64_t cap = state->members.size() <= 1 ? first_bytes : bucket_bytes;
+      bool fits = !state->members.empty() && kinds.back() == p.scalar_type() &&
+                  (sizes.back() + p.numel()) * static_cast<int64_t>(p.element_size()) <= cap;
+      if (!fits) {
+        state->members.emplace_back();
+        sizes.push_back(0);
+        kinds.push_back(p.scalar_type());
+      }
+      state->bucket_of[k] = static_cast<int>(state->members.size() - 1);
+      state->offset_of[k] = sizes.back();
+      sizes.back() += p.numel();
+      state->members.back().push_back(static_cast<int>(k));
+      (void)bytes;
+    }
+    for (size_t b = 0; b < state->members.size(); b++) {
+      state->buckets.push_back(at::empty({sizes[b]}, at::TensorOptions().dtype(kinds[b]).device(at::kCPU)));
+    }
+    state->works.resize(state->buckets.size());
+    state->waiting.assign(state->buckets.size(), 0);
+    state->reported.assign(count, 0);
+    state->in_last.assign(count, 0);
+    tb_overlap* raw = state.get();
+    for (size_t i = 0; i < count; i++) {
+      state->hooks.push_back(state->params[i].register_hook([raw, i](const at::Tensor& grad) { raw->on_grad(i, grad); }));
+    }
+    o = state.release();
+  });
+  return o;
+}
+
+void tb_overlap_free(tb_overlap* o) {
+  if (o == nullptr) {
+    return;
+  }
+  for (size_t i = 0; i < o->params.size(); i++) {
+    try {
+      o->params[i].remove_hook(o->hooks[i]);
+    } catch (...) {
+    }
+  }
+  delete o;
+}
+
+// Starts a step: no gradients yet, nothing launched.
+void tb_overlap_begin_step(tb_overlap* o) {
+  std::lock_guard<std::mutex> lock(o->mu);
+  std::fill(o->reported.begin(), o->reported.end(), 0);
+  std::fill(o->in_last.begin(), o->in_last.end(), 0);
+  for (size_t b = 0; b < o->buckets.size(); b++) {
+    o->waiting[b] = static_cast<int>(o->members[b].size());
+    o->works[b].reset();
+  }
+  o->next_launch = 0;
+  o->last = false;
+}
+
+// The next backward is this rank's last of the step: buckets launch as they fill.
+void tb_overlap_last_backward(tb_overlap* o) {
+  std::lock_guard<std::mutex> lock(o->mu);
+  o->last = true;
+}
+
+// Launches what the backward passes did not, waits for every bucket, and
+// gives back the summed buckets and which parameters this rank had gradients for.
+int tb_overlap_finish(tb_overlap* o, at::Tensor** buckets_out, size_t bucket_count, uint8_t* reported_out, char** err) {
+  return guarded(err, [&] {
+    {
+      std::lock_guard<std::mutex> lock(o->mu);
+      while (o->next_launch < o->buckets.size()) {
+        o->launch(o->next_launch++);
+      }
+    }
+    wait_all(o->works);
+    for (size_t b = 0; b < bucket_count && b < o->buckets.size(); b++) {
+      *buckets_out[b] = o->buckets[b];
+    }
+    std::copy(o->reported.begin(), o->reported.end(), reported_out);
+  }) ? 0 : -1;
+}
+
+size_t tb_overlap_bucket_count(tb_overlap* o) {
+  return o->buckets.size();
+}
+
+// Where parameter i's gradient lies: its bucket and element offset.
+void tb_overlap_place(tb_overlap* o, size_t i, int* bucket, int64_t* offset) {
+  *bucket = o->bucket_of[i];
+  *offset = o->offset_of[i];
 }
 
 } // extern "C"

@@ -28,6 +28,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// default), so that several collectives are in flight at once.
 pub const BUCKET_BYTES: usize = 25 << 20;
 
+/// The first gradient bucket is small, so that communication starts early
+/// in the backward pass (DDP's default too).
+pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
+
 #[allow(non_camel_case_types)]
 #[repr(C)]
 struct tb_group {
@@ -49,6 +53,19 @@ extern "C" {
     fn tb_all_reduce(group: *mut tb_group, tensors: *const *mut torch_sys::C_tensor, count: usize, op: c_int, err: *mut *mut c_char) -> c_int;
     fn tb_broadcast(group: *mut tb_group, tensors: *const *mut torch_sys::C_tensor, count: usize, root: c_int, err: *mut *mut c_char) -> c_int;
     fn tb_barrier(group: *mut tb_group, err: *mut *mut c_char) -> c_int;
+    fn tb_overlap_new(group: *mut tb_group, params: *const *mut torch_sys::C_tensor, count: usize, first_bytes: i64, bucket_bytes: i64, err: *mut *mut c_char) -> *mut tb_overlap;
+    fn tb_overlap_free(overlap: *mut tb_overlap);
+    fn tb_overlap_begin_step(overlap: *mut tb_overlap);
+    fn tb_overlap_last_backward(overlap: *mut tb_overlap);
+    fn tb_overlap_finish(overlap: *mut tb_overlap, buckets: *const *mut torch_sys::C_tensor, bucket_count: usize, reported: *mut u8, err: *mut *mut c_char) -> c_int;
+    fn tb_overlap_bucket_count(overlap: *mut tb_overlap) -> usize;
+    fn tb_overlap_place(overlap: *mut tb_overlap, i: usize, bucket: *mut c_int, offset: *mut i64);
+}
+
+#[allow(non_camel_case_types)]
+#[repr(C)]
+struct tb_overlap {
+    _opaque: [u8; 0],
 }
 
 /// Takes the shim's error string, if it set one.
@@ -313,6 +330,93 @@ impl ProcessGroup {
             }
         }
         Ok(out.into_iter().map(|t| t.expect("every tensor is in a bucket")).collect())
+    }
+}
+
+/// Sums the gradients of a set of parameters over the ranks while the
+/// backward pass is still running, as PyTorch's DDP does: hooks copy each
+/// gradient into a flat bucket (parameters in reverse order, as backward
+/// produces them), and a bucket's all-reduce starts once the step's last
+/// backward has filled it. Gradients of several backward passes in one step
+/// (accumulation) add up in the buckets. The hooks are removed on drop.
+pub struct OverlappedGradients {
+    raw: *mut tb_overlap,
+    group: &'static ProcessGroup,
+    params: Vec<Tensor>,
+    places: Vec<(usize, i64)>,
+    buckets: usize,
+}
+
+impl Drop for OverlappedGradients {
+    fn drop(&mut self) {
+        // SAFETY: raw came from tb_overlap_new and is freed once.
+        unsafe { tb_overlap_free(self.raw) };
+    }
+}
+
+impl OverlappedGradients {
+    /// Hooks `params` (trainable leaves) of the group's replica.
+    pub fn new(group: &'static ProcessGroup, params: &[Tensor]) -> Result<OverlappedGradients> {
+        let mut params: Vec<Tensor> = params.iter().map(Tensor::shallow_clone).collect();
+        let ptrs: Vec<*mut torch_sys::C_tensor> = params.iter_mut().map(|t| t.as_mut_ptr()).collect();
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the tensors are live for the call; the shim keeps its own references.
+        let raw = unsafe { tb_overlap_new(group.raw, ptrs.as_ptr(), ptrs.len(), FIRST_BUCKET_BYTES as i64, BUCKET_BYTES as i64, &mut err) };
+        if raw.is_null() {
+            bail!("cannot set up the gradient buckets: {}", take_error(err));
+        }
+        let places = (0..params.len())
+            .map(|i| {
+                let (mut bucket, mut offset) = (0, 0);
+                // SAFETY: i is within the parameters the shim was given.
+                unsafe { tb_overlap_place(raw, i, &mut bucket, &mut offset) };
+                (bucket as usize, offset)
+            })
+            .collect();
+        // SAFETY: raw is live.
+        let buckets = unsafe { tb_overlap_bucket_count(raw) };
+        Ok(OverlappedGradients { raw, group, params, places, buckets })
+    }
+
+    /// True when these hooks are on exactly `params` (gradual unfreezing
+    /// changes the trainable set, and then new hooks are needed).
+    pub fn covers(&self, params: &[Tensor]) -> bool {
+        self.params.len() == params.len() && self.params.iter().zip(params).all(|(a, b)| a.data_ptr() == b.data_ptr())
+    }
+
+    /// Starts an optimizer step: no gradients in the buckets yet.
+    pub fn begin_step(&mut self) {
+        // SAFETY: raw is live.
+        unsafe { tb_overlap_begin_step(self.raw) };
+    }
+
+    /// Marks the next backward pass as this rank's last in the step, so
+    /// that buckets are sent as soon as it fills them.
+    pub fn last_backward(&mut self) {
+        // SAFETY: raw is live.
+        unsafe { tb_overlap_last_backward(self.raw) };
+    }
+
+    /// Sends what is left, waits for every bucket, and returns each
+    /// parameter's summed gradient (on its device), and whether this rank
+    /// had one for it. The gradients are views into the buckets: they are
+    /// valid until the next step begins.
+    pub fn finish(&mut self) -> Result<(Vec<Tensor>, Vec<bool>)> {
+        let mut buckets: Vec<Tensor> = (0..self.buckets).map(|_| Tensor::new()).collect();
+        let ptrs: Vec<*mut torch_sys::C_tensor> = buckets.iter_mut().map(|t| t.as_mut_ptr()).collect();
+        let mut reported = vec![0u8; self.params.len()];
+        let mut err = std::ptr::null_mut();
+        // SAFETY: one output tensor per bucket, one flag per parameter.
+        if unsafe { tb_overlap_finish(self.raw, ptrs.as_ptr(), ptrs.len(), reported.as_mut_ptr(), &mut err) } != 0 {
+            return Err(self.group.lost("the gradient all-reduce", err));
+        }
+        let grads = self
+            .params
+            .iter()
+            .zip(&self.places)
+            .map(|(p, &(bucket, offset))| buckets[bucket].narrow(0, offset, p.numel() as i64).view(p.size().as_slice()).to_device(p.device()))
+            .collect();
+        Ok((grads, reported.into_iter().map(|r| r != 0).collect()))
     }
 }
 

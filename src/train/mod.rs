@@ -622,6 +622,7 @@ fn fit_inner(
         });
     }
     let mut layer_tracker = opts.track_layers.then(|| layer_stats::LayerTracker::new(model));
+    let mut overlap: Option<crate::distributed::OverlappedGradients> = None;
     'epochs: for epoch in first_epoch..=opts.epochs {
         if let Some(seed) = opts.seed {
             // Dropout depends only on the seed and the epoch, so a resumed run repeats an uninterrupted one.
@@ -659,10 +660,24 @@ fn fit_inner(
             // no zero-filling and no extra pass over every gradient per step.
             let inputs = optimizer.trainable();
             let mut grads: Vec<Tensor> = Vec::new();
-            for local in &local_rows[i * accumulate..i * accumulate + group.len()] {
+            let locals = &local_rows[i * accumulate..i * accumulate + group.len()];
+            if let Some(g) = dist {
+                if !overlap.as_ref().is_some_and(|o| o.covers(&inputs)) {
+                    drop(overlap.take()); // the old hooks go before new ones are added
+                    overlap = Some(crate::distributed::OverlappedGradients::new(g, &inputs)?);
+                }
+            }
+            if let Some(o) = overlap.as_mut() {
+                o.begin_step();
+            }
+            let last_backward = locals.iter().rposition(|b| !b.is_empty());
+            for (k, local) in locals.iter().enumerate() {
                 if local.is_empty() {
                     // A short last batch can leave a rank without rows: it adds nothing.
                     continue;
+                }
+                if let (Some(o), true) = (overlap.as_mut(), Some(k) == last_backward) {
+                    o.last_backward();
                 }
                 let batch = prepared.next_batch()?.ok_or_else(|| anyhow::anyhow!("the data loader ended early"))?.to_device(device);
                 let logits = model.forward(&batch.inputs, true)?;
@@ -670,7 +685,9 @@ fn fit_inner(
                 // Each batch counts by its rows, so accumulated steps equal one big batch.
                 let share = batch.size as f64 / group_rows as f64;
                 let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
-                if grads.is_empty() {
+                if overlap.is_some() {
+                    // The hooks have put these into the buckets already.
+                } else if grads.is_empty() {
                     grads = batch_grads;
                 } else {
                     tch::no_grad(|| {
@@ -687,10 +704,11 @@ fn fit_inner(
             }
             samples += group_rows;
             let mut all_stop = false;
-            if let Some(g) = dist {
+            if let (Some(g), Some(o)) = (dist, overlap.as_mut()) {
                 // Each rank's gradient is its rows' share of the global mean,
                 // so their sum is the gradient of the whole global batch.
-                (grads, group_loss, all_stop) = sum_over_ranks(g, &inputs, grads, group_loss, stop.load(Ordering::Relaxed))?;
+                let (summed, reported) = o.finish()?;
+                (grads, group_loss, all_stop) = agree_on_step(g, summed, &reported, group_loss, stop.load(Ordering::Relaxed))?;
             }
             if !group_loss.is_finite() {
                 let kept = opts.checkpoint.as_ref().filter(|_| !run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
@@ -818,22 +836,15 @@ fn fit_inner(
     Ok(run)
 }
 
-/// Sums the ranks' gradients and losses of one step, and whether any rank
-/// was asked to stop. A gradient no rank produced stays undefined, as on
-/// one process; a rank without it adds zeros.
-fn sum_over_ranks(group: &crate::distributed::ProcessGroup, inputs: &[Tensor], grads: Vec<Tensor>, loss: f64, stop: bool) -> Result<(Vec<Tensor>, f64, bool)> {
-    let defined: Vec<f64> = (0..inputs.len()).map(|j| f64::from(grads.get(j).is_some_and(Tensor::defined))).collect();
-    let mut tensors: Vec<Tensor> = inputs.iter().enumerate().map(|(j, p)| match grads.get(j).filter(|g| g.defined()) {
-        Some(g) => g.shallow_clone(),
-        None => Tensor::zeros_like(p),
-    }).collect();
-    tensors.push(Tensor::from_slice(&[loss, f64::from(u8::from(stop))]));
-    tensors.push(Tensor::from_slice(&defined));
-    let mut summed = group.all_reduce(&tensors, crate::distributed::ReduceOp::Sum)?;
-    let defined = Vec::<f64>::try_from(summed.pop().expect("pushed above"))?;
-    let scalars = Vec::<f64>::try_from(summed.pop().expect("pushed above"))?;
-    let grads = summed.into_iter().zip(defined).map(|(g, d)| if d > 0.0 { g } else { Tensor::new() }).collect();
-    Ok((grads, scalars[0], scalars[1] > 0.0))
+/// The ranks' summed loss of one step, whether any rank was asked to stop,
+/// and the summed gradients with those no rank produced left undefined, as
+/// on one process.
+fn agree_on_step(group: &crate::distributed::ProcessGroup, summed: Vec<Tensor>, reported: &[bool], loss: f64, stop: bool) -> Result<(Vec<Tensor>, f64, bool)> {
+    let mut scalars: Vec<f64> = vec![loss, f64::from(u8::from(stop))];
+    scalars.extend(reported.iter().map(|&r| f64::from(u8::from(r))));
+    let totals = Vec::<f64>::try_from(&group.all_reduce(&[Tensor::from_slice(&scalars)], crate::distributed::ReduceOp::Sum)?[0])?;
+    let grads = summed.into_iter().zip(&totals[2..]).map(|(g, &n)| if n > 0.0 { g } else { Tensor::new() }).collect();
+    Ok((grads, totals[0], totals[1] > 0.0))
 }
 
 /// Batches the loader thread prepares ahead of training.
