@@ -3,7 +3,7 @@ only; scripts/bench sets up what it calls). Every figure is the median of
 several runs, with their range, and Tunebook's against the reference's
 measured in the same session on the same machine.
 
-    python3 benches/run.py --out DIR [--tiny] [--reference-python PY] [--kernel-python PY] [--threads N]
+    python3 benches/run.py --out DIR [--tiny] [--only FIGURE,...] [--reference-python PY] [--kernel-python PY] [--threads N]
 
 Writes DIR/results.json and DIR/results.md and prints the table.
 """
@@ -112,6 +112,7 @@ def main():
     p.add_argument("--reference-python", help="a Python with torch, transformers and peft (omit to skip the PyTorch side)")
     p.add_argument("--kernel-python", help="a Python with jupyter_client and ipykernel (omit to skip the kernel figures)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--only", help="comma-separated suite commands to run (train-full, gemm, ...); kernels count as 'kernels'")
     args = p.parse_args()
     cache = pathlib.Path(os.environ.get("TUNEBOOK_CACHE", REPO / ".cache"))
     threads = ["--threads", str(args.threads)]
@@ -125,7 +126,10 @@ def main():
     log("building the suite")
     built = subprocess.run(["cargo", "bench", "--bench", "suite", "--no-run", "--message-format=json"], cwd=REPO, capture_output=True, text=True, check=True)
     suite = next(m["executable"] for m in map(json.loads, built.stdout.splitlines()) if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "suite")
+    only = set(args.only.split(",")) if args.only else None
     for name, reference, spec in FIGURES:
+        if only and name not in only:
+            continue
         repeats = spec["repeats"][1 if args.tiny else 0]
         ranks = spec.get("ranks", 1)
         label = f"{name} as {ranks} ranks" if ranks > 1 else name
@@ -135,7 +139,7 @@ def main():
             for ref in reference if args.reference_python else []:
                 log(f"{label} {r + 1}/{repeats}: pytorch {ref}")
                 results += json_lines([args.reference_python, "benches/reference.py", ref, str(cache), *threads, *settings(spec, args.tiny)], ranks)
-    if args.kernel_python:
+    if args.kernel_python and (not only or "kernels" in only):
         log("kernels")
         counts = ["--starts", "2", "--round-trips", "10"] if args.tiny else ["--starts", "5", "--round-trips", "50"]
         results += json_lines([args.kernel_python, "benches/kernel_latency.py", *counts])

@@ -540,7 +540,10 @@ fn fit_inner(
     let mut run = TrainRun {
         trainable_params: summary.trainable(),
         total_params: summary.total(),
-        device: format!("{device:?}"),
+        device: match dist {
+            Some(g) => format!("{device:?} x {} processes (Gloo)", g.world_size()),
+            None => format!("{device:?}"),
+        },
         ..Default::default()
     };
     observer.on_event(&TrainEvent::Start {
