@@ -171,11 +171,7 @@ print(`val_loss=${run.val_loss}`);
 
 fn tiny_workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = common::repo().join("tests/fixtures/tiny-bert");
-    std::fs::create_dir(dir.path().join("model")).unwrap();
-    for (from, to) in [("config.json", "config.json"), ("vocab.txt", "vocab.txt"), ("safetensors/model.safetensors", "model.safetensors")] {
-        std::fs::copy(fixture.join(from), dir.path().join("model").join(to)).unwrap();
-    }
+    common::copy_tiny_bert(&dir.path().join("model"));
     std::fs::write(dir.path().join("tiny.rhai"), TINY_SCRIPT).unwrap();
     dir
 }
@@ -275,17 +271,23 @@ fn a_hung_rank_is_given_up_on_at_the_timeout() {
     assert!(err.contains("lost the other ranks") && err.contains("within 3 s"), "{err}");
 }
 
-#[test]
-fn the_launcher_stops_every_rank_when_one_dies_and_names_it() {
-    let dir = tiny_workspace();
+/// `tunebook run --nproc 2` on `tiny.rhai`, once its ranks have trained an epoch.
+fn start_launcher(dir: &Path) -> Child {
     let mut launcher = Command::new(common::tunebook_bin())
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args(["run", "tiny.rhai", "--device", "cpu", "--nproc", "2", "--set", "EPOCHS=100000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_training(dir.path(), &mut launcher);
+    wait_for_training(dir, &mut launcher);
+    launcher
+}
+
+#[test]
+fn the_launcher_stops_every_rank_when_one_dies_and_names_it() {
+    let dir = tiny_workspace();
+    let mut launcher = start_launcher(dir.path());
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", launcher.id())).unwrap();
     let pids: Vec<i32> = children.split_whitespace().map(|p| p.parse().unwrap()).collect();
     assert_eq!(pids.len(), 2, "the launcher runs {children:?}");
@@ -329,14 +331,7 @@ fn a_half_set_launch_environment_is_a_clear_error() {
 #[test]
 fn ctrl_c_to_the_launcher_stops_every_rank_at_the_same_step() {
     let dir = tiny_workspace();
-    let mut launcher = Command::new(common::tunebook_bin())
-        .current_dir(dir.path())
-        .args(["run", "tiny.rhai", "--device", "cpu", "--nproc", "2", "--set", "EPOCHS=100000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_training(dir.path(), &mut launcher);
+    let mut launcher = start_launcher(dir.path());
     unsafe { libc::kill(launcher.id() as i32, libc::SIGINT) };
     let (status, _) = exits_within(&mut launcher, Duration::from_secs(60), "the launcher");
     let err = stderr_of(launcher);

@@ -18,11 +18,7 @@ use tunebook::train::checkpoint;
 /// are overridable with --set.
 fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = common::repo().join("tests/fixtures/tiny-bert");
-    std::fs::create_dir(dir.path().join("model")).unwrap();
-    for (from, to) in [("config.json", "config.json"), ("vocab.txt", "vocab.txt"), ("safetensors/model.safetensors", "model.safetensors")] {
-        std::fs::copy(fixture.join(from), dir.path().join("model").join(to)).unwrap();
-    }
+    common::copy_tiny_bert(&dir.path().join("model"));
     std::fs::write(
         dir.path().join("train.rhai"),
         r#"

@@ -63,6 +63,16 @@ pub fn session() -> (Session, Rc<RefCell<Recorded>>) {
     (Session::new(Rc::new(RecordingHost(recorded.clone())), settings), recorded)
 }
 
+/// Copies the tiny BERT fixture (config, vocabulary, safetensors weights)
+/// into a new folder `to`, as a model folder a script can load.
+pub fn copy_tiny_bert(to: &std::path::Path) {
+    let fixture = repo().join("tests/fixtures/tiny-bert");
+    std::fs::create_dir_all(to).unwrap();
+    for (from, name) in [("config.json", "config.json"), ("vocab.txt", "vocab.txt"), ("safetensors/model.safetensors", "model.safetensors")] {
+        std::fs::copy(fixture.join(from), to.join(name)).unwrap();
+    }
+}
+
 /// The `tunebook` binary built for these tests.
 pub fn tunebook_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tunebook"))
