@@ -214,7 +214,7 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     match session.run_file_with(&file, &overrides) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            if !(e.interrupted && !tunebook::distributed::is_main_process()) {
+            if !e.interrupted || tunebook::distributed::is_main_process() {
                 eprintln!("{}error: {e}", rank_prefix());
             }
             // An override the script does not declare is a usage error.
