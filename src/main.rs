@@ -281,6 +281,10 @@ fn api(name: Option<String>, markdown: bool) -> ExitCode {
 const EXIT_INTERNAL_ERROR: u8 = 101;
 
 fn main() -> ExitCode {
+    // With Rust cells, this binary is also evcxr's runtime process: the hook
+    // runs the runtime and never returns when it was started as one.
+    #[cfg(feature = "rust-cells")]
+    evcxr::runtime_hook();
     script::install_panic_hook();
     let cli = Cli::parse();
     // Panics inside script functions are script errors already; one anywhere

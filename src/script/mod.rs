@@ -7,6 +7,7 @@ pub mod notebook;
 mod options;
 pub mod overrides;
 pub mod reference;
+pub mod rust_cells;
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -253,6 +254,17 @@ impl Session {
     /// The script-facing type name of a variable in scope.
     pub fn variable_type(&self, name: &str) -> Option<String> {
         self.scope.get(name).map(|v| self.engine.map_type_name(v.type_name()).to_string())
+    }
+
+    /// A copy of the value of a variable in scope.
+    pub fn variable(&self, name: &str) -> Option<Dynamic> {
+        self.scope.get_value::<Dynamic>(name)
+    }
+
+    /// Binds `name` in the scope (replacing it if it exists), as a `let`
+    /// in a cell would.
+    pub fn set_variable(&mut self, name: &str, value: Dynamic) {
+        self.scope.set_or_push(name.to_string(), value);
     }
 
     /// The names of the variables in scope.

@@ -57,13 +57,65 @@ impl Host for NotebookHost {
 /// A Tunebook session served as a Jupyter kernel.
 pub struct NotebookInterpreter {
     session: Session,
+    #[cfg(feature = "rust-cells")]
+    rust: Option<super::rust_cells::RustCells>,
+    #[cfg(feature = "rust-cells")]
+    frontend: Frontend,
+    #[cfg(feature = "rust-cells")]
+    stop: Arc<AtomicBool>,
 }
 
 impl NotebookInterpreter {
     /// A session for the kernel; `settings.stop` must be the kernel's interrupt flag.
     pub fn new(frontend: Frontend, settings: SessionSettings) -> Self {
+        #[cfg(feature = "rust-cells")]
+        let (rust_frontend, stop) = (frontend.clone(), settings.stop.clone());
         let host = Rc::new(NotebookHost { frontend, stop: settings.stop.clone() });
-        Self { session: Session::new(host, settings) }
+        Self {
+            session: Session::new(host, settings),
+            #[cfg(feature = "rust-cells")]
+            rust: None,
+            #[cfg(feature = "rust-cells")]
+            frontend: rust_frontend,
+            #[cfg(feature = "rust-cells")]
+            stop,
+        }
+    }
+
+    /// Runs a `%%rust` cell through evcxr (started on first use).
+    #[cfg(feature = "rust-cells")]
+    fn execute_rust(&mut self, body: &str) -> ExecuteOutcome {
+        use super::rust_cells::{CellResult, RustCells};
+        if self.rust.is_none() {
+            let frontend = self.frontend.clone();
+            let sink: Arc<dyn Fn(&str, &str) + Send + Sync> = Arc::new(move |name, text| frontend.stream(name, text));
+            let runtime = match std::env::current_exe() {
+                Ok(exe) => exe,
+                Err(e) => return ExecuteOutcome::Error { ename: "RustError".into(), evalue: format!("cannot find the tunebook binary for evcxr: {e}"), traceback: vec![] },
+            };
+            match RustCells::new(runtime, sink, self.stop.clone()) {
+                Ok(r) => self.rust = Some(r),
+                Err(e) => return ExecuteOutcome::Error { ename: "RustError".into(), evalue: format!("{e:#}"), traceback: vec![format!("RustError: {e:#}")] },
+            }
+        }
+        let rust = self.rust.as_mut().expect("set above");
+        match rust.run(body, &mut self.session) {
+            CellResult::Ok(displays) => {
+                for (media, content) in displays {
+                    let mut bundle = MimeBundle::new();
+                    bundle.insert(media, json!(content));
+                    self.frontend.display(bundle, None);
+                }
+                ExecuteOutcome::Ok(None)
+            }
+            CellResult::Error { ename, evalue, traceback } => ExecuteOutcome::Error { ename, evalue, traceback },
+        }
+    }
+
+    #[cfg(not(feature = "rust-cells"))]
+    fn execute_rust(&mut self, _body: &str) -> ExecuteOutcome {
+        let msg = "%%rust cells need a tunebook built with the rust-cells feature: cargo build --release --features rust-cells (then reinstall the kernel)";
+        ExecuteOutcome::Error { ename: "RustCellsNotBuilt".into(), evalue: msg.into(), traceback: vec![format!("RustCellsNotBuilt: {msg}")] }
     }
 }
 
@@ -81,6 +133,9 @@ impl Interpreter for NotebookInterpreter {
     }
 
     fn execute(&mut self, code: &str, _frontend: &Frontend) -> ExecuteOutcome {
+        if let Some(body) = super::rust_cells::rust_cell_body(code) {
+            return self.execute_rust(body);
+        }
         match self.session.eval(code, "cell") {
             Ok(value) if value.is::<super::api::ChartHandle>() => {
                 let chart = value.cast::<super::api::ChartHandle>();
@@ -161,6 +216,10 @@ impl Interpreter for NotebookInterpreter {
     }
 
     fn is_complete(&mut self, code: &str) -> Completeness {
+        // Rust cells are checked by the compiler when they run.
+        if super::rust_cells::rust_cell_body(code).is_some() {
+            return Completeness::Complete;
+        }
         self.session.completeness(code)
     }
 }
