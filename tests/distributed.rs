@@ -342,3 +342,36 @@ fn ctrl_c_to_the_launcher_stops_every_rank_at_the_same_step() {
     let saved = tunebook::train::checkpoint::load_latest(&dir.path().join("run-ckpt")).unwrap();
     assert!(saved.state.epoch >= 1);
 }
+
+#[test]
+fn evaluation_metrics_are_summed_over_the_ranks_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tiny_bert(&dir.path().join("model"));
+    // 13 rows in batches of 4 over 2 ranks: shards of 7 and 6, one batch of 1 row.
+    let mut csv = String::from("text,score,topics\n");
+    for i in 0..13 {
+        csv += &format!("a film about {} things number {i},{}.5,{}\n", ["good", "bad", "odd"][i % 3], i % 5, ["sport", "sport|music", "music|art"][i % 3]);
+    }
+    std::fs::write(dir.path().join("rows.csv"), csv).unwrap();
+    std::fs::write(
+        dir.path().join("eval.rhai"),
+        r#"
+let scores = load_dataset("rows.csv", #{ label: "score", task: "regression" });
+let tags = load_dataset("rows.csv", #{ label: "topics", task: "multi_label" });
+let regressor = load_model("model", #{ task: "regression" });
+let tagger = load_model("model", #{ task: "multi_label", labels: 3 });
+let r = evaluate(regressor, scores.tokenize(regressor, #{ max_len: 16 }).loader(#{ batch: 4 }));
+let m = evaluate(tagger, tags.tokenize(tagger, #{ max_len: 16 }).loader(#{ batch: 4 }));
+print(`regression ${r.loss} ${r.mse} ${r.mae} ${r.r2} ${r.rows}`);
+print(`multi_label ${m.loss} ${m.accuracy} ${m.f1} ${m.rows}`);
+"#,
+    )
+    .unwrap();
+    let one = ok(&run_script(dir.path(), "eval.rhai", &[]), "one process");
+    let two = ok(&run_script(dir.path(), "eval.rhai", &["--nproc", "2"]), "two processes");
+    let numbers = |text: &str| -> Vec<f64> { text.split_whitespace().filter_map(|w| w.parse().ok()).collect() };
+    let (a, b) = (numbers(&one), numbers(&two));
+    assert_eq!(a.len(), 9, "{one}");
+    assert!(a.contains(&13.0) && a.iter().chain(&b).all(|x| x.is_finite()), "every row counted once, every metric a number: {one} / {two}");
+    assert!(max_difference(&a, &b) < 1e-5, "one process: {one}\ntwo: {two}");
+}

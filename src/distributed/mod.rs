@@ -287,6 +287,9 @@ impl ProcessGroup {
         let counts: Vec<f64> = Vec::try_from(&self.all_reduce(&[Tensor::from_slice(&counts)], ReduceOp::Sum)?[0])?;
         let offset: usize = counts[..self.rank].iter().map(|c| *c as usize).sum();
         let total: usize = counts.iter().map(|c| *c as usize).sum();
+        if total == 0 {
+            return Ok(Vec::new()); // every rank sees this, so none waits
+        }
         // Each rank fills its own span; the sum of the zeros elsewhere is the gather.
         let mut all = vec![0.0; total];
         all[offset..offset + values.len()].copy_from_slice(values);
