@@ -197,7 +197,15 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     // Launched as one rank of several (torchrun, srun, --nproc): join the others.
     let device = match tunebook::distributed::init_from_env() {
         Ok(Some(group)) => match device {
-            tch::Device::Cuda(_) => tch::Device::Cuda(group.local_rank()),
+            // One GPU per process on a machine, picked by LOCAL_RANK, as with torchrun.
+            tch::Device::Cuda(_) => {
+                let gpus = tch::Cuda::device_count().max(0) as usize;
+                if group.local_rank() >= gpus {
+                    eprintln!("{}error: local rank {} needs GPU {} but this machine has {gpus}; start at most {gpus} processes per machine, or use --device cpu", rank_prefix(), group.local_rank(), group.local_rank());
+                    return ExitCode::FAILURE;
+                }
+                tch::Device::Cuda(group.local_rank())
+            }
             d => d,
         },
         Ok(None) => device,

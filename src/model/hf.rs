@@ -15,6 +15,16 @@ pub struct LoadReport {
     pub ignored: Vec<String>,
 }
 
+/// Writes `tensors` to `path` as safetensors. A failure of the file system
+/// reads as the OS says it ("File too large (os error 27)"), not as the
+/// library's debug text.
+pub fn write_safetensors<S: AsRef<str>, T: AsRef<Tensor>>(tensors: &[(S, T)], path: &Path) -> Result<()> {
+    Tensor::write_safetensors(tensors, path).map_err(|e| match e {
+        tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => anyhow!("{io}"),
+        other => anyhow!("{other}"),
+    })
+}
+
 /// The weights file of a model folder: `model.safetensors`, else `pytorch_model.bin`.
 pub fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
     ["model.safetensors", "pytorch_model.bin"]

@@ -210,7 +210,7 @@ impl ImageModel {
             "version": env!("CARGO_PKG_VERSION"),
         });
         super::write_folder(dir, |staging| {
-            Tensor::write_safetensors(&tensors, staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            super::hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
             std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
             Ok(())
         })

@@ -321,7 +321,7 @@ impl Model {
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let tensors = self.export_tensors()?;
         write_folder(dir, |staging| {
-            Tensor::write_safetensors(&tensors, staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
             std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
             for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
                 let src = self.source.join(file);

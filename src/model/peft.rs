@@ -302,7 +302,7 @@ impl super::Model {
             }),
         };
         super::write_folder(dir, |staging| {
-            Tensor::write_safetensors(&tensors, staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
+            super::hf::write_safetensors(&tensors, &staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
             std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
             std::fs::write(staging.join(TUNEBOOK_CONFIG), serde_json::to_string_pretty(&tunebook)? + "\n")?;
             Ok(())

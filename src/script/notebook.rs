@@ -112,6 +112,22 @@ impl NotebookInterpreter {
         }
     }
 
+    /// Completion inside a Rust cell, from evcxr (rust-analyzer).
+    #[cfg(feature = "rust-cells")]
+    fn complete_rust(&mut self, code: &str, body: &str, cursor: usize) -> Completions {
+        let offset = code.chars().count() - body.chars().count();
+        let found = self.rust.as_mut().and_then(|r| r.complete(body, cursor.saturating_sub(offset)));
+        match found {
+            Some((matches, start, end)) => Completions { matches, cursor_start: start + offset, cursor_end: end + offset },
+            None => Completions { matches: Vec::new(), cursor_start: cursor, cursor_end: cursor },
+        }
+    }
+
+    #[cfg(not(feature = "rust-cells"))]
+    fn complete_rust(&mut self, _code: &str, _body: &str, cursor: usize) -> Completions {
+        Completions { matches: Vec::new(), cursor_start: cursor, cursor_end: cursor }
+    }
+
     #[cfg(not(feature = "rust-cells"))]
     fn execute_rust(&mut self, _body: &str) -> ExecuteOutcome {
         let msg = "%%rust cells need a tunebook built with the rust-cells feature: cargo build --release --features rust-cells (then reinstall the kernel)";
@@ -171,6 +187,9 @@ impl Interpreter for NotebookInterpreter {
     }
 
     fn complete(&mut self, code: &str, cursor: usize) -> Completions {
+        if let Some(body) = super::rust_cells::rust_cell_body(code) {
+            return self.complete_rust(code, body, cursor);
+        }
         let chars: Vec<char> = code.chars().collect();
         let cursor = cursor.min(chars.len());
         let is_ident = |c: char| c.is_alphanumeric() || c == '_';

@@ -255,7 +255,7 @@ mod imp {
     /// A persistent evcxr context, started on the first Rust cell.
     pub struct RustCells {
         runtime: PathBuf,
-        context: Option<evcxr::EvalContext>,
+        context: Option<evcxr::CommandContext>,
         bridge: tempfile::TempDir,
         sink: Sink,
         stop: Arc<AtomicBool>,
@@ -271,11 +271,13 @@ mod imp {
         }
 
         /// Starts evcxr and compiles the bridge: the slow first use.
-        fn start(&mut self) -> Result<&mut evcxr::EvalContext> {
+        fn start(&mut self) -> Result<&mut evcxr::CommandContext> {
             if self.context.is_none() {
                 (self.sink)("stderr", "Starting Rust cells (evcxr): the first cell compiles the Rust runtime and the bridge, which takes tens of seconds; later cells take a second or two.\n");
                 let started = Instant::now();
-                let (mut context, outputs) = evcxr::EvalContext::with_subprocess_command(std::process::Command::new(&self.runtime)).map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
+                let (eval_context, outputs) = evcxr::EvalContext::with_subprocess_command(std::process::Command::new(&self.runtime)).map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
+                // evcxr's command layer: `:dep`, `:vars` and completion, as in evcxr_jupyter.
+                let mut context = evcxr::CommandContext::with_eval_context(eval_context);
                 for (name, channel) in [("stdout", outputs.stdout), ("stderr", outputs.stderr)] {
                     let sink = self.sink.clone();
                     std::thread::spawn(move || {
@@ -285,12 +287,25 @@ mod imp {
                     });
                 }
                 let prelude = PRELUDE.replace("{BRIDGE}", &self.bridge.path().display().to_string());
-                context.eval(&prelude).map_err(|e| anyhow::anyhow!("the Rust bridge did not compile: {e}"))?;
-                context.eval("tunebook::report_panics();").map_err(|e| anyhow::anyhow!("the Rust bridge did not start: {e}"))?;
+                context.execute(&prelude).map_err(|e| anyhow::anyhow!("the Rust bridge did not compile: {e}"))?;
+                context.execute("tunebook::report_panics();").map_err(|e| anyhow::anyhow!("the Rust bridge did not start: {e}"))?;
                 (self.sink)("stderr", &format!("Rust cells ready ({:.1} s).\n", started.elapsed().as_secs_f64()));
                 self.context = Some(context);
             }
             Ok(self.context.as_mut().expect("started above"))
+        }
+
+        /// Completions at char offset `cursor` of a Rust cell's `body`, as
+        /// (candidates, start, end) in chars; none before the first Rust
+        /// cell has started evcxr (that takes seconds, too long to wait for).
+        pub fn complete(&mut self, body: &str, cursor: usize) -> Option<(Vec<String>, usize, usize)> {
+            let context = self.context.as_mut()?;
+            let byte = |chars: usize| body.char_indices().nth(chars).map_or(body.len(), |(b, _)| b);
+            let chars = |bytes: usize| body[..bytes.min(body.len())].chars().count();
+            let found = context.completions(body, byte(cursor)).ok()?;
+            let mut matches: Vec<String> = found.completions.into_iter().map(|c| c.code).collect();
+            matches.dedup();
+            Some((matches, chars(found.start_offset), chars(found.end_offset)))
         }
 
         /// Runs a Rust cell's `body` (without its `%%rust` line), handing
@@ -329,7 +344,7 @@ mod imp {
                     false
                 })
             };
-            let result = context.eval(body);
+            let result = context.execute(body);
             done.store(true, Ordering::Relaxed);
             let interrupted = watcher.join().unwrap_or(false);
             match result {

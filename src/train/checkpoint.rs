@@ -105,7 +105,7 @@ pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: 
     let staging = tempfile::Builder::new().prefix(&format!(".{folder}-")).tempdir_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<()> {
         let path = staging.path().join(name);
-        Tensor::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
+        crate::model::hf::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
         fsync_file(&path)
     };
     write(MODEL_FILE, model)?;

@@ -70,6 +70,15 @@ def test_a_rust_cell_hands_values_to_rhai_and_reads_rhai_values(kernel):
     reply, outputs = run(kc, "again")
     assert result_text(outputs) == "16"
 
+    # Completion inside a Rust cell comes from evcxr (rust-analyzer).
+    code = "%%rust\nlet total = squares.ite"
+    kc.complete(code, len(code))
+    reply = kc.get_shell_msg(timeout=120)
+    assert reply["msg_type"] == "complete_reply", reply
+    matches = reply["content"]["matches"]
+    assert any(m.startswith("iter") for m in matches), matches
+    assert reply["content"]["cursor_end"] == len(code) and reply["content"]["cursor_start"] == len(code) - len("ite"), reply["content"]
+
     # A compile error names the cell line.
     reply, _ = run(kc, '%%rust\nlet a = 1;\nlet b: String = a;')
     assert reply["status"] == "error" and reply["ename"] == "RustCompileError", reply
