@@ -375,3 +375,38 @@ print(`multi_label ${m.loss} ${m.accuracy} ${m.f1} ${m.rows}`);
     assert!(a.contains(&13.0) && a.iter().chain(&b).all(|x| x.is_finite()), "every row counted once, every metric a number: {one} / {two}");
     assert!(max_difference(&a, &b) < 1e-5, "one process: {one}\ntwo: {two}");
 }
+
+/// The local addresses of the TCP sockets `pid` listens on, as
+/// `/proc/net/tcp{,6}` writes them (hex address:port).
+fn listening_addresses(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| rd.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).filter_map(|l| l.to_string_lossy().strip_prefix("socket:[").map(|s| s.trim_end_matches(']').to_string())).collect())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // Columns: sl, local, remote, state (0A is LISTEN), ..., inode at 9.
+            if cols.len() > 9 && cols[3] == "0A" && inodes.iter().any(|i| i == cols[9]) {
+                found.push(cols[1].to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_run_on_one_machine_listens_on_loopback_only() {
+    let dir = tiny_workspace();
+    let mut launcher = start_launcher(dir.path());
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", launcher.id())).unwrap();
+    let mut addresses = Vec::new();
+    for pid in children.split_whitespace().map(|p| p.parse::<u32>().unwrap()) {
+        addresses.extend(listening_addresses(pid));
+    }
+    unsafe { libc::kill(launcher.id() as i32, libc::SIGINT) };
+    exits_within(&mut launcher, Duration::from_secs(60), "the launcher");
+    // The rendezvous store and both ranks' Gloo devices: 127.0.0.1 (0100007F) only.
+    assert!(addresses.len() >= 3, "{addresses:?}");
+    assert!(addresses.iter().all(|a| a.starts_with("0100007F:")), "a socket listens beyond loopback: {addresses:?}");
+}

@@ -6,8 +6,15 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -53,6 +60,27 @@ std::vector<at::Tensor> as_vector(at::Tensor** tensors, size_t count) {
   return out;
 }
 
+// A socket listening on 127.0.0.1:port, for a store that must not be
+// reachable from other machines (TCPStore itself listens on every interface).
+int listen_on_loopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) {
+    throw std::runtime_error(std::string("cannot open a socket: ") + std::strerror(errno));
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 128) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    throw std::runtime_error("cannot listen on 127.0.0.1:" + std::to_string(port) + ": " + why);
+  }
+  return fd;
+}
+
 // Waits for every launched collective; the first failure wins.
 void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
   std::exception_ptr first;
@@ -75,9 +103,10 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
 extern "C" {
 
 // Rendezvous at master_addr:port (rank 0 serves the store) and connect a Gloo
-// group. bind_host, when not null, is the address this rank's Gloo device
-// binds to; otherwise Gloo's default applies (GLOO_SOCKET_IFNAME, else the
-// host name's address).
+// group. bind_host, when not null, is the loopback address that this rank's
+// Gloo device and rank 0's store bind to (a run on one machine); otherwise
+// Gloo's default applies (GLOO_SOCKET_IFNAME, else the host name's address)
+// and the store listens on every interface, as in PyTorch.
 tb_group* tb_group_new_gloo(const char* master_addr, int port, int rank, int size, int64_t timeout_ms,
                             const char* bind_host, char** err) {
   tb_group* group = nullptr;
@@ -89,6 +118,10 @@ tb_group* tb_group_new_gloo(const char* master_addr, int port, int rank, int siz
     store_options.numWorkers = static_cast<std::size_t>(size);
     store_options.waitWorkers = true;
     store_options.timeout = timeout;
+    if (rank == 0 && bind_host != nullptr) {
+      // A run on one machine keeps its rendezvous on loopback too.
+      store_options.masterListenFd = listen_on_loopback(port);
+    }
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), store_options);
     c10::intrusive_ptr<c10d::ProcessGroupGloo::Options> options;
     if (bind_host != nullptr) {
