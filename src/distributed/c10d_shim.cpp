@@ -3,6 +3,7 @@
 // parallelism needs. Every entry point catches C++ exceptions and hands the
 // message back, so nothing unwinds into Rust.
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -106,23 +107,28 @@ extern "C" {
 // group. bind_host, when not null, is the loopback address that this rank's
 // Gloo device and rank 0's store bind to (a run on one machine); otherwise
 // Gloo's default applies (GLOO_SOCKET_IFNAME, else the host name's address)
-// and the store listens on every interface, as in PyTorch.
+// and the store listens on every interface, as in PyTorch. serve_store is
+// false when a launcher already serves it (torchrun's agent store); a
+// non-empty key_prefix then keeps this attempt's keys apart, as PyTorch does.
 tb_group* tb_group_new_gloo(const char* master_addr, int port, int rank, int size, int64_t timeout_ms,
-                            const char* bind_host, char** err) {
+                            const char* bind_host, int serve_store, const char* key_prefix, char** err) {
   tb_group* group = nullptr;
   guarded(err, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(port);
-    store_options.isServer = rank == 0;
+    store_options.isServer = rank == 0 && serve_store;
     store_options.numWorkers = static_cast<std::size_t>(size);
     store_options.waitWorkers = true;
     store_options.timeout = timeout;
-    if (rank == 0 && bind_host != nullptr) {
+    if (store_options.isServer && bind_host != nullptr) {
       // A run on one machine keeps its rendezvous on loopback too.
       store_options.masterListenFd = listen_on_loopback(port);
     }
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), store_options);
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), store_options);
+    if (key_prefix != nullptr && key_prefix[0] != '\0') {
+      store = c10::make_intrusive<c10d::PrefixStore>(std::string(key_prefix), store);
+    }
     c10::intrusive_ptr<c10d::ProcessGroupGloo::Options> options;
     if (bind_host != nullptr) {
       options = c10d::ProcessGroupGloo::Options::create(timeout);

@@ -46,6 +46,8 @@ extern "C" {
         size: c_int,
         timeout_ms: i64,
         bind_host: *const c_char,
+        serve_store: c_int,
+        key_prefix: *const c_char,
         err: *mut *mut c_char,
     ) -> *mut tb_group;
     fn tb_group_free(group: *mut tb_group);
@@ -95,6 +97,10 @@ pub struct LaunchEnv {
     pub master_port: u16,
     /// How long to wait for the other ranks.
     pub timeout: Duration,
+    /// The key prefix of this attempt when the launcher serves the store
+    /// (torchrun's agent store, `TORCHELASTIC_USE_AGENT_STORE=True`); rank 0
+    /// serves it otherwise.
+    pub agent_store_prefix: Option<String>,
 }
 
 impl LaunchEnv {
@@ -138,7 +144,11 @@ impl LaunchEnv {
             ),
             None => DEFAULT_TIMEOUT,
         };
-        Ok(Some(LaunchEnv { rank, world_size, local_rank, master_addr, master_port, timeout }))
+        // torchrun serves the store itself and tells its workers so; PyTorch's
+        // workers then prefix their keys with the restart attempt.
+        let agent_store_prefix = (var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"))
+            .then(|| format!("/worker/attempt_{}", var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into())));
+        Ok(Some(LaunchEnv { rank, world_size, local_rank, master_addr, master_port, timeout, agent_store_prefix }))
     }
 }
 
@@ -187,6 +197,7 @@ impl ProcessGroup {
         // without a resolvable host name; otherwise GLOO_SOCKET_IFNAME or
         // the host name's address picks the interface, as in PyTorch.
         let bind = (is_loopback(&launch.master_addr) && std::env::var_os("GLOO_SOCKET_IFNAME").is_none()).then(|| CString::new("127.0.0.1").expect("no NUL"));
+        let prefix = CString::new(launch.agent_store_prefix.clone().unwrap_or_default()).context("TORCHELASTIC_RESTART_COUNT contains a NUL byte")?;
         let mut err = std::ptr::null_mut();
         // SAFETY: the strings outlive the call; err is set only on failure.
         let raw = unsafe {
@@ -197,6 +208,8 @@ impl ProcessGroup {
                 launch.world_size as c_int,
                 launch.timeout.as_millis() as i64,
                 bind.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
+                c_int::from(launch.agent_store_prefix.is_none()),
+                prefix.as_ptr(),
                 &mut err,
             )
         };
@@ -496,6 +509,9 @@ mod tests {
         assert_eq!(LaunchEnv::from_lookup(env(&[("WORLD_SIZE", "1")])).unwrap(), None);
         let l = LaunchEnv::from_lookup(env(&[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500")])).unwrap().unwrap();
         assert_eq!((l.rank, l.world_size, l.local_rank, l.master_port, l.timeout), (1, 2, 0, 29500, DEFAULT_TIMEOUT));
+        assert_eq!(l.agent_store_prefix, None);
+        let torchrun = LaunchEnv::from_lookup(env(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "a"), ("MASTER_PORT", "1"), ("TORCHELASTIC_USE_AGENT_STORE", "True"), ("TORCHELASTIC_RESTART_COUNT", "2")])).unwrap().unwrap();
+        assert_eq!(torchrun.agent_store_prefix.as_deref(), Some("/worker/attempt_2"));
         let slurm = LaunchEnv::from_lookup(env(&[("SLURM_NTASKS", "4"), ("SLURM_PROCID", "3"), ("SLURM_LOCALID", "1"), ("MASTER_ADDR", "n1"), ("MASTER_PORT", "1234")])).unwrap().unwrap();
         assert_eq!((slurm.rank, slurm.world_size, slurm.local_rank), (3, 4, 1));
         let err = |pairs: &[(&str, &str)]| LaunchEnv::from_lookup(env(pairs)).unwrap_err().to_string();
