@@ -16,10 +16,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
-/// The variables a launcher sets (torchrun, `tunebook run --nproc`, or by
-/// hand), read by [`LaunchEnv::from_env`].
-pub const LAUNCH_VARIABLES: [&str; 5] = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"];
-
 /// How long a collective or the rendezvous waits for the other ranks
 /// before failing, unless `TUNEBOOK_DIST_TIMEOUT` (seconds) says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);

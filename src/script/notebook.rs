@@ -88,7 +88,7 @@ impl NotebookInterpreter {
         use super::rust_cells::{CellResult, RustCells};
         if self.rust.is_none() {
             let frontend = self.frontend.clone();
-            let sink: Arc<dyn Fn(&str, &str) + Send + Sync> = Arc::new(move |name, text| frontend.stream(name, text));
+            let sink: super::rust_cells::Sink = Arc::new(move |name, text| frontend.stream(name, text));
             let runtime = match std::env::current_exe() {
                 Ok(exe) => exe,
                 Err(e) => return ExecuteOutcome::Error { ename: "RustError".into(), evalue: format!("cannot find the tunebook binary for evcxr: {e}"), traceback: vec![] },

@@ -222,7 +222,7 @@ pub mod tunebook {
 "##;
 
 #[cfg(feature = "rust-cells")]
-pub use imp::{CellResult, RustCells};
+pub use imp::{CellResult, RustCells, Sink};
 
 #[cfg(feature = "rust-cells")]
 mod imp {
