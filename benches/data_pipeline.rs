@@ -12,7 +12,7 @@ use std::time::Instant;
 use tch::Device;
 use tunebook::data::augment::{TextAugment, Thesaurus};
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::model::{LoadOptions, TextModel, Pooling};
 use tunebook::train::{self, FitOptions, Schedule};
 
 fn arg(name: &str) -> Option<usize> {
@@ -35,8 +35,8 @@ fn main() -> anyhow::Result<()> {
     let steps = arg("--steps").unwrap_or(10);
     tunebook::runtime::set_threads(threads as i32);
     let cache = tunebook::runtime::cache_dir();
-    let dir = Model::resolve_path("minilm", &cache)?;
-    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
+    let dir = tunebook::model::resolve_path("minilm", &cache)?;
+    let mut model = TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
     let reviews = TextDataset::named("rotten_tomatoes", &cache)?.clean().0;
 
     let started = Instant::now();
@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let long = Arc::new(TokenizedDataset::new(&reviews.shuffle(3).take(16 * steps * 4), &model.tokenizer, 128)?);
     let bucket_options = |bucket| LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket };
     let (unsorted, bucketed) = (DataLoader::new(long.clone(), bucket_options(false))?, DataLoader::new(long, bucket_options(true))?);
-    let timed = |loader: &DataLoader, model: &mut Model| -> anyhow::Result<f64> {
+    let timed = |loader: &DataLoader, model: &mut TextModel| -> anyhow::Result<f64> {
         let opts = FitOptions { lr: 2e-5, epochs: 1, max_steps: Some(steps * 4), schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
         Ok(train::fit(model, loader, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false)))?.train_seconds)
     };

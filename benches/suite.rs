@@ -29,7 +29,7 @@ use std::time::Instant;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use tunebook::model::{Learner, LoadOptions, LoraConfig, Model, Pooling};
+use tunebook::model::{Learner, LoadOptions, LoraConfig, TextModel, Pooling};
 use tunebook::script::{QuietHost, Session, SessionSettings};
 use tunebook::train::{self, FitOptions, Schedule, Silent};
 
@@ -41,14 +41,14 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn load_minilm() -> anyhow::Result<Model> {
+fn load_minilm() -> anyhow::Result<TextModel> {
     let cache = tunebook::runtime::cache_dir();
-    let dir = Model::resolve_path("minilm", &cache)?;
-    Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })
+    let dir = tunebook::model::resolve_path("minilm", &cache)?;
+    TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })
 }
 
 /// The first `rows` reviews as a loader of batches of 16, unshuffled.
-fn reviews(model: &Model, rows: usize) -> anyhow::Result<DataLoader> {
+fn reviews(model: &TextModel, rows: usize) -> anyhow::Result<DataLoader> {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?.take(rows);
     let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, MAX_LEN)?);
     DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false })
@@ -57,7 +57,7 @@ fn reviews(model: &Model, rows: usize) -> anyhow::Result<DataLoader> {
 /// The first 16 reviews `steps` times over: one epoch of `steps` identical
 /// batches, so that a timed run is one epoch, as in real training, and not
 /// `steps` one-batch epochs with an epoch's bookkeeping each.
-fn repeated_batch(model: &Model, steps: usize) -> anyhow::Result<DataLoader> {
+fn repeated_batch(model: &TextModel, steps: usize) -> anyhow::Result<DataLoader> {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?.take(BATCH);
     let tunebook::data::Targets::Classes(ids) = &data.targets else { anyhow::bail!("rotten_tomatoes has classes") };
     let pairs: Vec<(String, String)> = (0..BATCH * steps).map(|i| (data.texts[i % BATCH].clone(), data.label_names[ids[i % BATCH] as usize].clone())).collect();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tch::Device;
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::model::{LoadOptions, TextModel, Pooling};
 use tunebook::train::{self, FitOptions, Schedule};
 
 fn arg(name: &str) -> Option<usize> {
@@ -29,8 +29,8 @@ fn main() -> anyhow::Result<()> {
     tunebook::runtime::set_threads(threads as i32);
     tunebook::runtime::seed_everything(0);
     let cache = tunebook::runtime::cache_dir();
-    let dir = Model::resolve_path("minilm", &cache)?;
-    let mut model = Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
+    let dir = TextModel::resolve_path("minilm", &cache)?;
+    let mut model = TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
     if std::env::args().any(|a| a == "--lora") {
         let targets = model.default_lora_targets();
         model.add_lora(&tunebook::model::LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets })?;

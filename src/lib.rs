@@ -1,16 +1,25 @@
 //! Tunebook: a fine-tuning workbench over libtorch.
 //!
-//! The core (`model`, `data`, `train`) knows nothing of scripts or
-//! notebooks; `kernel` serves the Jupyter protocol and knows nothing of Rhai
-//! or ML; `script` exposes the core to Rhai and implements the kernel's
-//! `Interpreter`.
+//! The layers point one way. The core, from the bottom up: `data` (datasets,
+//! tokenizer, loaders), `model` (architectures, weight formats, adaptation),
+//! `train` (the loop and its parts), `inference` (predictions, embeddings)
+//! and `plot` (charts). Above it, `render` draws training events on a
+//! terminal or in a notebook, and `script` exposes the core to Rhai and
+//! implements the kernel's `Interpreter`. `kernel` serves the Jupyter
+//! protocol and knows nothing of Rhai or ML. Small shared pieces (`files`,
+//! `numbers`, `suggest`, `task`, `runtime`, `distributed`) sit below them all.
+#![warn(missing_docs)]
 
 pub mod data;
 pub mod distributed;
+pub mod files;
+pub mod inference;
 pub mod kernel;
 pub mod model;
+pub mod numbers;
 pub mod panic;
 pub mod plot;
+pub mod render;
 pub mod runtime;
 pub mod script;
 pub mod suggest;

@@ -161,8 +161,8 @@ fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<usize> = (0..32).collect();
-    let dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
-    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
+    let dir = tunebook::model::resolve_path("minilm", &cache()).unwrap();
+    let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(32);
     let tokens = std::sync::Arc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 48).unwrap());
     let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false, bucket: false };
@@ -206,8 +206,8 @@ fn sentence_pairs_tokenize_as_two_segments_and_train() {
     write_headline_pairs(&csv, 480);
     let cols = tunebook::data::CsvColumns { text: "headline".into(), labels: vec!["relation".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: Some("story".into()) };
     let data = TextDataset::from_csv(&csv, &cols).unwrap();
-    let model_dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
-    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&model_dir).unwrap();
+    let model_dir = tunebook::model::resolve_path("minilm", &cache()).unwrap();
+    let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&model_dir).unwrap();
     let tokens = tunebook::data::TokenizedDataset::new(&data.take(1), &tokenizer, 24).unwrap();
     let (ids, types) = (&tokens.input_ids[0], &tokens.token_type_ids[0]);
     assert_eq!(ids.len(), 24, "the longer text is cut to fit max_len");
@@ -301,8 +301,8 @@ fn folders_of_png_images_and_of_text_files_load_by_class_and_missing_labels_are_
 
 #[test]
 fn length_buckets_cut_padding_and_still_cover_every_row_once_per_epoch() {
-    let dir = tunebook::model::Model::resolve_path("minilm", &cache()).unwrap();
-    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
+    let dir = tunebook::model::resolve_path("minilm", &cache()).unwrap();
+    let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(2000);
     let tokens = std::sync::Arc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 128).unwrap());
     let options = |bucket| tunebook::data::LoaderOptions { batch_size: 16, shuffle: true, seed: 5, drop_last: true, bucket };

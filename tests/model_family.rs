@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Device, Tensor};
-use tunebook::model::{Learner, LoadOptions, Model, Pooling};
+use tunebook::model::{Learner, LoadOptions, TextModel, Pooling};
 
 fn fixture(name: &str) -> (PathBuf, HashMap<String, Tensor>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -14,8 +14,8 @@ fn fixture(name: &str) -> (PathBuf, HashMap<String, Tensor>) {
     (dir, expected)
 }
 
-fn load(dir: &std::path::Path, labels: Option<Vec<String>>, pooling: Pooling) -> Model {
-    Model::load("tiny", dir, &LoadOptions { labels, pooling, task: None, device: Device::Cpu, dropout: None }).unwrap_or_else(|e| panic!("{e:#}"))
+fn load(dir: &std::path::Path, labels: Option<Vec<String>>, pooling: Pooling) -> TextModel {
+    TextModel::load("tiny", dir, &LoadOptions { labels, pooling, task: None, device: Device::Cpu, dropout: None }).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
-use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::model::{LoadOptions, TextModel, Pooling};
 
 fn minilm_dir() -> PathBuf {
-    Model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap()
+    tunebook::model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap()
 }
 
 /// A copy of MiniLM whose weights and config pass through `edit`.
@@ -23,9 +23,9 @@ fn variant(edit_weights: impl FnOnce(&mut Vec<(String, Tensor)>), edit_config: i
     dir
 }
 
-fn load(dir: &Path) -> Result<Model, String> {
+fn load(dir: &Path) -> Result<TextModel, String> {
     let opts = LoadOptions { labels: Some(vec!["neg".into(), "pos".into()]), pooling: Pooling::Pooler, task: None, device: Device::Cpu, dropout: None };
-    Model::load("variant", dir, &opts).map_err(|e| format!("{e:#}"))
+    TextModel::load("variant", dir, &opts).map_err(|e| format!("{e:#}"))
 }
 
 #[test]
@@ -132,9 +132,9 @@ fn tiny_bert() -> PathBuf {
 
 #[test]
 fn pytorch_model_bin_reads_the_same_tensors_as_safetensors() {
-    let from_bin = tunebook::model::hf::read_checkpoint(&tiny_bert().join("pytorch_model.bin")).unwrap();
+    let from_bin = tunebook::model::weights::hf::read_checkpoint(&tiny_bert().join("pytorch_model.bin")).unwrap();
     let from_st: std::collections::HashMap<String, Tensor> =
-        tunebook::model::hf::read_checkpoint(&tiny_bert().join("safetensors/model.safetensors")).unwrap().into_iter().collect();
+        tunebook::model::weights::hf::read_checkpoint(&tiny_bert().join("safetensors/model.safetensors")).unwrap().into_iter().collect();
     // transformers leaves position_ids out of the safetensors file; everything else must agree.
     let compared: Vec<_> = from_bin.iter().filter(|(n, _)| from_st.contains_key(n)).collect();
     assert_eq!(compared.len(), from_st.len(), "tensors missing from the .bin");

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
-use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::model::{LoadOptions, TextModel, Pooling};
 
 fn fixture() -> (serde_json::Value, HashMap<String, Tensor>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -16,11 +16,11 @@ fn fixture() -> (serde_json::Value, HashMap<String, Tensor>) {
     (meta, tensors)
 }
 
-fn minilm() -> Model {
+fn minilm() -> TextModel {
     let cache = tunebook::runtime::cache_dir();
-    let dir = Model::resolve_path("minilm", &cache).unwrap();
+    let dir = tunebook::model::resolve_path("minilm", &cache).unwrap();
     let opts = LoadOptions { labels: Some(vec!["a".into(), "b".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None };
-    Model::load("minilm", &dir, &opts).unwrap()
+    TextModel::load("minilm", &dir, &opts).unwrap()
 }
 
 fn sentences(meta: &serde_json::Value) -> Vec<String> {
@@ -58,7 +58,7 @@ fn sentence_embeddings_match_and_rank_paraphrases_above_unrelated_pairs() {
     let (meta, t) = fixture();
     let model = minilm();
     let max_len = meta["max_len"].as_u64().unwrap() as usize;
-    let ours = tunebook::train::embed(&model, &sentences(&meta), max_len).unwrap();
+    let ours = tunebook::inference::embed(&model, &sentences(&meta), max_len).unwrap();
     let diff = (&ours - &t["embeddings"]).abs().max().double_value(&[]);
     eprintln!("max abs difference of embeddings: {diff:.2e}");
     assert!(diff <= 1e-4, "embeddings differ by {diff}");
@@ -107,7 +107,7 @@ fn script_api_embeds_and_describes_the_model() {
 fn a_tokenizer_built_from_vocab_txt_matches_tokenizer_json() {
     let (meta, _) = fixture();
     let model = minilm();
-    let from_vocab = tunebook::model::TextTokenizer::from_vocab(&model.source.join("vocab.txt"), true).unwrap();
+    let from_vocab = tunebook::data::TextTokenizer::from_vocab(&model.source.join("vocab.txt"), true).unwrap();
     let texts = sentences(&meta);
     assert_eq!(from_vocab.encode_batch(&texts, 24).unwrap(), model.tokenizer.encode_batch(&texts, 24).unwrap());
 }

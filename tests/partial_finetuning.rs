@@ -9,23 +9,23 @@ use std::sync::Arc;
 
 use tch::{Device, Tensor};
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use tunebook::model::{Learner, LoadOptions, LoraConfig, Model, Pooling};
+use tunebook::model::{Learner, LoadOptions, LoraConfig, TextModel, Pooling};
 use tunebook::train::{self, FitOptions, LayerRates, Schedule, TrainEvent, TrainObserver, Unfreezing};
 
-fn minilm(pooling: Pooling) -> Model {
+fn minilm(pooling: Pooling) -> TextModel {
     let cache = tunebook::runtime::cache_dir();
-    let dir = Model::resolve_path("minilm", &cache).unwrap();
+    let dir = tunebook::model::resolve_path("minilm", &cache).unwrap();
     tch::manual_seed(0);
-    Model::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling, task: None, device: Device::Cpu, dropout: None }).unwrap()
+    TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling, task: None, device: Device::Cpu, dropout: None }).unwrap()
 }
 
-fn loader(model: &Model, rows: usize) -> DataLoader {
+fn loader(model: &TextModel, rows: usize) -> DataLoader {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir()).unwrap().take(rows);
     let tokens = TokenizedDataset::new(&data, &model.tokenizer, 16).unwrap();
     DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false }).unwrap()
 }
 
-fn snapshot(model: &Model) -> HashMap<String, Tensor> {
+fn snapshot(model: &TextModel) -> HashMap<String, Tensor> {
     model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
 }
 
@@ -44,7 +44,7 @@ fn options(epochs: usize) -> FitOptions {
     FitOptions { lr: 1e-3, weight_decay: 0.1, schedule: Schedule::Constant, warmup: 0.0, epochs, ..FitOptions::default() }
 }
 
-fn fit(model: &mut Model, opts: &FitOptions) -> (train::TrainRun, Vec<TrainEvent>) {
+fn fit(model: &mut TextModel, opts: &FitOptions) -> (train::TrainRun, Vec<TrainEvent>) {
     let data = loader(model, 48);
     let mut events = Events::default();
     let run = train::fit(model, &data, None, opts, &mut events, &Arc::new(AtomicBool::new(false))).unwrap_or_else(|e| panic!("{e:#}"));
@@ -54,7 +54,7 @@ fn fit(model: &mut Model, opts: &FitOptions) -> (train::TrainRun, Vec<TrainEvent
 /// Trains 3 steps after `freeze` and checks that exactly the trainable
 /// tensors moved, that frozen ones have no gradient, and that the optimizer
 /// holds state for the trainable ones only.
-fn check_mode(label: &str, freeze: impl FnOnce(&mut Model)) {
+fn check_mode(label: &str, freeze: impl FnOnce(&mut TextModel)) {
     let mut model = minilm(Pooling::Mean);
     freeze(&mut model);
     let before = snapshot(&model);
@@ -199,7 +199,7 @@ fn layer_decay_and_explicit_groups_set_each_groups_rate() {
     assert!(!model.named_parameters().iter().find(|(n, _)| n == "encoder.layer.0.attention.self.query.weight").unwrap().1.equal(&before["encoder.layer.0.attention.self.query.weight"]));
 }
 
-fn batch_logits(model: &Model) -> Tensor {
+fn batch_logits(model: &TextModel) -> Tensor {
     let data = loader(model, 16);
     let batch = data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None);
     tch::no_grad(|| tunebook::model::Learner::forward(model, &batch.inputs, false).unwrap())
@@ -223,7 +223,7 @@ fn lora_trains_a_small_share_and_merges_without_changing_outputs() {
     let saved = model.save(&out.path().join("merged")).unwrap();
     let names: Vec<String> = Tensor::read_safetensors(saved.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
     assert!(!names.iter().any(|n| n.contains("lora")), "the export has no LoRA tensors");
-    let reloaded = Model::load("merged", &saved, &LoadOptions { labels: None, pooling: Pooling::Pooler, task: None, device: Device::Cpu, dropout: None }).unwrap();
+    let reloaded = TextModel::load("merged", &saved, &LoadOptions { labels: None, pooling: Pooling::Pooler, task: None, device: Device::Cpu, dropout: None }).unwrap();
     let diff = (&batch_logits(&reloaded) - &unmerged).abs().max().double_value(&[]);
     assert!(diff <= 1e-5, "saved-merged logits differ by {diff}");
 

@@ -85,8 +85,8 @@ fn a_token_head_learns_to_tag_names_and_saves_as_a_token_classifier() {
 
 #[test]
 fn word_tags_go_to_the_first_token_of_each_word() {
-    let dir = tunebook::model::Model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap();
-    let tokenizer = tunebook::model::TextTokenizer::load_from_dir(&dir).unwrap();
+    let dir = tunebook::model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap();
+    let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let data = TextDataset { name: "t".into(), texts: vec!["Unbelievably good Tunebook".into()], pairs: None, targets: Targets::Tokens(vec![vec![1, 0, 1]]), label_names: vec!["O".into(), "X".into()], notes: Vec::new() };
     let tokens = TokenizedDataset::new(&data, &tokenizer, 32).unwrap();
     let labels = &tokens.token_labels.as_ref().unwrap()[0];

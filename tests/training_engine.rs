@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tch::{Device, Tensor};
 use tunebook::data::{DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
-use tunebook::model::{LoadOptions, Model, Pooling};
+use tunebook::model::{LoadOptions, TextModel, Pooling};
 use tunebook::train::{self, CheckpointOptions, ClassWeights, FitOptions, Schedule, StopFlag, TrainEvent, TrainObserver, TrainRun};
 
 mod common;
@@ -24,7 +24,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// The tiny BERT fixture, with dropout switched off when `dropout` is false.
-fn tiny(dir: &Path, dropout: bool) -> Model {
+fn tiny(dir: &Path, dropout: bool) -> TextModel {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
     for f in ["vocab.txt", "pytorch_model.bin"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
@@ -36,7 +36,7 @@ fn tiny(dir: &Path, dropout: bool) -> Model {
     }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     tch::manual_seed(0);
-    Model::load("tiny", dir, &LoadOptions { labels: Some(vec!["bad".into(), "good".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None }).unwrap()
+    TextModel::load("tiny", dir, &LoadOptions { labels: Some(vec!["bad".into(), "good".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None }).unwrap()
 }
 
 fn reviews() -> TextDataset {
@@ -51,7 +51,7 @@ fn reviews() -> TextDataset {
     TextDataset::from_pairs("reviews", &pairs).unwrap()
 }
 
-fn loader(model: &Model, data: &TextDataset, batch: usize, shuffle: bool) -> DataLoader {
+fn loader(model: &TextModel, data: &TextDataset, batch: usize, shuffle: bool) -> DataLoader {
     let tokens = TokenizedDataset::new(data, &model.tokenizer, 16).unwrap();
     DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: batch, shuffle, seed: 3, drop_last: false, bucket: false }).unwrap()
 }
@@ -73,7 +73,7 @@ impl TrainObserver for Recorder {
     }
 }
 
-fn fit(model: &mut Model, opts: &FitOptions, stop_after: Option<usize>) -> (TrainRun, Vec<TrainEvent>) {
+fn fit(model: &mut TextModel, opts: &FitOptions, stop_after: Option<usize>) -> (TrainRun, Vec<TrainEvent>) {
     let data = reviews();
     let (train_data, val_data) = data.split(0.25, 1).unwrap();
     let (train, val) = (loader(model, &train_data, 8, true), loader(model, &val_data, 16, false));
@@ -181,7 +181,7 @@ fn label_smoothing_and_class_weights_follow_their_definitions() {
     let data = TextDataset::from_pairs("unbalanced", &pairs).unwrap();
     let train = loader(&model, &data, 48, false);
     let opts = |cw, ls| FitOptions { lr: 1e-9, epochs: 1, class_weights: cw, label_smoothing: ls, schedule: Schedule::Constant, warmup: 0.0, seed: Some(1), ..FitOptions::default() };
-    let first_loss = |model: &mut Model, o: FitOptions| train::fit(model, &train, None, &o, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap().steps[0].loss;
+    let first_loss = |model: &mut TextModel, o: FitOptions| train::fit(model, &train, None, &o, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap().steps[0].loss;
     // The loss of the first step, before any update, against the formulas.
     let batch = train.collate(&(0..48).collect::<Vec<_>>(), Device::Cpu, None);
     let logits = tch::no_grad(|| tunebook::model::Learner::forward(&model, &batch.inputs, false).unwrap());

@@ -31,7 +31,7 @@ impl Host for TerminalHost {
         if !self.speaks {
             return Box::new(tunebook::train::Silent);
         }
-        Box::new(super::progress::TerminalProgress::new())
+        Box::new(tunebook::render::TerminalProgress::new())
     }
     fn show_chart(&self, chart: &tunebook::plot::Chart) {
         if !self.speaks {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::augment::{TextAugment, Thesaurus};
 use super::image::ImageSet;
 use super::{Targets, TextDataset};
-use crate::model::TextTokenizer;
+use super::TextTokenizer;
 use anyhow::{bail, Result};
 
 /// Token ids for every row of a dataset, unpadded.

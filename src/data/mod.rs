@@ -7,11 +7,13 @@ mod loader;
 pub mod split;
 mod targets;
 pub mod text;
+pub mod tokenizer;
 
 pub use targets::Targets;
-pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, TokenizedDataset};
+pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Prefetch, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
 pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};
+pub use tokenizer::TextTokenizer;
 
 /// The class subfolders of a dataset folder (one per class, at least two),
 /// in sorted order; `what` names what they hold, for the error.

@@ -181,7 +181,7 @@ impl ImageModel {
         let task = Task::parse(config["problem_type"].as_str().unwrap_or("classify"))?;
         let mut model = Self::new(name, spec, labels, task, device)?;
         let weights = dir.join("model.safetensors");
-        let tensors = super::hf::read_checkpoint(&weights)?;
+        let tensors = crate::model::weights::hf::read_checkpoint(&weights)?;
         let mut vars = model.vs.variables();
         for (n, t) in &tensors {
             let Some(v) = vars.get_mut(n) else {
@@ -197,23 +197,6 @@ impl ImageModel {
         }
         model.name = name.to_string();
         Ok(model)
-    }
-
-    /// Writes `model.safetensors` and `config.json` (architecture, labels,
-    /// task) atomically into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
-        let tensors: Vec<(String, Tensor)> = Learner::named_parameters(self).into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
-        let config = serde_json::json!({
-            "tunebook_image_model": self.spec,
-            "labels": self.labels,
-            "problem_type": self.task.problem_type().unwrap_or(self.task.name()),
-            "version": env!("CARGO_PKG_VERSION"),
-        });
-        super::write_folder(dir, |staging| {
-            super::hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
-            std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
-            Ok(())
-        })
     }
 
     /// Replaces the head with a freshly initialized one for `labels` (as
@@ -238,20 +221,6 @@ impl ImageModel {
         Ok(())
     }
 
-    /// Trains the head and the last `n` layers of the stack (the first
-    /// `-n` when negative); everything else is frozen.
-    pub fn trainable_layers(&mut self, n: i64) -> Result<usize> {
-        let layers = self.blocks.len() as i64;
-        if n == 0 || n.abs() > layers {
-            bail!("trainable_layers({n}): this model has {layers} layers; give 1 to {layers} (the last n) or -1 to -{layers} (the first n)");
-        }
-        let range = if n > 0 { (layers - n)..layers } else { 0..(-n) };
-        let stack = self.spec.arch.stack();
-        let mut selectors = vec!["head".to_string()];
-        selectors.extend(range.map(|i| format!("{stack}.{i}")));
-        self.train_only(&selectors)
-    }
-
     /// The module paths a selector can name.
     fn module_names(&self) -> Vec<String> {
         let stack = self.spec.arch.stack();
@@ -269,7 +238,7 @@ impl ImageModel {
             "bias" => name.ends_with(".bias"),
             _ if selector.contains('*') => glob_match(selector, module) || glob_match(selector, name),
             _ => {
-                let ranged = super::freeze::expand_range(selector);
+                let ranged = super::adapt::freeze::expand_range(selector);
                 ranged.iter().any(|s| name == s || name.starts_with(&format!("{s}.")))
             }
         }
@@ -280,6 +249,26 @@ impl ImageModel {
 const IMAGE_KINDS: &[&str] = &["all", "head", "bias"];
 
 impl Learner for ImageModel {
+    /// Writes `model.safetensors` and `config.json` (architecture, labels,
+    /// task) atomically into `dir`.
+    fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let tensors: Vec<(String, Tensor)> = Learner::named_parameters(self).into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+        let config = serde_json::json!({
+            "tunebook_image_model": self.spec,
+            "labels": self.labels,
+            "problem_type": self.task.problem_type().unwrap_or(self.task.name()),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        crate::model::save_folder(dir, |staging| {
+            crate::model::weights::hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
+            Ok(())
+        })
+    }
+
+    fn layer_stack(&self) -> (&'static str, i64) {
+        (self.spec.arch.stack(), self.blocks.len() as i64)
+    }
     fn adopt_input_normalization(&mut self, normalize: Option<&(Vec<f32>, Vec<f32>)>) {
         // No normalization is a mean of 0 and a std of 1, which differs from "not trained yet".
         let channels = self.spec.input[0] as usize;
@@ -393,8 +382,8 @@ impl std::fmt::Display for ImageModel {
             self.spec.widths,
             self.task.name(),
             self.labels.join("/"),
-            super::group_digits(s.trainable()),
-            super::group_digits(s.total()),
+            crate::numbers::group_digits(s.trainable()),
+            crate::numbers::group_digits(s.total()),
             self.device()
         )
     }

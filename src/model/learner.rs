@@ -2,7 +2,9 @@
 //! image networks both implement it, so `fit`, `evaluate` and `lr_find`
 //! serve both.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 
 use super::{LayerGroup, ModelSummary};
@@ -31,6 +33,27 @@ pub trait Learner {
     /// The parameter names a selector names (a module path, a range, a glob
     /// or a kind); an error lists the valid names.
     fn select(&self, selector: &str) -> Result<Vec<String>>;
+    /// The stack of layers that `trainable_layers` counts: its module path
+    /// (`encoder.layer`) and its number of layers.
+    fn layer_stack(&self) -> (&'static str, i64);
+    /// Saves the model into the folder `dir`, written atomically (the
+    /// folder's old contents stay until the new ones are complete); returns
+    /// the folder's path.
+    fn save(&self, dir: &Path) -> Result<PathBuf>;
+
+    /// Trains the head and the last `n` layers of the stack (the first `-n`
+    /// when `n` is negative, as LLaMA-Factory's `freeze_trainable_layers`);
+    /// everything else is frozen.
+    fn trainable_layers(&mut self, n: i64) -> Result<usize> {
+        let (stack, layers) = self.layer_stack();
+        if n == 0 || n.abs() > layers {
+            bail!("trainable_layers({n}): this model has {layers} layers; give 1 to {layers} (the last n) or -1 to -{layers} (the first n)");
+        }
+        let range = if n > 0 { (layers - n)..layers } else { 0..(-n) };
+        let mut selectors = vec!["head".to_string()];
+        selectors.extend(range.map(|i| format!("{stack}.{i}")));
+        self.train_only(&selectors)
+    }
 
     /// Remembers how training inputs were normalized (image models keep it
     /// to normalize what they predict on); others ignore it.
@@ -54,7 +77,7 @@ pub trait Learner {
     /// selectors are checked before anything changes).
     fn train_only(&mut self, selectors: &[String]) -> Result<usize> {
         if selectors.is_empty() {
-            anyhow::bail!("train_only needs at least one selector, e.g. \"head\"");
+            bail!("train_only needs at least one selector, e.g. \"head\"");
         }
         let mut chosen = Vec::new();
         for s in selectors {

@@ -63,7 +63,7 @@ where
     let names: Vec<String> = labels.iter().map(|l| shorten(l, 12)).collect();
     let total: usize = counts.iter().sum();
     let largest = counts.iter().copied().max().unwrap_or(0);
-    let caption = format!("{}: {} rows, largest class {:.0}%", shorten(name, 32), crate::model::group_digits(total as i64), 100.0 * largest as f64 / total.max(1) as f64);
+    let caption = format!("{}: {} rows, largest class {:.0}%", shorten(name, 32), crate::numbers::group_digits(total as i64), 100.0 * largest as f64 / total.max(1) as f64);
     let top = largest.max(1) as f64 * 1.2;
     let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 16))

@@ -40,9 +40,9 @@ where
     let names: Vec<String> = rows.iter().map(|r| short_module(&r.module)).collect();
     let caption = format!(
         "trainable {} of {} parameters ({})",
-        crate::model::group_digits(summary.trainable()),
-        crate::model::group_digits(summary.total()),
-        crate::model::percent(summary.trainable(), summary.total())
+        crate::numbers::group_digits(summary.trainable()),
+        crate::numbers::group_digits(summary.total()),
+        crate::numbers::percent(summary.trainable(), summary.total())
     );
     let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 18))

@@ -11,8 +11,11 @@ use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 /// What happened when we looked for CUDA.
 #[derive(Debug, Clone)]
 pub enum CudaStatus {
-    /// libtorch_cuda loaded and libtorch sees this many devices.
-    Available { devices: i64 },
+    /// libtorch_cuda loaded and libtorch sees devices.
+    Available {
+        /// How many devices libtorch sees.
+        devices: i64,
+    },
     /// libtorch_cuda is not installed (the CPU flavour of libtorch).
     NotInstalled,
     /// libtorch_cuda is installed but could not be loaded, or sees no device.

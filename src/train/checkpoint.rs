@@ -105,7 +105,7 @@ pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: 
     let staging = tempfile::Builder::new().prefix(&format!(".{folder}-")).tempdir_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<()> {
         let path = staging.path().join(name);
-        crate::model::hf::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
+        crate::model::weights::hf::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
         fsync_file(&path)
     };
     write(MODEL_FILE, model)?;
@@ -171,7 +171,7 @@ pub fn restore_parameters(params: &[(String, Tensor)], saved: &HashMap<String, T
     let mut problems = Vec::new();
     for (name, t) in params {
         match saved.get(name) {
-            Some(s) => problems.extend(crate::model::hf::copy_checked(name, t, s, "checkpoint").err()),
+            Some(s) => problems.extend(crate::model::weights::hf::copy_checked(name, t, s, "checkpoint").err()),
             None => problems.push(format!("{name}: missing")),
         }
     }

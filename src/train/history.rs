@@ -1,13 +1,115 @@
-//! A run's history as JSON Lines: one summary line, then one line per step
-//! and per epoch, so that runs can be kept, compared and charted later.
+//! What a run produced: per-step and per-epoch records, the run's totals,
+//! and its history as JSON Lines (one summary line, then one line per step
+//! and per epoch), so that runs can be kept, compared and charted later.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{EpochRecord, StepRecord, TrainRun};
+use super::evaluate::EvalResult;
+use super::layer_stats::LayerStats;
+
+/// What one epoch produced.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Validation result, when a validation loader was given.
+    pub val: Option<EvalResult>,
+    /// Seconds since the run started.
+    pub elapsed: f64,
+}
+
+/// A validation result in the middle of an epoch (`eval_every`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepEval {
+    /// The optimizer step after which it ran.
+    pub step: usize,
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// The result.
+    pub result: EvalResult,
+}
+
+/// One optimizer step's loss and learning rate.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepRecord {
+    /// 1-based step number.
+    pub step: usize,
+    /// Training loss of the batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// The record of a finished (or interrupted) run.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct TrainRun {
+    /// Per-epoch results.
+    pub epochs: Vec<EpochRecord>,
+    /// Per-step losses and learning rates.
+    pub steps: Vec<StepRecord>,
+    /// Evaluations between epoch ends (`eval_every`).
+    #[serde(default)]
+    pub evaluations: Vec<StepEval>,
+    /// Parameters that trained.
+    pub trainable_params: i64,
+    /// All parameters.
+    pub total_params: i64,
+    /// Training rows per second, evaluation time excluded.
+    pub samples_per_sec: f64,
+    /// Seconds the run took.
+    pub seconds: f64,
+    /// Seconds spent training (evaluation excluded).
+    pub train_seconds: f64,
+    /// Bytes of optimizer state at the end (Adam's moments of the
+    /// parameters that were updated).
+    pub optimizer_state_bytes: i64,
+    /// Peak resident memory of the process during the run, where the
+    /// system reports it.
+    pub peak_rss_bytes: Option<u64>,
+    /// Whether the run was stopped by an interrupt.
+    pub interrupted: bool,
+    /// The epoch whose validation result was best under early stopping.
+    pub best_epoch: Option<usize>,
+    /// The epoch after which early stopping ended the run.
+    pub stopped_early_at: Option<usize>,
+    /// Whether the best epoch's weights were put back at the end.
+    pub restored_best: bool,
+    /// Device it ran on.
+    pub device: String,
+    /// Per layer group and epoch, weight change and gradient norm (with `track_layers`).
+    #[serde(default)]
+    pub layers: Vec<LayerStats>,
+}
+
+impl TrainRun {
+    /// The last epoch's validation result.
+    pub fn final_val(&self) -> Option<EvalResult> {
+        self.epochs.iter().rev().find_map(|e| e.val)
+    }
+
+    /// The best validation accuracy of any epoch (none for regression).
+    pub fn best_val_accuracy(&self) -> Option<f64> {
+        self.epochs.iter().filter_map(|e| e.val.and_then(|v| v.accuracy)).reduce(f64::max)
+    }
+}
+
+impl std::fmt::Display for TrainRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Run: {} epochs, {} steps in {:.1}s ({:.1} samples/s) on {}", self.epochs.len(), self.steps.len(), self.seconds, self.samples_per_sec, self.device)?;
+        if let Some(v) = self.final_val() {
+            write!(f, "; {}", v.summary("val_"))?;
+        }
+        if self.interrupted {
+            write!(f, " (interrupted)")?;
+        }
+        Ok(())
+    }
+}
 
 impl TrainRun {
     /// Writes the run as JSON Lines (through a temporary file and a rename).
@@ -30,12 +132,7 @@ impl TrainRun {
             v.as_object_mut().expect("an epoch serializes to an object").insert("kind".into(), "epoch".into());
             text += &(v.to_string() + "\n");
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(text.as_bytes()).and_then(|_| tmp.as_file().sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
-        tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-        Ok(())
+        crate::files::write_file(path, text.as_bytes())
     }
 
     /// Reads what `save_jsonl` wrote.

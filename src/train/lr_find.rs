@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use anyhow::{bail, Result};
 use tch::Tensor;
 
-use super::{optim, param_specs, DataLoader, FitOptions, StopFlag};
+use super::fit::param_specs;
+use super::{optim, FitOptions, StopFlag};
+use crate::data::DataLoader;
 use crate::model::Learner;
 
 /// Settings of the range test.

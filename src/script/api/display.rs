@@ -5,11 +5,7 @@ use rhai::Dynamic;
 use super::data::{DatasetHandle, LoaderHandle, TokensHandle};
 use super::model::ModelHandle;
 use super::train::RunHandle;
-
-/// Escapes text for HTML.
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::render::html_escape;
 
 fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let th: String = head.iter().map(|h| format!("<th>{}</th>", html_escape(h))).collect();
@@ -72,12 +68,12 @@ impl std::fmt::Display for TableHandle {
 /// notation, others to 4 significant digits or so, without trailing zeros.
 fn cell(v: &Dynamic) -> String {
     if let Ok(i) = v.as_int() {
-        return crate::model::group_digits(i);
+        return crate::numbers::group_digits(i);
     }
     if let Ok(x) = v.as_float() {
         let a = x.abs();
         if a >= 1e5 {
-            return crate::model::group_digits(x.round() as i64);
+            return crate::numbers::group_digits(x.round() as i64);
         }
         if a != 0.0 && a < 1e-3 {
             return format!("{x:e}");
@@ -103,14 +99,14 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if let Some(m) = value.clone().try_cast::<super::images::ImageModelHandle>() {
         let model = m.0.borrow();
         let s = crate::model::Learner::summary(&*model);
-        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::model::group_digits(r.trainable), crate::model::group_digits(r.frozen)]).collect();
-        let html = format!("<b>{}</b><br>{}<br>trainable {} of {} parameters ({})", html_escape(&model.to_string()), table(&["module", "trainable", "frozen"], &rows), crate::model::group_digits(s.trainable()), crate::model::group_digits(s.total()), crate::model::percent(s.trainable(), s.total()));
+        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::numbers::group_digits(r.trainable), crate::numbers::group_digits(r.frozen)]).collect();
+        let html = format!("<b>{}</b><br>{}<br>trainable {} of {} parameters ({})", html_escape(&model.to_string()), table(&["module", "trainable", "frozen"], &rows), crate::numbers::group_digits(s.trainable()), crate::numbers::group_digits(s.total()), crate::numbers::percent(s.trainable(), s.total()));
         return Some((format!("{model}\n{s}"), Some(html)));
     }
     if let Some(m) = value.clone().try_cast::<ModelHandle>() {
         let model = m.0.borrow();
         let s = model.summary();
-        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::model::group_digits(r.trainable), crate::model::group_digits(r.frozen)]).collect();
+        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::numbers::group_digits(r.trainable), crate::numbers::group_digits(r.frozen)]).collect();
         let html = format!(
             "<b>Model {}</b> — labels: {}; pooling {}; {:?}<br>{}<br>trainable {} of {} parameters ({})",
             html_escape(&model.name),
@@ -118,9 +114,9 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
             model.pooling.name(),
             model.device(),
             table(&["module", "trainable", "frozen"], &rows),
-            crate::model::group_digits(s.trainable()),
-            crate::model::group_digits(s.total()),
-            crate::model::percent(s.trainable(), s.total())
+            crate::numbers::group_digits(s.trainable()),
+            crate::numbers::group_digits(s.total()),
+            crate::numbers::percent(s.trainable(), s.total())
         );
         return Some((s.to_string(), Some(html)));
     }

@@ -1,13 +1,11 @@
 //! Image datasets, their loaders, and the small image networks.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::data::{kfold_options, loader_options, parts_map, split_spec};
-use super::learner::LearnerHandle;
 use super::LoaderHandle;
 use crate::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
 use crate::data::{DataLoader, LoaderSource};
@@ -21,22 +19,9 @@ use crate::script::{guard, Context};
 pub(crate) struct ImageDatasetHandle(pub Arc<ImageDataset>);
 
 /// An image network shared between script variables.
-#[derive(Clone)]
-pub(crate) struct ImageModelHandle(pub Rc<RefCell<ImageModel>>);
+pub(crate) type ImageModelHandle = super::learner::Shared<ImageModel>;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
-
-impl LearnerHandle for ImageModelHandle {
-    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T {
-        f(&mut *self.0.borrow_mut())
-    }
-    fn trainable_layers(&self, n: i64) -> anyhow::Result<usize> {
-        self.0.borrow_mut().trainable_layers(n)
-    }
-    fn save(&self, path: &str) -> anyhow::Result<String> {
-        self.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string())
-    }
-}
 
 fn wrap(d: ImageDataset) -> Dynamic {
     Dynamic::from(ImageDatasetHandle(Arc::new(d)))
@@ -118,7 +103,7 @@ fn image_model(ctx: &Context, data: Option<&ImageDatasetHandle>, opts: Map) -> R
         }
     };
     let spec = ImageSpec { arch, input, widths, dropout: o.float("dropout", 0.25, 0.0, 0.99)?, normalize: None };
-    guard(|| Ok(ImageModelHandle(Rc::new(RefCell::new(ImageModel::new(arch.name(), spec, labels, task, device)?)))))
+    guard(|| Ok(ImageModelHandle::new(ImageModel::new(arch.name(), spec, labels, task, device)?)))
 }
 
 fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array> {
@@ -128,7 +113,7 @@ fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array>
     let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false };
     let preds = guard(|| {
         let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?;
-        crate::train::predict_loader(&*model.0.borrow(), &loader)
+        crate::inference::predict_loader(&*model.0.borrow(), &loader)
     })?;
     Ok(preds.into_iter().map(super::train::prediction_map).collect())
 }
@@ -149,7 +134,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("new_head", new_head);
     engine.register_type_with_name::<ImageDatasetHandle>("ImageDataset");
     engine.register_type_with_name::<ImageModelHandle>("ImageModel");
-    super::learner::register::<ImageModelHandle>(engine, ctx);
+    super::learner::register::<ImageModel>(engine, ctx);
 
     engine.register_fn("len", |d: &mut ImageDatasetHandle| d.0.len() as i64);
     engine.register_fn("labels", |d: &mut ImageDatasetHandle| -> Map { d.0.class_counts().into_iter().map(|(l, n)| (l.into(), Dynamic::from(n as i64))).collect() });

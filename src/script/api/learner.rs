@@ -1,6 +1,8 @@
 //! What every kind of model offers a script, registered once per handle
 //! type: freezing, summaries, `fit`, `evaluate` and `lr_find`.
 
+use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
@@ -15,15 +17,33 @@ use crate::train::{self, FitOptions};
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-/// A script handle to a model that trains: it lends the model out as a
-/// `Learner` and knows the few things that differ by kind.
-pub(crate) trait LearnerHandle: Clone + 'static {
+/// A script handle to a model that trains (a text or an image model):
+/// cloning the handle shares the model. Every method that works through
+/// `Learner` is registered once for all kinds, by `register`.
+pub(crate) struct Shared<M>(pub Rc<RefCell<M>>);
+
+impl<M> Clone for Shared<M> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M: Learner> Shared<M> {
+    /// A handle to a new model.
+    pub(crate) fn new(model: M) -> Self {
+        Self(Rc::new(RefCell::new(model)))
+    }
+
     /// Runs `f` on the model.
-    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T;
-    /// Trains the head and the last `n` layers.
-    fn trainable_layers(&self, n: i64) -> anyhow::Result<usize>;
-    /// Saves the model into a folder; returns its path.
-    fn save(&self, path: &str) -> anyhow::Result<String>;
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T {
+        f(&mut *self.0.borrow_mut())
+    }
+
+    /// Saves the model into a folder; returns its path. In a distributed
+    /// run every rank holds the same weights: rank 0 writes.
+    fn save(&self, path: &str) -> anyhow::Result<String> {
+        crate::distributed::main_process_writes(|| Ok(self.0.borrow().save(Path::new(path))?.display().to_string()), || path.to_string())
+    }
 }
 
 /// Sets several selectors all or nothing: each is checked before any changes.
@@ -38,43 +58,43 @@ fn each_selector(model: &mut dyn Learner, selectors: &[String], trainable: bool)
     Ok(n as i64)
 }
 
-fn run_fit<H: LearnerHandle>(ctx: &Context, m: &H, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
+fn run_fit<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
     let opts = fit_options(ctx, opts)?;
     let mut observer = ctx.host.train_observer();
     let run = guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop)))?;
     Ok(RunHandle(Rc::new(run)))
 }
 
-/// Registers the shared methods for handle type `H`.
-pub(super) fn register<H: LearnerHandle>(engine: &mut Engine, ctx: &Rc<Context>) {
+/// Registers the shared methods for the handles of model type `M`.
+pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("plot_freeze", move |m: H| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), Map::new()) });
+    engine.register_fn("plot_freeze", move |m: Shared<M>| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), Map::new()) });
     let c = ctx.clone();
-    engine.register_fn("plot_freeze", move |m: H, opts: Map| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), opts) });
-    engine.register_fn("summary", |m: &mut H| m.with(|model| model.summary().to_string()));
+    engine.register_fn("plot_freeze", move |m: Shared<M>, opts: Map| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), opts) });
+    engine.register_fn("summary", |m: &mut Shared<M>| m.with(|model| model.summary().to_string()));
     for (name, trainable) in [("freeze", false), ("unfreeze", true)] {
-        engine.register_fn(name, move |m: &mut H, selector: &str| -> R<i64> { guard(|| m.with(|model| Ok(model.set_trainable(selector, trainable)? as i64))) });
-        engine.register_fn(name, move |m: &mut H, selectors: Array| -> R<i64> {
+        engine.register_fn(name, move |m: &mut Shared<M>, selector: &str| -> R<i64> { guard(|| m.with(|model| Ok(model.set_trainable(selector, trainable)? as i64))) });
+        engine.register_fn(name, move |m: &mut Shared<M>, selectors: Array| -> R<i64> {
             let selectors = selector_list(name, selectors)?;
             guard(|| m.with(|model| each_selector(model, &selectors, trainable)))
         });
     }
-    engine.register_fn("freeze_all", |m: &mut H| m.with(|model| model.set_all_trainable(false)));
-    engine.register_fn("unfreeze_all", |m: &mut H| m.with(|model| model.set_all_trainable(true)));
-    engine.register_fn("train_only", |m: &mut H, selector: &str| -> R<i64> { guard(|| m.with(|model| Ok(model.train_only(&[selector.to_string()])? as i64))) });
-    engine.register_fn("train_only", |m: &mut H, selectors: Array| -> R<i64> {
+    engine.register_fn("freeze_all", |m: &mut Shared<M>| m.with(|model| model.set_all_trainable(false)));
+    engine.register_fn("unfreeze_all", |m: &mut Shared<M>| m.with(|model| model.set_all_trainable(true)));
+    engine.register_fn("train_only", |m: &mut Shared<M>, selector: &str| -> R<i64> { guard(|| m.with(|model| Ok(model.train_only(&[selector.to_string()])? as i64))) });
+    engine.register_fn("train_only", |m: &mut Shared<M>, selectors: Array| -> R<i64> {
         let selectors = selector_list("train_only", selectors)?;
         guard(|| m.with(|model| Ok(model.train_only(&selectors)? as i64)))
     });
-    engine.register_fn("trainable_layers", |m: &mut H, n: i64| -> R<i64> { guard(|| Ok(m.trainable_layers(n)? as i64)) });
-    engine.register_fn("select", |m: &mut H, selector: &str| -> R<Array> { guard(|| m.with(|model| Ok(model.select(selector)?.into_iter().map(Dynamic::from).collect()))) });
-    engine.register_fn("layer_groups", |m: &mut H| -> Array { m.with(|model| model.layer_groups().into_iter().map(|g| Dynamic::from(g.name)).collect()) });
-    engine.register_fn("save", |m: &mut H, path: &str| -> R<String> { guard(|| m.save(path)) });
-    engine.register_get("labels", |m: &mut H| -> Array { m.with(|model| model.labels().iter().map(|l| Dynamic::from(l.clone())).collect()) });
-    engine.register_get("task", |m: &mut H| m.with(|model| model.task().name().to_string()));
-    engine.register_get("trainable_params", |m: &mut H| m.with(|model| model.summary().trainable()));
-    engine.register_get("total_params", |m: &mut H| m.with(|model| model.summary().total()));
-    engine.register_fn("parameters", |m: &mut H| -> Array {
+    engine.register_fn("trainable_layers", |m: &mut Shared<M>, n: i64| -> R<i64> { guard(|| m.with(|model| Ok(model.trainable_layers(n)? as i64))) });
+    engine.register_fn("select", |m: &mut Shared<M>, selector: &str| -> R<Array> { guard(|| m.with(|model| Ok(model.select(selector)?.into_iter().map(Dynamic::from).collect()))) });
+    engine.register_fn("layer_groups", |m: &mut Shared<M>| -> Array { m.with(|model| model.layer_groups().into_iter().map(|g| Dynamic::from(g.name)).collect()) });
+    engine.register_fn("save", |m: &mut Shared<M>, path: &str| -> R<String> { guard(|| m.save(path)) });
+    engine.register_get("labels", |m: &mut Shared<M>| -> Array { m.with(|model| model.labels().iter().map(|l| Dynamic::from(l.clone())).collect()) });
+    engine.register_get("task", |m: &mut Shared<M>| m.with(|model| model.task().name().to_string()));
+    engine.register_get("trainable_params", |m: &mut Shared<M>| m.with(|model| model.summary().trainable()));
+    engine.register_get("total_params", |m: &mut Shared<M>| m.with(|model| model.summary().total()));
+    engine.register_fn("parameters", |m: &mut Shared<M>| -> Array {
         m.with(|model| {
             model
                 .named_parameters()
@@ -91,12 +111,12 @@ pub(super) fn register<H: LearnerHandle>(engine: &mut Engine, ctx: &Rc<Context>)
     });
 
     let c = ctx.clone();
-    engine.register_fn("fit", move |m: H, t: LoaderHandle, v: LoaderHandle, o: Map| run_fit(&c, &m, &t, Some(&v), o));
+    engine.register_fn("fit", move |m: Shared<M>, t: LoaderHandle, v: LoaderHandle, o: Map| run_fit(&c, &m, &t, Some(&v), o));
     let c = ctx.clone();
-    engine.register_fn("fit", move |m: H, t: LoaderHandle, v: LoaderHandle| run_fit(&c, &m, &t, Some(&v), Map::new()));
+    engine.register_fn("fit", move |m: Shared<M>, t: LoaderHandle, v: LoaderHandle| run_fit(&c, &m, &t, Some(&v), Map::new()));
     let c = ctx.clone();
-    engine.register_fn("fit", move |m: H, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
-    engine.register_fn("evaluate", |m: H, l: LoaderHandle| -> R<Map> {
+    engine.register_fn("fit", move |m: Shared<M>, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
+    engine.register_fn("evaluate", |m: Shared<M>, l: LoaderHandle| -> R<Map> {
         guard(|| {
             m.with(|model| {
                 let (r, detail) = train::evaluate_detailed(model, &l.0)?;
@@ -105,7 +125,7 @@ pub(super) fn register<H: LearnerHandle>(engine: &mut Engine, ctx: &Rc<Context>)
         })
     });
     let c = ctx.clone();
-    engine.register_fn("lr_find", move |m: H, t: LoaderHandle, opts: Map| -> R<LrFindHandle> {
+    engine.register_fn("lr_find", move |m: Shared<M>, t: LoaderHandle, opts: Map| -> R<LrFindHandle> {
         let o = Options::new("lr_find", opts)?;
         let d = train::LrFindOptions::default();
         let find = train::LrFindOptions { start: o.float("start", d.start, 1e-12, 1e3)?, end: o.float("end", d.end, 1e-12, 1e4)?, steps: o.int("steps", d.steps as i64, 10, 100_000)? as usize };
@@ -114,16 +134,16 @@ pub(super) fn register<H: LearnerHandle>(engine: &mut Engine, ctx: &Rc<Context>)
         Ok(LrFindHandle(Rc::new(found)))
     });
     let c = ctx.clone();
-    engine.register_fn("lr_find", move |m: H, t: LoaderHandle| -> R<LrFindHandle> {
+    engine.register_fn("lr_find", move |m: Shared<M>, t: LoaderHandle| -> R<LrFindHandle> {
         let found = guard(|| m.with(|model| train::lr_find(model, &t.0, &FitOptions::default(), &train::LrFindOptions::default(), &c.stop)))?;
         Ok(LrFindHandle(Rc::new(found)))
     });
 }
 
-/// Registers `model.weight(name)` for handle type `H`: a copy of a
+/// Registers `model.weight(name)` for the handles of model type `M`: a copy of a
 /// parameter, to look at or to check that a frozen one did not change.
-pub(super) fn register_weight<H: LearnerHandle>(engine: &mut Engine) {
-    engine.register_fn("weight", |m: &mut H, name: &str| -> R<super::tensor::TensorHandle> {
+pub(super) fn register_weight<M: Learner + 'static>(engine: &mut Engine) {
+    engine.register_fn("weight", |m: &mut Shared<M>, name: &str| -> R<super::tensor::TensorHandle> {
         m.with(|model| {
             let params = model.named_parameters();
             match params.iter().find(|(n, _)| n == name) {

@@ -18,7 +18,7 @@ use super::Context;
 use data::LoaderHandle;
 pub(crate) use charts::ChartHandle;
 pub(crate) use tensor::TensorHandle;
-pub(crate) use display::{html_escape, render};
+pub(crate) use display::render;
 use display::TableHandle;
 use model::ModelHandle;
 

@@ -1,32 +1,18 @@
 //! `load_model`, freezing, `summary`, `save`.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use crate::model::{Learner, LoadOptions, Model, Pooling, Task};
+use crate::model::{LoadOptions, Pooling, Task, TextModel};
 use crate::runtime::{resolve_device, DeviceRequest};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
 
-/// A model shared between script variables (cloning the handle shares it).
-#[derive(Clone)]
-pub(crate) struct ModelHandle(pub Rc<RefCell<Model>>);
+/// A text model shared between script variables.
+pub(crate) type ModelHandle = super::learner::Shared<TextModel>;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
-
-impl super::learner::LearnerHandle for ModelHandle {
-    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T {
-        f(&mut *self.0.borrow_mut())
-    }
-    fn trainable_layers(&self, n: i64) -> anyhow::Result<usize> {
-        self.0.borrow_mut().trainable_layers(n)
-    }
-    fn save(&self, path: &str) -> anyhow::Result<String> {
-        self.0.borrow().save(std::path::Path::new(path)).map(|p| p.display().to_string())
-    }
-}
 
 /// The `task` option; `None` when absent.
 fn task_option(o: &Options) -> R<Option<Task>> {
@@ -75,19 +61,19 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     };
     let dropout = o.get("dropout").map(|_| o.float("dropout", 0.1, 0.0, 0.9)).transpose()?;
     guard(|| {
-        let dir = Model::resolve_path(name, &ctx.cache)?;
+        let dir = crate::model::resolve_path(name, &ctx.cache)?;
         if crate::model::ImageModel::is_saved_image_model(&dir) {
             let model = crate::model::ImageModel::load(name, &dir, device)?;
-            return Ok(Dynamic::from(super::images::ImageModelHandle(Rc::new(RefCell::new(model)))));
+            return Ok(Dynamic::from(super::images::ImageModelHandle::new(model)));
         }
-        let model = Model::load(name, &dir, &LoadOptions { labels, pooling, task, device, dropout })?;
-        Ok(Dynamic::from(ModelHandle(Rc::new(RefCell::new(model)))))
+        let model = TextModel::load(name, &dir, &LoadOptions { labels, pooling, task, device, dropout })?;
+        Ok(Dynamic::from(ModelHandle::new(model)))
     })
 }
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<ModelHandle>("Model");
-    super::learner::register::<ModelHandle>(engine, ctx);
+    super::learner::register::<TextModel>(engine, ctx);
     let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str| load(&c, name, Map::new()));
     let c = ctx.clone();
@@ -153,9 +139,9 @@ fn add_lora(m: &ModelHandle, opts: Map) -> R<String> {
             config.alpha,
             layers.len(),
             config.targets.join(", "),
-            crate::model::group_digits(s.trainable()),
-            crate::model::group_digits(s.total()),
-            crate::model::percent(s.trainable(), s.total())
+            crate::numbers::group_digits(s.trainable()),
+            crate::numbers::group_digits(s.total()),
+            crate::numbers::percent(s.trainable(), s.total())
         ))
     })
 }
@@ -171,14 +157,14 @@ fn add_adapters(m: &ModelHandle, opts: Map) -> R<String> {
         Ok(format!(
             "bottleneck adapters of size {size} in {} layers; trainable {} of {} parameters ({})",
             model.config.num_hidden_layers,
-            crate::model::group_digits(s.trainable()),
-            crate::model::group_digits(s.total()),
-            crate::model::percent(s.trainable(), s.total())
+            crate::numbers::group_digits(s.trainable()),
+            crate::numbers::group_digits(s.total()),
+            crate::numbers::percent(s.trainable(), s.total())
         ))
     })
 }
 
-fn describe(m: &Model) -> String {
+fn describe(m: &TextModel) -> String {
     let s = m.summary();
     format!(
         "Model {} ({} layers, hidden {}; {}{}; trainable {} of {} parameters; {:?})",
@@ -192,8 +178,8 @@ fn describe(m: &Model) -> String {
             Task::Tokens => "token labels ",
         },
         m.labels.join("/"),
-        crate::model::group_digits(s.trainable()),
-        crate::model::group_digits(s.total()),
+        crate::numbers::group_digits(s.trainable()),
+        crate::numbers::group_digits(s.total()),
         m.device()
     )
 }

@@ -153,6 +153,6 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("==", |a: &mut TensorHandle, b: TensorHandle| a.0.size() == b.0.size() && a.0.equal(&b.0));
     engine.register_fn("to_string", |t: &mut TensorHandle| describe(&t.0));
     engine.register_fn("to_debug", |t: &mut TensorHandle| describe(&t.0));
-    super::learner::register_weight::<super::ModelHandle>(engine);
-    super::learner::register_weight::<super::images::ImageModelHandle>(engine);
+    super::learner::register_weight::<crate::model::TextModel>(engine);
+    super::learner::register_weight::<crate::model::ImageModel>(engine);
 }

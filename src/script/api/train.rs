@@ -5,6 +5,7 @@ use std::rc::Rc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::ModelHandle;
+use crate::inference;
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
 use crate::train::{self, CheckpointOptions, ClassWeights, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
@@ -162,25 +163,25 @@ pub(super) fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[Stri
     m
 }
 
-pub(super) fn prediction_map(p: train::Prediction) -> Dynamic {
+pub(super) fn prediction_map(p: inference::Prediction) -> Dynamic {
     let mut m = Map::new();
     match p {
-        train::Prediction::Class { label, score } => {
+        inference::Prediction::Class { label, score } => {
             m.insert("label".into(), label.into());
             m.insert("score".into(), score.into());
         }
-        train::Prediction::Labels(scores) => {
+        inference::Prediction::Labels(scores) => {
             let chosen: Array = scores.iter().filter(|(_, p)| *p >= 0.5).map(|(l, _)| Dynamic::from(l.clone())).collect();
             m.insert("labels".into(), chosen.into());
             m.insert("scores".into(), scores.into_iter().map(|(l, p)| (l.into(), Dynamic::from(p))).collect::<Map>().into());
         }
-        train::Prediction::Tags(tags) => {
+        inference::Prediction::Tags(tags) => {
             let column = |f: &dyn Fn(&(String, String, f64)) -> Dynamic| Dynamic::from(tags.iter().map(f).collect::<Array>());
             m.insert("words".into(), column(&|t| Dynamic::from(t.0.clone())));
             m.insert("tags".into(), column(&|t| Dynamic::from(t.1.clone())));
             m.insert("scores".into(), column(&|t| Dynamic::from(t.2)));
         }
-        train::Prediction::Values(values) => {
+        inference::Prediction::Values(values) => {
             m.insert("value".into(), values.first().map_or(0.0, |v| v.1).into());
             m.insert("values".into(), values.into_iter().map(|(l, v)| (l.into(), Dynamic::from(v))).collect::<Map>().into());
         }
@@ -200,8 +201,8 @@ fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts
             model.use_head(h)?;
         }
         let preds = match &pairs {
-            Some(pairs) => train::predict_pairs(&model, &texts, pairs, max_len),
-            None => train::predict(&model, &texts, max_len),
+            Some(pairs) => inference::predict_pairs(&model, &texts, pairs, max_len),
+            None => inference::predict(&model, &texts, max_len),
         };
         model.use_head(&previous)?;
         preds
@@ -242,7 +243,7 @@ pub(super) fn register(engine: &mut Engine) {
     });
     engine.register_fn("embed", |m: ModelHandle, texts: Array| -> R<Array> {
         let texts = strings(texts)?;
-        let emb = guard(|| train::embed(&m.0.borrow(), &texts, 128))?;
+        let emb = guard(|| inference::embed(&m.0.borrow(), &texts, 128))?;
         let rows: Vec<Vec<f64>> = guard(|| Ok(Vec::<Vec<f64>>::try_from(emb.to_kind(tch::Kind::Double))?))?;
         Ok(rows.into_iter().map(|r| Dynamic::from(r.into_iter().map(Dynamic::from).collect::<Array>())).collect())
     });

@@ -1,143 +1,18 @@
-//! Parameter-efficient fine-tuning: the encoder's linear layers (`Dense`),
-//! which can carry a LoRA update, and Houlsby-style bottleneck adapters.
-//!
-//! Names follow PEFT's: a LoRA on `encoder.layer.0.attention.self.query`
-//! adds `...query.lora_A.weight` (`[r, in]`) and `...query.lora_B.weight`
-//! (`[out, r]`); the layer computes `W x + b + (alpha / r) * B A dropout(x)`.
+//! Parameter-efficient fine-tuning of text models: adding, merging, saving
+//! and loading LoRA updates (PEFT's layout) and bottleneck adapters. The
+//! layers that carry them are in `model::layers`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
-use super::Learner;
+use crate::model::layers::{Dense, LoraConfig};
+use crate::model::text::Backbone;
+use crate::model::weights::hf;
+use crate::model::{Arch, Learner, Task, TextModel};
 use crate::suggest::glob_match;
-
-/// Settings of `Model::add_lora`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoraConfig {
-    /// Rank of the update.
-    pub r: i64,
-    /// Scale numerator: the update is multiplied by `alpha / r`.
-    pub alpha: f64,
-    /// Dropout on the update's input, in training only.
-    pub dropout: f64,
-    /// Which linear layers get an update: a last name part (`query`), a
-    /// module path, or a glob over module paths.
-    pub targets: Vec<String>,
-}
-
-/// A low-rank update of one linear layer.
-#[derive(Debug)]
-struct Lora {
-    a: Tensor,
-    b: Tensor,
-    scale: f64,
-    dropout: f64,
-}
-
-/// A linear layer of the encoder, with an optional LoRA update.
-#[derive(Debug)]
-pub struct Dense {
-    linear: nn::Linear,
-    /// The variable-store path (`bert.encoder.layer.0.attention.self.query`).
-    path: String,
-    lora: Option<Lora>,
-}
-
-impl Dense {
-    /// A linear layer `in_dim -> out_dim` with its variables under `p`.
-    pub fn new(p: nn::Path, in_dim: i64, out_dim: i64) -> Self {
-        let path = p.components().collect::<Vec<_>>().join(".");
-        Self { linear: nn::linear(p, in_dim, out_dim, Default::default()), path, lora: None }
-    }
-
-    /// `W x + b`, plus the LoRA update when there is one.
-    pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = self.linear.forward(xs);
-        match &self.lora {
-            None => out,
-            Some(l) => out + xs.dropout(l.dropout, train).matmul(&l.a.tr()).matmul(&l.b.tr()) * l.scale,
-        }
-    }
-
-    /// The variable-store path of this layer.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Whether a LoRA update is attached.
-    pub fn has_lora(&self) -> bool {
-        self.lora.is_some()
-    }
-
-    /// Attaches a LoRA update as PEFT initializes it: A uniform in
-    /// `±1/sqrt(in)` (kaiming-uniform with a = sqrt(5)), B zero, so that the
-    /// layer's output is unchanged until B trains.
-    pub fn add_lora(&mut self, root: &nn::Path, config: &LoraConfig) {
-        let (out_dim, in_dim) = self.linear.ws.size2().expect("a linear weight is 2-D");
-        let p = sub_path(root, &self.path);
-        let bound = 1.0 / (in_dim as f64).sqrt();
-        let a = (&p / "lora_A").var("weight", &[config.r, in_dim], Init::Uniform { lo: -bound, up: bound });
-        let b = (&p / "lora_B").var("weight", &[out_dim, config.r], Init::Const(0.0));
-        self.lora = Some(Lora { a, b, scale: config.alpha / config.r as f64, dropout: config.dropout });
-    }
-
-    /// `W + (alpha / r) B A`: the weight with the update folded in.
-    pub fn merged_weight(&self) -> Tensor {
-        match &self.lora {
-            None => self.linear.ws.detach().copy(),
-            Some(l) => tch::no_grad(|| &self.linear.ws + l.b.matmul(&l.a) * l.scale),
-        }
-    }
-
-    /// Folds the update into the weight and drops it; returns the paths of
-    /// the update's variables, which the caller removes from the store.
-    pub fn merge_lora(&mut self) -> Vec<String> {
-        if self.lora.is_none() {
-            return Vec::new();
-        }
-        let merged = self.merged_weight();
-        tch::no_grad(|| self.linear.ws.copy_(&merged));
-        self.lora = None;
-        vec![format!("{}.lora_A.weight", self.path), format!("{}.lora_B.weight", self.path)]
-    }
-}
-
-/// A Houlsby bottleneck adapter: `x + up(act(down(x)))`, with `up` starting
-/// at zero so that a new adapter is the identity.
-#[derive(Debug)]
-pub struct Bottleneck {
-    down: nn::Linear,
-    up: nn::Linear,
-}
-
-impl Bottleneck {
-    /// An adapter `hidden -> size -> hidden` with its variables under `p`
-    /// (`...adapter.down`, `...adapter.up`).
-    pub fn new(p: nn::Path, hidden: i64, size: i64) -> Self {
-        let down_init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
-        let up_init = nn::LinearConfig { ws_init: Init::Const(0.0), bs_init: Some(Init::Const(0.0)), bias: true };
-        Self { down: nn::linear(&p / "down", hidden, size, down_init), up: nn::linear(&p / "up", size, hidden, up_init) }
-    }
-
-    /// The adapted hidden states.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs + self.up.forward(&self.down.forward(xs).gelu("none"))
-    }
-}
-
-/// The path `root / a / b / ...` for a dotted `a.b...`.
-pub fn sub_path<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
-    let mut parts = dotted.split('.');
-    let mut p = root.sub(parts.next().unwrap_or_default());
-    for part in parts {
-        p = p.sub(part);
-    }
-    p
-}
 
 /// The parameter-efficient method a model carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +35,7 @@ const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 /// apart so that PEFT reads `adapter_config.json` without a warning.
 const TUNEBOOK_CONFIG: &str = "tunebook_adapter.json";
 
-impl super::Model {
+impl TextModel {
     /// The parameter-efficient method added to this model, if any.
     pub fn peft(&self) -> Option<&PeftMethod> {
         self.peft.as_ref()
@@ -169,7 +44,7 @@ impl super::Model {
     /// The LoRA targets PEFT uses by default for this architecture.
     pub fn default_lora_targets(&self) -> Vec<String> {
         let names: &[&str] = match self.config.arch {
-            super::Arch::DistilBert => &["q_lin", "v_lin"],
+            Arch::DistilBert => &["q_lin", "v_lin"],
             _ => &["query", "value"],
         };
         names.iter().map(|s| s.to_string()).collect()
@@ -202,8 +77,8 @@ impl super::Model {
         let root = self.vs.root();
         let mut changed = Vec::new();
         let denses = match &mut self.backbone {
-            super::Backbone::Bert(b) => b.denses_mut(),
-            super::Backbone::DistilBert(d) => d.denses_mut(),
+            Backbone::Bert(b) => b.denses_mut(),
+            Backbone::DistilBert(d) => d.denses_mut(),
         };
         for d in denses {
             let name = user_name(d.path());
@@ -251,8 +126,8 @@ impl super::Model {
         self.check_no_peft()?;
         let root = self.vs.root();
         match &mut self.backbone {
-            super::Backbone::Bert(b) => b.add_adapters(&root, size),
-            super::Backbone::DistilBert(d) => d.add_adapters(&root, size),
+            Backbone::Bert(b) => b.add_adapters(&root, size),
+            Backbone::DistilBert(d) => d.add_adapters(&root, size),
         }
         self.peft = Some(PeftMethod::Adapters { size });
         self.train_only(&["adapter".to_string(), "norm".to_string(), "head".to_string()])?;
@@ -269,7 +144,7 @@ impl super::Model {
         let Some(method) = &self.peft else {
             bail!("this model has no adapter to save; add one with add_lora or add_adapters (or save the whole model with save)");
         };
-        let base: HashMap<String, Tensor> = super::hf::read_checkpoint(&super::hf::weights_file(&self.source)?)?.into_iter().collect();
+        let base: HashMap<String, Tensor> = hf::read_checkpoint(&hf::weights_file(&self.source)?)?.into_iter().collect();
         let arch_prefix = format!("{}.", self.config.arch.prefix());
         let mut tensors = Vec::new();
         for (name, t) in self.vs.variables() {
@@ -292,7 +167,7 @@ impl super::Model {
         let tunebook = serde_json::json!({ "labels": self.labels, "task": self.task.name(), "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") });
         let config = match method {
             PeftMethod::Lora(c) => serde_json::json!({
-                "peft_type": "LORA", "task_type": if self.task == super::Task::Tokens { "TOKEN_CLS" } else { "SEQ_CLS" }, "base_model_name_or_path": self.source.display().to_string(),
+                "peft_type": "LORA", "task_type": if self.task == Task::Tokens { "TOKEN_CLS" } else { "SEQ_CLS" }, "base_model_name_or_path": self.source.display().to_string(),
                 "r": c.r, "lora_alpha": c.alpha, "lora_dropout": c.dropout, "target_modules": c.targets, "bias": "none",
                 "fan_in_fan_out": false, "inference_mode": true, "modules_to_save": head_modules,
             }),
@@ -301,8 +176,8 @@ impl super::Model {
                 "adapter_size": size, "modules_to_save": head_modules,
             }),
         };
-        super::write_folder(dir, |staging| {
-            super::hf::write_safetensors(&tensors, &staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
+        crate::model::save_folder(dir, |staging| {
+            hf::write_safetensors(&tensors, &staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
             std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
             std::fs::write(staging.join(TUNEBOOK_CONFIG), serde_json::to_string_pretty(&tunebook)? + "\n")?;
             Ok(())
@@ -316,7 +191,7 @@ impl super::Model {
         let config_file = dir.join(ADAPTER_CONFIG);
         let text = std::fs::read_to_string(&config_file).with_context(|| format!("{} is not an adapter folder: cannot read {ADAPTER_CONFIG}", dir.display()))?;
         let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_file.display()))?;
-        let tensors = super::hf::read_checkpoint(&dir.join(ADAPTER_WEIGHTS))?;
+        let tensors = hf::read_checkpoint(&dir.join(ADAPTER_WEIGHTS))?;
         // Present in folders Tunebook wrote; a PEFT folder has only the head's weights.
         let tunebook: serde_json::Value = std::fs::read_to_string(dir.join(TUNEBOOK_CONFIG)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
         if let Some(labels) = tunebook.get("labels").and_then(|l| l.as_array()) {
@@ -327,7 +202,7 @@ impl super::Model {
             self.labels = labels;
         }
         if let Some(task) = tunebook.get("task").and_then(|t| t.as_str()) {
-            let task = super::Task::parse(task)?;
+            let task = Task::parse(task)?;
             if task != self.task {
                 bail!("the adapter's head is for {} but this model's is for {}; load the base model with task: \"{}\"", task.name(), self.task.name(), task.name());
             }
@@ -357,7 +232,7 @@ impl super::Model {
             let name = name.strip_prefix(PEFT_PREFIX).unwrap_or(&name);
             let var = vars.get(name).or_else(|| vars.get(&format!("{arch_prefix}{name}")));
             match var {
-                Some(v) => problems.extend(super::hf::copy_checked(name, v, &t, "adapter").err()),
+                Some(v) => problems.extend(hf::copy_checked(name, v, &t, "adapter").err()),
                 None => problems.push(format!("{name}: no such tensor in this model")),
             }
         }
@@ -368,7 +243,7 @@ impl super::Model {
     }
 
     /// The tensors `save` writes: LoRA updates folded into their weights.
-    pub(super) fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+    pub(in crate::model) fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let scale = match &self.peft {
             Some(PeftMethod::Adapters { .. }) => {
                 bail!("bottleneck adapters cannot be folded into the weights, so the model cannot be saved in the plain Hugging Face layout; save them with save_adapter(dir)")
@@ -405,8 +280,8 @@ impl super::Model {
 
     fn denses_mut(&mut self) -> Vec<&mut Dense> {
         match &mut self.backbone {
-            super::Backbone::Bert(b) => b.denses_mut(),
-            super::Backbone::DistilBert(d) => d.denses_mut(),
+            Backbone::Bert(b) => b.denses_mut(),
+            Backbone::DistilBert(d) => d.denses_mut(),
         }
     }
 }

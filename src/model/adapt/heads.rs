@@ -12,14 +12,15 @@ use anyhow::{bail, Result};
 use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
-use super::config::{Arch, EncoderConfig};
-use super::{distilbert, mean_pool, roberta, Backbone, Model, Pooling, Task};
+use crate::model::arch::{distilbert, roberta, Arch, EncoderConfig};
+use crate::model::text::Backbone;
+use crate::model::{mean_pool, Pooling, Task, TextModel};
 
 /// The name of a model's first head.
 pub const FIRST_HEAD: &str = "main";
 
 /// A sequence-classification head.
-pub(super) enum Head {
+pub(in crate::model) enum Head {
     /// BERT's pooler, dropout, `classifier` (as `BertForSequenceClassification`).
     BertPooler { classifier: nn::Linear, dropout: f64 },
     /// RoBERTa's two-layer head on `<s>`.
@@ -36,7 +37,7 @@ impl Head {
     /// A new head for `labels` classes with its variables under `p` (the
     /// root for the first head), initialized as Hugging Face does: N(0, 0.02)
     /// weights and zero biases.
-    pub(super) fn new(p: &nn::Path, config: &EncoderConfig, pooling: Pooling, labels: i64, task: Task) -> Self {
+    pub(in crate::model) fn new(p: &nn::Path, config: &EncoderConfig, pooling: Pooling, labels: i64, task: Task) -> Self {
         let init = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: 0.02 }, bs_init: Some(Init::Const(0.0)), bias: true };
         let dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
         if task == Task::Tokens {
@@ -52,7 +53,7 @@ impl Head {
 
     /// Logits from the encoder's last hidden states: `[batch, labels]`, or
     /// `[batch, tokens, labels]` for a token head.
-    pub(super) fn forward(&self, backbone: &Backbone, hidden: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+    pub(in crate::model) fn forward(&self, backbone: &Backbone, hidden: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         match (self, backbone) {
             (Head::BertPooler { classifier, dropout }, Backbone::Bert(b)) => {
                 let pooled = b.pool(hidden).expect("BERT checkpoints have a pooler");
@@ -68,26 +69,26 @@ impl Head {
 }
 
 /// A head that is not in use, with what it needs to come back.
-pub(super) struct ParkedHead {
-    pub(super) name: String,
+pub(in crate::model) struct ParkedHead {
+    pub(in crate::model) name: String,
     head: Head,
     labels: Vec<String>,
     task: Task,
     pooling: Pooling,
     /// Its parameter names.
-    pub(super) params: Vec<String>,
+    pub(in crate::model) params: Vec<String>,
     /// Whether each of `params` trained when it was parked.
     flags: Vec<bool>,
 }
 
 impl ParkedHead {
     /// What `config.json` records of it, so that loading can rebuild it.
-    pub(super) fn describe(&self) -> serde_json::Value {
+    pub(in crate::model) fn describe(&self) -> serde_json::Value {
         serde_json::json!({ "name": self.name, "labels": self.labels, "pooling": self.pooling.name(), "task": self.task.name() })
     }
 }
 
-impl Model {
+impl TextModel {
     /// The active head's name (`main` for the one the model was loaded with).
     pub fn head_name(&self) -> &str {
         &self.head_name
@@ -107,7 +108,7 @@ impl Model {
         if self.head_names().iter().any(|n| n == name) {
             bail!("the model already has a head named '{name}'; its heads: {}", self.head_names().join(", "));
         }
-        super::check_output_count(task, labels.len())?;
+        crate::model::text::check_output_count(task, labels.len())?;
         if pooling == Pooling::Pooler && self.config.arch == Arch::Bert && !self.vs.variables().keys().any(|n| n.contains("pooler.")) {
             bail!("this model has no pooler; use pooling: \"mean\"");
         }
@@ -150,7 +151,7 @@ impl Model {
 
     /// Export names of every head's tensors: the active head's under
     /// Hugging Face's names, parked heads' under `heads.<name>.`.
-    pub(super) fn head_export_names(&self) -> HashMap<String, String> {
+    pub(in crate::model) fn head_export_names(&self) -> HashMap<String, String> {
         let mut names = HashMap::new();
         let active_prefix = format!("heads.{}.", self.head_name);
         for p in &self.head_params {

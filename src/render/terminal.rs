@@ -4,8 +4,8 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
-use tunebook::model::{group_digits, percent};
-use tunebook::train::{TrainEvent, TrainObserver};
+use crate::numbers::{group_digits, percent};
+use crate::train::{TrainEvent, TrainObserver};
 
 /// A terminal renderer. Without a terminal (CI logs, pipes) it prints a
 /// plain line every `log_every` steps instead of redrawing a bar.

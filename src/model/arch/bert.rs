@@ -7,12 +7,12 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{Arch, EncoderConfig};
-use super::peft::{Bottleneck, Dense};
+use crate::model::layers::{activate, attend, key_mask, Bottleneck, Dense};
 
 /// Token, position and (except in DistilBERT) segment embeddings, summed and
 /// normalized.
 #[derive(Debug)]
-pub(super) struct Embeddings {
+pub(in crate::model) struct Embeddings {
     word: nn::Embedding,
     position: nn::Embedding,
     token_type: Option<nn::Embedding>,
@@ -23,7 +23,7 @@ pub(super) struct Embeddings {
 }
 
 impl Embeddings {
-    pub(super) fn new(p: nn::Path, c: &EncoderConfig) -> Self {
+    pub(in crate::model) fn new(p: nn::Path, c: &EncoderConfig) -> Self {
         let emb = |name: &str, n| nn::embedding(&p / name, n, c.hidden_size, Default::default());
         Self {
             word: emb("word_embeddings", c.vocab_size),
@@ -35,7 +35,7 @@ impl Embeddings {
         }
     }
 
-    pub(super) fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
+    pub(in crate::model) fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
         let positions = match self.roberta_padding_id {
             Some(pad) => super::roberta::position_ids(input_ids, pad),
             None => Tensor::arange(input_ids.size()[1], (Kind::Int64, input_ids.device())).unsqueeze(0),
@@ -46,30 +46,6 @@ impl Embeddings {
         }
         self.norm.forward(&sum).dropout(self.dropout, train)
     }
-}
-
-/// Multi-head scaled-dot-product attention over projected `[batch, seq,
-/// hidden]` queries, keys and values (libtorch's SDPA); `mask` is boolean
-/// `[batch, 1, 1, seq]`, true where a key may be attended.
-pub(super) fn attend(q: Tensor, k: Tensor, v: Tensor, heads: i64, mask: &Tensor, dropout: f64) -> Tensor {
-    let (b, s, h) = q.size3().expect("hidden states are [batch, seq, hidden]");
-    let split = |t: Tensor| t.view([b, s, heads, h / heads]).transpose(1, 2);
-    let context = Tensor::scaled_dot_product_attention(&split(q), &split(k), &split(v), Some(mask), dropout, false, None, false);
-    context.transpose(1, 2).contiguous().view([b, s, h])
-}
-
-/// The feed-forward activation a config names.
-pub(super) fn activate(xs: Tensor, activation: &str) -> Tensor {
-    match activation {
-        "relu" => xs.relu(),
-        "gelu_new" => xs.gelu("tanh"),
-        _ => xs.gelu("none"),
-    }
-}
-
-/// The boolean attention mask `[batch, 1, 1, seq]` from a 0/1 `[batch, seq]` mask.
-pub(super) fn key_mask(attention_mask: &Tensor) -> Tensor {
-    attention_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1)
 }
 
 /// One transformer layer: self-attention then feed-forward, each with a
@@ -141,12 +117,12 @@ impl Layer {
 
     /// Adds adapters under `attention.output.adapter` and `output.adapter`.
     fn add_adapters(&mut self, root: &nn::Path, size: i64) {
-        let p = super::peft::sub_path(root, &self.path);
+        let p = crate::model::layers::sub_path(root, &self.path);
         self.adapters = Some([Bottleneck::new(&p / "attention" / "output" / "adapter", self.hidden, size), Bottleneck::new(&p / "output" / "adapter", self.hidden, size)]);
     }
 }
 
-pub(super) fn layer_norm(p: nn::Path, c: &EncoderConfig) -> nn::LayerNorm {
+pub(in crate::model) fn layer_norm(p: nn::Path, c: &EncoderConfig) -> nn::LayerNorm {
     let config = nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() };
     nn::layer_norm(p, vec![c.hidden_size], config)
 }

@@ -5,9 +5,9 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::bert::{activate, attend, key_mask, layer_norm, Embeddings};
+use super::bert::{layer_norm, Embeddings};
+use crate::model::layers::{activate, attend, key_mask, sub_path, Bottleneck, Dense};
 use super::config::EncoderConfig;
-use super::peft::{sub_path, Bottleneck, Dense};
 
 /// One DistilBERT block: attention and feed-forward, each post-normalized.
 #[derive(Debug)]

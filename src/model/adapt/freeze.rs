@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::{Learner, Model, Pooling};
+use crate::model::{Pooling, TextModel};
 use crate::suggest::{closest, glob_match};
 
 /// Kinds of parameters a selector can name besides module paths, with what
@@ -30,7 +30,7 @@ pub struct LayerGroup {
     pub params: Vec<String>,
 }
 
-impl Model {
+impl TextModel {
     /// The names of the parameters a selector names. A selector is a kind
     /// (`head`, `norm`, ...; see `KINDS`), a module path (`encoder.layer.3`),
     /// a layer range (`encoder.layer.0-3`) or a glob over module paths
@@ -62,30 +62,15 @@ impl Model {
             chosen.extend(matched.into_iter().cloned());
         }
         let mut chosen: Vec<String> = chosen.into_iter().collect();
-        chosen.sort_by_key(|n| super::natural_key(n));
+        chosen.sort_by_key(|n| crate::model::summary::natural_key(n));
         Ok(chosen)
-    }
-
-    /// Trains the head and the last `n` transformer layers (the first `-n`
-    /// when `n` is negative, as LLaMA-Factory's `freeze_trainable_layers`);
-    /// everything else is frozen.
-    pub fn trainable_layers(&mut self, n: i64) -> Result<usize> {
-        let layers = self.config.num_hidden_layers;
-        if n == 0 || n.abs() > layers {
-            bail!("trainable_layers({n}): this model has {layers} layers; give 1 to {layers} (the last n) or -1 to -{layers} (the first n)");
-        }
-        let range = if n > 0 { (layers - n)..layers } else { 0..(-n) };
-        let stack = self.layer_stack();
-        let mut selectors = vec!["head".to_string()];
-        selectors.extend(range.map(|i| format!("{stack}.{i}")));
-        self.train_only(&selectors)
     }
 
     /// The parameter groups from the top of the model down: the head (with
     /// anything else above the encoder), each transformer layer from the
     /// last to the first, then the embeddings.
     pub fn layer_groups(&self) -> Vec<LayerGroup> {
-        let stack = self.layer_stack();
+        let stack = self.stack_path();
         let layers = self.config.num_hidden_layers;
         let mut groups: Vec<LayerGroup> = std::iter::once("head".to_string())
             .chain((0..layers).rev().map(|i| format!("{stack}.{i}")))
@@ -111,16 +96,16 @@ impl Model {
     }
 
     /// `encoder.layer` or (DistilBERT) `transformer.layer`.
-    pub fn layer_stack(&self) -> &'static str {
+    pub fn stack_path(&self) -> &'static str {
         match self.config.arch {
-            super::Arch::DistilBert => "transformer.layer",
+            crate::model::Arch::DistilBert => "transformer.layer",
             _ => "encoder.layer",
         }
     }
 
     /// Parameters the forward pass never uses (BERT's pooler under mean
     /// pooling, parked heads): they stay frozen so that counts tell the truth.
-    pub(super) fn is_unused(&self, name: &str) -> bool {
+    pub(in crate::model) fn is_unused(&self, name: &str) -> bool {
         (self.pooling == Pooling::Mean && name.starts_with("pooler.")) || self.parked.iter().any(|h| h.params.iter().any(|p| p == name))
     }
 
@@ -129,7 +114,7 @@ impl Model {
         match selector {
             "all" | "*" => true,
             "embeddings" => name.starts_with("embeddings."),
-            "encoder" => name.starts_with(&format!("{}.", self.layer_stack())),
+            "encoder" => name.starts_with(&format!("{}.", self.stack_path())),
             "head" => self.is_head(name),
             "norm" | "LayerNorm" | "layernorm" => name.contains("LayerNorm.") || name.contains("layer_norm."),
             "bias" => name.ends_with(".bias"),
@@ -161,7 +146,7 @@ fn module_prefixes(name: &str) -> impl Iterator<Item = &str> {
 }
 
 /// `encoder.layer.0-3` as the four layer paths; anything else as itself.
-pub(super) fn expand_range(pattern: &str) -> Vec<String> {
+pub(in crate::model) fn expand_range(pattern: &str) -> Vec<String> {
     if let Some((head, last)) = pattern.rsplit_once('.') {
         if let Some((a, b)) = last.split_once('-') {
             if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {

@@ -1,0 +1,66 @@
+//! Files and folders written atomically: the content goes to a temporary
+//! file or a staging folder beside the target, is flushed, and is renamed
+//! into place, so a failure or a kill never leaves a half-written target.
+//! Model saves, adapters, checkpoints, run logs and charts all write here.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+
+/// The folder a path's file goes in (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Flushes a written file to disk.
+pub fn fsync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("cannot flush {}", path.display()))
+}
+
+/// Flushes a folder's entries (a rename) where the system allows it.
+fn fsync_dir(path: &Path) {
+    // Directories cannot be fsynced everywhere; a rename is still atomic.
+    let _ = std::fs::File::open(path).and_then(|f| f.sync_all());
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it and a
+/// rename, creating the folder if needed.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    fsync_dir(dir);
+    Ok(())
+}
+
+/// Writes the folder `dir` through `fill`, which fills a staging folder
+/// (named `staging_prefix` and a random tail) beside it; the staging folder
+/// then replaces `dir`, whose old contents stay until the new folder is
+/// complete.
+pub fn write_folder(dir: &Path, staging_prefix: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = parent_of(dir);
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new().prefix(staging_prefix).tempdir_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
+    fill(staging.path())?;
+    replace_dir(staging, dir)?;
+    fsync_dir(parent);
+    Ok(())
+}
+
+/// Moves a finished staging folder to `dest`, replacing what was there only
+/// once the new folder is complete.
+fn replace_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
+    let staged = staging.keep();
+    if dest.exists() {
+        let old = dest.with_extension(format!("old-{}", std::process::id()));
+        std::fs::rename(dest, &old).with_context(|| format!("cannot move the old {} aside", dest.display()))?;
+        std::fs::rename(&staged, dest).with_context(|| format!("cannot move the new folder to {}", dest.display()))?;
+        std::fs::remove_dir_all(&old).ok();
+    } else {
+        std::fs::rename(&staged, dest).with_context(|| format!("cannot move the new folder to {}", dest.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Predictions by the head's task: the top class, every label's
+//! probability, a regression's values, or each word's tag.
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use super::encode_texts;
+use crate::data::{DataLoader, TokenizedDataset};
+use crate::model::{Learner, TextModel};
+use crate::task::Task;
+
+/// What the model predicts for one text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prediction {
+    /// Single-label: the top class and its probability.
+    Class {
+        /// The class's name.
+        label: String,
+        /// Its softmax probability.
+        score: f64,
+    },
+    /// Multi-label: every label's sigmoid probability, in label order; a
+    /// label is predicted when it is at least 0.5.
+    Labels(Vec<(String, f64)>),
+    /// Regression: each output's value, in output order.
+    Values(Vec<(String, f64)>),
+    /// Token classification: each word with its tag and the tag's
+    /// probability (words past `max_len` tokens are left out).
+    Tags(Vec<(String, String, f64)>),
+}
+
+/// Predictions from a head's raw outputs `[rows, labels]`, by its task.
+fn predictions(task: Task, labels: &[String], outputs: &Tensor) -> Result<Vec<Prediction>> {
+    let outputs = outputs.to_kind(Kind::Double).to_device(Device::Cpu);
+    let named = |row: Vec<f64>| labels.iter().cloned().zip(row).collect::<Vec<_>>();
+    Ok(match task {
+        Task::Classify => {
+            let (p, idx) = outputs.softmax(-1, Kind::Double).max_dim(-1, false);
+            let p: Vec<f64> = Vec::<f64>::try_from(p)?;
+            let idx: Vec<i64> = Vec::<i64>::try_from(idx)?;
+            idx.into_iter().zip(p).map(|(i, score)| Prediction::Class { label: labels[i as usize].clone(), score }).collect()
+        }
+        Task::MultiLabel => Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r))).collect(),
+        Task::Regression => Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r))).collect(),
+        Task::Tokens => bail!("tagging words needs the texts: use predict(model, texts)"),
+    })
+}
+
+/// Each word's tag and its probability, from the first token of the word.
+fn predict_tags(model: &TextModel, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    let words: Vec<Vec<String>> = texts.iter().map(|t| t.split_whitespace().map(str::to_string).collect()).collect();
+    let unlabelled = crate::data::TextDataset {
+        name: "predict".into(),
+        texts: words.iter().map(|w| w.join(" ")).collect(),
+        pairs: None,
+        targets: crate::data::Targets::Tokens(words.iter().map(|w| vec![0; w.len()]).collect()),
+        label_names: model.labels.clone(),
+        notes: Vec::new(),
+    };
+    let data = TokenizedDataset::new(&unlabelled, &model.tokenizer, max_len)?;
+    let aligned = data.token_labels.clone().expect("token data is aligned");
+    let _guard = tch::no_grad_guard();
+    let mut out = Vec::with_capacity(texts.len());
+    let rows: Vec<usize> = (0..texts.len()).collect();
+    for chunk in rows.chunks(64) {
+        let batch = data.collate(chunk, model.device());
+        let probs = Learner::forward(model, &batch.inputs, false)?.softmax(-1, Kind::Double).to_device(Device::Cpu);
+        let (p, idx) = probs.max_dim(-1, false);
+        for (r, &i) in chunk.iter().enumerate() {
+            let (p, idx): (Vec<f64>, Vec<i64>) = (Vec::try_from(p.get(r as i64))?, Vec::try_from(idx.get(r as i64))?);
+            // Words cut off by max_len get no tag.
+            let firsts = aligned[i].iter().enumerate().filter(|(_, &l)| l != -100).map(|(t, _)| t);
+            out.push(Prediction::Tags(words[i].iter().zip(firsts).map(|(w, t)| (w.clone(), model.labels[idx[t] as usize].clone(), p[t])).collect()));
+        }
+    }
+    Ok(out)
+}
+
+/// The prediction for every row of a loader, in row order (its shuffle and
+/// augmentation are not used).
+pub fn predict_loader(model: &dyn Learner, data: &DataLoader) -> Result<Vec<Prediction>> {
+    let _guard = tch::no_grad_guard();
+    let rows: Vec<usize> = (0..data.rows()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(data.options.batch_size.max(1)) {
+        let batch = data.collate(chunk, model.device(), None);
+        out.extend(predictions(model.task(), model.labels(), &model.forward(&batch.inputs, false)?)?);
+    }
+    Ok(out)
+}
+
+/// The prediction for each text, by the head's task.
+pub fn predict(model: &TextModel, texts: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    if model.task == Task::Tokens && !texts.is_empty() {
+        return predict_tags(model, texts, max_len);
+    }
+    predict_texts(model, texts, None, max_len)
+}
+
+/// The prediction for each sentence pair (`texts[i]`, `pairs[i]`).
+pub fn predict_pairs(model: &TextModel, texts: &[String], pairs: &[String], max_len: usize) -> Result<Vec<Prediction>> {
+    if model.task == Task::Tokens {
+        bail!("a token classifier tags the words of single texts, not pairs");
+    }
+    predict_texts(model, texts, Some(pairs), max_len)
+}
+
+fn predict_texts(model: &TextModel, texts: &[String], pairs: Option<&[String]>, max_len: usize) -> Result<Vec<Prediction>> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = encode_texts(model, texts, pairs, max_len)?;
+    let loader = DataLoader::new(std::sync::Arc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false })?;
+    predict_loader(model, &loader)
+}

@@ -1,0 +1,104 @@
+//! What trains and what is frozen: parameter counts per module, in model
+//! order, for `summary()` and the freeze chart.
+
+use tch::Device;
+
+use super::Pooling;
+use crate::numbers::{group_digits, percent};
+use crate::task::Task;
+
+/// One row of `ModelSummary`.
+#[derive(Debug, Clone)]
+pub struct ModuleCount {
+    /// Module path, e.g. `encoder.layer.3`.
+    pub module: String,
+    /// Parameters that train.
+    pub trainable: i64,
+    /// Parameters that are frozen.
+    pub frozen: i64,
+}
+
+/// What trains and what is frozen, per module.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    /// The model's name.
+    pub name: String,
+    /// Class names.
+    pub labels: Vec<String>,
+    /// What the head predicts.
+    pub task: Task,
+    /// Pooling used by the head (text models).
+    pub pooling: Option<Pooling>,
+    /// Where the model is.
+    pub device: Device,
+    /// Counts per module, in model order.
+    pub rows: Vec<ModuleCount>,
+}
+
+impl ModelSummary {
+    /// Parameters that train.
+    pub fn trainable(&self) -> i64 {
+        self.rows.iter().map(|r| r.trainable).sum()
+    }
+    /// All parameters.
+    pub fn total(&self) -> i64 {
+        self.rows.iter().map(|r| r.trainable + r.frozen).sum()
+    }
+}
+
+impl std::fmt::Display for ModelSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.task {
+            Task::Classify => "labels",
+            Task::MultiLabel => "multi-label labels",
+            Task::Regression => "regression outputs",
+            Task::Tokens => "token labels",
+        };
+        let pooling = self.pooling.map(|p| format!("; pooling {}", p.name())).unwrap_or_default();
+        writeln!(f, "Model {} ({} {what}: {}{pooling}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.device)?;
+        writeln!(f, "{:<24} {:>12} {:>12}", "module", "trainable", "frozen")?;
+        for r in &self.rows {
+            writeln!(f, "{:<24} {:>12} {:>12}", r.module, group_digits(r.trainable), group_digits(r.frozen))?;
+        }
+        let (t, n) = (self.trainable(), self.total());
+        write!(f, "trainable {} of {} parameters ({})", group_digits(t), group_digits(n), percent(t, n))
+    }
+}
+
+
+/// The row a parameter is counted under in the summary: the layer for
+/// encoder layers, else the top-level module.
+pub(crate) fn summary_module(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 2 && (parts[0] == "encoder" || parts[0] == "transformer") && parts[1] == "layer" {
+        parts[..3].join(".")
+    } else if parts.len() > 2 && parts[0] == "heads" {
+        parts[..2].join(".")
+    } else {
+        parts[0].to_string()
+    }
+}
+
+/// A name part that sorts numbers by value (`layer.10` after `layer.9`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NaturalPart {
+    /// A numeric part.
+    Num(u64),
+    /// Any other part.
+    Text(String),
+}
+
+/// Sorts names in model order (embeddings, encoder layers by number,
+/// pooler, then heads), numbers by value.
+pub(crate) fn natural_key(name: &str) -> Vec<NaturalPart> {
+    let rank = match name.split('.').next().unwrap_or("") {
+        "embeddings" => 0,
+        "encoder" | "transformer" => 1,
+        "pooler" => 2,
+        _ => 3,
+    };
+    std::iter::once(NaturalPart::Num(rank))
+        .chain(name.split('.').map(|p| p.parse().map(NaturalPart::Num).unwrap_or_else(|_| NaturalPart::Text(p.to_string()))))
+        .collect()
+}
+

@@ -1,0 +1,412 @@
+//! The text model: a pretrained BERT-family encoder (BERT, RoBERTa,
+//! DistilBERT) with its tokenizer and task heads, loaded from and saved to
+//! the Hugging Face layout. Freezing, heads and LoRA/adapters extend it in
+//! `model::adapt`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tch::nn;
+use tch::{Device, Tensor};
+
+use super::adapt::{heads, peft};
+use super::arch::{bert, distilbert, Arch, EncoderConfig};
+use super::summary::{natural_key, summary_module, ModelSummary, ModuleCount, NaturalPart};
+use super::weights::hf::{self, LoadReport};
+use super::{LayerGroup, Learner};
+use crate::data::TextTokenizer;
+use crate::task::Task;
+
+/// How a sequence becomes one vector for the classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// BERT's pooler on the first token, as Hugging Face's `BertForSequenceClassification`.
+    Pooler,
+    /// Mean of the last hidden states over real (non-padding) tokens.
+    Mean,
+}
+
+impl Pooling {
+    /// Valid names, for error messages.
+    pub const NAMES: &'static [&'static str] = &["pooler", "mean"];
+
+    /// Parses `pooler` or `mean`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pooler" => Ok(Self::Pooler),
+            "mean" => Ok(Self::Mean),
+            _ => bail!("unknown pooling '{s}'; valid: {}", Self::NAMES.join(", ")),
+        }
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pooler => "pooler",
+            Self::Mean => "mean",
+        }
+    }
+}
+
+/// Options for `TextModel::load`.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Class names of the classification head; `None` keeps the checkpoint's
+    /// own head and labels (an error if it has none).
+    pub labels: Option<Vec<String>>,
+    /// How the encoder's output is pooled.
+    pub pooling: Pooling,
+    /// What the head predicts; `None` keeps the checkpoint's (or classifies).
+    pub task: Option<Task>,
+    /// Where the model's variables live.
+    pub device: Device,
+    /// Overrides the checkpoint's dropout (hidden, attention and
+    /// classifier), as `from_pretrained(..., hidden_dropout_prob=p)` does.
+    pub dropout: Option<f64>,
+}
+
+/// The encoder, by architecture (RoBERTa's is BERT's).
+pub(in crate::model) enum Backbone {
+    Bert(bert::Bert),
+    DistilBert(distilbert::DistilBert),
+}
+
+/// Checkpoint tensors that are not parameters of a classifier: buffers and
+/// the heads of pre-training tasks.
+const NOT_PARAMETERS: &[&str] = &["cls.", "lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector."];
+
+/// A pretrained BERT-family text encoder with its task heads (the active
+/// one and any parked for multi-task use), tokenizer and adaptations.
+pub struct TextModel {
+    /// What the user called it (a cache name or a path).
+    pub name: String,
+    /// The folder it was loaded from.
+    pub source: PathBuf,
+    /// The parsed `config.json`.
+    pub config: EncoderConfig,
+    pub(in crate::model) raw_config: serde_json::Value,
+    pub(in crate::model) vs: nn::VarStore,
+    pub(in crate::model) backbone: Backbone,
+    pub(in crate::model) head: heads::Head,
+    /// The active head's name.
+    pub(in crate::model) head_name: String,
+    /// The active head's parameter names.
+    pub(in crate::model) head_params: Vec<String>,
+    /// Heads not in use (multi-task).
+    pub(in crate::model) parked: Vec<heads::ParkedHead>,
+    /// The tokenizer that came with the model.
+    pub tokenizer: TextTokenizer,
+    /// Class names, by label id (label names for multi-label heads, output
+    /// names for regression heads).
+    pub labels: Vec<String>,
+    /// What the active head predicts.
+    pub task: Task,
+    /// How sequences are pooled before the classifier.
+    pub pooling: Pooling,
+    /// What loading reported (new head, ignored buffers).
+    pub load_report: LoadReport,
+    /// LoRA or adapters, once added.
+    pub(in crate::model) peft: Option<peft::PeftMethod>,
+}
+
+impl TextModel {
+    /// Loads a Hugging Face folder: `config.json`, `model.safetensors` (or
+    /// `pytorch_model.bin`), `tokenizer.json` (or `vocab.txt`).
+    pub fn load(name: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let (mut config, raw_config) = EncoderConfig::load(&dir.join("config.json"))?;
+        if let Some(p) = opts.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("dropout must be at least 0 and below 1, got {p}");
+            }
+            (config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.classifier_dropout) = (p, p, Some(p));
+        }
+        let weights = hf::weights_file(dir)?;
+        let tokenizer = TextTokenizer::load_from_dir(dir)?;
+        let saved_labels = config.label_names();
+        let saved_task = saved_task(&raw_config, saved_labels.as_ref().map(Vec::len))?;
+        let task = opts.task.or(saved_task).unwrap_or_default();
+        let labels = match (&opts.labels, saved_labels) {
+            (Some(l), _) => l.clone(),
+            (None, Some(l)) => l,
+            (None, None) if task == Task::Regression => vec!["LABEL_0".to_string()],
+            (None, None) => bail!("{} has no classification head; give the labels (a count or a list of names)", dir.display()),
+        };
+        check_output_count(task, labels.len())?;
+        // The pooling the checkpoint's own head (if any) was trained with.
+        let saved_pooling = raw_config.pointer("/tunebook/pooling").and_then(|v| v.as_str()).map(Pooling::parse).transpose()?.unwrap_or(Pooling::Pooler);
+        let pooling = if opts.labels.is_none() { saved_pooling } else { opts.pooling };
+
+        let vs = nn::VarStore::new(opts.device);
+        let root = vs.root();
+        let arch = config.arch;
+        let backbone = match arch {
+            Arch::DistilBert => Backbone::DistilBert(distilbert::DistilBert::new(&root / arch.prefix(), &config)),
+            Arch::Bert | Arch::Roberta => Backbone::Bert(bert::Bert::new(&root / arch.prefix(), &config)),
+        };
+        let head = heads::Head::new(&root, &config, pooling, labels.len() as i64, task);
+        // A checkpoint's head is kept only when it is the same head for the same labels.
+        let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling && saved_task == Some(task);
+        let head_names = ["classifier.", "pre_classifier."];
+        let mut tensors = hf::read_checkpoint(&weights)?;
+        if !keep_head {
+            tensors.retain(|(n, _)| !head_names.iter().any(|h| n.starts_with(h)));
+        }
+        let head_params: Vec<String> = vs.variables().into_keys().filter(|n| head_names.iter().any(|h| n.starts_with(h))).collect();
+        // The checkpoint's other heads (multi-task), when its heads are kept.
+        let mut parked_specs = Vec::new();
+        if opts.labels.is_none() {
+            for h in raw_config.pointer("/tunebook/heads").and_then(|h| h.as_array()).into_iter().flatten() {
+                let (Some(name), Some(labels), Some(pooling)) = (h["name"].as_str(), h["labels"].as_array(), h["pooling"].as_str()) else {
+                    bail!("{}: tunebook.heads entries need a name, labels and pooling", dir.display());
+                };
+                let labels: Vec<String> = labels.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
+                let head_task = h["task"].as_str().map(Task::parse).transpose()?.unwrap_or_default();
+                parked_specs.push((name.to_string(), labels, Pooling::parse(pooling)?, head_task));
+            }
+        } else {
+            tensors.retain(|(n, _)| !n.starts_with("heads."));
+        }
+        let head_name = match (opts.labels.is_none(), raw_config.pointer("/tunebook/head").and_then(|h| h.as_str())) {
+            (true, Some(name)) => name.to_string(),
+            _ => heads::FIRST_HEAD.to_string(),
+        };
+        let mut ignorable: Vec<&str> = NOT_PARAMETERS.to_vec();
+        if arch == Arch::Roberta {
+            ignorable.push("pooler."); // RobertaModel checkpoints carry a pooler its classifier does not use.
+        }
+        let load_report = LoadReport::default();
+        let mut model = Self {
+            name: name.to_string(),
+            source: dir.to_path_buf(),
+            config,
+            raw_config,
+            vs,
+            backbone,
+            head,
+            head_name,
+            head_params,
+            parked: Vec::new(),
+            tokenizer,
+            labels,
+            task,
+            pooling,
+            load_report,
+            peft: None,
+        };
+        // Rebuilt before the weights load, so that they load into them.
+        for (name, labels, pooling, head_task) in parked_specs {
+            model.add_head(&name, labels, pooling, head_task)?;
+        }
+        model.load_report = hf::load_weights(&model.vs, &weights, tensors, arch.prefix(), &["classifier", "pre_classifier", "pooler"], &ignorable)?;
+        if model.pooling == Pooling::Mean {
+            // Mean pooling never uses the pooler; freezing it keeps the summary truthful.
+            for (n, t) in model.vs.variables() {
+                if n.contains("pooler.") {
+                    let _ = t.set_requires_grad(false);
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    /// The checkpoint's `config.json`, as read.
+    pub fn raw_config(&self) -> &serde_json::Value {
+        &self.raw_config
+    }
+
+    /// The device the model's variables are on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The encoder's last hidden states `[batch, seq, hidden]`, in eval mode
+    /// (no dropout) unless `train`.
+    pub fn hidden_states(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        match &self.backbone {
+            Backbone::Bert(b) => b.forward(input_ids, token_type_ids, attention_mask, train),
+            Backbone::DistilBert(d) => d.forward(input_ids, token_type_ids, attention_mask, train),
+        }
+    }
+
+    /// The head's raw outputs `[batch, labels]`: logits for classification,
+    /// values for regression.
+    pub fn logits(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let hidden = self.hidden_states(input_ids, token_type_ids, attention_mask, train);
+        self.head.forward(&self.backbone, &hidden, attention_mask, train)
+    }
+
+    /// Every parameter with its user-facing name (without the backbone's
+    /// `bert.`/`roberta.`/`distilbert.` prefix).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let prefix = format!("{}.", self.config.arch.prefix());
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n.strip_prefix(&prefix).map(str::to_string).unwrap_or(n), t))
+            .collect();
+        vars.sort_by_key(|(name, _)| natural_key(name));
+        vars
+    }
+
+    /// The module paths a freeze pattern can name: every dotted prefix of a
+    /// parameter name, parameters included.
+    pub fn module_names(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (name, _) in self.named_parameters() {
+            let parts: Vec<&str> = name.split('.').collect();
+            for i in 1..=parts.len() {
+                names.insert(parts[..i].join("."));
+            }
+        }
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort_by_key(|n| natural_key(n));
+        names
+    }
+
+    /// Parameter counts per module, the totals and the trainable share.
+    pub fn summary(&self) -> ModelSummary {
+        let mut rows: BTreeMap<(Vec<NaturalPart>, String), (i64, i64)> = BTreeMap::new();
+        for (name, t) in self.named_parameters() {
+            let module = summary_module(&name);
+            let n = t.numel() as i64;
+            let entry = rows.entry((natural_key(&module), module)).or_default();
+            if t.requires_grad() {
+                entry.0 += n;
+            } else {
+                entry.1 += n;
+            }
+        }
+        let rows: Vec<ModuleCount> = rows.into_iter().map(|((_, module), (trainable, frozen))| ModuleCount { module, trainable, frozen }).collect();
+        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: Some(self.pooling), device: self.device(), rows }
+    }
+
+    fn saved_config(&self) -> serde_json::Value {
+        let mut config = self.raw_config.clone();
+        let obj = config.as_object_mut().expect("config.json is an object");
+        obj.insert("architectures".into(), serde_json::json!([self.config.arch.classifier_class()]));
+        let id2label: serde_json::Map<String, serde_json::Value> =
+            self.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
+        let label2id: serde_json::Map<String, serde_json::Value> =
+            self.labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
+        obj.insert("id2label".into(), id2label.into());
+        obj.insert("label2id".into(), label2id.into());
+        match self.task.problem_type() {
+            Some(p) => drop(obj.insert("problem_type".into(), p.into())),
+            None => drop(obj.remove("problem_type")),
+        }
+        if self.task == Task::Tokens {
+            obj.insert("architectures".into(), serde_json::json!([self.config.arch.token_classifier_class()]));
+        }
+        let parked: Vec<serde_json::Value> = self.parked.iter().map(|h| h.describe()).collect();
+        obj.insert(
+            "tunebook".into(),
+            serde_json::json!({ "pooling": self.pooling.name(), "head": self.head_name, "heads": parked, "version": env!("CARGO_PKG_VERSION") }),
+        );
+        config
+    }
+}
+
+/// The task of a checkpoint's head: its `problem_type`, or what Hugging
+/// Face infers without one (one output is regression). `None` without a head.
+fn saved_task(raw_config: &serde_json::Value, saved_labels: Option<usize>) -> Result<Option<Task>> {
+    let Some(n) = saved_labels else { return Ok(None) };
+    let token_class = raw_config.pointer("/architectures/0").and_then(|a| a.as_str()).is_some_and(|a| a.ends_with("ForTokenClassification"));
+    if token_class {
+        return Ok(Some(Task::Tokens));
+    }
+    match raw_config.get("problem_type").and_then(|p| p.as_str()) {
+        Some(p) => Task::parse(p).map(Some),
+        None if n == 1 => Ok(Some(Task::Regression)),
+        None => Ok(Some(Task::Classify)),
+    }
+}
+
+/// Refuses a head with too few outputs for its task.
+pub(in crate::model) fn check_output_count(task: Task, outputs: usize) -> Result<()> {
+    if outputs < task.min_outputs() {
+        match task {
+            Task::Classify => bail!("a classifier needs at least 2 labels, got {outputs}; for one number per row use task: \"regression\""),
+            _ => bail!("a {} head needs at least 1 output", task.name()),
+        }
+    }
+    Ok(())
+}
+
+impl Learner for TextModel {
+    fn forward(&self, inputs: &crate::data::Inputs, train: bool) -> Result<Tensor> {
+        match inputs {
+            crate::data::Inputs::Text { input_ids, token_type_ids, attention_mask } => Ok(self.logits(input_ids, token_type_ids, attention_mask, train)),
+            other => bail!("{} is a text model: it reads tokenized text, not {}; tokenize the data with this model", self.name, other.kind()),
+        }
+    }
+    fn task(&self) -> Task {
+        self.task
+    }
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+    fn set_labels(&mut self, labels: Vec<String>) {
+        self.labels = labels;
+    }
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        TextModel::named_parameters(self)
+    }
+    fn summary(&self) -> ModelSummary {
+        TextModel::summary(self)
+    }
+    fn layer_groups(&self) -> Vec<LayerGroup> {
+        TextModel::layer_groups(self)
+    }
+    fn select(&self, selector: &str) -> Result<Vec<String>> {
+        TextModel::select(self, selector)
+    }
+    fn is_unused(&self, name: &str) -> bool {
+        TextModel::is_unused(self, name)
+    }
+    fn layer_stack(&self) -> (&'static str, i64) {
+        (self.stack_path(), self.config.num_hidden_layers)
+    }
+    /// Saves in the Hugging Face layout (config.json, model.safetensors and
+    /// the tokenizer files), LoRA updates folded into the weights. The
+    /// folder is written beside the target and renamed into place, so a
+    /// failure never leaves a half-written model.
+    fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let tensors = self.export_tensors()?;
+        super::save_folder(dir, |staging| {
+            hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
+            for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+                let src = self.source.join(file);
+                if src.exists() {
+                    std::fs::copy(&src, staging.join(file)).with_context(|| format!("cannot copy {}", src.display()))?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The mean of `hidden` over the positions where `attention_mask` is 1.
+pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Tensor {
+    let mask = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
+    let dims = [1i64];
+    (hidden * &mask).sum_dim_intlist(dims.as_slice(), false, None) / mask.sum_dim_intlist(dims.as_slice(), false, None).clamp_min(1.0)
+}
+
+impl std::fmt::Debug for TextModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextModel")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("labels", &self.labels)
+            .field("pooling", &self.pooling)
+            .field("device", &self.device())
+            .finish_non_exhaustive()
+    }
+}
+

@@ -1,0 +1,227 @@
+//! Evaluation: the loss and the task's metrics of a model over a loader,
+//! without gradients, summed over the ranks of a distributed run.
+
+use std::sync::atomic::Ordering;
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use super::events::StopFlag;
+use super::loss::Loss;
+use super::metrics::{Confusion, MultiLabelCounts, RegressionScores};
+use crate::data::DataLoader;
+use crate::model::Learner;
+use crate::task::Task;
+
+/// Batches the loader thread prepares ahead of training and evaluation.
+pub(super) const PREFETCH_AHEAD: usize = 2;
+
+/// The loss and the task's metrics over a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalResult {
+    /// Mean loss: cross-entropy, binary cross-entropy or MSE, by task.
+    pub loss: f64,
+    /// The task evaluated.
+    #[serde(default)]
+    pub task: Task,
+    /// Classification: the share of rows whose top class is the label;
+    /// multi-label: the share with every label right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Macro-averaged F1 (over classes, or over labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    /// Regression: mean squared error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mse: Option<f64>,
+    /// Regression: mean absolute error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    /// Regression: the coefficient of determination (1 is perfect, 0 is
+    /// no better than predicting the mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r2: Option<f64>,
+    /// Rows evaluated.
+    pub rows: usize,
+}
+
+impl EvalResult {
+    /// A metric by name (`loss`, `accuracy`, `f1`, `mse`, `mae`, `r2`),
+    /// when the task has it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            "accuracy" => self.accuracy,
+            "f1" => self.f1,
+            "mse" => self.mse,
+            "mae" => self.mae,
+            "r2" => self.r2,
+            _ => None,
+        }
+    }
+
+    /// The task's metrics with their names, the loss first.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        std::iter::once(("loss", self.loss)).chain(self.task.metric_names().iter().filter_map(|&n| self.metric(n).map(|v| (n, v)))).collect()
+    }
+
+    /// The loss and the task's headline metric, each name after `prefix`:
+    /// `val_loss 0.4102, val_accuracy 0.8125` (with F1 for multi-label
+    /// data, MAE and R² for regression).
+    pub fn summary(&self, prefix: &str) -> String {
+        let shown: &[&str] = match self.task {
+            Task::Classify => &["loss", "accuracy"],
+            Task::MultiLabel | Task::Tokens => &["loss", "accuracy", "f1"],
+            Task::Regression => &["loss", "mae", "r2"],
+        };
+        shown.iter().filter_map(|&n| self.metric(n).map(|v| format!("{prefix}{n} {v:.4}"))).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Refuses data labelled for another task than the head's, or with more
+/// classes (or other label counts) than the head has.
+pub(super) fn check_labels(model: &dyn Learner, data: &DataLoader) -> Result<()> {
+    let task = data.task();
+    if task != model.task() {
+        bail!(
+            "the data is labelled for {} but the model's head is for {}; load the model with task: \"{}\"{}",
+            task.name(),
+            model.task().name(),
+            task.name(),
+            if matches!(task, Task::Classify | Task::Tokens) { String::new() } else { format!(" and labels: {}", data.label_names().len()) }
+        );
+    }
+    if matches!(task, Task::MultiLabel | Task::Regression) && data.label_names().len() != model.labels().len() {
+        let what = if task == Task::Regression { "outputs" } else { "labels" };
+        bail!(
+            "the data has {} {what} ({}) but the model's head has {}; load the model with labels: {}",
+            data.label_names().len(),
+            data.label_names().join(", "),
+            model.labels().len(),
+            data.label_names().len()
+        );
+    }
+    if data.label_names().len() > model.labels().len() {
+        bail!(
+            "the data has {} classes ({}) but the model's head has {} ({}); load the model with labels: {}",
+            data.label_names().len(),
+            data.label_names().join(", "),
+            model.labels().len(),
+            model.labels().join(", "),
+            data.label_names().len()
+        );
+    }
+    Ok(())
+}
+
+/// What an evaluation counted, by task: the per-class and per-label
+/// scores come from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalDetail {
+    /// Single-label classification: the confusion matrix.
+    Classes(Confusion),
+    /// Multi-label classification: counts per label.
+    MultiLabel(MultiLabelCounts),
+    /// Regression: predictions and targets.
+    Regression(RegressionScores),
+}
+
+/// The loss and the task's metrics of `model` on every batch of `data`,
+/// without gradients.
+pub fn evaluate(model: &dyn Learner, data: &DataLoader) -> Result<EvalResult> {
+    Ok(evaluate_detailed(model, data)?.0)
+}
+
+/// As `evaluate`, with what it counted (the confusion matrix, per-label
+/// counts, or the predictions of a regression).
+pub fn evaluate_detailed(model: &dyn Learner, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
+    check_labels(model, data)?;
+    Ok(evaluate_with_stop(model, data, None)?.expect("no stop flag, so evaluation runs to the end"))
+}
+
+/// As `evaluate_detailed`, but returns `None` if `stop` is set between batches.
+pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&StopFlag>) -> Result<Option<(EvalResult, EvalDetail)>> {
+    let device = model.device();
+    let task = model.task();
+    let loss_kind = Loss::default_for(task);
+    let (mut loss_sum, mut rows, mut weight) = (0.0, 0usize, 0.0);
+    let mut detail = match task {
+        Task::Classify | Task::Tokens => EvalDetail::Classes(Confusion::new(model.labels().len())),
+        Task::MultiLabel => EvalDetail::MultiLabel(MultiLabelCounts::new(model.labels().len())),
+        Task::Regression => EvalDetail::Regression(RegressionScores::new(model.labels().len())),
+    };
+    let _guard = tch::no_grad_guard();
+    let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
+    let dist = crate::distributed::current();
+    let batches = match dist {
+        // Each rank evaluates its shard; the counts are summed below. A
+        // stop request waits for the end, so that the ranks finish together.
+        Some(g) => data.batch_indices(0).iter().map(|b| crate::distributed::shard(b, g.rank(), g.world_size())).filter(|b| !b.is_empty()).collect(),
+        None => data.batch_indices(0),
+    };
+    let stop = if dist.is_some() { None } else { stop };
+    let mut prepared = data.prefetch(batches, None, PREFETCH_AHEAD)?;
+    while let Some(batch) = prepared.next_batch()? {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Ok(None);
+        }
+        let batch = batch.to_device(device);
+        let outputs = model.forward(&batch.inputs, false)?;
+        let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
+        // The mean is over rows, or over labelled words for token data.
+        let counted = if task == Task::Tokens { batch.labels.ne(-100).sum(Kind::Int64).int64_value(&[]) as f64 } else { batch.size as f64 };
+        if counted > 0.0 {
+            loss_sum += loss * counted;
+            weight += counted;
+        }
+        match &mut detail {
+            EvalDetail::Classes(confusion) => {
+                // Token data: -100 marks padding and continuation tokens, which `add` skips.
+                let predicted = Vec::<i64>::try_from(outputs.argmax(-1, false).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
+                let truth = Vec::<i64>::try_from(batch.labels.flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
+                confusion.add(&truth, &predicted);
+            }
+            EvalDetail::MultiLabel(counts) => counts.add(&floats(&batch.labels), &floats(&outputs.ge(0.0))),
+            EvalDetail::Regression(scores) => scores.add(&floats(&batch.labels), &floats(&outputs)),
+        }
+        rows += batch.size;
+    }
+    if let Some(g) = dist {
+        (loss_sum, weight, rows) = sum_evaluation(g, loss_sum, weight, rows, &mut detail)?;
+    }
+    let mut result = EvalResult { loss: loss_sum / weight.max(1.0), task, accuracy: None, f1: None, mse: None, mae: None, r2: None, rows };
+    match &detail {
+        EvalDetail::Classes(c) => (result.accuracy, result.f1) = (Some(c.accuracy()), Some(c.macro_scores().2)),
+        EvalDetail::MultiLabel(c) => (result.accuracy, result.f1) = (Some(c.exact_match()), Some(c.macro_scores().2)),
+        EvalDetail::Regression(r) => (result.mse, result.mae, result.r2) = (Some(r.mse()), Some(r.mae()), Some(r.r2())),
+    }
+    Ok(Some((result, detail)))
+}
+
+/// Sums one evaluation's loss, weights, rows and counts over the ranks
+/// (a regression's predictions are gathered).
+fn sum_evaluation(group: &crate::distributed::ProcessGroup, loss_sum: f64, weight: f64, rows: usize, detail: &mut EvalDetail) -> Result<(f64, f64, usize)> {
+    use crate::distributed::ReduceOp;
+    let totals = Vec::<f64>::try_from(&group.all_reduce(&[Tensor::from_slice(&[loss_sum, weight, rows as f64])], ReduceOp::Sum)?[0])?;
+    let sum_counts = |counts: Vec<i64>| -> Result<Vec<i64>> { Ok(Vec::<i64>::try_from(&group.all_reduce(&[Tensor::from_slice(&counts)], ReduceOp::Sum)?[0])?) };
+    match detail {
+        EvalDetail::Classes(c) => {
+            let n = c.counts.len();
+            let summed = sum_counts(c.counts.iter().flatten().copied().collect())?;
+            c.counts = summed.chunks(n.max(1)).map(<[i64]>::to_vec).collect();
+        }
+        EvalDetail::MultiLabel(c) => {
+            let mut flat: Vec<i64> = c.counts.iter().flat_map(|&(tp, fp, fn_)| [tp, fp, fn_]).collect();
+            flat.extend([c.exact, c.rows]);
+            let summed = sum_counts(flat)?;
+            let labels = c.counts.len();
+            c.counts = summed[..3 * labels].chunks(3).map(|x| (x[0], x[1], x[2])).collect();
+            (c.exact, c.rows) = (summed[3 * labels], summed[3 * labels + 1]);
+        }
+        EvalDetail::Regression(r) => {
+            let (predicted, truth) = r.values();
+            *r = RegressionScores::from_values(r.outputs(), group.all_gather_f64(predicted)?, group.all_gather_f64(truth)?);
+        }
+    }
+    Ok((totals[0], totals[1], totals[2].round() as usize))
+}

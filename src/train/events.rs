@@ -1,0 +1,143 @@
+//! What the loop reports while it runs (`TrainEvent`), who listens
+//! (`TrainObserver`: the terminal and notebook renderers in `render/`, or a
+//! test), and the flag that stops it (`StopFlag`).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::history::{EpochRecord, StepEval, StepRecord, TrainRun};
+
+/// What the loop reports while it runs.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    /// Before the first step.
+    Start {
+        /// Epochs planned.
+        epochs: usize,
+        /// Batches per epoch.
+        steps_per_epoch: usize,
+        /// Optimizer steps planned in all.
+        total_steps: usize,
+        /// Parameters that train.
+        trainable_params: i64,
+        /// All parameters.
+        total_params: i64,
+        /// Device name.
+        device: String,
+        /// The learning rate of each layer group, top first, when they differ.
+        lr_groups: Vec<(String, f64)>,
+    },
+    /// The trainable part changed (gradual unfreezing), before the epoch's first step.
+    Unfrozen {
+        /// 1-based epoch.
+        epoch: usize,
+        /// The groups that train now, top first.
+        groups: Vec<String>,
+        /// Parameters that train now.
+        trainable_params: i64,
+    },
+    /// After each optimizer step.
+    Step {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step_in_epoch: usize,
+        /// The step's record.
+        record: StepRecord,
+    },
+    /// Validation started (it can take a while).
+    Evaluating {
+        /// 1-based epoch.
+        epoch: usize,
+    },
+    /// After each epoch's validation.
+    EpochEnd(EpochRecord),
+    /// A validation in the middle of an epoch (`eval_every`).
+    Evaluated(StepEval),
+    /// Early stopping's outcome, when it stopped the run or put back the best weights.
+    EarlyStopping {
+        /// The epoch after which it stopped the run, if it did.
+        stopped_at: Option<usize>,
+        /// The best epoch.
+        best_epoch: usize,
+        /// Whether the best epoch's weights were put back.
+        restored: bool,
+    },
+    /// The loop stopped at an interrupt; the model keeps its weights so far.
+    Interrupted {
+        /// Steps completed.
+        steps: usize,
+    },
+    /// Something the user should know (a one-class validation set, ...).
+    Warning(String),
+    /// A checkpoint was written.
+    Checkpoint {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Its folder.
+        path: String,
+    },
+    /// The run continued from a checkpoint.
+    Resumed {
+        /// Epochs already done.
+        epoch: usize,
+        /// Steps already taken.
+        step: usize,
+    },
+    /// The run finished.
+    Done(TrainRun),
+}
+
+impl TrainEvent {
+    /// A line for the events that are only reported (warnings, checkpoints,
+    /// resuming), for renderers.
+    pub fn note(&self) -> Option<String> {
+        match self {
+            Self::Warning(text) => Some(format!("warning: {text}")),
+            Self::Checkpoint { epoch, path } => Some(format!("epoch {epoch}: checkpoint saved to {path}")),
+            Self::Resumed { epoch, step } => Some(format!("resumed after epoch {epoch} (step {step})")),
+            Self::Evaluated(e) => Some(format!("step {}: {}", e.step, e.result.summary("val_"))),
+            _ => None,
+        }
+    }
+
+    /// The learning rate of each layer group, in words (for renderers).
+    pub fn lr_groups_summary(lr_groups: &[(String, f64)]) -> Option<String> {
+        (!lr_groups.is_empty()).then(|| format!("learning rates: {}", lr_groups.iter().map(|(g, lr)| format!("{g} {lr:.2e}")).collect::<Vec<_>>().join(", ")))
+    }
+
+    /// What gradual unfreezing opened, in words (for renderers).
+    pub fn unfrozen_summary(epoch: usize, groups: &[String], trainable_params: i64) -> String {
+        let what = match groups {
+            [only] => format!("{only} only"),
+            _ => format!("{} groups ({} down to {})", groups.len(), groups[0], groups[groups.len() - 1]),
+        };
+        format!("epoch {epoch}: training {what}, {} parameters", crate::numbers::group_digits(trainable_params))
+    }
+
+    /// What early stopping did, in words (for renderers).
+    pub fn early_stopping_summary(stopped_at: Option<usize>, best_epoch: usize, restored: bool) -> String {
+        let stopped = match stopped_at {
+            Some(e) => format!("early stopping after epoch {e}: no improvement since epoch {best_epoch}"),
+            None => format!("best epoch: {best_epoch}"),
+        };
+        if restored { format!("{stopped}; restored the weights of epoch {best_epoch}") } else { stopped }
+    }
+}
+
+/// Receives training events (a progress bar, a notebook display, a test).
+pub trait TrainObserver {
+    /// Called for each event, in order.
+    fn on_event(&mut self, event: &TrainEvent);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl TrainObserver for Silent {
+    fn on_event(&mut self, _: &TrainEvent) {}
+}
+
+/// Checked between batches; set it from another thread (Ctrl-C, a kernel
+/// interrupt) to stop training with the weights learned so far.
+pub type StopFlag = Arc<AtomicBool>;

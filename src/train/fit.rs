@@ -1,0 +1,685 @@
+//! The training loop. `fit` checks the request and builds a `Trainer` from
+//! its parts: the optimizer, the learning-rate plan, the loss, and the
+//! optional early stopping, checkpoints, gradual unfreezing, layer tracking
+//! and data-parallel gradient sync. The trainer then runs epoch by epoch,
+//! each a loop of optimizer steps, reporting through `TrainEvent`s.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use super::checkpoint::{self, CheckpointOptions, CheckpointState};
+use super::early_stopping::Tracker;
+use super::evaluate::{check_labels, evaluate_with_stop, EvalResult, PREFETCH_AHEAD};
+use super::events::{Silent, StopFlag, TrainEvent, TrainObserver};
+use super::history::{EpochRecord, StepEval, StepRecord, TrainRun};
+use super::layer_stats::LayerTracker;
+use super::loss::Loss;
+use super::optim::{self, Optimizer, ParamSpec};
+use super::options::{ClassWeights, FitOptions};
+use super::schedule::{Plateau, Schedule};
+use super::unfreeze::{self, Unfreezing};
+use crate::data::{DataLoader, LoaderSource, Prefetch};
+use crate::distributed::{OverlappedGradients, ProcessGroup, ReduceOp};
+use crate::model::{LayerGroup, Learner};
+use crate::task::Task;
+
+/// Trains `model` on `train`, evaluating on `val` after every epoch.
+pub fn fit(
+    model: &mut dyn Learner,
+    train: &DataLoader,
+    val: Option<&DataLoader>,
+    opts: &FitOptions,
+    observer: &mut dyn TrainObserver,
+    stop: &StopFlag,
+) -> Result<TrainRun> {
+    check_labels(model, train)?;
+    if let Some(v) = val {
+        check_labels(model, v)?;
+    }
+    adopt_data(model, train);
+    check_options(model, val.is_some(), opts)?;
+    let start_mask = model.trainable_mask();
+    // Distributed: every rank trains a replica on its shard of each global
+    // batch; rank 0 alone reports and writes.
+    let mut silent = Silent;
+    let observer: &mut dyn TrainObserver = if crate::distributed::is_main_process() { observer } else { &mut silent };
+    let result = Trainer::new(model, train, val, opts, observer, stop).and_then(Trainer::run);
+    if opts.unfreezing.is_some() {
+        // The freeze the user set is theirs: put it back, finished or not.
+        model.set_trainable_mask(&start_mask);
+    }
+    result
+}
+
+/// Refuses options that do not fit the model's task or the data given.
+fn check_options(model: &dyn Learner, has_val: bool, opts: &FitOptions) -> Result<()> {
+    let task = model.task();
+    opts.loss.unwrap_or(Loss::default_for(task)).check(task)?;
+    if task != Task::Classify && opts.label_smoothing > 0.0 {
+        bail!("label_smoothing applies to single-label classification; this head is for {}", task.name());
+    }
+    if task != Task::Classify && opts.class_weights.is_some() {
+        bail!("class_weights apply to single-label classification; this head is for {}", task.name());
+    }
+    if let Some(es) = &opts.early_stopping {
+        es.monitor.check(task)?;
+    }
+    if opts.eval_every.is_some() && !has_val {
+        bail!("eval_every evaluates on the validation set: give fit a validation loader");
+    }
+    if opts.early_stopping.is_some() && !has_val {
+        bail!("early stopping watches the validation set: give fit a validation loader");
+    }
+    if opts.schedule == Schedule::ReduceOnPlateau && !has_val {
+        bail!("reduce_on_plateau watches the validation loss: give fit a validation loader");
+    }
+    if opts.lr <= 0.0 || !opts.lr.is_finite() {
+        bail!("the learning rate must be positive, got {}", opts.lr);
+    }
+    if model.summary().trainable() == 0 {
+        bail!("nothing to train: every parameter is frozen; unfreeze some, e.g. model.unfreeze(\"head\") or model.trainable_layers(2)");
+    }
+    Ok(())
+}
+
+/// Takes from the training data what the model keeps for prediction: the
+/// class names of a placeholder head, and how image inputs are normalized.
+fn adopt_data(model: &mut dyn Learner, train: &DataLoader) {
+    // A head made for a count of labels (`LABEL_0`, ...) takes the data's
+    // class names when there are as many, so that predictions and the saved
+    // `id2label` use them.
+    if crate::task::are_placeholder_labels(model.labels()) && train.label_names().len() == model.labels().len() {
+        model.set_labels(train.label_names().to_vec());
+    }
+    if let LoaderSource::Images(set) = &train.source {
+        model.adopt_input_normalization(set.transform.normalize.as_ref());
+    }
+}
+
+/// How the loop goes on after an epoch.
+enum Flow {
+    /// To the next epoch.
+    Continue,
+    /// The run is complete (its steps are done, or early stopping ended it).
+    Finished,
+    /// An interrupt stopped it; the model keeps what it learned.
+    Interrupted,
+}
+
+/// The learning rate of each step: the schedule over the planned steps with
+/// its warmup, times reduce-on-plateau's factor.
+struct RatePlan {
+    base: f64,
+    schedule: Schedule,
+    total_steps: usize,
+    warmup: usize,
+    plateau: Option<Plateau>,
+}
+
+impl RatePlan {
+    fn lr(&self, step: usize) -> f64 {
+        self.base * self.schedule.factor(step, self.total_steps, self.warmup) * self.plateau.as_ref().map_or(1.0, |p| p.scale)
+    }
+}
+
+/// Gradual unfreezing: the layer groups open epoch by epoch, within what
+/// trained at the start.
+struct GradualUnfreezing {
+    schedule: Unfreezing,
+    start_mask: Vec<(String, bool)>,
+    groups: Vec<LayerGroup>,
+}
+
+impl GradualUnfreezing {
+    /// Applies the schedule for `epoch`: a parameter trains when it did at
+    /// the start and its group is open. Returns the open groups' names when
+    /// that changed the model (always at epoch 1).
+    fn apply(&self, model: &mut dyn Learner, epoch: usize) -> Option<Vec<String>> {
+        let open = self.schedule.open_groups(epoch, self.groups.len());
+        let open_names: HashSet<&str> = self.groups[..open].iter().flat_map(|g| g.params.iter().map(String::as_str)).collect();
+        let before = model.trainable_mask();
+        let mask: Vec<(String, bool)> = self.start_mask.iter().map(|(n, t)| (n.clone(), *t && open_names.contains(n.as_str()))).collect();
+        model.set_trainable_mask(&mask);
+        (before != mask || epoch == 1).then(|| self.groups[..open].iter().map(|g| g.name.clone()).collect())
+    }
+}
+
+/// Data-parallel gradient exchange: hooks that all-reduce gradient buckets
+/// while the backward pass runs, and the ranks' agreement after each step.
+struct GradientSync {
+    group: &'static ProcessGroup,
+    overlap: Option<OverlappedGradients>,
+}
+
+impl GradientSync {
+    /// Every replica takes rank 0's weights, as DDP does at construction (a
+    /// freshly initialized head differs between processes).
+    fn broadcast_weights(&self, model: &dyn Learner) -> Result<()> {
+        let params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
+        let synced = self.group.broadcast(&params, 0)?;
+        tch::no_grad(|| {
+            for (p, s) in params.iter().zip(&synced) {
+                p.shallow_clone().copy_(s);
+            }
+        });
+        Ok(())
+    }
+
+    /// Hooks the parameters that train this step (new hooks when that set changed).
+    fn begin_step(&mut self, inputs: &[Tensor]) -> Result<()> {
+        if !self.overlap.as_ref().is_some_and(|o| o.covers(inputs)) {
+            drop(self.overlap.take()); // the old hooks go before new ones are added
+            self.overlap = Some(OverlappedGradients::new(self.group, inputs)?);
+        }
+        if let Some(o) = self.overlap.as_mut() {
+            o.begin_step();
+        }
+        Ok(())
+    }
+
+    /// The next backward pass is the step's last: its buckets may start.
+    fn last_backward(&mut self) {
+        if let Some(o) = self.overlap.as_mut() {
+            o.last_backward();
+        }
+    }
+
+    /// The summed gradients, the ranks' summed loss, and whether any rank
+    /// was asked to stop. Each rank's gradient is its rows' share of the
+    /// global mean, so their sum is the gradient of the whole global batch.
+    fn finish_step(&mut self, loss: f64, stop: bool) -> Result<(Vec<Tensor>, f64, bool)> {
+        let Some(o) = self.overlap.as_mut() else { bail!("a data-parallel step finished before it began") };
+        let (summed, reported) = o.finish()?;
+        let mut scalars: Vec<f64> = vec![loss, f64::from(u8::from(stop))];
+        scalars.extend(reported.iter().map(|&r| f64::from(u8::from(r))));
+        let totals = Vec::<f64>::try_from(&self.group.all_reduce(&[Tensor::from_slice(&scalars)], ReduceOp::Sum)?[0])?;
+        // Gradients that no rank produced stay undefined, as on one process.
+        let grads = summed.into_iter().zip(&totals[2..]).map(|(g, &n)| if n > 0.0 { g } else { Tensor::new() }).collect();
+        Ok((grads, totals[0], totals[1] > 0.0))
+    }
+}
+
+/// One `fit` in progress: its parts and the run so far.
+struct Trainer<'a> {
+    model: &'a mut dyn Learner,
+    train: &'a DataLoader,
+    val: Option<&'a DataLoader>,
+    opts: &'a FitOptions,
+    observer: &'a mut dyn TrainObserver,
+    stop: &'a StopFlag,
+    loss: Loss,
+    loss_weights: Option<Tensor>,
+    optimizer: Optimizer,
+    plan: RatePlan,
+    accumulate: usize,
+    steps_per_epoch: usize,
+    device: Device,
+    unfreezing: Option<GradualUnfreezing>,
+    /// The groups opened at epoch 1, reported once the run starts.
+    first_unfrozen: Option<Vec<String>>,
+    /// The learning rate of each layer group, when they differ.
+    lr_groups: Vec<(String, f64)>,
+    early_stopping: Option<Tracker>,
+    layer_tracker: Option<LayerTracker>,
+    sync: Option<GradientSync>,
+    /// Every parameter: early stopping copies and restores the best ones.
+    all_params: Vec<Tensor>,
+    run: TrainRun,
+    step: usize,
+    samples: usize,
+    eval_seconds: f64,
+    started: Instant,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(
+        model: &'a mut dyn Learner,
+        train: &'a DataLoader,
+        val: Option<&'a DataLoader>,
+        opts: &'a FitOptions,
+        observer: &'a mut dyn TrainObserver,
+        stop: &'a StopFlag,
+    ) -> Result<Self> {
+        let start_mask = model.trainable_mask();
+        let groups = model.layer_groups();
+        if opts.unfreezing.is_some() && !groups[0].params.iter().any(|p| start_mask.iter().any(|(n, t)| n == p && *t)) {
+            bail!("gradual unfreezing starts with the head, but the head is frozen; unfreeze it (model.unfreeze(\"head\")) first");
+        }
+        let scales = opts.layer_rates.scales(model, opts.lr)?;
+        let lr_groups = if opts.layer_rates.is_uniform() { Vec::new() } else { unfreeze::group_rates(&groups, &scales, opts.lr) };
+        let params = param_specs(model, opts.weight_decay, &scales);
+        let unfreezing = opts.unfreezing.map(|schedule| GradualUnfreezing { schedule, start_mask, groups });
+        let first_unfrozen = unfreezing.as_ref().and_then(|u| u.apply(model, 1));
+        let summary = model.summary();
+        let device = model.device();
+        let accumulate = opts.accumulate.max(1);
+        let steps_per_epoch = train.len().div_ceil(accumulate);
+        let total_steps = (steps_per_epoch * opts.epochs).min(opts.max_steps.unwrap_or(usize::MAX));
+        let warmup = (opts.warmup * total_steps as f64).round() as usize;
+        let plateau = (opts.schedule == Schedule::ReduceOnPlateau).then(Plateau::default);
+        let dist = crate::distributed::current();
+        let run = TrainRun {
+            trainable_params: summary.trainable(),
+            total_params: summary.total(),
+            device: match dist {
+                Some(g) => format!("{device:?} x {} processes (Gloo)", g.world_size()),
+                None => format!("{device:?}"),
+            },
+            ..Default::default()
+        };
+        Ok(Self {
+            loss: opts.loss.unwrap_or(Loss::default_for(model.task())),
+            loss_weights: class_weight_tensor(opts, train, model.labels().len(), device)?,
+            optimizer: Optimizer::new(opts.optimizer, params, opts.betas.0, opts.betas.1, opts.eps),
+            plan: RatePlan { base: opts.lr, schedule: opts.schedule, total_steps, warmup, plateau },
+            accumulate,
+            steps_per_epoch,
+            device,
+            unfreezing,
+            first_unfrozen,
+            lr_groups,
+            early_stopping: opts.early_stopping.clone().map(Tracker::new),
+            layer_tracker: None,
+            sync: dist.map(|group| GradientSync { group, overlap: None }),
+            all_params: model.named_parameters().into_iter().map(|(_, t)| t).collect(),
+            run,
+            step: 0,
+            samples: 0,
+            eval_seconds: 0.0,
+            started: Instant::now(),
+            model,
+            train,
+            val,
+            opts,
+            observer,
+            stop,
+        })
+    }
+
+    /// Runs every epoch (from the checkpoint's, when resuming) and returns the run.
+    fn run(mut self) -> Result<TrainRun> {
+        self.announce();
+        crate::runtime::memory::reset_peak_rss();
+        self.started = Instant::now();
+        let first_epoch = match &self.opts.resume {
+            Some(dir) => self.resume(dir)? + 1,
+            None => 1,
+        };
+        if let Some(s) = &self.sync {
+            s.broadcast_weights(&*self.model)?;
+        }
+        self.layer_tracker = self.opts.track_layers.then(|| LayerTracker::new(&*self.model));
+        for epoch in first_epoch..=self.opts.epochs {
+            match self.run_epoch(epoch)? {
+                Flow::Continue => {}
+                Flow::Finished => break,
+                Flow::Interrupted => {
+                    self.run.interrupted = true;
+                    break;
+                }
+            }
+        }
+        Ok(self.finish())
+    }
+
+    /// The start of the run, its first unfreezing, and what the data warns of.
+    fn announce(&mut self) {
+        let start = TrainEvent::Start {
+            epochs: self.opts.epochs,
+            steps_per_epoch: self.steps_per_epoch,
+            total_steps: self.plan.total_steps,
+            trainable_params: self.run.trainable_params,
+            total_params: self.run.total_params,
+            device: self.run.device.clone(),
+            lr_groups: std::mem::take(&mut self.lr_groups),
+        };
+        self.observer.on_event(&start);
+        if let Some(open) = self.first_unfrozen.take() {
+            self.observer.on_event(&TrainEvent::Unfrozen { epoch: 1, groups: open, trainable_params: self.run.trainable_params });
+        }
+        let labels = self.model.labels();
+        if let Some(v) = self.val.filter(|v| v.task() == Task::Classify) {
+            let present = v.targets().label_counts(labels.len()).iter().filter(|&&n| n > 0).count();
+            if present < 2 {
+                let note = format!("the validation set has {present} class of {}: its accuracy says little; split with more rows or stratify", labels.len());
+                self.observer.on_event(&TrainEvent::Warning(note));
+            }
+        }
+        if let Some(note) = imbalance_note(self.train, labels) {
+            self.observer.on_event(&TrainEvent::Warning(note));
+        }
+    }
+
+    /// Restores the latest checkpoint in `dir`: weights, optimizer state, the
+    /// run so far, the plateau and early stopping. Returns the epochs done.
+    fn resume(&mut self, dir: &Path) -> Result<usize> {
+        let saved = checkpoint::load_latest(dir)?;
+        checkpoint::restore_parameters(&self.model.named_parameters(), &saved.model, &saved.folder)?;
+        self.optimizer.load_state(&saved.optimizer);
+        self.step = saved.state.step;
+        self.run.epochs = saved.state.epochs.clone();
+        self.run.steps = saved.state.steps.clone();
+        self.run.evaluations = saved.state.evaluations.clone();
+        if let (Some(p), Some((scale, best, bad))) = (self.plan.plateau.as_mut(), saved.state.plateau) {
+            p.restore(scale, best, bad);
+        }
+        if let Some(t) = self.early_stopping.as_mut() {
+            resume_early_stopping(t, &self.run.epochs, dir, &*self.model, self.device);
+        }
+        self.observer.on_event(&TrainEvent::Resumed { epoch: saved.state.epoch, step: self.step });
+        Ok(saved.state.epoch)
+    }
+
+    /// One epoch: its optimizer steps (with `eval_every`'s evaluations), then
+    /// its validation, early stopping and checkpoint.
+    fn run_epoch(&mut self, epoch: usize) -> Result<Flow> {
+        self.begin_epoch(epoch);
+        let batch_rows = self.train.batch_indices(epoch);
+        // This process's rows of each global batch (all of them on one process).
+        let local_rows: Vec<Vec<usize>> = match &self.sync {
+            Some(s) => batch_rows.iter().map(|b| crate::distributed::shard(b, s.group.rank(), s.group.world_size())).collect(),
+            None => batch_rows.clone(),
+        };
+        let accumulate = self.accumulate;
+        // Only the batches this run will reach are prepared.
+        let reachable = self.plan.total_steps.saturating_sub(self.step).saturating_mul(accumulate).min(batch_rows.len());
+        let mut prepared = self.train.prefetch(local_rows[..reachable].iter().filter(|b| !b.is_empty()).cloned().collect(), Some(epoch), PREFETCH_AHEAD)?;
+        let steps_in_epoch = batch_rows.len().div_ceil(accumulate);
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for (i, group) in batch_rows.chunks(accumulate).enumerate() {
+            // Ranks stop together, after a step they all took (see `finish_step`).
+            if self.sync.is_none() && self.stop.load(Ordering::Relaxed) {
+                return Ok(Flow::Interrupted);
+            }
+            if self.step >= self.plan.total_steps {
+                break;
+            }
+            let (record, all_stop) = self.train_step(group, &local_rows[i * accumulate..i * accumulate + group.len()], &mut prepared)?;
+            loss_sum += record.loss;
+            batches += 1;
+            self.observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, record });
+            if all_stop {
+                return Ok(Flow::Interrupted);
+            }
+            // Between epoch ends only: the epoch's own evaluation covers its last step.
+            let epoch_ends = i + 1 == steps_in_epoch || self.step >= self.plan.total_steps;
+            if let (Some(n), false) = (self.opts.eval_every, epoch_ends) {
+                if self.step.is_multiple_of(n.max(1)) && !self.evaluate_mid_epoch(epoch)? {
+                    return Ok(Flow::Interrupted);
+                }
+            }
+        }
+        self.end_epoch(epoch, loss_sum / batches.max(1) as f64)
+    }
+
+    /// Reseeds dropout and opens the epoch's layer groups.
+    fn begin_epoch(&mut self, epoch: usize) {
+        if let Some(seed) = self.opts.seed {
+            // Dropout depends only on the seed and the epoch, so a resumed run repeats an uninterrupted one.
+            tch::manual_seed((seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64) % (i64::MAX as u64)) as i64);
+        }
+        if let Some(u) = self.unfreezing.as_ref().filter(|_| epoch > 1) {
+            if let Some(open) = u.apply(self.model, epoch) {
+                let trainable_params = self.model.summary().trainable();
+                self.observer.on_event(&TrainEvent::Unfrozen { epoch, groups: open, trainable_params });
+            }
+        }
+    }
+
+    /// One optimizer step over a global batch of micro-batches (`group`, and
+    /// this rank's rows of each, `locals`). Returns the step's record and
+    /// whether any rank was asked to stop.
+    fn train_step(&mut self, group: &[Vec<usize>], locals: &[Vec<usize>], prepared: &mut Prefetch) -> Result<(StepRecord, bool)> {
+        let lr = self.plan.lr(self.step);
+        let group_rows: usize = group.iter().map(Vec::len).sum();
+        let mut group_loss = 0.0;
+        // Gradients come back as fresh tensors rather than accumulating into
+        // each parameter's .grad (PyTorch's zero_grad(set_to_none=True)):
+        // no zero-filling and no extra pass over every gradient per step.
+        let inputs = self.optimizer.trainable();
+        let mut grads: Vec<Tensor> = Vec::new();
+        if let Some(s) = self.sync.as_mut() {
+            s.begin_step(&inputs)?;
+        }
+        let last_backward = locals.iter().rposition(|b| !b.is_empty());
+        for (k, local) in locals.iter().enumerate() {
+            if local.is_empty() {
+                // A short last batch can leave a rank without rows: it adds nothing.
+                continue;
+            }
+            if let (Some(s), true) = (self.sync.as_mut(), Some(k) == last_backward) {
+                s.last_backward();
+            }
+            let batch = prepared.next_batch()?.ok_or_else(|| anyhow::anyhow!("the data loader ended early"))?.to_device(self.device);
+            let logits = self.model.forward(&batch.inputs, true)?;
+            let loss = self.loss.compute(&logits, &batch.labels, self.loss_weights.as_ref(), self.opts.label_smoothing);
+            // Each batch counts by its rows, so accumulated steps equal one big batch.
+            let share = batch.size as f64 / group_rows as f64;
+            let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
+            if self.sync.is_none() {
+                // With sync, the hooks have put these into the buckets already.
+                add_gradients(&mut grads, batch_grads);
+            }
+            group_loss += loss.double_value(&[]) * share;
+        }
+        self.samples += group_rows;
+        let mut all_stop = false;
+        if let Some(s) = self.sync.as_mut() {
+            (grads, group_loss, all_stop) = s.finish_step(group_loss, self.stop.load(Ordering::Relaxed))?;
+        }
+        if !group_loss.is_finite() {
+            let kept = self.opts.checkpoint.as_ref().filter(|_| !self.run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
+            bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){kept}", self.step + 1, self.opts.lr);
+        }
+        if let Some(t) = self.layer_tracker.as_mut() {
+            t.add_step(&self.optimizer.trainable_names(), &grads);
+        }
+        if let Some(max) = self.opts.max_grad_norm {
+            optim::clip_norm(&grads, max);
+        }
+        self.optimizer.step_with(lr, grads);
+        self.step += 1;
+        let record = StepRecord { step: self.step, loss: group_loss, lr };
+        self.run.steps.push(record);
+        Ok((record, all_stop))
+    }
+
+    /// Evaluates on the validation set, timed apart from training; `None`
+    /// when an interrupt stopped it.
+    fn timed_evaluation(&mut self, epoch: usize) -> Result<Option<EvalResult>> {
+        let Some(val) = self.val else { return Ok(None) };
+        self.observer.on_event(&TrainEvent::Evaluating { epoch });
+        let started = Instant::now();
+        let result = evaluate_with_stop(&*self.model, val, Some(self.stop))?;
+        self.eval_seconds += started.elapsed().as_secs_f64();
+        Ok(result.map(|(r, _)| r))
+    }
+
+    /// An `eval_every` evaluation; false when an interrupt stopped it.
+    fn evaluate_mid_epoch(&mut self, epoch: usize) -> Result<bool> {
+        let Some(result) = self.timed_evaluation(epoch)? else { return Ok(false) };
+        let e = StepEval { step: self.step, epoch, result };
+        self.run.evaluations.push(e);
+        self.observer.on_event(&TrainEvent::Evaluated(e));
+        Ok(true)
+    }
+
+    /// The epoch's validation and record, the plateau, early stopping and
+    /// the checkpoint.
+    fn end_epoch(&mut self, epoch: usize, train_loss: f64) -> Result<Flow> {
+        let val_result = match self.val {
+            Some(_) => match self.timed_evaluation(epoch)? {
+                Some(r) => Some(r),
+                None => return Ok(Flow::Interrupted),
+            },
+            None => None,
+        };
+        let record = EpochRecord { epoch, train_loss, val: val_result, elapsed: self.started.elapsed().as_secs_f64() };
+        if let Some(t) = self.layer_tracker.as_mut() {
+            self.run.layers.extend(t.epoch_end(epoch));
+        }
+        self.run.epochs.push(record.clone());
+        self.observer.on_event(&TrainEvent::EpochEnd(record));
+        if let (Some(p), Some(v)) = (self.plan.plateau.as_mut(), val_result) {
+            if p.update(v.loss) {
+                self.observer.on_event(&TrainEvent::Warning(format!("validation loss has not improved for 2 epochs: learning rate x{}", p.scale)));
+            }
+        }
+        let stop_early = match (self.early_stopping.as_mut(), val_result) {
+            (Some(t), Some(v)) => t.update(epoch, &v, &self.all_params) && epoch < self.opts.epochs,
+            _ => false,
+        };
+        if let Some(c) = &self.opts.checkpoint {
+            self.write_checkpoint(epoch, c)?;
+        }
+        if stop_early {
+            self.run.stopped_early_at = Some(epoch);
+            return Ok(Flow::Finished);
+        }
+        Ok(if self.step >= self.plan.total_steps { Flow::Finished } else { Flow::Continue })
+    }
+
+    /// Writes the epoch's checkpoint (rank 0 writes for all: replicas are identical).
+    fn write_checkpoint(&mut self, epoch: usize, c: &CheckpointOptions) -> Result<()> {
+        let best_epoch = self.early_stopping.as_ref().and_then(|t| t.best_epoch()).or_else(|| {
+            self.run.epochs.iter().filter_map(|e| e.val.map(|v| (e.epoch, v.loss))).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(e, _)| e)
+        });
+        let state = CheckpointState {
+            epoch,
+            step: self.step,
+            seed: self.opts.seed,
+            plateau: self.plan.plateau.as_ref().map(|p| p.save()),
+            epochs: self.run.epochs.clone(),
+            steps: self.run.steps.clone(),
+            evaluations: self.run.evaluations.clone(),
+            best_epoch,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let path = crate::distributed::main_process_writes(
+            || {
+                let params: Vec<(String, Tensor)> = self.model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+                checkpoint::save(c, &params, &self.optimizer.state_tensors(), &state)
+            },
+            || c.dir.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}; training stopped after epoch {epoch}, and the model keeps its weights in memory (save it elsewhere)"))?;
+        self.observer.on_event(&TrainEvent::Checkpoint { epoch, path: path.display().to_string() });
+        Ok(())
+    }
+
+    /// Early stopping's outcome, the run's totals, and the last events.
+    fn finish(mut self) -> TrainRun {
+        if let Some(t) = &self.early_stopping {
+            self.run.best_epoch = t.best_epoch();
+            // An interrupted run keeps what it learned; a finished one gets its best epoch back.
+            if !self.run.interrupted && self.run.best_epoch != self.run.epochs.last().map(|e| e.epoch) {
+                self.run.restored_best = t.restore(&mut self.all_params);
+            }
+            if let (Some(best_epoch), true) = (self.run.best_epoch, self.run.stopped_early_at.is_some() || self.run.restored_best) {
+                self.observer.on_event(&TrainEvent::EarlyStopping { stopped_at: self.run.stopped_early_at, best_epoch, restored: self.run.restored_best });
+            }
+        }
+        let run = &mut self.run;
+        run.seconds = self.started.elapsed().as_secs_f64();
+        run.train_seconds = run.seconds - self.eval_seconds;
+        run.samples_per_sec = self.samples as f64 / run.train_seconds.max(1e-9);
+        run.optimizer_state_bytes = self.optimizer.state_bytes();
+        run.peak_rss_bytes = crate::runtime::memory::peak_rss_bytes();
+        if run.interrupted {
+            self.observer.on_event(&TrainEvent::Interrupted { steps: self.step });
+        }
+        self.observer.on_event(&TrainEvent::Done(run.clone()));
+        self.run
+    }
+}
+
+/// Early stopping picks up where it was: the epochs so far replayed, and the
+/// best weights it kept read back from the best epoch's checkpoint.
+fn resume_early_stopping(tracker: &mut Tracker, epochs: &[EpochRecord], dir: &Path, model: &dyn Learner, device: Device) {
+    for e in epochs {
+        if let Some(v) = &e.val {
+            tracker.update(e.epoch, v, &[]);
+        }
+    }
+    let Some(best) = tracker.best_epoch() else { return };
+    if let Ok(b) = checkpoint::load_folder(&dir.join(format!("epoch-{best}"))) {
+        let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        if let Some(weights) = names.iter().map(|n| b.model.get(n).map(|t| t.to_device(device))).collect::<Option<Vec<Tensor>>>() {
+            tracker.set_best_weights(weights);
+        }
+    }
+}
+
+/// Adds a micro-batch's gradients to the step's sum (the first becomes it).
+fn add_gradients(sum: &mut Vec<Tensor>, grads: Vec<Tensor>) {
+    if sum.is_empty() {
+        *sum = grads;
+        return;
+    }
+    tch::no_grad(|| {
+        for (s, g) in sum.iter_mut().zip(grads) {
+            match (s.defined(), g.defined()) {
+                (true, true) => drop(s.g_add_(&g)),
+                (false, true) => *s = g,
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Every parameter the run may update (frozen ones too: unfreezing can open
+/// them later, and the optimizer skips them while frozen), with its decay
+/// and rate multiplier.
+pub(super) fn param_specs(model: &dyn Learner, weight_decay: f64, scales: &HashMap<String, f64>) -> Vec<ParamSpec> {
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, t)| {
+            // The usual convention: no decay on biases and LayerNorm weights.
+            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
+            let lr_scale = scales.get(&name).copied().unwrap_or(1.0);
+            ParamSpec { name, tensor: t, weight_decay: if no_decay { 0.0 } else { weight_decay }, lr_scale }
+        })
+        .collect()
+}
+
+/// A warning when the training classes are badly imbalanced: the largest
+/// has at least 5 times the rows of the smallest (or a class has none).
+fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
+    if data.task() != Task::Classify {
+        return None;
+    }
+    let counts = data.targets().label_counts(labels.len());
+    let (min, max) = (*counts.iter().min()?, *counts.iter().max()?);
+    (max >= 5 * min.max(1) || min == 0).then(|| {
+        let each: Vec<String> = labels.iter().zip(&counts).map(|(l, n)| format!("{l}: {n}")).collect();
+        format!("the training classes are imbalanced ({}); consider class_weights: \"balanced\" and a stratified split", each.join(", "))
+    })
+}
+
+/// The class weights of the training loss as a tensor, if any.
+fn class_weight_tensor(opts: &FitOptions, data: &DataLoader, classes: usize, device: Device) -> Result<Option<Tensor>> {
+    let weights = match &opts.class_weights {
+        None => return Ok(None),
+        Some(ClassWeights::Given(w)) => {
+            if w.len() != classes {
+                bail!("class_weights has {} weights but the head has {classes} classes; give one per class, in label order", w.len());
+            }
+            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                bail!("class weights must be 0 or more");
+            }
+            w.clone()
+        }
+        Some(ClassWeights::Balanced) => {
+            let counts = data.targets().label_counts(classes);
+            let n = data.rows() as f64;
+            counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
+        }
+    };
+    Ok(Some(Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(device)))
+}

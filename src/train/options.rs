@@ -1,0 +1,102 @@
+//! What a `fit` is told: the optimizer, the learning-rate plan, the loss,
+//! and the optional parts (early stopping, checkpoints, unfreezing, layer
+//! tracking).
+
+use super::checkpoint::CheckpointOptions;
+use super::early_stopping::EarlyStopping;
+use super::loss::Loss;
+use super::optim::Method;
+use super::schedule::Schedule;
+use super::unfreeze::{LayerRates, Unfreezing};
+
+/// Weights of each class in the training loss.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeights {
+    /// `rows / (classes * rows of the class)`, from the training data (scikit-learn's "balanced").
+    Balanced,
+    /// One weight per class, in label order.
+    Given(Vec<f64>),
+}
+
+/// Settings of one `fit`.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// The update rule.
+    pub optimizer: Method,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Weight decay (decoupled for AdamW, L2 otherwise; not applied to
+    /// biases and LayerNorm weights).
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Warmup, as a share of all steps.
+    pub warmup: f64,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (all epochs together), if set.
+    pub max_steps: Option<usize>,
+    /// Clip the global gradient norm to this, if set.
+    pub max_grad_norm: Option<f64>,
+    /// Stop when validation stops improving, if set.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Adam's betas and epsilon.
+    pub betas: (f64, f64),
+    /// Adam's epsilon.
+    pub eps: f64,
+    /// How the trainable part grows during the run, if it does.
+    pub unfreezing: Option<Unfreezing>,
+    /// Learning rates per layer group.
+    pub layer_rates: LayerRates,
+    /// The training loss; `None` takes the head's task's default
+    /// (cross-entropy, binary cross-entropy or MSE).
+    pub loss: Option<Loss>,
+    /// Label smoothing of the cross-entropy (0 = none).
+    pub label_smoothing: f64,
+    /// Class weights of the training loss, if any.
+    pub class_weights: Option<ClassWeights>,
+    /// Batches whose gradients are summed into one optimizer step.
+    pub accumulate: usize,
+    /// Reseeds dropout from this at every epoch, so that a resumed run
+    /// repeats an uninterrupted one; `None` leaves the generator alone.
+    pub seed: Option<u64>,
+    /// Write a checkpoint after every epoch.
+    pub checkpoint: Option<CheckpointOptions>,
+    /// Continue from the latest checkpoint in this folder.
+    pub resume: Option<std::path::PathBuf>,
+    /// Also evaluate every this many optimizer steps (each epoch ends with
+    /// an evaluation anyway).
+    pub eval_every: Option<usize>,
+    /// Record per layer group, every epoch, the weight change and the mean
+    /// gradient norm (keeps a copy of the starting weights).
+    pub track_layers: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            optimizer: Method::AdamW,
+            lr: 2e-5,
+            weight_decay: 0.01,
+            schedule: Schedule::Linear,
+            warmup: 0.1,
+            epochs: 3,
+            max_steps: None,
+            max_grad_norm: Some(1.0),
+            early_stopping: None,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            unfreezing: None,
+            layer_rates: LayerRates::default(),
+            loss: None,
+            label_smoothing: 0.0,
+            class_weights: None,
+            accumulate: 1,
+            seed: None,
+            checkpoint: None,
+            resume: None,
+            eval_every: None,
+            track_layers: false,
+        }
+    }
+}
