@@ -12,7 +12,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bad-data")
+    common::repo().join("tests/corpus/bad-data")
 }
 
 /// Every file under `dir` with the sha256 of its content.

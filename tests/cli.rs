@@ -8,8 +8,7 @@ fn run_script(source: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.rhai");
     std::fs::write(&path, source).unwrap();
-    let out = Command::new(common::tunebook_bin()).args(["run", path.to_str().unwrap(), "--device", "cpu"]).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    common::outcome(Command::new(common::tunebook_bin()).args(["run", path.to_str().unwrap(), "--device", "cpu"]).output().unwrap())
 }
 
 #[test]
@@ -143,8 +142,7 @@ fn ctrl_c_stops_training_at_the_next_batch_and_exits_130() {
 }
 
 fn tunebook(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(common::tunebook_bin()).args(args).current_dir(dir).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    common::outcome(Command::new(common::tunebook_bin()).args(args).current_dir(dir).output().unwrap())
 }
 
 #[test]
@@ -215,7 +213,7 @@ fn the_repl_keeps_one_scope_and_reads_multi_line_input() {
 
 #[test]
 fn the_examples_run_through_tunebook_run_on_small_data() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo();
     let dir = tempfile::tempdir().unwrap();
     let sentiment = root.join("examples/finetune_sentiment.rhai");
     let (code, stdout, stderr) = tunebook(
@@ -245,7 +243,7 @@ fn the_examples_run_through_tunebook_run_on_small_data() {
 
 #[test]
 fn the_chart_gallery_writes_every_chart_as_png_and_svg() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo();
     let dir = tempfile::tempdir().unwrap();
     let gallery = root.join("examples/chart_gallery.rhai");
     let args = ["run", gallery.to_str().unwrap(), "--device", "cpu", "--set", "TRAIN_ROWS=48", "--set", "VAL_ROWS=32", "--set", "EPOCHS=2"];

@@ -15,9 +15,6 @@ use tunebook::distributed::{self, ReduceOp};
 
 /// A port for one test's rendezvous (tests run in parallel, so each asks
 /// the kernel for its own).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The launcher variables of rank `rank` of `world`.
 fn rank_env(cmd: &mut Command, rank: usize, world: usize, port: u16) {
@@ -57,7 +54,7 @@ fn collective_rank_worker() {
 
 #[test]
 fn collectives_agree_across_two_ranks() {
-    let port = free_port();
+    let port = common::free_port();
     let children: Vec<Child> = (0..2)
         .map(|rank| {
             let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -236,7 +233,7 @@ fn stderr_of(child: Child) -> String {
 #[test]
 fn a_killed_rank_stops_the_other_with_a_clear_error() {
     let dir = tiny_workspace();
-    let port = free_port();
+    let port = common::free_port();
     let mut rank0 = start_rank(dir.path(), 0, port, 120);
     let mut rank1 = start_rank(dir.path(), 1, port, 120);
     // Let both join and train an epoch, then kill rank 1 outright.
@@ -256,7 +253,7 @@ fn a_killed_rank_stops_the_other_with_a_clear_error() {
 #[test]
 fn a_hung_rank_is_given_up_on_at_the_timeout() {
     let dir = tiny_workspace();
-    let port = free_port();
+    let port = common::free_port();
     let mut rank0 = start_rank(dir.path(), 0, port, 3);
     let mut rank1 = start_rank(dir.path(), 1, port, 3);
     wait_for_training(dir.path(), &mut rank0);
@@ -318,7 +315,7 @@ fn a_half_set_launch_environment_is_a_clear_error() {
         .env("WORLD_SIZE", "2")
         .env("RANK", "0")
         .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", free_port().to_string())
+        .env("MASTER_PORT", common::free_port().to_string())
         .env("TUNEBOOK_DIST_TIMEOUT", "2")
         .output()
         .unwrap();

@@ -6,14 +6,10 @@ use tunebook::train::TrainEvent;
 
 /// The tests here train, and libtorch has one global random generator: run
 /// one at a time so that dropout depends on the seed alone.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[test]
 fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
-    let _one_at_a_time = serial();
+    let _one_at_a_time = common::serial();
     let out = tempfile::tempdir().unwrap();
     let saved_dir = out.path().join("sentiment");
     let (mut session, recorded) = common::session();
@@ -84,7 +80,7 @@ fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
 
 #[test]
 fn a_head_made_for_a_count_takes_the_datas_class_names() {
-    let _one_at_a_time = serial();
+    let _one_at_a_time = common::serial();
     let (mut session, _) = common::session();
     let out = session
         .eval(

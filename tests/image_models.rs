@@ -7,13 +7,9 @@ use tunebook::data::image::ImageDataset;
 
 /// Tests that train run one at a time: libtorch has one global random
 /// generator, and weight initialization and dropout draw from it.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn eval_map(code: &str) -> rhai::Map {
-    let _one_at_a_time = serial();
+    let _one_at_a_time = common::serial();
     let (mut session, _) = common::session();
     session.eval(code, "images.rhai").unwrap_or_else(|e| panic!("{e}")).cast::<rhai::Map>()
 }

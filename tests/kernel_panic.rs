@@ -2,7 +2,8 @@
 //! failure evcxr's issue #422 describes): the request gets an error reply,
 //! and the next one is served as usual.
 
-use std::net::TcpListener;
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -42,9 +43,6 @@ impl Interpreter for Fragile {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn request(socket: &zmq::Socket, signer: &Signer, msg_type: &str, content: Value) -> Value {
     let header = wire::new_header(msg_type, "test");
@@ -60,10 +58,10 @@ fn request(socket: &zmq::Socket, signer: &Signer, msg_type: &str, content: Value
 fn a_panicking_handler_gets_an_error_reply_and_the_kernel_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let key = "a-test-key";
-    let (shell, control) = (free_port(), free_port());
+    let (shell, control) = (common::free_port(), common::free_port());
     let conn = json!({
         "ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
-        "shell_port": shell, "control_port": control, "iopub_port": free_port(), "stdin_port": free_port(), "hb_port": free_port(),
+        "shell_port": shell, "control_port": control, "iopub_port": common::free_port(), "stdin_port": common::free_port(), "hb_port": common::free_port(),
     });
     let file = dir.path().join("kernel.json");
     std::fs::write(&file, conn.to_string()).unwrap();

@@ -1,13 +1,13 @@
 //! Loading checkpoints: every error names what is wrong.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 use tunebook::model::{LoadOptions, TextModel, Pooling};
 
-fn minilm_dir() -> PathBuf {
-    tunebook::model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap()
-}
+use common::minilm_dir;
 
 /// A copy of MiniLM whose weights and config pass through `edit`.
 fn variant(edit_weights: impl FnOnce(&mut Vec<(String, Tensor)>), edit_config: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
@@ -127,7 +127,7 @@ fn a_folder_without_any_tokenizer_says_so() {
 }
 
 fn tiny_bert() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert")
+    common::repo().join("tests/fixtures/tiny-bert")
 }
 
 #[test]

@@ -4,23 +4,19 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use tch::{Device, Kind, Tensor};
-use tunebook::model::{LoadOptions, TextModel, Pooling};
+use tch::{Kind, Tensor};
+use tunebook::model::{Pooling, TextModel};
 
 fn fixture() -> (serde_json::Value, HashMap<String, Tensor>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = common::repo().join("tests/fixtures");
     let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("minilm_parity.json")).unwrap()).unwrap();
     let tensors = Tensor::read_safetensors(dir.join("minilm_parity.safetensors")).unwrap().into_iter().collect();
     (meta, tensors)
 }
 
 fn minilm() -> TextModel {
-    let cache = tunebook::runtime::cache_dir();
-    let dir = tunebook::model::resolve_path("minilm", &cache).unwrap();
-    let opts = LoadOptions { labels: Some(vec!["a".into(), "b".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None };
-    TextModel::load("minilm", &dir, &opts).unwrap()
+    common::load_minilm(&["a", "b"], Pooling::Mean)
 }
 
 fn sentences(meta: &serde_json::Value) -> Vec<String> {

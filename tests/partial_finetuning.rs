@@ -13,10 +13,8 @@ use tunebook::model::{Learner, LoadOptions, LoraConfig, TextModel, Pooling};
 use tunebook::train::{self, FitOptions, LayerRates, Schedule, TrainEvent, TrainObserver, Unfreezing};
 
 fn minilm(pooling: Pooling) -> TextModel {
-    let cache = tunebook::runtime::cache_dir();
-    let dir = tunebook::model::resolve_path("minilm", &cache).unwrap();
     tch::manual_seed(0);
-    TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling, task: None, device: Device::Cpu, dropout: None }).unwrap()
+    common::load_minilm(&["rotten", "fresh"], pooling)
 }
 
 fn loader(model: &TextModel, rows: usize) -> DataLoader {
@@ -299,7 +297,7 @@ mod common;
 #[test]
 fn the_comparison_example_runs_and_prints_its_table() {
     // The example itself, on a sample small enough for CI.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare_partial_finetuning.rhai");
+    let path = common::repo().join("examples/compare_partial_finetuning.rhai");
     let script = std::fs::read_to_string(&path).unwrap();
     let sizes = [("TRAIN_ROWS".to_string(), "32".to_string()), ("VAL_ROWS".into(), "32".into()), ("EPOCHS".into(), "1".into())];
     let small = tunebook::script::overrides::apply(&script, &sizes).unwrap();

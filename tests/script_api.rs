@@ -24,7 +24,7 @@ fn every_documented_function_runs_its_example_from_a_script() {
 
 #[test]
 fn docs_api_md_is_generated_from_the_reference_and_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md");
+    let path = common::repo().join("docs/api.md");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == reference::markdown(),

@@ -18,14 +18,10 @@ mod common;
 /// libtorch has one global random generator, which dropout draws from and
 /// each epoch reseeds: tests that train run one at a time, so that another
 /// test's draws never land in the middle of a run being compared bit for bit.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The tiny BERT fixture, with dropout switched off when `dropout` is false.
 fn tiny(dir: &Path, dropout: bool) -> TextModel {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+    let src = common::repo().join("tests/fixtures/tiny-bert");
     for f in ["vocab.txt", "pytorch_model.bin"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
@@ -93,7 +89,7 @@ fn losses(run: &TrainRun) -> Vec<u64> {
 
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
     for d in [&a, &b, &c] {
@@ -135,7 +131,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
 
 #[test]
 fn accumulating_two_batches_of_8_equals_one_batch_of_16() {
-    let _serial = serial();
+    let _serial = common::serial();
     // Plain SGD, whose update is proportional to the gradient: a wrongly
     // scaled accumulated gradient would show (Adam's would hide it).
     let work = tempfile::tempdir().unwrap();
@@ -173,7 +169,7 @@ fn accumulating_two_batches_of_8_equals_one_batch_of_16() {
 
 #[test]
 fn label_smoothing_and_class_weights_follow_their_definitions() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), false);
     // An unbalanced set: 36 bad, 12 good.
@@ -204,7 +200,7 @@ fn label_smoothing_and_class_weights_follow_their_definitions() {
 
 #[test]
 fn a_validation_set_with_one_class_is_reported() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), true);
     let train = loader(&model, &reviews(), 16, true);
@@ -218,7 +214,7 @@ fn a_validation_set_with_one_class_is_reported() {
 
 #[test]
 fn a_checkpoint_that_cannot_be_written_stops_with_a_clear_error_and_leaves_no_partial_folder() {
-    let _serial = serial();
+    let _serial = common::serial();
     // RLIMIT_FSIZE makes the weights file too large to write, as a full disk would.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -238,7 +234,7 @@ fn a_checkpoint_that_cannot_be_written_stops_with_a_clear_error_and_leaves_no_pa
 
 #[test]
 fn evaluate_reports_per_class_scores_and_the_confusion_matrix() {
-    let _serial = serial();
+    let _serial = common::serial();
     let (mut session, _) = common::session();
     let r = session
         .eval(
@@ -261,7 +257,7 @@ fn evaluate_reports_per_class_scores_and_the_confusion_matrix() {
 
 #[test]
 fn lr_find_suggests_a_rate_on_the_falling_slope_and_puts_the_weights_back() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), false);
     let before: HashMap<String, Tensor> = model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
@@ -286,7 +282,7 @@ fn lr_find_suggests_a_rate_on_the_falling_slope_and_puts_the_weights_back() {
 
 #[test]
 fn a_run_saved_as_json_lines_reads_back_exactly() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let (run, _) = fit(&mut tiny(work.path(), true), &options(2), None);
     let path = work.path().join("runs/first.jsonl");
@@ -320,7 +316,7 @@ impl TrainObserver for StopWhenEvaluating {
 
 #[test]
 fn interrupts_during_evaluation_and_at_a_checkpoint_leave_the_checkpoints_consistent() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let ckpt = work.path().join("ckpt");
     let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 5 });
@@ -356,7 +352,7 @@ fn interrupts_during_evaluation_and_at_a_checkpoint_leave_the_checkpoints_consis
 
 #[test]
 fn a_loss_that_turns_nan_stops_the_run_and_points_at_the_last_good_checkpoint() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let ckpt = work.path().join("ckpt");
     let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 2 });
@@ -378,7 +374,7 @@ fn a_loss_that_turns_nan_stops_the_run_and_points_at_the_last_good_checkpoint() 
 
 #[test]
 fn eval_every_evaluates_between_epoch_ends() {
-    let _serial = serial();
+    let _serial = common::serial();
     let work = tempfile::tempdir().unwrap();
     let mut model = tiny(work.path(), true);
     // 36 training rows in batches of 8: 5 steps an epoch; epochs end at steps 5 and 10.

@@ -45,6 +45,16 @@ pub struct TokenizedDataset {
 }
 
 impl TokenizedDataset {
+    /// Tokenizes `data` for a model whose head has `head_labels`: class ids
+    /// follow the head's label names, not the data's sorted ones (a head
+    /// with placeholder names, `LABEL_0`..., takes the data's order).
+    pub fn for_head(data: &TextDataset, tokenizer: &TextTokenizer, max_len: usize, head_labels: &[String]) -> Result<Self> {
+        if crate::task::are_placeholder_labels(head_labels) {
+            return Self::new(data, tokenizer, max_len);
+        }
+        Self::new(&data.in_label_order(head_labels)?, tokenizer, max_len)
+    }
+
     /// Each row's length in tokens before truncation (special tokens
     /// included), to see what `max_len` cuts. Token-classification rows
     /// are split into words as tokenization split them.

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod clean;
 pub mod image;
 mod loader;
+pub mod source;
 pub mod split;
 mod targets;
 pub mod text;
@@ -12,6 +13,7 @@ pub mod tokenizer;
 pub use targets::Targets;
 pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Prefetch, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
+pub use source::DatasetSource;
 pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};
 pub use tokenizer::TextTokenizer;
 

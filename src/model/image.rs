@@ -297,18 +297,7 @@ impl Learner for ImageModel {
         }
         Ok(self.classifier.forward(&h))
     }
-    fn task(&self) -> Task {
-        self.task
-    }
-    fn labels(&self) -> &[String] {
-        &self.labels
-    }
-    fn set_labels(&mut self, labels: Vec<String>) {
-        self.labels = labels;
-    }
-    fn device(&self) -> Device {
-        self.vs.device()
-    }
+    super::learner::learner_fields!();
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let order = |n: &str| {
             let mut parts = n.split('.');

@@ -120,3 +120,23 @@ fn set_requires_grad<L: Learner + ?Sized>(model: &L, names: &[String], trainable
         }
     }
 }
+
+/// Writes the `Learner` methods that only read the model's `task`, `labels`
+/// and `vs` (variable store) fields, which every model has.
+macro_rules! learner_fields {
+    () => {
+        fn task(&self) -> crate::task::Task {
+            self.task
+        }
+        fn labels(&self) -> &[String] {
+            &self.labels
+        }
+        fn set_labels(&mut self, labels: Vec<String>) {
+            self.labels = labels;
+        }
+        fn device(&self) -> tch::Device {
+            self.vs.device()
+        }
+    };
+}
+pub(crate) use learner_fields;

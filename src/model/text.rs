@@ -341,18 +341,7 @@ impl Learner for TextModel {
             other => bail!("{} is a text model: it reads tokenized text, not {}; tokenize the data with this model", self.name, other.kind()),
         }
     }
-    fn task(&self) -> Task {
-        self.task
-    }
-    fn labels(&self) -> &[String] {
-        &self.labels
-    }
-    fn set_labels(&mut self, labels: Vec<String>) {
-        self.labels = labels;
-    }
-    fn device(&self) -> Device {
-        self.vs.device()
-    }
+    super::learner::learner_fields!();
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         TextModel::named_parameters(self)
     }

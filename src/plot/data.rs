@@ -5,7 +5,8 @@ use base64::Engine as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{category_label, err, legend, line_mark, shorten, Chart, Figure, BLUE, VERMILLION};
+use super::bars::{category_axes, CategoryAxes};
+use super::{err, legend, line_mark, shorten, Chart, Figure, BLUE, VERMILLION};
 
 /// One image of a grid: pixels 0-255 laid out `[channels, height, width]`
 /// (1 channel for grey, 3 for colour) and the caption under it.
@@ -65,24 +66,9 @@ where
     let largest = counts.iter().copied().max().unwrap_or(0);
     let caption = format!("{}: {} rows, largest class {:.0}%", shorten(name, 32), crate::numbers::group_digits(total as i64), 100.0 * largest as f64 / total.max(1) as f64);
     let top = largest.max(1) as f64 * 1.2;
-    let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(-0.5..(labels.len() as f64 - 0.5), 0.0..top)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_labels(labels.len() * 2 + 1)
-        .x_label_formatter(&category_label(&names))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .y_desc("rows")
-        .disable_x_mesh()
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
+    let y_format = |y: &f64| format!("{y:.0}");
+    let axes = CategoryAxes { caption: (caption, 16), names: &names, top, y_desc: "rows", y_label_width: 56, y_format: Some(&y_format) };
+    let mut chart = category_axes(root, axes)?;
     chart.draw_series(counts.iter().enumerate().map(|(i, &n)| Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, n as f64)], BLUE.filled()))).map_err(err)?;
     chart
         .draw_series(counts.iter().enumerate().map(|(i, &n)| EmptyElement::at((i as f64, n as f64)) + Text::new(n.to_string(), (-10, -16), ("sans-serif", 12).into_font().color(&BLACK))))

@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::bars::{category_axes, CategoryAxes};
 use super::{box_mark, category_label, err, legend, shorten, Chart, Figure, BLUE, GREEN, ORANGE};
 use crate::train::metrics::ClassScores;
 
@@ -89,24 +90,9 @@ where
     let n = labels.len();
     let names: Vec<String> = labels.iter().map(|l| shorten(l, 12)).collect();
     let macro_f1 = scores.iter().map(|s| s.f1).sum::<f64>() / n.max(1) as f64;
-    let mut chart = ChartBuilder::on(root)
-        .caption(format!("precision, recall and F1 per class (macro F1 {macro_f1:.3})"), ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..1.3)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_labels(n * 2 + 1)
-        .x_label_formatter(&category_label(&names))
-        .y_label_formatter(&|y| if *y <= 1.0 + 1e-9 { format!("{y:.1}") } else { String::new() })
-        .y_desc("score")
-        .disable_x_mesh()
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
+    let y_format = |y: &f64| if *y <= 1.0 + 1e-9 { format!("{y:.1}") } else { String::new() };
+    let caption = (format!("precision, recall and F1 per class (macro F1 {macro_f1:.3})"), 18);
+    let mut chart = category_axes(root, CategoryAxes { caption, names: &names, top: 1.3, y_desc: "score", y_label_width: 50, y_format: Some(&y_format) })?;
     let metrics: [(&str, RGBColor, fn(&ClassScores) -> f64); 3] = [("precision", BLUE, |s| s.precision), ("recall", ORANGE, |s| s.recall), ("F1", GREEN, |s| s.f1)];
     for (k, (name, color, pick)) in metrics.into_iter().enumerate() {
         let offset = (k as f64 - 1.0) * 0.26;

@@ -5,6 +5,7 @@
 //! SVG or PNG, at its size and with its title, so that a script can change
 //! either before saving.
 
+mod bars;
 mod data;
 mod evaluation;
 mod model;
@@ -13,7 +14,7 @@ mod training;
 use std::path::Path;
 use std::sync::{Arc, Once};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -157,13 +158,7 @@ impl Chart {
             Some("png") => self.png()?,
             _ => bail!("cannot tell the format of {}: name the file .svg or .png", path.display()),
         };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-        use std::io::Write;
-        tmp.write_all(&bytes).with_context(|| format!("cannot write {}", path.display()))?;
-        tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-        Ok(())
+        crate::files::write_file(path, &bytes)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<()>

@@ -4,7 +4,8 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{box_mark, category_label, err, legend, Chart, Figure, BLUE, GREY};
+use super::bars::{category_axes, CategoryAxes};
+use super::{box_mark, err, legend, Chart, Figure, BLUE, GREY};
 use crate::model::ModelSummary;
 
 /// What trains and what is frozen: per module (the embeddings, each layer,
@@ -44,23 +45,8 @@ where
         crate::numbers::group_digits(summary.total()),
         crate::numbers::percent(summary.trainable(), summary.total())
     );
-    let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(-0.5..(rows.len() as f64 - 0.5), 0.0..top)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_labels(rows.len() * 2 + 1)
-        .x_label_formatter(&category_label(&names))
-        .y_desc("parameters (millions)")
-        .disable_x_mesh()
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
+    let axes = CategoryAxes { caption: (caption, 18), names: &names, top, y_desc: "parameters (millions)", y_label_width: 56, y_format: None };
+    let mut chart = category_axes(root, axes)?;
     let bar = |i: usize, lo: f64, hi: f64, color: RGBColor| Rectangle::new([(i as f64 - 0.35, lo), (i as f64 + 0.35, hi)], color.filled());
     chart.draw_series(rows.iter().enumerate().map(|(i, r)| bar(i, 0.0, millions(r.trainable), BLUE))).map_err(err)?.label("trainable").legend(box_mark(BLUE));
     chart

@@ -5,7 +5,6 @@
 //! uninterrupted run with the same seed.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -60,25 +59,6 @@ const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 const LATEST_FILE: &str = "latest.json";
 
-fn fsync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("cannot flush {}", path.display()))
-}
-
-fn fsync_dir(path: &Path) {
-    // Directories cannot be fsynced everywhere; a rename is still atomic.
-    let _ = std::fs::File::open(path).and_then(|f| f.sync_all());
-}
-
-/// Writes `text` to `path` through a temporary file and a rename.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes()).and_then(|_| tmp.as_file().sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    fsync_dir(dir);
-    Ok(())
-}
-
 /// Removes what a killed writer left behind: staging folders (`.epoch-N-*`)
 /// and temporary files (`.tmp*`). They were never renamed into place, so no
 /// checkpoint refers to them.
@@ -102,25 +82,21 @@ pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: 
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the checkpoint folder {}", dir.display()))?;
     remove_unfinished_writes(dir);
     let folder = format!("epoch-{}", state.epoch);
-    let staging = tempfile::Builder::new().prefix(&format!(".{folder}-")).tempdir_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<()> {
-        let path = staging.path().join(name);
-        crate::model::weights::hf::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
-        fsync_file(&path)
-    };
-    write(MODEL_FILE, model)?;
-    write(OPTIMIZER_FILE, optimizer)?;
-    let state_path = staging.path().join(STATE_FILE);
-    std::fs::write(&state_path, serde_json::to_string_pretty(state)?).with_context(|| "cannot write the checkpoint's state".to_string())?;
-    fsync_file(&state_path)?;
     let target = dir.join(&folder);
-    if target.exists() {
-        std::fs::remove_dir_all(&target).with_context(|| format!("cannot replace {}", target.display()))?;
-    }
-    std::fs::rename(staging.keep(), &target).with_context(|| format!("cannot move the checkpoint into {}", target.display()))?;
-    fsync_dir(dir);
+    crate::files::write_folder(&target, &format!(".{folder}-"), |staging| {
+        let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<()> {
+            let path = staging.join(name);
+            crate::model::weights::hf::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
+            crate::files::fsync_file(&path)
+        };
+        write(MODEL_FILE, model)?;
+        write(OPTIMIZER_FILE, optimizer)?;
+        let state_path = staging.join(STATE_FILE);
+        std::fs::write(&state_path, serde_json::to_string_pretty(state)?).with_context(|| "cannot write the checkpoint's state".to_string())?;
+        crate::files::fsync_file(&state_path)
+    })?;
     let best = state.best_epoch.map(|e| format!("epoch-{e}"));
-    write_atomically(&dir.join(LATEST_FILE), &serde_json::to_string_pretty(&Latest { epoch: state.epoch, folder, best: best.clone() })?)?;
+    crate::files::write_file(&dir.join(LATEST_FILE), serde_json::to_string_pretty(&Latest { epoch: state.epoch, folder, best: best.clone() })?.as_bytes())?;
     // Prune only once the new checkpoint is in place.
     let first_kept = state.epoch.saturating_sub(options.keep.max(1)) + 1;
     for e in 1..first_kept {

@@ -4,13 +4,13 @@
 //! and data-parallel gradient sync. The trainer then runs epoch by epoch,
 //! each a loop of optimizer steps, reporting through `TrainEvent`s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::checkpoint::{self, CheckpointOptions, CheckpointState};
 use super::early_stopping::Tracker;
@@ -18,14 +18,14 @@ use super::evaluate::{check_labels, evaluate_with_stop, EvalResult, PREFETCH_AHE
 use super::events::{Silent, StopFlag, TrainEvent, TrainObserver};
 use super::history::{EpochRecord, StepEval, StepRecord, TrainRun};
 use super::layer_stats::LayerTracker;
-use super::loss::Loss;
+use super::loss::{class_weight_tensor, Loss};
 use super::optim::{self, Optimizer, ParamSpec};
-use super::options::{ClassWeights, FitOptions};
+use super::options::FitOptions;
 use super::schedule::{Plateau, Schedule};
-use super::unfreeze::{self, Unfreezing};
+use super::sync::GradientSync;
+use super::unfreeze::{self, GradualUnfreezing};
 use crate::data::{DataLoader, LoaderSource, Prefetch};
-use crate::distributed::{OverlappedGradients, ProcessGroup, ReduceOp};
-use crate::model::{LayerGroup, Learner};
+use crate::model::Learner;
 use crate::task::Task;
 
 /// Trains `model` on `train`, evaluating on `val` after every epoch.
@@ -127,83 +127,6 @@ impl RatePlan {
     }
 }
 
-/// Gradual unfreezing: the layer groups open epoch by epoch, within what
-/// trained at the start.
-struct GradualUnfreezing {
-    schedule: Unfreezing,
-    start_mask: Vec<(String, bool)>,
-    groups: Vec<LayerGroup>,
-}
-
-impl GradualUnfreezing {
-    /// Applies the schedule for `epoch`: a parameter trains when it did at
-    /// the start and its group is open. Returns the open groups' names when
-    /// that changed the model (always at epoch 1).
-    fn apply(&self, model: &mut dyn Learner, epoch: usize) -> Option<Vec<String>> {
-        let open = self.schedule.open_groups(epoch, self.groups.len());
-        let open_names: HashSet<&str> = self.groups[..open].iter().flat_map(|g| g.params.iter().map(String::as_str)).collect();
-        let before = model.trainable_mask();
-        let mask: Vec<(String, bool)> = self.start_mask.iter().map(|(n, t)| (n.clone(), *t && open_names.contains(n.as_str()))).collect();
-        model.set_trainable_mask(&mask);
-        (before != mask || epoch == 1).then(|| self.groups[..open].iter().map(|g| g.name.clone()).collect())
-    }
-}
-
-/// Data-parallel gradient exchange: hooks that all-reduce gradient buckets
-/// while the backward pass runs, and the ranks' agreement after each step.
-struct GradientSync {
-    group: &'static ProcessGroup,
-    overlap: Option<OverlappedGradients>,
-}
-
-impl GradientSync {
-    /// Every replica takes rank 0's weights, as DDP does at construction (a
-    /// freshly initialized head differs between processes).
-    fn broadcast_weights(&self, model: &dyn Learner) -> Result<()> {
-        let params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
-        let synced = self.group.broadcast(&params, 0)?;
-        tch::no_grad(|| {
-            for (p, s) in params.iter().zip(&synced) {
-                p.shallow_clone().copy_(s);
-            }
-        });
-        Ok(())
-    }
-
-    /// Hooks the parameters that train this step (new hooks when that set changed).
-    fn begin_step(&mut self, inputs: &[Tensor]) -> Result<()> {
-        if !self.overlap.as_ref().is_some_and(|o| o.covers(inputs)) {
-            drop(self.overlap.take()); // the old hooks go before new ones are added
-            self.overlap = Some(OverlappedGradients::new(self.group, inputs)?);
-        }
-        if let Some(o) = self.overlap.as_mut() {
-            o.begin_step();
-        }
-        Ok(())
-    }
-
-    /// The next backward pass is the step's last: its buckets may start.
-    fn last_backward(&mut self) {
-        if let Some(o) = self.overlap.as_mut() {
-            o.last_backward();
-        }
-    }
-
-    /// The summed gradients, the ranks' summed loss, and whether any rank
-    /// was asked to stop. Each rank's gradient is its rows' share of the
-    /// global mean, so their sum is the gradient of the whole global batch.
-    fn finish_step(&mut self, loss: f64, stop: bool) -> Result<(Vec<Tensor>, f64, bool)> {
-        let Some(o) = self.overlap.as_mut() else { bail!("a data-parallel step finished before it began") };
-        let (summed, reported) = o.finish()?;
-        let mut scalars: Vec<f64> = vec![loss, f64::from(u8::from(stop))];
-        scalars.extend(reported.iter().map(|&r| f64::from(u8::from(r))));
-        let totals = Vec::<f64>::try_from(&self.group.all_reduce(&[Tensor::from_slice(&scalars)], ReduceOp::Sum)?[0])?;
-        // Gradients that no rank produced stay undefined, as on one process.
-        let grads = summed.into_iter().zip(&totals[2..]).map(|(g, &n)| if n > 0.0 { g } else { Tensor::new() }).collect();
-        Ok((grads, totals[0], totals[1] > 0.0))
-    }
-}
-
 /// One `fit` in progress: its parts and the run so far.
 struct Trainer<'a> {
     model: &'a mut dyn Learner,
@@ -285,7 +208,7 @@ impl<'a> Trainer<'a> {
             lr_groups,
             early_stopping: opts.early_stopping.clone().map(Tracker::new),
             layer_tracker: None,
-            sync: dist.map(|group| GradientSync { group, overlap: None }),
+            sync: dist.map(GradientSync::new),
             all_params: model.named_parameters().into_iter().map(|(_, t)| t).collect(),
             run,
             step: 0,
@@ -660,26 +583,4 @@ fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
         let each: Vec<String> = labels.iter().zip(&counts).map(|(l, n)| format!("{l}: {n}")).collect();
         format!("the training classes are imbalanced ({}); consider class_weights: \"balanced\" and a stratified split", each.join(", "))
     })
-}
-
-/// The class weights of the training loss as a tensor, if any.
-fn class_weight_tensor(opts: &FitOptions, data: &DataLoader, classes: usize, device: Device) -> Result<Option<Tensor>> {
-    let weights = match &opts.class_weights {
-        None => return Ok(None),
-        Some(ClassWeights::Given(w)) => {
-            if w.len() != classes {
-                bail!("class_weights has {} weights but the head has {classes} classes; give one per class, in label order", w.len());
-            }
-            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-                bail!("class weights must be 0 or more");
-            }
-            w.clone()
-        }
-        Some(ClassWeights::Balanced) => {
-            let counts = data.targets().label_counts(classes);
-            let n = data.rows() as f64;
-            counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
-        }
-    };
-    Ok(Some(Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(device)))
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod optim;
 pub mod options;
 pub mod schedule;
+mod sync;
 pub mod unfreeze;
 
 pub use checkpoint::CheckpointOptions;

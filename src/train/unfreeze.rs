@@ -1,6 +1,6 @@
 //! Freezing that changes during a run, and learning rates per layer group.
 //!
-//! Layer groups come from `Model::layer_groups`, top first: the head, the
+//! Layer groups come from `Learner::layer_groups`, top first: the head, the
 //! last transformer layer, ..., the first, then the embeddings.
 
 use anyhow::{bail, Result};
@@ -86,6 +86,31 @@ pub fn group_rates(groups: &[LayerGroup], scales: &std::collections::HashMap<Str
         .iter()
         .filter_map(|g| g.params.first().map(|p| (g.name.clone(), base_lr * scales.get(p).copied().unwrap_or(1.0))))
         .collect()
+}
+
+/// Gradual unfreezing: the layer groups open epoch by epoch, within what
+/// trained at the start.
+pub(super) struct GradualUnfreezing {
+    /// How many groups are open at each epoch.
+    pub(super) schedule: Unfreezing,
+    /// What trained when the run started.
+    pub(super) start_mask: Vec<(String, bool)>,
+    /// The layer groups, top first.
+    pub(super) groups: Vec<LayerGroup>,
+}
+
+impl GradualUnfreezing {
+    /// Applies the schedule for `epoch`: a parameter trains when it did at
+    /// the start and its group is open. Returns the open groups' names when
+    /// that changed the model (always at epoch 1).
+    pub(super) fn apply(&self, model: &mut dyn Learner, epoch: usize) -> Option<Vec<String>> {
+        let open = self.schedule.open_groups(epoch, self.groups.len());
+        let open_names: std::collections::HashSet<&str> = self.groups[..open].iter().flat_map(|g| g.params.iter().map(String::as_str)).collect();
+        let before = model.trainable_mask();
+        let mask: Vec<(String, bool)> = self.start_mask.iter().map(|(n, t)| (n.clone(), *t && open_names.contains(n.as_str()))).collect();
+        model.set_trainable_mask(&mask);
+        (before != mask || epoch == 1).then(|| self.groups[..open].iter().map(|g| g.name.clone()).collect())
+    }
 }
 
 #[cfg(test)]

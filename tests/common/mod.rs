@@ -82,3 +82,32 @@ pub fn tunebook_bin() -> PathBuf {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Holds a lock for the rest of a test: tests that seed libtorch's one
+/// global generator and train run one at a time within their binary.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A TCP port that was free a moment ago on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The folder of the bootstrap's MiniLM.
+pub fn minilm_dir() -> PathBuf {
+    tunebook::model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap()
+}
+
+/// MiniLM on the CPU with a new classification head for `labels`.
+pub fn load_minilm(labels: &[&str], pooling: tunebook::model::Pooling) -> tunebook::model::TextModel {
+    let labels = Some(labels.iter().map(|l| l.to_string()).collect());
+    let opts = tunebook::model::LoadOptions { labels, pooling, task: None, device: tch::Device::Cpu, dropout: None };
+    tunebook::model::TextModel::load("minilm", &minilm_dir(), &opts).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// A finished command's exit code (-1 for a signal), stdout and stderr.
+pub fn outcome(out: std::process::Output) -> (i32, String, String) {
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}

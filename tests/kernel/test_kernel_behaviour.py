@@ -10,6 +10,8 @@ import time
 
 from jupyter_client.session import Session
 
+from conftest import execute as run, result_text
+
 TIMEOUT = 120
 
 SETUP_TRAINING = """
@@ -19,29 +21,6 @@ let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ ba
 let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
 model.freeze("embeddings");
 """
-
-
-def run(kc, code, timeout=TIMEOUT, **kw):
-    """Executes code; returns (reply content, iopub messages of this request)."""
-    msg_id = kc.execute(code, **kw)
-    reply = kc.get_shell_msg(timeout=timeout)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = kc.get_shell_msg(timeout=timeout)
-    outputs = []
-    while True:
-        msg = kc.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        outputs.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return reply["content"], outputs
-
-
-def result_text(outputs):
-    for m in outputs:
-        if m["msg_type"] == "execute_result":
-            return m["content"]["data"]["text/plain"]
-    return None
 
 
 def stdout_text(outputs):

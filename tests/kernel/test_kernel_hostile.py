@@ -14,7 +14,7 @@ import uuid
 
 import zmq
 
-from conftest import REPO, TUNEBOOK
+from conftest import REPO, TUNEBOOK, execute, result_text
 
 SEED = 20261129
 MESSAGES = 10_000
@@ -24,19 +24,8 @@ TIMEOUT = 120
 
 def run(kc, code, timeout=TIMEOUT):
     """Executes code; returns (reply content, text/plain of the result or None)."""
-    msg_id = kc.execute(code)
-    reply = kc.get_shell_msg(timeout=timeout)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = kc.get_shell_msg(timeout=timeout)
-    result = None
-    while True:
-        msg = kc.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "execute_result":
-            result = msg["content"]["data"]["text/plain"]
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return reply["content"], result
+    reply, outputs = execute(kc, code, timeout)
+    return reply, result_text(outputs)
 
 
 class Barrage:

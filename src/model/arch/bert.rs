@@ -94,6 +94,30 @@ impl Layer {
         }
     }
 
+    fn denses_mut(&mut self) -> [&mut Dense; 6] {
+        [&mut self.query, &mut self.key, &mut self.value, &mut self.attention_output, &mut self.intermediate, &mut self.output]
+    }
+
+    /// Adds adapters under `attention.output.adapter` and `output.adapter`.
+    fn add_adapters(&mut self, root: &nn::Path, size: i64) {
+        let p = crate::model::layers::sub_path(root, &self.path);
+        self.adapters = Some([Bottleneck::new(&p / "attention" / "output" / "adapter", self.hidden, size), Bottleneck::new(&p / "output" / "adapter", self.hidden, size)]);
+    }
+}
+
+/// A LayerNorm over the hidden size, with the config's epsilon.
+pub(in crate::model) fn layer_norm(p: nn::Path, c: &EncoderConfig) -> nn::LayerNorm {
+    let config = nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() };
+    nn::layer_norm(p, vec![c.hidden_size], config)
+}
+
+/// A layer of an encoder stack: hidden states in, hidden states out.
+pub(in crate::model) trait StackLayer {
+    /// The layer's output for `xs`; `mask` is the boolean key mask.
+    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor;
+}
+
+impl StackLayer for Layer {
     /// `mask` is boolean `[batch, 1, 1, seq]`, true where a key may be attended.
     fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let dropout = if train { self.attention_dropout } else { 0.0 };
@@ -110,21 +134,17 @@ impl Layer {
         }
         self.output_norm.forward(&(out + xs))
     }
-
-    fn denses_mut(&mut self) -> [&mut Dense; 6] {
-        [&mut self.query, &mut self.key, &mut self.value, &mut self.attention_output, &mut self.intermediate, &mut self.output]
-    }
-
-    /// Adds adapters under `attention.output.adapter` and `output.adapter`.
-    fn add_adapters(&mut self, root: &nn::Path, size: i64) {
-        let p = crate::model::layers::sub_path(root, &self.path);
-        self.adapters = Some([Bottleneck::new(&p / "attention" / "output" / "adapter", self.hidden, size), Bottleneck::new(&p / "output" / "adapter", self.hidden, size)]);
-    }
 }
 
-pub(in crate::model) fn layer_norm(p: nn::Path, c: &EncoderConfig) -> nn::LayerNorm {
-    let config = nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() };
-    nn::layer_norm(p, vec![c.hidden_size], config)
+/// Embeds the tokens and runs them through `layers`: the last hidden
+/// states `[batch, seq, hidden]`.
+pub(in crate::model) fn encode<L: StackLayer>(embeddings: &Embeddings, layers: &[L], input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+    let mask = key_mask(attention_mask);
+    let mut xs = embeddings.forward(input_ids, token_type_ids, train);
+    for layer in layers {
+        xs = layer.forward(&xs, &mask, train);
+    }
+    xs
 }
 
 /// The BERT encoder with its pooler (`dense` + tanh on the first token);
@@ -149,12 +169,7 @@ impl Bert {
 
     /// Last hidden states `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let mask = key_mask(attention_mask);
-        let mut xs = self.embeddings.forward(input_ids, token_type_ids, train);
-        for layer in &self.layers {
-            xs = layer.forward(&xs, &mask, train);
-        }
-        xs
+        encode(&self.embeddings, &self.layers, input_ids, token_type_ids, attention_mask, train)
     }
 
     /// Every linear layer of the encoder (not the pooler), in model order.

@@ -5,8 +5,8 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::bert::{layer_norm, Embeddings};
-use crate::model::layers::{activate, attend, key_mask, sub_path, Bottleneck, Dense};
+use super::bert::{encode, layer_norm, Embeddings, StackLayer};
+use crate::model::layers::{activate, attend, sub_path, Bottleneck, Dense};
 use super::config::EncoderConfig;
 
 /// One DistilBERT block: attention and feed-forward, each post-normalized.
@@ -28,6 +28,23 @@ struct Block {
     activation: String,
     dropout: f64,
     attention_dropout: f64,
+}
+
+impl StackLayer for Block {
+    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let dropout = if train { self.attention_dropout } else { 0.0 };
+        let context = attend(self.q_lin.forward(xs, train), self.k_lin.forward(xs, train), self.v_lin.forward(xs, train), self.heads, mask, dropout);
+        let mut attended = self.out_lin.forward(&context, train);
+        if let Some([a, _]) = &self.adapters {
+            attended = a.forward(&attended);
+        }
+        let sa = self.sa_layer_norm.forward(&(attended + xs));
+        let mut ffn = self.lin2.forward(&activate(self.lin1.forward(&sa, train), &self.activation), train).dropout(self.dropout, train);
+        if let Some([_, a]) = &self.adapters {
+            ffn = a.forward(&ffn);
+        }
+        self.output_layer_norm.forward(&(ffn + sa))
+    }
 }
 
 impl Block {
@@ -54,21 +71,6 @@ impl Block {
         }
     }
 
-    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = attend(self.q_lin.forward(xs, train), self.k_lin.forward(xs, train), self.v_lin.forward(xs, train), self.heads, mask, dropout);
-        let mut attended = self.out_lin.forward(&context, train);
-        if let Some([a, _]) = &self.adapters {
-            attended = a.forward(&attended);
-        }
-        let sa = self.sa_layer_norm.forward(&(attended + xs));
-        let mut ffn = self.lin2.forward(&activate(self.lin1.forward(&sa, train), &self.activation), train).dropout(self.dropout, train);
-        if let Some([_, a]) = &self.adapters {
-            ffn = a.forward(&ffn);
-        }
-        self.output_layer_norm.forward(&(ffn + sa))
-    }
-
     fn denses_mut(&mut self) -> [&mut Dense; 6] {
         [&mut self.q_lin, &mut self.k_lin, &mut self.v_lin, &mut self.out_lin, &mut self.lin1, &mut self.lin2]
     }
@@ -90,12 +92,7 @@ impl DistilBert {
 
     /// Last hidden states `[batch, seq, hidden]`; token types are ignored.
     pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let mask = key_mask(attention_mask);
-        let mut xs = self.embeddings.forward(input_ids, token_type_ids, train);
-        for block in &self.blocks {
-            xs = block.forward(&xs, &mask, train);
-        }
-        xs
+        encode(&self.embeddings, &self.blocks, input_ids, token_type_ids, attention_mask, train)
     }
 
     /// Every linear layer of the encoder, in model order.

@@ -96,164 +96,193 @@ impl<'a> Unpickler<'a> {
         self.stack.last_mut().ok_or_else(|| anyhow!("the pickle's stack is empty"))
     }
 
+    /// Runs the pickle's opcodes to its STOP; returns the value and the
+    /// tensors it rebuilt.
     fn run(mut self) -> Result<(Value, Vec<TensorRef>)> {
         loop {
             let op = self.u8()?;
-            match op {
-                0x80 => {
-                    self.u8()?; // PROTO
-                }
-                0x95 => {
-                    self.take(8)?; // FRAME
-                }
-                b'.' => return Ok((self.pop()?, self.tensors)),
-                b'}' => self.stack.push(Value::Dict(Vec::new())),
-                b']' => self.stack.push(Value::List(Vec::new())),
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b'(' => self.stack.push(Value::Mark),
-                b'N' => self.stack.push(Value::None),
-                0x88 | 0x89 => self.stack.push(Value::OtherScalar),
-                b'J' => {
-                    let v = i32::from_le_bytes(self.take(4)?.try_into()?);
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'M' => {
-                    let v = u16::from_le_bytes(self.take(2)?.try_into()?);
-                    self.stack.push(Value::Int(v as i64));
-                }
-                0x8a => {
-                    let n = self.u8()? as usize;
-                    let bytes = self.take(n)?;
-                    if n > 8 {
-                        bail!("integer too large in the pickle");
-                    }
-                    let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
-                    buf[..n].copy_from_slice(bytes);
-                    self.stack.push(Value::Int(i64::from_le_bytes(buf)));
-                }
-                b'G' => {
-                    self.take(8)?;
-                    self.stack.push(Value::OtherScalar);
-                }
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    let s = String::from_utf8(self.take(n)?.to_vec())?;
-                    self.stack.push(Value::Str(s));
-                }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    let s = String::from_utf8(self.take(n)?.to_vec())?;
-                    self.stack.push(Value::Str(s));
-                }
-                b'q' => {
-                    let i = self.u8()? as u32;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
-                }
-                b'r' => {
-                    let i = self.u32()?;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
-                }
-                0x94 => {
-                    let i = self.memo.len() as u32;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
-                }
-                b'h' => {
-                    let i = self.u8()? as u32;
-                    let v = self.memo.get(&i).cloned().ok_or_else(|| anyhow!("bad memo reference {i}"))?;
-                    self.stack.push(v);
-                }
-                b'j' => {
-                    let i = self.u32()?;
-                    let v = self.memo.get(&i).cloned().ok_or_else(|| anyhow!("bad memo reference {i}"))?;
-                    self.stack.push(v);
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.stack.push(Value::Global(module, name));
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
-                        _ => bail!("malformed STACK_GLOBAL in the pickle"),
-                    }
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let at = self.stack.len().checked_sub(n).ok_or_else(|| anyhow!("the pickle's stack is too short"))?;
-                    let items = self.stack.split_off(at);
-                    self.stack.push(Value::Tuple(items));
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    let storage = self.persistent(pid)?;
-                    self.stack.push(storage);
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let func = self.pop()?;
-                    let v = self.reduce(func, args)?;
-                    self.stack.push(v);
-                }
-                0x81 => {
-                    let _args = self.pop()?;
-                    let cls = self.pop()?;
-                    self.stack.push(match cls {
-                        Value::Global(m, n) if m == "collections" && n == "OrderedDict" => Value::Dict(Vec::new()),
-                        Value::Global(m, n) => bail!("the pickle constructs {m}.{n}, which a state dict never needs"),
-                        _ => bail!("malformed NEWOBJ in the pickle"),
-                    });
-                }
-                b'b' => {
-                    // BUILD: state for an object (a state dict's metadata); not needed.
-                    self.pop()?;
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    match self.top()? {
-                        Value::Dict(d) => d.push((k, v)),
-                        _ => bail!("SETITEM on a non-dict in the pickle"),
-                    }
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let Value::Dict(d) = self.top()? else { bail!("SETITEMS on a non-dict in the pickle") };
-                    let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        d.push((k, v));
-                    }
-                }
-                b'a' => {
-                    let v = self.pop()?;
-                    match self.top()? {
-                        Value::List(l) => l.push(v),
-                        _ => bail!("APPEND on a non-list in the pickle"),
-                    }
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(l) => l.extend(items),
-                        _ => bail!("APPENDS on a non-list in the pickle"),
-                    }
-                }
-                other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1),
+            if op == b'.' {
+                return Ok((self.pop()?, self.tensors));
+            }
+            if !self.push_value(op)? && !self.use_memo(op)? {
+                self.build(op)?;
             }
         }
+    }
+
+    /// The opcodes that push a constant; false for any other.
+    fn push_value(&mut self, op: u8) -> Result<bool> {
+        match op {
+            0x80 => {
+                self.u8()?; // PROTO
+            }
+            0x95 => {
+                self.take(8)?; // FRAME
+            }
+            b'}' => self.stack.push(Value::Dict(Vec::new())),
+            b']' => self.stack.push(Value::List(Vec::new())),
+            b')' => self.stack.push(Value::Tuple(Vec::new())),
+            b'(' => self.stack.push(Value::Mark),
+            b'N' => self.stack.push(Value::None),
+            0x88 | 0x89 => self.stack.push(Value::OtherScalar),
+            b'J' => {
+                let v = i32::from_le_bytes(self.take(4)?.try_into()?);
+                self.stack.push(Value::Int(v as i64));
+            }
+            b'K' => {
+                let v = self.u8()?;
+                self.stack.push(Value::Int(v as i64));
+            }
+            b'M' => {
+                let v = u16::from_le_bytes(self.take(2)?.try_into()?);
+                self.stack.push(Value::Int(v as i64));
+            }
+            0x8a => {
+                let n = self.u8()? as usize;
+                let bytes = self.take(n)?;
+                if n > 8 {
+                    bail!("integer too large in the pickle");
+                }
+                let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
+                buf[..n].copy_from_slice(bytes);
+                self.stack.push(Value::Int(i64::from_le_bytes(buf)));
+            }
+            b'G' => {
+                self.take(8)?;
+                self.stack.push(Value::OtherScalar);
+            }
+            b'X' => {
+                let n = self.u32()? as usize;
+                let s = String::from_utf8(self.take(n)?.to_vec())?;
+                self.stack.push(Value::Str(s));
+            }
+            0x8c => {
+                let n = self.u8()? as usize;
+                let s = String::from_utf8(self.take(n)?.to_vec())?;
+                self.stack.push(Value::Str(s));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The opcodes that store into or read from the memo; false for any other.
+    fn use_memo(&mut self, op: u8) -> Result<bool> {
+        match op {
+            b'q' => {
+                let i = self.u8()? as u32;
+                let v = self.top()?.clone();
+                self.memo.insert(i, v);
+            }
+            b'r' => {
+                let i = self.u32()?;
+                let v = self.top()?.clone();
+                self.memo.insert(i, v);
+            }
+            0x94 => {
+                let i = self.memo.len() as u32;
+                let v = self.top()?.clone();
+                self.memo.insert(i, v);
+            }
+            b'h' => {
+                let i = self.u8()? as u32;
+                let v = self.memo.get(&i).cloned().ok_or_else(|| anyhow!("bad memo reference {i}"))?;
+                self.stack.push(v);
+            }
+            b'j' => {
+                let i = self.u32()?;
+                let v = self.memo.get(&i).cloned().ok_or_else(|| anyhow!("bad memo reference {i}"))?;
+                self.stack.push(v);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The opcodes that build containers, globals and tensors; an error for
+    /// any opcode a state dict never needs.
+    fn build(&mut self, op: u8) -> Result<()> {
+        match op {
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                self.stack.push(Value::Global(module, name));
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
+                    _ => bail!("malformed STACK_GLOBAL in the pickle"),
+                }
+            }
+            b't' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                let at = self.stack.len().checked_sub(n).ok_or_else(|| anyhow!("the pickle's stack is too short"))?;
+                let items = self.stack.split_off(at);
+                self.stack.push(Value::Tuple(items));
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                let storage = self.persistent(pid)?;
+                self.stack.push(storage);
+            }
+            b'R' => {
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let v = self.reduce(func, args)?;
+                self.stack.push(v);
+            }
+            0x81 => {
+                let _args = self.pop()?;
+                let cls = self.pop()?;
+                self.stack.push(match cls {
+                    Value::Global(m, n) if m == "collections" && n == "OrderedDict" => Value::Dict(Vec::new()),
+                    Value::Global(m, n) => bail!("the pickle constructs {m}.{n}, which a state dict never needs"),
+                    _ => bail!("malformed NEWOBJ in the pickle"),
+                });
+            }
+            b'b' => {
+                // BUILD: state for an object (a state dict's metadata); not needed.
+                self.pop()?;
+            }
+            b's' => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                match self.top()? {
+                    Value::Dict(d) => d.push((k, v)),
+                    _ => bail!("SETITEM on a non-dict in the pickle"),
+                }
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                let Value::Dict(d) = self.top()? else { bail!("SETITEMS on a non-dict in the pickle") };
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    d.push((k, v));
+                }
+            }
+            b'a' => {
+                let v = self.pop()?;
+                match self.top()? {
+                    Value::List(l) => l.push(v),
+                    _ => bail!("APPEND on a non-list in the pickle"),
+                }
+            }
+            b'e' => {
+                let items = self.pop_mark()?;
+                match self.top()? {
+                    Value::List(l) => l.extend(items),
+                    _ => bail!("APPENDS on a non-list in the pickle"),
+                }
+            }
+            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1),
+        }
+        Ok(())
     }
 
     fn persistent(&mut self, pid: Value) -> Result<Value> {

@@ -9,7 +9,7 @@ use super::ModelHandle;
 use crate::data::split::{Share, SplitSpec};
 use crate::data::augment::{TextAugment, Thesaurus};
 use crate::data::text::RawRow;
-use crate::data::{CleanOptions, CsvColumns, DataLoader, LoaderOptions, TextDataset, TokenizedDataset};
+use crate::data::{CleanOptions, CsvColumns, DataLoader, DatasetSource, LoaderOptions, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
 use crate::script::{guard, Context};
@@ -78,24 +78,18 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     let o = Options::new("load_dataset", opts)?;
-    if crate::data::image::NAMED_IMAGE_DATASETS.contains(&name) {
-        let test = o.bool("test", false)?;
-        for key in ["text", "label", "task", "separator"] {
-            if o.get(key).is_some() {
-                return Err(script_error(format!("load_dataset: '{name}' is an image dataset; option '{key}' is for text files")));
-            }
+    let source = guard(|| DatasetSource::identify(name))?;
+    if source.is_images() {
+        let (text_keys, refusal): (&[&str], &str) = match source {
+            DatasetSource::NamedImages(_) => (&["text", "label", "task", "separator"], "is for text files"),
+            _ => (&["text", "pair", "label", "task", "separator", "test"], "is for text"),
+        };
+        if let Some(key) = text_keys.iter().find(|k| o.get(k).is_some()) {
+            let what = if matches!(source, DatasetSource::NamedImages(_)) { format!("'{name}' is an image dataset") } else { format!("{name} is a folder of images") };
+            return Err(script_error(format!("load_dataset: {what}; option '{key}' {refusal}")));
         }
-        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(std::sync::Arc::new(crate::data::image::ImageDataset::named(name, &ctx.cache, test)?)))));
-    }
-    let path = Path::new(name);
-    if path.is_dir() && holds_images(path) {
-        for key in ["text", "pair", "label", "task", "separator", "test"] {
-            if o.get(key).is_some() {
-                return Err(script_error(format!("load_dataset: {name} is a folder of images; option '{key}' is for text")));
-            }
-        }
-        let size = image_size(&o)?;
-        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(std::sync::Arc::new(crate::data::image::ImageDataset::from_folders(path, size)?)))));
+        let (test, size) = (o.bool("test", false)?, image_size(&o)?);
+        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(std::sync::Arc::new(source.load_images(&ctx.cache, test, size)?)))));
     }
     if o.get("size").is_some() {
         return Err(script_error("load_dataset: option 'size' resizes the images of a folder of images; this is text"));
@@ -104,35 +98,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         return Err(script_error(format!("load_dataset: option 'test' picks the test part of an image dataset ({}); split text data with .split(#{{ test: 0.1 }})", crate::data::image::NAMED_IMAGE_DATASETS.join(", "))));
     }
     let cols = columns("load_dataset", &o)?;
-    let task = cols.task;
-    guard(|| {
-        let data = if crate::data::NAMED_DATASETS.contains(&name) {
-            if task != Task::Classify {
-                anyhow::bail!("'{name}' is labelled for classification; task: \"{}\" needs a CSV file with such labels", task.name());
-            }
-            TextDataset::named(name, &ctx.cache)?
-        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("conll")) {
-            if task != Task::Tokens {
-                anyhow::bail!("{name} is a CoNLL file of tagged words; load it with task: \"token_classify\"");
-            }
-            TextDataset::from_conll(path)?
-        } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")) {
-            TextDataset::from_jsonl(path, &cols)?
-        } else if path.is_file() {
-            TextDataset::from_csv(path, &cols)?
-        } else if path.is_dir() {
-            if task != Task::Classify {
-                anyhow::bail!("{name} is a folder of class subfolders, which labels each text with one class; task: \"{}\" needs a CSV or JSON Lines file", task.name());
-            }
-            TextDataset::from_folders(path)?
-        } else {
-            let mut named: Vec<&str> = crate::data::NAMED_DATASETS.to_vec();
-            named.extend(crate::data::image::NAMED_IMAGE_DATASETS);
-            anyhow::bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV, TSV, JSON Lines or CoNLL file, nor a folder with one subfolder per class", named.join(", "))
-        };
-        Ok(data)
-    })
-    .map(|data| Dynamic::from(with_notes_said(ctx, data)))
+    guard(|| source.load_text(&cols, &ctx.cache)).map(|data| Dynamic::from(with_notes_said(ctx, data)))
 }
 
 /// Says what loading left out or repaired, then wraps the dataset.
@@ -141,12 +107,6 @@ fn with_notes_said(ctx: &Context, data: TextDataset) -> DatasetHandle {
         ctx.host.eprint(&format!("note: {note}"));
     }
     DatasetHandle(Rc::new(data))
-}
-
-/// Whether any subfolder of `dir` holds a PNG or JPEG file.
-fn holds_images(dir: &Path) -> bool {
-    let entries = |d: &Path| std::fs::read_dir(d).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path()));
-    entries(dir).filter(|p| p.is_dir()).any(|class| entries(&class).any(|f| crate::data::image::is_image_file(&f)))
 }
 
 /// `size: 32` or `size: [height, width]`, for a folder of images.
@@ -250,6 +210,8 @@ fn from_rows(ctx: &Context, rows: Array, opts: Map) -> R<DatasetHandle> {
     Ok(with_notes_said(ctx, guard(|| TextDataset::from_cells(Path::new("rows"), cells, &cols, None))?))
 }
 
+/// Text datasets: loading, cleaning, splitting and looking at them, then
+/// tokenizing and batching.
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("dataset", move |rows: Array| from_rows(&c, rows, Map::new()));
@@ -328,7 +290,11 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     engine.register_fn("to_string", |d: &mut DatasetHandle| d.0.to_string());
     engine.register_fn("to_debug", |d: &mut DatasetHandle| d.0.to_string());
+    register_tokens_and_loaders(engine, ctx);
+}
 
+/// `tokenize`, `loader` and `augment_text`.
+fn register_tokens_and_loaders(engine: &mut Engine, ctx: &Rc<Context>) {
     let tokenize = |d: &mut DatasetHandle, m: ModelHandle, opts: Map| -> R<TokensHandle> {
         let o = Options::new("tokenize", opts)?;
         let max_len = o.int("max_len", 128, 2, 100_000)? as usize;
@@ -339,18 +305,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
                 model.config.max_position_embeddings
             )));
         }
-        guard(|| {
-            // Class ids follow the head's label names, not the data's sorted ones.
-            let labels = crate::model::Learner::labels(&*model);
-            let reordered;
-            let data = if crate::task::are_placeholder_labels(labels) {
-                &*d.0
-            } else {
-                reordered = d.0.in_label_order(labels)?;
-                &reordered
-            };
-            Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::new(data, &model.tokenizer, max_len)?)))
-        })
+        guard(|| Ok(TokensHandle(std::sync::Arc::new(TokenizedDataset::for_head(&d.0, &model.tokenizer, max_len, &model.labels)?))))
     };
     engine.register_fn("tokenize", tokenize);
     engine.register_fn("tokenize", move |d: &mut DatasetHandle, m: ModelHandle| tokenize(d, m, Map::new()));
