@@ -18,12 +18,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 pub use adapt::freeze::{LayerGroup, KINDS};
-pub use arch::{Arch, EncoderConfig};
+pub use adapt::heads::{mean_pool, Pooling};
+pub use arch::{Arch, Backbone, EncoderConfig};
 pub use image::{ImageArch, ImageModel, ImageSpec};
 pub use layers::LoraConfig;
 pub use learner::Learner;
 pub use summary::{ModelSummary, ModuleCount};
-pub use text::{mean_pool, LoadOptions, Pooling, TextModel};
+pub use text::{LoadOptions, TextModel};
 pub use weights::hf::LoadReport;
 pub use crate::task::Task;
 

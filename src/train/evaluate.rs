@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 use super::events::StopFlag;
+use super::history::EvalResult;
 use super::loss::Loss;
 use super::metrics::{Confusion, MultiLabelCounts, RegressionScores};
 use crate::data::DataLoader;
@@ -15,68 +16,6 @@ use crate::task::Task;
 
 /// Batches the loader thread prepares ahead of training and evaluation.
 pub(super) const PREFETCH_AHEAD: usize = 2;
-
-/// The loss and the task's metrics over a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalResult {
-    /// Mean loss: cross-entropy, binary cross-entropy or MSE, by task.
-    pub loss: f64,
-    /// The task evaluated.
-    #[serde(default)]
-    pub task: Task,
-    /// Classification: the share of rows whose top class is the label;
-    /// multi-label: the share with every label right.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accuracy: Option<f64>,
-    /// Macro-averaged F1 (over classes, or over labels).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub f1: Option<f64>,
-    /// Regression: mean squared error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mse: Option<f64>,
-    /// Regression: mean absolute error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mae: Option<f64>,
-    /// Regression: the coefficient of determination (1 is perfect, 0 is
-    /// no better than predicting the mean).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r2: Option<f64>,
-    /// Rows evaluated.
-    pub rows: usize,
-}
-
-impl EvalResult {
-    /// A metric by name (`loss`, `accuracy`, `f1`, `mse`, `mae`, `r2`),
-    /// when the task has it.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        match name {
-            "loss" => Some(self.loss),
-            "accuracy" => self.accuracy,
-            "f1" => self.f1,
-            "mse" => self.mse,
-            "mae" => self.mae,
-            "r2" => self.r2,
-            _ => None,
-        }
-    }
-
-    /// The task's metrics with their names, the loss first.
-    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
-        std::iter::once(("loss", self.loss)).chain(self.task.metric_names().iter().filter_map(|&n| self.metric(n).map(|v| (n, v)))).collect()
-    }
-
-    /// The loss and the task's headline metric, each name after `prefix`:
-    /// `val_loss 0.4102, val_accuracy 0.8125` (with F1 for multi-label
-    /// data, MAE and R² for regression).
-    pub fn summary(&self, prefix: &str) -> String {
-        let shown: &[&str] = match self.task {
-            Task::Classify => &["loss", "accuracy"],
-            Task::MultiLabel | Task::Tokens => &["loss", "accuracy", "f1"],
-            Task::Regression => &["loss", "mae", "r2"],
-        };
-        shown.iter().filter_map(|&n| self.metric(n).map(|v| format!("{prefix}{n} {v:.4}"))).collect::<Vec<_>>().join(", ")
-    }
-}
 
 /// Refuses data labelled for another task than the head's, or with more
 /// classes (or other label counts) than the head has.

@@ -14,11 +14,11 @@ use tch::{Device, Tensor};
 
 use super::checkpoint::{self, CheckpointOptions, CheckpointState};
 use super::early_stopping::Tracker;
-use super::evaluate::{check_labels, evaluate_with_stop, EvalResult, PREFETCH_AHEAD};
+use super::evaluate::{check_labels, evaluate_with_stop, PREFETCH_AHEAD};
 use super::events::{Silent, StopFlag, TrainEvent, TrainObserver};
-use super::history::{EpochRecord, StepEval, StepRecord, TrainRun};
+use super::history::{EpochRecord, EvalResult, StepEval, StepRecord, TrainRun};
 use super::layer_stats::LayerTracker;
-use super::loss::{class_weight_tensor, Loss};
+use super::loss::Loss;
 use super::optim::{self, Optimizer, ParamSpec};
 use super::options::FitOptions;
 use super::schedule::{Plateau, Schedule};
@@ -197,7 +197,7 @@ impl<'a> Trainer<'a> {
         };
         Ok(Self {
             loss: opts.loss.unwrap_or(Loss::default_for(model.task())),
-            loss_weights: class_weight_tensor(opts, train, model.labels().len(), device)?,
+            loss_weights: opts.class_weights.as_ref().map(|w| w.tensor(train, model.labels().len(), device)).transpose()?,
             optimizer: Optimizer::new(opts.optimizer, params, opts.betas.0, opts.betas.1, opts.eps),
             plan: RatePlan { base: opts.lr, schedule: opts.schedule, total_steps, warmup, plateau },
             accumulate,

@@ -1,10 +1,7 @@
 //! Training losses, one per task by default, as PyTorch defines them.
 
 use anyhow::{bail, Result};
-use tch::{Device, Kind, Reduction, Tensor};
-
-use super::options::{ClassWeights, FitOptions};
-use crate::data::DataLoader;
+use tch::{Reduction, Tensor};
 
 use crate::task::Task;
 
@@ -91,28 +88,6 @@ impl Loss {
             Self::Huber => outputs.huber_loss(targets, Reduction::Mean, 1.0),
         }
     }
-}
-
-/// The class weights of the training loss as a tensor, if any.
-pub(super) fn class_weight_tensor(opts: &FitOptions, data: &DataLoader, classes: usize, device: Device) -> Result<Option<Tensor>> {
-    let weights = match &opts.class_weights {
-        None => return Ok(None),
-        Some(ClassWeights::Given(w)) => {
-            if w.len() != classes {
-                bail!("class_weights has {} weights but the head has {classes} classes; give one per class, in label order", w.len());
-            }
-            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-                bail!("class weights must be 0 or more");
-            }
-            w.clone()
-        }
-        Some(ClassWeights::Balanced) => {
-            let counts = data.targets().label_counts(classes);
-            let n = data.rows() as f64;
-            counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
-        }
-    };
-    Ok(Some(Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(device)))
 }
 
 #[cfg(test)]

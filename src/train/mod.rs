@@ -21,10 +21,10 @@ pub mod unfreeze;
 
 pub use checkpoint::CheckpointOptions;
 pub use early_stopping::{EarlyStopping, Monitor};
-pub use evaluate::{evaluate, evaluate_detailed, EvalDetail, EvalResult};
+pub use evaluate::{evaluate, evaluate_detailed, EvalDetail};
 pub use events::{Silent, StopFlag, TrainEvent, TrainObserver};
 pub use fit::fit;
-pub use history::{EpochRecord, StepEval, StepRecord, TrainRun};
+pub use history::{EpochRecord, EvalResult, StepEval, StepRecord, TrainRun};
 pub use layer_stats::LayerStats;
 pub use loss::Loss;
 pub use lr_find::{lr_find, LrFind, LrFindOptions};

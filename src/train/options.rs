@@ -2,12 +2,16 @@
 //! and the optional parts (early stopping, checkpoints, unfreezing, layer
 //! tracking).
 
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
 use super::checkpoint::CheckpointOptions;
 use super::early_stopping::EarlyStopping;
 use super::loss::Loss;
 use super::optim::Method;
 use super::schedule::Schedule;
 use super::unfreeze::{LayerRates, Unfreezing};
+use crate::data::DataLoader;
 
 /// Weights of each class in the training loss.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +20,30 @@ pub enum ClassWeights {
     Balanced,
     /// One weight per class, in label order.
     Given(Vec<f64>),
+}
+
+impl ClassWeights {
+    /// The weights as a tensor on `device`, one per class of the head;
+    /// "balanced" counts the classes of `data`.
+    pub fn tensor(&self, data: &DataLoader, classes: usize, device: Device) -> Result<Tensor> {
+        let weights = match self {
+            Self::Given(w) => {
+                if w.len() != classes {
+                    bail!("class_weights has {} weights but the head has {classes} classes; give one per class, in label order", w.len());
+                }
+                if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                    bail!("class weights must be 0 or more");
+                }
+                w.clone()
+            }
+            Self::Balanced => {
+                let counts = data.targets().label_counts(classes);
+                let n = data.rows() as f64;
+                counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (classes as f64 * c as f64) }).collect()
+            }
+        };
+        Ok(Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(device))
+    }
 }
 
 /// Settings of one `fit`.

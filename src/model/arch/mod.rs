@@ -14,3 +14,11 @@ pub mod distilbert;
 pub mod roberta;
 
 pub use config::{Arch, EncoderConfig};
+
+/// The encoder, by architecture (RoBERTa's is BERT's).
+pub enum Backbone {
+    /// BERT, and RoBERTa (BERT with other positions and head).
+    Bert(bert::Bert),
+    /// DistilBERT.
+    DistilBert(distilbert::DistilBert),
+}

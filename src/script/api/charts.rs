@@ -6,9 +6,7 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::data::{DatasetHandle, LoaderHandle, TokensHandle};
-use super::images::ImageDatasetHandle;
-use super::train::{LrFindHandle, RunHandle};
+use super::handles::{DatasetHandle, ImageDatasetHandle, LoaderHandle, LrFindHandle, RunHandle, TokensHandle};
 use crate::data::LoaderSource;
 use crate::plot::{self, Chart, ImageTile, NamedRun};
 use crate::script::options::{script_error, Options};

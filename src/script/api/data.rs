@@ -5,50 +5,16 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::ModelHandle;
-use crate::data::split::{Share, SplitSpec};
+use super::args::{loader_options, parts_map, split_spec, kfold_options};
+use super::handles::{DatasetHandle, ImageDatasetHandle, LoaderHandle, ModelHandle, TokensHandle};
 use crate::data::augment::{TextAugment, Thesaurus};
 use crate::data::text::RawRow;
-use crate::data::{CleanOptions, CsvColumns, DataLoader, DatasetSource, LoaderOptions, TextDataset, TokenizedDataset};
+use crate::data::{CleanOptions, CsvColumns, DataLoader, DatasetSource, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
 use crate::script::{guard, Context};
 
-/// A dataset of labelled texts.
-#[derive(Clone)]
-pub(crate) struct DatasetHandle(pub Rc<TextDataset>);
-
-/// A tokenized dataset, ready for a loader.
-#[derive(Clone)]
-pub(crate) struct TokensHandle(pub std::sync::Arc<TokenizedDataset>);
-
-/// Batches of a tokenized dataset.
-#[derive(Clone)]
-pub(crate) struct LoaderHandle(pub DataLoader);
-
 type R<T> = Result<T, Box<EvalAltResult>>;
-
-/// A part's size: a share below 1 (`0.2`) or a number of rows (`500`).
-pub(super) fn share(o: &Options, key: &str) -> R<Option<Share>> {
-    match o.get(key) {
-        None => Ok(None),
-        Some(v) if v.is_int() => {
-            let n = v.as_int().unwrap();
-            if n < 1 {
-                return Err(script_error(format!("split: option '{key}' must be a share between 0 and 1 or a number of rows, got {n}")));
-            }
-            Ok(Some(Share::Rows(n as usize)))
-        }
-        Some(v) if v.is_float() => {
-            let f = v.as_float().unwrap();
-            if !(f > 0.0 && f < 1.0) {
-                return Err(script_error(format!("split: option '{key}' must be a share between 0 and 1 or a number of rows, got {f}")));
-            }
-            Ok(Some(Share::Fraction(f)))
-        }
-        Some(v) => Err(script_error(format!("split: option '{key}' must be a number, got {} ({v}); give a share between 0 and 1 or a number of rows", v.type_name()))),
-    }
-}
 
 /// The column options shared by `load_dataset` and `dataset`.
 fn columns(func: &str, o: &Options) -> R<CsvColumns> {
@@ -89,7 +55,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             return Err(script_error(format!("load_dataset: {what}; option '{key}' {refusal}")));
         }
         let (test, size) = (o.bool("test", false)?, image_size(&o)?);
-        return guard(|| Ok(Dynamic::from(super::images::ImageDatasetHandle(std::sync::Arc::new(source.load_images(&ctx.cache, test, size)?)))));
+        return guard(|| Ok(Dynamic::from(ImageDatasetHandle(std::sync::Arc::new(source.load_images(&ctx.cache, test, size)?)))));
     }
     if o.get("size").is_some() {
         return Err(script_error("load_dataset: option 'size' resizes the images of a folder of images; this is text"));
@@ -123,28 +89,6 @@ fn image_size(o: &Options) -> R<Option<(usize, usize)>> {
     }
 }
 
-/// `split`'s options.
-pub(super) fn split_spec(ctx: &Context, opts: Map) -> R<SplitSpec> {
-    let o = Options::new("split", opts)?;
-    Ok(SplitSpec {
-        val: share(&o, "val")?.unwrap_or(Share::Fraction(0.2)),
-        test: share(&o, "test")?,
-        seed: o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64,
-        stratify: o.bool("stratify", false)?,
-    })
-}
-
-/// The parts of a split (or a fold, without test) as a map of datasets.
-pub(super) fn parts_map<T>((train, val, test): (T, T, Option<T>), wrap: impl Fn(T) -> Dynamic) -> Map {
-    let mut m = Map::new();
-    m.insert("train".into(), wrap(train));
-    m.insert("val".into(), wrap(val));
-    if let Some(test) = test {
-        m.insert("test".into(), wrap(test));
-    }
-    m
-}
-
 /// EDA's operation strengths from options; at least one must be on.
 fn text_augment_options(func: &str, a: &Options, p: f64) -> R<TextAugment> {
     let aug = TextAugment {
@@ -158,23 +102,6 @@ fn text_augment_options(func: &str, a: &Options, p: f64) -> R<TextAugment> {
         return Err(script_error(format!("{func}: turn on at least one of synonyms, insert, swap, delete (each the share of words to change, e.g. 0.1)")));
     }
     Ok(aug)
-}
-
-/// `kfold`'s options: k, seed and whether to stratify.
-pub(super) fn kfold_options(ctx: &Context, opts: Map) -> R<(usize, u64, bool)> {
-    let o = Options::new("kfold", opts)?;
-    Ok((o.int("k", 5, 2, 1_000_000)? as usize, o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64, o.bool("stratify", false)?))
-}
-
-/// `loader`'s batching options.
-pub(super) fn loader_options(ctx: &Context, o: &Options) -> R<LoaderOptions> {
-    Ok(LoaderOptions {
-        batch_size: o.int("batch", 16, 1, 1 << 20)? as usize,
-        shuffle: o.bool("shuffle", false)?,
-        seed: o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64,
-        drop_last: o.bool("drop_last", false)?,
-        bucket: o.bool("bucket", false)?,
-    })
 }
 
 /// A label value written as a cell (see `TextDataset::from_cells`).

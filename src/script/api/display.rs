@@ -2,9 +2,7 @@
 
 use rhai::Dynamic;
 
-use super::data::{DatasetHandle, LoaderHandle, TokensHandle};
-use super::model::ModelHandle;
-use super::train::RunHandle;
+use super::handles::{DatasetHandle, LoaderHandle, ModelHandle, RunHandle, TokensHandle};
 use crate::render::html_escape;
 
 fn table(head: &[&str], rows: &[Vec<String>]) -> String {
@@ -96,7 +94,7 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if value.is_unit() {
         return None;
     }
-    if let Some(m) = value.clone().try_cast::<super::images::ImageModelHandle>() {
+    if let Some(m) = value.clone().try_cast::<super::handles::ImageModelHandle>() {
         let model = m.0.borrow();
         let s = crate::model::Learner::summary(&*model);
         let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::numbers::group_digits(r.trainable), crate::numbers::group_digits(r.frozen)]).collect();

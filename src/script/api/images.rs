@@ -5,21 +5,14 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::data::{kfold_options, loader_options, parts_map, split_spec};
-use super::LoaderHandle;
+use super::args::{kfold_options, loader_options, parts_map, split_spec};
+use super::handles::{ImageDatasetHandle, ImageModelHandle, LoaderHandle};
 use crate::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
 use crate::data::{DataLoader, LoaderSource};
 use crate::model::{ImageArch, ImageModel, ImageSpec, Learner, Task};
 use crate::runtime::{resolve_device, DeviceRequest};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
-
-/// Labelled images.
-#[derive(Clone)]
-pub(crate) struct ImageDatasetHandle(pub Arc<ImageDataset>);
-
-/// An image network shared between script variables.
-pub(crate) type ImageModelHandle = super::learner::Shared<ImageModel>;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 

@@ -1,50 +1,19 @@
 //! What every kind of model offers a script, registered once per handle
 //! type: freezing, summaries, `fit`, `evaluate` and `lr_find`.
 
-use std::cell::RefCell;
-use std::path::Path;
 use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::model::selector_list;
-use super::train::{eval_map, fit_options, LrFindHandle, RunHandle};
-use super::LoaderHandle;
+use super::args::selector_list;
+use super::handles::{LoaderHandle, LrFindHandle, RunHandle, Shared, TensorHandle};
+use super::train::{eval_map, fit_options};
 use crate::model::Learner;
 use crate::script::options::Options;
 use crate::script::{guard, Context};
 use crate::train::{self, FitOptions};
 
 type R<T> = Result<T, Box<EvalAltResult>>;
-
-/// A script handle to a model that trains (a text or an image model):
-/// cloning the handle shares the model. Every method that works through
-/// `Learner` is registered once for all kinds, by `register`.
-pub(crate) struct Shared<M>(pub Rc<RefCell<M>>);
-
-impl<M> Clone for Shared<M> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<M: Learner> Shared<M> {
-    /// A handle to a new model.
-    pub(crate) fn new(model: M) -> Self {
-        Self(Rc::new(RefCell::new(model)))
-    }
-
-    /// Runs `f` on the model.
-    fn with<T>(&self, f: impl FnOnce(&mut dyn Learner) -> T) -> T {
-        f(&mut *self.0.borrow_mut())
-    }
-
-    /// Saves the model into a folder; returns its path. In a distributed
-    /// run every rank holds the same weights: rank 0 writes.
-    fn save(&self, path: &str) -> anyhow::Result<String> {
-        crate::distributed::main_process_writes(|| Ok(self.0.borrow().save(Path::new(path))?.display().to_string()), || path.to_string())
-    }
-}
 
 /// Sets several selectors all or nothing: each is checked before any changes.
 fn each_selector(model: &mut dyn Learner, selectors: &[String], trainable: bool) -> anyhow::Result<i64> {
@@ -67,6 +36,7 @@ fn run_fit<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, train: &LoaderHan
 
 /// Registers the shared methods for the handles of model type `M`.
 pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Context>) {
+    register_weight::<M>(engine);
     let c = ctx.clone();
     engine.register_fn("plot_freeze", move |m: Shared<M>| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), Map::new()) });
     let c = ctx.clone();
@@ -142,12 +112,12 @@ pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Conte
 
 /// Registers `model.weight(name)` for the handles of model type `M`: a copy of a
 /// parameter, to look at or to check that a frozen one did not change.
-pub(super) fn register_weight<M: Learner + 'static>(engine: &mut Engine) {
-    engine.register_fn("weight", |m: &mut Shared<M>, name: &str| -> R<super::tensor::TensorHandle> {
+fn register_weight<M: Learner + 'static>(engine: &mut Engine) {
+    engine.register_fn("weight", |m: &mut Shared<M>, name: &str| -> R<TensorHandle> {
         m.with(|model| {
             let params = model.named_parameters();
             match params.iter().find(|(n, _)| n == name) {
-                Some((_, t)) => Ok(super::tensor::TensorHandle(t.detach().copy())),
+                Some((_, t)) => Ok(TensorHandle(t.detach().copy())),
                 None => {
                     let names: Vec<String> = params.into_iter().map(|(n, _)| n).collect();
                     Err(crate::script::options::script_error(format!("weight: the model has no parameter '{name}'; closest: {}", crate::suggest::closest(name, &names, 5).join(", "))))

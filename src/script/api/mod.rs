@@ -1,8 +1,10 @@
 //! Registration of the script API, one module per area.
 
+mod args;
 mod charts;
 mod data;
 mod display;
+mod handles;
 mod images;
 mod learner;
 mod model;
@@ -15,12 +17,10 @@ use rhai::Engine;
 
 use super::Context;
 
-use data::LoaderHandle;
 pub(crate) use charts::ChartHandle;
-pub(crate) use tensor::TensorHandle;
+pub(crate) use handles::TensorHandle;
 pub(crate) use display::render;
 use display::TableHandle;
-use model::ModelHandle;
 
 /// Names of the API's functions, so that their errors are reported as the
 /// user's call failing rather than "in function ...".

@@ -4,13 +4,12 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
+use super::args::selector_list;
+use super::handles::{ImageModelHandle, ModelHandle};
 use crate::model::{LoadOptions, Pooling, Task, TextModel};
 use crate::runtime::{resolve_device, DeviceRequest};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
-
-/// A text model shared between script variables.
-pub(crate) type ModelHandle = super::learner::Shared<TextModel>;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -64,7 +63,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         let dir = crate::model::resolve_path(name, &ctx.cache)?;
         if crate::model::ImageModel::is_saved_image_model(&dir) {
             let model = crate::model::ImageModel::load(name, &dir, device)?;
-            return Ok(Dynamic::from(super::images::ImageModelHandle::new(model)));
+            return Ok(Dynamic::from(ImageModelHandle::new(model)));
         }
         let model = TextModel::load(name, &dir, &LoadOptions { labels, pooling, task, device, dropout })?;
         Ok(Dynamic::from(ModelHandle::new(model)))
@@ -108,13 +107,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     engine.register_fn("to_string", |m: &mut ModelHandle| describe(&m.0.borrow()));
     engine.register_fn("to_debug", |m: &mut ModelHandle| describe(&m.0.borrow()));
-}
-
-pub(super) fn selector_list(func: &str, selectors: Array) -> R<Vec<String>> {
-    selectors
-        .into_iter()
-        .map(|x| x.into_string().map_err(|t| script_error(format!("{func}: selectors must be strings, found a {t}"))))
-        .collect()
 }
 
 /// `model.add_lora(#{ r, alpha, dropout, targets })`; returns the summary line.

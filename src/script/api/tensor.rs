@@ -4,16 +4,8 @@
 use rhai::{Array, Dynamic, Engine, EvalAltResult, INT};
 use tch::{Kind, Tensor};
 
+use super::handles::TensorHandle;
 use crate::script::options::script_error;
-
-/// A tensor in a script (always a copy, detached from any model).
-pub(crate) struct TensorHandle(pub Tensor);
-
-impl Clone for TensorHandle {
-    fn clone(&self) -> Self {
-        Self(self.0.shallow_clone())
-    }
-}
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -153,6 +145,4 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("==", |a: &mut TensorHandle, b: TensorHandle| a.0.size() == b.0.size() && a.0.equal(&b.0));
     engine.register_fn("to_string", |t: &mut TensorHandle| describe(&t.0));
     engine.register_fn("to_debug", |t: &mut TensorHandle| describe(&t.0));
-    super::learner::register_weight::<crate::model::TextModel>(engine);
-    super::learner::register_weight::<crate::model::ImageModel>(engine);
 }

@@ -4,19 +4,11 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::ModelHandle;
+use super::handles::{LrFindHandle, ModelHandle, RunHandle};
 use crate::inference;
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
 use crate::train::{self, CheckpointOptions, ClassWeights, EarlyStopping, EvalResult, FitOptions, LayerRates, Monitor, Schedule, TrainRun, Unfreezing};
-
-/// What `lr_find` found.
-#[derive(Clone)]
-pub(crate) struct LrFindHandle(pub Rc<train::LrFind>);
-
-/// The record of a training run.
-#[derive(Clone)]
-pub(crate) struct RunHandle(pub Rc<TrainRun>);
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 

@@ -10,44 +10,18 @@ use anyhow::{bail, Context, Result};
 use tch::nn;
 use tch::{Device, Tensor};
 
-use super::adapt::{heads, peft};
-use super::arch::{bert, distilbert, Arch, EncoderConfig};
+mod freeze;
+mod heads;
+mod peft;
+
+use super::adapt::heads::{self as head, check_output_count, Pooling};
+use super::adapt::peft::PeftMethod;
+use super::arch::{bert, distilbert, Arch, Backbone, EncoderConfig};
 use super::summary::{natural_key, summary_module, ModelSummary, ModuleCount, NaturalPart};
 use super::weights::hf::{self, LoadReport};
 use super::{LayerGroup, Learner};
 use crate::data::TextTokenizer;
 use crate::task::Task;
-
-/// How a sequence becomes one vector for the classifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    /// BERT's pooler on the first token, as Hugging Face's `BertForSequenceClassification`.
-    Pooler,
-    /// Mean of the last hidden states over real (non-padding) tokens.
-    Mean,
-}
-
-impl Pooling {
-    /// Valid names, for error messages.
-    pub const NAMES: &'static [&'static str] = &["pooler", "mean"];
-
-    /// Parses `pooler` or `mean`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "pooler" => Ok(Self::Pooler),
-            "mean" => Ok(Self::Mean),
-            _ => bail!("unknown pooling '{s}'; valid: {}", Self::NAMES.join(", ")),
-        }
-    }
-
-    /// The name `parse` accepts.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Pooler => "pooler",
-            Self::Mean => "mean",
-        }
-    }
-}
 
 /// Options for `TextModel::load`.
 #[derive(Debug, Clone)]
@@ -66,12 +40,6 @@ pub struct LoadOptions {
     pub dropout: Option<f64>,
 }
 
-/// The encoder, by architecture (RoBERTa's is BERT's).
-pub(in crate::model) enum Backbone {
-    Bert(bert::Bert),
-    DistilBert(distilbert::DistilBert),
-}
-
 /// Checkpoint tensors that are not parameters of a classifier: buffers and
 /// the heads of pre-training tasks.
 const NOT_PARAMETERS: &[&str] = &["cls.", "lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector."];
@@ -85,16 +53,16 @@ pub struct TextModel {
     pub source: PathBuf,
     /// The parsed `config.json`.
     pub config: EncoderConfig,
-    pub(in crate::model) raw_config: serde_json::Value,
-    pub(in crate::model) vs: nn::VarStore,
-    pub(in crate::model) backbone: Backbone,
-    pub(in crate::model) head: heads::Head,
+    raw_config: serde_json::Value,
+    vs: nn::VarStore,
+    backbone: Backbone,
+    head: head::Head,
     /// The active head's name.
-    pub(in crate::model) head_name: String,
+    head_name: String,
     /// The active head's parameter names.
-    pub(in crate::model) head_params: Vec<String>,
+    head_params: Vec<String>,
     /// Heads not in use (multi-task).
-    pub(in crate::model) parked: Vec<heads::ParkedHead>,
+    parked: Vec<head::ParkedHead>,
     /// The tokenizer that came with the model.
     pub tokenizer: TextTokenizer,
     /// Class names, by label id (label names for multi-label heads, output
@@ -107,7 +75,7 @@ pub struct TextModel {
     /// What loading reported (new head, ignored buffers).
     pub load_report: LoadReport,
     /// LoRA or adapters, once added.
-    pub(in crate::model) peft: Option<peft::PeftMethod>,
+    peft: Option<PeftMethod>,
 }
 
 impl TextModel {
@@ -144,7 +112,7 @@ impl TextModel {
             Arch::DistilBert => Backbone::DistilBert(distilbert::DistilBert::new(&root / arch.prefix(), &config)),
             Arch::Bert | Arch::Roberta => Backbone::Bert(bert::Bert::new(&root / arch.prefix(), &config)),
         };
-        let head = heads::Head::new(&root, &config, pooling, labels.len() as i64, task);
+        let head = head::Head::new(&root, &config, pooling, labels.len() as i64, task);
         // A checkpoint's head is kept only when it is the same head for the same labels.
         let keep_head = (opts.labels.is_none() || config.label_names().map(|l| l.len()) == Some(labels.len())) && pooling == saved_pooling && saved_task == Some(task);
         let head_names = ["classifier.", "pre_classifier."];
@@ -169,7 +137,7 @@ impl TextModel {
         }
         let head_name = match (opts.labels.is_none(), raw_config.pointer("/tunebook/head").and_then(|h| h.as_str())) {
             (true, Some(name)) => name.to_string(),
-            _ => heads::FIRST_HEAD.to_string(),
+            _ => head::FIRST_HEAD.to_string(),
         };
         let mut ignorable: Vec<&str> = NOT_PARAMETERS.to_vec();
         if arch == Arch::Roberta {
@@ -323,17 +291,6 @@ fn saved_task(raw_config: &serde_json::Value, saved_labels: Option<usize>) -> Re
     }
 }
 
-/// Refuses a head with too few outputs for its task.
-pub(in crate::model) fn check_output_count(task: Task, outputs: usize) -> Result<()> {
-    if outputs < task.min_outputs() {
-        match task {
-            Task::Classify => bail!("a classifier needs at least 2 labels, got {outputs}; for one number per row use task: \"regression\""),
-            _ => bail!("a {} head needs at least 1 output", task.name()),
-        }
-    }
-    Ok(())
-}
-
 impl Learner for TextModel {
     fn forward(&self, inputs: &crate::data::Inputs, train: bool) -> Result<Tensor> {
         match inputs {
@@ -378,13 +335,6 @@ impl Learner for TextModel {
             Ok(())
         })
     }
-}
-
-/// The mean of `hidden` over the positions where `attention_mask` is 1.
-pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Tensor {
-    let mask = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
-    let dims = [1i64];
-    (hidden * &mask).sum_dim_intlist(dims.as_slice(), false, None) / mask.sum_dim_intlist(dims.as_slice(), false, None).clamp_min(1.0)
 }
 
 impl std::fmt::Debug for TextModel {
