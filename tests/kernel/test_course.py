@@ -3,7 +3,6 @@ with nbclient on a reduced data size, set through the ROWS parameter at the
 top of each notebook. No cell may fail, and each lesson's headline result
 must clear the floor stated here."""
 
-import pathlib
 import re
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tunebook_testing import REPO as ROOT
+
 NOTEBOOKS = ROOT / "examples" / "notebooks"
 
 # Lesson: (ROWS for the test, {result: floor}). The majority class of the

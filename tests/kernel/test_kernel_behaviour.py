@@ -10,7 +10,7 @@ import time
 
 from jupyter_client.session import Session
 
-from conftest import execute as run, result_text
+from tunebook_testing import execute as run, result_text
 
 TIMEOUT = 120
 

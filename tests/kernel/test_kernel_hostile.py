@@ -14,7 +14,7 @@ import uuid
 
 import zmq
 
-from conftest import REPO, TUNEBOOK, execute, result_text
+from tunebook_testing import REPO, TUNEBOOK, execute, result_text
 
 SEED = 20261129
 MESSAGES = 10_000

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import TUNEBOOK
+from tunebook_testing import TUNEBOOK
 
 
 def test_installed_kernel_is_listed_by_jupyter():

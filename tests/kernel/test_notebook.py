@@ -1,12 +1,13 @@
 """The quick-start notebook, executed headlessly with nbclient as a user's
 `jupyter nbconvert --execute` would."""
 
-import pathlib
 
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "examples" / "notebooks" / "01_quickstart.ipynb"
+from tunebook_testing import REPO
+
+NOTEBOOK = REPO / "examples" / "notebooks" / "01_quickstart.ipynb"
 
 
 def outputs_of(cell):

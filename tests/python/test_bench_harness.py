@@ -9,7 +9,8 @@ import os
 import pathlib
 import subprocess
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tunebook_testing import REPO
+
 CACHE = pathlib.Path(os.environ.get("TUNEBOOK_CACHE", REPO / ".cache"))
 REFERENCE = (CACHE / "hf-reference-venv" / "bin" / "python").exists() and subprocess.run(
     [str(CACHE / "hf-reference-venv" / "bin" / "python"), "-c", "import torch, transformers, peft, accelerate"], capture_output=True

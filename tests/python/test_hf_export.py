@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
+from tunebook_testing import REPO, TUNEBOOK
+
 TEXTS = ["A warm and funny film.", "Dull, slow and far too long.", "It was fine, I suppose."]
 
 

@@ -1,0 +1,33 @@
+"""Helpers shared by the Python tests (the kernel's and the reference
+libraries'): the repository, the binary under test, and running a cell
+through a jupyter_client."""
+
+import os
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
+
+
+def execute(kc, code, timeout=120, **kw):
+    """Executes code; returns (reply content, iopub messages of this request)."""
+    msg_id = kc.execute(code, **kw)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    outputs = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        outputs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return reply["content"], outputs
+
+
+def result_text(outputs):
+    """The text/plain of the request's execute_result, or None."""
+    for m in outputs:
+        if m["msg_type"] == "execute_result":
+            return m["content"]["data"]["text/plain"]
+    return None
