@@ -412,10 +412,9 @@ impl<'a> Trainer<'a> {
         Ok((record, all_stop))
     }
 
-    /// Evaluates on the validation set, timed apart from training; `None`
-    /// when an interrupt stopped it.
-    fn timed_evaluation(&mut self, epoch: usize) -> Result<Option<EvalResult>> {
-        let Some(val) = self.val else { return Ok(None) };
+    /// Evaluates on `val`, timed apart from training; `None` when an
+    /// interrupt stopped it.
+    fn timed_evaluation(&mut self, val: &DataLoader, epoch: usize) -> Result<Option<EvalResult>> {
         self.observer.on_event(&TrainEvent::Evaluating { epoch });
         let started = Instant::now();
         let result = evaluate_with_stop(&*self.model, val, Some(self.stop))?;
@@ -425,7 +424,8 @@ impl<'a> Trainer<'a> {
 
     /// An `eval_every` evaluation; false when an interrupt stopped it.
     fn evaluate_mid_epoch(&mut self, epoch: usize) -> Result<bool> {
-        let Some(result) = self.timed_evaluation(epoch)? else { return Ok(false) };
+        let Some(val) = self.val else { return Ok(true) };
+        let Some(result) = self.timed_evaluation(val, epoch)? else { return Ok(false) };
         let e = StepEval { step: self.step, epoch, result };
         self.run.evaluations.push(e);
         self.observer.on_event(&TrainEvent::Evaluated(e));
@@ -436,7 +436,7 @@ impl<'a> Trainer<'a> {
     /// the checkpoint.
     fn end_epoch(&mut self, epoch: usize, train_loss: f64) -> Result<Flow> {
         let val_result = match self.val {
-            Some(_) => match self.timed_evaluation(epoch)? {
+            Some(v) => match self.timed_evaluation(v, epoch)? {
                 Some(r) => Some(r),
                 None => return Ok(Flow::Interrupted),
             },
