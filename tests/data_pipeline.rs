@@ -118,22 +118,46 @@ fn jsonl_tsv_and_in_script_rows_load_with_their_labels() {
     }
 }
 
-#[test]
-fn imbalanced_training_classes_get_a_warning() {
+/// Trains one step on `pos` and `neg` rows; the warnings fit gave.
+fn warnings_for(pos: usize, neg: usize) -> Vec<String> {
     let (mut session, recorded) = common::session();
-    let _ = session
+    let code = format!(
+        r#"let model = load_model("minilm", #{{ labels: 2, pooling: "mean" }});
+           let rows = [];
+           for i in 0..{pos} {{ rows.push(#{{ text: `good film number ${{i}}`, label: "pos" }}); }}
+           for i in 0..{neg} {{ rows.push(#{{ text: `bad film number ${{i}}`, label: "neg" }}); }}
+           let train = dataset(rows).tokenize(model, #{{ max_len: 8 }}).loader(#{{ batch: 16 }});
+           fit(model, train, #{{ epochs: 1, max_steps: 1 }});"#
+    );
+    session.eval(&code, "imbalance.rhai").unwrap_or_else(|e| panic!("{e}"));
+    let events = &recorded.borrow().events;
+    events.iter().filter_map(|e| if let tunebook::train::TrainEvent::Warning(w) = e { Some(w.clone()) } else { None }).collect()
+}
+
+#[test]
+fn imbalanced_training_classes_get_a_warning_with_shares_and_what_helps() {
+    // 71/29 is common in real corpora (spam, churn) and misleads accuracy.
+    let warnings = warnings_for(71, 29);
+    let warning = warnings.iter().find(|w| w.contains("imbalanced")).unwrap_or_else(|| panic!("no imbalance warning at 71/29: {warnings:?}"));
+    assert!(warning.contains("neg: 29, 29.0%; pos: 71, 71.0%"), "{warning}");
+    assert!(warning.contains("class_weights: \"balanced\"") && warning.contains("val_f1"), "{warning}");
+    let balanced = warnings_for(55, 45);
+    assert!(!balanced.iter().any(|w| w.contains("imbalanced")), "55/45 is not imbalanced: {balanced:?}");
+}
+
+#[test]
+fn a_label_count_that_differs_from_the_datas_classes_is_an_error_naming_them() {
+    let (mut session, _) = common::session();
+    let err = session
         .eval(
-            r#"let model = load_model("minilm", #{ labels: 2, pooling: "mean" });
-               let rows = [];
-               for i in 0..30 { rows.push(#{ text: `good film number ${i}`, label: "pos" }); }
-               for i in 0..3 { rows.push(#{ text: `bad film number ${i}`, label: "neg" }); }
-               let train = dataset(rows).tokenize(model, #{ max_len: 8 }).loader(#{ batch: 16 });
-               fit(model, train, #{ epochs: 1, max_steps: 1 });"#,
-            "imbalance.rhai",
+            r#"let model = load_model("minilm", #{ labels: 3 });
+               let train = dataset([#{ text: "spam spam", label: "spam" }, #{ text: "hello", label: "ham" }]).tokenize(model, #{ max_len: 8 }).loader(#{ batch: 2 });
+               fit(model, train, #{ epochs: 1 });"#,
+            "labels.rhai",
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    let warned = recorded.borrow().events.iter().any(|e| matches!(e, tunebook::train::TrainEvent::Warning(w) if w.contains("imbalanced (neg: 3, pos: 30)")));
-    assert!(warned, "no imbalance warning");
+        .unwrap_err();
+    assert!(err.message.contains("made for 3 labels, but the data has 2 classes (ham, spam)"), "{}", err.message);
+    assert!(err.message.contains(r#"labels: 2 (or labels: ["ham", "spam"])"#), "{}", err.message);
 }
 
 #[test]
@@ -359,4 +383,68 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
     let mut early = loader.prefetch(batches, Some(2), 1).unwrap();
     assert!(early.next_batch().unwrap().is_some());
     drop(early);
+}
+
+#[test]
+fn a_class_folder_is_read_by_extension_with_each_kind_of_skipped_file_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for class in ["ham", "spam"] {
+        std::fs::create_dir_all(root.join(class).join("archive")).unwrap();
+        for i in 0..3 {
+            std::fs::write(root.join(class).join(format!("{i}.txt")), format!("{class} message {i}")).unwrap();
+            // The corpus ships each document twice: as text and as JSON.
+            std::fs::write(root.join(class).join(format!("{i}.json")), format!("{{\"text\": \"{class} message {i}\"}}")).unwrap();
+        }
+        std::fs::write(root.join(class).join(".DS_Store"), [0u8, 1, 2, 0]).unwrap();
+        std::fs::write(root.join(class).join("archive").join("old.txt"), format!("an old {class} message")).unwrap();
+    }
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    // UTF-16 with a byte-order mark, as Windows tools write it.
+    let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("héllo wörld".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+    std::fs::write(root.join("ham/utf16.txt"), utf16).unwrap();
+    std::fs::write(root.join("spam/image.txt"), [0x89, b'P', b'N', b'G', 0, 0, 0, 13]).unwrap();
+    std::fs::write(root.join("spam/latin1.txt"), [b'c', b'a', 0xE9]).unwrap();
+    std::fs::write(root.join("spam/empty.txt"), "  \n").unwrap();
+
+    let (mut session, recorded) = common::session();
+    let path = root.display().to_string();
+    let rows = session.eval(&format!(r#"let d = load_dataset("{path}"); print(d.labels()); d.len()"#), "folder.rhai").unwrap_or_else(|e| panic!("{e}"));
+    // 3 .txt per class, the UTF-16 file, the Latin-1 file and the empty one; not the JSON twins, hidden files, nested or binary files.
+    assert_eq!(rows.as_int().unwrap(), 3 + 3 + 1 + 1 + 1);
+    let printed = recorded.borrow().printed.join("\n");
+    assert!(printed.contains(r#""ham": 4"#) && printed.contains(r#""spam": 5"#), "{printed}");
+    let notes = recorded.borrow().errors.clone();
+    let one = |needle: &str| {
+        let found: Vec<&String> = notes.iter().filter(|n| n.contains(needle)).collect();
+        assert_eq!(found.len(), 1, "one note with {needle:?}: {notes:#?}");
+        found[0].clone()
+    };
+    assert!(one("skipped 6 .json files").contains(r#"extensions: ["txt", "json"]"#));
+    assert!(one("nested folders").contains("recursive: true"));
+    assert!(one("binary file").contains("image.txt"));
+    assert!(one("read as Latin-1").contains("latin1.txt"));
+    assert!(one("empty or whitespace only").starts_with("note: 1 files of 9"));
+    assert_eq!(notes.len(), 5, "{notes:#?}");
+    assert!(!notes.iter().any(|n| n.contains("DS_Store") || n.contains(".git")), "hidden files are not mentioned: {notes:#?}");
+    let texts = session.eval(r#"d.head(20).map(|r| r.text)"#, "texts.rhai").unwrap().into_array().unwrap();
+    assert!(texts.iter().any(|t| t.to_string() == "héllo wörld"), "UTF-16 is decoded: {texts:?}");
+
+    let rows = session.eval(&format!(r#"load_dataset("{path}", #{{ recursive: true, extensions: ["txt", ".JSON"] }}).len()"#), "all.rhai").unwrap();
+    assert_eq!(rows.as_int().unwrap(), 9 + 6 + 2, "JSON twins and the nested files are read when asked");
+}
+
+#[test]
+fn a_split_that_puts_one_text_on_both_sides_says_so() {
+    let (mut session, recorded) = common::session();
+    session
+        .eval(
+            r#"let rows = [];
+               for i in 0..40 { rows.push(#{ text: `message ${i % 20}`, label: if i % 2 == 0 { "a" } else { "b" } }); }
+               let parts = dataset(rows).split(#{ val: 0.25, seed: 1 });"#,
+            "dupes.rhai",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let notes = recorded.borrow().errors.join("\n");
+    assert!(notes.contains("of the 10 val rows") && notes.contains("same text as a train row"), "{notes}");
 }

@@ -24,7 +24,7 @@ pub(crate) fn class_folders(dir: &std::path::Path, what: &str) -> anyhow::Result
     let mut classes: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !text::is_hidden(p))
         .collect();
     classes.sort();
     if classes.len() < 2 {

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use super::image::{is_image_file, ImageDataset, NAMED_IMAGE_DATASETS};
-use super::text::{CsvColumns, TextDataset, NAMED_DATASETS};
+use super::text::{CsvColumns, FolderOptions, TextDataset, NAMED_DATASETS};
 use crate::task::Task;
 
 /// The kinds of dataset a name can refer to.
@@ -61,10 +61,24 @@ impl<'a> DatasetSource<'a> {
         matches!(self, Self::NamedImages(_) | Self::ImageFolders(_))
     }
 
-    /// Reads a text dataset with the columns (and task) asked for; an
-    /// error when the source cannot carry that task's labels.
-    pub fn load_text(self, cols: &CsvColumns, cache: &Path) -> Result<TextDataset> {
+    /// Reads a text dataset with the columns (and task) asked for, a folder
+    /// as `folder` says; an error when the source cannot carry that task's
+    /// labels. Empty and whitespace-only texts are kept and noted.
+    pub fn load_text(self, cols: &CsvColumns, folder: &FolderOptions, cache: &Path) -> Result<TextDataset> {
+        let mut data = self.read_text(cols, folder, cache)?;
+        let empty = data.texts.iter().filter(|t| t.trim().is_empty()).count();
+        if empty > 0 {
+            let rows = if matches!(self, Self::TextFolders(_)) { "files" } else { "rows" };
+            data.notes.push(format!("{empty} {rows} of {} are empty or whitespace only; .clean() drops them", crate::numbers::group_digits(data.texts.len() as i64)));
+        }
+        Ok(data)
+    }
+
+    fn read_text(self, cols: &CsvColumns, folder: &FolderOptions, cache: &Path) -> Result<TextDataset> {
         let task = cols.task;
+        if *folder != FolderOptions::default() && !matches!(self, Self::TextFolders(_)) {
+            bail!("'extensions' and 'recursive' choose the files of a folder of class subfolders; this is not one");
+        }
         match self {
             Self::NamedText(name) => {
                 if task != Task::Classify {
@@ -84,7 +98,7 @@ impl<'a> DatasetSource<'a> {
                 if task != Task::Classify {
                     bail!("{} is a folder of class subfolders, which labels each text with one class; task: \"{}\" needs a CSV or JSON Lines file", path.display(), task.name());
                 }
-                TextDataset::from_folders(path)
+                TextDataset::from_folders(path, folder)
             }
             Self::NamedImages(_) | Self::ImageFolders(_) => bail!("this dataset holds images, not texts"),
         }
@@ -104,5 +118,5 @@ impl<'a> DatasetSource<'a> {
 /// Whether any subfolder of `dir` holds a PNG or JPEG file.
 fn holds_images(dir: &Path) -> bool {
     let entries = |d: &Path| std::fs::read_dir(d).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path()));
-    entries(dir).filter(|p| p.is_dir()).any(|class| entries(&class).any(|f| is_image_file(&f)))
+    entries(dir).filter(|p| p.is_dir() && !super::text::is_hidden(p)).any(|class| entries(&class).any(|f| is_image_file(&f)))
 }

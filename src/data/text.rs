@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use super::clean::{clean_text, CleanOptions, CleanReport, Cleaned};
 use super::split::{kfold_with, split_with, Share, SplitSpec};
 use super::Targets;
+use crate::numbers::group_digits;
 use crate::task::Task;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -30,6 +31,146 @@ pub struct CsvColumns {
     pub separator: String,
     /// Header of the second text's column, for sentence pairs.
     pub pair: Option<String>,
+}
+
+/// Which files of a folder of class subfolders are read as texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderOptions {
+    /// File extensions read as text, lower case, without the dot (`txt`).
+    pub extensions: Vec<String>,
+    /// Whether files in folders nested in a class folder are read too,
+    /// labelled with that class; otherwise they are reported.
+    pub recursive: bool,
+}
+
+impl Default for FolderOptions {
+    fn default() -> Self {
+        Self { extensions: vec!["txt".to_string()], recursive: false }
+    }
+}
+
+/// What reading a folder left out or read in another encoding.
+#[derive(Debug, Default)]
+struct FolderReport {
+    /// Files skipped by extension, counted by extension (`""` for none).
+    other_files: BTreeMap<String, usize>,
+    /// Folders inside class folders, when not read.
+    nested: Vec<std::path::PathBuf>,
+    /// Files with NUL bytes and no UTF-16 byte-order mark.
+    binary: Vec<std::path::PathBuf>,
+    /// Files that are not UTF-8, read as Latin-1.
+    latin1: Vec<std::path::PathBuf>,
+}
+
+impl FolderReport {
+    /// One note per kind of thing left out, with counts and the first paths.
+    fn notes(&self, opts: &FolderOptions) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.other_files.is_empty() {
+            let mut by_count: Vec<(&String, &usize)> = self.other_files.iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let each: Vec<String> = by_count
+                .iter()
+                .map(|(ext, n)| format!("{} {} file{}", group_digits(**n as i64), if ext.is_empty() { "extensionless".to_string() } else { format!(".{ext}") }, if **n == 1 { "" } else { "s" }))
+                .collect();
+            let wanted: Vec<String> = opts.extensions.iter().map(|e| format!(".{e}")).collect();
+            let suggestion: Vec<String> = opts.extensions.iter().chain(by_count.first().map(|(e, _)| *e)).filter(|e| !e.is_empty()).map(|e| format!("{e:?}")).collect();
+            notes.push(format!(
+                "skipped {} (only {} files are read as text; to read others give extensions: [{}])",
+                each.join(", "),
+                wanted.join(", "),
+                suggestion.join(", ")
+            ));
+        }
+        if !self.nested.is_empty() {
+            notes.push(format!("skipped {} nested folder{} ({}); add recursive: true to read their files as their class's", self.nested.len(), if self.nested.len() == 1 { "" } else { "s" }, first_paths(&self.nested)));
+        }
+        if !self.binary.is_empty() {
+            notes.push(format!("skipped {} binary file{} (NUL bytes, no UTF-16 byte-order mark): {}", self.binary.len(), if self.binary.len() == 1 { "" } else { "s" }, first_paths(&self.binary)));
+        }
+        if !self.latin1.is_empty() {
+            notes.push(format!("{} file{} not UTF-8, read as Latin-1: {}", self.latin1.len(), if self.latin1.len() == 1 { " is" } else { "s are" }, first_paths(&self.latin1)));
+        }
+        notes
+    }
+}
+
+/// The first three paths, and how many more.
+fn first_paths(paths: &[std::path::PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().take(3).map(|p| p.display().to_string()).collect();
+    match paths.len() {
+        n if n > 3 => format!("{} and {} more", shown.join(", "), group_digits((n - 3) as i64)),
+        _ => shown.join(", "),
+    }
+}
+
+/// Whether a file or folder name is hidden (`.DS_Store`, `.git`).
+pub(crate) fn is_hidden(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// The text files of a class folder, sorted, as `opts` says; what is left
+/// out goes to `report`.
+fn text_files(class: &Path, opts: &FolderOptions, report: &mut FolderReport) -> Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    let mut folders = vec![class.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).with_context(|| format!("cannot read the folder {}", folder.display()))?;
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if is_hidden(&path) {
+                continue;
+            }
+            if path.is_dir() {
+                if opts.recursive {
+                    folders.push(path);
+                } else {
+                    report.nested.push(path);
+                }
+                continue;
+            }
+            let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+            if opts.extensions.contains(&ext) {
+                files.push(path);
+            } else {
+                *report.other_files.entry(ext).or_default() += 1;
+            }
+        }
+    }
+    files.sort();
+    report.nested.sort();
+    Ok(files)
+}
+
+/// A file's bytes as text.
+enum Decoded {
+    /// UTF-8 (a byte-order mark removed), or UTF-16 by its byte-order mark.
+    Text(String),
+    /// Not UTF-8: each byte as its Latin-1 character.
+    Latin1(String),
+    /// NUL bytes without a UTF-16 byte-order mark.
+    Binary,
+}
+
+/// Decodes a text file: a UTF-8 or UTF-16 byte-order mark decides; else
+/// UTF-8, and Latin-1 when it is not. A NUL byte means binary.
+fn decode_text(bytes: Vec<u8>) -> Decoded {
+    let utf16 = |body: &[u8], le: bool| {
+        let units = body.chunks_exact(2).map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) });
+        char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect::<String>()
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, body @ ..] => return Decoded::Text(utf16(body, true)),
+        [0xFE, 0xFF, body @ ..] => return Decoded::Text(utf16(body, false)),
+        [0xEF, 0xBB, 0xBF, body @ ..] => return Decoded::Text(String::from_utf8_lossy(body).into_owned()),
+        _ => {}
+    }
+    if bytes.contains(&0) {
+        return Decoded::Binary;
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Decoded::Text(text),
+        Err(e) => Decoded::Latin1(e.into_bytes().iter().map(|&b| b as char).collect()),
+    }
 }
 
 /// A JSON value as a label cell: strings as they are, numbers and booleans
@@ -131,7 +272,7 @@ impl TextDataset {
                 if !dir.join(".tunebook-complete").exists() {
                     bail!("dataset 'bbc_news' is not in the cache {}; run scripts/bootstrap", cache.display());
                 }
-                let mut data = Self::from_folders(&dir)?;
+                let mut data = Self::from_folders(&dir, &FolderOptions::default())?;
                 data.name = "bbc_news".into();
                 Ok(data)
             }
@@ -140,27 +281,35 @@ impl TextDataset {
     }
 
     /// Reads a folder with one subfolder per class and one text file per
-    /// row (`business/001.txt`, ...). Classes and files are in sorted
-    /// order; a file that is not UTF-8 is read as Latin-1.
-    pub fn from_folders(dir: &Path) -> Result<Self> {
+    /// row (`business/001.txt`, ...), as `opts` says which files are text.
+    /// Classes and files are in sorted order. Hidden files are ignored;
+    /// other files, nested folders, binary files and files that are not
+    /// UTF-8 (read as Latin-1) are each reported in one note; a UTF-16
+    /// file with a byte-order mark is decoded as UTF-16.
+    pub fn from_folders(dir: &Path, opts: &FolderOptions) -> Result<Self> {
         let classes = super::class_folders(dir, "")?;
         let mut data = Self { name: dir.display().to_string(), ..Default::default() };
         let mut ids = Vec::new();
+        let mut report = FolderReport::default();
         for (id, class) in classes.iter().enumerate() {
             data.label_names.push(class.file_name().unwrap_or_default().to_string_lossy().into_owned());
-            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
-            files.sort();
-            for file in files {
+            for file in text_files(class, opts, &mut report)? {
                 let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-                let text = String::from_utf8(bytes).unwrap_or_else(|e| {
-                    let at = e.utf8_error().valid_up_to();
-                    data.notes.push(format!("{}: not UTF-8 (byte {at}); read as Latin-1", file.display()));
-                    e.into_bytes().iter().map(|&b| b as char).collect()
-                });
-                data.texts.push(text);
+                match decode_text(bytes) {
+                    Decoded::Text(text) => data.texts.push(text),
+                    Decoded::Latin1(text) => {
+                        report.latin1.push(file);
+                        data.texts.push(text);
+                    }
+                    Decoded::Binary => {
+                        report.binary.push(file);
+                        continue;
+                    }
+                }
                 ids.push(id as i64);
             }
         }
+        data.notes.extend(report.notes(opts));
         data.targets = Targets::Classes(ids);
         Ok(data)
     }
@@ -488,6 +637,14 @@ impl TextDataset {
     pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(Self, Self)> {
         let (train, val, _) = self.split_parts(&SplitSpec { val: Share::Fraction(val_fraction), test: None, seed, stratify: false })?;
         Ok((train, val))
+    }
+
+    /// How many of `other`'s rows have the same text (and pair) as a row
+    /// of this dataset: duplicates that a split put on both sides.
+    pub fn rows_also_in(&self, other: &Self) -> usize {
+        let key = |d: &Self, i: usize| (d.texts[i].clone(), d.pairs.as_ref().map(|p| p[i].clone()));
+        let mine: HashSet<(String, Option<String>)> = (0..self.len()).map(|i| key(self, i)).collect();
+        (0..other.len()).filter(|&i| mine.contains(&key(other, i))).count()
     }
 
     /// Train, validation and (when `spec` has one) test parts.

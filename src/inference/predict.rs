@@ -12,12 +12,15 @@ use crate::task::Task;
 /// What the model predicts for one text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prediction {
-    /// Single-label: the top class and its probability.
+    /// Single-label: the top class and its probability, and every
+    /// class's probability in label order.
     Class {
         /// The class's name.
         label: String,
         /// Its softmax probability.
         score: f64,
+        /// Every class with its softmax probability, in label order.
+        scores: Vec<(String, f64)>,
     },
     /// Multi-label: every label's sigmoid probability, in label order; a
     /// label is predicted when it is at least 0.5.
@@ -35,10 +38,15 @@ fn predictions(task: Task, labels: &[String], outputs: &Tensor) -> Result<Vec<Pr
     let named = |row: Vec<f64>| labels.iter().cloned().zip(row).collect::<Vec<_>>();
     Ok(match task {
         Task::Classify => {
-            let (p, idx) = outputs.softmax(-1, Kind::Double).max_dim(-1, false);
-            let p: Vec<f64> = Vec::<f64>::try_from(p)?;
-            let idx: Vec<i64> = Vec::<i64>::try_from(idx)?;
-            idx.into_iter().zip(p).map(|(i, score)| Prediction::Class { label: labels[i as usize].clone(), score }).collect()
+            let probs = Vec::<Vec<f64>>::try_from(outputs.softmax(-1, Kind::Double))?;
+            probs
+                .into_iter()
+                .map(|row| {
+                    // The first of equal maxima, as argmax.
+                    let top = row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best });
+                    Prediction::Class { label: labels[top].clone(), score: row[top], scores: named(row) }
+                })
+                .collect()
         }
         Task::MultiLabel => Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r))).collect(),
         Task::Regression => Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r))).collect(),

@@ -41,7 +41,7 @@ pub fn fit(
     if let Some(v) = val {
         check_labels(model, v)?;
     }
-    adopt_data(model, train);
+    adopt_data(model, train)?;
     check_options(model, val.is_some(), opts)?;
     let start_mask = model.trainable_mask();
     // Distributed: every rank trains a replica on its shard of each global
@@ -89,16 +89,31 @@ fn check_options(model: &dyn Learner, has_val: bool, opts: &FitOptions) -> Resul
 
 /// Takes from the training data what the model keeps for prediction: the
 /// class names of a placeholder head, and how image inputs are normalized.
-fn adopt_data(model: &mut dyn Learner, train: &DataLoader) {
+fn adopt_data(model: &mut dyn Learner, train: &DataLoader) -> Result<()> {
     // A head made for a count of labels (`LABEL_0`, ...) takes the data's
     // class names when there are as many, so that predictions and the saved
-    // `id2label` use them.
-    if crate::task::are_placeholder_labels(model.labels()) && train.label_names().len() == model.labels().len() {
-        model.set_labels(train.label_names().to_vec());
+    // `id2label` use them; another count is a mistake, not spare outputs.
+    let names = train.label_names();
+    if crate::task::are_placeholder_labels(model.labels()) && !names.is_empty() {
+        if names.len() != model.labels().len() && matches!(model.task(), Task::Classify | Task::Tokens) {
+            let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            bail!(
+                "the model's head was made for {} labels, but the data has {} classes ({}); load the model with labels: {} (or labels: [{}])",
+                model.labels().len(),
+                names.len(),
+                names.join(", "),
+                names.len(),
+                quoted.join(", ")
+            );
+        }
+        if names.len() == model.labels().len() {
+            model.set_labels(names.to_vec());
+        }
     }
     if let LoaderSource::Images(set) = &train.source {
         model.adopt_input_normalization(set.transform.normalize.as_ref());
     }
+    Ok(())
 }
 
 /// How the loop goes on after an epoch.
@@ -571,16 +586,25 @@ pub(super) fn param_specs(model: &dyn Learner, weight_decay: f64, scales: &HashM
         .collect()
 }
 
-/// A warning when the training classes are badly imbalanced: the largest
-/// has at least 5 times the rows of the smallest (or a class has none).
+/// The imbalance warning fires when the largest training class has at
+/// least this many times the rows of the smallest (a 67/33 split of two
+/// classes), or a class has none.
+pub const IMBALANCE_RATIO: usize = 2;
+
+/// A warning when the training classes are imbalanced (`IMBALANCE_RATIO`),
+/// with each class's share and what helps.
 fn imbalance_note(data: &DataLoader, labels: &[String]) -> Option<String> {
     if data.task() != Task::Classify {
         return None;
     }
     let counts = data.targets().label_counts(labels.len());
     let (min, max) = (*counts.iter().min()?, *counts.iter().max()?);
-    (max >= 5 * min.max(1) || min == 0).then(|| {
-        let each: Vec<String> = labels.iter().zip(&counts).map(|(l, n)| format!("{l}: {n}")).collect();
-        format!("the training classes are imbalanced ({}); consider class_weights: \"balanced\" and a stratified split", each.join(", "))
+    let total: usize = counts.iter().sum();
+    (max >= IMBALANCE_RATIO * min.max(1) || min == 0).then(|| {
+        let each: Vec<String> = labels.iter().zip(&counts).map(|(l, &n)| format!("{l}: {n}, {}", crate::numbers::percent(n as i64, total as i64))).collect();
+        format!(
+            "the training classes are imbalanced ({}): accuracy flatters a model that favours the largest; consider class_weights: \"balanced\", early_stopping: #{{ monitor: \"val_f1\" }} and a stratified split",
+            each.join("; ")
+        )
     })
 }

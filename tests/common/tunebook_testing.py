@@ -31,3 +31,19 @@ def result_text(outputs):
         if m["msg_type"] == "execute_result":
             return m["content"]["data"]["text/plain"]
     return None
+
+
+def reference(module):
+    """Imports a reference library (torch, transformers, peft). Under
+    `scripts/test`, which installs them, a missing one is a failure, not a
+    skip: a parity test that CI skips checks nothing."""
+    import importlib
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if os.environ.get("TUNEBOOK_REFERENCE_REQUIRED") == "1":
+            pytest.fail(f"{module} is not installed, but scripts/test installs it (tests/python/requirements.txt): {e}")
+        pytest.skip(f"{module} is not installed; scripts/test installs it from tests/python/requirements.txt", allow_module_level=True)

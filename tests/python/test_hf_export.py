@@ -11,10 +11,10 @@ import tempfile
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from tunebook_testing import REPO, TUNEBOOK, reference
 
-from tunebook_testing import REPO, TUNEBOOK
+torch = reference("torch")
+transformers = reference("transformers")
 
 TEXTS = ["A warm and funny film.", "Dull, slow and far too long.", "It was fine, I suppose."]
 
@@ -62,7 +62,7 @@ def test_saved_roberta_and_distilbert_load_in_transformers(name):
 
 
 def test_a_lora_adapter_saved_by_tunebook_loads_in_peft():
-    peft = pytest.importorskip("peft")
+    peft = reference("peft")
     out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-peft-")) / "adapter"
     texts = ", ".join(f'"{t}"' for t in TEXTS)
     script = f"""

@@ -9,6 +9,12 @@ use serde::Deserialize;
 /// The model types this build can load.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "distilbert"];
 
+/// The `model_type` prefix of a mean-pooled classifier saved with its own
+/// modeling file (`tunebook_mean_pooled_bert`): transformers has no class
+/// for that head, and an unknown type makes it ask for `trust_remote_code`
+/// instead of running its own, untrained head.
+pub const MEAN_POOLED_TYPE_PREFIX: &str = "tunebook_mean_pooled_";
+
 /// A BERT-family architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Arch {
@@ -47,6 +53,27 @@ impl Arch {
             Arch::Roberta => "RobertaForSequenceClassification",
             Arch::DistilBert => "DistilBertForSequenceClassification",
         }
+    }
+
+    /// The class name stem of the mean-pooled export (`Bert`, `Roberta`, `DistilBert`).
+    fn class_stem(self) -> &'static str {
+        match self {
+            Arch::Bert => "Bert",
+            Arch::Roberta => "Roberta",
+            Arch::DistilBert => "DistilBert",
+        }
+    }
+
+    /// The `model_type` of a mean-pooled classifier's export.
+    pub fn mean_pooled_model_type(self) -> String {
+        format!("{MEAN_POOLED_TYPE_PREFIX}{}", self.prefix())
+    }
+
+    /// The configuration and model classes of a mean-pooled classifier's
+    /// export, as `modeling_tunebook.py` names them.
+    pub fn mean_pooled_classes(self) -> (String, String) {
+        let stem = self.class_stem();
+        (format!("TunebookMeanPooled{stem}Config"), format!("TunebookMeanPooled{stem}ForSequenceClassification"))
     }
 }
 
@@ -124,7 +151,8 @@ impl EncoderConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let raw: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        let saved_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        let model_type = saved_type.strip_prefix(MEAN_POOLED_TYPE_PREFIX).unwrap_or(saved_type);
         if !SUPPORTED_MODEL_TYPES.contains(&model_type) {
             bail!(
                 "{}: model_type '{model_type}' is not supported; supported model types: {}",
@@ -134,6 +162,7 @@ impl EncoderConfig {
         }
         let mut config: EncoderConfig = serde_json::from_value(raw.clone())
             .with_context(|| format!("{}: missing or malformed field", path.display()))?;
+        config.model_type = model_type.to_string();
         config.arch = match model_type {
             "roberta" => Arch::Roberta,
             "distilbert" => Arch::DistilBert,

@@ -13,7 +13,7 @@ pub mod config;
 pub mod distilbert;
 pub mod roberta;
 
-pub use config::{Arch, EncoderConfig};
+pub use config::{Arch, EncoderConfig, MEAN_POOLED_TYPE_PREFIX};
 
 /// The encoder, by architecture (RoBERTa's is BERT's).
 pub enum Backbone {

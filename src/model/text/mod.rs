@@ -16,7 +16,7 @@ mod peft;
 
 use super::adapt::heads::{self as head, check_output_count, Pooling};
 use super::adapt::peft::PeftMethod;
-use super::arch::{bert, distilbert, Arch, Backbone, EncoderConfig};
+use super::arch::{bert, distilbert, Arch, Backbone, EncoderConfig, MEAN_POOLED_TYPE_PREFIX};
 use super::summary::{natural_key, summary_module, ModelSummary, ModuleCount, NaturalPart};
 use super::weights::hf::{self, LoadReport};
 use super::{LayerGroup, Learner};
@@ -102,7 +102,12 @@ impl TextModel {
         };
         check_output_count(task, labels.len())?;
         // The pooling the checkpoint's own head (if any) was trained with.
-        let saved_pooling = raw_config.pointer("/tunebook/pooling").and_then(|v| v.as_str()).map(Pooling::parse).transpose()?.unwrap_or(Pooling::Pooler);
+        let mean_pooled_type = raw_config.get("model_type").and_then(|v| v.as_str()).is_some_and(|t| t.starts_with(MEAN_POOLED_TYPE_PREFIX));
+        let saved_pooling = match raw_config.pointer("/tunebook/pooling").and_then(|v| v.as_str()) {
+            Some(p) => Pooling::parse(p)?,
+            None if mean_pooled_type => Pooling::Mean,
+            None => Pooling::Pooler,
+        };
         let pooling = if opts.labels.is_none() { saved_pooling } else { opts.pooling };
 
         let vs = nn::VarStore::new(opts.device);
@@ -250,6 +255,12 @@ impl TextModel {
         ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: Some(self.pooling), device: self.device(), rows }
     }
 
+    /// Whether the active head saves as a mean-pooled classifier, which
+    /// transformers runs only with the modeling file saved beside it.
+    pub fn exports_mean_pooled(&self) -> bool {
+        self.pooling == Pooling::Mean && self.task != Task::Tokens
+    }
+
     fn saved_config(&self) -> serde_json::Value {
         let mut config = self.raw_config.clone();
         let obj = config.as_object_mut().expect("config.json is an object");
@@ -266,6 +277,24 @@ impl TextModel {
         }
         if self.task == Task::Tokens {
             obj.insert("architectures".into(), serde_json::json!([self.config.arch.token_classifier_class()]));
+        }
+        // A mean-pooled head has no transformers class: the folder carries
+        // its own, under a model type transformers will not guess at.
+        let ours = |v: &serde_json::Value| v.to_string().contains(hf::MEAN_POOLED_MODELING_FILE.trim_end_matches(".py"));
+        if obj.get("auto_map").is_some_and(ours) {
+            obj.remove("auto_map");
+        }
+        obj.insert("model_type".into(), self.config.model_type.clone().into());
+        if self.exports_mean_pooled() {
+            let arch = self.config.arch;
+            let (config_class, model_class) = arch.mean_pooled_classes();
+            let module = hf::MEAN_POOLED_MODELING_FILE.trim_end_matches(".py");
+            obj.insert("model_type".into(), arch.mean_pooled_model_type().into());
+            obj.insert("architectures".into(), serde_json::json!([model_class]));
+            obj.insert(
+                "auto_map".into(),
+                serde_json::json!({ "AutoConfig": format!("{module}.{config_class}"), "AutoModelForSequenceClassification": format!("{module}.{model_class}") }),
+            );
         }
         let parked: Vec<serde_json::Value> = self.parked.iter().map(|h| h.describe()).collect();
         obj.insert(
@@ -326,6 +355,9 @@ impl Learner for TextModel {
         super::save_folder(dir, |staging| {
             hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
             std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
+            if self.exports_mean_pooled() {
+                std::fs::write(staging.join(hf::MEAN_POOLED_MODELING_FILE), hf::MEAN_POOLED_MODELING)?;
+            }
             for file in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
                 let src = self.source.join(file);
                 if src.exists() {

@@ -6,6 +6,13 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use tch::{nn::VarStore, Tensor};
 
+/// The file that lets transformers run a mean-pooled classifier
+/// (`trust_remote_code=True`), written beside its weights.
+pub const MEAN_POOLED_MODELING_FILE: &str = "modeling_tunebook.py";
+
+/// `MEAN_POOLED_MODELING_FILE`'s contents.
+pub const MEAN_POOLED_MODELING: &str = include_str!("modeling_tunebook.py");
+
 /// What loading found besides the tensors it copied.
 #[derive(Debug, Default, Clone)]
 pub struct LoadReport {

@@ -8,7 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::args::{loader_options, parts_map, split_spec, kfold_options};
 use super::handles::{DatasetHandle, ImageDatasetHandle, LoaderHandle, ModelHandle, TokensHandle};
 use crate::data::augment::{TextAugment, Thesaurus};
-use crate::data::text::RawRow;
+use crate::data::text::{FolderOptions, RawRow};
 use crate::data::{CleanOptions, CsvColumns, DataLoader, DatasetSource, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
@@ -48,7 +48,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     if source.is_images() {
         let (text_keys, refusal): (&[&str], &str) = match source {
             DatasetSource::NamedImages(_) => (&["text", "label", "task", "separator"], "is for text files"),
-            _ => (&["text", "pair", "label", "task", "separator", "test"], "is for text"),
+            _ => (&["text", "pair", "label", "task", "separator", "test", "extensions", "recursive"], "is for text"),
         };
         if let Some(key) = text_keys.iter().find(|k| o.get(k).is_some()) {
             let what = if matches!(source, DatasetSource::NamedImages(_)) { format!("'{name}' is an image dataset") } else { format!("{name} is a folder of images") };
@@ -64,7 +64,16 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         return Err(script_error(format!("load_dataset: option 'test' picks the test part of an image dataset ({}); split text data with .split(#{{ test: 0.1 }})", crate::data::image::NAMED_IMAGE_DATASETS.join(", "))));
     }
     let cols = columns("load_dataset", &o)?;
-    guard(|| source.load_text(&cols, &ctx.cache)).map(|data| Dynamic::from(with_notes_said(ctx, data)))
+    let mut folder = FolderOptions { recursive: o.bool("recursive", false)?, ..FolderOptions::default() };
+    if let Some(v) = o.get("extensions") {
+        let bad = || script_error("load_dataset: 'extensions' is an array of file extensions, such as [\"txt\", \"md\"]");
+        let items = v.clone().into_array().map_err(|_| bad())?;
+        folder.extensions = items.into_iter().map(|x| x.into_string().map(|e| e.trim_start_matches('.').to_lowercase()).map_err(|_| bad())).collect::<R<Vec<String>>>()?;
+        if folder.extensions.is_empty() {
+            return Err(bad());
+        }
+    }
+    guard(|| source.load_text(&cols, &folder, &ctx.cache)).map(|data| Dynamic::from(with_notes_said(ctx, data)))
 }
 
 /// Says what loading left out or repaired, then wraps the dataset.
@@ -185,6 +194,16 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("split", move |d: &mut DatasetHandle, opts: Map| -> R<Map> {
         let spec = split_spec(&c, opts)?;
         let parts = guard(|| d.0.split_parts(&spec))?;
+        for (name, part) in [("val", Some(&parts.1)), ("test", parts.2.as_ref())] {
+            let shared = part.map_or(0, |p| parts.0.rows_also_in(p));
+            if let Some(part) = part.filter(|_| shared > 0) {
+                c.host.eprint(&format!(
+                    "note: {shared} of the {} {name} rows ({}) have the same text as a train row, so {name} scores overstate; .clean() before .split() drops duplicates",
+                    part.len(),
+                    crate::numbers::percent(shared as i64, part.len() as i64)
+                ));
+            }
+        }
         Ok(parts_map(parts, |d| Dynamic::from(DatasetHandle(Rc::new(d)))))
     });
     let c = ctx.clone();

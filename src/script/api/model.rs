@@ -96,8 +96,13 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("use_head", |m: &mut ModelHandle, name: &str| -> R<()> { guard(|| m.0.borrow_mut().use_head(name)) });
     engine.register_get("head", |m: &mut ModelHandle| m.0.borrow().head_name().to_string());
     engine.register_get("heads", |m: &mut ModelHandle| -> Array { m.0.borrow().head_names().into_iter().map(Dynamic::from).collect() });
-    engine.register_fn("save_adapter", |m: &mut ModelHandle, path: &str| -> R<String> {
-        guard(|| m.0.borrow().save_adapter(std::path::Path::new(path)).map(|p| p.display().to_string()))
+    let c = ctx.clone();
+    engine.register_fn("save_adapter", move |m: &mut ModelHandle, path: &str| -> R<String> {
+        let model = m.0.borrow();
+        if model.exports_mean_pooled() {
+            c.host.eprint("note: PEFT loads an adapter onto transformers' own classifier, which reads the first token; this head is mean-pooled, so in transformers the adapter would not predict as here. Tunebook's load_adapter reads it as trained; for transformers save the merged model with model.save(path) (it loads with trust_remote_code=True).");
+        }
+        guard(|| model.save_adapter(std::path::Path::new(path)).map(|p| p.display().to_string()))
     });
     engine.register_fn("load_adapter", |m: &mut ModelHandle, path: &str| -> R<()> { guard(|| m.0.borrow_mut().load_adapter(std::path::Path::new(path))) });
     engine.register_get("name", |m: &mut ModelHandle| m.0.borrow().name.clone());

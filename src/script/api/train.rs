@@ -158,9 +158,10 @@ pub(super) fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[Stri
 pub(super) fn prediction_map(p: inference::Prediction) -> Dynamic {
     let mut m = Map::new();
     match p {
-        inference::Prediction::Class { label, score } => {
+        inference::Prediction::Class { label, score, scores } => {
             m.insert("label".into(), label.into());
             m.insert("score".into(), score.into());
+            m.insert("scores".into(), scores.into_iter().map(|(l, p)| (l.into(), Dynamic::from(p))).collect::<Map>().into());
         }
         inference::Prediction::Labels(scores) => {
             let chosen: Array = scores.iter().filter(|(_, p)| *p >= 0.5).map(|(l, _)| Dynamic::from(l.clone())).collect();
