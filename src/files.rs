@@ -24,12 +24,53 @@ fn fsync_dir(path: &Path) {
     let _ = std::fs::File::open(path).and_then(|f| f.sync_all());
 }
 
+/// A file-system failure in plain words ("permission denied", "the disk
+/// is full"), from the first I/O error in `e`'s causes; else its message.
+pub fn plain_reason(e: &anyhow::Error) -> String {
+    use std::io::ErrorKind::*;
+    let Some(io) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) else {
+        return e.root_cause().to_string();
+    };
+    match io.kind() {
+        PermissionDenied => "permission denied".into(),
+        ReadOnlyFilesystem => "the file system is read-only".into(),
+        StorageFull => "the disk is full".into(),
+        QuotaExceeded => "the disk quota is exceeded".into(),
+        FileTooLarge => "the file is too large for the file system".into(),
+        NotADirectory => "a part of the path is a file, not a folder".into(),
+        // The OS's words without "(os error N)".
+        _ => {
+            let text = io.to_string();
+            text.split(" (os error").next().unwrap_or(&text).to_string()
+        }
+    }
+}
+
+/// Files get read-write for everyone and folders also search, less the
+/// umask (0644 and 0755 under the usual 022), as `std::fs::write` gives;
+/// temporary files would otherwise keep their private 0600.
+#[cfg(unix)]
+fn usual_permissions(folder: bool) -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(if folder { 0o777 } else { 0o666 })
+}
+
+/// A builder for temporary files and folders with the usual permissions.
+fn builder<'a, 'b>(folder: bool) -> tempfile::Builder<'a, 'b> {
+    let mut b = tempfile::Builder::new();
+    #[cfg(unix)]
+    b.permissions(usual_permissions(folder));
+    #[cfg(not(unix))]
+    let _ = folder;
+    b
+}
+
 /// Writes `bytes` to `path` through a temporary file beside it and a
 /// rename, creating the folder if needed.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_of(path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut tmp = builder(false).tempfile_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
     fsync_dir(dir);
@@ -43,7 +84,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_folder(dir: &Path, staging_prefix: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = parent_of(dir);
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let staging = tempfile::Builder::new().prefix(staging_prefix).tempdir_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
+    let staging = builder(true).prefix(staging_prefix).tempdir_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
     fill(staging.path())?;
     replace_dir(staging, dir)?;
     fsync_dir(parent);

@@ -218,8 +218,11 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     install_interrupt(&stop, true);
     let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits };
     let script_stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
-    let mut session = Session::new(Rc::new(cli::host::TerminalHost::new(&script_stem)), settings);
-    match session.run_file_with(&file, &overrides) {
+    let host = Rc::new(cli::host::TerminalHost::new(&script_stem));
+    let mut session = Session::new(host.clone(), settings);
+    let outcome = session.run_file_with(&file, &overrides);
+    host.write_pending_chart();
+    match outcome {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.interrupted || tunebook::distributed::is_main_process() {

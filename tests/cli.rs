@@ -260,3 +260,35 @@ fn the_chart_gallery_writes_every_chart_as_png_and_svg() {
     assert!(stdout.contains("13 charts in out/gallery/"), "{stdout}");
 }
 
+
+#[test]
+fn stdout_carries_only_what_the_script_prints_and_charts_of_each_run_are_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tiny_bert(&dir.path().join("model"));
+    std::fs::write(
+        dir.path().join("streams.rhai"),
+        r#"let model = load_model("model", #{ labels: ["bad", "good"] });
+           let rows = [];
+           for i in 0..32 { rows.push(#{ text: if i % 2 == 0 { "a good film" } else { "a bad plot" }, label: if i % 2 == 0 { "good" } else { "bad" } }); }
+           let data = dataset(rows).tokenize(model, #{ max_len: 8 }).loader(#{ batch: 4 });
+           let run = fit(model, data, data, #{ epochs: 1, lr: 1e-3 });
+           print("RESULT done");
+           plot(run);
+           plot(run).save("mine.png");"#,
+    )
+    .unwrap();
+    for n in 1..=2 {
+        let (code, stdout, stderr) = tunebook(&["run", "streams.rhai", "--device", "cpu"], dir.path());
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout, "RESULT done\n", "progress, notes and chart paths stay off stdout; stderr:\n{stderr}");
+        assert!(stderr.contains("training ") && stderr.contains("epoch 1/1: train_loss"), "{stderr}");
+        assert!(stderr.contains(&format!("chart saved to out/plots/streams-{n}.png")), "run {n} numbers its chart past the earlier ones: {stderr}");
+    }
+    let plots: Vec<String> = std::fs::read_dir(dir.path().join("out/plots")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut plots = plots;
+    plots.sort();
+    assert_eq!(plots, ["streams-1.png", "streams-2.png"], "a chart the script saves itself gets no automatic copy");
+    let mode = std::fs::metadata(dir.path().join("mine.png")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "charts are readable as usual (umask 022)");
+}

@@ -169,8 +169,63 @@ fn a_failed_model_save_leaves_the_previous_save_in_place() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("save.rhai:2:") && stderr.contains("cannot write the weights: File too large (os error 27)") && !stderr.contains("IoError"), "{stderr}");
+    // The recovery folder cannot be written either under this limit: both are said.
+    assert!(stderr.contains("save.rhai:2:") && stderr.contains("cannot save the model to saved: the file is too large for the file system; nor to out/recovered/saved-1") && !stderr.contains("IoError"), "{stderr}");
     assert_eq!(hashes(&ws.path().join("saved")), before, "the earlier save is intact");
     let leftovers: Vec<_> = std::fs::read_dir(ws.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_save_into_a_folder_that_cannot_be_written_keeps_the_trained_weights_and_the_old_contents() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = workspace();
+    let out = tunebook(ws.path(), &["EPOCHS=1", "SAVE=locked/model"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let locked = ws.path().join("locked");
+    let before = hashes(&locked.join("model"));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&locked.join("model/model.safetensors")), 0o644, "saved files are readable as usual (umask 022)");
+    assert_eq!(mode(&locked.join("model")), 0o755);
+
+    // The user cannot write in `locked`: as root (CI) the script runs as nobody, who does not own it.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        for entry in walk(ws.path()) {
+            if !entry.starts_with(&locked) {
+                std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(common::tunebook_bin());
+        c
+    } else {
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        Command::new(common::tunebook_bin())
+    };
+    let out = cmd.current_dir(ws.path()).args(["run", "train.rhai", "--device", "cpu", "--set", "EPOCHS=1", "--set", "SAVE=locked/model"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot save the model to locked/model: permission denied. The weights are safe in "), "{stderr}");
+    assert!(!stderr.contains(".tunebook-save-") && !stderr.contains("os error"), "no temporary path or raw OS error: {stderr}");
+    let recovered = ws.path().join("out/recovered/model-1");
+    assert!(stderr.contains(&recovered.canonicalize().unwrap().display().to_string()), "{stderr}");
+    assert_eq!(hashes(&locked.join("model")), before, "the earlier save is intact");
+    std::fs::write(ws.path().join("reload.rhai"), r#"print(load_model("out/recovered/model-1").labels);"#).unwrap();
+    let reloaded = Command::new(common::tunebook_bin()).current_dir(ws.path()).args(["run", "reload.rhai", "--device", "cpu"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&reloaded.stdout).contains("bad"), "the recovered model loads: {}", String::from_utf8_lossy(&reloaded.stderr));
+}
+
+/// Every file and folder under `dir`, `dir` included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            all.extend(walk(&p));
+        } else {
+            all.push(p);
+        }
+    }
+    all
 }

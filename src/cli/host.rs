@@ -5,48 +5,75 @@ use std::path::PathBuf;
 use tunebook::script::Host;
 use tunebook::train::TrainObserver;
 
-/// The terminal as a script host: prints to stdout, progress bars on
-/// stderr, charts as PNG files under `out/plots/`. In a distributed run
-/// only rank 0 prints and draws, as only it writes.
+/// The terminal as a script host: what the script prints goes to stdout,
+/// and nothing else does (progress, notes and chart paths go to stderr), so
+/// `tunebook run x.rhai > results.txt` keeps only the results. Charts are
+/// PNG files under `out/plots/`, numbered past those already there. In a
+/// distributed run only rank 0 prints and draws, as only it writes.
 pub struct TerminalHost {
     script_stem: String,
-    charts: std::cell::Cell<usize>,
+    /// A chart shown but not yet written: written at the next output, or
+    /// dropped when the script saves it itself.
+    pending_chart: std::cell::RefCell<Option<tunebook::plot::Chart>>,
     speaks: bool,
 }
 
 impl TerminalHost {
     /// A host whose charts are named after `script_stem`.
     pub fn new(script_stem: &str) -> Self {
-        Self { script_stem: script_stem.to_string(), charts: std::cell::Cell::new(0), speaks: tunebook::distributed::is_main_process() }
+        Self { script_stem: script_stem.to_string(), pending_chart: Default::default(), speaks: tunebook::distributed::is_main_process() }
+    }
+
+    /// Writes the chart last shown, if the script did not save it itself,
+    /// to the first free `out/plots/<script>-N.png`.
+    pub fn write_pending_chart(&self) {
+        let Some(chart) = self.pending_chart.borrow_mut().take() else { return };
+        let path = (1..).map(|n| PathBuf::from("out/plots").join(format!("{}-{n}.png", self.script_stem))).find(|p| !p.exists()).expect("a free chart name");
+        match chart.save(&path) {
+            Ok(()) => eprintln!("chart saved to {}", path.display()),
+            Err(e) => eprintln!("warning: could not write the chart {}: {e:#}", path.display()),
+        }
+    }
+}
+
+impl Drop for TerminalHost {
+    fn drop(&mut self) {
+        self.write_pending_chart();
     }
 }
 
 impl Host for TerminalHost {
     fn print(&self, text: &str) {
+        self.write_pending_chart();
         if self.speaks {
             println!("{text}");
         }
     }
+    fn eprint(&self, text: &str) {
+        self.write_pending_chart();
+        if self.speaks {
+            eprintln!("{text}");
+        }
+    }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
+        self.write_pending_chart();
         if !self.speaks {
             return Box::new(tunebook::train::Silent);
         }
         Box::new(tunebook::render::TerminalProgress::new())
     }
     fn show_chart(&self, chart: &tunebook::plot::Chart) {
-        if !self.speaks {
-            return;
+        self.write_pending_chart();
+        if self.speaks {
+            *self.pending_chart.borrow_mut() = Some(chart.clone());
         }
-        let n = self.charts.get() + 1;
-        self.charts.set(n);
-        let path = PathBuf::from("out/plots").join(format!("{}-{n}.png", self.script_stem));
-        match chart.save(&path) {
-            Ok(()) => println!("chart saved to {}", path.display()),
-            Err(e) => eprintln!("warning: could not write the chart {}: {e:#}", path.display()),
-        }
+    }
+    fn chart_saved(&self) {
+        self.pending_chart.borrow_mut().take();
     }
     fn input(&self, prompt: &str) -> Option<String> {
         use std::io::Write;
+        self.write_pending_chart();
         print!("{prompt}");
         std::io::stdout().flush().ok()?;
         let mut line = String::new();

@@ -1,5 +1,5 @@
 //! Renders training events on a terminal: a progress bar per epoch and one
-//! summary line per epoch.
+//! summary line per epoch, all on stderr (stdout is the script's own output).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -27,7 +27,7 @@ impl TerminalProgress {
     fn line(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => println!("{text}"),
+            None => eprintln!("{text}"),
         }
     }
 }
@@ -39,14 +39,14 @@ impl TrainObserver for TerminalProgress {
                 self.epochs = *epochs;
                 self.steps_per_epoch = *steps_per_epoch;
                 self.log_every = (steps_per_epoch / 10).clamp(10, 100);
-                println!(
+                eprintln!(
                     "training {} of {} parameters ({}) on {device}: {epochs} epochs x {steps_per_epoch} steps ({total_steps} steps)",
                     group_digits(*trainable_params),
                     group_digits(*total_params),
                     percent(*trainable_params, *total_params)
                 );
                 if let Some(line) = TrainEvent::lr_groups_summary(lr_groups) {
-                    println!("{line}");
+                    eprintln!("{line}");
                 }
             }
             TrainEvent::Unfrozen { epoch, groups, trainable_params } => {
@@ -73,7 +73,7 @@ impl TrainObserver for TerminalProgress {
                     bar.set_position(*step_in_epoch as u64);
                     bar.set_message(format!("loss {:.4} lr {:.2e}", self.recent_loss, record.lr));
                 } else if step_in_epoch % self.log_every == 0 || *step_in_epoch == self.steps_per_epoch {
-                    println!("epoch {epoch}/{} step {step_in_epoch}/{}: loss {:.4}, lr {:.2e}", self.epochs, self.steps_per_epoch, self.recent_loss, record.lr);
+                    eprintln!("epoch {epoch}/{} step {step_in_epoch}/{}: loss {:.4}, lr {:.2e}", self.epochs, self.steps_per_epoch, self.recent_loss, record.lr);
                 }
             }
             TrainEvent::Evaluating { epoch } => {
@@ -95,10 +95,10 @@ impl TrainObserver for TerminalProgress {
                 if let Some(bar) = self.bar.take() {
                     bar.abandon();
                 }
-                println!("interrupted after {steps} steps; the model keeps the weights learned so far");
+                eprintln!("interrupted after {steps} steps; the model keeps the weights learned so far");
             }
             TrainEvent::Done(run) => {
-                println!("done in {:.0}s ({:.1} samples/s)", run.seconds, run.samples_per_sec);
+                eprintln!("done in {:.0}s ({:.1} samples/s)", run.seconds, run.samples_per_sec);
             }
         }
     }

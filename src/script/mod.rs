@@ -40,6 +40,9 @@ pub trait Host {
     }
     /// Shows a chart: a file on a terminal, an image in a notebook.
     fn show_chart(&self, chart: &crate::plot::Chart);
+    /// The script saved the chart it was just shown (`plot(run).save(path)`):
+    /// a host that would also write its own copy of it need not.
+    fn chart_saved(&self) {}
     /// Clears what the current cell has shown, where the host can.
     fn clear_output(&self) {}
     /// Shows help text in a pager where the host has one.

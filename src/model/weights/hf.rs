@@ -27,7 +27,7 @@ pub struct LoadReport {
 /// library's debug text.
 pub fn write_safetensors<S: AsRef<str>, T: AsRef<Tensor>>(tensors: &[(S, T)], path: &Path) -> Result<()> {
     Tensor::write_safetensors(tensors, path).map_err(|e| match e {
-        tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => anyhow!("{io}"),
+        tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => anyhow::Error::new(io),
         other => anyhow!("{other}"),
     })
 }

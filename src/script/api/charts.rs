@@ -219,8 +219,10 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("plot_images", move |l: LoaderHandle, opts: Map| -> R<ChartHandle> { plot_images_of_loader(&c, &l, opts) });
 
-    engine.register_fn("save", |c: &mut ChartHandle, path: &str| -> R<String> { save(c, path, Map::new()) });
-    engine.register_fn("save", |c: &mut ChartHandle, path: &str, opts: Map| -> R<String> { save(c, path, opts) });
+    let saver = ctx.clone();
+    engine.register_fn("save", move |c: &mut ChartHandle, path: &str| -> R<String> { save(&saver, c, path, Map::new()) });
+    let saver = ctx.clone();
+    engine.register_fn("save", move |c: &mut ChartHandle, path: &str, opts: Map| -> R<String> { save(&saver, c, path, opts) });
     engine.register_fn("title", |c: &mut ChartHandle, title: &str| ChartHandle { chart: c.chart.clone().with_title(title), shown_in: None });
     engine.register_fn("resize", |c: &mut ChartHandle, width: i64, height: i64| -> R<ChartHandle> {
         let (w, h) = (u32::try_from(width).unwrap_or(0), u32::try_from(height).unwrap_or(0));
@@ -248,9 +250,12 @@ fn plot_images_of_loader(ctx: &Context, l: &LoaderHandle, opts: Map) -> R<ChartH
 }
 
 /// Writes the chart (resized or retitled by `opts` first); returns the path.
-fn save(c: &ChartHandle, path: &str, opts: Map) -> R<String> {
+fn save(ctx: &Context, c: &ChartHandle, path: &str, opts: Map) -> R<String> {
     let chart = apply_options(&Options::new("save (chart)", opts)?, c.chart.clone())?;
     guard(|| chart.save(std::path::Path::new(path)))?;
+    if c.shown_by_this_cell(ctx) {
+        ctx.host.chart_saved();
+    }
     Ok(path.to_string())
 }
 

@@ -59,9 +59,31 @@ impl<M: Learner> Shared<M> {
     }
 
     /// Saves the model into a folder; returns its path. In a distributed
-    /// run every rank holds the same weights: rank 0 writes.
+    /// run every rank holds the same weights: rank 0 writes. When the
+    /// folder cannot be written, the weights are saved to a recovery folder
+    /// under `out/recovered/` and the error names it, so that a failed save
+    /// at the end of a long run loses nothing.
     pub(super) fn save(&self, path: &str) -> anyhow::Result<String> {
-        crate::distributed::main_process_writes(|| Ok(self.0.borrow().save(Path::new(path))?.display().to_string()), || path.to_string())
+        crate::distributed::main_process_writes(
+            || {
+                let model = self.0.borrow();
+                let error = match model.save(Path::new(path)) {
+                    Ok(saved) => return Ok(saved.display().to_string()),
+                    Err(e) => e,
+                };
+                let reason = crate::files::plain_reason(&error);
+                let stem = Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+                let recovery = (1..).map(|n| Path::new("out/recovered").join(format!("{stem}-{n}"))).find(|p| !p.exists()).expect("a free name");
+                match model.save(&recovery) {
+                    Ok(saved) => anyhow::bail!(
+                        "cannot save the model to {path}: {reason}. The weights are safe in {} (load_model reads it); save to a folder you can write, or fix the cause and save again",
+                        saved.display()
+                    ),
+                    Err(again) => anyhow::bail!("cannot save the model to {path}: {reason}; nor to {}: {}", recovery.display(), crate::files::plain_reason(&again)),
+                }
+            },
+            || path.to_string(),
+        )
     }
 }
 
