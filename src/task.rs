@@ -80,6 +80,15 @@ impl Task {
             Self::Regression => "r2",
         }
     }
+
+    /// The metrics that epoch tables show beside the loss: for classifiers
+    /// F1 too, as accuracy flatters a model on imbalanced classes.
+    pub fn table_metrics(self) -> Vec<&'static str> {
+        match self {
+            Self::Classify | Self::MultiLabel | Self::Tokens => vec!["accuracy", "f1"],
+            Self::Regression => vec!["r2"],
+        }
+    }
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ fn stdout_carries_only_what_the_script_prints_and_charts_of_each_run_are_kept() 
         let (code, stdout, stderr) = tunebook(&["run", "streams.rhai", "--device", "cpu"], dir.path());
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(stdout, "RESULT done\n", "progress, notes and chart paths stay off stdout; stderr:\n{stderr}");
-        assert!(stderr.contains("training ") && stderr.contains("epoch 1/1: train_loss"), "{stderr}");
+        assert!(stderr.contains("training ") && stderr.contains("epoch 1/1: train_loss") && stderr.contains("val_f1"), "F1 beside accuracy: {stderr}");
         assert!(stderr.contains(&format!("chart saved to out/plots/streams-{n}.png")), "run {n} numbers its chart past the earlier ones: {stderr}");
     }
     let plots: Vec<String> = std::fs::read_dir(dir.path().join("out/plots")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();

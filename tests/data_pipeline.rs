@@ -228,7 +228,7 @@ fn sentence_pairs_tokenize_as_two_segments_and_train() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("pairs.csv");
     write_headline_pairs(&csv, 480);
-    let cols = tunebook::data::CsvColumns { text: "headline".into(), labels: vec!["relation".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: Some("story".into()) };
+    let cols = tunebook::data::CsvColumns { text: "headline".into(), labels: vec!["relation".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: Some("story".into()), labels_optional: false };
     let data = TextDataset::from_csv(&csv, &cols).unwrap();
     let model_dir = tunebook::model::resolve_path("minilm", &cache()).unwrap();
     let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&model_dir).unwrap();

@@ -183,7 +183,7 @@ fn csv_targets_are_read_per_task_and_bad_cells_are_located() {
     let good = out.path().join("good.csv");
     std::fs::write(&good, "text,a,b,tags\none,1.5,-2,x|y\ntwo,0,3e2,\nthree,7,0.25,y\n").unwrap();
     let read = |labels: &[&str], task| {
-        let cols = tunebook::data::CsvColumns { text: "text".into(), labels: labels.iter().map(|s| s.to_string()).collect(), task, separator: "|".into(), pair: None };
+        let cols = tunebook::data::CsvColumns { text: "text".into(), labels: labels.iter().map(|s| s.to_string()).collect(), task, separator: "|".into(), pair: None, labels_optional: false };
         TextDataset::from_csv(&good, &cols)
     };
     use tunebook::task::Task;
@@ -204,11 +204,11 @@ fn csv_targets_are_read_per_task_and_bad_cells_are_located() {
 
     let bad = out.path().join("bad.csv");
     std::fs::write(&bad, "text,score\nfine,1\nbroken,abc\n").unwrap();
-    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["score".into()], task: Task::Regression, separator: "|".into(), pair: None };
+    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["score".into()], task: Task::Regression, separator: "|".into(), pair: None, labels_optional: false };
     let e = TextDataset::from_csv(&bad, &cols).unwrap_err().to_string();
     assert_eq!(e, format!("{}:3: column 'score' holds 'abc', which is not a number", bad.display()));
     std::fs::write(&bad, "text,x,y\nfine,1,0\nbroken,1,yes\n").unwrap();
-    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["x".into(), "y".into()], task: Task::MultiLabel, separator: "|".into(), pair: None };
+    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["x".into(), "y".into()], task: Task::MultiLabel, separator: "|".into(), pair: None, labels_optional: false };
     let e = TextDataset::from_csv(&bad, &cols).unwrap_err().to_string();
     assert_eq!(e, format!("{}:3: column 'y' holds 'yes'; a label column holds 0 or 1", bad.display()));
 }
@@ -254,4 +254,62 @@ fn a_task_mismatch_or_a_loss_that_does_not_fit_says_what_to_do() {
         let v = session.eval(&format!("{setup}fit(regressor, s, #{{ loss: \"{loss}\", epochs: 1, max_steps: 2 }}).steps"), "tasks.rhai").unwrap_or_else(|e| panic!("{loss}: {e}"));
         assert_eq!(v.as_int().unwrap(), 2);
     }
+}
+
+#[test]
+fn predict_gives_every_class_probability_the_top_k_and_reads_an_unlabelled_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    common::copy_tiny_bert(&model_dir);
+    let csv = dir.path().join("unlabelled.csv");
+    std::fs::write(&csv, "text\n\"a good film\"\n\"a bad plot\"\n\"so so\"\n").unwrap();
+    let (mut session, recorded) = common::session();
+    let code = format!(
+        r#"let model = load_model("{}", #{{ labels: ["bad", "good", "meh"] }});
+           let data = load_dataset("{}");
+           let ps = predict(model, data, #{{ top_k: 2 }});
+           let same = predict(model, ["a good film", "a bad plot", "so so"]);
+           [ps, same]"#,
+        model_dir.display(),
+        csv.display()
+    );
+    let out = session.eval(&code, "predict.rhai").unwrap_or_else(|e| panic!("{e}")).into_array().unwrap();
+    assert!(recorded.borrow().errors.iter().any(|n| n.contains("no 'label' column, so its 3 rows have no labels")), "{:?}", recorded.borrow().errors);
+    let preds = out[0].clone().into_array().unwrap();
+    let plain = out[1].clone().into_array().unwrap();
+    assert_eq!(preds.len(), 3);
+    for (i, (p, q)) in preds.iter().zip(&plain).enumerate() {
+        let p = p.clone().cast::<rhai::Map>();
+        let scores = p["scores"].clone().cast::<rhai::Map>();
+        let probs: Vec<(String, f64)> = scores.iter().map(|(k, v)| (k.to_string(), v.as_float().unwrap())).collect();
+        assert_eq!(probs.len(), 3, "every class: {probs:?}");
+        assert!((probs.iter().map(|(_, x)| x).sum::<f64>() - 1.0).abs() < 1e-9, "a distribution: {probs:?}");
+        let best = probs.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert_eq!(p["label"].to_string(), best.0);
+        assert_eq!(p["score"].as_float().unwrap(), best.1);
+        let top = p["top"].clone().into_array().unwrap();
+        assert_eq!(top.len(), 2);
+        let top: Vec<rhai::Map> = top.into_iter().map(|t| t.cast::<rhai::Map>()).collect();
+        assert_eq!(top[0]["label"].to_string(), best.0);
+        assert!(top[0]["score"].as_float().unwrap() >= top[1]["score"].as_float().unwrap());
+        assert_eq!(p["text"].to_string(), ["a good film", "a bad plot", "so so"][i]);
+        let q = q.clone().cast::<rhai::Map>();
+        assert_eq!(q["scores"].to_string(), p["scores"].to_string(), "a dataset predicts as its texts do");
+    }
+    let err = session.eval("fit(model, data.tokenize(model).loader(), #{ epochs: 1 })", "fit.rhai").unwrap_err();
+    assert!(err.message.contains("has no labels: it is data to predict on"), "{}", err.message);
+    let err = session.eval(r#"predict(model, ["x"], #{ threshold: 0.3 })"#, "threshold.rhai").unwrap_err();
+    assert!(err.message.contains("threshold picks the labels of a multi_label head"), "{}", err.message);
+
+    let code = format!(r#"let tags = load_model("{}", #{{ task: "multi_label", labels: 3 }}); [predict(tags, "x", #{{ threshold: 0.0 }}).labels.len(), predict(tags, "x", #{{ threshold: 1.0 }}).labels.len()]"#, model_dir.display());
+    let counts = session.eval(&code, "multi.rhai").unwrap_or_else(|e| panic!("{e}")).into_array().unwrap();
+    assert_eq!(counts.iter().map(|c| c.as_int().unwrap()).collect::<Vec<_>>(), [3, 0], "threshold 0 picks every label, 1 none");
+
+    let folder = dir.path().join("inbox");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (i, t) in ["a good film", "a bad plot"].iter().enumerate() {
+        std::fs::write(folder.join(format!("{i}.txt")), t).unwrap();
+    }
+    let n = session.eval(&format!(r#"predict(model, load_dataset("{}")).len()"#, folder.display()), "folder.rhai").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n.as_int().unwrap(), 2, "a folder of text files without class subfolders is data to predict on");
 }

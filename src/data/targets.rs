@@ -15,6 +15,8 @@ pub enum Targets {
     Values(Vec<Vec<f32>>),
     /// A class id per word of the row (token classification).
     Tokens(Vec<Vec<i64>>),
+    /// No labels, for this many rows: data to predict on, not to train.
+    Unlabelled(usize),
 }
 
 impl Default for Targets {
@@ -24,10 +26,16 @@ impl Default for Targets {
 }
 
 impl Targets {
-    /// The task these targets are for.
+    /// Whether the rows have labels (what training and evaluation need).
+    pub fn is_labelled(&self) -> bool {
+        !matches!(self, Self::Unlabelled(_))
+    }
+
+    /// The task these targets are for (unlabelled rows count as
+    /// classification's, which any head can predict).
     pub fn task(&self) -> Task {
         match self {
-            Self::Classes(_) => Task::Classify,
+            Self::Classes(_) | Self::Unlabelled(_) => Task::Classify,
             Self::MultiLabel(_) => Task::MultiLabel,
             Self::Values(_) => Task::Regression,
             Self::Tokens(_) => Task::Tokens,
@@ -40,6 +48,7 @@ impl Targets {
             Self::Classes(v) => v.len(),
             Self::MultiLabel(v) | Self::Values(v) => v.len(),
             Self::Tokens(v) => v.len(),
+            Self::Unlabelled(n) => *n,
         }
     }
 
@@ -60,6 +69,7 @@ impl Targets {
             Self::MultiLabel(v) => Self::MultiLabel(idx.iter().map(|&i| v[i].clone()).collect()),
             Self::Values(v) => Self::Values(idx.iter().map(|&i| v[i].clone()).collect()),
             Self::Tokens(v) => Self::Tokens(idx.iter().map(|&i| v[i].clone()).collect()),
+            Self::Unlabelled(_) => Self::Unlabelled(idx.len()),
         }
     }
 
@@ -69,6 +79,7 @@ impl Targets {
             (Self::Classes(a), Self::Classes(b)) => a.push(b[i]),
             (Self::MultiLabel(a), Self::MultiLabel(b)) | (Self::Values(a), Self::Values(b)) => a.push(b[i].clone()),
             (Self::Tokens(a), Self::Tokens(b)) => a.push(b[i].clone()),
+            (Self::Unlabelled(n), Self::Unlabelled(_)) => *n += 1,
             _ => unreachable!("targets of one dataset share a task"),
         }
     }
@@ -100,6 +111,8 @@ impl Targets {
                 }
                 Tensor::from_slice(&flat).view([rows.len() as i64, width as i64]).to_device(device)
             }
+            // Never a loss target: training and evaluation refuse unlabelled data.
+            Self::Unlabelled(_) => Tensor::zeros([rows.len() as i64], (Kind::Int64, device)),
         }
     }
 
@@ -118,7 +131,7 @@ impl Targets {
                 }
             }
             Self::Tokens(v) => v.iter().flatten().for_each(|&l| counts[l as usize] += 1),
-            Self::Values(_) => {}
+            Self::Values(_) | Self::Unlabelled(_) => {}
         }
         counts
     }
@@ -130,6 +143,7 @@ impl Targets {
             Self::MultiLabel(v) => names.iter().zip(&v[i]).filter(|(_, &x)| x > 0.5).map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"),
             Self::Values(v) => v[i].iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", "),
             Self::Tokens(v) => v[i].iter().map(|&t| names[t as usize].as_str()).collect::<Vec<_>>().join(" "),
+            Self::Unlabelled(_) => "-".to_string(),
         }
     }
 }

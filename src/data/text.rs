@@ -31,6 +31,9 @@ pub struct CsvColumns {
     pub separator: String,
     /// Header of the second text's column, for sentence pairs.
     pub pair: Option<String>,
+    /// Whether a file without the label column loads as unlabelled rows
+    /// (for prediction) rather than failing: when no label was named.
+    pub labels_optional: bool,
 }
 
 /// Which files of a folder of class subfolders are read as texts.
@@ -198,7 +201,7 @@ impl CsvColumns {
 
     /// A text column and one class column.
     pub fn classes(text: &str, label: &str) -> Self {
-        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into(), pair: None }
+        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into(), pair: None, labels_optional: false }
     }
 }
 
@@ -287,6 +290,10 @@ impl TextDataset {
     /// UTF-8 (read as Latin-1) are each reported in one note; a UTF-16
     /// file with a byte-order mark is decoded as UTF-16.
     pub fn from_folders(dir: &Path, opts: &FolderOptions) -> Result<Self> {
+        let has_subfolders = std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| e.path().is_dir() && !is_hidden(&e.path()));
+        if !has_subfolders {
+            return Self::from_plain_folder(dir, opts);
+        }
         let classes = super::class_folders(dir, "")?;
         let mut data = Self { name: dir.display().to_string(), ..Default::default() };
         let mut ids = Vec::new();
@@ -311,6 +318,34 @@ impl TextDataset {
         }
         data.notes.extend(report.notes(opts));
         data.targets = Targets::Classes(ids);
+        Ok(data)
+    }
+
+    /// A folder of text files without class subfolders: unlabelled rows,
+    /// to predict on.
+    fn from_plain_folder(dir: &Path, opts: &FolderOptions) -> Result<Self> {
+        let mut report = FolderReport::default();
+        let mut rows = Vec::new();
+        for file in text_files(dir, opts, &mut report)? {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = match decode_text(bytes) {
+                Decoded::Text(t) => t,
+                Decoded::Latin1(t) => {
+                    report.latin1.push(file);
+                    t
+                }
+                Decoded::Binary => {
+                    report.binary.push(file);
+                    continue;
+                }
+            };
+            rows.push(RawRow { text, pair: None, cells: Vec::new(), line: 0 });
+        }
+        if rows.is_empty() {
+            bail!("{} has no class subfolders and no text files ({}); a labelled folder has one subfolder per class", dir.display(), opts.extensions.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(", "));
+        }
+        let mut data = Self::unlabelled(dir, rows, "no class subfolders");
+        data.notes.extend(report.notes(opts));
         Ok(data)
     }
 
@@ -339,7 +374,11 @@ impl TextDataset {
         };
         let ti = find(&cols.text)?;
         let pi = cols.pair.as_deref().map(find).transpose()?;
-        let lis = cols.labels.iter().map(|l| find(l)).collect::<Result<Vec<_>>>()?;
+        let lis = match cols.labels.iter().map(|l| find(l)).collect::<Result<Vec<_>>>() {
+            Ok(lis) => Some(lis),
+            Err(_) if cols.labels_optional => None,
+            Err(e) => return Err(e),
+        };
         cols.check(path)?;
         let mut rows = Vec::new();
         for (i, record) in reader.byte_records().enumerate() {
@@ -349,6 +388,7 @@ impl TextDataset {
             let text = String::from_utf8_lossy(record.get(ti).unwrap_or_default()).into_owned();
             let cells = lis
                 .iter()
+                .flatten()
                 .map(|&li| {
                     String::from_utf8(record.get(li).unwrap_or_default().to_vec())
                         .map(|c| c.trim().to_string())
@@ -358,7 +398,24 @@ impl TextDataset {
             let pair = pi.map(|pi| String::from_utf8_lossy(record.get(pi).unwrap_or_default()).into_owned());
             rows.push(RawRow { text, pair, cells, line });
         }
-        Self::from_cells(path, rows, cols, label_order)
+        match lis {
+            Some(_) => Self::from_cells(path, rows, cols, label_order),
+            None => Ok(Self::unlabelled(path, rows, &format!("no '{}' column", cols.labels.join("', '")))),
+        }
+    }
+
+    /// Rows without labels, to predict on; `why` says what was missing.
+    fn unlabelled(source: &Path, rows: Vec<RawRow>, why: &str) -> Self {
+        let n = rows.len();
+        let pairs = rows.first().is_some_and(|r| r.pair.is_some()).then(|| rows.iter().map(|r| r.pair.clone().unwrap_or_default()).collect());
+        Self {
+            name: source.display().to_string(),
+            texts: rows.into_iter().map(|r| r.text).collect(),
+            pairs,
+            targets: Targets::Unlabelled(n),
+            label_names: Vec::new(),
+            notes: vec![format!("{}: {why}, so its {} rows have no labels: they are for predict(model, data); to train on them, name the label with label: \"...\"", source.display(), group_digits(n as i64))],
+        }
     }
 
     /// Reads a JSON Lines file: one object per line with the text and
@@ -367,6 +424,7 @@ impl TextDataset {
         check_table_file(path)?;
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut rows = Vec::new();
+        let mut unlabelled = false;
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let line_no = i as u64 + 1;
             let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{line_no}: not a JSON object", path.display()))?;
@@ -383,9 +441,16 @@ impl TextDataset {
                 serde_json::Value::Array(words) if words.iter().all(|w| w.is_string()) => words.iter().filter_map(|w| w.as_str()).collect::<Vec<_>>().join(" "),
                 other => bail!("{}:{line_no}: field '{}' must be a string (or an array of words), got {other}", path.display(), cols.text),
             };
-            let cells = cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()?;
+            // The first row decides whether the file is labelled.
+            if rows.is_empty() && cols.labels_optional && cols.labels.iter().all(|l| !obj.contains_key(l)) {
+                unlabelled = true;
+            }
+            let cells = if unlabelled { Vec::new() } else { cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()? };
             let pair = cols.pair.as_deref().map(|p| Ok::<_, anyhow::Error>(json_cell(field(p)?, " "))).transpose()?;
             rows.push(RawRow { text, pair, cells, line: line_no });
+        }
+        if unlabelled {
+            return Ok(Self::unlabelled(path, rows, &format!("no '{}' field", cols.labels.join("', '"))));
         }
         Self::from_cells(path, rows, cols, None)
     }
@@ -717,6 +782,9 @@ impl TextDataset {
 
 impl std::fmt::Display for TextDataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.targets.is_labelled() {
+            return write!(f, "Dataset {} ({} rows; unlabelled, for predict)", self.name, self.len());
+        }
         match self.task() {
             Task::Regression => write!(f, "Dataset {} ({} rows; regression on {})", self.name, self.len(), self.label_names.join(", ")),
             task => {

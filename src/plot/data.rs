@@ -76,23 +76,53 @@ where
     Ok(())
 }
 
+/// The x axis of a length histogram: to the longest row, or, on a long
+/// tail (the longest more than twice the 99th percentile and max_len), to
+/// that percentile, with the rows beyond it counted in the last bar.
+#[derive(Debug, PartialEq)]
+struct LengthAxis {
+    /// The axis's last length.
+    end: usize,
+    /// When clipped: the rows past `end`, and the longest.
+    clipped: Option<(usize, usize)>,
+}
+
+impl LengthAxis {
+    fn of(lengths: &[usize], max_len: usize) -> Self {
+        let longest = lengths.iter().copied().max().unwrap_or(1);
+        let mut sorted = lengths.to_vec();
+        sorted.sort_unstable();
+        let p99 = sorted.get((sorted.len() * 99 / 100).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0);
+        let keep = p99.max(max_len).max(1);
+        if longest > 2 * keep {
+            Self { end: keep, clipped: Some((lengths.iter().filter(|&&l| l > keep).count(), longest)) }
+        } else {
+            Self { end: longest.max(max_len).max(1), clipped: None }
+        }
+    }
+}
+
 pub(super) fn draw_lengths<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, name: &str, lengths: &[usize], max_len: usize) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let longest = lengths.iter().copied().max().unwrap_or(1).max(max_len).max(1);
+    let axis = LengthAxis::of(lengths, max_len);
     let bins = 40usize;
-    let width = longest.div_ceil(bins).max(1);
-    let mut counts = vec![0usize; longest / width + 1];
+    let width = axis.end.div_ceil(bins).max(1);
+    let mut counts = vec![0usize; axis.end / width + 1];
     for &l in lengths {
-        counts[l / width] += 1;
+        counts[l.min(axis.end) / width] += 1;
     }
     let cut = lengths.iter().filter(|&&l| l > max_len).count();
     let mut sorted = lengths.to_vec();
     sorted.sort_unstable();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+    let clipped = match axis.clipped {
+        Some((rows, longest)) => format!("; axis clipped at the 99th percentile, the last bar holds {rows} longer rows, up to {longest}"),
+        None => String::new(),
+    };
     let caption = format!(
-        "token lengths of {} (median {median}; {cut} of {} rows longer than max_len, {:.1}%)",
+        "token lengths of {} (median {median}; {cut} of {} rows longer than max_len, {:.1}%{clipped})",
         shorten(name, 30),
         lengths.len(),
         100.0 * cut as f64 / lengths.len().max(1) as f64
@@ -245,5 +275,20 @@ mod tests {
         assert_eq!(at(112 + 96, 12), 255, "the second tile is white");
         let bad = ImageTile { pixels: vec![0; 5], shape: [1, 2, 2], caption: String::new() };
         assert!(image_grid(vec![("x".into(), vec![bad])]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod length_axis_tests {
+    use super::LengthAxis;
+
+    #[test]
+    fn a_long_tail_is_clipped_at_the_99th_percentile_and_said() {
+        let mut lengths: Vec<usize> = (0..1000).map(|i| 20 + i % 60).collect();
+        lengths.extend([5000, 9000]);
+        let axis = LengthAxis::of(&lengths, 128);
+        assert_eq!(axis, LengthAxis { end: 128, clipped: Some((2, 9000)) });
+        let even: Vec<usize> = (1..=300).collect();
+        assert_eq!(LengthAxis::of(&even, 128), LengthAxis { end: 300, clipped: None }, "no tail, no clipping");
     }
 }

@@ -105,16 +105,20 @@ impl LiveTraining {
         }
         let notes_html: String = self.notes.iter().map(|n| format!("<div><code>{}</code></div>", html_escape(n))).collect();
         let mut rows = String::new();
-        let metric = self.history.iter().find_map(|e| e.val).map_or("accuracy", |v| v.task.headline_metric());
+        let metrics = self.history.iter().find_map(|e| e.val).map_or(vec!["accuracy"], |v| v.task.table_metrics());
         for e in &self.history {
-            let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), v.metric(metric).map(|m| format!("{m:.4}")).unwrap_or_default())).unwrap_or_default();
-            plain.push_str(&format!("\nepoch {}/{}: train_loss {:.4}  val_loss {vl}  val_{metric} {va}  ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
-            rows.push_str(&format!("<tr><td>{}</td><td>{:.4}</td><td>{vl}</td><td>{va}</td><td>{:.0}s</td></tr>", e.epoch, e.train_loss, e.elapsed));
+            let vl = e.val.map(|v| format!("{:.4}", v.loss)).unwrap_or_default();
+            let values: Vec<String> = metrics.iter().map(|m| e.val.and_then(|v| v.metric(m)).map(|x| format!("{x:.4}")).unwrap_or_default()).collect();
+            let named: String = metrics.iter().zip(&values).map(|(m, v)| format!("  val_{m} {v}")).collect();
+            plain.push_str(&format!("\nepoch {}/{}: train_loss {:.4}  val_loss {vl}{named}  ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
+            let cells: String = values.iter().map(|v| format!("<td>{v}</td>")).collect();
+            rows.push_str(&format!("<tr><td>{}</td><td>{:.4}</td><td>{vl}</td>{cells}<td>{:.0}s</td></tr>", e.epoch, e.train_loss, e.elapsed));
         }
+        let heads: String = metrics.iter().map(|m| format!("<th>val_{m}</th>")).collect();
         let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
         let html = format!(
             "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>{notes_html}\
-             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_{metric}</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
+             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th>{heads}<th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
             html_escape(&self.progress_line()),
             self.chart_svg
         );

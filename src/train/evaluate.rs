@@ -20,6 +20,9 @@ pub(super) const PREFETCH_AHEAD: usize = 2;
 /// Refuses data labelled for another task than the head's, or with more
 /// classes (or other label counts) than the head has.
 pub(super) fn check_labels(model: &dyn Learner, data: &DataLoader) -> Result<()> {
+    if !data.targets().is_labelled() {
+        bail!("{} has no labels: it is data to predict on (predict(model, dataset)); to train or evaluate, load data with a label column (label: \"...\") or class subfolders", data.name());
+    }
     let task = data.task();
     if task != model.task() {
         bail!(

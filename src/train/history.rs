@@ -64,7 +64,7 @@ impl EvalResult {
     /// data, MAE and R² for regression).
     pub fn summary(&self, prefix: &str) -> String {
         let shown: &[&str] = match self.task {
-            Task::Classify => &["loss", "accuracy"],
+            Task::Classify => &["loss", "accuracy", "f1"],
             Task::MultiLabel | Task::Tokens => &["loss", "accuracy", "f1"],
             Task::Regression => &["loss", "mae", "r2"],
         };

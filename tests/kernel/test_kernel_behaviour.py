@@ -101,10 +101,26 @@ def test_training_shows_one_display_updated_in_place(kernel):
     assert len(updates) >= 2
     assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
     final = updates[-1]["content"]["data"]["text/plain"]
-    assert "val_accuracy" in final and "done" in final, final
+    assert "val_accuracy" in final and "val_f1" in final and "done" in final, final
+    assert "<th>val_f1</th>" in updates[-1]["content"]["data"]["text/html"], "F1 beside accuracy: accuracy misleads on imbalanced data"
     assert "<svg" in updates[-1]["content"]["data"]["text/html"], "the live display has no chart"
     # No carriage-return progress bars in the notebook.
     assert not any("\r" in m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+
+
+def test_predictions_show_as_a_table_with_rounded_probabilities(kernel):
+    _, kc = kernel
+    reply, outputs = run(kc, 'let m = load_model("minilm", #{ labels: ["rotten", "fresh"] });\npredict(m, ["A warm, funny film.", "Dull."])')
+    assert reply["status"] == "ok", reply
+    result = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]
+    html, plain = result["text/html"], result["text/plain"]
+    assert "<table>" in html and "<th>p(fresh)</th>" in html and "<td>A warm, funny film.</td>" in html, html
+    assert plain.splitlines()[0].split() == ["text", "label", "score", "p(rotten)", "p(fresh)"], plain
+    # Probabilities are rounded for reading (4 decimals); the values keep full precision.
+    cells = [c for c in plain.splitlines()[2].split() if c.startswith("0.")]
+    assert cells and all(len(c) <= 6 for c in cells), plain
+    reply, outputs = run(kc, 'predict(m, ["Dull."])[0].score.to_string().len() > 8')
+    assert result_text(outputs) == "true"
 
 
 def png_size(b64):

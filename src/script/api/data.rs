@@ -39,7 +39,8 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
         return Err(script_error(format!("{func}: 'separator' splits a multi-label column; add task: \"multi_label\"")));
     }
     let pair = o.get("pair").map(|_| o.string("pair", "")).transpose()?;
-    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator, pair })
+    let labels_optional = o.get("label").is_none() && task == Task::Classify;
+    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator, pair, labels_optional })
 }
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {

@@ -89,6 +89,47 @@ fn cell(v: &Dynamic) -> String {
     v.to_string()
 }
 
+/// Predictions (what `predict` returns for texts) as a table: the text
+/// (shortened), the prediction, and each class's probability, rounded.
+/// `None` when `value` is not an array of them.
+fn predictions_table(value: &Dynamic) -> Option<TableHandle> {
+    let rows = value.clone().try_cast::<rhai::Array>()?;
+    let maps: Vec<rhai::Map> = rows.into_iter().map(|r| r.try_cast::<rhai::Map>()).collect::<Option<_>>()?;
+    let first = maps.first()?;
+    let kind = ["label", "labels", "value", "tags"].into_iter().find(|k| first.contains_key(*k))?;
+    if !maps.iter().all(|m| m.contains_key("text") && m.contains_key(kind)) {
+        return None;
+    }
+    let short = |t: &str| if t.chars().count() > 60 { format!("{}…", t.chars().take(59).collect::<String>()) } else { t.to_string() };
+    let spread = |m: &rhai::Map, key: &str| m.get(key).and_then(|v| v.clone().try_cast::<rhai::Map>()).unwrap_or_default();
+    let field = if kind == "value" { "values" } else { "scores" };
+    // Per-class columns, for classifiers and multi-label heads.
+    let classes: Vec<String> = if kind == "tags" { Vec::new() } else { spread(first, field).keys().map(|k| k.to_string()).collect() };
+    let mut columns = vec!["text".to_string()];
+    if kind != "value" {
+        columns.push(kind.to_string());
+    }
+    if kind == "label" {
+        columns.push("score".into());
+    }
+    columns.extend(classes.iter().map(|c| if kind == "value" { c.clone() } else { format!("p({c})") }));
+    let body = maps
+        .iter()
+        .map(|m| {
+            let mut row = vec![short(&m["text"].to_string())];
+            match kind {
+                "label" => row.extend([m["label"].to_string(), cell(&m["score"])]),
+                "labels" | "tags" => row.push(m[kind].clone().try_cast::<rhai::Array>().unwrap_or_default().iter().map(|x| x.to_string()).collect::<Vec<_>>().join(if kind == "tags" { " " } else { ", " })),
+                _ => {}
+            }
+            let values = spread(m, field);
+            row.extend(classes.iter().map(|c| values.get(c.as_str()).map(cell).unwrap_or_default()));
+            row
+        })
+        .collect();
+    Some(TableHandle { columns, rows: body })
+}
+
 /// Plain text and, for the core's types, HTML for a value; `None` for unit.
 pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if value.is_unit() {
@@ -126,17 +167,21 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
         return Some((d.0.to_string(), Some(html)));
     }
     if let Some(r) = value.clone().try_cast::<RunHandle>() {
-        let metric = r.0.epochs.iter().find_map(|e| e.val).map_or("accuracy", |v| v.task.headline_metric());
+        let metrics = r.0.epochs.iter().find_map(|e| e.val).map_or(vec!["accuracy"], |v| v.task.table_metrics());
         let rows: Vec<Vec<String>> = r
             .0
             .epochs
             .iter()
             .map(|e| {
-                let (vl, va) = e.val.map(|v| (format!("{:.4}", v.loss), v.metric(metric).map(|m| format!("{m:.4}")).unwrap_or_default())).unwrap_or_default();
-                vec![e.epoch.to_string(), format!("{:.4}", e.train_loss), vl, va, format!("{:.0}s", e.elapsed)]
+                let mut row = vec![e.epoch.to_string(), format!("{:.4}", e.train_loss), e.val.map(|v| format!("{:.4}", v.loss)).unwrap_or_default()];
+                row.extend(metrics.iter().map(|m| e.val.and_then(|v| v.metric(m)).map(|x| format!("{x:.4}")).unwrap_or_default()));
+                row.push(format!("{:.0}s", e.elapsed));
+                row
             })
             .collect();
-        let html = format!("<b>{}</b><br>{}", html_escape(&r.0.to_string()), table(&["epoch", "train_loss", "val_loss", &format!("val_{metric}"), "time"], &rows));
+        let names: Vec<String> = metrics.iter().map(|m| format!("val_{m}")).collect();
+        let head: Vec<&str> = ["epoch", "train_loss", "val_loss"].into_iter().chain(names.iter().map(String::as_str)).chain(["time"]).collect();
+        let html = format!("<b>{}</b><br>{}", html_escape(&r.0.to_string()), table(&head, &rows));
         return Some((r.0.to_string(), Some(html)));
     }
     if let Some(t) = value.clone().try_cast::<TableHandle>() {
@@ -147,6 +192,9 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     }
     if let Some(l) = value.clone().try_cast::<LoaderHandle>() {
         return Some((format!("Loader over {} ({} batches of {})", l.0.name(), l.0.len(), l.0.options.batch_size), None));
+    }
+    if let Some(t) = predictions_table(value) {
+        return Some((t.to_string(), Some(t.html())));
     }
     if value.is_string() {
         return Some((format!("{value:?}"), None));

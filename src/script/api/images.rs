@@ -108,7 +108,7 @@ fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array>
         let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?;
         crate::inference::predict_loader(&*model.0.borrow(), &loader)
     })?;
-    Ok(preds.into_iter().map(super::train::prediction_map).collect())
+    Ok(preds.into_iter().map(|p| super::train::prediction_map(p, None, Default::default())).collect())
 }
 
 /// `model.new_head(labels)`: labels as a count, names, or an image dataset's classes.

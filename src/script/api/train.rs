@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::handles::{LrFindHandle, ModelHandle, RunHandle};
+use super::handles::{DatasetHandle, LrFindHandle, ModelHandle, RunHandle};
 use crate::inference;
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
@@ -155,18 +155,56 @@ pub(super) fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[Stri
     m
 }
 
-pub(super) fn prediction_map(p: inference::Prediction) -> Dynamic {
+/// How predictions are reported: the top classes to list and the
+/// multi-label threshold.
+#[derive(Clone, Copy)]
+pub(super) struct Reporting {
+    /// Classes listed in `top`, best first (0: none).
+    pub top_k: usize,
+    /// A multi-label prediction names the labels at this probability or more.
+    pub threshold: f64,
+}
+
+impl Default for Reporting {
+    fn default() -> Self {
+        Self { top_k: 0, threshold: 0.5 }
+    }
+}
+
+/// A prediction as a script map; `text` is what it was made from, where
+/// there is one.
+pub(super) fn prediction_map(p: inference::Prediction, text: Option<&str>, how: Reporting) -> Dynamic {
     let mut m = Map::new();
+    if let Some(t) = text {
+        m.insert("text".into(), t.into());
+    }
+    let by_label = |scores: &[(String, f64)]| scores.iter().map(|(l, p)| (l.into(), Dynamic::from(*p))).collect::<Map>();
     match p {
         inference::Prediction::Class { label, score, scores } => {
             m.insert("label".into(), label.into());
             m.insert("score".into(), score.into());
-            m.insert("scores".into(), scores.into_iter().map(|(l, p)| (l.into(), Dynamic::from(p))).collect::<Map>().into());
+            if how.top_k > 0 {
+                let mut ranked = scores.clone();
+                // Stable: equal probabilities keep label order.
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let top: Array = ranked
+                    .into_iter()
+                    .take(how.top_k)
+                    .map(|(l, p)| {
+                        let mut e = Map::new();
+                        e.insert("label".into(), l.into());
+                        e.insert("score".into(), p.into());
+                        Dynamic::from(e)
+                    })
+                    .collect();
+                m.insert("top".into(), top.into());
+            }
+            m.insert("scores".into(), by_label(&scores).into());
         }
         inference::Prediction::Labels(scores) => {
-            let chosen: Array = scores.iter().filter(|(_, p)| *p >= 0.5).map(|(l, _)| Dynamic::from(l.clone())).collect();
+            let chosen: Array = scores.iter().filter(|(_, p)| *p >= how.threshold).map(|(l, _)| Dynamic::from(l.clone())).collect();
             m.insert("labels".into(), chosen.into());
-            m.insert("scores".into(), scores.into_iter().map(|(l, p)| (l.into(), Dynamic::from(p))).collect::<Map>().into());
+            m.insert("scores".into(), by_label(&scores).into());
         }
         inference::Prediction::Tags(tags) => {
             let column = |f: &dyn Fn(&(String, String, f64)) -> Dynamic| Dynamic::from(tags.iter().map(f).collect::<Array>());
@@ -176,16 +214,31 @@ pub(super) fn prediction_map(p: inference::Prediction) -> Dynamic {
         }
         inference::Prediction::Values(values) => {
             m.insert("value".into(), values.first().map_or(0.0, |v| v.1).into());
-            m.insert("values".into(), values.into_iter().map(|(l, v)| (l.into(), Dynamic::from(v))).collect::<Map>().into());
+            m.insert("values".into(), by_label(&values).into());
         }
     }
     Dynamic::from(m)
 }
 
-fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts: Map) -> R<Array> {
+/// `predict`'s options.
+fn predict_options(m: &ModelHandle, opts: Map) -> R<(usize, Option<String>, Reporting)> {
     let o = Options::new("predict", opts)?;
-    let max_len = o.int("max_len", 128, 2, m.0.borrow().config.max_position_embeddings)? as usize;
+    let model = m.0.borrow();
+    let max_len = o.int("max_len", 128, 2, model.config.max_position_embeddings)? as usize;
     let head = o.get("head").map(|_| o.string("head", "")).transpose()?;
+    let top_k = o.int("top_k", 0, 1, 1 << 20)? as usize;
+    if o.get("top_k").is_some() && model.task != crate::task::Task::Classify {
+        return Err(script_error(format!("predict: top_k ranks the classes of a classifier; this head is for {}", model.task.name())));
+    }
+    let threshold = o.float("threshold", 0.5, 0.0, 1.0)?;
+    if o.get("threshold").is_some() && model.task != crate::task::Task::MultiLabel {
+        return Err(script_error(format!("predict: threshold picks the labels of a multi_label head; this head is for {} (each prediction's scores holds every probability)", model.task.name())));
+    }
+    Ok((max_len, head, Reporting { top_k, threshold }))
+}
+
+fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts: Map) -> R<Array> {
+    let (max_len, head, how) = predict_options(m, opts)?;
     let preds = guard(|| {
         let mut model = m.0.borrow_mut();
         // A head chosen for this call only: the active one comes back after.
@@ -200,7 +253,13 @@ fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts
         model.use_head(&previous)?;
         preds
     })?;
-    Ok(preds.into_iter().map(prediction_map).collect())
+    Ok(preds.into_iter().zip(&texts).map(|(p, t)| prediction_map(p, Some(t), how)).collect())
+}
+
+/// `predict(model, dataset)`: a prediction for each row of a text dataset,
+/// labelled or not.
+fn predict_dataset(m: &ModelHandle, d: &DatasetHandle, opts: Map) -> R<Array> {
+    predict(m, d.0.texts.clone(), d.0.pairs.clone(), opts)
 }
 
 /// Texts, or sentence pairs given as two-string arrays.
@@ -243,6 +302,11 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("predict", |m: ModelHandle, text: &str| -> R<Dynamic> {
         Ok(predict(&m, vec![text.to_string()], None, Map::new())?.remove(0))
     });
+    engine.register_fn("predict", |m: ModelHandle, text: &str, o: Map| -> R<Dynamic> {
+        Ok(predict(&m, vec![text.to_string()], None, o)?.remove(0))
+    });
+    engine.register_fn("predict", |m: ModelHandle, d: DatasetHandle| predict_dataset(&m, &d, Map::new()));
+    engine.register_fn("predict", |m: ModelHandle, d: DatasetHandle, o: Map| predict_dataset(&m, &d, o));
 
 
     engine.register_type_with_name::<LrFindHandle>("LrFind");
