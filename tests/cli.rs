@@ -115,12 +115,12 @@ fn ctrl_c_stops_training_at_the_next_batch_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Progress goes to stderr; wait there until training has really started, then press Ctrl-C.
+    let mut progress = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
-    // Wait until training has really started, then press Ctrl-C.
     loop {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the script ended before training: {seen}");
+        assert!(progress.read_line(&mut line).unwrap() > 0, "the script ended before training: {seen}");
         seen.push_str(&line);
         if line.starts_with("training ") {
             break;
@@ -130,14 +130,14 @@ fn ctrl_c_stops_training_at_the_next_batch_and_exits_130() {
     let started = std::time::Instant::now();
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "stdout: {rest}\nstderr: {stderr}");
+    std::io::Read::read_to_string(&mut progress, &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "stdout: {stdout}\nstderr: {stderr}");
     assert!(started.elapsed().as_secs() < 10, "stopping took {:?}", started.elapsed());
-    assert!(rest.contains("interrupted after"), "{rest}");
-    assert!(!rest.contains("after fit"), "the script went on after the interrupt");
+    assert!(stderr.contains("interrupted after"), "{stderr}");
+    assert!(!stdout.contains("after fit"), "the script went on after the interrupt");
     assert!(stderr.contains("interrupted; every variable keeps its value"), "{stderr}");
 }
 

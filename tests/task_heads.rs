@@ -296,7 +296,7 @@ fn predict_gives_every_class_probability_the_top_k_and_reads_an_unlabelled_datas
         let q = q.clone().cast::<rhai::Map>();
         assert_eq!(q["scores"].to_string(), p["scores"].to_string(), "a dataset predicts as its texts do");
     }
-    let err = session.eval("fit(model, data.tokenize(model).loader(), #{ epochs: 1 })", "fit.rhai").unwrap_err();
+    let err = session.eval("fit(model, data.tokenize(model, #{ max_len: 16 }).loader(), #{ epochs: 1 })", "fit.rhai").unwrap_err();
     assert!(err.message.contains("has no labels: it is data to predict on"), "{}", err.message);
     let err = session.eval(r#"predict(model, ["x"], #{ threshold: 0.3 })"#, "threshold.rhai").unwrap_err();
     assert!(err.message.contains("threshold picks the labels of a multi_label head"), "{}", err.message);

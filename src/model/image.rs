@@ -260,7 +260,7 @@ impl Learner for ImageModel {
             "version": env!("CARGO_PKG_VERSION"),
         });
         crate::model::save_folder(dir, |staging| {
-            crate::model::weights::hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            crate::model::weights::hf::write_safetensors(&tensors, &staging.join("model.safetensors")).context("cannot write the weights")?;
             std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
             Ok(())
         })

@@ -86,7 +86,7 @@ pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: 
     crate::files::write_folder(&target, &format!(".{folder}-"), |staging| {
         let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<()> {
             let path = staging.join(name);
-            crate::model::weights::hf::write_safetensors(tensors, &path).map_err(|e| anyhow!("cannot write the checkpoint's {name}: {e}"))?;
+            crate::model::weights::hf::write_safetensors(tensors, &path).with_context(|| format!("cannot write the checkpoint's {name}"))?;
             crate::files::fsync_file(&path)
         };
         write(MODEL_FILE, model)?;

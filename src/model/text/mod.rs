@@ -353,7 +353,7 @@ impl Learner for TextModel {
     fn save(&self, dir: &Path) -> Result<PathBuf> {
         let tensors = self.export_tensors()?;
         super::save_folder(dir, |staging| {
-            hf::write_safetensors(&tensors, &staging.join("model.safetensors")).map_err(|e| anyhow::anyhow!("cannot write the weights: {e}"))?;
+            hf::write_safetensors(&tensors, &staging.join("model.safetensors")).context("cannot write the weights")?;
             std::fs::write(staging.join("config.json"), serde_json::to_string_pretty(&self.saved_config())? + "\n")?;
             if self.exports_mean_pooled() {
                 std::fs::write(staging.join(hf::MEAN_POOLED_MODELING_FILE), hf::MEAN_POOLED_MODELING)?;

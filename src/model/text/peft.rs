@@ -155,7 +155,7 @@ impl TextModel {
             }),
         };
         crate::model::save_folder(dir, |staging| {
-            hf::write_safetensors(&tensors, &staging.join(ADAPTER_WEIGHTS)).map_err(|e| anyhow!("cannot write the adapter weights: {e}"))?;
+            hf::write_safetensors(&tensors, &staging.join(ADAPTER_WEIGHTS)).context("cannot write the adapter weights")?;
             std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&config)? + "\n")?;
             std::fs::write(staging.join(TUNEBOOK_CONFIG), serde_json::to_string_pretty(&tunebook)? + "\n")?;
             Ok(())
