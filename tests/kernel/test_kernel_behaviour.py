@@ -115,7 +115,8 @@ def test_predictions_show_as_a_table_with_rounded_probabilities(kernel):
     result = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]
     html, plain = result["text/html"], result["text/plain"]
     assert "<table>" in html and "<th>p(fresh)</th>" in html and "<td>A warm, funny film.</td>" in html, html
-    assert plain.splitlines()[0].split() == ["text", "label", "score", "p(rotten)", "p(fresh)"], plain
+    # One probability column per class (in the name order of Rhai's maps).
+    assert plain.splitlines()[0].split() == ["text", "label", "score", "p(fresh)", "p(rotten)"], plain
     # Probabilities are rounded for reading (4 decimals); the values keep full precision.
     cells = [c for c in plain.splitlines()[2].split() if c.startswith("0.")]
     assert cells and all(len(c) <= 6 for c in cells), plain
