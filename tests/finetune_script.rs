@@ -66,7 +66,10 @@ fn small_finetune_beats_the_majority_class_and_round_trips_through_save() {
         assert!(saved_dir.join(file).exists(), "{file} was not saved");
     }
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(saved_dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    // Mean pooling has no transformers class: the folder carries its own (tests/python/test_export_matrix.py loads it).
+    assert_eq!(config["architectures"][0], "TunebookMeanPooledBertForSequenceClassification");
+    assert_eq!(config["model_type"], "tunebook_mean_pooled_bert");
+    assert!(saved_dir.join("modeling_tunebook.py").exists());
     assert_eq!(config["id2label"]["1"], "fresh");
     assert_eq!(map["labels"].clone().into_array().unwrap().len(), 2);
     let reloaded_acc = map["reloaded_acc"].as_float().unwrap();

@@ -31,8 +31,9 @@ pub struct CsvColumns {
     pub separator: String,
     /// Header of the second text's column, for sentence pairs.
     pub pair: Option<String>,
-    /// Whether a file without the label column loads as unlabelled rows
-    /// (for prediction) rather than failing: when no label was named.
+    /// Whether a file whose only columns are the text (and pair) loads as
+    /// unlabelled rows, for prediction: when no label was named. (No label
+    /// columns at all, `labels` empty, always means unlabelled.)
     pub labels_optional: bool,
 }
 
@@ -374,12 +375,17 @@ impl TextDataset {
         };
         let ti = find(&cols.text)?;
         let pi = cols.pair.as_deref().map(find).transpose()?;
+        let only_text = headers.len() == 1 + usize::from(pi.is_some());
         let lis = match cols.labels.iter().map(|l| find(l)).collect::<Result<Vec<_>>>() {
-            Ok(lis) => Some(lis),
-            Err(_) if cols.labels_optional => None,
+            _ if cols.labels.is_empty() => None,
+            Err(_) if cols.labels_optional && only_text => None,
+            Err(e) if cols.labels_optional => bail!("{e}; name the label column with label: \"...\", or give label: \"\" to load the rows without labels (to predict on)"),
             Err(e) => return Err(e),
+            Ok(lis) => Some(lis),
         };
-        cols.check(path)?;
+        if lis.is_some() {
+            cols.check(path)?;
+        }
         let mut rows = Vec::new();
         for (i, record) in reader.byte_records().enumerate() {
             // Header is line 1; records start at line 2 (multi-line fields shift this, the csv position is exact).
@@ -442,7 +448,8 @@ impl TextDataset {
                 other => bail!("{}:{line_no}: field '{}' must be a string (or an array of words), got {other}", path.display(), cols.text),
             };
             // The first row decides whether the file is labelled.
-            if rows.is_empty() && cols.labels_optional && cols.labels.iter().all(|l| !obj.contains_key(l)) {
+            let only_text = obj.keys().all(|k| *k == cols.text || cols.pair.as_ref() == Some(k));
+            if rows.is_empty() && (cols.labels.is_empty() || (cols.labels_optional && only_text)) {
                 unlabelled = true;
             }
             let cells = if unlabelled { Vec::new() } else { cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()? };

@@ -21,6 +21,8 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
     let task = Task::parse(&o.choice("task", "classify", Task::NAMES)?).map_err(|e| script_error(e.to_string()))?;
     let labels = match o.get("label") {
         None => vec!["label".to_string()],
+        // label: "" names no label column: rows to predict on.
+        Some(v) if v.clone().into_string().is_ok_and(|s| s.is_empty()) => Vec::new(),
         Some(v) if v.is_string() => vec![v.clone().into_string().unwrap()],
         Some(v) if v.is_array() => v
             .clone()
