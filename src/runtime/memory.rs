@@ -22,9 +22,11 @@ mod tests {
     fn peak_rss_is_readable_and_grows_with_an_allocation() {
         super::reset_peak_rss();
         let before = super::peak_rss_bytes().expect("Linux has VmHWM");
-        let block = vec![1u8; 64 << 20];
+        // Other tests of this binary allocate and free at the same time (a
+        // few MiB seen): a large block and a 32 MiB margin keep that out.
+        let block = vec![1u8; 256 << 20];
         std::hint::black_box(&block);
         let after = super::peak_rss_bytes().unwrap();
-        assert!(after >= before + (60 << 20), "peak {before} -> {after} after touching 64 MiB");
+        assert!(after >= before + (224 << 20), "peak {before} -> {after} after touching 256 MiB");
     }
 }
