@@ -37,7 +37,7 @@ pub fn plain_reason(e: &anyhow::Error) -> String {
         StorageFull => "the disk is full".into(),
         QuotaExceeded => "the disk quota is exceeded".into(),
         FileTooLarge => "the file is too large for the file system".into(),
-        NotADirectory => "a part of the path is a file, not a folder".into(),
+        NotADirectory | AlreadyExists => "a file is in the way of a folder on that path".into(),
         // The OS's words without "(os error N)".
         _ => {
             let text = io.to_string();

@@ -188,25 +188,35 @@ fn a_save_into_a_folder_that_cannot_be_written_keeps_the_trained_weights_and_the
     assert_eq!(mode(&locked.join("model/model.safetensors")), 0o644, "saved files are readable as usual (umask 022)");
     assert_eq!(mode(&locked.join("model")), 0o755);
 
-    // The user cannot write in `locked`: as root (CI) the script runs as nobody, who does not own it.
+    // The user cannot write in `locked`: as root (CI) the script runs as
+    // nobody, who does not own it, where nobody can reach the binary and
+    // libtorch; else the target's parent is a file in the way.
     let root = unsafe { libc::geteuid() } == 0;
-    let mut cmd = if root {
+    let as_nobody = || {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(common::tunebook_bin());
+        c
+    };
+    let nobody_runs = root && as_nobody().arg("--version").output().is_ok_and(|o| o.status.success());
+    let (mut cmd, target, reason) = if nobody_runs {
         for entry in walk(ws.path()) {
             if !entry.starts_with(&locked) {
                 std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
             }
         }
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(common::tunebook_bin());
-        c
+        (as_nobody(), "locked/model", "permission denied")
+    } else if root {
+        eprintln!("note: nobody cannot run {} here, so the unwritable target is a path through a file", common::tunebook_bin().display());
+        std::fs::write(ws.path().join("blocked"), "a file, not a folder").unwrap();
+        (Command::new(common::tunebook_bin()), "blocked/model", "a file is in the way of a folder on that path")
     } else {
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
-        Command::new(common::tunebook_bin())
+        (Command::new(common::tunebook_bin()), "locked/model", "permission denied")
     };
-    let out = cmd.current_dir(ws.path()).args(["run", "train.rhai", "--device", "cpu", "--set", "EPOCHS=1", "--set", "SAVE=locked/model"]).output().unwrap();
+    let out = cmd.current_dir(ws.path()).args(["run", "train.rhai", "--device", "cpu", "--set", "EPOCHS=1", "--set", &format!("SAVE={target}")]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot save the model to locked/model: permission denied. The weights are safe in "), "{stderr}");
+    assert!(stderr.contains(&format!("cannot save the model to {target}: {reason}. The weights are safe in ")), "{stderr}");
     assert!(!stderr.contains(".tunebook-save-") && !stderr.contains("os error"), "no temporary path or raw OS error: {stderr}");
     let recovered = ws.path().join("out/recovered/model-1");
     assert!(stderr.contains(&recovered.canonicalize().unwrap().display().to_string()), "{stderr}");
