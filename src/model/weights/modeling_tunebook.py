@@ -71,6 +71,13 @@ def head_loss(config, logits, labels):
     return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
+def add_head(model, config, hidden_size, dropout):
+    """Gives `model` the head Tunebook trained: dropout and a linear classifier."""
+    model.num_labels = config.num_labels
+    model.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+    model.classifier = nn.Linear(hidden_size, config.num_labels)
+
+
 def classify(model, encoder, input_ids, attention_mask, labels, return_dict, **inputs):
     """Runs `encoder`, pools by mean and classifies; the loss when `labels` are given."""
     if attention_mask is None:
@@ -92,11 +99,8 @@ class TunebookMeanPooledBertForSequenceClassification(BertPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        add_head(self, config, config.hidden_size, config.classifier_dropout)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **_):
@@ -110,11 +114,8 @@ class TunebookMeanPooledRobertaForSequenceClassification(RobertaPreTrainedModel)
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.roberta = RobertaModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        add_head(self, config, config.hidden_size, config.classifier_dropout)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **_):
@@ -128,10 +129,8 @@ class TunebookMeanPooledDistilBertForSequenceClassification(DistilBertPreTrained
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.distilbert = DistilBertModel(config)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
-        self.classifier = nn.Linear(config.dim, config.num_labels)
+        add_head(self, config, config.dim, config.seq_classif_dropout)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **_):
