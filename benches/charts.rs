@@ -15,7 +15,7 @@ use tunebook::train::{EpochRecord, EvalResult, StepRecord, TrainRun};
 fn synthetic_run(steps: usize, epochs: usize) -> TrainRun {
     let per_epoch = steps / epochs;
     TrainRun {
-        steps: (1..=steps).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt() + 0.05 * ((s * 7919) % 13) as f64 / 13.0, lr: 2e-5 }).collect(),
+        steps: (1..=steps).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt() + 0.05 * ((s * 7919) % 13) as f64 / 13.0, lr: 2e-5, grad_norm: None }).collect(),
         epochs: (1..=epochs)
             .map(|e| EpochRecord {
                 epoch: e,

@@ -234,6 +234,42 @@ def data(args):
     emit("data_tokenize_collate", "rows/s", values, rows=len(texts))
 
 
+def generate(args):
+    """SmolLM2 from its GGUF through transformers' GGUF loader, fp32: load
+    seconds, greedy tokens per second with the KV cache, time to the first
+    token of a 256-token prompt (as suite.rs `generate`)."""
+    from transformers import AutoModelForCausalLM
+
+    folder, name = args.cache / "models" / "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf"
+    loads = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32).eval()
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loads.append(time.perf_counter() - start)
+    text = "The history of the old city begins with a small market by the river, where traders met every morning. "
+
+    def prompt(n):
+        return torch.tensor([tok(text * (n // 10 + 1))["input_ids"][:n]])
+
+    def run(ids, n):
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        assert out.shape[1] - ids.shape[1] == n
+        return time.perf_counter() - start
+
+    short, long = prompt(8), prompt(256)
+    run(short, 2)
+    rates, first = [], []
+    for _ in range(args.repeats):
+        rates.append(args.steps / run(short, args.steps))
+        first.append(run(long, 1))
+    emit("load_gguf", "s", loads, impl="transformers")
+    emit("generate_tokens", "tokens/s", rates, impl="transformers", new_tokens=args.steps, prompt_tokens=short.shape[1])
+    emit("time_to_first_token", "s", first, impl="transformers", prompt_tokens=long.shape[1])
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("command")
@@ -247,7 +283,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
-                "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args)}
+                "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args),
+                "generate": lambda: generate(args)}
     if args.command not in commands:
         raise SystemExit(f"no benchmark '{args.command}'; commands: {', '.join(commands)}")
     commands[args.command]()

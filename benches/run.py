@@ -33,6 +33,8 @@ FIGURES = [
     ("memory", ["memory"], {"rows": (256, 32), "repeats": (3, 1)}),
     ("data", ["data"], {"repeats": (5, 1)}),
     ("script", [], {"steps": (10, 2), "repeats": (3, 1)}),
+    # Generation: `steps` is the number of new tokens.
+    ("generate", ["generate"], {"steps": (128, 4), "repeats": (3, 1)}),
     # train-full again as 2 ranks on this machine (Gloo over loopback, the
     # threads shared out), against PyTorch DDP launched the same way.
     ("train-full", ["train-full"], {"steps": (10, 2), "repeats": (5, 1), "ranks": 2}),
@@ -212,6 +214,9 @@ def table_rows(by, cache):
     data, train = g(("data_tokenize_collate", "tunebook")), g(("train_full", "tunebook"))
     if data and train:
         rows.append({"what": "data pipeline against the training step", "unit": "rows/s ÷ samples/s", "tunebook": summary([data["median"] / train["median"]]), "reference": None, "reference_name": "", "ratio": None, "target": "data ≫ training"})
+    add("generation, SmolLM2-135M fp32, batch 1, KV cache, greedy", "tokens/s", g(("generate_tokens", "tunebook")), g(("generate_tokens", "transformers")), "transformers generate", True, "≥ 1.3, aim 2")
+    add("time to first token, 256-token prompt", "s", g(("time_to_first_token", "tunebook")), g(("time_to_first_token", "transformers")), "transformers generate", False)
+    add("load SmolLM2 from GGUF (Q4_1 → fp32)", "s", g(("load_gguf", "tunebook")), g(("load_gguf", "transformers")), "transformers GGUF loader", False)
     add("kernel start to kernel_info_reply", "s", g(("kernel_start", "tunebook")), g(("kernel_start", "ipykernel")), "ipykernel", False, "≥ 5")
     add("trivial execute round trip", "ms", g(("execute_round_trip", "tunebook")), g(("execute_round_trip", "ipykernel")), "ipykernel", False, "≥ 5")
     add("a training run from a Rhai script", "s", g(("script_run", "tunebook")), g(("script_run", "rust")), "the same run from Rust", False, "≈ 1.0 (noise)")

@@ -15,6 +15,10 @@
 //! - `data`: tokenizing and collating Rotten Tomatoes; rows per second.
 //! - `script`: the same short training run from a Rhai script and from Rust
 //!   directly; seconds each.
+//! - `generate`: SmolLM2-135M-Instruct from its GGUF file, fp32: seconds to
+//!   load, tokens per second of `--steps` greedy new tokens (128) with the
+//!   KV cache at batch 1, and seconds to the first token of a 256-token
+//!   prompt.
 //!
 //! Started as ranks of a distributed run (`RANK`, `WORLD_SIZE`, ... set, as
 //! `benches/run.py` does), `train-*` trains data-parallel with the same
@@ -226,6 +230,49 @@ fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: 1, schedule: "constant", max
     Ok(())
 }
 
+/// A prompt of exactly `n` SmolLM2 tokens: a sentence repeated, cut.
+fn prompt_of(model: &tunebook::model::CausalModel, n: usize) -> anyhow::Result<Vec<i64>> {
+    let text = "The history of the old city begins with a small market by the river, where traders met every morning. ".repeat(n / 10 + 1);
+    let mut ids = model.encode(&text)?;
+    ids.truncate(n);
+    Ok(ids)
+}
+
+fn generate(new_tokens: usize, repeats: usize) -> anyhow::Result<()> {
+    use tunebook::inference::{generate, GenerateOptions};
+    let cache = tunebook::runtime::cache_dir();
+    let path = tunebook::model::resolve_path("smollm2", &cache)?;
+    let mut loads = Vec::new();
+    let mut model = None;
+    for _ in 0..repeats {
+        let started = Instant::now();
+        model = Some(tunebook::model::CausalModel::load("smollm2", &path, Device::Cpu)?);
+        loads.push(started.elapsed().as_secs_f64());
+    }
+    let mut model = model.expect("at least one repeat");
+    // Always `new_tokens`, as the reference's min_new_tokens does.
+    model.config.eos_token_ids.clear();
+    let short = prompt_of(&model, 8)?;
+    let long = prompt_of(&model, 256)?;
+    let run = |prompt: &[i64], n: usize| -> anyhow::Result<f64> {
+        let opts = GenerateOptions { max_new_tokens: n, ..Default::default() };
+        let started = Instant::now();
+        let out = generate(&model, &[prompt.to_vec()], &opts, &mut |_, _| {}, &|| false)?;
+        anyhow::ensure!(out[0].ids.len() == n, "generated {} tokens, not {n}", out[0].ids.len());
+        Ok(started.elapsed().as_secs_f64())
+    };
+    run(&short, 2)?;
+    let (mut rates, mut first) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        rates.push(new_tokens as f64 / run(&short, new_tokens)?);
+        first.push(run(&long, 1)?);
+    }
+    emit("load_gguf", "s", loads, json!({}));
+    emit("generate_tokens", "tokens/s", rates, json!({ "new_tokens": new_tokens, "prompt_tokens": short.len() }));
+    emit("time_to_first_token", "s", first, json!({ "prompt_tokens": long.len() }));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let command = std::env::args().skip(1).find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).unwrap_or_default();
     let threads = arg("--threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -242,6 +289,7 @@ fn main() -> anyhow::Result<()> {
         "gemm" => gemm(repeats),
         "data" => data(repeats),
         "script" => script(steps, repeats),
-        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script"),
+        "generate" => generate(steps, repeats),
+        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script, generate"),
     }
 }

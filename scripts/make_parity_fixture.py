@@ -10,6 +10,15 @@
 - tests/fixtures/{adamw,adam,sgd_momentum,sgd_nesterov}_steps.safetensors:
   torch.optim's updates for given gradients and learning rates (a zero-rate
   step included), with and without weight decay;
+- tests/fixtures/tiny-bert/expected.safetensors: its hidden states for
+  fixed ids;
+- tests/fixtures/training-steps/: a tiny BERT classifier and what four whole
+  fine-tuning steps do to it in PyTorch (AdamW with decay and no-decay
+  groups, linear warmup, clip_grad_norm_ above its limit): losses, gradient
+  norms, rates and the final weights; plus the per-step rates of the other
+  schedules (Hugging Face's and torch.optim.lr_scheduler's), what
+  ReduceLROnPlateau does on a sequence of losses, and clip_grad_norm_ on
+  recorded gradients;
 - tests/fixtures/minilm_parity.{json,safetensors}: what Hugging Face
 `transformers` computes for the cached all-MiniLM-L6-v2 on sentences that
 cover padding, truncation, case and accents. tests/model_parity.rs compares
@@ -18,7 +27,7 @@ Tunebook's forward pass against it.
 It installs its own pinned torch + transformers into a venv in the cache the
 first time (about 5 GB); CI never runs it, it only reads the fixture.
 
-Usage: scripts/make_parity_fixture.py [--only-optimizers]   (after scripts/bootstrap)
+Usage: scripts/make_parity_fixture.py [--only-optimizers | --only-training]   (after scripts/bootstrap)
 """
 
 import json
@@ -81,6 +90,145 @@ def write_tiny_bert():
     model.save_pretrained(out, safe_serialization=False)
     model.save_pretrained(out / "safetensors", safe_serialization=True)
     print(f"[fixture] wrote {out}")
+    write_tiny_bert_expected()
+
+
+def write_tiny_bert_expected():
+    """The saved tiny BERT's last hidden states for fixed ids, one row padded."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertModel
+
+    out = OUT / "tiny-bert"
+    model = BertModel.from_pretrained(out / "safetensors", attn_implementation="eager").eval()
+    ids = torch.tensor([[2, 5, 9, 11, 7, 3], [2, 6, 13, 3, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        hidden = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+    save_file({"input_ids": ids, "attention_mask": mask, "last_hidden_state": hidden.contiguous()}, str(out / "expected.safetensors"))
+    print(f"[fixture] wrote {out / 'expected.safetensors'}")
+
+
+# The whole-step fixture: 16 rows in batches of 4, in order, over the tiny
+# vocabulary; words past the vocabulary become [UNK].
+STEP_ROWS = [
+    ("the film is good", "good"), ("a dull plot", "bad"), ("great fun and a great story", "good"), ("bad", "bad"),
+    ("love the actor", "good"), ("the story is long and dull", "bad"), ("short and fun", "good"), ("hate the plot", "bad"),
+    ("a good story is a good film", "good"), ("the acting is bad", "bad"), ("fun", "good"), ("long long long", "bad"),
+    ("great", "good"), ("dull dull film", "bad"), ("the plot is great fun", "good"), ("a bad actor in a bad film", "bad"),
+]
+STEP_LR = 5e-3
+STEP_BATCH = 4
+STEP_WARMUP = 2  # of 4 steps: share 0.5
+STEP_MAX_NORM = 1.0
+
+
+def write_training_steps():
+    """Four whole fine-tuning steps in PyTorch, as Trainer takes them."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer, get_linear_schedule_with_warmup
+
+    src, out = OUT / "tiny-bert", OUT / "training-steps"
+    out.mkdir(parents=True, exist_ok=True)
+    config = BertConfig.from_pretrained(src)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.num_labels = 2
+    config.id2label, config.label2id = {0: "bad", 1: "good"}, {"bad": 0, "good": 1}
+    torch.manual_seed(1)
+    model = BertForSequenceClassification.from_pretrained(src / "safetensors", config=config, attn_implementation="eager")
+    # A head with larger weights than N(0, 0.02), so that the first
+    # gradients are above the clipping limit.
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+    model.save_pretrained(out, safe_serialization=True)
+    shutil.copy(src / "vocab.txt", out / "vocab.txt")
+    tok = BertTokenizer(str(src / "vocab.txt"))
+    (out / "rows.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in STEP_ROWS))
+
+    decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith(".bias") or "LayerNorm" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=STEP_LR, betas=(0.9, 0.999), eps=1e-8)
+    steps = len(STEP_ROWS) // STEP_BATCH
+    schedule = get_linear_schedule_with_warmup(opt, STEP_WARMUP, steps)
+    tensors, losses, norms, lrs = {}, [], [], []
+    model.train()
+    for step in range(steps):
+        rows = STEP_ROWS[step * STEP_BATCH:(step + 1) * STEP_BATCH]
+        enc = tok([t for t, _ in rows], padding=True, truncation=True, max_length=16, return_tensors="pt")
+        labels = torch.tensor([config.label2id[l] for _, l in rows])
+        loss = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"], labels=labels).loss
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), STEP_MAX_NORM)
+        lrs.append(schedule.get_last_lr()[0])
+        opt.step()
+        schedule.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        norms.append(norm.item())
+        tensors[f"input_ids_{step}"] = enc["input_ids"].contiguous()
+    assert max(norms) > STEP_MAX_NORM, f"no gradient norm above the clipping limit: {norms}"
+    for name, value in model.state_dict().items():
+        tensors[f"after.{name}"] = value.detach().contiguous()
+    tensors["losses"] = torch.tensor(losses, dtype=torch.float64)
+    tensors["grad_norms"] = torch.tensor(norms, dtype=torch.float64)
+    tensors["lrs"] = torch.tensor(lrs, dtype=torch.float64)
+    write_schedules(tensors)
+    save_file(tensors, str(out / "expected.safetensors"))
+    print(f"[fixture] wrote {out}: losses {losses}, gradient norms {norms}, rates {lrs}")
+
+
+def write_schedules(tensors):
+    """Per-step rates of each schedule over 3 epochs of 4 steps, the rates
+    ReduceLROnPlateau leaves after each of a sequence of losses, and
+    clip_grad_norm_ on recorded gradients above and below its limit."""
+    import torch
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    total, warmup, lr = 12, 3, 1e-3
+
+    def rates(make):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+        sched = make(opt)
+        out = []
+        for _ in range(total):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return torch.tensor(out, dtype=torch.float64)
+
+    tensors["schedule_linear"] = rates(lambda o: get_linear_schedule_with_warmup(o, warmup, total))
+    tensors["schedule_cosine"] = rates(lambda o: get_cosine_schedule_with_warmup(o, warmup, total))
+    tensors["schedule_constant"] = rates(lambda o: get_constant_schedule_with_warmup(o, warmup))
+    # Tunebook's one_cycle does not cycle momentum (Adam's beta1).
+    tensors["schedule_one_cycle"] = rates(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=lr, total_steps=total, pct_start=warmup / total, cycle_momentum=False))
+    tensors["schedule_one_cycle_default_start"] = rates(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=lr, total_steps=total, cycle_momentum=False))
+
+    losses = [1.0, 0.9, 0.89995, 0.95, 0.8, 0.8, 0.8, 0.8, 0.7, 0.7, 0.71, 0.72]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=1, threshold=1e-4)
+    after = []
+    for loss in losses:
+        plateau.step(loss)
+        after.append(opt.param_groups[0]["lr"])
+    tensors["plateau_losses"] = torch.tensor(losses, dtype=torch.float64)
+    tensors["plateau_scales"] = torch.tensor(after, dtype=torch.float64)
+
+    torch.manual_seed(3)
+    grads = [torch.randn(4, 3), torch.randn(7), torch.randn(2, 2, 2) * 0.1]
+    for i, g in enumerate(grads):
+        tensors[f"clip_grad_{i}"] = g.clone()
+    for limit, tag in [(0.5, "above"), (100.0, "below")]:
+        params = [torch.zeros_like(g, requires_grad=True) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        norm = torch.nn.utils.clip_grad_norm_(params, limit)
+        tensors[f"clip_{tag}_norm"] = norm.detach().reshape(1).double()
+        tensors[f"clip_{tag}_limit"] = torch.tensor([limit], dtype=torch.float64)
+        for i, p in enumerate(params):
+            tensors[f"clip_{tag}_{i}"] = p.grad.clone()
 
 
 def write_tiny_family():
@@ -157,10 +305,15 @@ def write_optimizer_steps():
 
 def main():
     ensure_reference_env()
+    if "--only-training" in sys.argv:
+        write_tiny_bert_expected()
+        write_training_steps()
+        return
     write_optimizer_steps()
     if "--only-optimizers" in sys.argv:
         return
     write_tiny_bert()
+    write_training_steps()
     write_tiny_family()
     import torch
     import transformers

@@ -66,11 +66,18 @@ fn builder<'a, 'b>(folder: bool) -> tempfile::Builder<'a, 'b> {
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it and a
-/// rename, creating the folder if needed.
+/// rename, creating the folder if needed. A file that is replaced keeps its
+/// permissions (a private file, such as a connection file with its key,
+/// stays private).
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_of(path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = builder(false).tempfile_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut b = builder(false);
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        b.permissions(meta.permissions());
+    }
+    let mut tmp = b.tempfile_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
     fsync_dir(dir);
@@ -104,4 +111,17 @@ fn replace_dir(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
         std::fs::rename(&staged, dest).with_context(|| format!("cannot move the new folder to {}", dest.display()))?;
     }
     Ok(())
+}
+
+/// A fault-injection point for tests: when the environment variable
+/// `TUNEBOOK_TEST_PAUSE_AT` names `point`, writes an empty `marker` file and
+/// waits to be killed, so that a test can kill a write at an exact place
+/// rather than at a lucky moment. Without the variable it does nothing.
+pub fn pause_point(point: &str, marker: &Path) {
+    if std::env::var_os("TUNEBOOK_TEST_PAUSE_AT").is_some_and(|v| v == point) {
+        let _ = std::fs::write(marker, b"");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
 }

@@ -166,7 +166,13 @@ fn install_interrupt(stop: &tunebook::train::StopFlag, second_quits: bool) {
     let handler_stop = stop.clone();
     let _ = ctrlc::set_handler(move || {
         if handler_stop.swap(true, Ordering::SeqCst) && second_quits {
-            std::process::exit(EXIT_INTERRUPTED.into());
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            // _exit, not exit: the main thread may be inside libtorch, whose
+            // static destructors must not run under it.
+            // SAFETY: _exit ends the process at once; nothing runs after it.
+            unsafe { libc::_exit(EXIT_INTERRUPTED.into()) };
         }
         // Every rank of a distributed run gets the Ctrl-C; rank 0 speaks for them.
         if tunebook::distributed::is_main_process() {

@@ -24,11 +24,13 @@ pub enum Task {
     /// One class per word (named entities, parts of speech): softmax and
     /// cross-entropy at each word's first token.
     Tokens,
+    /// The next token at every position (a causal language model).
+    NextToken,
 }
 
 impl Task {
     /// The names scripts use, in `Task` order.
-    pub const NAMES: &'static [&'static str] = &["classify", "multi_label", "regression", "token_classify"];
+    pub const NAMES: &'static [&'static str] = &["classify", "multi_label", "regression", "token_classify", "causal_lm"];
 
     /// Parses a script name or Hugging Face's `problem_type`.
     pub fn parse(s: &str) -> Result<Self> {
@@ -37,6 +39,7 @@ impl Task {
             "multi_label" | "multi_label_classification" => Ok(Self::MultiLabel),
             "regression" => Ok(Self::Regression),
             "token_classify" | "token_classification" => Ok(Self::Tokens),
+            "causal_lm" => Ok(Self::NextToken),
             _ => bail!("unknown task '{s}'; valid: {}", Self::NAMES.join(", ")),
         }
     }
@@ -53,7 +56,7 @@ impl Task {
             Self::Classify => Some("single_label_classification"),
             Self::MultiLabel => Some("multi_label_classification"),
             Self::Regression => Some("regression"),
-            Self::Tokens => None,
+            Self::Tokens | Self::NextToken => None,
         }
     }
 
@@ -61,7 +64,7 @@ impl Task {
     pub fn min_outputs(self) -> usize {
         match self {
             Self::Classify | Self::Tokens => 2,
-            Self::MultiLabel | Self::Regression => 1,
+            Self::MultiLabel | Self::Regression | Self::NextToken => 1,
         }
     }
 
@@ -70,6 +73,7 @@ impl Task {
         match self {
             Self::Classify | Self::MultiLabel | Self::Tokens => &["accuracy", "f1"],
             Self::Regression => &["mse", "mae", "r2"],
+            Self::NextToken => &["perplexity"],
         }
     }
 
@@ -78,6 +82,7 @@ impl Task {
         match self {
             Self::Classify | Self::MultiLabel | Self::Tokens => "accuracy",
             Self::Regression => "r2",
+            Self::NextToken => "perplexity",
         }
     }
 
@@ -87,6 +92,7 @@ impl Task {
         match self {
             Self::Classify | Self::MultiLabel | Self::Tokens => vec!["accuracy", "f1"],
             Self::Regression => vec!["r2"],
+            Self::NextToken => vec!["perplexity"],
         }
     }
 }

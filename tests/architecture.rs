@@ -27,7 +27,7 @@ const HEIGHTS: &[(&str, u8)] = &[
 ];
 
 /// The kernel serves the protocol: it may use only the shared pieces.
-const KERNEL_MAY_USE: &[&str] = &["panic", "suggest"];
+const KERNEL_MAY_USE: &[&str] = &["files", "panic", "suggest"];
 /// The only modules that may use the kernel (to display, and to implement
 /// its `Interpreter`).
 const KERNEL_USERS: &[&str] = &["render", "script"];

@@ -10,6 +10,7 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 
 #[test]
 fn every_plot_function_shows_a_chart_that_saves_as_svg_and_png() {
+    let _serial = common::serial();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().display().to_string();
     let (mut session, recorded) = common::session();
@@ -71,6 +72,7 @@ fn every_plot_function_shows_a_chart_that_saves_as_svg_and_png() {
 
 #[test]
 fn bad_chart_input_says_what_was_wrong() {
+    let _serial = common::serial();
     let (mut session, _) = common::session();
     let cases = [
         ("plot([1, 2])", "plot: item 1 is not a run"),

@@ -15,6 +15,7 @@ fn counts(data: &TextDataset) -> Vec<usize> {
 
 #[test]
 fn a_stratified_split_keeps_every_topics_share_in_each_part() {
+    let _serial = common::serial();
     let news = TextDataset::named("bbc_news", &cache()).unwrap();
     let spec = SplitSpec { val: Share::Fraction(0.15), test: Some(Share::Rows(300)), seed: 9, stratify: true };
     let (train, val, test) = news.split_parts(&spec).unwrap();
@@ -36,6 +37,7 @@ fn a_stratified_split_keeps_every_topics_share_in_each_part() {
 
 #[test]
 fn k_fold_validates_every_review_exactly_once() {
+    let _serial = common::serial();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(500);
     let folds = reviews.kfold(5, 3, true).unwrap();
     let mut seen: Vec<&String> = folds.iter().flat_map(|(_, v)| v.texts.iter()).collect();
@@ -52,6 +54,7 @@ fn k_fold_validates_every_review_exactly_once() {
 
 #[test]
 fn cleaning_steps_report_what_they_removed_on_real_reviews() {
+    let _serial = common::serial();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap();
     let (_, plain) = reviews.clean();
     let opts = CleanOptions { lowercase: true, min_chars: 20, max_chars: Some(150), ..Default::default() };
@@ -69,6 +72,7 @@ fn cleaning_steps_report_what_they_removed_on_real_reviews() {
 
 #[test]
 fn jsonl_tsv_and_in_script_rows_load_with_their_labels() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("reviews.jsonl");
     std::fs::write(
@@ -136,6 +140,7 @@ fn warnings_for(pos: usize, neg: usize) -> Vec<String> {
 
 #[test]
 fn imbalanced_training_classes_get_a_warning_with_shares_and_what_helps() {
+    let _serial = common::serial();
     // 71/29 is common in real corpora (spam, churn) and misleads accuracy.
     let warnings = warnings_for(71, 29);
     let warning = warnings.iter().find(|w| w.contains("imbalanced")).unwrap_or_else(|| panic!("no imbalance warning at 71/29: {warnings:?}"));
@@ -147,6 +152,7 @@ fn imbalanced_training_classes_get_a_warning_with_shares_and_what_helps() {
 
 #[test]
 fn a_label_count_that_differs_from_the_datas_classes_is_an_error_naming_them() {
+    let _serial = common::serial();
     let (mut session, _) = common::session();
     let err = session
         .eval(
@@ -162,6 +168,7 @@ fn a_label_count_that_differs_from_the_datas_classes_is_an_error_naming_them() {
 
 #[test]
 fn wordnet_gives_real_synonyms() {
+    let _serial = common::serial();
     let wordnet = tunebook::data::augment::Thesaurus::cached(&cache()).unwrap();
     assert!(wordnet.len() > 100_000, "WordNet 3.0 has about 147,000 words; read {}", wordnet.len());
     assert!(wordnet.synonyms("film").iter().any(|s| s == "movie"), "{:?}", wordnet.synonyms("film"));
@@ -171,6 +178,7 @@ fn wordnet_gives_real_synonyms() {
 
 #[test]
 fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
+    let _serial = common::serial();
     use tch::Device;
     let (mut session, _) = common::session();
     let _ = session
@@ -225,6 +233,7 @@ fn write_headline_pairs(path: &std::path::Path, rows: usize) {
 
 #[test]
 fn sentence_pairs_tokenize_as_two_segments_and_train() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("pairs.csv");
     write_headline_pairs(&csv, 480);
@@ -260,6 +269,7 @@ fn sentence_pairs_tokenize_as_two_segments_and_train() {
 
 #[test]
 fn folders_of_png_images_and_of_text_files_load_by_class_and_missing_labels_are_reported() {
+    let _serial = common::serial();
     // Fashion-MNIST images written as PNG files (lossless) come back pixel for pixel.
     let fashion = tunebook::data::image::ImageDataset::named("fashion_mnist", &cache(), true).unwrap().take(40);
     let dir = tempfile::tempdir().unwrap();
@@ -325,6 +335,7 @@ fn folders_of_png_images_and_of_text_files_load_by_class_and_missing_labels_are_
 
 #[test]
 fn length_buckets_cut_padding_and_still_cover_every_row_once_per_epoch() {
+    let _serial = common::serial();
     let dir = tunebook::model::resolve_path("minilm", &cache()).unwrap();
     let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(2000);
@@ -359,6 +370,7 @@ fn plain_len(loader: &tunebook::data::DataLoader, i: usize) -> usize {
 
 #[test]
 fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
+    let _serial = common::serial();
     use std::sync::Arc;
     use tunebook::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
     use tunebook::data::{DataLoader, Inputs, LoaderOptions, LoaderSource};
@@ -379,14 +391,21 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
         assert!(got.labels.equal(&want.labels));
     }
     assert!(prefetched.next_batch().unwrap().is_none());
-    // Dropped after one batch of seven: the thread stops instead of hanging.
+    // Dropped after one batch of seven: dropping joins the loader thread,
+    // which must stop instead of hanging on its full channel.
     let mut early = loader.prefetch(batches, Some(2), 1).unwrap();
     assert!(early.next_batch().unwrap().is_some());
-    drop(early);
+    let (joined, on_join) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(early);
+        let _ = joined.send(());
+    });
+    assert!(on_join.recv_timeout(std::time::Duration::from_secs(60)).is_ok(), "the loader thread was still running a minute after the drop");
 }
 
 #[test]
 fn a_class_folder_is_read_by_extension_with_each_kind_of_skipped_file_said_once() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     for class in ["ham", "spam"] {
@@ -436,6 +455,7 @@ fn a_class_folder_is_read_by_extension_with_each_kind_of_skipped_file_said_once(
 
 #[test]
 fn a_split_that_puts_one_text_on_both_sides_says_so() {
+    let _serial = common::serial();
     let (mut session, recorded) = common::session();
     let _ = session
         .eval(

@@ -21,6 +21,7 @@ fn eval(code: &str) -> (rhai::Map, Vec<TrainEvent>) {
 
 #[test]
 fn a_run_that_stops_improving_stops_after_patience_epochs() {
+    let _serial = common::serial();
     // A negligible learning rate never improves on the first epoch by min_delta.
     let (r, events) = eval(
         r#"let run = fit(model, train, val, #{ lr: 1e-12, epochs: 10, early_stopping: #{ metric: "val_loss", patience: 2, min_delta: 0.01 } });
@@ -34,6 +35,7 @@ fn a_run_that_stops_improving_stops_after_patience_epochs() {
 
 #[test]
 fn the_best_epochs_weights_are_restored() {
+    let _serial = common::serial();
     let (r, _) = eval(
         r#"let tiny = data.train.take(32).tokenize(model, #{ max_len: 24 }).loader(#{ batch: 8, shuffle: true });
            let run = fit(model, tiny, val, #{ lr: 1e-3, epochs: 6, early_stopping: #{ metric: "val_loss", patience: 10 } });
@@ -50,6 +52,7 @@ fn the_best_epochs_weights_are_restored() {
 
 #[test]
 fn early_stopping_options_are_checked() {
+    let _serial = common::serial();
     let (mut session, _) = common::session();
     for (code, expected) in [
         (r#"fit(model, train, val, #{ early_stopping: #{ patiense: 2 } })"#, "early_stopping: unknown option 'patiense'. Did you mean 'patience'?"),

@@ -73,37 +73,41 @@ fn sigkill_while_checkpoints_are_written_leaves_the_last_one_loadable() {
     let ws = workspace();
     let ckpt = ws.path().join("ckpt");
     let (mut mid_write, mut kills) = (0, 0);
-    // Half the kills land the moment a staging folder appears (inside a
-    // write); the rest at a random moment of the run.
+    // Odd trials are killed inside a checkpoint write, paused there by the
+    // writer's test hook; even ones at a moment of the run that varies.
     for trial in 0..12u64 {
         let resume = if trial == 0 { "RESUME=false" } else { "RESUME=true" };
-        let mut child = tunebook(ws.path(), &["EPOCHS=100000", resume])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let paused = trial % 2 == 1;
+        let mut cmd = tunebook(ws.path(), &["EPOCHS=100000", resume]);
+        if paused {
+            cmd.env("TUNEBOOK_TEST_PAUSE_AT", "checkpoint-write");
+        }
+        // Staging folders earlier kills left (the next write removes them).
+        let left_before = staging_folders(&ckpt);
+        let new_staging = || staging_folders(&ckpt).into_iter().filter(|s| !left_before.contains(s)).collect::<Vec<_>>();
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let started = Instant::now();
-        let random_delay = Duration::from_millis(1500 + (trial * 7919) % 2000);
+        let delay = Duration::from_millis(1500 + (trial * 7919) % 2000);
         loop {
-            let in_write = !staging_folders(&ckpt).is_empty() && ckpt.join("latest.json").exists();
-            if (trial % 2 == 0 && in_write) || (trial % 2 == 1 && started.elapsed() > random_delay) {
+            let in_paused_write = new_staging().iter().any(|s| s.join(checkpoint::PAUSED_MARKER).exists());
+            let after_a_checkpoint = ckpt.join("latest.json").exists() && started.elapsed() > delay;
+            if (paused && in_paused_write) || (!paused && after_a_checkpoint) {
                 child.kill().unwrap(); // SIGKILL
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("the run ended ({status}) before it could be killed");
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint within a minute");
-            std::thread::sleep(Duration::from_micros(200));
+            assert!(started.elapsed() < Duration::from_secs(120), "trial {trial}: not ready to be killed within two minutes");
+            std::thread::sleep(Duration::from_millis(1));
         }
         child.wait().unwrap();
         kills += 1;
-        if !staging_folders(&ckpt).is_empty() {
-            mid_write += 1;
-        }
+        let half_written = !new_staging().is_empty();
+        assert!(half_written || !paused, "trial {trial}: killed inside a write, but no staging folder is left");
+        mid_write += half_written as usize;
         assert_loadable(&ckpt);
     }
-    assert!(mid_write >= 3, "only {mid_write} of {kills} kills landed inside a checkpoint write");
     // The user's way back: resume from what the kills left, then finish.
     let epoch = assert_loadable(&ckpt);
     let out = tunebook(ws.path(), &[&format!("EPOCHS={}", epoch + 1), "RESUME=true"]).output().unwrap();

@@ -58,15 +58,36 @@ fn request(socket: &zmq::Socket, signer: &Signer, msg_type: &str, content: Value
 fn a_panicking_handler_gets_an_error_reply_and_the_kernel_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let key = "a-test-key";
-    let (shell, control) = (common::free_port(), common::free_port());
+    // Port 0 everywhere: the kernel picks free ports and writes them back
+    // into the connection file, so no port is chosen here and raced for.
     let conn = json!({
         "ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
-        "shell_port": shell, "control_port": control, "iopub_port": common::free_port(), "stdin_port": common::free_port(), "hb_port": common::free_port(),
+        "shell_port": 0, "control_port": 0, "iopub_port": 0, "stdin_port": 0, "hb_port": 0,
     });
     let file = dir.path().join("kernel.json");
     std::fs::write(&file, conn.to_string()).unwrap();
+    // Private, as Jupyter writes it: the key must stay so after the rewrite.
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     tunebook::script::install_panic_hook();
-    let server = std::thread::spawn(move || tunebook::kernel::serve(&file, false, |_, _| Box::new(Fragile)));
+    let served = file.clone();
+    let server = std::thread::spawn(move || tunebook::kernel::serve(&served, false, |_, _| Box::new(Fragile)));
+    let started = std::time::Instant::now();
+    let ports = loop {
+        let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap_or(Value::Null);
+        let ports: Vec<u64> = ["shell", "control", "iopub", "stdin", "hb"].iter().filter_map(|n| written[format!("{n}_port")].as_u64()).collect();
+        if ports.len() == 5 && ports.iter().all(|&p| p > 0) {
+            break ports;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the kernel wrote no ports into its connection file: {written}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5, "five different ports: {ports:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions()) & 0o777;
+    assert_eq!(mode, 0o600, "the rewritten connection file is readable by others: {mode:o}");
+    let shell = ports[0];
 
     let ctx = zmq::Context::new();
     let socket = ctx.socket(zmq::DEALER).unwrap();

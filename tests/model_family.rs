@@ -35,7 +35,8 @@ fn check_against_transformers(name: &str, class: &str) {
     let dh = ((&hidden - &e["last_hidden_state"]).abs() * real).max().double_value(&[]);
     let dl = max_diff(&logits, &e["logits"]);
     eprintln!("{name}: hidden states within {dh:.1e}, logits within {dl:.1e}");
-    assert!(dh <= 1e-5 && dl <= 1e-5, "{name}: hidden {dh}, logits {dl}");
+    // Measured: hidden states within 3.6e-7, logits within 3.7e-9.
+    assert!(dh <= 4e-6 && dl <= 4e-8, "{name}: hidden {dh}, logits {dl}");
 
     // Saved and reloaded: same logits, saved as the right Hugging Face class.
     let out = tempfile::tempdir().unwrap();

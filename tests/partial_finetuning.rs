@@ -76,6 +76,7 @@ fn check_mode(label: &str, freeze: impl FnOnce(&mut TextModel)) {
 
 #[test]
 fn every_freezing_mode_keeps_frozen_tensors_bit_identical() {
+    let _serial = common::serial();
     check_mode("module path", |m| {
         m.set_trainable("embeddings", false).unwrap();
     });
@@ -117,6 +118,7 @@ fn every_freezing_mode_keeps_frozen_tensors_bit_identical() {
 
 #[test]
 fn a_selector_that_names_nothing_lists_the_closest_module_names() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     let err = model.set_trainable("encoder.layers.3", false).unwrap_err().to_string();
     assert!(err.contains("'encoder.layers.3' names no module"), "{err}");
@@ -130,6 +132,7 @@ fn a_selector_that_names_nothing_lists_the_closest_module_names() {
 
 #[test]
 fn a_model_with_everything_frozen_is_refused_before_training() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     model.set_all_trainable(false);
     let data = loader(&model, 16);
@@ -139,6 +142,7 @@ fn a_model_with_everything_frozen_is_refused_before_training() {
 
 #[test]
 fn gradual_unfreezing_opens_one_group_per_epoch_from_the_top_and_gives_the_freeze_back() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     model.set_trainable("embeddings", false).unwrap();
     let before = snapshot(&model);
@@ -169,6 +173,7 @@ fn gradual_unfreezing_opens_one_group_per_epoch_from_the_top_and_gives_the_freez
 
 #[test]
 fn head_first_trains_the_head_alone_then_everything() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     let (_, events) = fit(&mut model, &FitOptions { unfreezing: Some(Unfreezing::HeadFirst(1)), ..options(2) });
     let counts: Vec<i64> = events.iter().filter_map(|e| if let TrainEvent::Unfrozen { trainable_params, .. } = e { Some(*trainable_params) } else { None }).collect();
@@ -179,6 +184,7 @@ fn head_first_trains_the_head_alone_then_everything() {
 
 #[test]
 fn layer_decay_and_explicit_groups_set_each_groups_rate() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     let rates = LayerRates { decay: Some(0.5), groups: vec![("embeddings".into(), 0.0)] };
     let before = snapshot(&model);
@@ -205,6 +211,7 @@ fn batch_logits(model: &TextModel) -> Tensor {
 
 #[test]
 fn lora_trains_a_small_share_and_merges_without_changing_outputs() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Pooler);
     let layers = model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets: model.default_lora_targets() }).unwrap();
     assert_eq!(layers.len(), 12, "query and value of 6 layers");
@@ -234,6 +241,7 @@ fn lora_trains_a_small_share_and_merges_without_changing_outputs() {
 
 #[test]
 fn an_adapter_saved_with_its_head_loads_into_a_fresh_base_model() {
+    let _serial = common::serial();
     for method in ["lora", "adapters"] {
         let mut model = minilm(Pooling::Mean);
         match method {
@@ -271,6 +279,7 @@ fn an_adapter_saved_with_its_head_loads_into_a_fresh_base_model() {
 
 #[test]
 fn adapters_cannot_be_saved_as_a_plain_model_and_say_what_to_do() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     model.add_adapters(8).unwrap();
     let err = model.save(&tempfile::tempdir().unwrap().path().join("m")).unwrap_err().to_string();
@@ -284,6 +293,7 @@ fn adapters_cannot_be_saved_as_a_plain_model_and_say_what_to_do() {
 
 #[test]
 fn dropout_acts_in_training_only() {
+    let _serial = common::serial();
     let model = minilm(Pooling::Mean);
     let data = loader(&model, 8);
     let b = data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu, None);
@@ -296,6 +306,7 @@ mod common;
 
 #[test]
 fn the_comparison_example_runs_and_prints_its_table() {
+    let _serial = common::serial();
     // The example itself, on a sample small enough for CI.
     let path = common::repo().join("examples/compare_partial_finetuning.rhai");
     let script = std::fs::read_to_string(&path).unwrap();
@@ -316,6 +327,7 @@ fn the_comparison_example_runs_and_prints_its_table() {
 
 #[test]
 fn script_freezing_reports_mistakes_with_the_valid_names() {
+    let _serial = common::serial();
     let (mut session, _) = common::session();
     let err = session
         .eval("let m = load_model(\"minilm\", #{ labels: 2, pooling: \"mean\" });\nm.freeze(\"encoder.layer.*.atention\");", "freeze.rhai")
@@ -345,6 +357,7 @@ fn script_freezing_reports_mistakes_with_the_valid_names() {
 
 #[test]
 fn two_heads_share_one_frozen_backbone_each_trained_on_its_own_task() {
+    let _serial = common::serial();
     let (mut session, _) = common::session();
     let out = tempfile::tempdir().unwrap();
     let script = format!(
@@ -405,6 +418,7 @@ fn two_heads_share_one_frozen_backbone_each_trained_on_its_own_task() {
 
 #[test]
 fn the_freeze_chart_draws_trainable_and_frozen_per_layer() {
+    let _serial = common::serial();
     let mut model = minilm(Pooling::Mean);
     model.trainable_layers(2).unwrap();
     let chart = tunebook::plot::freeze_chart(&model.summary());

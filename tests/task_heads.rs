@@ -46,6 +46,7 @@ fn write_topics_csv(path: &Path, rows: usize) {
 
 #[test]
 fn a_regression_head_learns_a_score_reports_r2_and_saves_as_regression() {
+    let _serial = common::serial();
     let out = tempfile::tempdir().unwrap();
     let csv = out.path().join("scores.csv");
     write_scores_csv(&csv, 900);
@@ -60,11 +61,11 @@ fn a_regression_head_learns_a_score_reports_r2_and_saves_as_regression() {
         model.freeze("embeddings");
         let run = fit(model, train, val, #{{ lr: 8e-5, epochs: 2, early_stopping: #{{ metric: "val_r2", patience: 5 }} }});
         let metrics = evaluate(model, val);
-        let texts = data.val.head(100).map(|r| r.text);
-        let truth = data.val.head(100).map(|r| parse_float(r.label));
-        let preds = predict(model, texts);
+        let texts = data.val.head(data.val.len()).map(|r| r.text);
+        let truth = data.val.head(data.val.len()).map(|r| parse_float(r.label));
+        let preds = predict(model, texts, #{{ max_len: 40 }});
         model.save("{saved}");
-        let again = predict(load_model("{saved}"), texts);
+        let again = predict(load_model("{saved}"), texts, #{{ max_len: 40 }});
         #{{ r2: run.val_r2, metrics: metrics, preds: preds, truth: truth, again: again, task: model.task,
             labels: model.labels, acc: run.val_accuracy, history: run.history, text: `${{data.train}}` }}
         "#,
@@ -90,10 +91,14 @@ fn a_regression_head_learns_a_score_reports_r2_and_saves_as_regression() {
     let preds = r["preds"].clone().into_array().unwrap();
     let truth: Vec<f64> = r["truth"].clone().into_array().unwrap().iter().map(|x| x.as_float().unwrap()).collect();
     let values: Vec<f64> = preds.iter().map(|p| float(&map(p), "value")).collect();
-    let mse_100 = values.iter().zip(&truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / 100.0;
-    let mean = truth.iter().sum::<f64>() / 100.0;
-    let var_100 = truth.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / 100.0;
-    assert!(mse_100 < var_100, "predictions (MSE {mse_100:.4}) do no better than the mean ({var_100:.4})");
+    // R² and MSE computed here from the predictions agree with what evaluate reported.
+    let n = truth.len() as f64;
+    let mse = values.iter().zip(&truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / n;
+    let mean = truth.iter().sum::<f64>() / n;
+    let variance = truth.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n;
+    let r2_here = 1.0 - mse / variance;
+    assert!((mse - float(&metrics, "mse")).abs() < 1e-5, "MSE {mse} from the predictions, {} reported", float(&metrics, "mse"));
+    assert!((r2_here - float(&metrics, "r2")).abs() < 1e-4, "R² {r2_here} from the predictions, {} reported", float(&metrics, "r2"));
     let history = r["history"].clone().into_array().unwrap();
     assert!(map(&history[0]).contains_key("val_r2"));
 
@@ -109,6 +114,7 @@ fn a_regression_head_learns_a_score_reports_r2_and_saves_as_regression() {
 
 #[test]
 fn a_multi_label_head_finds_every_topic_of_a_text() {
+    let _serial = common::serial();
     let out = tempfile::tempdir().unwrap();
     let csv = out.path().join("topics.csv");
     write_topics_csv(&csv, 500);
@@ -179,6 +185,7 @@ fn a_multi_label_head_finds_every_topic_of_a_text() {
 
 #[test]
 fn csv_targets_are_read_per_task_and_bad_cells_are_located() {
+    let _serial = common::serial();
     let out = tempfile::tempdir().unwrap();
     let good = out.path().join("good.csv");
     std::fs::write(&good, "text,a,b,tags\none,1.5,-2,x|y\ntwo,0,3e2,\nthree,7,0.25,y\n").unwrap();
@@ -215,6 +222,7 @@ fn csv_targets_are_read_per_task_and_bad_cells_are_located() {
 
 #[test]
 fn a_task_mismatch_or_a_loss_that_does_not_fit_says_what_to_do() {
+    let _serial = common::serial();
     let out = tempfile::tempdir().unwrap();
     let csv = out.path().join("scores.csv");
     write_scores_csv(&csv, 40);
@@ -258,6 +266,7 @@ fn a_task_mismatch_or_a_loss_that_does_not_fit_says_what_to_do() {
 
 #[test]
 fn predict_gives_every_class_probability_the_top_k_and_reads_an_unlabelled_dataset() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("model");
     common::copy_tiny_bert(&model_dir);

@@ -38,6 +38,7 @@ fn write_names_conll(path: &Path, sentences: usize) {
 
 #[test]
 fn a_token_head_learns_to_tag_names_and_saves_as_a_token_classifier() {
+    let _serial = common::serial();
     let out = tempfile::tempdir().unwrap();
     let conll = out.path().join("names.conll");
     write_names_conll(&conll, 400);
@@ -85,6 +86,7 @@ fn a_token_head_learns_to_tag_names_and_saves_as_a_token_classifier() {
 
 #[test]
 fn word_tags_go_to_the_first_token_of_each_word() {
+    let _serial = common::serial();
     let dir = tunebook::model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap();
     let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let data = TextDataset { name: "t".into(), texts: vec!["Unbelievably good Tunebook".into()], pairs: None, targets: Targets::Tokens(vec![vec![1, 0, 1]]), label_names: vec!["O".into(), "X".into()], notes: Vec::new() };
@@ -104,6 +106,7 @@ fn word_tags_go_to_the_first_token_of_each_word() {
 
 #[test]
 fn token_data_mistakes_are_located() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let conll = dir.path().join("bad.conll");
     std::fs::write(&conll, "EU B-ORG\nrejects O\n\nGerman\n").unwrap();

@@ -70,7 +70,18 @@ impl TrainObserver for Recorder {
 }
 
 fn fit(model: &mut TextModel, opts: &FitOptions, stop_after: Option<usize>) -> (TrainRun, Vec<TrainEvent>) {
+    fit_on(reviews(), model, opts, stop_after)
+}
+
+/// The reviews with labels that have nothing to do with the words: the
+/// validation loss soon stops falling.
+fn noisy_reviews() -> TextDataset {
     let data = reviews();
+    let pairs: Vec<(String, String)> = data.texts.iter().enumerate().map(|(i, t)| (t.clone(), if (i * 7919) % 5 < 2 { "good" } else { "bad" }.to_string())).collect();
+    TextDataset::from_pairs("noisy", &pairs).unwrap()
+}
+
+fn fit_on(data: TextDataset, model: &mut TextModel, opts: &FitOptions, stop_after: Option<usize>) -> (TrainRun, Vec<TrainEvent>) {
     let (train_data, val_data) = data.split(0.25, 1).unwrap();
     let (train, val) = (loader(model, &train_data, 8, true), loader(model, &val_data, 16, false));
     let stop: StopFlag = Arc::new(AtomicBool::new(false));
@@ -87,14 +98,21 @@ fn losses(run: &TrainRun) -> Vec<u64> {
     run.steps.iter().map(|s| s.loss.to_bits()).collect()
 }
 
+/// A scratch folder with three empty model folders: an uninterrupted run,
+/// an interrupted one, and its resumption.
+fn three_model_folders() -> (tempfile::TempDir, [std::path::PathBuf; 3]) {
+    let work = tempfile::tempdir().unwrap();
+    let dirs = ["a", "b", "c"].map(|n| work.path().join(n));
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+    }
+    (work, dirs)
+}
+
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
     let _serial = common::serial();
-    let work = tempfile::tempdir().unwrap();
-    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
-    for d in [&a, &b, &c] {
-        std::fs::create_dir(d).unwrap();
-    }
+    let (work, [a, b, c]) = three_model_folders();
     let ckpt = work.path().join("ckpt");
     let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 2 });
 
@@ -126,6 +144,42 @@ fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
     assert_eq!(left, expected);
     for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
         assert!(ckpt.join("epoch-4").join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn a_resume_keeps_the_plateau_and_early_stopping_state_bit_for_bit() {
+    let _serial = common::serial();
+    let (work, [a, b, c]) = three_model_folders();
+    let ckpt = work.path().join("ckpt");
+    // Labels unrelated to the words: the validation loss soon stops
+    // falling, so the plateau rule halves the rate and early stopping ends
+    // the run, both after the interruption below, from checkpointed state.
+    let opts = || FitOptions {
+        lr: 3e-3,
+        schedule: Schedule::ReduceOnPlateau,
+        warmup: 0.0,
+        early_stopping: Some(train::EarlyStopping { monitor: train::Monitor::ValLoss, patience: 3, min_delta: 0.0, restore_best: true }),
+        ..options(12)
+    };
+    let (straight, _) = fit_on(noisy_reviews(), &mut tiny(&a, true), &opts(), None);
+    let rates = |r: &TrainRun| r.steps.iter().map(|s| s.lr.to_bits()).collect::<Vec<_>>();
+    let halved_late = straight.steps.iter().skip(2 * 5).any(|s| s.lr < 3e-3);
+    assert!(halved_late && straight.stopped_early_at.is_some_and(|e| e > 2), "the premise: a halving and an early stop after epoch 2; rates {:?}, stopped at {:?}", straight.steps.iter().map(|s| s.lr).collect::<Vec<_>>(), straight.stopped_early_at);
+
+    let checkpoint = Some(CheckpointOptions { dir: ckpt.clone(), keep: 2 });
+    let (first, _) = fit_on(noisy_reviews(), &mut tiny(&b, true), &FitOptions { checkpoint: checkpoint.clone(), ..opts() }, Some(2));
+    assert!(first.interrupted && first.epochs.len() == 2);
+    let mut resumed_model = tiny(&c, true);
+    let (resumed, _) = fit_on(noisy_reviews(), &mut resumed_model, &FitOptions { checkpoint, resume: Some(ckpt.clone()), ..opts() }, None);
+    assert_eq!(losses(&resumed), losses(&straight), "the resumed run's losses match the uninterrupted run's");
+    assert_eq!(rates(&resumed), rates(&straight), "the same rates, halvings included");
+    assert_eq!((resumed.best_epoch, resumed.stopped_early_at), (straight.best_epoch, straight.stopped_early_at));
+    // The best epoch's weights were put back in both.
+    let mut straight_model = tiny(&a, true);
+    let _ = fit_on(noisy_reviews(), &mut straight_model, &opts(), None);
+    for ((name, x), (_, y)) in straight_model.named_parameters().iter().zip(resumed_model.named_parameters().iter()) {
+        assert!(x.equal(y), "{name} differs after the restore");
     }
 }
 

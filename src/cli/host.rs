@@ -55,6 +55,20 @@ impl Host for TerminalHost {
             eprintln!("{text}");
         }
     }
+    fn stream_generated(&self, text: &str, to_stdout: bool) {
+        // Into the progress area, where a person watches: stdout keeps what
+        // the script prints, unless the script asks for the stream there.
+        use std::io::{IsTerminal, Write};
+        if self.speaks && to_stdout {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        } else if self.speaks && std::io::stderr().is_terminal() {
+            let mut err = std::io::stderr();
+            let _ = err.write_all(text.as_bytes());
+            let _ = err.flush();
+        }
+    }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
         self.write_pending_chart();
         if !self.speaks {

@@ -25,15 +25,30 @@ pub fn run(nproc: usize, args: Vec<OsString>, threads: i32) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let master_addr = std::env::var("MASTER_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    // Without MASTER_PORT, the store's socket is opened here on a port the
+    // system picks and handed to rank 0 still open, so that nothing else can
+    // take the port in between (a store on loopback only).
+    let mut store_listener = None;
     let port = match std::env::var("MASTER_PORT").ok().and_then(|p| p.parse::<u16>().ok()) {
         Some(p) => p,
-        None => match free_port() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: cannot find a free local port for the rendezvous: {e} (set MASTER_PORT)");
-                return ExitCode::FAILURE;
+        None => {
+            let picked = if tunebook::distributed::is_loopback(&master_addr) {
+                std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?.port(), Some(l))))
+            } else {
+                free_port().map(|p| (p, None))
+            };
+            match picked {
+                Ok((p, listener)) => {
+                    store_listener = listener;
+                    p
+                }
+                Err(e) => {
+                    eprintln!("error: cannot find a free local port for the rendezvous: {e} (set MASTER_PORT)");
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
     };
     // The ranks get Ctrl-C through us, once each: in the terminal's group
     // they would get it twice (and quit at the second).
@@ -50,8 +65,11 @@ pub fn run(nproc: usize, args: Vec<OsString>, threads: i32) -> ExitCode {
             .env("LOCAL_RANK", rank.to_string())
             .env("WORLD_SIZE", nproc.to_string())
             .env("LOCAL_WORLD_SIZE", nproc.to_string())
-            .env("MASTER_ADDR", std::env::var("MASTER_ADDR").unwrap_or_else(|_| "127.0.0.1".into()))
+            .env("MASTER_ADDR", &master_addr)
             .env("MASTER_PORT", port.to_string());
+        if let (0, Some(listener)) = (rank, &store_listener) {
+            tunebook::distributed::hand_store_listener(&mut cmd, listener);
+        }
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         // SAFETY: prctl is async-signal-safe. A launcher that is killed
         // takes its ranks with it instead of leaving them orphaned.
@@ -70,10 +88,13 @@ pub fn run(nproc: usize, args: Vec<OsString>, threads: i32) -> ExitCode {
             }
         }
     }
+    // Rank 0 holds the store socket now.
+    drop(store_listener);
     watch(ranks, &interrupts)
 }
 
-/// A port that was free a moment ago (the kernel picks it).
+/// A port that was free a moment ago (the kernel picks it), for a store
+/// that must listen beyond loopback.
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

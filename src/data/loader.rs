@@ -115,6 +115,14 @@ impl TokenizedDataset {
         self.targets.is_empty()
     }
 
+    /// Label tokens (not -100) in `rows`: what a language model's loss averages over.
+    pub fn label_tokens(&self, rows: &[usize]) -> usize {
+        match &self.token_labels {
+            Some(labels) => rows.iter().map(|&i| labels[i].iter().filter(|&&l| l != -100).count()).sum(),
+            None => 0,
+        }
+    }
+
     /// Pads the chosen rows to their longest and stacks them into tensors.
     pub fn collate(&self, rows: &[usize], device: Device) -> Batch {
         let encoded: Vec<(&[u32], &[u32])> = rows.iter().map(|&i| (self.input_ids[i].as_slice(), self.token_type_ids[i].as_slice())).collect();
@@ -355,6 +363,15 @@ impl DataLoader {
     /// What the targets are for.
     pub fn task(&self) -> crate::task::Task {
         self.targets().task()
+    }
+
+    /// What a batch of `rows` weighs in an accumulated step: its rows, or
+    /// for language-model data its label tokens.
+    pub fn loss_weight(&self, rows: &[usize]) -> f64 {
+        match &self.source {
+            LoaderSource::Text(t) if t.task() == crate::task::Task::NextToken => t.label_tokens(rows) as f64,
+            _ => rows.len() as f64,
+        }
     }
 
     /// Rows in the data.

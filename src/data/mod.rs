@@ -1,6 +1,7 @@
 //! Datasets: loading, cleaning, splitting, tokenizing and batching.
 
 pub mod augment;
+pub mod chat;
 pub mod clean;
 pub mod image;
 mod loader;
@@ -11,6 +12,7 @@ pub mod text;
 pub mod tokenizer;
 
 pub use targets::Targets;
+pub use chat::{ChatDataset, ChatFormat, Example, Message, SftOptions, SftReport, TrainOn};
 pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Prefetch, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
 pub use source::DatasetSource;
@@ -33,3 +35,23 @@ pub(crate) fn class_folders(dir: &std::path::Path, what: &str) -> anyhow::Result
     Ok(classes)
 }
 
+/// The share of the rows in the most common class: the accuracy of always
+/// guessing it, which a classifier has to beat to have learned anything.
+/// `None` without rows.
+pub fn majority_share(class_counts: &[(String, usize)]) -> Option<f64> {
+    let total: usize = class_counts.iter().map(|(_, n)| n).sum();
+    let largest = class_counts.iter().map(|(_, n)| *n).max()?;
+    (total > 0).then(|| largest as f64 / total as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_majority_share_is_the_largest_class_over_all_rows() {
+        let counts = |c: &[usize]| c.iter().enumerate().map(|(i, &n)| (format!("c{i}"), n)).collect::<Vec<_>>();
+        assert_eq!(super::majority_share(&counts(&[3, 1])), Some(0.75));
+        assert_eq!(super::majority_share(&counts(&[2, 5, 3])), Some(0.5));
+        assert_eq!(super::majority_share(&counts(&[0, 0])), None);
+        assert_eq!(super::majority_share(&[]), None);
+    }
+}

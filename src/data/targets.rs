@@ -17,6 +17,9 @@ pub enum Targets {
     Tokens(Vec<Vec<i64>>),
     /// No labels, for this many rows: data to predict on, not to train.
     Unlabelled(usize),
+    /// Next-token labels for this many rows (language-model data; the
+    /// labels themselves are per token, in the tokenized dataset).
+    NextToken(usize),
 }
 
 impl Default for Targets {
@@ -39,6 +42,7 @@ impl Targets {
             Self::MultiLabel(_) => Task::MultiLabel,
             Self::Values(_) => Task::Regression,
             Self::Tokens(_) => Task::Tokens,
+            Self::NextToken(_) => Task::NextToken,
         }
     }
 
@@ -48,7 +52,7 @@ impl Targets {
             Self::Classes(v) => v.len(),
             Self::MultiLabel(v) | Self::Values(v) => v.len(),
             Self::Tokens(v) => v.len(),
-            Self::Unlabelled(n) => *n,
+            Self::Unlabelled(n) | Self::NextToken(n) => *n,
         }
     }
 
@@ -70,6 +74,7 @@ impl Targets {
             Self::Values(v) => Self::Values(idx.iter().map(|&i| v[i].clone()).collect()),
             Self::Tokens(v) => Self::Tokens(idx.iter().map(|&i| v[i].clone()).collect()),
             Self::Unlabelled(_) => Self::Unlabelled(idx.len()),
+            Self::NextToken(_) => Self::NextToken(idx.len()),
         }
     }
 
@@ -79,7 +84,7 @@ impl Targets {
             (Self::Classes(a), Self::Classes(b)) => a.push(b[i]),
             (Self::MultiLabel(a), Self::MultiLabel(b)) | (Self::Values(a), Self::Values(b)) => a.push(b[i].clone()),
             (Self::Tokens(a), Self::Tokens(b)) => a.push(b[i].clone()),
-            (Self::Unlabelled(n), Self::Unlabelled(_)) => *n += 1,
+            (Self::Unlabelled(n), Self::Unlabelled(_)) | (Self::NextToken(n), Self::NextToken(_)) => *n += 1,
             _ => unreachable!("targets of one dataset share a task"),
         }
     }
@@ -113,6 +118,8 @@ impl Targets {
             }
             // Never a loss target: training and evaluation refuse unlabelled data.
             Self::Unlabelled(_) => Tensor::zeros([rows.len() as i64], (Kind::Int64, device)),
+            // The tokenized dataset collates next-token labels itself.
+            Self::NextToken(_) => Tensor::full([rows.len() as i64, 1], -100, (Kind::Int64, device)),
         }
     }
 
@@ -131,7 +138,7 @@ impl Targets {
                 }
             }
             Self::Tokens(v) => v.iter().flatten().for_each(|&l| counts[l as usize] += 1),
-            Self::Values(_) | Self::Unlabelled(_) => {}
+            Self::Values(_) | Self::Unlabelled(_) | Self::NextToken(_) => {}
         }
         counts
     }
@@ -143,7 +150,7 @@ impl Targets {
             Self::MultiLabel(v) => names.iter().zip(&v[i]).filter(|(_, &x)| x > 0.5).map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("|"),
             Self::Values(v) => v[i].iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", "),
             Self::Tokens(v) => v[i].iter().map(|&t| names[t as usize].as_str()).collect::<Vec<_>>().join(" "),
-            Self::Unlabelled(_) => "-".to_string(),
+            Self::Unlabelled(_) | Self::NextToken(_) => "-".to_string(),
         }
     }
 }

@@ -523,6 +523,7 @@ impl TextDataset {
             Task::Classify => Self::classes_from_cells(&rows, label_order),
             Task::MultiLabel => Self::multi_label_from_cells(source, &rows, cols)?,
             Task::Regression => Self::values_from_cells(source, &rows, cols)?,
+            Task::NextToken => bail!("{}: labelled columns are for classifiers and regression; a language model's text needs no labels", source.display()),
             Task::Tokens => {
                 if cols.pair.is_some() {
                     bail!("{}: token classification tags the words of one text; it takes no 'pair'", source.display());

@@ -38,6 +38,14 @@ impl TextTokenizer {
         Ok(Self { inner, pad_id })
     }
 
+    /// Wraps a tokenizer built elsewhere (a language model's), with batches
+    /// padded with `pad_id`.
+    pub fn from_tokenizer(mut inner: Tokenizer, pad_id: u32) -> Result<Self> {
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self { inner, pad_id })
+    }
+
     /// Loads the model folder's tokenizer: `tokenizer.json`, or else a BERT
     /// WordPiece tokenizer built from `vocab.txt` (lower-casing unless
     /// `tokenizer_config.json` says `do_lower_case: false`).

@@ -110,8 +110,10 @@ extern "C" {
 // and the store listens on every interface, as in PyTorch. serve_store is
 // false when a launcher already serves it (torchrun's agent store); a
 // non-empty key_prefix then keeps this attempt's keys apart, as PyTorch does.
+// listen_fd, when not negative, is a socket already listening on the store's
+// port (opened by the launcher), which rank 0's store serves from.
 tb_group* tb_group_new_gloo(const char* master_addr, int port, int rank, int size, int64_t timeout_ms,
-                            const char* bind_host, int serve_store, const char* key_prefix, char** err) {
+                            const char* bind_host, int serve_store, const char* key_prefix, int listen_fd, char** err) {
   tb_group* group = nullptr;
   guarded(err, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
@@ -121,7 +123,9 @@ tb_group* tb_group_new_gloo(const char* master_addr, int port, int rank, int siz
     store_options.numWorkers = static_cast<std::size_t>(size);
     store_options.waitWorkers = true;
     store_options.timeout = timeout;
-    if (store_options.isServer && bind_host != nullptr) {
+    if (store_options.isServer && listen_fd >= 0) {
+      store_options.masterListenFd = listen_fd;
+    } else if (store_options.isServer && bind_host != nullptr) {
       // A run on one machine keeps its rendezvous on loopback too.
       store_options.masterListenFd = listen_on_loopback(port);
     }

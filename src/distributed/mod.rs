@@ -44,6 +44,7 @@ extern "C" {
         bind_host: *const c_char,
         serve_store: c_int,
         key_prefix: *const c_char,
+        listen_fd: c_int,
         err: *mut *mut c_char,
     ) -> *mut tb_group;
     fn tb_group_free(group: *mut tb_group);
@@ -97,7 +98,15 @@ pub struct LaunchEnv {
     /// (torchrun's agent store, `TORCHELASTIC_USE_AGENT_STORE=True`); rank 0
     /// serves it otherwise.
     pub agent_store_prefix: Option<String>,
+    /// For rank 0: a socket already listening on the store's port that the
+    /// launcher opened and passed down (`TUNEBOOK_STORE_FD`), so that the
+    /// port is never released between being picked and being served.
+    pub store_listen_fd: Option<i32>,
 }
+
+/// The environment variable through which a launcher hands rank 0 the
+/// listening socket of its store.
+pub const STORE_FD_VAR: &str = "TUNEBOOK_STORE_FD";
 
 impl LaunchEnv {
     /// The launch from the process environment: `None` for a single
@@ -144,7 +153,11 @@ impl LaunchEnv {
         // workers then prefix their keys with the restart attempt.
         let agent_store_prefix = (var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"))
             .then(|| format!("/worker/attempt_{}", var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into())));
-        Ok(Some(LaunchEnv { rank, world_size, local_rank, master_addr, master_port, timeout, agent_store_prefix }))
+        let store_listen_fd = match var(STORE_FD_VAR) {
+            Some(v) if rank == 0 && is_loopback(&master_addr) => Some(v.trim().parse::<i32>().ok().filter(|fd| *fd >= 0).with_context(|| format!("{STORE_FD_VAR}={v:?} is not a file descriptor"))?),
+            _ => None,
+        };
+        Ok(Some(LaunchEnv { rank, world_size, local_rank, master_addr, master_port, timeout, agent_store_prefix, store_listen_fd }))
     }
 }
 
@@ -178,8 +191,35 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Hands `listener` to the process `cmd` starts, as rank 0's store socket:
+/// the child inherits it (its close-on-exec flag is cleared in the child
+/// only) and finds its number in `TUNEBOOK_STORE_FD`.
+pub fn hand_store_listener(cmd: &mut std::process::Command, listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    cmd.env(STORE_FD_VAR, fd.to_string());
+    // SAFETY: fcntl is async-signal-safe and changes only the child's table.
+    unsafe {
+        cmd.pre_exec(move || set_close_on_exec(fd, false));
+    }
+}
+
+/// Sets or clears a descriptor's close-on-exec flag (only its flags change).
+fn set_close_on_exec(fd: i32, on: bool) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor number reads and writes its flags only.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        let wanted = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, wanted) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// True when `host` names this machine's loopback interface.
-fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -194,6 +234,14 @@ impl ProcessGroup {
         // the host name's address picks the interface, as in PyTorch.
         let bind = (is_loopback(&launch.master_addr) && std::env::var_os("GLOO_SOCKET_IFNAME").is_none()).then(|| CString::new("127.0.0.1").expect("no NUL"));
         let prefix = CString::new(launch.agent_store_prefix.clone().unwrap_or_default()).context("TORCHELASTIC_RESTART_COUNT contains a NUL byte")?;
+        // The handed-down socket is used once: the store takes it over (and
+        // closes it), and processes this one starts must not inherit it.
+        static STORE_FD_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let listen_fd = launch.store_listen_fd.filter(|_| !STORE_FD_USED.swap(true, std::sync::atomic::Ordering::SeqCst));
+        if let Some(fd) = listen_fd {
+            std::env::remove_var(STORE_FD_VAR);
+            set_close_on_exec(fd, true).with_context(|| format!("{STORE_FD_VAR}={fd} is not an open file descriptor"))?;
+        }
         let mut err = std::ptr::null_mut();
         // SAFETY: the strings outlive the call; err is set only on failure.
         let raw = unsafe {
@@ -206,6 +254,7 @@ impl ProcessGroup {
                 bind.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
                 c_int::from(launch.agent_store_prefix.is_none()),
                 prefix.as_ptr(),
+                listen_fd.unwrap_or(-1),
                 &mut err,
             )
         };

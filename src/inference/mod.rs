@@ -1,10 +1,14 @@
 //! Using a trained model: predictions for texts, pairs and loaders
-//! (`predict`), and sentence embeddings (`embed`).
+//! (`predict`), sentence embeddings (`embed`), and text from a language
+//! model (`generate`) and its overlap with references (`overlap`).
 
 mod embed;
+pub mod generate;
+pub mod overlap;
 mod predict;
 
 pub use embed::embed;
+pub use generate::{generate, text_loss, Finish, GenerateOptions, Generated, TextLoss};
 pub use predict::{predict, predict_loader, predict_pairs, Prediction};
 
 use anyhow::Result;

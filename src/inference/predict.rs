@@ -51,6 +51,7 @@ fn predictions(task: Task, labels: &[String], outputs: &Tensor) -> Result<Vec<Pr
         Task::MultiLabel => Vec::<Vec<f64>>::try_from(outputs.sigmoid())?.into_iter().map(|r| Prediction::Labels(named(r))).collect(),
         Task::Regression => Vec::<Vec<f64>>::try_from(outputs)?.into_iter().map(|r| Prediction::Values(named(r))).collect(),
         Task::Tokens => bail!("tagging words needs the texts: use predict(model, texts)"),
+        Task::NextToken => bail!("a language model predicts text: use generate(model, prompt)"),
     })
 }
 

@@ -61,19 +61,37 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
     let signer = Signer::new(&conn.key);
     let session = uuid::Uuid::new_v4().to_string();
     let ctx = zmq::Context::new();
-    let bind = |kind, port, name: &str| -> Result<zmq::Socket> {
+    // Port 0 (over TCP) lets the system pick a free port, as in ipykernel;
+    // the ports picked are written back into the connection file.
+    let mut picked: Vec<(&str, u16)> = Vec::new();
+    let mut bind = |kind, port: u16, name: &'static str| -> Result<zmq::Socket> {
         let s = ctx.socket(kind)?;
         s.set_linger(1000)?;
         s.set_maxmsgsize(MAX_MESSAGE_BYTES)?;
-        let ep = endpoint(&conn, port);
+        let pick = port == 0 && matches!(conn.transport, Transport::TCP);
+        let ep = if pick { format!("tcp://{}:*", conn.ip) } else { endpoint(&conn, port) };
         s.bind(&ep).with_context(|| format!("cannot bind the {name} socket to {ep}"))?;
+        if pick {
+            let bound = s.get_last_endpoint()?.map_err(|_| anyhow::anyhow!("the {name} socket's endpoint is not text"))?;
+            let port = bound.rsplit(':').next().and_then(|p| p.parse().ok()).with_context(|| format!("cannot read the port of {bound}"))?;
+            picked.push((name, port));
+        }
         Ok(s)
     };
     let shell = bind(zmq::ROUTER, conn.shell_port, "shell")?;
     let control = bind(zmq::ROUTER, conn.control_port, "control")?;
     let stdin = bind(zmq::ROUTER, conn.stdin_port, "stdin")?;
     let iopub = bind(zmq::PUB, conn.iopub_port, "iopub")?;
-    let heartbeat = bind(zmq::REP, conn.hb_port, "heartbeat")?;
+    let heartbeat = bind(zmq::REP, conn.hb_port, "hb")?;
+    if !picked.is_empty() {
+        let mut info: Value = serde_json::from_str(&text)?;
+        for (name, port) in &picked {
+            info[format!("{name}_port")] = (*port).into();
+        }
+        crate::files::write_file(connection_file, serde_json::to_string_pretty(&info)?.as_bytes())
+            .with_context(|| format!("cannot write the ports picked into {}", connection_file.display()))?;
+        log(&format!("picked free ports {picked:?}; written into {}", connection_file.display()));
+    }
 
     let (iopub_tx, iopub_rx) = mpsc::channel::<Vec<Vec<u8>>>();
     let iopub_thread = thread::spawn(move || {

@@ -48,6 +48,13 @@ impl Dense {
         Self { linear: nn::linear(p, in_dim, out_dim, Default::default()), path, lora: None }
     }
 
+    /// A linear layer `in_dim -> out_dim`, with a bias or without one
+    /// (decoders' projections have none).
+    pub fn with_bias(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
+        let path = p.components().collect::<Vec<_>>().join(".");
+        Self { linear: nn::linear(p, in_dim, out_dim, nn::LinearConfig { bias, ..Default::default() }), path, lora: None }
+    }
+
     /// `W x + b`, plus the LoRA update when there is one.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         let out = self.linear.forward(xs);

@@ -6,6 +6,7 @@
 
 pub mod adapt;
 pub mod arch;
+pub mod causal;
 pub mod image;
 pub mod layers;
 pub mod learner;
@@ -20,6 +21,7 @@ use anyhow::{bail, Result};
 pub use adapt::freeze::{LayerGroup, KINDS};
 pub use adapt::heads::{mean_pool, Pooling};
 pub use arch::{Arch, Backbone, EncoderConfig};
+pub use causal::CausalModel;
 pub use image::{ImageArch, ImageModel, ImageSpec};
 pub use layers::LoraConfig;
 pub use learner::Learner;
@@ -29,20 +31,28 @@ pub use weights::hf::LoadReport;
 pub use crate::task::Task;
 
 /// Names that `resolve_path` maps to models in the bootstrap's cache.
-pub const NAMED_MODELS: &[(&str, &str)] = &[("minilm", "models/all-MiniLM-L6-v2"), ("all-MiniLM-L6-v2", "models/all-MiniLM-L6-v2")];
+pub const NAMED_MODELS: &[(&str, &str)] = &[
+    ("minilm", "models/all-MiniLM-L6-v2"),
+    ("all-MiniLM-L6-v2", "models/all-MiniLM-L6-v2"),
+    ("smollm2", "models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("SmolLM2-135M-Instruct", "models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+];
 
-/// Turns a cache name (`minilm`) or a folder path into the model folder.
+/// Turns a cache name (`minilm`) or a path into the model folder (or GGUF file).
 pub fn resolve_path(name_or_path: &str, cache: &Path) -> Result<PathBuf> {
     if let Some((_, rel)) = NAMED_MODELS.iter().find(|(n, _)| *n == name_or_path) {
-        let dir = cache.join(rel);
-        if !dir.join("config.json").exists() {
+        let path = cache.join(rel);
+        if !(path.is_file() || path.join("config.json").exists()) {
             bail!("model '{name_or_path}' is not in the cache {}; run scripts/bootstrap", cache.display());
         }
-        return Ok(dir);
+        return Ok(path);
     }
-    let dir = PathBuf::from(name_or_path);
-    if dir.is_dir() {
-        return Ok(dir);
+    let path = PathBuf::from(name_or_path);
+    if path.is_dir() || (path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))) {
+        return Ok(path);
+    }
+    if path.is_file() {
+        bail!("{name_or_path} is a file; load_model takes a model folder (with config.json) or a .gguf file");
     }
     let names: Vec<&str> = NAMED_MODELS.iter().map(|(n, _)| *n).collect();
     bail!("no model named '{name_or_path}': it is neither a known name ({}) nor a folder", names.join(", "))

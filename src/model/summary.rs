@@ -53,6 +53,7 @@ impl std::fmt::Display for ModelSummary {
             Task::MultiLabel => "multi-label labels",
             Task::Regression => "regression outputs",
             Task::Tokens => "token labels",
+            Task::NextToken => "next-token outputs",
         };
         let pooling = self.pooling.map(|p| format!("; pooling {}", p.name())).unwrap_or_default();
         writeln!(f, "Model {} ({} {what}: {}{pooling}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.device)?;

@@ -297,7 +297,7 @@ mod tests {
         use crate::train::{EpochRecord, EvalResult, LayerStats, StepRecord, TrainRun};
         let val = EvalResult { loss: 0.5, task: crate::task::Task::Classify, accuracy: Some(0.8), f1: Some(0.7), mse: None, mae: None, r2: None, rows: 10 };
         let run = TrainRun {
-            steps: (1..=20).map(|s| StepRecord { step: s, loss: 1.0 / s as f64, lr: 1e-4 }).collect(),
+            steps: (1..=20).map(|s| StepRecord { step: s, loss: 1.0 / s as f64, lr: 1e-4, grad_norm: None }).collect(),
             epochs: vec![EpochRecord { epoch: 1, train_loss: 0.6, val: Some(val), elapsed: 1.0 }, EpochRecord { epoch: 2, train_loss: 0.4, val: Some(val), elapsed: 2.0 }],
             layers: ["head", "encoder.layer.0"].iter().flat_map(|g| (1..=2).map(move |e| LayerStats { epoch: e, group: g.to_string(), weight_norm: 3.0, change: 0.01 * e as f64, grad_norm: 0.5 })).collect(),
             ..Default::default()

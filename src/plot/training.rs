@@ -127,6 +127,7 @@ fn metric_title(metric: &str) -> &'static str {
         "f1" => "validation F1",
         "mse" => "validation MSE",
         "mae" => "validation MAE",
+        "perplexity" => "validation perplexity",
         _ => "validation accuracy",
     }
 }
@@ -141,6 +142,8 @@ fn metric_range(values: impl Iterator<Item = f64>, metric: &str) -> (f64, f64) {
         "r2" => (lo - 0.05, (hi + 0.05).min(1.0).max(lo + 0.01)),
         // Errors have no upper bound.
         "mse" | "mae" => (0.0, (hi * 1.2).max(1e-6)),
+        // Perplexity is at least 1 and has no upper bound.
+        "perplexity" => ((lo * 0.9).max(1.0), (hi * 1.1).max(lo + 0.01)),
         _ => ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0).max(lo + 0.01)),
     }
 }
@@ -213,7 +216,7 @@ where
     chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2)).point_size(4)).map_err(err)?;
     // The best: early stopping's epoch when it ran, else the best value
     // (the lowest for an error, the highest otherwise).
-    let lower_is_better = matches!(metric, "mse" | "mae");
+    let lower_is_better = matches!(metric, "mse" | "mae" | "perplexity");
     let chosen = run.best_epoch.and_then(|b| {
         let x = x_of(b as f64 * steps_per_epoch);
         points.iter().copied().find(|p| (p.0 - x).abs() < 1e-6)
@@ -474,7 +477,7 @@ mod tests {
 
     fn run(interrupted: bool) -> TrainRun {
         TrainRun {
-            steps: (1..=40).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt(), lr: 1e-4 * (1.0 - s as f64 / 41.0) }).collect(),
+            steps: (1..=40).map(|s| StepRecord { step: s, loss: 0.7 / (s as f64).sqrt(), lr: 1e-4 * (1.0 - s as f64 / 41.0), grad_norm: None }).collect(),
             epochs: (1..=2)
                 .map(|e| EpochRecord {
                     epoch: e,
@@ -488,6 +491,17 @@ mod tests {
             train_seconds: 12.0,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_language_model_run_charts_perplexity_with_the_lowest_as_best() {
+        let mut r = run(false);
+        for e in &mut r.epochs {
+            e.val = Some(EvalResult { f1: None, loss: 3.0 - e.epoch as f64, accuracy: None, rows: 10, task: crate::task::Task::NextToken, mse: None, mae: None, r2: None });
+        }
+        // exp(1.0) = 2.718 after epoch 2, below exp(2.0) = 7.389 after epoch 1.
+        let svg = training_curves(&r).svg().unwrap();
+        assert_svg_has(&svg, &["validation perplexity", "best 2.718"]);
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub trait Host {
     fn chart_saved(&self) {}
     /// Clears what the current cell has shown, where the host can.
     fn clear_output(&self) {}
+    /// Shows a piece of generated text as it arrives (no newline added):
+    /// where a person watches, or on standard output when `to_stdout`.
+    /// Hosts without a live view show nothing: the script gets the text.
+    fn stream_generated(&self, _text: &str, _to_stdout: bool) {}
     /// Shows help text in a pager where the host has one.
     fn page(&self, text: &str) {
         self.print(text);

@@ -31,6 +31,9 @@ impl Host for NotebookHost {
     fn eprint(&self, text: &str) {
         self.frontend.stream("stderr", &format!("{text}\n"));
     }
+    fn stream_generated(&self, text: &str, _to_stdout: bool) {
+        self.frontend.stream("stdout", text);
+    }
     fn display(&self, plain: &str, html: Option<&str>) {
         let mut bundle = MimeBundle::new();
         bundle.insert("text/plain".into(), json!(plain));

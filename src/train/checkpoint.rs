@@ -75,6 +75,9 @@ fn remove_unfinished_writes(dir: &Path) {
     }
 }
 
+/// The file a write paused for a fault test leaves in its staging folder.
+pub const PAUSED_MARKER: &str = ".paused";
+
 /// Writes epoch `state.epoch`'s checkpoint, points `latest.json` at it,
 /// then removes checkpoints beyond the last `keep` (never the best).
 pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: &[(String, Tensor)], state: &CheckpointState) -> Result<PathBuf> {
@@ -90,6 +93,7 @@ pub fn save(options: &CheckpointOptions, model: &[(String, Tensor)], optimizer: 
             crate::files::fsync_file(&path)
         };
         write(MODEL_FILE, model)?;
+        crate::files::pause_point("checkpoint-write", &staging.join(PAUSED_MARKER));
         write(OPTIMIZER_FILE, optimizer)?;
         let state_path = staging.join(STATE_FILE);
         std::fs::write(&state_path, serde_json::to_string_pretty(state)?).with_context(|| "cannot write the checkpoint's state".to_string())?;

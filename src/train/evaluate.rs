@@ -66,6 +66,8 @@ pub enum EvalDetail {
     MultiLabel(MultiLabelCounts),
     /// Regression: predictions and targets.
     Regression(RegressionScores),
+    /// Language modelling: the loss (and its perplexity) is all.
+    NextToken,
 }
 
 /// The loss and the task's metrics of `model` on every batch of `data`,
@@ -91,6 +93,7 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
         Task::Classify | Task::Tokens => EvalDetail::Classes(Confusion::new(model.labels().len())),
         Task::MultiLabel => EvalDetail::MultiLabel(MultiLabelCounts::new(model.labels().len())),
         Task::Regression => EvalDetail::Regression(RegressionScores::new(model.labels().len())),
+        Task::NextToken => EvalDetail::NextToken,
     };
     let _guard = tch::no_grad_guard();
     let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
@@ -110,8 +113,8 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
         let batch = batch.to_device(device);
         let outputs = model.forward(&batch.inputs, false)?;
         let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
-        // The mean is over rows, or over labelled words for token data.
-        let counted = if task == Task::Tokens { batch.labels.ne(-100).sum(Kind::Int64).int64_value(&[]) as f64 } else { batch.size as f64 };
+        // The mean is over rows, or over labelled tokens for token and language-model data.
+        let counted = if matches!(task, Task::Tokens | Task::NextToken) { batch.labels.ne(-100).sum(Kind::Int64).int64_value(&[]) as f64 } else { batch.size as f64 };
         if counted > 0.0 {
             loss_sum += loss * counted;
             weight += counted;
@@ -125,6 +128,7 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
             }
             EvalDetail::MultiLabel(counts) => counts.add(&floats(&batch.labels), &floats(&outputs.ge(0.0))),
             EvalDetail::Regression(scores) => scores.add(&floats(&batch.labels), &floats(&outputs)),
+            EvalDetail::NextToken => {}
         }
         rows += batch.size;
     }
@@ -136,6 +140,7 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
         EvalDetail::Classes(c) => (result.accuracy, result.f1) = (Some(c.accuracy()), Some(c.macro_scores().2)),
         EvalDetail::MultiLabel(c) => (result.accuracy, result.f1) = (Some(c.exact_match()), Some(c.macro_scores().2)),
         EvalDetail::Regression(r) => (result.mse, result.mae, result.r2) = (Some(r.mse()), Some(r.mae()), Some(r.r2())),
+        EvalDetail::NextToken => {}
     }
     Ok(Some((result, detail)))
 }
@@ -160,6 +165,7 @@ fn sum_evaluation(group: &crate::distributed::ProcessGroup, loss_sum: f64, weigh
             c.counts = summed[..3 * labels].chunks(3).map(|x| (x[0], x[1], x[2])).collect();
             (c.exact, c.rows) = (summed[3 * labels], summed[3 * labels + 1]);
         }
+        EvalDetail::NextToken => {}
         EvalDetail::Regression(r) => {
             let (predicted, truth) = r.values();
             *r = RegressionScores::from_values(r.outputs(), group.all_gather_f64(predicted)?, group.all_gather_f64(truth)?);

@@ -375,6 +375,12 @@ impl<'a> Trainer<'a> {
     fn train_step(&mut self, group: &[Vec<usize>], locals: &[Vec<usize>], prepared: &mut Prefetch) -> Result<(StepRecord, bool)> {
         let lr = self.plan.lr(self.step);
         let group_rows: usize = group.iter().map(Vec::len).sum();
+        // What each batch's mean loss is weighted by: its rows, or for a
+        // language model its label tokens, so that the accumulated loss is
+        // the mean over every label token of the step (not a mean of means).
+        let train = self.train;
+        let weigh = |rows: &[usize]| -> f64 { train.loss_weight(rows) };
+        let group_weight: f64 = group.iter().map(|b| weigh(b)).sum();
         let mut group_loss = 0.0;
         // Gradients come back as fresh tensors rather than accumulating into
         // each parameter's .grad (PyTorch's zero_grad(set_to_none=True)):
@@ -395,9 +401,14 @@ impl<'a> Trainer<'a> {
             }
             let batch = prepared.next_batch()?.ok_or_else(|| anyhow::anyhow!("the data loader ended early"))?.to_device(self.device);
             let logits = self.model.forward(&batch.inputs, true)?;
-            let loss = self.loss.compute(&logits, &batch.labels, self.loss_weights.as_ref(), self.opts.label_smoothing);
-            // Each batch counts by its rows, so accumulated steps equal one big batch.
-            let share = batch.size as f64 / group_rows as f64;
+            // Each batch counts by its weight, so accumulated steps equal one big batch.
+            let share = if group_weight > 0.0 { weigh(local) / group_weight } else { 0.0 };
+            let loss = if share > 0.0 {
+                self.loss.compute(&logits, &batch.labels, self.loss_weights.as_ref(), self.opts.label_smoothing)
+            } else {
+                // No label token (answers cut off): a zero that keeps the graph, not the mean of nothing.
+                logits.sum(tch::Kind::Float) * 0.0
+            };
             let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
             if self.sync.is_none() {
                 // With sync, the hooks have put these into the buckets already.
@@ -417,12 +428,10 @@ impl<'a> Trainer<'a> {
         if let Some(t) = self.layer_tracker.as_mut() {
             t.add_step(&self.optimizer.trainable_names(), &grads);
         }
-        if let Some(max) = self.opts.max_grad_norm {
-            optim::clip_norm(&grads, max);
-        }
+        let grad_norm = self.opts.max_grad_norm.map(|max| optim::clip_norm(&grads, max));
         self.optimizer.step_with(lr, grads);
         self.step += 1;
-        let record = StepRecord { step: self.step, loss: group_loss, lr };
+        let record = StepRecord { step: self.step, loss: group_loss, lr, grad_norm };
         self.run.steps.push(record);
         Ok((record, all_stop))
     }

@@ -50,6 +50,8 @@ impl EvalResult {
             "mse" => self.mse,
             "mae" => self.mae,
             "r2" => self.r2,
+            // exp(mean next-token cross-entropy) for language models.
+            "perplexity" => (self.task == Task::NextToken).then(|| self.loss.exp()),
             _ => None,
         }
     }
@@ -67,6 +69,7 @@ impl EvalResult {
             Task::Classify => &["loss", "accuracy", "f1"],
             Task::MultiLabel | Task::Tokens => &["loss", "accuracy", "f1"],
             Task::Regression => &["loss", "mae", "r2"],
+            Task::NextToken => &["loss", "perplexity"],
         };
         shown.iter().filter_map(|&n| self.metric(n).map(|v| format!("{prefix}{n} {v:.4}"))).collect::<Vec<_>>().join(", ")
     }
@@ -96,7 +99,7 @@ pub struct StepEval {
     pub result: EvalResult,
 }
 
-/// One optimizer step's loss and learning rate.
+/// One optimizer step: its loss, learning rate and gradient norm.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     /// 1-based step number.
@@ -105,6 +108,10 @@ pub struct StepRecord {
     pub loss: f64,
     /// Learning rate used.
     pub lr: f64,
+    /// The gradients' global L2 norm before clipping, as Hugging Face's
+    /// Trainer logs it; `None` when the run does not clip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
 }
 
 /// The record of a finished (or interrupted) run.
@@ -187,7 +194,11 @@ impl TrainRun {
         obj.insert("kind".into(), "run".into());
         let mut text = serde_json::to_string(&summary)? + "\n";
         for s in &self.steps {
-            text += &(json!({ "kind": "step", "step": s.step, "loss": s.loss, "lr": s.lr }).to_string() + "\n");
+            let mut line = json!({ "kind": "step", "step": s.step, "loss": s.loss, "lr": s.lr });
+            if let Some(norm) = s.grad_norm {
+                line["grad_norm"] = norm.into();
+            }
+            text += &(line.to_string() + "\n");
         }
         for e in &self.epochs {
             let mut v = serde_json::to_value(e)?;

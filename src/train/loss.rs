@@ -46,7 +46,7 @@ impl Loss {
     /// always uses it, so that runs compare.
     pub fn default_for(task: Task) -> Self {
         match task {
-            Task::Classify | Task::Tokens => Self::CrossEntropy,
+            Task::Classify | Task::Tokens | Task::NextToken => Self::CrossEntropy,
             Task::MultiLabel => Self::Bce,
             Task::Regression => Self::Mse,
         }
@@ -55,7 +55,7 @@ impl Loss {
     /// The losses that make sense for a task.
     pub fn valid_for(task: Task) -> &'static [Loss] {
         match task {
-            Task::Classify | Task::Tokens => &[Self::CrossEntropy],
+            Task::Classify | Task::Tokens | Task::NextToken => &[Self::CrossEntropy],
             Task::MultiLabel => &[Self::Bce],
             Task::Regression => &[Self::Mse, Self::Mae, Self::Huber],
         }

@@ -14,7 +14,8 @@ pub enum Schedule {
     /// Linear warmup from 0, then half a cosine down to 0 (Hugging Face's
     /// `get_cosine_schedule_with_warmup`).
     Cosine,
-    /// One cycle (PyTorch's `OneCycleLR` with cosine annealing): from
+    /// One cycle (PyTorch's `OneCycleLR` with cosine annealing and
+    /// `cycle_momentum=False`: Adam's beta1 stays put): from
     /// base/25 up to the base rate over the warmup share (0.3 if none is
     /// given), then down to base/25e4.
     OneCycle,

@@ -90,11 +90,6 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A TCP port that was free a moment ago on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The folder of the bootstrap's MiniLM.
 pub fn minilm_dir() -> PathBuf {
     tunebook::model::resolve_path("minilm", &tunebook::runtime::cache_dir()).unwrap()
@@ -110,4 +105,20 @@ pub fn load_minilm(labels: &[&str], pooling: tunebook::model::Pooling) -> tunebo
 /// A finished command's exit code (-1 for a signal), stdout and stderr.
 pub fn outcome(out: std::process::Output) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and fails if it
+/// has not (a hang). Returns its status and how long it took.
+pub fn exits_within(child: &mut std::process::Child, limit: std::time::Duration, what: &str) -> (std::process::ExitStatus, std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!("{what} still ran {limit:?} later: a hang");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

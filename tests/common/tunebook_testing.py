@@ -2,14 +2,28 @@
 libraries'): the repository, the binary under test, and running a cell
 through a jupyter_client."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
 
+# Every test's files go under one root, removed when the run ends: saved
+# models are hundreds of megabytes each, and CI disks are small.
+_SCRATCH = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-tests-"))
+atexit.register(shutil.rmtree, _SCRATCH, True)
 
-def execute(kc, code, timeout=120, **kw):
+
+def scratch(prefix):
+    """A new, empty folder for one test's files (removed with the run's
+    scratch root, or earlier by the test with `shutil.rmtree`)."""
+    return pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH))
+
+
+def execute(kc, code, timeout=300, **kw):
     """Executes code; returns (reply content, iopub messages of this request)."""
     msg_id = kc.execute(code, **kw)
     reply = kc.get_shell_msg(timeout=timeout)

@@ -3,14 +3,13 @@ so that real Jupyter clients start the kernel built by cargo."""
 
 import os
 import subprocess
-import tempfile
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from tunebook_testing import TUNEBOOK
+from tunebook_testing import TUNEBOOK, scratch
 
-_prefix = tempfile.mkdtemp(prefix="tunebook-kernelspec-")
+_prefix = str(scratch("tunebook-kernelspec-"))
 subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", _prefix], check=True, capture_output=True)
 os.environ["JUPYTER_PATH"] = os.path.join(_prefix, "share", "jupyter")
 

@@ -15,18 +15,27 @@ from tunebook_testing import REPO as ROOT
 
 NOTEBOOKS = ROOT / "examples" / "notebooks"
 
-# Lesson: (ROWS for the test, {result: floor}). The majority class of the
-# Rotten Tomatoes reviews is 0.58, of the BBC topics 0.23, of the digits 0.1.
+# Lesson: (ROWS for the test, {result: floor}). An "accuracy" floor is a
+# margin over the lesson's printed majority share of the rows it evaluated
+# (always answering the commonest class scores exactly that), set at about
+# half the margin measured at these sizes on the 2-core machine (in the
+# comments); the ROWS are the smallest at which each lesson learns.
 LESSONS = {
-    "01_full_finetuning": (320, {"accuracy": 0.62}),
-    "02_learning_rates": (160, {"accuracy": 0.62}),
-    "03_partial_finetuning": (160, {"accuracy": 0.60}),
-    "04_overfitting": (96, {"accuracy": 0.58}),
-    "05_augmentation": (160, {"accuracy": 0.58}),
-    "06_lora_and_adapters": (160, {"accuracy": 0.58}),
-    "07_multi_task": (160, {"accuracy": 0.5}),
-    "08_images": (1200, {"accuracy": 0.65, "transfer_accuracy": 0.5}),
-    "09_interrupt_and_resume": (96, {"accuracy": 0.5}),
+    "01_full_finetuning": (320, {"accuracy": 0.07}),  # 0.744 over 0.609
+    "02_learning_rates": (320, {"accuracy": 0.05}),  # 0.700 over 0.600
+    "03_partial_finetuning": (320, {"accuracy": 0.05}),  # 0.706 over 0.600
+    "04_overfitting": (192, {"accuracy": 0.03}),  # 0.731 over 0.669
+    "05_augmentation": (320, {"accuracy": 0.05}),  # 0.703 over 0.600
+    "06_lora_and_adapters": (320, {"accuracy": 0.04}),  # 0.684 over 0.600
+    "07_multi_task": (160, {"accuracy": 0.3}),  # 0.825 over 0.263
+    "08_images": (1200, {"accuracy": 0.3, "transfer_accuracy": 0.5}),  # 0.717 over 0.117; transfer 0.867
+    "09_interrupt_and_resume": (320, {"accuracy": 0.05}),  # 0.706 over 0.600
+    # Real sentences against the same words reversed: measured 111x on 6
+    # sentences; a model that ignored word order would give about 1.
+    "10_language_models": (4, {"perplexity_ratio": 10.0}),
+    # 16 training articles, 12 held out: measured a validation loss drop of
+    # 1.49 nats and ROUGE-L 0.17 -> 0.29 (on 4 held out) on this machine.
+    "11_finetuning_a_language_model": (16, {"val_loss_drop": 0.5, "rouge_gain": 0.02}),
 }
 
 
@@ -62,8 +71,22 @@ def test_lesson_runs_and_reaches_its_floor(lesson, tmp_path):
     print(lesson, results)
     for name, floor in floors.items():
         assert name in results, f"{lesson} printed no result '{name}': {results}"
-        assert results[name] > floor, f"{lesson}: {name} {results[name]:.3f} is not above {floor}"
+        if name == "accuracy":
+            # A margin over always answering the commonest class of the rows evaluated.
+            assert "majority" in results, f"{lesson} printed no majority share: {results}"
+            gain = results["accuracy"] - results["majority"]
+            assert gain > floor, f"{lesson}: accuracy {results['accuracy']:.3f} is only {gain:+.3f} over the majority share {results['majority']:.3f}; the floor is +{floor}"
+        else:
+            assert results[name] > floor, f"{lesson}: {name} {results[name]:.3f} is not above {floor}"
+    if lesson == "08_images":
+        # The lesson's point: clothing features beat random ones for digits (0.867 against 0.787 measured).
+        assert results["transfer_accuracy"] > results["random_features_accuracy"], results
     if lesson == "09_interrupt_and_resume":
         assert results["resume_difference"] < 1e-6, "a resumed run ends where an uninterrupted one does"
+    if lesson == "10_language_models":
+        # A language model's lesson shows text (streamed answers), not charts.
+        streamed = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "stream" and "Paris" in o.get("text", "")]
+        assert streamed, "the chat's answer streamed into its cell"
+        return
     charts = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "display_data" and "image/png" in o.get("data", {})]
     assert charts, f"{lesson} showed no chart"

@@ -15,7 +15,7 @@ class TunebookKernelTests(jkt.KernelTests):
 
     completion_samples = [
         {"text": "load_m", "matches": {"load_model"}},
-        {"text": "let rows = 3; let rounds = 2; ro", "matches": {"rows", "rounds"}},
+        {"text": "let widths = 3; let widest = 2; wid", "matches": {"widths", "widest"}},
         {"text": 'let d = load_dataset("rotten_tomatoes"); d.sp', "matches": {"split"}},
         # Option-map keys of the call the map belongs to.
         {"text": "fit(model, train, val, #{ epochs: 3, w", "matches": {"warmup", "weight_decay"}},

@@ -159,14 +159,13 @@ def test_ten_thousand_hostile_messages_leave_the_kernel_correct(kernel):
         sockets[target].send_multipart(msg)
         sent += 1
         drain()
-    # Every answerable message is answered: wait until the replies stop coming.
-    quiet_since = time.time()
-    seen = sum(len(v) for v in replies.values())
-    while time.time() - quiet_since < 3 and time.time() - t0 < 300:
+    # Every answerable message is answered: wait for as many replies as the
+    # barrage must get (the assertions below check which), with a deadline.
+    expected = barrage.executed + barrage.expected_errors
+    while sum(len(v) for v in replies.values()) < expected and time.time() - t0 < 300:
         drain(200)
-        now = sum(len(v) for v in replies.values())
-        if now != seen:
-            seen, quiet_since = now, time.time()
+    # Any reply beyond those (a message answered twice) arrives right after.
+    drain(500)
     elapsed = time.time() - t0
 
     def content(frames):
@@ -258,7 +257,7 @@ let data = dataset(rows).split(#{ val: 0.25, seed: 1 });
 let train = data.train.tokenize(model, #{ max_len: 16 }).loader(#{ batch: 8, shuffle: true });
 let val = data.val.tokenize(model, #{ max_len: 16 }).loader(#{ batch: 16 });
 let run = fit(model, train, val, #{ optimizer: "adamw", lr: 1e-3, epochs: 2 });
-run.val_accuracy >= 0.0
+run.steps == 12 && run.history.len() == 2
 """
 
 

@@ -5,13 +5,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
-from tunebook_testing import TUNEBOOK
+from tunebook_testing import TUNEBOOK, scratch
 
 
 def test_installed_kernel_is_listed_by_jupyter():
-    prefix = tempfile.mkdtemp(prefix="tunebook-install-")
+    prefix = str(scratch("tunebook-install-"))
     out = subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", prefix], check=True, capture_output=True, text=True)
     assert "installed the tunebook kernel spec" in out.stdout
     env = dict(os.environ, JUPYTER_PATH=os.path.join(prefix, "share", "jupyter"))
@@ -28,7 +27,7 @@ def test_installed_kernel_is_listed_by_jupyter():
 
 
 def test_spec_files_are_never_writable_by_others_even_with_umask_0():
-    prefix = tempfile.mkdtemp(prefix="tunebook-install-")
+    prefix = str(scratch("tunebook-install-"))
     subprocess.run([TUNEBOOK, "kernel", "install", "--prefix", prefix], check=True, capture_output=True, preexec_fn=lambda: os.umask(0))
     spec_dir = pathlib.Path(prefix, "share", "jupyter", "kernels", "tunebook")
     for name in ("kernel.json", "logo-32x32.png", "logo-64x64.png"):

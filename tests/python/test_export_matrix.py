@@ -10,12 +10,12 @@ libraries come from the venv `scripts/test` installs, so this runs in CI."""
 
 import json
 import pathlib
+import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from tunebook_testing import REPO, TUNEBOOK, reference
+from tunebook_testing import REPO, TUNEBOOK, reference, scratch
 
 torch = reference("torch")
 transformers = reference("transformers")
@@ -105,7 +105,7 @@ def script_for(work):
 @pytest.fixture(scope="module")
 def saved():
     """Trains and saves every case once; returns (folder, outputs by case)."""
-    work = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-matrix-"))
+    work = scratch("tunebook-matrix-")
     with open(work / "rows.csv", "w") as f:
         f.write("text,label,score,tags\n" + "".join(f'"{t}",{c},{s},{g}\n' for t, c, s, g in ROWS))
     (work / "tags.conll").write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in s) for s in TAGGED) + "\n")
@@ -117,7 +117,8 @@ def saved():
         if line.startswith("OUT\t"):
             _, name, i, *rest = line.split("\t")
             outputs.setdefault(name, []).append((int(i), *rest))
-    return work, outputs
+    yield work, outputs
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def tokenizer_for(folder, arch):

@@ -7,11 +7,10 @@ import os
 import pathlib
 import re
 import subprocess
-import tempfile
 
 import pytest
 
-from tunebook_testing import REPO, TUNEBOOK, reference
+from tunebook_testing import REPO, TUNEBOOK, reference, scratch
 
 torch = reference("torch")
 transformers = reference("transformers")
@@ -20,7 +19,7 @@ TEXTS = ["A warm and funny film.", "Dull, slow and far too long.", "It was fine,
 
 
 def test_saved_model_gives_the_same_predictions_in_transformers():
-    out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-export-")) / "model"
+    out = scratch("tunebook-export-") / "model"
     texts = ", ".join(f'"{t}"' for t in TEXTS)
     script = f"""
         let model = load_model("minilm", #{{ labels: ["negative", "positive"], pooling: "pooler" }});
@@ -50,7 +49,7 @@ def test_saved_roberta_and_distilbert_load_in_transformers(name):
     from safetensors.torch import load_file
 
     fixture = REPO / "tests" / "fixtures" / name
-    out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-export-")) / name
+    out = scratch("tunebook-export-") / name
     script = out.parent / "save.rhai"
     script.write_text(f'load_model("{fixture}").save("{out}");')
     subprocess.run([TUNEBOOK, "run", str(script), "--device", "cpu"], capture_output=True, text=True, check=True)
@@ -63,7 +62,7 @@ def test_saved_roberta_and_distilbert_load_in_transformers(name):
 
 def test_a_lora_adapter_saved_by_tunebook_loads_in_peft():
     peft = reference("peft")
-    out = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-peft-")) / "adapter"
+    out = scratch("tunebook-peft-") / "adapter"
     texts = ", ".join(f'"{t}"' for t in TEXTS)
     script = f"""
         let model = load_model("minilm", #{{ labels: ["negative", "positive"], pooling: "pooler" }});
@@ -95,7 +94,7 @@ def test_a_lora_adapter_saved_by_tunebook_loads_in_peft():
 
 @pytest.mark.parametrize("task", ["regression", "multi_label"])
 def test_regression_and_multi_label_heads_load_in_transformers_with_the_same_outputs_and_loss(task):
-    work = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-task-"))
+    work = scratch("tunebook-task-")
     rows = [
         ("A warm and funny film.", "0.9", "comedy|drama"),
         ("Dull, slow and far too long.", "0.1", "drama"),
@@ -137,7 +136,7 @@ def test_regression_and_multi_label_heads_load_in_transformers_with_the_same_out
 
 
 def test_a_token_classifier_loads_in_transformers_and_tags_the_same():
-    work = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-tokens-"))
+    work = scratch("tunebook-tokens-")
     sentences = [
         [("Microsoft", "ORG"), ("opened", "O"), ("an", "O"), ("office", "O"), ("in", "O"), ("Brussels", "LOC")],
         [("The", "O"), ("Commission", "ORG"), ("met", "O"), ("in", "O"), ("Paris", "LOC"), ("today", "O")],

@@ -32,3 +32,14 @@ pub(in crate::model) const TUNEBOOK_CONFIG: &str = "tunebook_adapter.json";
 pub(in crate::model) fn lora_target_matches(target: &str, name: &str) -> bool {
     name == target || name.ends_with(&format!(".{target}")) || glob_match(target, name)
 }
+
+/// Removes the named variables (merged LoRA matrices) from a variable store.
+pub(in crate::model) fn remove_variables(vs: &tch::nn::VarStore, names: &[String]) {
+    let mut vars = vs.variables_.lock().expect("variable store lock");
+    for name in names {
+        if let Some(t) = vars.named_variables.remove(name) {
+            let ptr = t.data_ptr();
+            vars.trainable_variables.retain(|v| v.tensor.data_ptr() != ptr);
+        }
+    }
+}

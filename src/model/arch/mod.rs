@@ -7,10 +7,19 @@
 //! arm of `Backbone` in `model/text.rs`, and `adapt/heads.rs` only when its
 //! classification head differs from BERT's. Its parity test goes into
 //! `tests/model_family.rs`, with a tiny checkpoint that transformers saved.
+//!
+//! Decoders: `decoder.rs` holds the Llama-shaped blocks that Llama, Qwen2,
+//! Mistral and Gemma share, `decoder_config.rs` their configuration and
+//! quirks (`Family`), and `gpt2.rs` GPT-2. A new Llama-like family is a
+//! variant of `Family` and its config keys; its parity test goes into
+//! `tests/decoder_family.rs`.
 
 pub mod bert;
 pub mod config;
+pub mod decoder;
+pub mod decoder_config;
 pub mod distilbert;
+pub mod gpt2;
 pub mod roberta;
 
 pub use config::{Arch, EncoderConfig, MEAN_POOLED_TYPE_PREFIX};
@@ -21,4 +30,31 @@ pub enum Backbone {
     Bert(bert::Bert),
     /// DistilBERT.
     DistilBert(distilbert::DistilBert),
+}
+
+/// A decoder language model's network, by family.
+pub enum DecoderNet {
+    /// Llama, Qwen2, Mistral and Gemma.
+    Llama(decoder::Decoder),
+    /// GPT-2.
+    Gpt2(gpt2::Gpt2),
+}
+
+impl DecoderNet {
+    /// Logits `[batch, seq, vocab]`; see `decoder::Decoder::forward`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(&self, ids: &tch::Tensor, positions: &tch::Tensor, mask: &decoder::AttnMask, cache: Option<&mut Vec<decoder::LayerCache>>, train: bool, last_only: bool) -> tch::Tensor {
+        match self {
+            Self::Llama(d) => d.forward(ids, positions, mask, cache, train, last_only),
+            Self::Gpt2(g) => g.forward(ids, positions, mask, cache, train, last_only),
+        }
+    }
+
+    /// Every linear layer, for LoRA.
+    pub fn denses_mut(&mut self) -> Vec<&mut crate::model::layers::Dense> {
+        match self {
+            Self::Llama(d) => d.denses_mut(),
+            Self::Gpt2(g) => g.denses_mut(),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
 use super::TextModel;
-use crate::model::adapt::peft::{lora_target_matches, PeftMethod, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, TUNEBOOK_CONFIG};
+use crate::model::adapt::peft::{lora_target_matches, remove_variables, PeftMethod, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, TUNEBOOK_CONFIG};
 use crate::model::layers::{Dense, LoraConfig};
 use crate::model::weights::hf;
 use crate::model::{Arch, Backbone, Learner, Task};
@@ -82,14 +82,7 @@ impl TextModel {
         for d in self.denses_mut() {
             removed.extend(d.merge_lora());
         }
-        let mut vars = self.vs.variables_.lock().expect("variable store lock");
-        for name in &removed {
-            if let Some(t) = vars.named_variables.remove(name) {
-                let ptr = t.data_ptr();
-                vars.trainable_variables.retain(|v| v.tensor.data_ptr() != ptr);
-            }
-        }
-        drop(vars);
+        remove_variables(&self.vs, &removed);
         self.peft = None;
         Ok(removed.len() / 2)
     }

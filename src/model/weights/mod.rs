@@ -1,5 +1,7 @@
 //! Weight formats: safetensors and the Hugging Face folder layout (`hf`),
-//! and PyTorch's pickled state dicts (`torch_pickle`).
+//! PyTorch's pickled state dicts (`torch_pickle`), and llama.cpp's GGUF
+//! (`gguf`).
 
+pub mod gguf;
 pub mod hf;
 pub mod torch_pickle;

@@ -47,6 +47,12 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     let o = Options::new("load_dataset", opts)?;
+    if let Some(chat) = super::sft::load_if_chat(name)? {
+        if let Some(key) = ["text", "label", "pair", "task"].iter().find(|k| o.get(k).is_some()) {
+            return Err(script_error(format!("load_dataset: {name} holds chat examples ({}); option '{key}' is for labelled text", crate::data::chat::LAYOUTS)));
+        }
+        return Ok(chat);
+    }
     let source = guard(|| DatasetSource::identify(name))?;
     if source.is_images() {
         let (text_keys, refusal): (&[&str], &str) = match source {
@@ -153,7 +159,12 @@ fn from_rows(ctx: &Context, rows: Array, opts: Map) -> R<DatasetHandle> {
 /// tokenizing and batching.
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("dataset", move |rows: Array| from_rows(&c, rows, Map::new()));
+    engine.register_fn("dataset", move |rows: Array| -> R<Dynamic> {
+        if let Some(chat) = super::sft::rows_if_chat(&rows)? {
+            return Ok(chat);
+        }
+        from_rows(&c, rows, Map::new()).map(Dynamic::from)
+    });
     let c = ctx.clone();
     engine.register_fn("dataset", move |rows: Array, opts: Map| from_rows(&c, rows, opts));
     engine.register_type_with_name::<DatasetHandle>("Dataset");
@@ -220,6 +231,10 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("len", |d: &mut DatasetHandle| d.0.len() as i64);
     engine.register_fn("labels", |d: &mut DatasetHandle| -> Map {
         d.0.class_counts().into_iter().map(|(l, n)| (l.into(), Dynamic::from(n as i64))).collect()
+    });
+    engine.register_fn("majority", |d: &mut DatasetHandle| -> Dynamic {
+        let single_label = d.0.task() == Task::Classify;
+        single_label.then(|| crate::data::majority_share(&d.0.class_counts())).flatten().map_or(Dynamic::UNIT, Dynamic::from)
     });
     engine.register_fn("head", |d: &mut DatasetHandle, n: i64| -> Array {
         d.0.texts

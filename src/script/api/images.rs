@@ -131,6 +131,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
 
     engine.register_fn("len", |d: &mut ImageDatasetHandle| d.0.len() as i64);
     engine.register_fn("labels", |d: &mut ImageDatasetHandle| -> Map { d.0.class_counts().into_iter().map(|(l, n)| (l.into(), Dynamic::from(n as i64))).collect() });
+    engine.register_fn("majority", |d: &mut ImageDatasetHandle| -> Dynamic { crate::data::majority_share(&d.0.class_counts()).map_or(Dynamic::UNIT, Dynamic::from) });
     engine.register_fn("take", |d: &mut ImageDatasetHandle, n: i64| wrap(d.0.take(n.max(0) as usize)));
     engine.register_fn("shuffle", |d: &mut ImageDatasetHandle, seed: i64| wrap(d.0.shuffle(seed as u64)));
     engine.register_fn("stats", |d: &mut ImageDatasetHandle| -> Map {

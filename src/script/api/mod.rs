@@ -6,6 +6,8 @@ mod data;
 mod display;
 mod handles;
 mod images;
+mod language;
+mod sft;
 mod learner;
 mod model;
 mod tensor;
@@ -29,6 +31,7 @@ const NATIVE_API: &[&str] = &[
     "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
     "freeze_all", "unfreeze_all", "train_only", "trainable_layers", "select", "layer_groups", "add_lora", "merge_lora", "add_adapters",
     "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze", "plot_lr", "plot_layers", "plot_confusion", "plot_scores", "plot_balance", "plot_lengths", "plot_images", "plot_costs", "resize", "image_model", "kfold", "dataset",
+    "generate", "apply_chat_template", "tokens", "encode", "decode", "rouge_l", "row",
 ];
 
 pub(super) fn is_native_api(name: &str) -> bool {
@@ -37,6 +40,8 @@ pub(super) fn is_native_api(name: &str) -> bool {
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     model::register(engine, ctx);
+    language::register(engine, ctx);
+    sft::register(engine, ctx);
     data::register(engine, ctx);
     images::register(engine, ctx);
     train::register(engine);

@@ -61,6 +61,13 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     let dropout = o.get("dropout").map(|_| o.float("dropout", 0.1, 0.0, 0.9)).transpose()?;
     guard(|| {
         let dir = crate::model::resolve_path(name, &ctx.cache)?;
+        if crate::model::CausalModel::is_decoder(&dir) {
+            if labels.is_some() || task.is_some() || o.get("pooling").is_some() || dropout.is_some() {
+                anyhow::bail!("{name} is a language model: load_model takes only `device` for it (labels, task, pooling and dropout are for encoders)");
+            }
+            let model = crate::model::CausalModel::load(name, &dir, device)?;
+            return Ok(Dynamic::from(super::language::LanguageModelHandle::new(model)));
+        }
         if crate::model::ImageModel::is_saved_image_model(&dir) {
             let model = crate::model::ImageModel::load(name, &dir, device)?;
             return Ok(Dynamic::from(ImageModelHandle::new(model)));
@@ -173,6 +180,7 @@ fn describe(m: &TextModel) -> String {
             Task::MultiLabel => "multi-label ",
             Task::Regression => "regression on ",
             Task::Tokens => "token labels ",
+            Task::NextToken => "next-token outputs ",
         },
         m.labels.join("/"),
         crate::numbers::group_digits(s.trainable()),

@@ -146,7 +146,7 @@ pub(super) fn eval_map(r: EvalResult, detail: &train::EvalDetail, labels: &[Stri
             (c.per_class(), c.macro_scores())
         }
         train::EvalDetail::MultiLabel(c) => (c.per_label(), c.macro_scores()),
-        train::EvalDetail::Regression(_) => return m,
+        train::EvalDetail::Regression(_) | train::EvalDetail::NextToken => return m,
     };
     m.insert("precision".into(), precision.into());
     m.insert("recall".into(), recall.into());
@@ -342,6 +342,19 @@ pub(super) fn register(engine: &mut Engine) {
                 m.insert("step".into(), (e.step as i64).into());
                 m.insert("epoch".into(), (e.epoch as i64).into());
                 metrics_into(&mut m, &e.result, "val_");
+                Dynamic::from(m)
+            })
+            .collect()
+    });
+    engine.register_get("step_history", |r: &mut RunHandle| -> Array {
+        r.0.steps
+            .iter()
+            .map(|s| {
+                let mut m = Map::new();
+                m.insert("step".into(), (s.step as i64).into());
+                m.insert("loss".into(), s.loss.into());
+                m.insert("lr".into(), s.lr.into());
+                m.insert("grad_norm".into(), s.grad_norm.map_or(Dynamic::UNIT, Dynamic::from));
                 Dynamic::from(m)
             })
             .collect()
