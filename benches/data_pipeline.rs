@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let tokens = Arc::new(TokenizedDataset::new(&reviews, &model.tokenizer, 64)?);
     let tokenize = reviews.len() as f64 / started.elapsed().as_secs_f64();
 
-    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket: false };
+    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket: false, packing: false };
     let plain = DataLoader::new(tokens.clone(), options.clone())?;
     let collate = collate_rate(&plain);
     let mut augmented = DataLoader::new(tokens.clone(), options)?;
@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let collate_eda = collate_rate(&augmented);
 
     // Training steps on the first rows of the same loader.
-    let few = DataLoader::new(Arc::new(TokenizedDataset::new(&reviews.take(16 * steps), &model.tokenizer, 64)?), LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket: false })?;
+    let few = DataLoader::new(Arc::new(TokenizedDataset::new(&reviews.take(16 * steps), &model.tokenizer, 64)?), LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket: false, packing: false })?;
     let opts = FitOptions { lr: 2e-5, epochs: 1, schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
     let run = train::fit(&mut model, &few, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false)))?;
     let train_rate = run.samples_per_sec;
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     let augment = tunebook::data::image::Augment { crop_padding: 2, flip: true, rotate: 10.0 };
     let transform = tunebook::data::image::ImageTransform { normalize: Some(fashion.stats.clone()), augment };
     let set = tunebook::data::image::ImageSet { data: fashion.clone(), transform };
-    let images = DataLoader::over(tunebook::data::LoaderSource::Images(Arc::new(set)), LoaderOptions { batch_size: 64, shuffle: true, seed: 1, drop_last: false, bucket: false })?;
+    let images = DataLoader::over(tunebook::data::LoaderSource::Images(Arc::new(set)), LoaderOptions { batch_size: 64, shuffle: true, seed: 1, drop_last: false, bucket: false, packing: false })?;
     let image_collate = collate_rate(&images);
     let spec = tunebook::model::ImageSpec { arch: tunebook::model::ImageArch::Cnn, input: [1, 28, 28], widths: vec![16, 32], dropout: 0.25, normalize: None };
     let mut cnn = tunebook::model::ImageModel::new("cnn", spec, fashion.label_names.clone(), tunebook::task::Task::Classify, Device::Cpu)?;

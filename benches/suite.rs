@@ -55,7 +55,7 @@ fn load_minilm() -> anyhow::Result<TextModel> {
 fn reviews(model: &TextModel, rows: usize) -> anyhow::Result<DataLoader> {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir())?.take(rows);
     let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, MAX_LEN)?);
-    DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false })
+    DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false })
 }
 
 /// The first 16 reviews `steps` times over: one epoch of `steps` identical
@@ -66,7 +66,7 @@ fn repeated_batch(model: &TextModel, steps: usize) -> anyhow::Result<DataLoader>
     let tunebook::data::Targets::Classes(ids) = &data.targets else { anyhow::bail!("rotten_tomatoes has classes") };
     let pairs: Vec<(String, String)> = (0..BATCH * steps).map(|i| (data.texts[i % BATCH].clone(), data.label_names[ids[i % BATCH] as usize].clone())).collect();
     let tokens = Arc::new(TokenizedDataset::new(&TextDataset::from_pairs("reviews", &pairs)?, &model.tokenizer, MAX_LEN)?);
-    DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false })
+    DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false })
 }
 
 /// AdamW at 2e-5, constant rate, clipping at 1.0, one epoch.
@@ -170,7 +170,7 @@ fn data(repeats: usize) -> anyhow::Result<()> {
     for _ in 0..repeats {
         let started = Instant::now();
         let tokens = Arc::new(TokenizedDataset::new(&reviews, &model.tokenizer, MAX_LEN)?);
-        let loader = DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: true, seed: 0, drop_last: false, bucket: false })?;
+        let loader = DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: true, seed: 0, drop_last: false, bucket: false, packing: false })?;
         let mut rows = 0;
         for batch in loader.batch_indices(1) {
             rows += loader.collate(&batch, Device::Cpu, Some(1)).size;

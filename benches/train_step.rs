@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     tunebook::runtime::set_threads(threads as i32);
     tunebook::runtime::seed_everything(0);
     let cache = tunebook::runtime::cache_dir();
-    let dir = TextModel::resolve_path("minilm", &cache)?;
+    let dir = tunebook::model::resolve_path("minilm", &cache)?;
     let mut model = TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
     if std::env::args().any(|a| a == "--lora") {
         let targets = model.default_lora_targets();
@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     // The same 16 reviews in every step, as the PyTorch side does.
     let data = TextDataset::named("rotten_tomatoes", &cache)?.take(16);
     let tokens = Arc::new(TokenizedDataset::new(&data, &model.tokenizer, 64)?);
-    let one_batch = DataLoader::new(tokens, LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false })?;
+    let one_batch = DataLoader::new(tokens, LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false })?;
     let method = if std::env::args().any(|a| a == "--sgd") { train::Method::Sgd { momentum: 0.0, nesterov: false } } else { train::Method::AdamW };
     let opts = |n| FitOptions { optimizer: method, lr: 2e-5, epochs: n, schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
     let stop = Arc::new(AtomicBool::new(false));

@@ -197,7 +197,7 @@ fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
     let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(32);
     let tokens = std::sync::Arc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 48).unwrap());
-    let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false, bucket: false };
+    let options = tunebook::data::LoaderOptions { batch_size: 32, shuffle: false, seed: 7, drop_last: false, bucket: false, packing: false };
     let plain = tunebook::data::DataLoader::new(tokens.clone(), options.clone()).unwrap();
     let mut varied = tunebook::data::DataLoader::new(tokens, options).unwrap();
     let aug = tunebook::data::augment::TextAugment { synonyms: 0.2, insert: 0.1, swap: 0.1, delete: 0.1, p: 1.0 };
@@ -340,7 +340,7 @@ fn length_buckets_cut_padding_and_still_cover_every_row_once_per_epoch() {
     let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&dir).unwrap();
     let reviews = TextDataset::named("rotten_tomatoes", &cache()).unwrap().clean().0.take(2000);
     let tokens = std::sync::Arc::new(tunebook::data::TokenizedDataset::new(&reviews, &tokenizer, 128).unwrap());
-    let options = |bucket| tunebook::data::LoaderOptions { batch_size: 16, shuffle: true, seed: 5, drop_last: true, bucket };
+    let options = |bucket| tunebook::data::LoaderOptions { batch_size: 16, shuffle: true, seed: 5, drop_last: true, bucket, packing: false };
     let plain = tunebook::data::DataLoader::new(tokens.clone(), options(false)).unwrap();
     let bucketed = tunebook::data::DataLoader::new(tokens, options(true)).unwrap();
     let (before, after) = (plain.padding_share(1), bucketed.padding_share(1));
@@ -377,7 +377,7 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
     let digits = ImageDataset::named("mnist", &cache(), false).unwrap().shuffle(1).take(100);
     let augment = Augment { crop_padding: 2, flip: true, rotate: 10.0 };
     let set = ImageSet { data: Arc::new(digits), transform: ImageTransform { normalize: None, augment } };
-    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 3, drop_last: false, bucket: false };
+    let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 3, drop_last: false, bucket: false, packing: false };
     let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options).unwrap();
     let batches = loader.batch_indices(2);
     let mut prefetched = loader.prefetch(batches.clone(), Some(2), 2).unwrap();

@@ -20,7 +20,7 @@ fn minilm(pooling: Pooling) -> TextModel {
 fn loader(model: &TextModel, rows: usize) -> DataLoader {
     let data = TextDataset::named("rotten_tomatoes", &tunebook::runtime::cache_dir()).unwrap().take(rows);
     let tokens = TokenizedDataset::new(&data, &model.tokenizer, 16).unwrap();
-    DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false }).unwrap()
+    DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false }).unwrap()
 }
 
 fn snapshot(model: &TextModel) -> HashMap<String, Tensor> {

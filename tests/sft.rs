@@ -4,6 +4,8 @@
 //! learns and saves merged, and a resumed run that ends where an
 //! uninterrupted one does.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -42,7 +44,7 @@ fn tokenized(model: &CausalModel, data: &ChatDataset) -> Arc<TokenizedDataset> {
 }
 
 fn loader(data: &Arc<TokenizedDataset>, batch: usize) -> DataLoader {
-    DataLoader::new(data.clone(), LoaderOptions { batch_size: batch, shuffle: false, seed: 0, drop_last: false, bucket: false }).unwrap()
+    DataLoader::new(data.clone(), LoaderOptions { batch_size: batch, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false }).unwrap()
 }
 
 fn learned_text(model: &CausalModel, ids: &[u32], labels: &[i64]) -> String {
@@ -110,6 +112,7 @@ fn sgd_one_step() -> FitOptions {
 
 #[test]
 fn accumulated_micro_batches_give_the_gradient_of_one_batch_over_all_label_tokens() {
+    let _lock = common::serial();
     // Answers of 1 to 5 words, so that batches of 4 hold different numbers of label tokens.
     let data = ChatDataset { name: "lengths".into(), examples: (0..16).map(|i| chat(&format!("t{i}"), "red ".repeat(1 + (i * i) % 5).trim())).collect() };
     let (mut whole, mut parts) = (tiny(), tiny());
@@ -134,6 +137,7 @@ fn accumulated_micro_batches_give_the_gradient_of_one_batch_over_all_label_token
 
 #[test]
 fn lora_sft_learns_the_answers_and_saves_merged() {
+    let _lock = common::serial();
     let mut model = tiny();
     let config = LoraConfig { r: 8, alpha: 16.0, dropout: 0.0, targets: model.default_lora_targets() };
     let changed = model.add_lora(&config).unwrap();
@@ -164,6 +168,7 @@ fn lora_sft_learns_the_answers_and_saves_merged() {
 
 #[test]
 fn a_resumed_sft_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let _lock = common::serial();
     let data = colours(12);
     let out = tempfile::tempdir().unwrap();
     let checkpoints = train::CheckpointOptions { dir: out.path().join("ckpt"), keep: 2 };
@@ -187,4 +192,72 @@ fn a_resumed_sft_run_ends_with_the_weights_of_an_uninterrupted_one() {
     for ((name, a), (_, b)) in straight.named_parameters().iter().zip(resumed.named_parameters().iter()) {
         assert!(a.equal(b), "{name} differs after resuming");
     }
+}
+
+/// The loss and its gradients for one batch, from zeroed gradients.
+fn loss_and_grads(model: &CausalModel, batch: &tunebook::data::Batch) -> (f64, Vec<Tensor>) {
+    for (_, p) in model.named_parameters() {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+    let logits = model.forward(&batch.inputs, false).unwrap();
+    let loss = train::Loss::CrossEntropy.compute(&logits, &batch.labels, None, 0.0);
+    loss.backward();
+    (loss.double_value(&[]), model.named_parameters().iter().map(|(_, p)| p.grad().copy()).collect())
+}
+
+#[test]
+fn a_packed_batch_gives_the_token_weighted_loss_and_gradients_of_its_examples_alone() {
+    let _lock = common::serial();
+    let model = tiny();
+    let tokens = tokenized(&model, &colours(8));
+    let packed = DataLoader::new(tokens.clone(), LoaderOptions { batch_size: 64, packing: true, ..Default::default() }).unwrap();
+    let packing = packed.packing.clone().unwrap();
+    let lengths: Vec<usize> = tokens.input_ids.iter().map(Vec::len).collect();
+    assert!(packing.bins.len() < 8 && packing.bins.iter().any(|b| b.len() > 1), "short examples share rows: {:?} of lengths {lengths:?}", packing.bins);
+    assert!(packing.bins.iter().all(|b| b.iter().map(|&i| lengths[i]).sum::<usize>() <= 64), "no row is longer than max_len");
+    assert_eq!(packed.len(), 1);
+    let batch_rows = packed.batch_indices(0);
+    let batch = packed.collate(&batch_rows[0], Device::Cpu, Some(0));
+    assert_eq!(batch.size, 8);
+    let (packed_loss, packed_grads) = loss_and_grads(&model, &batch);
+
+    // Each example alone, weighted by its label tokens.
+    let alone = loader(&tokens, 1);
+    let total: usize = tokens.label_tokens(&(0..8).collect::<Vec<_>>());
+    let mut loss = 0.0;
+    let mut grads: Vec<Tensor> = packed_grads.iter().map(Tensor::zeros_like).collect();
+    for i in 0..8 {
+        let w = tokens.label_tokens(&[i]) as f64 / total as f64;
+        let (l, g) = loss_and_grads(&model, &alone.collate(&[i], Device::Cpu, None));
+        loss += w * l;
+        for (acc, g) in grads.iter_mut().zip(g) {
+            *acc += g * w;
+        }
+    }
+    let dl = (packed_loss - loss).abs();
+    let dg = packed_grads.iter().zip(&grads).map(|(a, b)| (a - b).abs().max().double_value(&[])).fold(0.0, f64::max);
+    eprintln!("packed vs alone: loss {packed_loss:.6} vs {loss:.6} (within {dl:.1e}), gradients within {dg:.1e}");
+    assert!(dl <= 1e-5 && dg <= 1e-5, "loss {dl}, gradients {dg}");
+
+    // The same rows attending across examples (one sequence per row) give
+    // another loss: the test would see a mask that let examples mix.
+    let tunebook::data::Inputs::Text { input_ids, token_type_ids, attention_mask } = &batch.inputs else { unreachable!() };
+    let mixed = tunebook::data::Batch {
+        inputs: tunebook::data::Inputs::Text { input_ids: input_ids.shallow_clone(), token_type_ids: token_type_ids.shallow_clone(), attention_mask: attention_mask.gt(0).to_kind(tch::Kind::Int64) },
+        labels: batch.labels.shallow_clone(),
+        size: batch.size,
+    };
+    let (mixed_loss, _) = loss_and_grads(&model, &mixed);
+    assert!((mixed_loss - loss).abs() > 1e-3, "examples that see each other change the loss: {mixed_loss} vs {loss}");
+}
+
+#[test]
+fn packing_refuses_classifier_data_and_bucketing() {
+    let model = tiny();
+    let tokens = tokenized(&model, &colours(4));
+    let err = DataLoader::new(tokens, LoaderOptions { packing: true, bucket: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(err.contains("bucket and packing"), "{err}");
 }

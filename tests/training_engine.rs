@@ -49,7 +49,7 @@ fn reviews() -> TextDataset {
 
 fn loader(model: &TextModel, data: &TextDataset, batch: usize, shuffle: bool) -> DataLoader {
     let tokens = TokenizedDataset::new(data, &model.tokenizer, 16).unwrap();
-    DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: batch, shuffle, seed: 3, drop_last: false, bucket: false }).unwrap()
+    DataLoader::new(std::sync::Arc::new(tokens), LoaderOptions { batch_size: batch, shuffle, seed: 3, drop_last: false, bucket: false, packing: false }).unwrap()
 }
 
 /// Records events, and sets the stop flag after epoch `stop_after`.

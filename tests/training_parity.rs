@@ -44,7 +44,7 @@ fn model_and_rows() -> (TextModel, DataLoader) {
         .collect();
     let data = TextDataset::from_pairs("rows", &pairs).unwrap();
     let tokens = TokenizedDataset::new(&data, &model.tokenizer, 16).unwrap();
-    let loader = DataLoader::new(Arc::new(tokens), LoaderOptions { batch_size: 4, shuffle: false, seed: 0, drop_last: false, bucket: false }).unwrap();
+    let loader = DataLoader::new(Arc::new(tokens), LoaderOptions { batch_size: 4, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false }).unwrap();
     (model, loader)
 }
 

@@ -139,6 +139,41 @@ impl TokenizedDataset {
         Ok(self.collate_encoded(rows, &slices, device))
     }
 
+    /// Concatenates each group of rows into one packed row and pads those:
+    /// the attention mask numbers each row's tokens by its place in the
+    /// group (1, 2, ...), which the language model reads as "attend within
+    /// the same number only, from position 0". Labels are already shifted
+    /// within each row (its last is -100), so no row learns the next one's
+    /// first token. `size` counts the examples.
+    pub fn collate_packed(&self, groups: &[Vec<usize>], device: Device) -> Batch {
+        let width = groups.iter().map(|g| g.iter().map(|&i| self.input_ids[i].len()).sum::<usize>()).max().unwrap_or(0);
+        let n = groups.len();
+        let mut ids = vec![self.pad_id as i64; n * width];
+        let mut mask = vec![0i64; n * width];
+        let mut labels = vec![-100i64; n * width];
+        let aligned = self.token_labels.as_ref();
+        for (r, group) in groups.iter().enumerate() {
+            let mut c = r * width;
+            for (segment, &i) in group.iter().enumerate() {
+                for (k, &id) in self.input_ids[i].iter().enumerate() {
+                    ids[c] = id as i64;
+                    mask[c] = segment as i64 + 1;
+                    if let Some(l) = aligned.and_then(|a| a[i].get(k)) {
+                        labels[c] = *l;
+                    }
+                    c += 1;
+                }
+            }
+        }
+        let shape = [n as i64, width as i64];
+        let to = |v: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
+        Batch {
+            inputs: Inputs::Text { input_ids: to(&ids), token_type_ids: Tensor::zeros(shape, (tch::Kind::Int64, device)), attention_mask: to(&mask) },
+            labels: to(&labels),
+            size: groups.iter().map(Vec::len).sum(),
+        }
+    }
+
     /// Pads the rows' token ids (`encoded`, one per row) into a batch with
     /// the rows' targets.
     fn collate_encoded(&self, rows: &[usize], encoded: &[(&[u32], &[u32])], device: Device) -> Batch {
@@ -173,6 +208,18 @@ impl TokenizedDataset {
     }
 }
 
+/// Consecutive examples of one packed row, grouped (a batch lists its rows' examples row by row).
+fn group_by_bin(examples: &[usize], bin_of: &[usize]) -> Vec<Vec<usize>> {
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for (k, &i) in examples.iter().enumerate() {
+        if k == 0 || bin_of[i] != bin_of[examples[k - 1]] {
+            rows.push(Vec::new());
+        }
+        rows.last_mut().expect("a row was just pushed").push(i);
+    }
+    rows
+}
+
 /// Each token's tag: the word's tag on its first token, -100 on special
 /// tokens and on the word's later tokens.
 fn align_word_tags(word_ids: &[Option<u32>], tags: &[i64]) -> Vec<i64> {
@@ -199,7 +246,8 @@ pub enum Inputs {
         input_ids: Tensor,
         /// `[batch, seq]` token-type ids.
         token_type_ids: Tensor,
-        /// `[batch, seq]`, 1 for real tokens and 0 for padding.
+        /// `[batch, seq]`, 1 for real tokens and 0 for padding (in packed
+        /// language-model rows, each example's number: 1, 2, ...).
         attention_mask: Tensor,
     },
     /// `[batch, channels, height, width]` normalized float pixels.
@@ -304,6 +352,66 @@ pub struct LoaderOptions {
     /// Batch texts of similar length together (sorted within pools of 50
     /// batches, the batches then shuffled), which cuts padding.
     pub bucket: bool,
+    /// Language-model data only: pack several examples into each row of
+    /// `max_len` tokens (see `Packing`); a batch is then `batch_size` packed rows.
+    pub packing: bool,
+}
+
+impl Default for LoaderOptions {
+    /// Batches of 16 in order, nothing dropped, bucketed or packed.
+    fn default() -> Self {
+        Self { batch_size: 16, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false }
+    }
+}
+
+/// Examples packed into rows of at most `capacity` tokens, decided once
+/// when the loader is made (best-fit decreasing, as TRL's `bfd` packing) so
+/// that every epoch has the same rows; the rows' order is shuffled per
+/// epoch. In a packed row each example keeps its own positions (from 0) and
+/// attends only to itself: the attention mask holds each token's example
+/// number (1, 2, ...) instead of 1, and 0 for padding.
+#[derive(Debug, Clone)]
+pub struct Packing {
+    /// The examples of each packed row, in dataset order within a row.
+    pub bins: Vec<Vec<usize>>,
+    /// Which packed row each example is in.
+    pub bin_of: Vec<usize>,
+    /// Tokens per packed row at most.
+    pub capacity: usize,
+}
+
+impl Packing {
+    /// Packs examples of `lengths` tokens into rows of at most `capacity`:
+    /// longest first, each into the fullest row it still fits.
+    pub fn best_fit(lengths: &[usize], capacity: usize) -> Self {
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        // (room left, row) for every row; the first at or above a length is the best fit.
+        let mut room: std::collections::BTreeSet<(usize, usize)> = std::collections::BTreeSet::new();
+        let mut bins: Vec<Vec<usize>> = Vec::new();
+        let mut bin_of = vec![0; lengths.len()];
+        for i in order {
+            let len = lengths[i].min(capacity);
+            let row = match room.range((len, 0)..).next().copied() {
+                Some((left, row)) => {
+                    room.remove(&(left, row));
+                    room.insert((left - len, row));
+                    row
+                }
+                None => {
+                    bins.push(Vec::new());
+                    room.insert((capacity - len, bins.len() - 1));
+                    bins.len() - 1
+                }
+            };
+            bins[row].push(i);
+            bin_of[i] = row;
+        }
+        for bin in &mut bins {
+            bin.sort_unstable();
+        }
+        Self { bins, bin_of, capacity }
+    }
 }
 
 /// What a loader batches.
@@ -324,6 +432,8 @@ pub struct DataLoader {
     pub options: LoaderOptions,
     /// EDA augmentation of training texts, drawn afresh each epoch.
     pub text_augment: Option<(TextAugment, Arc<Thesaurus>)>,
+    /// The packed rows, when `options.packing`.
+    pub packing: Option<Arc<Packing>>,
 }
 
 impl DataLoader {
@@ -334,12 +444,23 @@ impl DataLoader {
 
     /// A loader over any source.
     pub fn over(source: LoaderSource, options: LoaderOptions) -> Result<Self> {
-        let loader = Self { source, options, text_augment: None };
+        let mut loader = Self { source, options, text_augment: None, packing: None };
         if loader.options.batch_size == 0 {
             bail!("batch size must be at least 1");
         }
         if loader.rows() == 0 {
             bail!("cannot batch an empty dataset");
+        }
+        if loader.options.packing {
+            let LoaderSource::Text(t) = &loader.source else { bail!("packing is for language-model text; images all have one size") };
+            if t.task() != crate::task::Task::NextToken {
+                bail!("packing is for language-model data (tokenized for a language model), whose examples can share a row; a classifier reads one text per row (use bucket: true to cut padding)");
+            }
+            if loader.options.bucket {
+                bail!("bucket and packing both cut padding; give one of them (packing leaves almost none)");
+            }
+            let lengths: Vec<usize> = t.input_ids.iter().map(Vec::len).collect();
+            loader.packing = Some(Arc::new(Packing::best_fit(&lengths, t.max_len)));
         }
         Ok(loader)
     }
@@ -395,6 +516,9 @@ impl DataLoader {
     /// The batch of `rows` on `device`. `epoch` (training only) draws
     /// this epoch's augmentation, if the loader augments.
     pub fn collate(&self, rows: &[usize], device: Device, epoch: Option<usize>) -> Batch {
+        if let (Some(packing), LoaderSource::Text(t)) = (&self.packing, &self.source) {
+            return t.collate_packed(&group_by_bin(rows, &packing.bin_of), device);
+        }
         match &self.source {
             LoaderSource::Text(t) => match (&self.text_augment, epoch) {
                 (Some((aug, thesaurus)), Some(e)) => {
@@ -417,6 +541,9 @@ impl DataLoader {
 
     /// The row indices of each batch of `epoch`.
     pub fn batch_indices(&self, epoch: usize) -> Vec<Vec<usize>> {
+        if let Some(packing) = &self.packing {
+            return self.packed_batches(packing, epoch);
+        }
         let mut order: Vec<usize> = (0..self.rows()).collect();
         if self.options.shuffle {
             let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -440,6 +567,21 @@ impl DataLoader {
             // Sorted pools would otherwise go from short to long within each pool.
             let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
             batches.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        }
+        batches
+    }
+
+    /// The examples of each batch of packed rows: the rows' order shuffled
+    /// per epoch, `batch_size` rows a batch, each row's examples together.
+    fn packed_batches(&self, packing: &Packing, epoch: usize) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..packing.bins.len()).collect();
+        if self.options.shuffle {
+            let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        }
+        let mut batches: Vec<Vec<usize>> = order.chunks(self.options.batch_size).map(|rows| rows.iter().flat_map(|&b| packing.bins[b].iter().copied()).collect()).collect();
+        if self.options.drop_last && order.len() % self.options.batch_size != 0 && batches.len() > 1 {
+            batches.pop();
         }
         batches
     }
@@ -468,6 +610,15 @@ impl DataLoader {
     pub fn padding_share(&self, epoch: usize) -> f64 {
         let LoaderSource::Text(t) = &self.source else { return 0.0 };
         let (mut padded, mut real) = (0usize, 0usize);
+        if let Some(packing) = &self.packing {
+            for batch in self.batch_indices(epoch) {
+                let rows = group_by_bin(&batch, &packing.bin_of);
+                let longest = rows.iter().map(|r| r.iter().map(|&i| t.input_ids[i].len()).sum::<usize>()).max().unwrap_or(0);
+                padded += longest * rows.len();
+                real += batch.iter().map(|&i| t.input_ids[i].len()).sum::<usize>();
+            }
+            return if padded == 0 { 0.0 } else { 1.0 - real as f64 / padded as f64 };
+        }
         for batch in self.batch_indices(epoch) {
             let longest = batch.iter().map(|&i| t.input_ids[i].len()).max().unwrap_or(0);
             padded += longest * batch.len();
@@ -478,7 +629,7 @@ impl DataLoader {
 
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        let n = self.rows();
+        let n = self.packing.as_ref().map_or(self.rows(), |p| p.bins.len());
         let bs = self.options.batch_size;
         if self.options.drop_last && n > bs { n / bs } else { n.div_ceil(bs) }
     }
@@ -486,5 +637,30 @@ impl DataLoader {
     /// Whether an epoch has no batches.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_fit_packs_into_as_few_rows_as_the_tokens_need_and_keeps_every_example_once() {
+        let lengths = [5, 4, 3, 3, 2, 2, 1, 9];
+        let p = Packing::best_fit(&lengths, 8);
+        // 20 tokens fit 3 rows of 8; the 9-token example (cut to 8 by tokenization) fills one.
+        assert_eq!(p.bins.len(), 4, "{:?}", p.bins);
+        let mut seen: Vec<usize> = p.bins.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
+        for (row, bin) in p.bins.iter().enumerate() {
+            assert!(bin.iter().map(|&i| lengths[i].min(8)).sum::<usize>() <= 8);
+            assert!(bin.iter().all(|&i| p.bin_of[i] == row));
+        }
+    }
+
+    #[test]
+    fn packed_examples_are_regrouped_by_row() {
+        assert_eq!(group_by_bin(&[3, 0, 5, 4, 2], &[1, 9, 2, 1, 0, 0]), vec![vec![3, 0], vec![5, 4], vec![2]]);
     }
 }

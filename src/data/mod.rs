@@ -13,7 +13,7 @@ pub mod tokenizer;
 
 pub use targets::Targets;
 pub use chat::{ChatDataset, ChatFormat, Example, Message, SftOptions, SftReport, TrainOn};
-pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Prefetch, TokenizedDataset};
+pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Packing, Prefetch, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
 pub use source::DatasetSource;
 pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};

@@ -119,6 +119,6 @@ fn predict_texts(model: &TextModel, texts: &[String], pairs: Option<&[String]>, 
         return Ok(Vec::new());
     }
     let data = encode_texts(model, texts, pairs, max_len)?;
-    let loader = DataLoader::new(std::sync::Arc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false })?;
+    let loader = DataLoader::new(std::sync::Arc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false })?;
     predict_loader(model, &loader)
 }

@@ -290,17 +290,20 @@ impl Decoder {
     }
 }
 
-/// The attention mask for `queries` new positions over a 0/1 `[batch,
-/// keys]` padding mask: query `i` (at key index `past + i`) may see key `j`
-/// when it is causal, not padding and within the sliding window. Without
-/// padding or a window that bites, SDPA's own causal or unmasked kernels
-/// serve; otherwise the mask is additive with the most negative float, as
-/// transformers' eager attention does (a fully masked padding row then
-/// averages instead of dividing by zero).
+/// The attention mask for `queries` new positions over a `[batch, keys]`
+/// mask of 0 for padding and, for real tokens, the number of the example
+/// they belong to (1 everywhere but in packed rows): query `i` (at key index
+/// `past + i`) may see key `j` when it is causal, of the same example, and
+/// within the sliding window. Without padding, packing or a window that
+/// bites, SDPA's own causal or unmasked kernels serve; otherwise the mask
+/// is additive with the most negative float, as transformers' eager
+/// attention does (a fully masked padding row then averages instead of
+/// dividing by zero).
 pub fn causal_mask(attention_mask: &Tensor, queries: i64, sliding_window: Option<i64>, kind: Kind) -> AttnMask {
     let (_, keys) = attention_mask.size2().expect("the attention mask is [batch, keys]");
     let window_bites = sliding_window.is_some_and(|w| w < keys);
-    if !window_bites && attention_mask.min().int64_value(&[]) == 1 {
+    let all_one = attention_mask.min().int64_value(&[]) == 1 && attention_mask.max().int64_value(&[]) == 1;
+    if !window_bites && all_one {
         if queries == 1 {
             return AttnMask::All;
         }
@@ -316,11 +319,29 @@ pub fn causal_mask(attention_mask: &Tensor, queries: i64, sliding_window: Option
     if let Some(w) = sliding_window {
         allowed = allowed.logical_and(&(&q - &k).lt(w));
     }
-    let allowed = allowed.unsqueeze(0).logical_and(&attention_mask.to_kind(Kind::Bool).unsqueeze(1)).unsqueeze(1);
+    // [batch, queries, keys]: the key is real and of the query's example.
+    let key_example = attention_mask.unsqueeze(1);
+    let query_example = attention_mask.narrow(1, past, queries).unsqueeze(2);
+    let same_example = key_example.eq_tensor(&query_example).logical_and(&key_example.gt(0));
+    let allowed = allowed.unsqueeze(0).logical_and(&same_example).unsqueeze(1);
     let min = match kind {
         Kind::Half => f64::from(half::f16::MIN),
         Kind::BFloat16 => f64::from(half::bf16::MIN),
         _ => f32::MIN as f64,
     };
     AttnMask::Additive(Tensor::zeros(allowed.size(), (kind, device)).masked_fill(&allowed.logical_not(), min))
+}
+
+/// Each token's position within its example, for a `[batch, seq]` mask as
+/// `causal_mask` reads it: counting from each example's first token, so
+/// that left padding shifts nothing and packed examples each start at 0.
+/// Padding gets the position it would have (never read).
+pub fn positions_from_mask(attention_mask: &Tensor) -> Tensor {
+    let (b, s) = attention_mask.size2().expect("the attention mask is [batch, seq]");
+    let device = attention_mask.device();
+    let index = Tensor::arange(s, (Kind::Int64, device)).unsqueeze(0).expand([b, s], true);
+    let previous = Tensor::cat(&[Tensor::zeros([b, 1], (Kind::Int64, device)), attention_mask.narrow(1, 0, s - 1)], 1);
+    let starts = attention_mask.gt(0).logical_and(&attention_mask.ne_tensor(&previous));
+    let start_index = index.where_self(&starts, &index.zeros_like()).cummax(1).0;
+    &index - start_index
 }

@@ -17,7 +17,7 @@ pub mod tokenizer;
 
 pub use chat::{Message, SpecialTokens};
 
-use super::arch::decoder::{causal_mask, Decoder, LayerCache};
+use super::arch::decoder::{causal_mask, positions_from_mask, Decoder, LayerCache};
 use super::arch::decoder_config::{DecoderConfig, Family};
 use super::arch::gpt2::Gpt2;
 use super::arch::DecoderNet;
@@ -467,8 +467,9 @@ impl super::Learner for CausalModel {
     fn forward(&self, inputs: &crate::data::Inputs, train: bool) -> Result<Tensor> {
         match inputs {
             crate::data::Inputs::Text { input_ids, attention_mask, .. } => {
-                // Positions count real tokens, so left padding does not shift them.
-                let positions = (attention_mask.cumsum(1, Kind::Int64) - 1).clamp_min(0);
+                // Positions count from each example's first token: left padding
+                // shifts nothing, and packed examples each start at 0.
+                let positions = positions_from_mask(attention_mask);
                 Ok(self.forward_step(input_ids, &positions, attention_mask, None, train, false))
             }
             crate::data::Inputs::Images(_) => bail!("a language model reads text, not images"),

@@ -69,6 +69,7 @@ pub(super) fn loader_options(ctx: &Context, o: &Options) -> R<LoaderOptions> {
         seed: o.int("seed", ctx.seed.get() as i64, 0, i64::MAX)? as u64,
         drop_last: o.bool("drop_last", false)?,
         bucket: o.bool("bucket", false)?,
+        packing: o.bool("packing", false)?,
     })
 }
 

@@ -307,6 +307,9 @@ fn register_tokens_and_loaders(engine: &mut Engine, ctx: &Rc<Context>) {
                 Some((aug, guard(|| Thesaurus::cached(&c.cache))?))
             }
         };
+        if options.packing && text_augment.is_some() {
+            return Err(script_error("loader: 'augment' rewrites texts, which would change the packed rows' lengths; give packing or augment, not both"));
+        }
         guard(|| {
             let mut loader = DataLoader::new(t.0.clone(), options)?;
             loader.text_augment = text_augment;

@@ -103,7 +103,7 @@ fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array>
     // As the model's training inputs were normalized; else by the images' own statistics.
     let normalize = model.0.borrow().spec.normalize.clone().unwrap_or_else(|| d.0.stats.clone());
     let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(normalize), augment: Augment::default() } };
-    let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false };
+    let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false };
     let preds = guard(|| {
         let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?;
         crate::inference::predict_loader(&*model.0.borrow(), &loader)
