@@ -90,7 +90,7 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
         "head" => drop(model.train_only(&["head".to_string()])?),
         "lora" => {
             let targets = model.default_lora_targets();
-            model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets })?;
+            model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets, ..Default::default() })?;
         }
         other => anyhow::bail!("no training mode '{other}'; modes: full, head, lora"),
     }

@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let mut model = TextModel::load("minilm", &dir, &LoadOptions { labels: Some(vec!["rotten".into(), "fresh".into()]), pooling: Pooling::Mean, task: None, device: Device::Cpu, dropout: None })?;
     if std::env::args().any(|a| a == "--lora") {
         let targets = model.default_lora_targets();
-        model.add_lora(&tunebook::model::LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets })?;
+        model.add_lora(&tunebook::model::LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets, ..Default::default() })?;
     }
     // The same 16 reviews in every step, as the PyTorch side does.
     let data = TextDataset::named("rotten_tomatoes", &cache)?.take(16);

@@ -109,7 +109,7 @@ fn every_freezing_mode_keeps_frozen_tensors_bit_identical() {
         m.set_trainable("classifier, encoder.layer.5.output", true).unwrap();
     });
     check_mode("LoRA", |m| {
-        m.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into(), "value".into()] }).unwrap();
+        m.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into(), "value".into()], ..Default::default() }).unwrap();
     });
     check_mode("bottleneck adapters", |m| {
         m.add_adapters(16).unwrap();
@@ -213,7 +213,7 @@ fn batch_logits(model: &TextModel) -> Tensor {
 fn lora_trains_a_small_share_and_merges_without_changing_outputs() {
     let _serial = common::serial();
     let mut model = minilm(Pooling::Pooler);
-    let layers = model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets: model.default_lora_targets() }).unwrap();
+    let layers = model.add_lora(&LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets: model.default_lora_targets(), ..Default::default() }).unwrap();
     assert_eq!(layers.len(), 12, "query and value of 6 layers");
     let s = model.summary();
     // LoRA (2 x 8 x 384 per layer, 12 layers) + pooler + classifier.
@@ -245,7 +245,7 @@ fn an_adapter_saved_with_its_head_loads_into_a_fresh_base_model() {
     for method in ["lora", "adapters"] {
         let mut model = minilm(Pooling::Mean);
         match method {
-            "lora" => drop(model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into(), "value".into(), "output.dense".into()] }).unwrap()),
+            "lora" => drop(model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into(), "value".into(), "output.dense".into()], ..Default::default() }).unwrap()),
             _ => model.add_adapters(16).unwrap(),
         }
         fit(&mut model, &options(1));
@@ -284,10 +284,10 @@ fn adapters_cannot_be_saved_as_a_plain_model_and_say_what_to_do() {
     model.add_adapters(8).unwrap();
     let err = model.save(&tempfile::tempdir().unwrap().path().join("m")).unwrap_err().to_string();
     assert!(err.contains("save_adapter"), "{err}");
-    let err = model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into()] }).unwrap_err().to_string();
+    let err = model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["query".into()], ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("already has bottleneck adapters"), "{err}");
     let mut model = minilm(Pooling::Mean);
-    let err = model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["q_proj".into()] }).unwrap_err().to_string();
+    let err = model.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets: vec!["q_proj".into()], ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("valid: ") && err.contains("query"), "{err}");
 }
 

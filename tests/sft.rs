@@ -139,7 +139,7 @@ fn accumulated_micro_batches_give_the_gradient_of_one_batch_over_all_label_token
 fn lora_sft_learns_the_answers_and_saves_merged() {
     let _lock = common::serial();
     let mut model = tiny();
-    let config = LoraConfig { r: 8, alpha: 16.0, dropout: 0.0, targets: model.default_lora_targets() };
+    let config = LoraConfig { r: 8, alpha: 16.0, dropout: 0.0, targets: model.default_lora_targets(), ..Default::default() };
     let changed = model.add_lora(&config).unwrap();
     assert_eq!(changed.len(), 14, "7 projections in each of 2 layers");
     let summary = model.summary();
@@ -177,7 +177,7 @@ fn a_resumed_sft_run_ends_with_the_weights_of_an_uninterrupted_one() {
     let lora = |m: &mut CausalModel| {
         tch::manual_seed(3);
         let targets = m.default_lora_targets();
-        m.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets }).unwrap();
+        m.add_lora(&LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, targets, ..Default::default() }).unwrap();
     };
     let (mut straight, mut first, mut resumed) = (tiny(), tiny(), tiny());
     lora(&mut straight);

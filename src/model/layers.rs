@@ -4,23 +4,76 @@
 //!
 //! Names follow PEFT's: a LoRA on `encoder.layer.0.attention.self.query`
 //! adds `...query.lora_A.weight` (`[r, in]`) and `...query.lora_B.weight`
-//! (`[out, r]`); the layer computes `W x + b + (alpha / r) * B A dropout(x)`.
+//! (`[out, r]`), and with DoRA `...query.lora_magnitude_vector` (`[out]`);
+//! the layer computes `W x + b + s B A dropout(x)` with `s = alpha / r`
+//! (`alpha / sqrt(r)` with rsLoRA), and with DoRA rescales each output row
+//! of `W + s B A` to its learned magnitude.
 
 use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
-/// Settings of `Model::add_lora`.
+/// Settings of `add_lora`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraConfig {
     /// Rank of the update.
     pub r: i64,
-    /// Scale numerator: the update is multiplied by `alpha / r`.
+    /// Scale numerator: the update is multiplied by `alpha / r` (or
+    /// `alpha / sqrt(r)` with `rslora`).
     pub alpha: f64,
     /// Dropout on the update's input, in training only.
     pub dropout: f64,
     /// Which linear layers get an update: a last name part (`query`), a
     /// module path, or a glob over module paths.
     pub targets: Vec<String>,
+    /// Rank-stabilized LoRA (Kalajdzievski, 2023; PEFT's `use_rslora`):
+    /// scale by `alpha / sqrt(r)`, so that higher ranks keep learning.
+    pub rslora: bool,
+    /// Weight-decomposed LoRA (Liu et al., 2024; PEFT's `use_dora`): a
+    /// trainable magnitude per output row times the direction of `W + s B A`.
+    pub dora: bool,
+}
+
+impl Default for LoraConfig {
+    /// Rank 8, alpha 16, no dropout, no targets, plain LoRA.
+    fn default() -> Self {
+        Self { r: 8, alpha: 16.0, dropout: 0.0, targets: Vec::new(), rslora: false, dora: false }
+    }
+}
+
+impl LoraConfig {
+    /// The factor on `B A`.
+    pub fn scale(&self) -> f64 {
+        if self.rslora {
+            self.alpha / (self.r as f64).sqrt()
+        } else {
+            self.alpha / self.r as f64
+        }
+    }
+
+    /// The variable-name endings an update adds to a layer.
+    pub const PARTS: [&'static str; 3] = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector"];
+
+    /// Whether a variable is part of a LoRA update.
+    pub fn is_lora_variable(name: &str) -> bool {
+        name.contains(".lora_A.") || name.contains(".lora_B.") || name.ends_with(".lora_magnitude_vector")
+    }
+}
+
+/// Each output row's norm of a `[out, in]` weight: DoRA's `||W||_c`.
+fn row_norms(w: &Tensor) -> Tensor {
+    w.square().sum_dim_intlist(1, false, w.kind()).sqrt()
+}
+
+/// `W + s B A`, and with a DoRA magnitude `m` each row rescaled to
+/// `m / ||W + s B A||_c` of itself: the weight with an update folded in.
+pub fn merge_update(w: &Tensor, a: &Tensor, b: &Tensor, magnitude: Option<&Tensor>, scale: f64) -> Tensor {
+    tch::no_grad(|| {
+        let merged = w + b.matmul(a) * scale;
+        match magnitude {
+            Some(m) => (m / row_norms(&merged)).unsqueeze(1) * merged,
+            None => merged,
+        }
+    })
 }
 
 /// A low-rank update of one linear layer.
@@ -28,6 +81,8 @@ pub struct LoraConfig {
 struct Lora {
     a: Tensor,
     b: Tensor,
+    /// DoRA's magnitude per output row.
+    magnitude: Option<Tensor>,
     scale: f64,
     dropout: f64,
 }
@@ -58,10 +113,24 @@ impl Dense {
     /// `W x + b`, plus the LoRA update when there is one.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         let out = self.linear.forward(xs);
-        match &self.lora {
-            None => out,
-            Some(l) => out + xs.dropout(l.dropout, train).matmul(&l.a.tr()).matmul(&l.b.tr()) * l.scale,
-        }
+        let Some(l) = &self.lora else { return out };
+        let dropped = xs.dropout(l.dropout, train);
+        let update = dropped.matmul(&l.a.tr()).matmul(&l.b.tr()) * l.scale;
+        let Some(m) = &l.magnitude else { return out + update };
+        // DoRA as PEFT computes it: the norm is a constant of the step (the
+        // paper's section 4.3), and the base output is reused when no
+        // dropout changed the input.
+        let norm = tch::no_grad(|| row_norms(&(&self.linear.ws + l.b.matmul(&l.a) * l.scale)));
+        let factor = m / norm;
+        let base = if l.dropout > 0.0 && train {
+            dropped.matmul(&self.linear.ws.tr())
+        } else {
+            match &self.linear.bs {
+                Some(b) => &out - b,
+                None => out.shallow_clone(),
+            }
+        };
+        out + (&factor - 1.0) * base + factor * update
     }
 
     /// The variable-store path of this layer.
@@ -76,34 +145,33 @@ impl Dense {
 
     /// Attaches a LoRA update as PEFT initializes it: A uniform in
     /// `±1/sqrt(in)` (kaiming-uniform with a = sqrt(5)), B zero, so that the
-    /// layer's output is unchanged until B trains.
+    /// layer's output is unchanged until B trains; with DoRA the magnitude
+    /// starts as the weight's row norms, which changes nothing either.
     pub fn add_lora(&mut self, root: &nn::Path, config: &LoraConfig) {
         let (out_dim, in_dim) = self.linear.ws.size2().expect("a linear weight is 2-D");
         let p = sub_path(root, &self.path);
         let bound = 1.0 / (in_dim as f64).sqrt();
         let a = (&p / "lora_A").var("weight", &[config.r, in_dim], Init::Uniform { lo: -bound, up: bound });
         let b = (&p / "lora_B").var("weight", &[out_dim, config.r], Init::Const(0.0));
-        self.lora = Some(Lora { a, b, scale: config.alpha / config.r as f64, dropout: config.dropout });
+        let magnitude = config.dora.then(|| p.var_copy("lora_magnitude_vector", &tch::no_grad(|| row_norms(&self.linear.ws))));
+        self.lora = Some(Lora { a, b, magnitude, scale: config.scale(), dropout: config.dropout });
     }
 
-    /// `W + (alpha / r) B A`: the weight with the update folded in.
+    /// The weight with the update folded in.
     pub fn merged_weight(&self) -> Tensor {
         match &self.lora {
             None => self.linear.ws.detach().copy(),
-            Some(l) => tch::no_grad(|| &self.linear.ws + l.b.matmul(&l.a) * l.scale),
+            Some(l) => merge_update(&self.linear.ws, &l.a, &l.b, l.magnitude.as_ref(), l.scale),
         }
     }
 
     /// Folds the update into the weight and drops it; returns the paths of
     /// the update's variables, which the caller removes from the store.
     pub fn merge_lora(&mut self) -> Vec<String> {
-        if self.lora.is_none() {
-            return Vec::new();
-        }
-        let merged = self.merged_weight();
+        let Some(lora) = self.lora.take() else { return Vec::new() };
+        let merged = merge_update(&self.linear.ws, &lora.a, &lora.b, lora.magnitude.as_ref(), lora.scale);
         tch::no_grad(|| self.linear.ws.copy_(&merged));
-        self.lora = None;
-        vec![format!("{}.lora_A.weight", self.path), format!("{}.lora_B.weight", self.path)]
+        LoraConfig::PARTS.iter().take(if lora.magnitude.is_some() { 3 } else { 2 }).map(|part| format!("{}{part}", self.path)).collect()
     }
 }
 
@@ -162,4 +230,49 @@ pub fn activate(xs: Tensor, activation: &str) -> Tensor {
 /// The boolean attention mask `[batch, 1, 1, seq]` from a 0/1 `[batch, seq]` mask.
 pub fn key_mask(attention_mask: &Tensor) -> Tensor {
     attention_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer with a trained-looking update: B and the magnitude moved off their start.
+    fn adapted(config: &LoraConfig) -> (nn::VarStore, Dense) {
+        tch::manual_seed(7);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut dense = Dense::new(&vs.root() / "proj", 6, 5);
+        dense.add_lora(&vs.root(), config);
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.contains("lora_B") || name.contains("magnitude") {
+                    let _ = t.g_add_(&(Tensor::randn_like(&t) * 0.3));
+                }
+            }
+        });
+        (vs, dense)
+    }
+
+    #[test]
+    fn each_variant_computes_what_its_merged_weight_does() {
+        let x = Tensor::randn([3, 6], (Kind::Float, tch::Device::Cpu));
+        for (rslora, dora) in [(false, false), (true, false), (false, true), (true, true)] {
+            let config = LoraConfig { r: 2, alpha: 4.0, targets: vec!["proj".into()], rslora, dora, ..Default::default() };
+            let (_vs, dense) = adapted(&config);
+            let merged = x.matmul(&dense.merged_weight().tr()) + dense.linear.bs.as_ref().unwrap();
+            let d = (dense.forward(&x, false) - merged).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "rslora {rslora}, dora {dora}: forward and merged weight differ by {d}");
+        }
+        assert_eq!(LoraConfig { r: 4, alpha: 8.0, rslora: true, ..Default::default() }.scale(), 4.0);
+    }
+
+    #[test]
+    fn a_new_dora_update_changes_nothing_and_merging_removes_its_three_variables() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut dense = Dense::new(&vs.root() / "proj", 6, 5);
+        let x = Tensor::randn([3, 6], (Kind::Float, tch::Device::Cpu));
+        let before = dense.forward(&x, false);
+        dense.add_lora(&vs.root(), &LoraConfig { r: 2, targets: vec!["proj".into()], dora: true, ..Default::default() });
+        assert!((dense.forward(&x, false) - &before).abs().max().double_value(&[]) < 1e-6);
+        assert_eq!(dense.merge_lora(), vec!["proj.lora_A.weight", "proj.lora_B.weight", "proj.lora_magnitude_vector"]);
+    }
 }

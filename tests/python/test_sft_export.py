@@ -81,10 +81,17 @@ def logits_of(model, ids):
         return model(input_ids=ids).logits
 
 
-def test_a_tunebook_adapter_loads_in_peft_with_the_merged_logits():
+# LoRA, rank-stabilized LoRA (alpha / sqrt(r)) and DoRA (a magnitude per
+# output row), alone and together, as PEFT's use_rslora and use_dora.
+VARIANTS = {"lora": {}, "rslora": {"rslora": True}, "dora": {"dora": True}, "dora+rslora": {"dora": True, "rslora": True}}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_tunebook_adapter_loads_in_peft_with_the_merged_logits(variant):
+    options = {"r": 4, "alpha": 8, "dropout": 0.0, **VARIANTS[variant]}
     work, _ = tunebook(f"""
         let lm = load_model("{BASE}");
-        print(lm.add_lora(#{{ r: 4, alpha: 8, dropout: 0.0 }}));
+        print(lm.add_lora({rhai(options)}));
         let data = dataset([{", ".join("#{ messages: " + rhai(c) + " }" for c in CHATS)}]);
         fit(lm, data.tokenize(lm, #{{ max_len: 64 }}).loader(#{{ batch: 3 }}), #{{ epochs: 5, lr: 1e-2, warmup: 0.0 }});
         lm.save_adapter("WORK/adapter");
@@ -92,6 +99,7 @@ def test_a_tunebook_adapter_loads_in_peft_with_the_merged_logits():
     """)
     config = json.loads((work / "adapter" / "adapter_config.json").read_text())
     assert config["task_type"] == "CAUSAL_LM" and sorted(config["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert (config["use_dora"], config["use_rslora"]) == (options.get("dora", False), options.get("rslora", False))
     base = transformers.AutoModelForCausalLM.from_pretrained(BASE, attn_implementation="eager").eval()
     ids = torch.tensor([[1, 5, 9, 33, 70, 120, 200, 2, 17, 250]])
     untrained = logits_of(base, ids)
@@ -104,12 +112,19 @@ def test_a_tunebook_adapter_loads_in_peft_with_the_merged_logits():
     assert diff <= 1e-4, diff
 
 
-def test_a_peft_adapter_loads_into_tunebook():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_peft_adapter_loads_into_tunebook(variant):
     work = scratch("tunebook-peft-")
     torch.manual_seed(0)
     base = transformers.AutoModelForCausalLM.from_pretrained(BASE, attn_implementation="eager").eval()
-    config = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    flags = VARIANTS[variant]
+    config = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False, task_type="CAUSAL_LM",
+                             use_dora=flags.get("dora", False), use_rslora=flags.get("rslora", False))
     adapted = peft.get_peft_model(base, config).eval()
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_magnitude_vector" in name:
+                p.mul_(1 + 0.5 * torch.rand_like(p))  # magnitudes that differ from the weight's norms
     adapted.save_pretrained(work / "peft-adapter")
     ids = torch.tensor([[1, 5, 9, 33, 70, 120, 200, 2, 17, 250]])
     want = logits_of(adapted, ids)

@@ -433,7 +433,7 @@ impl CausalModel {
             "head" => self.summary_row(name) == "head" || (self.config.tie_word_embeddings && self.summary_row(name) == "embeddings" && !name.contains("wpe")),
             "norm" => name.contains("norm.") || name.contains(".ln_") || name.contains("ln_f."),
             "bias" => name.ends_with(".bias"),
-            "lora" => name.contains(".lora_A.") || name.contains(".lora_B."),
+            "lora" => crate::model::LoraConfig::is_lora_variable(name),
             "adapter" => name.contains(".adapter."),
             _ => {
                 let pattern = qualified(selector);

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
 use super::CausalModel;
-use crate::model::adapt::peft::{lora_target_matches, remove_variables, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX};
+use crate::model::adapt::peft::{lora_adapter_config, lora_config_from, lora_target_matches, lora_tensors, merged_variables, remove_variables, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX};
 use crate::model::arch::decoder_config::Family;
 use crate::model::layers::LoraConfig;
 use crate::model::weights::hf;
@@ -75,32 +75,20 @@ impl CausalModel {
             bail!("this model has no LoRA to merge; add one with add_lora");
         }
         let mut removed = Vec::new();
+        let mut merged = 0;
         for d in self.net.denses_mut() {
+            merged += usize::from(d.has_lora());
             removed.extend(d.merge_lora());
         }
         remove_variables(&self.vs, &removed);
         self.lora = None;
-        Ok(removed.len() / 2)
+        Ok(merged)
     }
 
-    /// The model's tensors with any LoRA folded in (`W + alpha/r B A`) and
-    /// the LoRA matrices left out: what a plain checkpoint holds.
+    /// The model's tensors with any LoRA folded in and the LoRA variables
+    /// left out: what a plain checkpoint holds.
     pub(super) fn merged_tensors(&self) -> Vec<(String, Tensor)> {
-        let scale = self.lora.as_ref().map(|c| c.alpha / c.r as f64).unwrap_or(0.0);
-        let vars = self.vs.variables();
-        let mut out = Vec::new();
-        for (name, t) in &vars {
-            if name.contains(".lora_A.") || name.contains(".lora_B.") {
-                continue;
-            }
-            let module = name.strip_suffix(".weight").unwrap_or(name);
-            let t = match vars.get(&format!("{module}.lora_A.weight")).zip(vars.get(&format!("{module}.lora_B.weight"))) {
-                Some((a, b)) => tch::no_grad(|| t + b.matmul(a) * scale),
-                None => t.detach(),
-            };
-            out.push((name.clone(), t.to_device(tch::Device::Cpu)));
-        }
-        out
+        merged_variables(&self.vs.variables(), self.lora.as_ref())
     }
 
     /// Saves the LoRA matrices alone in PEFT's layout, which
@@ -108,30 +96,12 @@ impl CausalModel {
     pub fn save_adapter(&self, dir: &Path) -> Result<PathBuf> {
         let config = self.lora.as_ref().context("this model has no LoRA to save; add one with add_lora, or save the whole model with save")?;
         let vars = self.vs.variables();
-        let mut tensors: Vec<(String, Tensor)> = vars
-            .iter()
-            .filter(|(n, _)| n.contains(".lora_A.") || n.contains(".lora_B."))
-            .map(|(n, t)| (format!("{PEFT_PREFIX}{n}"), t.detach().to_device(tch::Device::Cpu)))
-            .collect();
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let tensors = lora_tensors(&vars);
         let mut targets: Vec<String> = vars.keys().filter(|n| n.contains(".lora_A.")).filter_map(|n| n.split(".lora_A.").next().and_then(|m| m.rsplit('.').next()).map(str::to_string)).collect();
         targets.sort();
         targets.dedup();
-        let adapter_config = serde_json::json!({
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": self.source.display().to_string(),
-            "r": config.r,
-            "lora_alpha": config.alpha,
-            "lora_dropout": config.dropout,
-            "target_modules": targets,
-            "bias": "none",
-            // GPT-2's Conv1D weights are [in, out]: PEFT needs to know.
-            "fan_in_fan_out": self.config.family == Family::Gpt2,
-            "inference_mode": true,
-            "use_rslora": false,
-            "use_dora": false,
-        });
+        // GPT-2's Conv1D weights are [in, out]: PEFT needs to know.
+        let adapter_config = lora_adapter_config(config, "CAUSAL_LM", &self.source.display().to_string(), &targets, self.config.family == Family::Gpt2, None);
         crate::model::save_folder(dir, |staging| {
             hf::write_safetensors(&tensors, &staging.join(ADAPTER_WEIGHTS))?;
             std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_string_pretty(&adapter_config)? + "\n")?;
@@ -143,23 +113,7 @@ impl CausalModel {
     pub fn load_adapter(&mut self, dir: &Path) -> Result<()> {
         let text = std::fs::read_to_string(dir.join(ADAPTER_CONFIG)).with_context(|| format!("{} has no {ADAPTER_CONFIG}", dir.display()))?;
         let c: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", dir.join(ADAPTER_CONFIG).display()))?;
-        if c["peft_type"] != "LORA" {
-            bail!("{}: peft_type {} is not supported; LoRA adapters are", dir.display(), c["peft_type"]);
-        }
-        if c["use_dora"] == true || c["use_rslora"] == true {
-            bail!("{}: DoRA and rsLoRA adapters are not supported yet", dir.display());
-        }
-        let targets: Vec<String> = match &c["target_modules"] {
-            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-            serde_json::Value::String(s) => vec![s.clone()],
-            _ => self.default_lora_targets(),
-        };
-        let config = LoraConfig {
-            r: c["r"].as_i64().context("adapter_config.json has no r")?,
-            alpha: c["lora_alpha"].as_f64().context("adapter_config.json has no lora_alpha")?,
-            dropout: c["lora_dropout"].as_f64().unwrap_or(0.0),
-            targets,
-        };
+        let config = lora_config_from(&c, &dir.join(ADAPTER_CONFIG), self.default_lora_targets())?;
         self.add_lora(&config)?;
         let file = dir.join(ADAPTER_WEIGHTS);
         let tensors = hf::read_checkpoint(&file)?;
@@ -172,9 +126,9 @@ impl CausalModel {
             hf::copy_checked(&ours, var, &t, "adapter").map_err(|e| anyhow!("{e}"))?;
             loaded += 1;
         }
-        let expected = vars.keys().filter(|n| n.contains(".lora_A.") || n.contains(".lora_B.")).count();
+        let expected = vars.keys().filter(|n| LoraConfig::is_lora_variable(n)).count();
         if loaded != expected {
-            bail!("{} holds {loaded} LoRA matrices; this model's targets need {expected}", file.display());
+            bail!("{} holds {loaded} LoRA tensors; this model's targets need {expected}", file.display());
         }
         Ok(())
     }

@@ -96,7 +96,7 @@ impl TextModel {
             "head" => self.is_head(name),
             "norm" | "LayerNorm" | "layernorm" => name.contains("LayerNorm.") || name.contains("layer_norm."),
             "bias" => name.ends_with(".bias"),
-            "lora" => name.contains(".lora_A.") || name.contains(".lora_B."),
+            "lora" => crate::model::LoraConfig::is_lora_variable(name),
             "adapter" => name.contains(".adapter."),
             _ => expand_range(selector).iter().any(|p| module_prefixes(name).any(|m| m == p || glob_match(p, m))),
         }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
 use super::TextModel;
-use crate::model::adapt::peft::{lora_target_matches, remove_variables, PeftMethod, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, TUNEBOOK_CONFIG};
+use crate::model::adapt::peft::{lora_adapter_config, lora_config_from, lora_target_matches, merged_variables, remove_variables, PeftMethod, ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, TUNEBOOK_CONFIG};
 use crate::model::layers::{Dense, LoraConfig};
 use crate::model::weights::hf;
 use crate::model::{Arch, Backbone, Learner, Task};
@@ -79,12 +79,14 @@ impl TextModel {
             bail!("this model has no LoRA to merge; add one with add_lora");
         }
         let mut removed = Vec::new();
+        let mut merged = 0;
         for d in self.denses_mut() {
+            merged += usize::from(d.has_lora());
             removed.extend(d.merge_lora());
         }
         remove_variables(&self.vs, &removed);
         self.peft = None;
-        Ok(removed.len() / 2)
+        Ok(merged)
     }
 
     /// Adds Houlsby bottleneck adapters of width `size` after the attention
@@ -120,7 +122,7 @@ impl TextModel {
         let mut tensors = Vec::new();
         for (name, t) in self.vs.variables() {
             let user = name.strip_prefix(&arch_prefix).unwrap_or(&name);
-            let is_new = user.contains(".lora_A.") || user.contains(".lora_B.") || user.contains(".adapter.") || self.select("head").is_ok_and(|h| h.iter().any(|n| n == user));
+            let is_new = LoraConfig::is_lora_variable(user) || user.contains(".adapter.") || self.select("head").is_ok_and(|h| h.iter().any(|n| n == user));
             let changed = || match base.get(&name).or_else(|| base.get(user)) {
                 Some(b) => b.size() != t.size() || !b.to_kind(t.kind()).equal(&t.to_device(tch::Device::Cpu)),
                 None => true,
@@ -137,11 +139,10 @@ impl TextModel {
         };
         let tunebook = serde_json::json!({ "labels": self.labels, "task": self.task.name(), "pooling": self.pooling.name(), "version": env!("CARGO_PKG_VERSION") });
         let config = match method {
-            PeftMethod::Lora(c) => serde_json::json!({
-                "peft_type": "LORA", "task_type": if self.task == Task::Tokens { "TOKEN_CLS" } else { "SEQ_CLS" }, "base_model_name_or_path": self.source.display().to_string(),
-                "r": c.r, "lora_alpha": c.alpha, "lora_dropout": c.dropout, "target_modules": c.targets, "bias": "none",
-                "fan_in_fan_out": false, "inference_mode": true, "modules_to_save": head_modules,
-            }),
+            PeftMethod::Lora(c) => {
+                let task_type = if self.task == Task::Tokens { "TOKEN_CLS" } else { "SEQ_CLS" };
+                lora_adapter_config(c, task_type, &self.source.display().to_string(), &c.targets, false, Some(&head_modules))
+            }
             PeftMethod::Adapters { size } => serde_json::json!({
                 "peft_type": "TUNEBOOK_BOTTLENECK", "task_type": "SEQ_CLS", "base_model_name_or_path": self.source.display().to_string(),
                 "adapter_size": size, "modules_to_save": head_modules,
@@ -181,13 +182,10 @@ impl TextModel {
         let field = |k: &str| config.get(k).ok_or_else(|| anyhow!("{}: '{k}' is missing", config_file.display()));
         match field("peft_type")?.as_str() {
             Some("LORA") => {
-                let targets: Vec<String> = serde_json::from_value(field("target_modules")?.clone()).with_context(|| format!("{}: target_modules must be a list of names", config_file.display()))?;
-                let lora = LoraConfig {
-                    r: field("r")?.as_i64().ok_or_else(|| anyhow!("{}: r must be an integer", config_file.display()))?,
-                    alpha: field("lora_alpha")?.as_f64().ok_or_else(|| anyhow!("{}: lora_alpha must be a number", config_file.display()))?,
-                    dropout: config.get("lora_dropout").and_then(|d| d.as_f64()).unwrap_or(0.0),
-                    targets,
-                };
+                let lora = lora_config_from(&config, &config_file, Vec::new())?;
+                if lora.targets.is_empty() {
+                    bail!("{}: target_modules must be a list of names", config_file.display());
+                }
                 self.add_lora(&lora)?;
             }
             Some("TUNEBOOK_BOTTLENECK") => {
@@ -215,28 +213,15 @@ impl TextModel {
 
     /// The tensors `save` writes: LoRA updates folded into their weights.
     pub(in crate::model) fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let scale = match &self.peft {
+        let lora = match &self.peft {
             Some(PeftMethod::Adapters { .. }) => {
                 bail!("bottleneck adapters cannot be folded into the weights, so the model cannot be saved in the plain Hugging Face layout; save them with save_adapter(dir)")
             }
-            Some(PeftMethod::Lora(c)) => c.alpha / c.r as f64,
-            None => 0.0,
+            Some(PeftMethod::Lora(c)) => Some(c),
+            None => None,
         };
-        let vars = self.vs.variables();
         let head_names = self.head_export_names();
-        let mut out = Vec::new();
-        for (name, t) in &vars {
-            if name.contains(".lora_A.") || name.contains(".lora_B.") {
-                continue;
-            }
-            let module = name.strip_suffix(".weight").unwrap_or(name);
-            let lora = vars.get(&format!("{module}.lora_A.weight")).zip(vars.get(&format!("{module}.lora_B.weight")));
-            let t = match lora {
-                Some((a, b)) => tch::no_grad(|| t + b.matmul(a) * scale),
-                None => t.detach(),
-            };
-            out.push((head_names.get(name).cloned().unwrap_or_else(|| name.clone()), t.to_device(tch::Device::Cpu)));
-        }
+        let mut out: Vec<(String, Tensor)> = merged_variables(&self.vs.variables(), lora).into_iter().map(|(name, t)| (head_names.get(&name).cloned().unwrap_or(name), t)).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }

@@ -132,7 +132,7 @@ fn add_lora(m: &ModelHandle, opts: Map) -> R<String> {
         Some(v) if v.is_array() => selector_list("add_lora", v.clone().into_array().unwrap())?,
         Some(v) => return Err(script_error(format!("add_lora: option 'targets' must be a name or an array of names, got {}", v.type_name()))),
     };
-    let config = crate::model::LoraConfig { r, alpha: o.float("alpha", 2.0 * r as f64, 1e-9, 1e9)?, dropout: o.float("dropout", 0.1, 0.0, 0.99)?, targets };
+    let config = crate::model::LoraConfig { r, alpha: o.float("alpha", 2.0 * r as f64, 1e-9, 1e9)?, dropout: o.float("dropout", 0.1, 0.0, 0.99)?, targets, rslora: o.bool("rslora", false)?, dora: o.bool("dora", false)? };
     guard(|| {
         let mut model = m.0.borrow_mut();
         let layers = model.add_lora(&config)?;

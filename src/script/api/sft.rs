@@ -92,7 +92,7 @@ fn lora_config(m: &LanguageModelHandle, opts: Map) -> R<LoraConfig> {
             .map(|t| t.into_string().map_err(|t| script_error(format!("add_lora: targets are strings, found a {t}"))))
             .collect::<R<_>>()?,
     };
-    Ok(LoraConfig { r: o.int("r", 8, 1, 4096)?, alpha: o.float("alpha", 16.0, 1e-6, 1e6)?, dropout: o.float("dropout", 0.05, 0.0, 0.99)?, targets })
+    Ok(LoraConfig { r: o.int("r", 8, 1, 4096)?, alpha: o.float("alpha", 16.0, 1e-6, 1e6)?, dropout: o.float("dropout", 0.05, 0.0, 0.99)?, targets, rslora: o.bool("rslora", false)?, dora: o.bool("dora", false)? })
 }
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
