@@ -261,3 +261,50 @@ fn packing_refuses_classifier_data_and_bucketing() {
     let err = DataLoader::new(tokens, LoaderOptions { packing: true, bucket: true, ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("bucket and packing"), "{err}");
 }
+
+#[test]
+fn a_script_trains_packed_rows_and_shows_samples_before_training_and_after_each_evaluation() {
+    let _lock = common::serial();
+    let (mut session, recorded) = common::session();
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/decoders/tiny-llama");
+    let script = format!(
+        r#"
+        let lm = load_model("{}");
+        lm.add_lora(#{{ r: 8, alpha: 16, dropout: 0.0 }});
+        let rows = [];
+        for i in 0..16 {{ rows.push(#{{ messages: [#{{ role: "system", content: "s" }}, #{{ role: "user", content: `t${{i}}` }}, #{{ role: "assistant", content: "red" }}] }}); }}
+        let tokens = dataset(rows).tokenize(lm, #{{ max_len: 64 }});
+        let train = tokens.loader(#{{ batch: 2, packing: true, shuffle: true }});
+        let asked = [[#{{ role: "system", content: "s" }}, #{{ role: "user", content: "t99" }}]];
+        let run = fit(lm, train, train, #{{ epochs: 3, lr: 1e-2, warmup: 0.0, eval_every: 2, samples: #{{ prompts: asked, max_new_tokens: 4 }} }});
+        [train.len(), run.samples, run.evaluations.len(), generate(lm, asked[0], #{{ max_new_tokens: 4, stream: false }})]
+        "#,
+        base.display()
+    );
+    let value = session.eval(&script, "sft.rhai").unwrap_or_else(|e| panic!("{e}"));
+    let parts = value.into_array().unwrap();
+    let batches = parts[0].as_int().unwrap() as usize;
+    // 16 short examples pack into a few rows of 64 tokens; two rows a batch.
+    assert!(batches < 8, "packed: {batches} batches of 2 rows for 16 examples");
+    let samples: Vec<(i64, String, String)> = parts[1]
+        .clone()
+        .into_array()
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let m = s.cast::<rhai::Map>();
+            (m["step"].as_int().unwrap(), m["prompt"].clone().into_string().unwrap(), m["text"].clone().into_string().unwrap())
+        })
+        .collect();
+    let evaluations = parts[2].as_int().unwrap() as usize;
+    // Before training, after each mid-epoch evaluation, after each epoch.
+    assert_eq!(samples.len(), 1 + evaluations + 3, "{samples:?}");
+    assert_eq!(samples[0].0, 0);
+    assert!(samples.iter().all(|s| s.1 == "t99"), "the prompt shown is the user's message");
+    assert!(samples.windows(2).all(|w| w[0].0 <= w[1].0), "in step order");
+    let last = &samples.last().unwrap().2;
+    assert_eq!(last, &parts[3].clone().into_string().unwrap(), "the last sample is what generate gives after training");
+    assert!(last.starts_with("red"), "the model learned the answer: {last:?} (before: {:?})", samples[0].2);
+    let shown = recorded.borrow().events.iter().filter(|e| matches!(e, tunebook::train::TrainEvent::Samples(_))).count();
+    assert_eq!(shown, samples.len(), "each set of samples was reported as it was made");
+}

@@ -16,6 +16,9 @@ pub trait Learner {
     /// The head's raw outputs `[batch, labels]` for a batch of inputs;
     /// dropout acts only when `train`.
     fn forward(&self, inputs: &Inputs, train: bool) -> Result<Tensor>;
+    /// The model as its own type, for callers that do more than train it
+    /// (a language model's sampling hook generates with it).
+    fn as_any(&self) -> &dyn std::any::Any;
     /// What the head predicts.
     fn task(&self) -> Task;
     /// The names of the head's outputs.
@@ -136,6 +139,9 @@ macro_rules! learner_fields {
         }
         fn device(&self) -> tch::Device {
             self.vs.device()
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     };
 }

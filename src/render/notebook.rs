@@ -32,6 +32,9 @@ pub struct LiveTraining {
     last_chart: Option<Instant>,
     /// Lines about the run's set-up: layer rates, unfreezing.
     notes: Vec<String>,
+    /// The first answers to the sample prompts, and the latest.
+    first_samples: Vec<crate::train::Sample>,
+    latest_samples: Vec<crate::train::Sample>,
 }
 
 const UPDATE_EVERY: Duration = Duration::from_millis(250);
@@ -61,7 +64,29 @@ impl LiveTraining {
             chart_svg: String::new(),
             last_chart: None,
             notes: Vec::new(),
+            first_samples: Vec::new(),
+            latest_samples: Vec::new(),
         }
+    }
+
+    /// The sample prompts with their first and latest answers, side by side.
+    fn samples_html(&self) -> String {
+        if self.latest_samples.is_empty() {
+            return String::new();
+        }
+        let first_step = self.first_samples.first().map_or(0, |s| s.step);
+        let latest_step = self.latest_samples.first().map_or(0, |s| s.step);
+        let mut rows = String::new();
+        for (i, latest) in self.latest_samples.iter().enumerate() {
+            let first = self.first_samples.get(i).filter(|_| first_step != latest_step).map(|s| format!("<td style=\"text-align:left;white-space:pre-wrap\">{}</td>", html_escape(&s.text))).unwrap_or_default();
+            rows.push_str(&format!(
+                "<tr><td style=\"text-align:left;white-space:pre-wrap\">{}</td>{first}<td style=\"text-align:left;white-space:pre-wrap\">{}</td></tr>",
+                html_escape(&latest.prompt),
+                html_escape(&latest.text)
+            ));
+        }
+        let first_head = if first_step != latest_step { format!("<th>step {first_step}</th>") } else { String::new() };
+        format!("<table><thead><tr><th>prompt</th>{first_head}<th>step {latest_step}</th></tr></thead><tbody>{rows}</tbody></table>")
     }
 
     fn redraw_chart(&mut self, force: bool) {
@@ -104,6 +129,9 @@ impl LiveTraining {
             plain.push_str(&format!("\n{note}"));
         }
         let notes_html: String = self.notes.iter().map(|n| format!("<div><code>{}</code></div>", html_escape(n))).collect();
+        for line in TrainEvent::sample_lines(&self.latest_samples, 100) {
+            plain.push_str(&format!("\nsample {line}"));
+        }
         let mut rows = String::new();
         let metrics = self.history.iter().find_map(|e| e.val).map_or(vec!["accuracy"], |v| v.task.table_metrics());
         for e in &self.history {
@@ -118,8 +146,9 @@ impl LiveTraining {
         let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
         let html = format!(
             "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>{notes_html}\
-             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th>{heads}<th>time</th></tr></thead><tbody>{rows}</tbody></table>{}</div>",
+             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th>{heads}<th>time</th></tr></thead><tbody>{rows}</tbody></table>{}{}</div>",
             html_escape(&self.progress_line()),
+            self.samples_html(),
             self.chart_svg
         );
         let mut b = MimeBundle::new();
@@ -181,6 +210,13 @@ impl TrainObserver for LiveTraining {
             }
             TrainEvent::EpochEnd(e) => {
                 self.history.push(e.clone());
+                self.refresh(true);
+            }
+            TrainEvent::Samples(samples) => {
+                if self.first_samples.is_empty() {
+                    self.first_samples = samples.clone();
+                }
+                self.latest_samples = samples.clone();
                 self.refresh(true);
             }
             TrainEvent::EarlyStopping { stopped_at, best_epoch, restored } => {

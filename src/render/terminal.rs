@@ -88,6 +88,11 @@ impl TrainObserver for TerminalProgress {
                 let val = e.val.map(|v| format!(", {}", v.summary("val_"))).unwrap_or_default();
                 self.line(&format!("epoch {}/{}: train_loss {:.4}{val} ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
             }
+            TrainEvent::Samples(samples) => {
+                for line in TrainEvent::sample_lines(samples, 100) {
+                    self.line(&format!("sample {line}"));
+                }
+            }
             TrainEvent::EarlyStopping { stopped_at, best_epoch, restored } => {
                 self.line(&TrainEvent::early_stopping_summary(*stopped_at, *best_epoch, *restored));
             }

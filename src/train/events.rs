@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::history::{EpochRecord, StepEval, StepRecord, TrainRun};
+use super::history::{EpochRecord, Sample, StepEval, StepRecord, TrainRun};
 
 /// What the loop reports while it runs.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub enum TrainEvent {
     EpochEnd(EpochRecord),
     /// A validation in the middle of an epoch (`eval_every`).
     Evaluated(StepEval),
+    /// What the model answers to the sample prompts now (`FitOptions::samples`).
+    Samples(Vec<Sample>),
     /// Early stopping's outcome, when it stopped the run or put back the best weights.
     EarlyStopping {
         /// The epoch after which it stopped the run, if it did.
@@ -113,6 +115,16 @@ impl TrainEvent {
             _ => format!("{} groups ({} down to {})", groups.len(), groups[0], groups[groups.len() - 1]),
         };
         format!("epoch {epoch}: training {what}, {} parameters", crate::numbers::group_digits(trainable_params))
+    }
+
+    /// The samples as lines (for renderers): `step N: <prompt> -> <text>`,
+    /// each text on one line and cut at `width` characters.
+    pub fn sample_lines(samples: &[Sample], width: usize) -> Vec<String> {
+        let one_line = |t: &str, n: usize| {
+            let flat: String = t.split_whitespace().collect::<Vec<_>>().join(" ");
+            if flat.chars().count() > n { format!("{}...", flat.chars().take(n).collect::<String>()) } else { flat }
+        };
+        samples.iter().map(|s| format!("step {}: {} -> {}", s.step, one_line(&s.prompt, width / 3), one_line(&s.text, width))).collect()
     }
 
     /// What early stopping did, in words (for renderers).

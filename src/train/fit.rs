@@ -16,7 +16,7 @@ use super::checkpoint::{self, CheckpointOptions, CheckpointState};
 use super::early_stopping::Tracker;
 use super::evaluate::{check_labels, evaluate_with_stop, PREFETCH_AHEAD};
 use super::events::{Silent, StopFlag, TrainEvent, TrainObserver};
-use super::history::{EpochRecord, EvalResult, StepEval, StepRecord, TrainRun};
+use super::history::{EpochRecord, EvalResult, Sample, StepEval, StepRecord, TrainRun};
 use super::layer_stats::LayerTracker;
 use super::loss::Loss;
 use super::optim::{self, Optimizer, ParamSpec};
@@ -252,6 +252,7 @@ impl<'a> Trainer<'a> {
             s.broadcast_weights(&*self.model)?;
         }
         self.layer_tracker = self.opts.track_layers.then(|| LayerTracker::new(&*self.model));
+        self.sample(first_epoch - 1)?;
         for epoch in first_epoch..=self.opts.epochs {
             match self.run_epoch(epoch)? {
                 Flow::Continue => {}
@@ -453,7 +454,24 @@ impl<'a> Trainer<'a> {
         let e = StepEval { step: self.step, epoch, result };
         self.run.evaluations.push(e);
         self.observer.on_event(&TrainEvent::Evaluated(e));
+        self.sample(epoch)?;
         Ok(true)
+    }
+
+    /// Asks the sample hook what the model does now and reports it (on the
+    /// main process; the time counts as evaluation, not training).
+    fn sample(&mut self, epoch: usize) -> Result<()> {
+        let Some(hook) = self.opts.samples.clone() else { return Ok(()) };
+        if !crate::distributed::is_main_process() || self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let pairs = (hook.0)(&*self.model)?;
+        self.eval_seconds += started.elapsed().as_secs_f64();
+        let samples: Vec<Sample> = pairs.into_iter().map(|(prompt, text)| Sample { step: self.step, epoch, prompt, text }).collect();
+        self.run.samples.extend(samples.iter().cloned());
+        self.observer.on_event(&TrainEvent::Samples(samples));
+        Ok(())
     }
 
     /// The epoch's validation and record, the plateau, early stopping and
@@ -472,6 +490,7 @@ impl<'a> Trainer<'a> {
         }
         self.run.epochs.push(record.clone());
         self.observer.on_event(&TrainEvent::EpochEnd(record));
+        self.sample(epoch)?;
         if let (Some(p), Some(v)) = (self.plan.plateau.as_mut(), val_result) {
             if p.update(v.loss) {
                 self.observer.on_event(&TrainEvent::Warning(format!("validation loss has not improved for 2 epochs: learning rate x{}", p.scale)));

@@ -153,6 +153,23 @@ pub struct TrainRun {
     /// Per layer group and epoch, weight change and gradient norm (with `track_layers`).
     #[serde(default)]
     pub layers: Vec<LayerStats>,
+    /// What the model answered to the sample prompts at the start and
+    /// after each evaluation (`FitOptions::samples`).
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+}
+
+/// One answer to a fixed prompt during training.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Optimizer steps taken when it was generated (0: before training).
+    pub step: usize,
+    /// The epoch it was generated in (0: before training).
+    pub epoch: usize,
+    /// The prompt as the user gave it (a chat's last user message).
+    pub prompt: String,
+    /// What the model generated.
+    pub text: String,
 }
 
 impl TrainRun {

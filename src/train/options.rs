@@ -98,6 +98,21 @@ pub struct FitOptions {
     /// Record per layer group, every epoch, the weight change and the mean
     /// gradient norm (keeps a copy of the starting weights).
     pub track_layers: bool,
+    /// Show what the model does now before training and after every
+    /// evaluation (a language model's answers to fixed prompts).
+    pub samples: Option<SampleHook>,
+}
+
+/// Produces samples of what a model does now: `(prompt, output)` pairs.
+/// The caller builds it (generation is above training in the layers);
+/// `fit` calls it with the model it trains and reports the result.
+#[derive(Clone)]
+pub struct SampleHook(pub std::sync::Arc<dyn Fn(&dyn crate::model::Learner) -> anyhow::Result<Vec<(String, String)>>>);
+
+impl std::fmt::Debug for SampleHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SampleHook")
+    }
 }
 
 impl Default for FitOptions {
@@ -124,6 +139,7 @@ impl Default for FitOptions {
             checkpoint: None,
             resume: None,
             eval_every: None,
+            samples: None,
             track_layers: false,
         }
     }

@@ -134,6 +134,68 @@ fn run_generate(ctx: &Context, m: &LanguageModelHandle, prompt: Dynamic, opts: M
     })
 }
 
+/// A prompt of `fit`'s `samples`: a raw string or a chat.
+enum SamplePrompt {
+    Raw(String),
+    Chat(Vec<Message>),
+}
+
+impl SamplePrompt {
+    /// What the user reads as the prompt: the string, or the chat's last user message.
+    fn label(&self) -> String {
+        match self {
+            Self::Raw(s) => s.clone(),
+            Self::Chat(m) => m.iter().rev().find(|m| m.role == "user").or(m.last()).map(|m| m.content.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// `fit`'s `samples` option: an array of prompts (strings or chats of
+/// `#{ role, content }`), or `#{ prompts, max_new_tokens }`. The hook
+/// answers each greedily with the model being trained, so that runs and
+/// their samples repeat.
+pub(super) fn sample_hook(ctx: &Context, value: &Dynamic) -> R<crate::train::SampleHook> {
+    let bad = || script_error("fit: 'samples' is an array of prompts (strings or chats of #{ role, content }), or #{ prompts: [...], max_new_tokens: 48 }");
+    let (items, max_new_tokens) = match value.clone().try_cast::<Map>() {
+        Some(map) => {
+            let o = Options::new("samples", map)?;
+            let prompts = o.get("prompts").and_then(|p| p.clone().try_cast::<Array>()).ok_or_else(bad)?;
+            (prompts, o.int("max_new_tokens", 48, 1, 100_000)? as usize)
+        }
+        None => (value.clone().try_cast::<Array>().ok_or_else(bad)?, 48),
+    };
+    if items.is_empty() {
+        return Err(bad());
+    }
+    let prompts = items
+        .iter()
+        .map(|item| {
+            if let Ok(s) = item.clone().into_string() {
+                Ok(SamplePrompt::Raw(s))
+            } else if let Some(chat) = item.clone().try_cast::<Array>() {
+                Ok(SamplePrompt::Chat(messages("fit: samples", &chat)?))
+            } else {
+                Err(bad())
+            }
+        })
+        .collect::<R<Vec<_>>>()?;
+    let stop = ctx.stop.clone();
+    let hook = move |learner: &dyn crate::model::Learner| -> anyhow::Result<Vec<(String, String)>> {
+        let model = learner.as_any().downcast_ref::<CausalModel>().ok_or_else(|| anyhow::anyhow!("fit: samples are a language model's answers to prompts, and this model is not a language model"))?;
+        let ids = prompts
+            .iter()
+            .map(|p| match p {
+                SamplePrompt::Raw(s) => model.encode(s),
+                SamplePrompt::Chat(m) => model.encode(&model.apply_chat_template(m, true)?),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let opts = GenerateOptions { max_new_tokens, ..Default::default() };
+        let out = generate(model, &ids, &opts, &mut |_, _| {}, &|| stop.load(std::sync::atomic::Ordering::Relaxed))?;
+        Ok(prompts.iter().zip(out).map(|(p, g)| (p.label(), g.text)).collect())
+    };
+    Ok(crate::train::SampleHook(std::sync::Arc::new(hook)))
+}
+
 fn strings(func: &str, items: Array) -> R<Vec<String>> {
     items.into_iter().map(|v| v.into_string().map_err(|t| script_error(format!("{func}: expected strings, found a {t}")))).collect()
 }

@@ -76,6 +76,10 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
         accumulate: o.int("accumulate", 1, 1, 1_000_000)? as usize,
         eval_every: o.opt_int("eval_every", 1, i64::MAX)?.map(|n| n as usize),
         track_layers: o.bool("track_layers", false)?,
+        samples: match o.get("samples") {
+            None => None,
+            Some(v) => Some(super::language::sample_hook(ctx, v)?),
+        },
         seed: Some(ctx.seed.get()),
         checkpoint: match o.get("checkpoint") {
             None => None,
@@ -342,6 +346,19 @@ pub(super) fn register(engine: &mut Engine) {
                 m.insert("step".into(), (e.step as i64).into());
                 m.insert("epoch".into(), (e.epoch as i64).into());
                 metrics_into(&mut m, &e.result, "val_");
+                Dynamic::from(m)
+            })
+            .collect()
+    });
+    engine.register_get("samples", |r: &mut RunHandle| -> Array {
+        r.0.samples
+            .iter()
+            .map(|s| {
+                let mut m = Map::new();
+                m.insert("step".into(), (s.step as i64).into());
+                m.insert("epoch".into(), (s.epoch as i64).into());
+                m.insert("prompt".into(), s.prompt.clone().into());
+                m.insert("text".into(), s.text.clone().into());
                 Dynamic::from(m)
             })
             .collect()
