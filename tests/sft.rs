@@ -186,8 +186,19 @@ fn a_resumed_sft_run_ends_with_the_weights_of_an_uninterrupted_one() {
     let tokens = tokenized(&straight, &data);
     let batches = loader(&tokens, 4);
     train::fit(&mut straight, &batches, None, &opts, &mut Silent, &stop).unwrap();
-    // The first epoch only, checkpointed; then a fresh model resumes from it.
-    train::fit(&mut first, &batches, None, &FitOptions { max_steps: Some(3), checkpoint: Some(checkpoints.clone()), ..opts.clone() }, &mut Silent, &stop).unwrap();
+    // Interrupted in the second epoch (as Ctrl-C does: the stop flag, seen
+    // at the next batch); a fresh model resumes from the first epoch's checkpoint.
+    struct StopInEpochTwo(Arc<AtomicBool>);
+    impl train::TrainObserver for StopInEpochTwo {
+        fn on_event(&mut self, event: &train::TrainEvent) {
+            if let train::TrainEvent::Step { epoch: 2, step_in_epoch: 1, .. } = event {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let cut = train::fit(&mut first, &batches, None, &FitOptions { checkpoint: Some(checkpoints.clone()), ..opts.clone() }, &mut StopInEpochTwo(interrupt.clone()), &interrupt).unwrap();
+    assert!(cut.interrupted && cut.steps.len() == 4, "stopped after the second epoch's first step: {} steps", cut.steps.len());
     train::fit(&mut resumed, &batches, None, &FitOptions { checkpoint: Some(checkpoints.clone()), resume: Some(checkpoints.dir.clone()), ..opts.clone() }, &mut Silent, &stop).unwrap();
     for ((name, a), (_, b)) in straight.named_parameters().iter().zip(resumed.named_parameters().iter()) {
         assert!(a.equal(b), "{name} differs after resuming");
