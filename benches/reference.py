@@ -270,6 +270,61 @@ def generate(args):
     emit("time_to_first_token", "s", first, impl="transformers", prompt_tokens=long.shape[1])
 
 
+def bbc_articles(cache, n):
+    """The first n BBC News articles in Tunebook's order (topic folders and
+    files sorted), each on one line."""
+    root = cache / "datasets" / "bbc_news"
+    files = sorted(p for d in sorted(root.iterdir()) if d.is_dir() for p in sorted(d.glob("*.txt")))
+    return [f.read_text(encoding="utf-8", errors="replace").replace("\n", " ") for f in files[:n]]
+
+
+def sft(args):
+    """SmolLM2 with LoRA r=16 (alpha 32, no dropout) on every projection in
+    PEFT, batch 4 x 256 tokens, AdamW 1e-4, clipping at 1.0 (as suite.rs
+    `sft`): tokens per second, and the peak resident set size of the timed
+    steps (the load excluded, as on Tunebook's side)."""
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    folder, name = args.cache / "models" / "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32, attn_implementation="sdpa")
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = peft.get_peft_model(model, peft.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM"))
+    model.train()
+    rows = [tok(t)["input_ids"][:256] for t in bbc_articles(args.cache, 4)]
+    assert all(len(r) == 256 for r in rows)
+    ids = torch.tensor(rows)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+
+    def step():
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    rates, peaks = [], []
+    for _ in range(args.repeats):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        rates.append(args.steps * ids.numel() / (time.perf_counter() - start))
+        peaks.append(peak_rss_mb())
+    emit("sft_tokens", "tokens/s", rates, impl="peft", batch=4, seq_len=256, trainable_params=sum(p.numel() for p in params))
+    emit("sft_peak_memory", "MB", peaks, impl="peft", batch=4, seq_len=256)
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        kib = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    return kib * 1024 / 1e6
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("command")
@@ -284,7 +339,7 @@ def main():
     torch.manual_seed(0)
     commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
                 "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args),
-                "generate": lambda: generate(args)}
+                "generate": lambda: generate(args), "sft": lambda: sft(args)}
     if args.command not in commands:
         raise SystemExit(f"no benchmark '{args.command}'; commands: {', '.join(commands)}")
     commands[args.command]()

@@ -35,6 +35,9 @@ FIGURES = [
     ("script", [], {"steps": (10, 2), "repeats": (3, 1)}),
     # Generation: `steps` is the number of new tokens.
     ("generate", ["generate"], {"steps": (128, 4), "repeats": (3, 1)}),
+    # Supervised fine-tuning of SmolLM2 with LoRA: `steps` optimizer steps of 4 x 256 tokens.
+    ("sft", ["sft"], {"steps": (5, 1), "repeats": (3, 1)}),
+    ("sft-packing", [], {"steps": (5, 1), "repeats": (2, 1)}),
     # train-full again as 2 ranks on this machine (Gloo over loopback, the
     # threads shared out), against PyTorch DDP launched the same way.
     ("train-full", ["train-full"], {"steps": (10, 2), "repeats": (5, 1), "ranks": 2}),
@@ -217,6 +220,12 @@ def table_rows(by, cache):
     add("generation, SmolLM2-135M fp32, batch 1, KV cache, greedy", "tokens/s", g(("generate_tokens", "tunebook")), g(("generate_tokens", "transformers")), "transformers generate", True, "≥ 1.3, aim 2")
     add("time to first token, 256-token prompt", "s", g(("time_to_first_token", "tunebook")), g(("time_to_first_token", "transformers")), "transformers generate", False)
     add("load SmolLM2 from GGUF (Q4_1 → fp32)", "s", g(("load_gguf", "tunebook")), g(("load_gguf", "transformers")), "transformers GGUF loader", False)
+    add("SFT step, SmolLM2 + LoRA r=16 on every projection, 4 x 256 tokens", "tokens/s", g(("sft_tokens", "tunebook")), g(("sft_tokens", "peft")), "transformers + PEFT", True, "≥ 1.0, aim 1.2")
+    add("peak memory of those SFT steps", "MB", g(("sft_peak_memory", "tunebook")), g(("sft_peak_memory", "peft")), "transformers + PEFT", False, "≤ PEFT")
+    packed, unpacked = g(("sft_packed", "tunebook")), g(("sft_unpacked", "tunebook"))
+    add("SFT on the headline task (batch 4), real tokens packed against unpadded rows", "tokens/s", packed, unpacked, "Tunebook unpacked", True)
+    if packed and unpacked:
+        rows.append({"what": "share of padding, headline task: packed (unpacked)", "unit": "%", "tunebook": summary([100 * packed["padding_share"]]), "reference": summary([100 * unpacked["padding_share"]]), "reference_name": "unpacked", "ratio": None, "target": ""})
     add("kernel start to kernel_info_reply", "s", g(("kernel_start", "tunebook")), g(("kernel_start", "ipykernel")), "ipykernel", False, "≥ 5")
     add("trivial execute round trip", "ms", g(("execute_round_trip", "tunebook")), g(("execute_round_trip", "ipykernel")), "ipykernel", False, "≥ 5")
     add("a training run from a Rhai script", "s", g(("script_run", "tunebook")), g(("script_run", "rust")), "the same run from Rust", False, "≈ 1.0 (noise)")

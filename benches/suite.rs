@@ -19,6 +19,13 @@
 //!   load, tokens per second of `--steps` greedy new tokens (128) with the
 //!   KV cache at batch 1, and seconds to the first token of a 256-token
 //!   prompt.
+//! - `sft`: SmolLM2 with LoRA r=16 (alpha 32) on every projection, batch 4
+//!   x 256 tokens of BBC News text (every token learned, no padding), AdamW,
+//!   clipping at 1.0: tokens per second over `--steps` steps, and the peak
+//!   resident set size during training (the load excluded on both sides).
+//! - `sft-packing`: the headline task of course lesson 11 (article start ->
+//!   headline, answers only, max_len 256), batch 4, unpacked and packed:
+//!   the share of padding and the real (non-padding) tokens per second.
 //!
 //! Started as ranks of a distributed run (`RANK`, `WORLD_SIZE`, ... set, as
 //! `benches/run.py` does), `train-*` trains data-parallel with the same
@@ -273,6 +280,112 @@ fn generate(new_tokens: usize, repeats: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SmolLM2 from the bootstrap's GGUF with LoRA r=16, alpha 32, no dropout,
+/// on every projection (TRL's and QLoRA's recipe).
+fn smollm2_with_lora() -> anyhow::Result<tunebook::model::CausalModel> {
+    let path = tunebook::model::resolve_path("smollm2", &tunebook::runtime::cache_dir())?;
+    let mut model = tunebook::model::CausalModel::load("smollm2", &path, Device::Cpu)?;
+    let targets = model.default_lora_targets();
+    model.add_lora(&LoraConfig { r: 16, alpha: 32.0, dropout: 0.0, targets, ..Default::default() })?;
+    Ok(model)
+}
+
+/// AdamW at 1e-4, constant, clipping at 1.0, one epoch (no weight decay
+/// on the LoRA matrices, as PEFT recipes run them).
+fn sft_options() -> FitOptions {
+    FitOptions { lr: 1e-4, weight_decay: 0.0, schedule: Schedule::Constant, warmup: 0.0, epochs: 1, max_grad_norm: Some(1.0), ..FitOptions::default() }
+}
+
+/// Rows of exactly `len` tokens of BBC News text, every token learned.
+fn text_rows(model: &tunebook::model::CausalModel, rows: usize, len: usize) -> anyhow::Result<Arc<TokenizedDataset>> {
+    let articles = TextDataset::named("bbc_news", &tunebook::runtime::cache_dir())?;
+    let texts: Vec<String> = articles.texts.iter().take(rows).map(|t| t.replace('\n', " ")).collect();
+    let opts = tunebook::data::SftOptions { max_len: len, train_on: tunebook::data::TrainOn::All, drop_long: false };
+    let (tokens, _) = tunebook::data::chat::tokenize_texts("bbc", &texts, model, opts)?;
+    anyhow::ensure!(tokens.input_ids.iter().all(|r| r.len() == len), "every article is longer than {len} tokens");
+    Ok(Arc::new(tokens))
+}
+
+fn sft(steps: usize, repeats: usize) -> anyhow::Result<()> {
+    const SFT_BATCH: usize = 4;
+    const SEQ: usize = 256;
+    let mut model = smollm2_with_lora()?;
+    let tokens = text_rows(&model, SFT_BATCH, SEQ)?;
+    // The same 4 rows `steps` times: one epoch of identical batches.
+    let idx: Vec<usize> = (0..SFT_BATCH * steps).map(|i| i % SFT_BATCH).collect();
+    let repeated = Arc::new(TokenizedDataset {
+        input_ids: idx.iter().map(|&i| tokens.input_ids[i].clone()).collect(),
+        token_type_ids: idx.iter().map(|&i| tokens.token_type_ids[i].clone()).collect(),
+        token_labels: tokens.token_labels.as_ref().map(|l| idx.iter().map(|&i| l[i].clone()).collect()),
+        texts: idx.iter().map(|&i| tokens.texts[i].clone()).collect(),
+        targets: tunebook::data::Targets::NextToken(idx.len()),
+        ..(*tokens).clone()
+    });
+    let loader = DataLoader::new(repeated, LoaderOptions { batch_size: SFT_BATCH, ..Default::default() })?;
+    let warm = DataLoader::new(tokens.clone(), LoaderOptions { batch_size: SFT_BATCH, ..Default::default() })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    train::fit(&mut model, &warm, None, &sft_options(), &mut Silent, &stop)?;
+    let (mut rates, mut peaks) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let run = train::fit(&mut model, &loader, None, &sft_options(), &mut Silent, &stop)?;
+        rates.push((run.steps.len() * SFT_BATCH * SEQ) as f64 / run.train_seconds);
+        peaks.push(run.peak_rss_bytes.unwrap_or(0) as f64 / 1e6);
+    }
+    let trainable: i64 = model.named_parameters().iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
+    emit("sft_tokens", "tokens/s", rates, json!({ "batch": SFT_BATCH, "seq_len": SEQ, "trainable_params": trainable }));
+    emit("sft_peak_memory", "MB", peaks, json!({ "batch": SFT_BATCH, "seq_len": SEQ }));
+    Ok(())
+}
+
+/// Lesson 11's examples: the start of each article (400 characters) asks
+/// for its headline (the first line).
+fn headline_examples(rows: usize) -> anyhow::Result<tunebook::data::ChatDataset> {
+    use tunebook::data::{Example, Message};
+    let articles = TextDataset::named("bbc_news", &tunebook::runtime::cache_dir())?;
+    let examples = articles
+        .texts
+        .iter()
+        .take(rows)
+        .map(|t| {
+            let (headline, body) = t.split_once('\n').unwrap_or((t, ""));
+            let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(400).collect();
+            Example::Chat(vec![
+                Message { role: "system".into(), content: "You write news headlines.".into() },
+                Message { role: "user".into(), content: format!("Headline for this article:\n{body}") },
+                Message { role: "assistant".into(), content: headline.trim().into() },
+            ])
+        })
+        .collect();
+    Ok(tunebook::data::ChatDataset { name: "headlines".into(), examples })
+}
+
+fn sft_packing(steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let mut model = smollm2_with_lora()?;
+    let examples = headline_examples(400)?;
+    let opts = tunebook::data::SftOptions { max_len: 256, train_on: tunebook::data::TrainOn::Answers, drop_long: false };
+    let tokens = Arc::new(tunebook::data::chat::tokenize_examples(&examples, &model, opts)?.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    for packing in [false, true] {
+        let loader = DataLoader::new(tokens.clone(), LoaderOptions { batch_size: 4, shuffle: true, seed: 1, packing, ..Default::default() })?;
+        let padding = loader.padding_share(1);
+        let real_per_batch: f64 = {
+            let batches = loader.batch_indices(1);
+            let real: usize = batches.iter().flatten().map(|&i| tokens.input_ids[i].len()).sum();
+            real as f64 / batches.len() as f64
+        };
+        let opts = FitOptions { max_steps: Some(steps), ..sft_options() };
+        train::fit(&mut model, &loader, None, &FitOptions { max_steps: Some(1), ..sft_options() }, &mut Silent, &stop)?;
+        let mut rates = Vec::new();
+        for _ in 0..repeats {
+            let run = train::fit(&mut model, &loader, None, &opts, &mut Silent, &stop)?;
+            rates.push(run.steps.len() as f64 * real_per_batch / run.train_seconds);
+        }
+        let name = if packing { "sft_packed" } else { "sft_unpacked" };
+        emit(name, "tokens/s", rates, json!({ "padding_share": padding, "batches_per_epoch": loader.len(), "examples": tokens.len() }));
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let command = std::env::args().skip(1).find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).unwrap_or_default();
     let threads = arg("--threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -290,6 +403,8 @@ fn main() -> anyhow::Result<()> {
         "data" => data(repeats),
         "script" => script(steps, repeats),
         "generate" => generate(steps, repeats),
-        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script, generate"),
+        "sft" => sft(steps, repeats),
+        "sft-packing" => sft_packing(steps, repeats),
+        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script, generate, sft, sft-packing"),
     }
 }

@@ -175,6 +175,84 @@ impl Dense {
     }
 }
 
+/// Rows of the head computed at once by `linear_cross_entropy`: about 64
+/// MB of fp32 logits for a 49,152-token vocabulary.
+const LOSS_CHUNK_ELEMENTS: i64 = 1 << 24;
+
+/// The mean cross-entropy of the logits `hidden @ head^T` against `labels`
+/// (`-100` ignored), for `[.., hidden]` states and `[..]` labels, without
+/// keeping the `[tokens, vocab]` logits: only labelled rows are projected,
+/// a chunk at a time, and each chunk's softmax gives the loss and, in the
+/// same pass, the gradients (`(softmax - onehot) / n` times the head or the
+/// states), which reach autograd through a term whose value is zero. A
+/// language model's vocabulary makes the logits the largest tensor of a
+/// step; this never holds more than one chunk of them (the technique of
+/// Liger's fused linear cross-entropy and Apple's Cut Cross-Entropy).
+/// The softmax is in fp32 whatever the states' kind.
+pub fn linear_cross_entropy(hidden: &Tensor, head: &Tensor, labels: &Tensor) -> Tensor {
+    chunked_cross_entropy(hidden, head, labels, LOSS_CHUNK_ELEMENTS)
+}
+
+/// `linear_cross_entropy` with chunks of about `chunk_elements` logits.
+fn chunked_cross_entropy(hidden: &Tensor, head: &Tensor, labels: &Tensor, chunk_elements: i64) -> Tensor {
+    let width = *hidden.size().last().expect("hidden states have a feature dimension");
+    let flat = hidden.reshape([-1, width]);
+    let targets = labels.reshape([-1]).to_device(flat.device());
+    let rows = targets.ne(-100).nonzero().squeeze_dim(1);
+    let n = rows.size()[0];
+    if n == 0 {
+        // Nothing to learn here: a zero that keeps the graph.
+        return hidden.sum(Kind::Float) * 0.0;
+    }
+    let states = flat.index_select(0, &rows);
+    let targets = targets.index_select(0, &rows).unsqueeze(1);
+    let want_states = states.requires_grad();
+    let want_head = head.requires_grad();
+    let (vocab, _) = head.size2().expect("the head is [vocab, hidden]");
+    let chunk = (chunk_elements / vocab).max(1);
+    let (loss_sum, grad_states, grad_head) = tch::no_grad(|| {
+        let (s, w) = (states.detach(), head.detach());
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, s.device()));
+        let mut grad_states = Vec::new();
+        let mut grad_head = want_head.then(|| Tensor::zeros(w.size(), (Kind::Float, w.device())));
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let (s_c, t_c) = (s.narrow(0, start, len), targets.narrow(0, start, len));
+            let logits = s_c.matmul(&w.tr()).to_kind(Kind::Float);
+            let lse = logits.logsumexp([1], true);
+            loss_sum += (&lse - logits.gather(1, &t_c, false)).sum(Kind::Float);
+            if want_states || want_head {
+                // (softmax - onehot) / n, in place over the chunk's logits.
+                let mut d = (logits - lse).exp_();
+                let _ = d.scatter_add_(1, &t_c, &Tensor::full([len, 1], -1.0, (Kind::Float, d.device())));
+                let d = (d / n as f64).to_kind(w.kind());
+                if want_states {
+                    grad_states.push(d.matmul(&w));
+                }
+                if let Some(g) = grad_head.as_mut() {
+                    *g += d.tr().matmul(&s_c).to_kind(Kind::Float);
+                }
+            }
+            start += len;
+        }
+        (loss_sum, grad_states, grad_head)
+    });
+    let loss = loss_sum / n as f64;
+    // A term whose value is 0 and whose gradients are those computed above.
+    let mut carrier = hidden.sum(Kind::Float) * 0.0;
+    if want_states {
+        let g = Tensor::cat(&grad_states, 0);
+        let term = (&states * &g).sum(Kind::Float);
+        carrier = carrier + &term - term.detach();
+    }
+    if let Some(g) = grad_head {
+        let term = (head * g.to_kind(head.kind())).sum(Kind::Float);
+        carrier = carrier + &term - term.detach();
+    }
+    carrier + loss
+}
+
 /// A Houlsby bottleneck adapter: `x + up(act(down(x)))`, with `up` starting
 /// at zero so that a new adapter is the identity.
 #[derive(Debug)]
@@ -263,6 +341,31 @@ mod tests {
             assert!(d < 1e-5, "rslora {rslora}, dora {dora}: forward and merged weight differ by {d}");
         }
         assert_eq!(LoraConfig { r: 4, alpha: 8.0, rslora: true, ..Default::default() }.scale(), 4.0);
+    }
+
+    #[test]
+    fn chunked_cross_entropy_gives_the_loss_and_gradients_of_the_full_logits() {
+        tch::manual_seed(3);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let hidden = Tensor::randn([2, 7, 5], opts).set_requires_grad(true);
+        let head = Tensor::randn([11, 5], opts).set_requires_grad(true);
+        let labels = Tensor::randint(11, [2, 7], (Kind::Int64, tch::Device::Cpu)).masked_fill(&Tensor::from_slice(&[true, false, true, false, false, true, true, false, false, false, true, false, false, true]).view([2, 7]), -100);
+        // Chunks of 2 rows (22 logits) over the 8 labelled rows.
+        let ours = chunked_cross_entropy(&hidden, &head, &labels, 22);
+        let (gh, gw) = {
+            let g = Tensor::run_backward(&[&ours], &[&hidden, &head], false, false);
+            (g[0].copy(), g[1].copy())
+        };
+        let logits = hidden.matmul(&head.tr());
+        let want = logits.view([-1, 11]).cross_entropy_loss::<Tensor>(&labels.view([-1]), None, tch::Reduction::Mean, -100, 0.0);
+        let g = Tensor::run_backward(&[&want], &[&hidden, &head], false, false);
+        let d = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        assert!(d(&ours, &want) < 1e-6, "loss {} vs {}", ours.double_value(&[]), want.double_value(&[]));
+        assert!(d(&gh, &g[0]) < 1e-6 && d(&gw, &g[1]) < 1e-6, "gradients differ: {} {}", d(&gh, &g[0]), d(&gw, &g[1]));
+        // No label at all: zero, with a graph.
+        let none = chunked_cross_entropy(&hidden, &head, &labels.full_like(-100), 22);
+        assert_eq!(none.double_value(&[]), 0.0);
+        assert!(none.requires_grad());
     }
 
     #[test]

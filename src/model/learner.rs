@@ -16,6 +16,14 @@ pub trait Learner {
     /// The head's raw outputs `[batch, labels]` for a batch of inputs;
     /// dropout acts only when `train`.
     fn forward(&self, inputs: &Inputs, train: bool) -> Result<Tensor>;
+    /// The training loss of a batch, where the model computes it better
+    /// than `forward` followed by the task's loss: a language model's
+    /// chunked cross-entropy, which never keeps `[tokens, vocab]` logits.
+    /// The mean over label tokens (labels as the loader gives them);
+    /// `None` for models without one.
+    fn own_loss(&self, _inputs: &Inputs, _labels: &Tensor, _train: bool) -> Option<Result<Tensor>> {
+        None
+    }
     /// The model as its own type, for callers that do more than train it
     /// (a language model's sampling hook generates with it).
     fn as_any(&self) -> &dyn std::any::Any;

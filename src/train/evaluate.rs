@@ -111,24 +111,30 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
             return Ok(None);
         }
         let batch = batch.to_device(device);
-        let outputs = model.forward(&batch.inputs, false)?;
-        let loss = loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]);
+        // A model's own loss (a language model's, which needs no [tokens, vocab] logits) leaves no outputs to score.
+        let (loss, outputs) = match model.own_loss(&batch.inputs, &batch.labels, false) {
+            Some(loss) => (loss?.double_value(&[]), None),
+            None => {
+                let outputs = model.forward(&batch.inputs, false)?;
+                (loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]), Some(outputs))
+            }
+        };
         // The mean is over rows, or over labelled tokens for token and language-model data.
         let counted = if matches!(task, Task::Tokens | Task::NextToken) { batch.labels.ne(-100).sum(Kind::Int64).int64_value(&[]) as f64 } else { batch.size as f64 };
         if counted > 0.0 {
             loss_sum += loss * counted;
             weight += counted;
         }
-        match &mut detail {
-            EvalDetail::Classes(confusion) => {
+        match (&mut detail, outputs) {
+            (EvalDetail::NextToken, _) | (_, None) => {}
+            (EvalDetail::Classes(confusion), Some(outputs)) => {
                 // Token data: -100 marks padding and continuation tokens, which `add` skips.
                 let predicted = Vec::<i64>::try_from(outputs.argmax(-1, false).flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
                 let truth = Vec::<i64>::try_from(batch.labels.flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
                 confusion.add(&truth, &predicted);
             }
-            EvalDetail::MultiLabel(counts) => counts.add(&floats(&batch.labels), &floats(&outputs.ge(0.0))),
-            EvalDetail::Regression(scores) => scores.add(&floats(&batch.labels), &floats(&outputs)),
-            EvalDetail::NextToken => {}
+            (EvalDetail::MultiLabel(counts), Some(outputs)) => counts.add(&floats(&batch.labels), &floats(&outputs.ge(0.0))),
+            (EvalDetail::Regression(scores), Some(outputs)) => scores.add(&floats(&batch.labels), &floats(&outputs)),
         }
         rows += batch.size;
     }

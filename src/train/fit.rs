@@ -401,14 +401,13 @@ impl<'a> Trainer<'a> {
                 s.last_backward();
             }
             let batch = prepared.next_batch()?.ok_or_else(|| anyhow::anyhow!("the data loader ended early"))?.to_device(self.device);
-            let logits = self.model.forward(&batch.inputs, true)?;
             // Each batch counts by its weight, so accumulated steps equal one big batch.
             let share = if group_weight > 0.0 { weigh(local) / group_weight } else { 0.0 };
             let loss = if share > 0.0 {
-                self.loss.compute(&logits, &batch.labels, self.loss_weights.as_ref(), self.opts.label_smoothing)
+                super::loss::batch_loss(&*self.model, &batch, self.loss, self.loss_weights.as_ref(), self.opts.label_smoothing)?
             } else {
                 // No label token (answers cut off): a zero that keeps the graph, not the mean of nothing.
-                logits.sum(tch::Kind::Float) * 0.0
+                self.model.forward(&batch.inputs, true)?.sum(tch::Kind::Float) * 0.0
             };
             let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
             if self.sync.is_none() {

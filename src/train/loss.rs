@@ -3,6 +3,8 @@
 use anyhow::{bail, Result};
 use tch::{Reduction, Tensor};
 
+use crate::data::Batch;
+use crate::model::Learner;
 use crate::task::Task;
 
 /// The loss `fit` minimizes.
@@ -93,7 +95,9 @@ impl Loss {
 #[cfg(test)]
 mod tests {
     use super::Loss;
-    use crate::task::Task;
+    use crate::data::Batch;
+use crate::model::Learner;
+use crate::task::Task;
     use tch::Tensor;
 
     #[test]
@@ -119,5 +123,14 @@ mod tests {
         assert_eq!(e, "loss 'mse' does not fit a classify head; valid: cross_entropy");
         let e = Loss::CrossEntropy.check(Task::Regression).unwrap_err().to_string();
         assert!(e.ends_with("valid: mse, mae, huber"), "{e}");
+    }
+}
+
+/// A batch's training loss: the model's own where it has one (a language
+/// model's chunked cross-entropy), else its outputs against `loss`.
+pub(super) fn batch_loss(model: &dyn Learner, batch: &Batch, loss: Loss, class_weights: Option<&Tensor>, label_smoothing: f64) -> anyhow::Result<Tensor> {
+    match model.own_loss(&batch.inputs, &batch.labels, true) {
+        Some(own) => own,
+        None => Ok(loss.compute(&model.forward(&batch.inputs, true)?, &batch.labels, class_weights, label_smoothing)),
     }
 }

@@ -113,13 +113,18 @@ pub enum AttnMask {
     Additive(Tensor),
 }
 
-/// Scaled-dot-product attention of `[batch, heads, seq, dim]` tensors
-/// (libtorch's SDPA; its causal kernel where the mask allows).
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Tensor {
+/// Scaled-dot-product attention of `[batch, heads, seq, dim]` queries over
+/// `[batch, kv_heads, seq, dim]` keys and values shared by groups of query
+/// heads (libtorch's SDPA; its causal kernel where the mask allows). Without
+/// a mask SDPA shares the key/value heads itself (`enable_gqa`); a mask
+/// would send that to the slow math kernel, so the heads are copied then,
+/// as transformers does.
+pub fn attend(q: &Tensor, k: Tensor, v: Tensor, groups: i64, mask: &AttnMask) -> Tensor {
+    let gqa = groups > 1;
     match mask {
-        AttnMask::All => Tensor::scaled_dot_product_attention::<Tensor>(q, k, v, None, 0.0, false, None, false),
-        AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(q, k, v, None, 0.0, true, None, false),
-        AttnMask::Additive(m) => Tensor::scaled_dot_product_attention(q, k, v, Some(m), 0.0, false, None, false),
+        AttnMask::All => Tensor::scaled_dot_product_attention::<Tensor>(q, &k, &v, None, 0.0, false, None, gqa),
+        AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(q, &k, &v, None, 0.0, true, None, gqa),
+        AttnMask::Additive(m) => Tensor::scaled_dot_product_attention(q, &repeat_kv(k, groups), &repeat_kv(v, groups), Some(m), 0.0, false, None, false),
     }
 }
 
@@ -169,7 +174,7 @@ impl Attention {
             None => (k, v),
         };
         let groups = self.heads / self.kv_heads;
-        let context = attend(&q, &repeat_kv(k, groups), &repeat_kv(v, groups), mask);
+        let context = attend(&q, k, v, groups, mask);
         self.o_proj.forward(&context.transpose(1, 2).reshape([b, s, self.heads * self.head_dim]), train)
     }
 }
@@ -268,7 +273,13 @@ impl Decoder {
     /// (only the last position's, `[batch, 1, vocab]`, when `last_only`).
     /// With `cache`, the keys and values of earlier calls are attended and
     /// the new ones appended.
-    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
+    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
+        self.hidden(ids, positions, mask, cache, train, last_only).matmul(&self.head_weight().tr())
+    }
+
+    /// The final normed hidden states `[batch, seq, hidden]` that the head
+    /// turns into logits; as `forward` otherwise.
+    pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
         let mut h = ids.apply(&self.embed_tokens);
         if let Some(scale) = self.embed_scale {
             // Gemma multiplies by sqrt(hidden) rounded to the hidden states' kind.
@@ -280,8 +291,12 @@ impl Decoder {
             h = layer.forward(&h, &rope, mask, layer_cache, train);
         }
         let h = if last_only { h.narrow(1, h.size()[1] - 1, 1) } else { h };
-        let h = self.norm.forward(&h);
-        h.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed_tokens.ws).tr())
+        self.norm.forward(&h)
+    }
+
+    /// The head's weight `[vocab, hidden]` (the embedding's, when tied).
+    pub fn head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens.ws)
     }
 
     /// Every linear layer, for LoRA.

@@ -49,7 +49,7 @@ impl Block {
             Some(c) => c.extend(k, v),
             None => (k, v),
         };
-        let context = attend(&q, &k, &v, mask);
+        let context = attend(&q, k, v, 1, mask);
         let h1 = xs + self.attn_c_proj.forward(&context.transpose(1, 2).reshape([b, s, h]), train);
         let m = self.c_fc.forward(&self.ln_2.forward(&h1), train).gelu("tanh");
         &h1 + self.mlp_c_proj.forward(&m, train)
@@ -78,14 +78,24 @@ impl Gpt2 {
     }
 
     /// Logits as `Decoder::forward` computes them.
-    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
+    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
+        self.hidden(ids, positions, mask, cache, train, last_only).matmul(&self.wte.ws.tr())
+    }
+
+    /// The final normed hidden states `[batch, seq, hidden]`; as `forward` otherwise.
+    pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
         let mut x = ids.apply(&self.wte) + positions.apply(&self.wpe);
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c[i]);
             x = block.forward(&x, mask, layer_cache, train);
         }
         let x = if last_only { x.narrow(1, x.size()[1] - 1, 1) } else { x };
-        self.ln_f.forward(&x).matmul(&self.wte.ws.tr())
+        self.ln_f.forward(&x)
+    }
+
+    /// The head's weight `[vocab, hidden]`: the token embedding (GPT-2 ties them).
+    pub fn head_weight(&self) -> &Tensor {
+        &self.wte.ws
     }
 
     /// Every linear layer, for LoRA.

@@ -50,6 +50,22 @@ impl DecoderNet {
         }
     }
 
+    /// The final normed hidden states; see `decoder::Decoder::hidden`.
+    pub fn hidden(&self, ids: &tch::Tensor, positions: &tch::Tensor, mask: &decoder::AttnMask, train: bool) -> tch::Tensor {
+        match self {
+            Self::Llama(d) => d.hidden(ids, positions, mask, None, train, false),
+            Self::Gpt2(g) => g.hidden(ids, positions, mask, None, train, false),
+        }
+    }
+
+    /// The head's weight `[vocab, hidden]`.
+    pub fn head_weight(&self) -> &tch::Tensor {
+        match self {
+            Self::Llama(d) => d.head_weight(),
+            Self::Gpt2(g) => g.head_weight(),
+        }
+    }
+
     /// Every linear layer, for LoRA.
     pub fn denses_mut(&mut self) -> Vec<&mut crate::model::layers::Dense> {
         match self {

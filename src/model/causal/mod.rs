@@ -476,6 +476,15 @@ impl super::Learner for CausalModel {
         }
     }
 
+    fn own_loss(&self, inputs: &crate::data::Inputs, labels: &Tensor, train: bool) -> Option<Result<Tensor>> {
+        let crate::data::Inputs::Text { input_ids, attention_mask, .. } = inputs else { return None };
+        let device = self.vs.device();
+        let mask = attention_mask.to_device(device);
+        let attend = causal_mask(&mask, mask.size()[1], self.config.sliding_window, self.dtype());
+        let hidden = self.net.hidden(&input_ids.to_device(device), &positions_from_mask(&mask), &attend, train);
+        Some(Ok(crate::model::layers::linear_cross_entropy(&hidden, self.net.head_weight(), labels)))
+    }
+
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         self.named_parameters_sorted()
     }
