@@ -41,6 +41,7 @@ out("CHATGEN", generate(lm, CHAT_MSGS, #{ max_new_tokens: 32, stream: false }));
 for t in generate(lm, PROMPTS, #{ max_new_tokens: 16 }) { out("BATCH", t); }
 for t in TEXTS { let e = evaluate(lm, t); print(`LOSS	${e.loss}	${e.tokens}`); }
 for p in PROMPTS { print(`IDS	${lm.encode(p)}`); }
+lm.logits(FIXED_IDS).save("OUT/logits.safetensors");
 lm.save("OUT/hf");
 lm.save("OUT/f16.gguf");
 lm.save("OUT/q8.gguf", #{ gguf_type: "q8_0" });
@@ -60,7 +61,7 @@ def rhai_array(items):
 def tunebook_run():
     out = scratch("tunebook-smollm2-")
     chat = "[" + ", ".join(f'#{{ role: {json.dumps(m["role"])}, content: {json.dumps(m["content"])} }}' for m in CHAT) + "]"
-    script = SCRIPT.replace("PROMPTS", rhai_array(PROMPTS)).replace("TEXTS", rhai_array(TEXTS)).replace("CHAT_MSGS", chat).replace("OUT", str(out))
+    script = SCRIPT.replace("FIXED_IDS", json.dumps(fixed_ids().tolist())).replace("PROMPTS", rhai_array(PROMPTS)).replace("TEXTS", rhai_array(TEXTS)).replace("CHAT_MSGS", chat).replace("OUT", str(out))
     (out / "lm.rhai").write_text(script)
     run = subprocess.run([TUNEBOOK, "run", str(out / "lm.rhai"), "--device", "cpu"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -132,6 +133,22 @@ def test_text_loss_matches_transformers(tunebook_run, reference_model):
         assert tokens == ids.shape[1] - 1
         # Measured: within 3e-6.
         assert abs(loss - want) <= 3e-5, (text, loss, want)
+
+
+def test_logits_on_fixed_ids_match_transformers(tunebook_run, reference_model):
+    out, _ = tunebook_run
+    model, _ = reference_model
+    from safetensors.torch import load_file
+
+    ours = load_file(out / "logits.safetensors")["tensor"]
+    with torch.no_grad():
+        want = model(fixed_ids()).logits
+    assert ours.shape == want.shape
+    diff = (ours - want).abs().max().item()
+    print(f"logits: max difference {diff:.3g} (largest logit {want.abs().max().item():.3g})")
+    # Measured: 0 (the same dequantized weights through the same libtorch
+    # kernels); 1e-5 leaves room for a change in the order of operations.
+    assert diff <= 1e-5, diff
 
 
 def test_saved_folder_gives_the_gguf_logits_in_transformers(tunebook_run, reference_model):

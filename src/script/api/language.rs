@@ -278,6 +278,23 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         guard(|| m.0.borrow().decode(&ids, false))
     });
     engine.register_fn("save", |m: &mut LanguageModelHandle, path: &str, opts: Map| save(m, path, opts));
+    engine.register_fn("logits", |m: &mut LanguageModelHandle, ids: Array| -> R<super::handles::TensorHandle> {
+        // One sequence of ids, or a batch of sequences of one length.
+        let rows: Vec<Array> = if ids.first().is_some_and(|r| r.is_array()) { ids.into_iter().map(|r| r.cast::<Array>()).collect() } else { vec![ids] };
+        let width = rows.first().map_or(0, Vec::len);
+        if width == 0 || rows.iter().any(|r| r.len() != width) {
+            return Err(script_error("logits: give token ids, as one array or as arrays of one length (a batch)"));
+        }
+        let flat: Vec<i64> = rows.iter().flatten().map(|v| v.as_int().map_err(|t| script_error(format!("logits: token ids are integers, found a {t}")))).collect::<R<_>>()?;
+        let model = m.0.borrow();
+        let vocab = model.config.vocab_size;
+        if let Some(bad) = flat.iter().find(|&&i| i < 0 || i >= vocab) {
+            return Err(script_error(format!("logits: token id {bad} is outside the vocabulary (0 to {})", vocab - 1)));
+        }
+        let input = tch::Tensor::from_slice(&flat).view([rows.len() as i64, width as i64]);
+        let logits = tch::no_grad(|| model.logits(&input, &input.ones_like()));
+        Ok(super::handles::TensorHandle(logits.to_device(tch::Device::Cpu)))
+    });
     engine.register_get("chat_template", |m: &mut LanguageModelHandle| -> Dynamic { m.0.borrow().chat_template.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
     engine.register_get("config", |m: &mut LanguageModelHandle| -> Dynamic {
         let json = m.0.borrow().config.to_json("float32");

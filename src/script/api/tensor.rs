@@ -53,6 +53,14 @@ fn from_array(a: Array) -> R<TensorHandle> {
     Ok(TensorHandle(Tensor::from_slice(&values).to_kind(kind).reshape(&shape)))
 }
 
+/// The safetensors file of one tensor named `tensor` (as `safetensors.torch.load_file` reads it).
+fn safetensors_bytes(t: &Tensor) -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("t.safetensors");
+    crate::model::weights::hf::write_safetensors(&[("tensor", t.to_device(tch::Device::Cpu).contiguous())], &file)?;
+    Ok(std::fs::read(file)?)
+}
+
 /// `float32`, `int64`, ... as PyTorch names them.
 fn dtype(t: &Tensor) -> String {
     match t.kind() {
@@ -143,6 +151,12 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("-", |a: INT, b: TensorHandle| TensorHandle(-&b.0 + a));
     engine.register_fn("/", |a: INT, b: TensorHandle| TensorHandle(b.0.to_kind(Kind::Float).reciprocal() * a));
     engine.register_fn("==", |a: &mut TensorHandle, b: TensorHandle| a.0.size() == b.0.size() && a.0.equal(&b.0));
+    engine.register_fn("save", |t: &mut TensorHandle, path: &str| -> R<String> {
+        // One tensor named "tensor" in a safetensors file, written atomically.
+        let bytes = safetensors_bytes(&t.0).map_err(|e| script_error(format!("save: {e}")))?;
+        crate::files::write_file(std::path::Path::new(path), &bytes).map_err(|e| script_error(format!("save: cannot write {path}: {}", crate::files::plain_reason(&e))))?;
+        Ok(path.to_string())
+    });
     engine.register_fn("to_string", |t: &mut TensorHandle| describe(&t.0));
     engine.register_fn("to_debug", |t: &mut TensorHandle| describe(&t.0));
 }
