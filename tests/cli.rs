@@ -346,3 +346,27 @@ fn stdout_carries_only_what_the_script_prints_and_charts_of_each_run_are_kept() 
     let mode = std::fs::metadata(dir.path().join("mine.png")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "charts are readable as usual (umask 022)");
 }
+
+#[test]
+fn printing_generated_text_shows_it_once_on_stdout_and_stream_stdout_streams_it_there() {
+    let tiny = common::repo().join("tests/fixtures/decoders/tiny-llama");
+    let script = format!(
+        r#"let lm = load_model("{}");
+let text = generate(lm, "hello", #{{ max_new_tokens: 6 }});
+print(`[${{text}}]`);
+let streamed = generate(lm, "hello", #{{ max_new_tokens: 6, stream: "stdout" }});
+print(streamed == text);"#,
+        tiny.display()
+    );
+    let (code, stdout, stderr) = run_script(&script);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Not a terminal: nothing streams unless asked, so the print is the one copy;
+    // with stream: "stdout" the text arrives as it is generated, then a newline.
+    assert_eq!(lines.len(), 3, "{stdout:?}");
+    let text = lines[0].trim_start_matches('[').trim_end_matches(']');
+    assert!(!text.is_empty());
+    assert_eq!(lines[1], text, "the streamed copy on stdout");
+    assert_eq!(lines[2], "true");
+    assert!(!stderr.contains(text), "stderr repeats the text: {stderr}");
+}

@@ -216,3 +216,33 @@ fn bad_decoder_inputs_say_what_is_supported() {
     let err = generate(&model, &[vec![5; 80]], &GenerateOptions::default(), &mut |_, _| {}, &|| false).unwrap_err().to_string();
     assert!(err.contains("80 tokens") && err.contains("context is 64"), "{err}");
 }
+
+#[test]
+fn sampling_repeats_with_its_seed_and_stop_strings_end_the_text_before_them() {
+    let dir = fixtures().join("tiny-llama");
+    let e = expected(&dir.join("expected.safetensors"));
+    let mut model = load(&dir);
+    model.config.eos_token_ids.clear();
+    let prompt: Vec<i64> = Vec::try_from(e["input_ids"].get(0)).unwrap();
+    let run = |opts: &GenerateOptions| generate(&model, std::slice::from_ref(&prompt), opts, &mut |_, _| {}, &|| false).unwrap().remove(0);
+    let sampled = |seed| GenerateOptions { max_new_tokens: 16, temperature: 1.5, top_k: 50, top_p: 0.95, seed, ..Default::default() };
+    let (a, b) = (run(&sampled(1)), run(&sampled(1)));
+    assert_eq!(a.ids, b.ids, "the same seed draws the same tokens");
+    let others: Vec<Vec<i64>> = (2..6).map(|s| run(&sampled(s)).ids).collect();
+    assert!(others.iter().any(|o| *o != a.ids), "other seeds draw other tokens (random weights, temperature 1.5)");
+    // temperature 0 is greedy, whatever the seed.
+    let greedy_ids: Vec<i64> = Vec::try_from(e["greedy"].get(0)).unwrap();
+    let g = run(&GenerateOptions { max_new_tokens: 12, seed: 9, ..Default::default() });
+    assert_eq!(g.ids, greedy_ids);
+
+    // A stop string taken from the middle of the greedy text ends it just before.
+    let text = g.text.clone();
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() >= 6, "{text:?}");
+    let cut = chars.len() / 2;
+    let stop: String = chars[cut..cut + 2].iter().collect();
+    let before = &text[..text.find(&stop).unwrap()];
+    let stopped = run(&GenerateOptions { max_new_tokens: 12, stop: vec![stop.clone()], ..Default::default() });
+    assert_eq!(stopped.text, before, "stop {stop:?} in {text:?}");
+    assert!(stopped.ids.len() < g.ids.len(), "generation stopped early");
+}

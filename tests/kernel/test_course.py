@@ -33,9 +33,10 @@ LESSONS = {
     # Real sentences against the same words reversed: measured 111x on 6
     # sentences; a model that ignored word order would give about 1.
     "10_language_models": (4, {"perplexity_ratio": 10.0}),
-    # 16 training articles, 12 held out: measured a validation loss drop of
-    # 1.49 nats and ROUGE-L 0.17 -> 0.29 (on 4 held out) on this machine.
-    "11_finetuning_a_language_model": (16, {"val_loss_drop": 0.5, "rouge_gain": 0.02}),
+    # 16 articles (13 train, 3 validate), 12 held out for ROUGE-L: measured
+    # a validation loss drop of 1.56 nats and a ROUGE-L gain of 0.097
+    # (0.17 -> 0.27) over the base model on this machine.
+    "11_finetuning_a_language_model": (16, {"val_loss_drop": 0.75, "rouge_gain": 0.05}),
 }
 
 
