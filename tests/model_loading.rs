@@ -172,3 +172,23 @@ fn a_corrupt_pytorch_model_bin_is_a_clear_error() {
     let err = load(dir.path()).unwrap_err();
     assert!(err.contains("is not a torch.save zip archive"), "{err}");
 }
+
+#[test]
+fn a_legacy_torch_save_file_reads_every_tensor_with_its_strides_and_offsets() {
+    let dir = common::repo().join("tests/fixtures/legacy");
+    let got: std::collections::HashMap<String, tch::Tensor> = tunebook::model::weights::hf::read_checkpoint(&dir.join("state_dict.pth")).unwrap().into_iter().collect();
+    let want = tch::Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (name, w) in want {
+        let g = &got[&name];
+        assert_eq!((g.size(), g.kind()), (w.size(), w.kind()), "{name}");
+        assert!(g.equal(&w), "{name}: values differ (a transposed tensor and a view at an offset are in the fixture)");
+    }
+    // Cut short: a clear error, not a panic.
+    let bytes = std::fs::read(dir.join("state_dict.pth")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cut = out.path().join("cut.pth");
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
+    let err = format!("{:#}", tunebook::model::weights::hf::read_checkpoint(&cut).unwrap_err());
+    assert!(err.contains("truncated") && err.contains("legacy"), "{err}");
+}

@@ -41,7 +41,7 @@ pub fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
         .ok_or_else(|| anyhow!("{} has no model.safetensors or pytorch_model.bin", dir.display()))
 }
 
-/// Reads every tensor of a checkpoint: safetensors, or torch.save's zip format (`.bin`).
+/// Reads every tensor of a checkpoint: safetensors, or what torch.save wrote (`.bin`, `.pt`, `.pth`; zip or legacy).
 pub fn read_checkpoint(file: &Path) -> Result<Vec<(String, Tensor)>> {
     if file.extension().is_some_and(|e| e == "bin" || e == "pt" || e == "pth") {
         return super::torch_pickle::read_state_dict(file);

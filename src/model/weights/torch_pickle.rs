@@ -1,5 +1,9 @@
-//! Reading `pytorch_model.bin`: the zip archive that `torch.save` writes,
-//! holding a pickled state dict whose tensors point at raw storages.
+//! Reading what `torch.save` writes: the zip archive of torch 1.6 and later
+//! (`pytorch_model.bin`), holding a pickled state dict whose tensors point
+//! at raw storages, and the legacy format before it (torchvision's and most
+//! older `.pth` files): a run of pickles (a magic number, the protocol
+//! version, system information, the state dict, the storage keys) followed
+//! by each storage as an int64 element count and its bytes.
 //!
 //! tch only reads TorchScript archives, so this is a small unpickler for the
 //! opcodes `torch.save` emits (protocol 2), with no code execution: the only
@@ -16,6 +20,8 @@ use tch::{Kind, Tensor};
 #[derive(Debug, Clone)]
 enum Value {
     None,
+    /// An integer wider than 64 bits (the legacy format's magic number), as its little-endian bytes.
+    BigInt(Vec<u8>),
     /// A bool or float: parsed, never needed by a state dict.
     OtherScalar,
     Int(i64),
@@ -96,13 +102,18 @@ impl<'a> Unpickler<'a> {
         self.stack.last_mut().ok_or_else(|| anyhow!("the pickle's stack is empty"))
     }
 
-    /// Runs the pickle's opcodes to its STOP; returns the value and the
-    /// tensors it rebuilt.
-    fn run(mut self) -> Result<(Value, Vec<TensorRef>)> {
+    /// An unpickler of the pickle that starts at byte `pos` of `data`.
+    fn at(data: &'a [u8], pos: usize) -> Self {
+        Unpickler { data, pos, stack: Vec::new(), memo: HashMap::new(), tensors: Vec::new() }
+    }
+
+    /// Runs the pickle's opcodes to its STOP; returns the value, the
+    /// tensors it rebuilt and the byte after the STOP.
+    fn run(mut self) -> Result<(Value, Vec<TensorRef>, usize)> {
         loop {
             let op = self.u8()?;
             if op == b'.' {
-                return Ok((self.pop()?, self.tensors));
+                return Ok((self.pop()?, self.tensors, self.pos));
             }
             if !self.push_value(op)? && !self.use_memo(op)? {
                 self.build(op)?;
@@ -141,7 +152,8 @@ impl<'a> Unpickler<'a> {
                 let n = self.u8()? as usize;
                 let bytes = self.take(n)?;
                 if n > 8 {
-                    bail!("integer too large in the pickle");
+                    self.stack.push(Value::BigInt(bytes.to_vec()));
+                    return Ok(true);
                 }
                 let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
                 buf[..n].copy_from_slice(bytes);
@@ -322,36 +334,84 @@ impl<'a> Unpickler<'a> {
     }
 }
 
-/// Reads the state dict of a `torch.save` zip archive (`pytorch_model.bin`).
+/// The legacy format's first pickle: torch's magic number 0x1950a86a20f9469cfc6c.
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+/// The legacy format's protocol version.
+const LEGACY_PROTOCOL: i64 = 1001;
+
+/// Reads the state dict of a file `torch.save` wrote: a zip archive
+/// (`pytorch_model.bin`, torch 1.6 and later) or the legacy format.
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
-        anyhow!("{} is not a torch.save zip archive ({e}); files from torch older than 1.6 are not supported, re-save them with a current torch", path.display())
-    })?;
-    let pkl_name = zip.file_names().filter_map(|n| n.ok()).map(|n| n.into_owned()).find(|n| n.ends_with("/data.pkl")).ok_or_else(|| anyhow!("{} has no data.pkl", path.display()))?;
-    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
-    let mut pickle = Vec::new();
-    zip.by_name(&pkl_name)?.read_to_end(&mut pickle)?;
-    let unpickler = Unpickler { data: &pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), tensors: Vec::new() };
-    let (root, refs) = unpickler.run().with_context(|| format!("cannot read the state dict in {}", path.display()))?;
-    let Value::Dict(entries) = root else { bail!("{} does not hold a state dict", path.display()) };
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).with_context(|| format!("cannot open {}", path.display()))?;
+    if n == 4 && head == *b"PK\x03\x04" {
+        return read_zip(path);
+    }
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    read_legacy(&data).with_context(|| format!("{} is neither a torch.save zip archive nor a legacy (pre-1.6) torch.save file", path.display()))
+}
+
+/// The tensors of a state dict whose storages `storage` supplies by key.
+fn tensors_of(root: Value, refs: &[TensorRef], mut storage: impl FnMut(&TensorRef) -> Result<Tensor>) -> Result<Vec<(String, Tensor)>> {
+    let Value::Dict(entries) = root else { bail!("the file does not hold a state dict") };
     let mut out = Vec::with_capacity(entries.len());
     for (k, v) in entries {
         let (Value::Str(name), Value::Tensor(i)) = (k, v) else { continue };
         let r = &refs[i];
+        let t = storage(r)?.f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset).with_context(|| format!("tensor {name} lies outside its storage"))?.contiguous();
+        out.push((name, t));
+    }
+    Ok(out)
+}
+
+/// Reads a legacy `torch.save` file held in `data`.
+fn read_legacy(data: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    let (magic, _, pos) = Unpickler::at(data, 0).run().context("no magic number")?;
+    if !matches!(&magic, Value::BigInt(b) if b.as_slice() == LEGACY_MAGIC) {
+        bail!("the file does not start with torch's magic number");
+    }
+    let (protocol, _, pos) = Unpickler::at(data, pos).run()?;
+    if !matches!(protocol, Value::Int(LEGACY_PROTOCOL)) {
+        bail!("unsupported legacy protocol {protocol:?}; {LEGACY_PROTOCOL} is read");
+    }
+    let (_system, _, pos) = Unpickler::at(data, pos).run()?;
+    let (root, refs, pos) = Unpickler::at(data, pos).run().context("cannot read the state dict")?;
+    let (keys, _, mut pos) = Unpickler::at(data, pos).run().context("cannot read the storage keys")?;
+    let Value::List(keys) = keys else { bail!("the storage keys are not a list") };
+    let mut storages: HashMap<String, Tensor> = HashMap::new();
+    for key in keys {
+        let Value::Str(key) = key else { bail!("a storage key is not a string") };
+        let kind = refs.iter().find(|r| r.key == key).map(|r| r.kind).ok_or_else(|| anyhow!("storage {key} belongs to no tensor"))?;
+        let count = data.get(pos..pos + 8).ok_or_else(|| anyhow!("the file ends before storage {key} (truncated?)"))?;
+        let count = u64::from_le_bytes(count.try_into()?) as usize;
+        let len = count.checked_mul(kind.elt_size_in_bytes()).ok_or_else(|| anyhow!("storage {key} is impossibly large"))?;
+        let bytes = data.get(pos + 8..pos + 8 + len).ok_or_else(|| anyhow!("the file ends inside storage {key} (truncated?)"))?;
+        storages.insert(key, Tensor::f_from_data_size(bytes, &[count as i64], kind)?);
+        pos += 8 + len;
+    }
+    tensors_of(root, &refs, |r| storages.get(&r.key).map(Tensor::shallow_clone).ok_or_else(|| anyhow!("storage {} is missing", r.key)))
+}
+
+/// Reads the state dict of a `torch.save` zip archive.
+fn read_zip(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| anyhow!("{} is not a readable torch.save zip archive ({e})", path.display()))?;
+    let pkl_name = zip.file_names().filter_map(|n| n.ok()).map(|n| n.into_owned()).find(|n| n.ends_with("/data.pkl")).ok_or_else(|| anyhow!("{} has no data.pkl", path.display()))?;
+    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+    let mut pickle = Vec::new();
+    zip.by_name(&pkl_name)?.read_to_end(&mut pickle)?;
+    let (root, refs, _) = Unpickler::at(&pickle, 0).run().with_context(|| format!("cannot read the state dict in {}", path.display()))?;
+    let mut storages: HashMap<String, Tensor> = HashMap::new();
+    tensors_of(root, &refs, |r| {
         if !storages.contains_key(&r.key) {
             let mut bytes = Vec::new();
             zip.by_name(&format!("{prefix}data/{}", r.key))
                 .with_context(|| format!("{}: storage {} is missing", path.display(), r.key))?
                 .read_to_end(&mut bytes)?;
-            storages.insert(r.key.clone(), bytes);
+            let elem = r.kind.elt_size_in_bytes();
+            storages.insert(r.key.clone(), Tensor::f_from_data_size(&bytes, &[(bytes.len() / elem) as i64], r.kind)?);
         }
-        let bytes = &storages[&r.key];
-        let elem = r.kind.elt_size_in_bytes();
-        let storage = Tensor::f_from_data_size(bytes, &[(bytes.len() / elem) as i64], r.kind)?;
-        let t = storage.f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset)?.contiguous();
-        out.push((name, t));
-    }
-    Ok(out)
+        Ok(storages[&r.key].shallow_clone())
+    })
+    .with_context(|| format!("cannot read {}", path.display()))
 }
