@@ -291,7 +291,24 @@ fn rotate(planes: &[f32], [c, h, w]: [usize; 3], degrees: f64) -> Vec<f32> {
     out
 }
 
-/// Whether a path names a PNG or JPEG file, by its extension.
+/// A PNG or JPEG file as a `[3, h, w]` (RGB) or `[1, h, w]` (grey) float
+/// tensor of 0-1 pixels.
+pub fn read_image_file(path: &Path) -> Result<Tensor> {
+    let image = image::ImageReader::open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .decode()
+        .with_context(|| format!("{} is not a readable PNG or JPEG image", path.display()))?;
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    Ok(if image.color().has_color() {
+        Tensor::from_slice(image.to_rgb8().as_raw()).view([h, w, 3]).permute([2, 0, 1]).to_kind(tch::Kind::Float) / 255.0
+    } else {
+        Tensor::from_slice(image.to_luma8().as_raw()).view([1, h, w]).to_kind(tch::Kind::Float) / 255.0
+    })
+}
+
+/// Whether `path` is a PNG or JPEG file, by its extension.
 pub fn is_image_file(path: &Path) -> bool {
     path.is_file() && path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
 }
@@ -338,6 +355,18 @@ pub struct Augment {
     pub flip: bool,
     /// Rotate by an angle drawn uniformly from ±this many degrees (0 = off).
     pub rotate: f64,
+    /// Crop a random area and aspect ratio, resized to the output size
+    /// (torchvision's `RandomResizedCrop`).
+    pub resized_crop: Option<super::transforms::ResizedCrop>,
+    /// Random brightness, contrast, saturation and hue (`ColorJitter`).
+    pub color_jitter: Option<super::transforms::ColorJitter>,
+}
+
+impl Augment {
+    /// Whether it changes anything.
+    pub fn is_on(&self) -> bool {
+        self.crop_padding > 0 || self.flip || self.rotate > 0.0 || self.resized_crop.is_some() || self.color_jitter.is_some()
+    }
 }
 
 /// How images become a model's input.
@@ -348,6 +377,32 @@ pub struct ImageTransform {
     pub normalize: Option<(Vec<f32>, Vec<f32>)>,
     /// Augmentation (training loaders only).
     pub augment: Augment,
+    /// The output's `[height, width]` when it differs from the data's:
+    /// a random resized crop in training, else the shorter side resized
+    /// to it and the centre cropped (as torchvision evaluates).
+    pub size: Option<[usize; 2]>,
+    /// Grey images repeated into three channels (for an RGB model).
+    pub rgb: bool,
+}
+
+impl ImageTransform {
+    /// Normalization and augmentation at the data's own size and channels.
+    pub fn new(normalize: Option<(Vec<f32>, Vec<f32>)>, augment: Augment) -> Self {
+        Self { normalize, augment, size: None, rgb: false }
+    }
+
+    /// What turns images of `data` (`[c, h, w]`) into a model's `input`:
+    /// grey to RGB when the model reads colour, and a resize (a random
+    /// resized crop in training, when augmenting so) when the sizes differ.
+    pub fn fitted(data: [usize; 3], input: [i64; 3], normalize: Option<(Vec<f32>, Vec<f32>)>, augment: Augment) -> Result<Self> {
+        let [c, h, w] = data;
+        let (ic, ih, iw) = (input[0] as usize, input[1] as usize, input[2] as usize);
+        if c != ic && !(c == 1 && ic == 3) {
+            bail!("the model reads {ic}-channel images and these have {c}; only grey images are converted (to RGB)");
+        }
+        let size = ((h, w) != (ih, iw) || augment.resized_crop.is_some()).then_some([ih, iw]);
+        Ok(Self { normalize, augment, size, rgb: c == 1 && ic == 3 })
+    }
 }
 
 /// The generator of row `i`'s augmentation under `seed`.
@@ -365,15 +420,74 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
+    /// `[channels, height, width]` of what the loader gives.
+    pub fn output_shape(&self) -> [usize; 3] {
+        let [c, h, w] = self.data.shape;
+        let c = if self.transform.rgb { 3 } else { c };
+        let [h, w] = self.transform.size.unwrap_or([h, w]);
+        [c, h, w]
+    }
+
     /// Image `i` as floats, augmented with `rng` when the transform says so,
     /// then normalized.
-    fn image_floats(&self, i: usize, rng: Option<&mut rand::rngs::StdRng>) -> Vec<f32> {
+    fn image_floats(&self, i: usize, mut rng: Option<&mut rand::rngs::StdRng>) -> Vec<f32> {
+        let out = self.pixel_stage(i, rng.as_deref_mut());
+        let mut out = self.tensor_stage(out, rng);
+        let [_, h, w] = self.output_shape();
+        if let Some((mean, std)) = &self.transform.normalize {
+            for (k, v) in out.iter_mut().enumerate() {
+                let ch = k / (h * w);
+                *v = (*v - mean[ch]) / std[ch];
+            }
+        }
+        out
+    }
+
+    /// Grey to RGB, resizing and the torchvision transforms, on a tensor;
+    /// the floats as they are when none applies.
+    fn tensor_stage(&self, floats: Vec<f32>, rng: Option<&mut rand::rngs::StdRng>) -> Vec<f32> {
+        use super::transforms;
+        let t = &self.transform;
+        let (resized_crop, jitter) = match rng.is_some() {
+            true => (t.augment.resized_crop, t.augment.color_jitter),
+            false => (None, None),
+        };
+        if t.size.is_none() && !t.rgb && resized_crop.is_none() && jitter.is_none() {
+            return floats;
+        }
+        let [c, h, w] = self.data.shape;
+        let [_, oh, ow] = self.output_shape();
+        let size = [oh as i64, ow as i64];
+        let mut img = Tensor::from_slice(&floats).view([c as i64, h as i64, w as i64]);
+        if t.rgb {
+            img = transforms::to_rgb(&img);
+        }
+        let mut rng = rng;
+        img = match (resized_crop, rng.as_deref_mut()) {
+            (Some(bounds), Some(r)) => transforms::resize(&transforms::crop(&img, transforms::resized_crop_box(h as i64, w as i64, &bounds, r)), size),
+            _ if t.size.is_some() => {
+                let shorter = transforms::resize_shorter(&img, size[0].min(size[1]));
+                let s = shorter.size();
+                transforms::crop(&shorter, transforms::center_crop_box(s[1], s[2], size))
+            }
+            _ => img,
+        };
+        if let (Some(j), Some(r)) = (jitter, rng) {
+            if img.size()[0] == 3 {
+                img = transforms::jitter(&img, &j, r);
+            }
+        }
+        Vec::<f32>::try_from(img.contiguous().flatten(0, -1)).unwrap_or_default()
+    }
+
+    /// The byte pixels as floats, with the padded crop, flip and rotation.
+    fn pixel_stage(&self, i: usize, rng: Option<&mut rand::rngs::StdRng>) -> Vec<f32> {
         let [c, h, w] = self.data.shape;
         let src = self.data.image(i);
         let mut out = vec![0f32; c * h * w];
         let aug = self.transform.augment;
         let (dy, dx, flip, angle) = match rng {
-            Some(rng) if aug.crop_padding > 0 || aug.flip || aug.rotate > 0.0 => {
+            Some(rng) if aug.is_on() => {
                 let p = aug.crop_padding as i64;
                 let (dy, dx) = if p > 0 { (rng.random_range(-p..=p), rng.random_range(-p..=p)) } else { (0, 0) };
                 let flip = aug.flip && rng.random_bool(0.5);
@@ -403,12 +517,6 @@ impl ImageSet {
         if angle != 0.0 {
             out = rotate(&out, [c, h, w], angle);
         }
-        if let Some((mean, std)) = &self.transform.normalize {
-            for (k, v) in out.iter_mut().enumerate() {
-                let ch = k / (h * w);
-                *v = (*v - mean[ch]) / std[ch];
-            }
-        }
         out
     }
 
@@ -416,7 +524,7 @@ impl ImageSet {
     /// (as `collate` draws it) but before normalization: what the model is
     /// shown, for a look at it.
     pub fn preview(&self, i: usize, augment_seed: Option<u64>) -> Vec<u8> {
-        let plain = ImageSet { data: self.data.clone(), transform: ImageTransform { normalize: None, augment: self.transform.augment } };
+        let plain = ImageSet { data: self.data.clone(), transform: ImageTransform { normalize: None, ..self.transform.clone() } };
         let mut rng = augment_seed.map(|s| row_rng(s, i));
         plain.image_floats(i, rng.as_mut()).into_iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect()
     }
@@ -425,7 +533,7 @@ impl ImageSet {
     /// `augment_seed`, training augmentation is drawn from it and each
     /// row's index, so a row changes the same way whatever batch it is in.
     pub fn collate(&self, rows: &[usize], device: Device, augment_seed: Option<u64>) -> Tensor {
-        let [c, h, w] = self.data.shape;
+        let [c, h, w] = self.output_shape();
         let mut flat = Vec::with_capacity(rows.len() * c * h * w);
         for &i in rows {
             let mut rng = augment_seed.map(|s| row_rng(s, i));
@@ -452,7 +560,7 @@ mod tests {
         let mean = values.iter().sum::<f64>() / 12.0;
         let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 12.0).sqrt();
         assert!((f64::from(d.stats.0[0]) - mean).abs() < 1e-6 && (f64::from(d.stats.1[0]) - std).abs() < 1e-6);
-        let set = ImageSet { data: d.clone().into(), transform: ImageTransform { normalize: Some(d.stats.clone()), augment: Augment::default() } };
+        let set = ImageSet { data: d.clone().into(), transform: ImageTransform::new(Some(d.stats.clone()), Augment::default()) };
         let t = set.collate(&[1], Device::Cpu, None);
         assert_eq!(t.size(), [1, 1, 2, 3]);
         let first = t.flatten(0, -1).double_value(&[0]);
@@ -462,12 +570,12 @@ mod tests {
     #[test]
     fn a_flip_mirrors_and_a_crop_shifts_with_zeros_at_the_edge() {
         let d = tiny();
-        let plain = ImageSet { data: d.clone().into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 0, flip: true, rotate: 0.0 } } };
+        let plain = ImageSet { data: d.clone().into(), transform: ImageTransform::new(None, Augment { flip: true, ..Default::default() }) };
         // Find a seed that flips row 0, then check the mirror.
         let flipped = (0..20).map(|s| plain.collate(&[0], Device::Cpu, Some(s))).find(|t| t.double_value(&[0, 0, 0, 0]) > 0.0).expect("some seed flips");
         let px: Vec<f32> = Vec::try_from(flipped.flatten(0, -1)).unwrap();
         assert_eq!(px.iter().map(|v| (v * 255.0 / 20.0).round() as u8).collect::<Vec<_>>(), [2, 1, 0, 5, 4, 3]);
-        let crop = ImageSet { data: d.into(), transform: ImageTransform { normalize: None, augment: Augment { crop_padding: 1, flip: false, rotate: 0.0 } } };
+        let crop = ImageSet { data: d.into(), transform: ImageTransform::new(None, Augment { crop_padding: 1, ..Default::default() }) };
         for seed in 0..20 {
             let a: Vec<f32> = Vec::try_from(crop.collate(&[1], Device::Cpu, Some(seed)).flatten(0, -1)).unwrap();
             let b: Vec<f32> = Vec::try_from(crop.collate(&[0, 1], Device::Cpu, Some(seed)).get(1).flatten(0, -1)).unwrap();

@@ -10,6 +10,7 @@ pub mod split;
 mod targets;
 pub mod text;
 pub mod tokenizer;
+pub mod transforms;
 
 pub use targets::Targets;
 pub use chat::{ChatDataset, ChatFormat, Example, Message, SftOptions, SftReport, TrainOn};

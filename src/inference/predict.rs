@@ -122,3 +122,37 @@ fn predict_texts(model: &TextModel, texts: &[String], pairs: Option<&[String]>, 
     let loader = DataLoader::new(std::sync::Arc::new(data), crate::data::LoaderOptions { batch_size: 64, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false })?;
     predict_loader(model, &loader)
 }
+
+/// The predictions of an image model for image files, each prepared as
+/// torchvision evaluates ImageNet models: grey to RGB when the model reads
+/// colour, the shorter side resized to `size / 0.875` (256 for 224), the
+/// centre `size` cropped, and the model's normalization.
+pub fn predict_image_files(model: &crate::model::ImageModel, files: &[std::path::PathBuf]) -> Result<Vec<Prediction>> {
+    use crate::data::transforms;
+    let [c, h, w] = model.spec.input;
+    let mut images = Vec::with_capacity(files.len());
+    for file in files {
+        let mut img = crate::data::image::read_image_file(file)?;
+        if c == 3 {
+            img = transforms::to_rgb(&img);
+        } else if img.size()[0] == 3 && c == 1 {
+            img = (img.get(0) * 0.2989 + img.get(1) * 0.587 + img.get(2) * 0.114).unsqueeze(0);
+        }
+        let shorter = (h.min(w) as f64 / 0.875).floor() as i64;
+        let resized = transforms::resize_shorter(&img, shorter);
+        let s = resized.size();
+        let mut img = transforms::crop(&resized, transforms::center_crop_box(s[1], s[2], [h, w]));
+        if let Some((mean, std)) = &model.spec.normalize {
+            let shape = [mean.len() as i64, 1, 1];
+            img = (img - Tensor::from_slice(mean).view(shape)) / Tensor::from_slice(std).view(shape);
+        }
+        images.push(img);
+    }
+    let _guard = tch::no_grad_guard();
+    let mut out = Vec::with_capacity(files.len());
+    for chunk in images.chunks(32) {
+        let batch = Tensor::stack(chunk, 0).to_device(model.device());
+        out.extend(predictions(model.task(), model.labels(), &model.forward(&crate::data::Inputs::Images(batch), false)?)?);
+    }
+    Ok(out)
+}

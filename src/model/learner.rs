@@ -37,6 +37,18 @@ pub trait Learner {
     fn device(&self) -> Device;
     /// Every parameter with its name, in model order.
     fn named_parameters(&self) -> Vec<(String, Tensor)>;
+    /// State that training changes without gradients (BatchNorm running
+    /// statistics), saved and restored with the parameters.
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    /// The parameters and the buffers: what a checkpoint holds and what
+    /// early stopping puts back.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut all = self.named_parameters();
+        all.extend(self.buffers());
+        all
+    }
     /// Trainable and frozen parameters per module.
     fn summary(&self) -> ModelSummary;
     /// Parameter groups from the top of the model down, the head first.

@@ -36,6 +36,8 @@ pub const NAMED_MODELS: &[(&str, &str)] = &[
     ("all-MiniLM-L6-v2", "models/all-MiniLM-L6-v2"),
     ("smollm2", "models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
     ("SmolLM2-135M-Instruct", "models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("mobilenet_v2", "models/mobilenet_v2/mobilenet_v2-b0353104.pth"),
+    ("efficientnet_lite0", "models/efficientnet_lite0/efficientnet-lite0-57934424.pth"),
 ];
 
 /// Turns a cache name (`minilm`) or a path into the model folder (or GGUF file).
@@ -48,11 +50,12 @@ pub fn resolve_path(name_or_path: &str, cache: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     let path = PathBuf::from(name_or_path);
-    if path.is_dir() || (path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))) {
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    if path.is_dir() || (path.is_file() && ["gguf", "pth", "pt"].contains(&extension.as_str())) {
         return Ok(path);
     }
     if path.is_file() {
-        bail!("{name_or_path} is a file; load_model takes a model folder (with config.json) or a .gguf file");
+        bail!("{name_or_path} is a file; load_model takes a model folder (with config.json), a .gguf file, or an image backbone's .pth/.pt state dict");
     }
     let names: Vec<&str> = NAMED_MODELS.iter().map(|(n, _)| *n).collect();
     bail!("no model named '{name_or_path}': it is neither a known name ({}) nor a folder", names.join(", "))

@@ -33,6 +33,18 @@ pub struct ModelSummary {
     pub device: Device,
     /// Counts per module, in model order.
     pub rows: Vec<ModuleCount>,
+    /// BatchNorm layers and how many have frozen statistics (image backbones).
+    pub batch_norm: Option<BatchNormCount>,
+}
+
+/// A model's BatchNorm layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchNormCount {
+    /// BatchNorm layers.
+    pub layers: usize,
+    /// Those whose weights are frozen, which keeps them in evaluation mode
+    /// while the rest trains, so their running statistics stay put.
+    pub frozen: usize,
 }
 
 impl ModelSummary {
@@ -56,10 +68,14 @@ impl std::fmt::Display for ModelSummary {
             Task::NextToken => "next-token outputs",
         };
         let pooling = self.pooling.map(|p| format!("; pooling {}", p.name())).unwrap_or_default();
-        writeln!(f, "Model {} ({} {what}: {}{pooling}; {:?})", self.name, self.labels.len(), self.labels.join(", "), self.device)?;
+        let names = if self.labels.len() > 12 { format!("{}, ... {}", self.labels[..5].join(", "), self.labels[self.labels.len() - 1]) } else { self.labels.join(", ") };
+        writeln!(f, "Model {} ({} {what}: {names}{pooling}; {:?})", self.name, self.labels.len(), self.device)?;
         writeln!(f, "{:<24} {:>12} {:>12}", "module", "trainable", "frozen")?;
         for r in &self.rows {
             writeln!(f, "{:<24} {:>12} {:>12}", r.module, group_digits(r.trainable), group_digits(r.frozen))?;
+        }
+        if let Some(bn) = self.batch_norm {
+            writeln!(f, "BatchNorm: {} layers, {} with frozen statistics (kept in evaluation mode while training)", bn.layers, bn.frozen)?;
         }
         let (t, n) = (self.trainable(), self.total());
         write!(f, "trainable {} of {} parameters ({})", group_digits(t), group_digits(n), percent(t, n))

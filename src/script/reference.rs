@@ -171,7 +171,7 @@ pub const API: &[ApiEntry] = &[
 
 /// The keys each function's option map accepts.
 pub const OPTIONS: &[(&str, &[&str])] = &[
-    ("load_model", &["task", "labels", "pooling", "device", "dropout"]),
+    ("load_model", &["task", "labels", "pooling", "device", "dropout", "size"]),
     ("generate", &["max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop", "stream", "use_cache"]),
     ("apply_chat_template", &["add_generation_prompt"]),
     ("tokenize (language model)", &["max_len", "train_on", "overflow"]),
@@ -183,8 +183,9 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("split", &["val", "test", "seed", "stratify"]),
     ("kfold", &["k", "seed", "stratify"]),
     ("tokenize", &["max_len"]),
-    ("loader", &["batch", "shuffle", "seed", "drop_last", "bucket", "packing", "normalize", "augment"]),
-    ("augment (images)", &["crop", "flip", "rotate"]),
+    ("loader", &["batch", "shuffle", "seed", "drop_last", "bucket", "packing", "normalize", "augment", "model", "size"]),
+    ("augment (images)", &["crop", "flip", "rotate", "resized_crop", "color_jitter"]),
+    ("color_jitter", &["brightness", "contrast", "saturation", "hue"]),
     ("augment (text)", &["synonyms", "insert", "swap", "delete", "p"]),
     ("augment_text", &["synonyms", "insert", "swap", "delete", "seed"]),
     ("image_model", &["arch", "layers", "dropout", "input", "labels", "task", "device"]),
@@ -203,6 +204,7 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("add_adapters", &["size"]),
     ("early_stopping", &["metric", "patience", "min_delta", "restore_best"]),
     ("predict", &["max_len", "head", "top_k", "threshold"]),
+    ("predict (images)", &["top_k"]),
     ("add_head", &["labels", "pooling", "task"]),
     ("plot", &["title", "width", "height", "names", "metric", "by", "smooth"]),
     ("plot_costs", &["title", "width", "height", "names"]),

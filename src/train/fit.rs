@@ -224,7 +224,7 @@ impl<'a> Trainer<'a> {
             early_stopping: opts.early_stopping.clone().map(Tracker::new),
             layer_tracker: None,
             sync: dist.map(GradientSync::new),
-            all_params: model.named_parameters().into_iter().map(|(_, t)| t).collect(),
+            all_params: model.state().into_iter().map(|(_, t)| t).collect(),
             run,
             step: 0,
             samples: 0,
@@ -298,7 +298,7 @@ impl<'a> Trainer<'a> {
     /// run so far, the plateau and early stopping. Returns the epochs done.
     fn resume(&mut self, dir: &Path) -> Result<usize> {
         let saved = checkpoint::load_latest(dir)?;
-        checkpoint::restore_parameters(&self.model.named_parameters(), &saved.model, &saved.folder)?;
+        checkpoint::restore_parameters(&self.model.state(), &saved.model, &saved.folder)?;
         self.optimizer.load_state(&saved.optimizer);
         self.step = saved.state.step;
         self.run.epochs = saved.state.epochs.clone();
@@ -527,7 +527,7 @@ impl<'a> Trainer<'a> {
         };
         let path = crate::distributed::main_process_writes(
             || {
-                let params: Vec<(String, Tensor)> = self.model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+                let params: Vec<(String, Tensor)> = self.model.state().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
                 checkpoint::save(c, &params, &self.optimizer.state_tensors(), &state)
             },
             || c.dir.clone(),
@@ -573,7 +573,7 @@ fn resume_early_stopping(tracker: &mut Tracker, epochs: &[EpochRecord], dir: &Pa
     }
     let Some(best) = tracker.best_epoch() else { return };
     if let Ok(b) = checkpoint::load_folder(&dir.join(format!("epoch-{best}"))) {
-        let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = model.state().into_iter().map(|(n, _)| n).collect();
         if let Some(weights) = names.iter().map(|n| b.model.get(n).map(|t| t.to_device(device))).collect::<Option<Vec<Tensor>>>() {
             tracker.set_best_weights(weights);
         }
@@ -605,8 +605,9 @@ pub(super) fn param_specs(model: &dyn Learner, weight_decay: f64, scales: &HashM
         .named_parameters()
         .into_iter()
         .map(|(name, t)| {
-            // The usual convention: no decay on biases and LayerNorm weights.
-            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
+            // The usual convention: no decay on biases and norm weights (LayerNorm,
+            // RMSNorm, BatchNorm): the one-dimensional parameters.
+            let no_decay = t.dim() <= 1;
             let lr_scale = scales.get(&name).copied().unwrap_or(1.0);
             ParamSpec { name, tensor: t, weight_decay: if no_decay { 0.0 } else { weight_decay }, lr_scale }
         })

@@ -16,10 +16,13 @@
 
 pub mod bert;
 pub mod config;
+pub mod conv;
 pub mod decoder;
 pub mod decoder_config;
 pub mod distilbert;
+pub mod efficientnet_lite;
 pub mod gpt2;
+pub mod mobilenet_v2;
 pub mod roberta;
 
 pub use config::{Arch, EncoderConfig, MEAN_POOLED_TYPE_PREFIX};

@@ -507,7 +507,7 @@ impl super::Learner for CausalModel {
                 row.frozen += n;
             }
         }
-        ModelSummary { name: self.name.clone(), labels: Vec::new(), task: self.task, pooling: None, device: self.vs.device(), rows }
+        ModelSummary { name: self.name.clone(), labels: Vec::new(), task: self.task, pooling: None, device: self.vs.device(), rows, batch_norm: None }
     }
 
     fn layer_groups(&self) -> Vec<LayerGroup> {

@@ -136,7 +136,7 @@ fn scores(result: Map) -> R<Chart> {
 fn tiles(set: &crate::data::image::ImageSet, n: usize, seed: Option<u64>) -> Vec<ImageTile> {
     let data = &set.data;
     (0..n.min(data.len()))
-        .map(|i| ImageTile { pixels: set.preview(i, seed), shape: data.shape, caption: data.targets.describe_row(i, &data.label_names) })
+        .map(|i| ImageTile { pixels: set.preview(i, seed), shape: set.output_shape(), caption: data.targets.describe_row(i, &data.label_names) })
         .collect()
 }
 
@@ -237,7 +237,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
 
 fn plot_images_of_dataset(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<ChartHandle> {
     let o = Options::new("plot_images", opts)?;
-    let set = crate::data::image::ImageSet { data: d.0.clone(), transform: crate::data::image::ImageTransform { normalize: None, augment: Default::default() } };
+    let set = crate::data::image::ImageSet { data: d.0.clone(), transform: crate::data::image::ImageTransform::new(None, Default::default()) };
     let n = o.int("n", 8, 1, 64)? as usize;
     let chart = apply_options(&o, guard(|| plot::image_grid(vec![("original".to_string(), tiles(&set, n, None))]))?)?;
     shown(ctx, chart)

@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::args::{kfold_options, loader_options, parts_map, split_spec};
 use super::handles::{ImageDatasetHandle, ImageModelHandle, LoaderHandle};
 use crate::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
+use crate::data::transforms::{ColorJitter, ResizedCrop};
 use crate::data::{DataLoader, LoaderSource};
 use crate::model::{ImageArch, ImageModel, ImageSpec, Learner, Task};
 use crate::runtime::{resolve_device, DeviceRequest};
@@ -32,9 +33,16 @@ fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHan
         return Err(script_error("loader: 'bucket' groups texts by length; images all have one size"));
     }
     let options = loader_options(ctx, &o)?;
-    let channels = d.0.shape[0];
+    // With `model`, images become what it reads: its size, its channels and its normalization.
+    let model = match o.get("model") {
+        None => None,
+        Some(v) => Some(v.clone().try_cast::<ImageModelHandle>().ok_or_else(|| script_error(format!("loader: 'model' is the image model the batches are for, got {}", v.type_name())))?),
+    };
+    let model_input = model.as_ref().map(|m| m.0.borrow().spec.input);
+    let model_normalize = model.as_ref().and_then(|m| m.0.borrow().spec.normalize.clone());
+    let channels = model_input.map_or(d.0.shape[0], |i| i[0] as usize);
     let normalize = match o.get("normalize") {
-        None => Some(d.0.stats.clone()),
+        None => Some(model_normalize.unwrap_or_else(|| d.0.stats.clone())),
         Some(v) if v.is_bool() => v.as_bool().unwrap().then(|| d.0.stats.clone()),
         Some(v) => {
             let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'normalize' is true, false, or #{ mean: [...], std: [...] }"))?;
@@ -55,11 +63,80 @@ fn image_loader(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<LoaderHan
         Some(v) => {
             let map = v.clone().try_cast::<Map>().ok_or_else(|| script_error("loader: 'augment' is a map like #{ crop: 2, flip: true }"))?;
             let a = Options::new("augment (images)", map)?;
-            Augment { crop_padding: a.int("crop", 0, 0, 64)? as usize, flip: a.bool("flip", false)?, rotate: a.float("rotate", 0.0, 0.0, 45.0)? }
+            Augment {
+                crop_padding: a.int("crop", 0, 0, 64)? as usize,
+                flip: a.bool("flip", false)?,
+                rotate: a.float("rotate", 0.0, 0.0, 45.0)?,
+                resized_crop: resized_crop_option(a.get("resized_crop"))?,
+                color_jitter: color_jitter_option(a.get("color_jitter"))?,
+            }
         }
     };
-    let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize, augment } };
+    let size = match o.get("size") {
+        None => None,
+        Some(v) => {
+            let side = |x: &Dynamic| x.as_int().ok().filter(|n| (8..=4096).contains(n));
+            let bad = || script_error("loader: 'size' is a side in pixels (8 to 4096) or [height, width]");
+            Some(match v.clone().try_cast::<Array>() {
+                Some(a) if a.len() == 2 => [side(&a[0]).ok_or_else(bad)?, side(&a[1]).ok_or_else(bad)?],
+                Some(_) => return Err(bad()),
+                None => [side(v).ok_or_else(bad)?; 2],
+            })
+        }
+    };
+    let transform = match (model_input, size) {
+        (Some(_), Some(_)) => return Err(script_error("loader: give 'model' (its input size is used) or 'size', not both")),
+        (Some(input), None) => guard(|| ImageTransform::fitted(d.0.shape, input, normalize, augment))?,
+        (None, Some([h, w])) => guard(|| ImageTransform::fitted(d.0.shape, [d.0.shape[0] as i64, h, w], normalize, augment))?,
+        (None, None) if augment.resized_crop.is_some() => guard(|| ImageTransform::fitted(d.0.shape, d.0.shape.map(|x| x as i64), normalize, augment))?,
+        (None, None) => ImageTransform::new(normalize, augment),
+    };
+    let set = ImageSet { data: d.0.clone(), transform };
     guard(|| Ok(LoaderHandle(DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?)))
+}
+
+/// `resized_crop`: true (torchvision's bounds) or `#{ scale: [lo, hi], ratio: [lo, hi] }`.
+fn resized_crop_option(v: Option<&Dynamic>) -> R<Option<ResizedCrop>> {
+    let bad = || script_error("augment: 'resized_crop' is true, or #{ scale: [0.08, 1.0], ratio: [0.75, 1.333] } (the area share and the aspect ratio)");
+    let pair = |m: &Map, key: &str, default: (f64, f64), max: f64| -> R<(f64, f64)> {
+        match m.get(key) {
+            None => Ok(default),
+            Some(x) => {
+                let f = floats("augment", key, x).map_err(|_| bad())?;
+                match f.as_slice() {
+                    [lo, hi] if 0.0 < *lo && lo <= hi && f64::from(*hi) <= max => Ok((f64::from(*lo), f64::from(*hi))),
+                    _ => Err(bad()),
+                }
+            }
+        }
+    };
+    Ok(match v {
+        None => None,
+        Some(x) if x.is_bool() => x.as_bool().unwrap().then(ResizedCrop::default),
+        Some(x) => {
+            let m = x.clone().try_cast::<Map>().ok_or_else(bad)?;
+            if let Some(k) = m.keys().find(|k| !["scale", "ratio"].contains(&k.as_str())) {
+                return Err(script_error(format!("augment: resized_crop has no option '{k}'; valid: scale, ratio")));
+            }
+            let d = ResizedCrop::default();
+            Some(ResizedCrop { scale: pair(&m, "scale", d.scale, 1.0)?, ratio: pair(&m, "ratio", d.ratio, 100.0)? })
+        }
+    })
+}
+
+/// `color_jitter`: one strength for brightness, contrast and saturation, or
+/// `#{ brightness, contrast, saturation, hue }`.
+fn color_jitter_option(v: Option<&Dynamic>) -> R<Option<ColorJitter>> {
+    let Some(x) = v else { return Ok(None) };
+    if let Ok(f) = x.as_float().or_else(|_| x.as_int().map(|i| i as f64)) {
+        if !(0.0..=1.0).contains(&f) {
+            return Err(script_error(format!("augment: color_jitter must be 0 to 1, got {f}")));
+        }
+        return Ok(Some(ColorJitter { brightness: f, contrast: f, saturation: f, hue: 0.0 }));
+    }
+    let m = x.clone().try_cast::<Map>().ok_or_else(|| script_error("augment: 'color_jitter' is a strength (0.4) or #{ brightness, contrast, saturation, hue }"))?;
+    let a = Options::new("color_jitter", m)?;
+    Ok(Some(ColorJitter { brightness: a.float("brightness", 0.0, 0.0, 1.0)?, contrast: a.float("contrast", 0.0, 0.0, 1.0)?, saturation: a.float("saturation", 0.0, 0.0, 1.0)?, hue: a.float("hue", 0.0, 0.0, 0.5)? }))
 }
 
 /// `image_model(...)`: options, with input and labels from `data` if given.
@@ -101,14 +178,56 @@ fn image_model(ctx: &Context, data: Option<&ImageDatasetHandle>, opts: Map) -> R
 
 fn prediction_maps(model: &ImageModelHandle, d: &ImageDatasetHandle) -> R<Array> {
     // As the model's training inputs were normalized; else by the images' own statistics.
-    let normalize = model.0.borrow().spec.normalize.clone().unwrap_or_else(|| d.0.stats.clone());
-    let set = ImageSet { data: d.0.clone(), transform: ImageTransform { normalize: Some(normalize), augment: Augment::default() } };
-    let options = crate::data::LoaderOptions { batch_size: 256, shuffle: false, seed: 0, drop_last: false, bucket: false, packing: false };
+    let (normalize, input) = {
+        let m = model.0.borrow();
+        (m.spec.normalize.clone().unwrap_or_else(|| d.0.stats.clone()), m.spec.input)
+    };
+    let transform = guard(|| ImageTransform::fitted(d.0.shape, input, Some(normalize), Augment::default()))?;
+    let set = ImageSet { data: d.0.clone(), transform };
+    let options = crate::data::LoaderOptions { batch_size: 64, ..Default::default() };
     let preds = guard(|| {
         let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options)?;
         crate::inference::predict_loader(&*model.0.borrow(), &loader)
     })?;
     Ok(preds.into_iter().map(|p| super::train::prediction_map(p, None, Default::default())).collect())
+}
+
+/// `predict(model, path, #{ top_k })`: an image file (a map) or a folder
+/// of them (an array, in name order), each with `file`, `label`, `score`
+/// and the `top_k` best classes (5 by default); `scores` for every class
+/// when there are at most 20.
+fn predict_files(model: &ImageModelHandle, path: &str, opts: Map) -> R<Dynamic> {
+    let o = Options::new("predict (images)", opts)?;
+    let top_k = o.int("top_k", 5, 0, 1000)? as usize;
+    let p = std::path::Path::new(path);
+    let files: Vec<std::path::PathBuf> = if p.is_dir() {
+        let mut f: Vec<_> = guard(|| Ok(std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| crate::data::image::is_image_file(f)).collect()))?;
+        f.sort();
+        if f.is_empty() {
+            return Err(script_error(format!("predict: {path} holds no .png, .jpg or .jpeg files")));
+        }
+        f
+    } else if p.is_file() {
+        vec![p.to_path_buf()]
+    } else {
+        return Err(script_error(format!("predict: {path} is neither an image file nor a folder")));
+    };
+    let model = model.0.borrow();
+    let preds = guard(|| crate::inference::predict_image_files(&model, &files))?;
+    let many = model.labels.len() > 20;
+    let maps: Array = preds
+        .into_iter()
+        .zip(&files)
+        .map(|(pred, file)| {
+            let mut m = super::train::prediction_map(pred, None, super::train::Reporting { top_k, ..Default::default() }).cast::<Map>();
+            if many {
+                m.remove("scores");
+            }
+            m.insert("file".into(), file.display().to_string().into());
+            Dynamic::from(m)
+        })
+        .collect();
+    Ok(if p.is_dir() { Dynamic::from(maps) } else { maps.into_iter().next().unwrap_or(Dynamic::UNIT) })
 }
 
 /// `model.new_head(labels)`: labels as a count, names, or an image dataset's classes.
@@ -167,6 +286,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("image_model", move |opts: Map| image_model(&c, None, opts));
     engine.register_fn("predict", |m: ImageModelHandle, d: ImageDatasetHandle| prediction_maps(&m, &d));
+    engine.register_fn("predict", |m: ImageModelHandle, path: &str| predict_files(&m, path, Map::new()));
+    engine.register_fn("predict", |m: ImageModelHandle, path: &str, opts: Map| predict_files(&m, path, opts));
     engine.register_get("name", |m: &mut ImageModelHandle| m.0.borrow().name.clone());
     engine.register_get("device", |m: &mut ImageModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
     engine.register_fn("to_string", |m: &mut ImageModelHandle| m.0.borrow().to_string());

@@ -59,6 +59,7 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         }
     };
     let dropout = o.get("dropout").map(|_| o.float("dropout", 0.1, 0.0, 0.9)).transpose()?;
+    let size = o.get("size").map(|_| o.int("size", 224, 32, 1024)).transpose()?;
     guard(|| {
         let dir = crate::model::resolve_path(name, &ctx.cache)?;
         if crate::model::CausalModel::is_decoder(&dir) {
@@ -69,8 +70,27 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             return Ok(Dynamic::from(super::language::LanguageModelHandle::new(model)));
         }
         if crate::model::ImageModel::is_saved_image_model(&dir) {
+            if size.is_some() || labels.is_some() || task.is_some() {
+                anyhow::bail!("{name} is a saved image model, which keeps its input size, labels and task; load it as it is (new_head gives it other labels)");
+            }
             let model = crate::model::ImageModel::load(name, &dir, device)?;
             return Ok(Dynamic::from(ImageModelHandle::new(model)));
+        }
+        if dir.is_file() && dir.extension().is_some_and(|e| e == "pth" || e == "pt") {
+            if o.get("pooling").is_some() || dropout.is_some() {
+                anyhow::bail!("{name} is an image backbone: it takes labels, task, size and device (pooling and dropout are for text encoders)");
+            }
+            let arch = crate::model::ImageArch::of_state_dict(&dir)?;
+            let mut model = crate::model::ImageModel::pretrained(name, arch, &dir, size.unwrap_or(224), device)?;
+            if labels.is_some() || task.is_some() {
+                let task = task.unwrap_or_default();
+                let labels = labels.ok_or_else(|| anyhow::anyhow!("give the labels of the new head (a count or names) with task: \"{}\"", task.name()))?;
+                model.adapt_head(labels, task)?;
+            }
+            return Ok(Dynamic::from(ImageModelHandle::new(model)));
+        }
+        if size.is_some() {
+            anyhow::bail!("size is for image backbones (mobilenet_v2, efficientnet_lite0); {name} reads text");
         }
         let model = TextModel::load(name, &dir, &LoadOptions { labels, pooling, task, device, dropout })?;
         Ok(Dynamic::from(ModelHandle::new(model)))
