@@ -375,8 +375,8 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
     use tunebook::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
     use tunebook::data::{DataLoader, Inputs, LoaderOptions, LoaderSource};
     let digits = ImageDataset::named("mnist", &cache(), false).unwrap().shuffle(1).take(100);
-    let augment = Augment { crop_padding: 2, flip: true, rotate: 10.0 };
-    let set = ImageSet { data: Arc::new(digits), transform: ImageTransform { normalize: None, augment } };
+    let augment = Augment { crop_padding: 2, flip: true, rotate: 10.0, ..Default::default() };
+    let set = ImageSet { data: Arc::new(digits), transform: ImageTransform::new(None, augment) };
     let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 3, drop_last: false, bucket: false, packing: false };
     let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options).unwrap();
     let batches = loader.batch_indices(2);

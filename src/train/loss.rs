@@ -95,9 +95,7 @@ impl Loss {
 #[cfg(test)]
 mod tests {
     use super::Loss;
-    use crate::data::Batch;
-use crate::model::Learner;
-use crate::task::Task;
+    use crate::task::Task;
     use tch::Tensor;
 
     #[test]

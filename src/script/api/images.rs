@@ -287,6 +287,13 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("image_model", move |opts: Map| image_model(&c, None, opts));
     engine.register_fn("predict", |m: ImageModelHandle, d: ImageDatasetHandle| prediction_maps(&m, &d));
     engine.register_fn("predict", |m: ImageModelHandle, path: &str| predict_files(&m, path, Map::new()));
+    engine.register_fn("logits", |m: &mut ImageModelHandle, x: super::handles::TensorHandle| -> R<super::handles::TensorHandle> {
+        // Evaluation mode: BatchNorm's running statistics, no dropout.
+        let model = m.0.borrow();
+        let x = x.0.to_kind(tch::Kind::Float).to_device(model.device());
+        let out = guard(|| tch::no_grad(|| model.forward(&crate::data::Inputs::Images(x), false)))?;
+        Ok(super::handles::TensorHandle(out.to_device(tch::Device::Cpu)))
+    });
     engine.register_fn("predict", |m: ImageModelHandle, path: &str, opts: Map| predict_files(&m, path, opts));
     engine.register_get("name", |m: &mut ImageModelHandle| m.0.borrow().name.clone());
     engine.register_get("device", |m: &mut ImageModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());

@@ -34,6 +34,7 @@ fn labels_option(func: &str, o: &Options, task: Task) -> R<Option<Vec<String>>> 
             }
             Some((0..n).map(|i| format!("LABEL_{i}")).collect())
         }
+        Some(v) if v.is::<super::handles::ImageDatasetHandle>() => Some(v.clone().cast::<super::handles::ImageDatasetHandle>().0.label_names.clone()),
         Some(v) if v.is_array() => Some(
             v.clone()
                 .into_array()
@@ -42,7 +43,7 @@ fn labels_option(func: &str, o: &Options, task: Task) -> R<Option<Vec<String>>> 
                 .map(|x| x.into_string().map_err(|t| script_error(format!("{func}: 'labels' must hold strings, found a {t}"))))
                 .collect::<R<Vec<String>>>()?,
         ),
-        Some(v) => return Err(script_error(format!("{func}: option 'labels' must be a count or an array of names, got {}", v.type_name()))),
+        Some(v) => return Err(script_error(format!("{func}: option 'labels' must be a count, an array of names or an image dataset (its classes), got {}", v.type_name()))),
     })
 }
 
@@ -77,11 +78,14 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             return Ok(Dynamic::from(ImageModelHandle::new(model)));
         }
         if dir.is_file() && dir.extension().is_some_and(|e| e == "pth" || e == "pt") {
-            if o.get("pooling").is_some() || dropout.is_some() {
-                anyhow::bail!("{name} is an image backbone: it takes labels, task, size and device (pooling and dropout are for text encoders)");
+            if o.get("pooling").is_some() {
+                anyhow::bail!("{name} is an image backbone: it takes labels, task, size, dropout and device (pooling is for text encoders)");
             }
             let arch = crate::model::ImageArch::of_state_dict(&dir)?;
             let mut model = crate::model::ImageModel::pretrained(name, arch, &dir, size.unwrap_or(224), device)?;
+            if let Some(p) = dropout {
+                model.spec.dropout = p;
+            }
             if labels.is_some() || task.is_some() {
                 let task = task.unwrap_or_default();
                 let labels = labels.ok_or_else(|| anyhow::anyhow!("give the labels of the new head (a count or names) with task: \"{}\"", task.name()))?;

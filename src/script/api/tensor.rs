@@ -109,6 +109,15 @@ macro_rules! binary {
 pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<TensorHandle>("Tensor");
     engine.register_fn("tensor", from_array);
+    engine.register_fn("load_tensor", |path: &str| -> R<TensorHandle> {
+        // A safetensors file's tensor named "tensor", or its only one.
+        let tensors = Tensor::read_safetensors(path).map_err(|e| script_error(format!("load_tensor: cannot read {path} as a safetensors file: {e}")))?;
+        let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+        match tensors.iter().find(|(n, _)| n == "tensor").or(if tensors.len() == 1 { tensors.first() } else { None }) {
+            Some((_, t)) => Ok(TensorHandle(t.shallow_clone())),
+            None => Err(script_error(format!("load_tensor: {path} holds {} tensors ({}) and none named \"tensor\"", names.len(), names.join(", ")))),
+        }
+    });
     engine.register_get("shape", |t: &mut TensorHandle| -> Array { t.0.size().into_iter().map(|d| Dynamic::from(d as INT)).collect() });
     engine.register_get("dtype", |t: &mut TensorHandle| dtype(&t.0));
     engine.register_get("device", |t: &mut TensorHandle| format!("{:?}", t.0.device()).to_lowercase());
