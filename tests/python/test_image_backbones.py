@@ -90,6 +90,8 @@ def write_images(folder, n=8, size=64):
 def test_three_sgd_steps_give_torchvisions_weights_and_batchnorm_statistics_and_the_save_loads_in_torchvision():
     work = scratch("tunebook-backbone-steps-")
     x, y = write_images(work / "images")
+    imagenet = (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    save_file({"tensor": (x - imagenet[0]) / imagenet[1]}, work / "inputs.safetensors")
     tunebook(
         f"""
         let data = load_dataset("{work / 'images'}");
@@ -98,6 +100,7 @@ def test_three_sgd_steps_give_torchvisions_weights_and_batchnorm_statistics_and_
         let batches = data.loader(#{{ batch: 4, model: m }});
         fit(m, batches, #{{ optimizer: "sgd", lr: 0.001, weight_decay: 0.0, schedule: "constant", warmup: 0.0, max_grad_norm: (), epochs: 2, max_steps: 3 }});
         m.save("{work / 'trained'}");
+        m.logits(load_tensor("{work / 'inputs.safetensors'}")).save("{work / 'logits.safetensors'}");
         """,
         work,
     )
@@ -131,11 +134,12 @@ def test_three_sgd_steps_give_torchvisions_weights_and_batchnorm_statistics_and_
     # the sum) where torch's add_(g, alpha=-lr) rounds once, and four
     # images a batch make BatchNorm's batch statistics amplify that.
     assert worst["running"] <= 1e-5 and worst["weights"] <= 3e-4, worst
-    # The saved model in torchvision gives Tunebook's predictions.
-    model.eval()
+    assert torch.allclose(mean, imagenet[0]) and torch.allclose(std, imagenet[1]), "MobileNetV2 normalizes as torchvision's ImageNet weights"
+    # The saved model in torchvision gives Tunebook's own logits.
     with torch.no_grad():
         again = torchvision_mobilenet(trained, classes=2).eval()(inputs)
-    assert (again - model(inputs)).abs().max().item() <= 1e-4
+    ours = load_file(work / "logits.safetensors")["tensor"]
+    assert (again - ours).abs().max().item() <= 1e-5
 
 
 def test_a_saved_efficientnet_lite0_loads_in_its_reference_class():
