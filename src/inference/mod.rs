@@ -9,7 +9,7 @@ mod predict;
 
 pub use embed::embed;
 pub use generate::{generate, text_loss, Finish, GenerateOptions, Generated, TextLoss};
-pub use predict::{predict, predict_image_files, predict_loader, predict_pairs, Prediction};
+pub use predict::{grad_cam, predict, predict_image_files, predict_loader, predict_pairs, prepare_image, Prediction};
 
 use anyhow::Result;
 

@@ -123,31 +123,37 @@ fn predict_texts(model: &TextModel, texts: &[String], pairs: Option<&[String]>, 
     predict_loader(model, &loader)
 }
 
-/// The predictions of an image model for image files, each prepared as
-/// torchvision evaluates ImageNet models: grey to RGB when the model reads
-/// colour, the shorter side resized to `size / 0.875` (256 for 224), the
-/// centre `size` cropped, and the model's normalization.
-pub fn predict_image_files(model: &crate::model::ImageModel, files: &[std::path::PathBuf]) -> Result<Vec<Prediction>> {
+/// An image file prepared as torchvision evaluates ImageNet models: grey
+/// to RGB when the model reads colour (colour to grey for a grey model),
+/// the shorter side resized to `size / 0.875` (256 for 224), the centre
+/// `size` cropped; returned as shown (0-1) and as the model reads it
+/// (with its normalization), both `[c, h, w]`.
+pub fn prepare_image(model: &crate::model::ImageModel, file: &std::path::Path) -> Result<(Tensor, Tensor)> {
     use crate::data::transforms;
     let [c, h, w] = model.spec.input;
-    let mut images = Vec::with_capacity(files.len());
-    for file in files {
-        let mut img = crate::data::image::read_image_file(file)?;
-        if c == 3 {
-            img = transforms::to_rgb(&img);
-        } else if img.size()[0] == 3 && c == 1 {
-            img = (img.get(0) * 0.2989 + img.get(1) * 0.587 + img.get(2) * 0.114).unsqueeze(0);
-        }
-        let shorter = (h.min(w) as f64 / 0.875).floor() as i64;
-        let resized = transforms::resize_shorter(&img, shorter);
-        let s = resized.size();
-        let mut img = transforms::crop(&resized, transforms::center_crop_box(s[1], s[2], [h, w]));
-        if let Some((mean, std)) = &model.spec.normalize {
-            let shape = [mean.len() as i64, 1, 1];
-            img = (img - Tensor::from_slice(mean).view(shape)) / Tensor::from_slice(std).view(shape);
-        }
-        images.push(img);
+    let mut img = crate::data::image::read_image_file(file)?;
+    if c == 3 {
+        img = transforms::to_rgb(&img);
+    } else if img.size()[0] == 3 && c == 1 {
+        img = (img.get(0) * 0.2989 + img.get(1) * 0.587 + img.get(2) * 0.114).unsqueeze(0);
     }
+    let shorter = (h.min(w) as f64 / 0.875).floor() as i64;
+    let resized = transforms::resize_shorter(&img, shorter);
+    let s = resized.size();
+    let shown = transforms::crop(&resized, transforms::center_crop_box(s[1], s[2], [h, w])).clamp(0.0, 1.0).contiguous();
+    let input = match &model.spec.normalize {
+        Some((mean, std)) => {
+            let shape = [mean.len() as i64, 1, 1];
+            (&shown - Tensor::from_slice(mean).view(shape)) / Tensor::from_slice(std).view(shape)
+        }
+        None => shown.shallow_clone(),
+    };
+    Ok((shown, input))
+}
+
+/// The predictions of an image model for image files, each prepared by `prepare_image`.
+pub fn predict_image_files(model: &crate::model::ImageModel, files: &[std::path::PathBuf]) -> Result<Vec<Prediction>> {
+    let images = files.iter().map(|f| prepare_image(model, f).map(|(_, input)| input)).collect::<Result<Vec<_>>>()?;
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(files.len());
     for chunk in images.chunks(32) {
@@ -155,4 +161,31 @@ pub fn predict_image_files(model: &crate::model::ImageModel, files: &[std::path:
         out.extend(predictions(model.task(), model.labels(), &model.forward(&crate::data::Inputs::Images(batch), false)?)?);
     }
     Ok(out)
+}
+
+/// Gradient-weighted class activation (Grad-CAM, Selvaraju et al. 2017)
+/// over a backbone's last feature maps for one prepared `[c, h, w]` input:
+/// each map weighted by the mean gradient of the class's score over it,
+/// summed, kept where positive, resized to the input and scaled to 0-1.
+/// `class` defaults to the predicted one; returns the map `[h, w]`, the
+/// class and its probability.
+pub fn grad_cam(model: &crate::model::ImageModel, input: &Tensor, class: Option<usize>) -> Result<(Tensor, usize, f64)> {
+    let x = input.unsqueeze(0).to_device(model.device()).set_requires_grad(true);
+    let Some((maps, logits)) = model.feature_maps_and_logits(&x) else {
+        bail!("Grad-CAM weighs a backbone's last convolution maps; {} is a small {} network (use mobilenet_v2 or efficientnet_lite0)", model.name, model.spec.arch.name());
+    };
+    let probs = logits.softmax(-1, Kind::Float);
+    let class = match class {
+        Some(c) if (c as i64) < logits.size()[1] => c,
+        Some(c) => bail!("class {c} is not one of the model's {} outputs", logits.size()[1]),
+        None => logits.argmax(-1, false).int64_value(&[0]) as usize,
+    };
+    let score = logits.get(0).get(class as i64);
+    let grads = Tensor::run_backward(&[&score], &[&maps], false, false);
+    let weights = grads[0].mean_dim(&[2i64, 3][..], true, Kind::Float);
+    let cam = (weights * maps.detach()).sum_dim_intlist(1, true, Kind::Float).relu();
+    let size = input.size();
+    let cam = cam.upsample_bilinear2d([size[1], size[2]], false, None, None).squeeze_dim(0).squeeze_dim(0);
+    let cam = &cam / cam.max().clamp_min(1e-12);
+    Ok((cam.detach().to_device(Device::Cpu), class, probs.double_value(&[0, class as i64])))
 }

@@ -50,6 +50,34 @@ pub fn image_grid(rows: Vec<(String, Vec<ImageTile>)>) -> Result<Chart> {
     Ok(Chart::new(Figure::Images { rows }, size))
 }
 
+/// An image beside itself with a heat map over it (Grad-CAM): `heat` is
+/// `[h, w]` values from 0 to 1 for the image's pixels, drawn in a blue to
+/// red colour scale at half opacity.
+pub fn heat_map(image: ImageTile, heat: &[f32], caption: &str) -> Result<Chart> {
+    let [c, h, w] = image.shape;
+    if heat.len() != h * w {
+        bail!("the heat map has {} values for a {h}x{w} image", heat.len());
+    }
+    let channel = |ch: usize, k: usize| f32::from(image.pixels[if c == 3 { ch * h * w + k } else { k }]);
+    let mut overlay = vec![0u8; 3 * h * w];
+    for (k, &t) in heat.iter().enumerate() {
+        // The "jet" scale: blue, cyan, yellow, red.
+        let t = t.clamp(0.0, 1.0);
+        let colour = [(1.5 - (4.0 * t - 3.0).abs()).clamp(0.0, 1.0), (1.5 - (4.0 * t - 2.0).abs()).clamp(0.0, 1.0), (1.5 - (4.0 * t - 1.0).abs()).clamp(0.0, 1.0)];
+        for (ch, v) in colour.iter().enumerate() {
+            overlay[ch * h * w + k] = (0.5 * channel(ch, k) + 0.5 * 255.0 * v).round() as u8;
+        }
+    }
+    let over = ImageTile { pixels: overlay, shape: [3, h, w], caption: caption.to_string() };
+    image_grid(vec![("Grad-CAM".to_string(), vec![ImageTile { caption: "input".into(), ..image }, over])])
+}
+
+/// The characters of a caption a cell of `cell_w` pixels holds (about 7
+/// pixels a character at 12 px; at least 12).
+fn caption_room(cell_w: u32) -> usize {
+    ((cell_w as usize).saturating_sub(12) / 7).max(12)
+}
+
 /// A tile's cell: the image scaled up to about 84 pixels, and room for its caption.
 fn cell_size(rows: &[(String, Vec<ImageTile>)]) -> (u32, u32) {
     let (h, w) = rows.iter().flat_map(|r| &r.1).map(|t| (t.shape[1], t.shape[2])).max().unwrap_or((28, 28));
@@ -184,7 +212,7 @@ where
                     root.draw(&Rectangle::new([(px, py), (px + scale, py + scale)], pixel(t, y, x).filled())).map_err(err)?;
                 }
             }
-            root.draw(&Text::new(shorten(&t.caption, 12), (x0, y0 + h as i32 * scale + 4), font.clone())).map_err(err)?;
+            root.draw(&Text::new(shorten(&t.caption, caption_room(cell_w)), (x0, y0 + h as i32 * scale + 4), font.clone())).map_err(err)?;
         }
     }
     Ok(())
@@ -222,7 +250,7 @@ pub(super) fn image_grid_svg(rows: &[(String, Vec<ImageTile>)], size: (u32, u32)
                 h * scale,
                 base64::engine::general_purpose::STANDARD.encode(png)
             );
-            svg += &format!("<text x=\"{x0}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"12\">{}</text>\n", y0 + h * scale + 14, xml_escape(&shorten(&t.caption, 12)));
+            svg += &format!("<text x=\"{x0}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"12\">{}</text>\n", y0 + h * scale + 14, xml_escape(&shorten(&t.caption, caption_room(cell_w))));
         }
     }
     svg += "</svg>\n";

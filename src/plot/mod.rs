@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-pub use data::{class_balance, image_grid, token_lengths, ImageTile};
+pub use data::{class_balance, heat_map, image_grid, token_lengths, ImageTile};
 pub use evaluation::{class_scores, confusion_matrix};
 pub use model::freeze_chart;
 pub use training::{compare_bars, compare_runs, layer_norms, lr_find_curve, lr_schedule, smooth, training_curves, training_curves_with, CurveOptions, NamedRun};

@@ -216,6 +216,7 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("plot_balance", &["title", "width", "height"]),
     ("plot_lengths", &["title", "width", "height"]),
     ("plot_images", &["n", "title", "width", "height"]),
+    ("plot_cam", &["class", "title", "width", "height"]),
     ("save (chart)", &["title", "width", "height"]),
 ];
 

@@ -213,6 +213,10 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("plot_images", move |d: ImageDatasetHandle| -> R<ChartHandle> { plot_images_of_dataset(&c, &d, Map::new()) });
     let c = ctx.clone();
+    engine.register_fn("plot_cam", move |m: super::handles::ImageModelHandle, path: &str| -> R<ChartHandle> { plot_cam(&c, &m, path, Map::new()) });
+    let c = ctx.clone();
+    engine.register_fn("plot_cam", move |m: super::handles::ImageModelHandle, path: &str, opts: Map| -> R<ChartHandle> { plot_cam(&c, &m, path, opts) });
+    let c = ctx.clone();
     engine.register_fn("plot_images", move |d: ImageDatasetHandle, opts: Map| -> R<ChartHandle> { plot_images_of_dataset(&c, &d, opts) });
     let c = ctx.clone();
     engine.register_fn("plot_images", move |l: LoaderHandle| -> R<ChartHandle> { plot_images_of_loader(&c, &l, Map::new()) });
@@ -233,6 +237,35 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_get("height", |c: &mut ChartHandle| c.chart.size().1 as i64);
     engine.register_fn("to_string", |c: &mut ChartHandle| c.chart.to_string());
     engine.register_fn("to_debug", |c: &mut ChartHandle| c.chart.to_string());
+}
+
+/// `plot_cam(model, image_file, #{ class })`: Grad-CAM over the model's last
+/// convolution maps, for the predicted class or the one named.
+fn plot_cam(ctx: &Context, m: &super::handles::ImageModelHandle, path: &str, opts: Map) -> R<ChartHandle> {
+    let o = Options::new("plot_cam", opts)?;
+    let model = m.0.borrow();
+    let class = match o.get("class") {
+        None => None,
+        Some(v) if v.is_int() => Some(usize::try_from(v.as_int().unwrap()).map_err(|_| script_error("plot_cam: 'class' is an index from 0 or a label"))?),
+        Some(v) => {
+            let name = v.clone().into_string().map_err(|_| script_error("plot_cam: 'class' is an index from 0 or a label"))?;
+            Some(model.labels.iter().position(|l| *l == name).ok_or_else(|| {
+                let close = crate::suggest::closest(&name, &model.labels, 5).join(", ");
+                script_error(format!("plot_cam: '{name}' is not one of the model's labels; closest: {close}"))
+            })?)
+        }
+    };
+    let (image, heat, caption) = guard(|| {
+        let (shown, input) = crate::inference::prepare_image(&model, std::path::Path::new(path))?;
+        let (heat, class, p) = crate::inference::grad_cam(&model, &input, class)?;
+        Ok((shown, heat, format!("{} {:.2}", model.labels[class], p)))
+    })?;
+    let s = image.size();
+    let pixels: Vec<u8> = Vec::<f32>::try_from((image * 255.0).round().flatten(0, -1)).unwrap_or_default().into_iter().map(|v| v as u8).collect();
+    let tile = ImageTile { pixels, shape: [s[0] as usize, s[1] as usize, s[2] as usize], caption: String::new() };
+    let heat: Vec<f32> = Vec::try_from(heat.flatten(0, -1)).unwrap_or_default();
+    let chart = apply_options(&o, guard(|| plot::heat_map(tile, &heat, &caption))?)?;
+    shown(ctx, chart)
 }
 
 fn plot_images_of_dataset(ctx: &Context, d: &ImageDatasetHandle, opts: Map) -> R<ChartHandle> {
