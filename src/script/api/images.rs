@@ -286,6 +286,18 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("image_model", move |opts: Map| image_model(&c, None, opts));
     engine.register_fn("predict", |m: ImageModelHandle, d: ImageDatasetHandle| prediction_maps(&m, &d));
+    let c = ctx.clone();
+    engine.register_fn("photo", move |name: &str| -> R<String> {
+        // The bootstrap's sample photographs (from scikit-image's wheel), by name.
+        let dir = c.cache.join("datasets/photos");
+        let names = ["chelsea", "coffee", "rocket", "motorcycle_left", "astronaut"];
+        let file = ["png", "jpg"].iter().map(|e| dir.join(format!("{name}.{e}"))).find(|p| p.is_file());
+        match file {
+            Some(p) => Ok(p.display().to_string()),
+            None if !dir.is_dir() => Err(script_error(format!("photo: the sample photographs are not in the cache {}; run scripts/bootstrap", c.cache.display()))),
+            None => Err(script_error(format!("photo: no sample photograph '{name}'; there are {} (chelsea is a cat)", names.join(", ")))),
+        }
+    });
     engine.register_fn("predict", |m: ImageModelHandle, path: &str| predict_files(&m, path, Map::new()));
     engine.register_fn("logits", |m: &mut ImageModelHandle, x: super::handles::TensorHandle| -> R<super::handles::TensorHandle> {
         // Evaluation mode: BatchNorm's running statistics, no dropout.

@@ -109,6 +109,13 @@ macro_rules! binary {
 pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<TensorHandle>("Tensor");
     engine.register_fn("tensor", from_array);
+    engine.register_fn("zeros", |shape: Array| -> R<TensorHandle> {
+        let dims: Vec<i64> = shape.iter().map(|d| d.as_int().ok().filter(|&n| (0..=1 << 20).contains(&n))).collect::<Option<_>>().ok_or_else(|| script_error("zeros: the shape is an array of sizes from 0 to 1,048,576"))?;
+        if dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).is_none_or(|n| n > 1 << 31) {
+            return Err(script_error("zeros: more than 2^31 elements"));
+        }
+        Ok(TensorHandle(Tensor::zeros(dims.as_slice(), (Kind::Float, tch::Device::Cpu))))
+    });
     engine.register_fn("load_tensor", |path: &str| -> R<TensorHandle> {
         // A safetensors file's tensor named "tensor", or its only one.
         let tensors = Tensor::read_safetensors(path).map_err(|e| script_error(format!("load_tensor: cannot read {path} as a safetensors file: {e}")))?;
