@@ -325,6 +325,63 @@ def peak_rss_mb():
     return kib * 1024 / 1e6
 
 
+def mobilenet(args):
+    """torchvision's MobileNetV2 with the bootstrap's ImageNet weights and a
+    new 10-class head (as suite.rs `mobilenet`)."""
+    import torchvision
+
+    m = torchvision.models.mobilenet_v2()
+    m.load_state_dict(torch.load(args.cache / "models" / "mobilenet_v2" / "mobilenet_v2-b0353104.pth", weights_only=True))
+    m.classifier[1] = torch.nn.Linear(1280, 10)
+    return m
+
+
+def image_batch():
+    """32 images of 96x96, normalized: the step's cost does not depend on the pixels."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(32, 3, 96, 96, generator=g), torch.randint(10, (32,), generator=g)
+
+
+def image_train(args):
+    """MobileNetV2 at 96 pixels, batch 32, AdamW 1e-4 (decay 0.01 on weights,
+    none on biases and norms), every layer training: images per second."""
+    m = mobilenet(args).train()
+    decay = [p for p in m.parameters() if p.ndim > 1]
+    no_decay = [p for p in m.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
+    x, y = image_batch()
+
+    def step():
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    values = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        values.append(args.steps * 32 / (time.perf_counter() - start))
+    emit("image_train", "images/s", values, impl="torchvision", batch=32, side=96)
+
+
+def image_eval(args):
+    """The same network in evaluation mode under inference_mode: images per second."""
+    m = mobilenet(args).eval()
+    x, _ = image_batch()
+    values = []
+    with torch.inference_mode():
+        m(x)
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                m(x)
+            values.append(args.steps * 32 / (time.perf_counter() - start))
+    emit("image_eval", "images/s", values, impl="torchvision", batch=32, side=96)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("command")
@@ -339,7 +396,7 @@ def main():
     torch.manual_seed(0)
     commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
                 "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args),
-                "generate": lambda: generate(args), "sft": lambda: sft(args)}
+                "generate": lambda: generate(args), "sft": lambda: sft(args), "image-train": lambda: image_train(args), "image-eval": lambda: image_eval(args)}
     if args.command not in commands:
         raise SystemExit(f"no benchmark '{args.command}'; commands: {', '.join(commands)}")
     commands[args.command]()

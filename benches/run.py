@@ -38,6 +38,10 @@ FIGURES = [
     # Supervised fine-tuning of SmolLM2 with LoRA: `steps` optimizer steps of 4 x 256 tokens.
     ("sft", ["sft"], {"steps": (5, 1), "repeats": (3, 1)}),
     ("sft-packing", [], {"steps": (5, 1), "repeats": (2, 1)}),
+    # Image backbones: MobileNetV2 at 96 pixels, batch 32.
+    ("image-train", ["image-train"], {"steps": (5, 1), "repeats": (3, 1)}),
+    ("image-eval", ["image-eval"], {"steps": (10, 1), "repeats": (3, 1)}),
+    ("image-loader", [], {"steps": (10, 1), "repeats": (3, 1)}),
     # train-full again as 2 ranks on this machine (Gloo over loopback, the
     # threads shared out), against PyTorch DDP launched the same way.
     ("train-full", ["train-full"], {"steps": (10, 2), "repeats": (5, 1), "ranks": 2}),
@@ -226,6 +230,11 @@ def table_rows(by, cache):
     add("SFT on the headline task (batch 4), real tokens packed against unpadded rows", "tokens/s", packed, unpacked, "Tunebook unpacked", True)
     if packed and unpacked:
         rows.append({"what": "share of padding, headline task: packed (unpacked)", "unit": "%", "tunebook": summary([100 * packed["padding_share"]]), "reference": summary([100 * unpacked["padding_share"]]), "reference_name": "unpacked", "ratio": None, "target": ""})
+    add("training step, MobileNetV2 at 96 px, batch 32, every layer", "images/s", g(("image_train", "tunebook")), g(("image_train", "torchvision")), "PyTorch + torchvision eager", True, "≥ 1.0")
+    add("evaluation, MobileNetV2 at 96 px", "images/s", g(("image_eval", "tunebook")), g(("image_eval", "torchvision")), "torchvision, inference_mode", True, "≥ 1.0")
+    loader, step = g(("image_loader", "tunebook")), g(("image_train", "tunebook"))
+    if loader and step:
+        rows.append({"what": "image loader with resized crops, flips and colour jitter, against the training step", "unit": "images/s ÷ images/s", "tunebook": summary([loader["median"] / step["median"]]), "reference": None, "reference_name": "", "ratio": None, "target": "> 3"})
     add("kernel start to kernel_info_reply", "s", g(("kernel_start", "tunebook")), g(("kernel_start", "ipykernel")), "ipykernel", False, "≥ 5")
     add("trivial execute round trip", "ms", g(("execute_round_trip", "tunebook")), g(("execute_round_trip", "ipykernel")), "ipykernel", False, "≥ 5")
     add("a training run from a Rhai script", "s", g(("script_run", "tunebook")), g(("script_run", "rust")), "the same run from Rust", False, "≈ 1.0 (noise)")

@@ -26,6 +26,11 @@
 //! - `sft-packing`: the headline task of course lesson 11 (article start ->
 //!   headline, answers only, max_len 256), batch 4, unpacked and packed:
 //!   the share of padding and the real (non-padding) tokens per second.
+//! - `image-train`: MobileNetV2 (ImageNet weights, a new 10-class head) at
+//!   96 pixels, batch 32, AdamW, every layer training: images per second.
+//! - `image-eval`: the same network in evaluation mode: images per second.
+//! - `image-loader`: Fashion-MNIST through the loader at 96 pixels with
+//!   random resized crops, flips and colour jitter: images per second.
 //!
 //! Started as ranks of a distributed run (`RANK`, `WORLD_SIZE`, ... set, as
 //! `benches/run.py` does), `train-*` trains data-parallel with the same
@@ -386,6 +391,96 @@ fn sft_packing(steps: usize, repeats: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+const IMAGE_BATCH: usize = 32;
+const IMAGE_SIDE: i64 = 96;
+
+/// MobileNetV2 with its ImageNet weights and a new 10-class head, for 96-pixel images.
+fn mobilenet() -> anyhow::Result<tunebook::model::ImageModel> {
+    use tunebook::model::{ImageArch, ImageModel};
+    let path = tunebook::model::resolve_path("mobilenet_v2", &tunebook::runtime::cache_dir())?;
+    let mut model = ImageModel::pretrained("mobilenet_v2", ImageArch::MobileNetV2, &path, IMAGE_SIDE, Device::Cpu)?;
+    model.adapt_head((0..10).map(|i| format!("c{i}")).collect(), tunebook::model::Task::Classify)?;
+    Ok(model)
+}
+
+/// Fashion-MNIST's first `rows` images as the backbone reads them: RGB at
+/// 96 pixels, ImageNet's normalization, training augmentation when asked.
+fn fashion_for_mobilenet(rows: usize, augment: bool) -> anyhow::Result<DataLoader> {
+    use tunebook::data::image::{Augment, ImageDataset, ImageSet, ImageTransform};
+    use tunebook::data::transforms::{ColorJitter, ResizedCrop};
+    let data = std::sync::Arc::new(ImageDataset::named("fashion_mnist", &tunebook::runtime::cache_dir(), false)?.take(rows));
+    let augment = if augment {
+        Augment { flip: true, resized_crop: Some(ResizedCrop { scale: (0.6, 1.0), ..Default::default() }), color_jitter: Some(ColorJitter { brightness: 0.2, contrast: 0.2, saturation: 0.2, hue: 0.0 }), ..Default::default() }
+    } else {
+        Augment::default()
+    };
+    let normalize = tunebook::model::ImageArch::MobileNetV2.pretrained_normalization();
+    let transform = ImageTransform::fitted(data.shape, [3, IMAGE_SIDE, IMAGE_SIDE], normalize, augment)?;
+    let set = ImageSet { data, transform };
+    DataLoader::over(tunebook::data::LoaderSource::Images(Arc::new(set)), LoaderOptions { batch_size: IMAGE_BATCH, ..Default::default() })
+}
+
+fn image_train(steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let model = mobilenet()?;
+    // One batch collated once and repeated: the step, not the loader, is timed.
+    let loader = fashion_for_mobilenet(IMAGE_BATCH, false)?;
+    let batch = loader.collate(&(0..IMAGE_BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let tunebook::data::Inputs::Images(x) = &batch.inputs else { anyhow::bail!("images") };
+    let repeated: Vec<Tensor> = (0..steps).map(|_| x.shallow_clone()).collect();
+    let loss = train::Loss::CrossEntropy;
+    // AdamW at 1e-4 with decay 0.01 on the weights, none on biases and norms, as the reference.
+    let specs = model.named_parameters().into_iter().map(|(n, t)| { let wd = if t.dim() <= 1 { 0.0 } else { 0.01 }; train::optim::ParamSpec::new(&n, t, wd) }).collect();
+    let mut optimizer = train::Optimizer::new(train::Method::AdamW, specs, 0.9, 0.999, 1e-8);
+    let mut run_steps = |n: usize| -> f64 {
+        let started = Instant::now();
+        for x in repeated.iter().take(n) {
+            let out = model.forward(&tunebook::data::Inputs::Images(x.shallow_clone()), true).expect("forward");
+            let l = loss.compute(&out, &batch.labels, None, 0.0);
+            let grads = Tensor::run_backward(&[&l], &optimizer.trainable(), false, false);
+            optimizer.step_with(1e-4, grads);
+        }
+        started.elapsed().as_secs_f64()
+    };
+    run_steps(2);
+    let values: Vec<f64> = (0..repeats).map(|_| (steps * IMAGE_BATCH) as f64 / run_steps(steps)).collect();
+    emit("image_train", "images/s", values, json!({ "batch": IMAGE_BATCH, "side": IMAGE_SIDE }));
+    Ok(())
+}
+
+fn image_eval(steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let model = mobilenet()?;
+    let loader = fashion_for_mobilenet(IMAGE_BATCH, false)?;
+    let batch = loader.collate(&(0..IMAGE_BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let _no_grad = tch::no_grad_guard();
+    let run = |n: usize| -> f64 {
+        let started = Instant::now();
+        for _ in 0..n {
+            let _ = model.forward(&batch.inputs, false).expect("forward");
+        }
+        started.elapsed().as_secs_f64()
+    };
+    run(1);
+    let values: Vec<f64> = (0..repeats).map(|_| (steps * IMAGE_BATCH) as f64 / run(steps)).collect();
+    emit("image_eval", "images/s", values, json!({ "batch": IMAGE_BATCH, "side": IMAGE_SIDE }));
+    Ok(())
+}
+
+fn image_loader(steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let loader = fashion_for_mobilenet(IMAGE_BATCH * steps, true)?;
+    let mut values = Vec::new();
+    for r in 0..repeats {
+        let started = Instant::now();
+        let mut prepared = loader.prefetch(loader.batch_indices(r), Some(r), 4)?;
+        let mut n = 0;
+        while let Some(b) = prepared.next_batch()? {
+            n += b.size;
+        }
+        values.push(n as f64 / started.elapsed().as_secs_f64());
+    }
+    emit("image_loader", "images/s", values, json!({ "batch": IMAGE_BATCH, "side": IMAGE_SIDE, "augment": "resized_crop, flip, color_jitter" }));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let command = std::env::args().skip(1).find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).unwrap_or_default();
     let threads = arg("--threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -405,6 +500,9 @@ fn main() -> anyhow::Result<()> {
         "generate" => generate(steps, repeats),
         "sft" => sft(steps, repeats),
         "sft-packing" => sft_packing(steps, repeats),
-        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script, generate, sft, sft-packing"),
+        "image-train" => image_train(steps, repeats),
+        "image-eval" => image_eval(steps, repeats),
+        "image-loader" => image_loader(steps, repeats),
+        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script, generate, sft, sft-packing, image-train, image-eval, image-loader"),
     }
 }
