@@ -586,6 +586,25 @@ mod tests {
     }
 
     #[test]
+    fn flips_come_half_the_time_and_resized_crops_fill_the_output_size() {
+        // One 1x1x2 image: a flip swaps its two pixels.
+        let d = ImageDataset::with_stats("two".into(), vec![0, 255], [1, 1, 2], Targets::Classes(vec![0]), vec!["a".into()]);
+        let flips = ImageSet { data: d.into(), transform: ImageTransform::new(None, Augment { flip: true, ..Default::default() }) };
+        let flipped = (0..1000u64).filter(|&seed| flips.collate(&[0], Device::Cpu, Some(seed)).double_value(&[0, 0, 0, 0]) > 0.5).count();
+        assert!((450..=550).contains(&flipped), "{flipped} flips in 1,000 draws");
+        // A grey 8x8 image, randomly cropped and resized to 12x12 RGB.
+        let grey = ImageDataset::with_stats("grey".into(), (0..64).map(|v| v as u8 * 4).collect(), [1, 8, 8], Targets::Classes(vec![0]), vec!["a".into()]);
+        let augment = Augment { resized_crop: Some(super::super::transforms::ResizedCrop::default()), ..Default::default() };
+        let set = ImageSet { data: grey.clone().into(), transform: ImageTransform::fitted(grey.shape, [3, 12, 12], None, augment).unwrap() };
+        assert_eq!(set.output_shape(), [3, 12, 12]);
+        let crops: Vec<Tensor> = (0..5).map(|seed| set.collate(&[0], Device::Cpu, Some(seed))).collect();
+        assert!(crops.iter().all(|t| t.size() == [1, 3, 12, 12]));
+        assert!(crops.windows(2).any(|w| !w[0].equal(&w[1])), "different seeds crop differently");
+        let plain = set.collate(&[0], Device::Cpu, None);
+        assert!(plain.get(0).get(0).equal(&plain.get(0).get(2)), "grey is copied into all three channels");
+    }
+
+    #[test]
     fn a_quarter_turn_moves_the_top_right_corner_to_the_top_left() {
         let plane: Vec<f32> = (0..9).map(|v| v as f32).collect();
         let turned = rotate(&plane, [1, 3, 3], 90.0);
