@@ -170,7 +170,7 @@ fn a_corrupt_pytorch_model_bin_is_a_clear_error() {
     }
     std::fs::write(dir.path().join("pytorch_model.bin"), b"\x80\x02}q\x00.garbage").unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(err.contains("is not a torch.save zip archive"), "{err}");
+    assert!(err.contains("is neither a torch.save zip archive nor a legacy (pre-1.6) torch.save file"), "{err}");
 }
 
 #[test]

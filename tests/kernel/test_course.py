@@ -28,7 +28,9 @@ LESSONS = {
     "05_augmentation": (320, {"accuracy": 0.05}),  # 0.703 over 0.600
     "06_lora_and_adapters": (320, {"accuracy": 0.04}),  # 0.684 over 0.600
     "07_multi_task": (160, {"accuracy": 0.3}),  # 0.825 over 0.263
-    "08_images": (1200, {"accuracy": 0.3, "transfer_accuracy": 0.5}),  # 0.717 over 0.117; transfer 0.867
+    # Fine-tuned MobileNetV2 0.788 over 0.122; it beats the scratch CNN
+    # trained for the same steps by 0.092 (0.696) on 600 images.
+    "08_images": (600, {"accuracy": 0.33, "pretrained_gain": 0.045}),
     "09_interrupt_and_resume": (320, {"accuracy": 0.05}),  # 0.706 over 0.600
     # Real sentences against the same words reversed: measured 111x on 6
     # sentences; a model that ignored word order would give about 1.
@@ -79,9 +81,6 @@ def test_lesson_runs_and_reaches_its_floor(lesson, tmp_path):
             assert gain > floor, f"{lesson}: accuracy {results['accuracy']:.3f} is only {gain:+.3f} over the majority share {results['majority']:.3f}; the floor is +{floor}"
         else:
             assert results[name] > floor, f"{lesson}: {name} {results[name]:.3f} is not above {floor}"
-    if lesson == "08_images":
-        # The lesson's point: clothing features beat random ones for digits (0.867 against 0.787 measured).
-        assert results["transfer_accuracy"] > results["random_features_accuracy"], results
     if lesson == "09_interrupt_and_resume":
         assert results["resume_difference"] < 1e-6, "a resumed run ends where an uninterrupted one does"
     if lesson == "10_language_models":
