@@ -21,6 +21,17 @@ fn a_runtime_error_exits_nonzero_with_file_line_and_column() {
 }
 
 #[test]
+fn an_error_inside_functions_prints_every_frame_as_file_line_column() {
+    let (code, _, stderr) = run_script("fn inner(b) {\n    b.nope()\n}\nfn outer(a) {\n    inner(a) + 1\n}\nouter(3);\n");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    // The failing call first, then the calls that led there, innermost last.
+    assert!(stderr.contains("bad.rhai:2:7: Function not found: nope (i64)"), "stderr: {stderr}");
+    let frames = ["bad.rhai:7:1 at the top level: outer(3);", "bad.rhai:5:5 in fn outer: inner(a) + 1", "bad.rhai:2:7 in fn inner: b.nope()"];
+    let at: Vec<usize> = frames.iter().map(|f| stderr.find(f).unwrap_or_else(|| panic!("no frame '{f}' in: {stderr}"))).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "frames out of order: {stderr}");
+}
+
+#[test]
 fn a_syntax_error_is_reported_with_its_position() {
     let (code, _, stderr) = run_script("let a = 1;\nlet b = (a + ;\n");
     assert_eq!(code, 1);

@@ -25,7 +25,7 @@ impl Interpreter for Fragile {
             banner: String::new(),
         }
     }
-    fn execute(&mut self, code: &str, _: &Frontend) -> ExecuteOutcome {
+    fn execute(&mut self, code: &str, _: u64, _: &Frontend) -> ExecuteOutcome {
         if code == "panic" {
             let empty: Vec<u8> = Vec::new();
             let _ = empty[3]; // an index out of bounds, as real bugs are

@@ -77,8 +77,9 @@ pub struct LanguageInfo {
 pub trait Interpreter {
     /// Language details for `kernel_info_reply`.
     fn language_info(&self) -> LanguageInfo;
-    /// Runs a cell; outputs go through `frontend` as they happen.
-    fn execute(&mut self, code: &str, frontend: &Frontend) -> ExecuteOutcome;
+    /// Runs a cell (numbered `execution_count`, as its `In [n]` prompt
+    /// shows); outputs go through `frontend` as they happen.
+    fn execute(&mut self, code: &str, execution_count: u64, frontend: &Frontend) -> ExecuteOutcome;
     /// Completion candidates at char offset `cursor`.
     fn complete(&mut self, code: &str, cursor: usize) -> Completions;
     /// Help for the name at `cursor`, as plain text.

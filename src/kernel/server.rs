@@ -350,7 +350,7 @@ impl Kernel {
             self.frontend.publish("execute_input", json!({ "code": code, "execution_count": count }));
         }
         self.interrupt.store(false, Ordering::SeqCst);
-        let outcome = interp.execute(&code, &self.frontend);
+        let outcome = interp.execute(&code, count, &self.frontend);
         let payload = std::mem::take(&mut locked(&self.frontend.current).payload);
         match outcome {
             ExecuteOutcome::Ok(result) => {

@@ -149,7 +149,7 @@ pub(crate) struct Context {
 /// A script error located in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptError {
-    /// The script's file name (or a cell name).
+    /// The script's file name (or a cell name) where it failed.
     pub source: String,
     /// 1-based line, when known.
     pub line: Option<usize>,
@@ -159,15 +159,69 @@ pub struct ScriptError {
     pub message: String,
     /// Whether the script was stopped by an interrupt.
     pub interrupted: bool,
+    /// The calls that led there, outermost first and the failing one last
+    /// (one frame when the error is at the top level of a script or cell).
+    pub frames: Vec<Frame>,
+}
+
+/// One call in a [`ScriptError`]'s traceback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The script file or cell (`In [4]`) the code was written in.
+    pub source: String,
+    /// The script function being run, `None` at the top level.
+    pub function: Option<String>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The text of that line, when the source is known.
+    pub text: Option<String>,
+}
+
+impl Frame {
+    /// `source:line:col`, as far as it is known.
+    pub fn location(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.source),
+            (Some(l), None) => format!("{}:{l}", self.source),
+            _ => self.source.clone(),
+        }
+    }
+
+    /// "in fn scale", "in a closure" or "at the top level".
+    pub fn context(&self) -> String {
+        match &self.function {
+            Some(f) if f.starts_with("anon$") => "in a closure".into(),
+            Some(f) => format!("in fn {f}"),
+            None => "at the top level".into(),
+        }
+    }
+}
+
+impl ScriptError {
+    fn plain(source: &str, message: String) -> Self {
+        ScriptError { source: source.into(), line: None, column: None, message, interrupted: false, frames: Vec::new() }
+    }
 }
 
 impl std::fmt::Display for ScriptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.source, self.message),
-            (Some(l), None) => write!(f, "{}:{l}: {}", self.source, self.message),
-            _ => write!(f, "{}: {}", self.source, self.message),
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.source, self.message)?,
+            (Some(l), None) => write!(f, "{}:{l}: {}", self.source, self.message)?,
+            _ => write!(f, "{}: {}", self.source, self.message)?,
         }
+        if self.frames.len() > 1 {
+            write!(f, "\ntraceback, innermost last:")?;
+            for frame in &self.frames {
+                write!(f, "\n  {} {}", frame.location(), frame.context())?;
+                if let Some(text) = &frame.text {
+                    write!(f, ": {}", text.trim())?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -181,6 +235,10 @@ pub struct Session {
     /// Functions the session's scripts defined so far (a notebook defines
     /// a function in one cell and calls it in the next).
     functions: rhai::AST,
+    /// For tracebacks: the source each script function was defined in, and
+    /// the text of those sources.
+    defined_in: std::collections::HashMap<String, String>,
+    sources: std::collections::HashMap<String, Rc<str>>,
     ctx: Rc<Context>,
 }
 
@@ -211,7 +269,7 @@ impl Session {
         let stop = ctx.stop.clone();
         engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
         api::register(&mut engine, &ctx);
-        Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), ctx }
+        Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), defined_in: Default::default(), sources: Default::default(), ctx }
     }
 
     /// Runs a script file.
@@ -223,7 +281,7 @@ impl Session {
     /// declares at its top level (see `overrides`).
     pub fn run_file_with(&mut self, path: &Path, overrides: &[(String, String)]) -> Result<Dynamic, ScriptError> {
         let name = path.display().to_string();
-        let fail = |message: String| ScriptError { source: name.clone(), line: None, column: None, message, interrupted: false };
+        let fail = |message: String| ScriptError::plain(&name, message);
         let source = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the script: {e}")))?;
         let source = overrides::apply(&source, overrides).map_err(fail)?;
         self.eval(&source, &name)
@@ -233,24 +291,75 @@ impl Session {
     pub fn eval(&mut self, source: &str, name: &str) -> Result<Dynamic, ScriptError> {
         self.ctx.stop.store(false, std::sync::atomic::Ordering::Relaxed);
         self.ctx.evals.set(self.ctx.evals.get() + 1);
-        let ast = self.engine.compile_with_scope(&self.scope, source).map_err(|e| ScriptError {
-            source: name.into(),
-            line: e.1.line(),
-            column: e.1.position(),
-            message: e.0.to_string(),
-            interrupted: false,
+        let ast = self.engine.compile_with_scope(&self.scope, source).map_err(|e| {
+            let (line, column) = (e.1.line(), e.1.position());
+            let frame = Frame { source: name.into(), function: None, line, column, text: line.and_then(|l| source.lines().nth(l.checked_sub(1)?)).map(str::to_string) };
+            ScriptError { source: name.into(), line, column, message: e.0.to_string(), interrupted: false, frames: vec![frame] }
         })?;
+        let text: Rc<str> = source.into();
+        let mut defines = false;
+        for f in ast.iter_functions() {
+            self.defined_in.insert(f.name.to_string(), name.to_string());
+            defines = true;
+        }
+        // Sources stay only while a function defined in them may still fail.
+        if defines {
+            self.sources.insert(name.to_string(), text.clone());
+        }
         // Earlier functions first, so that a new definition replaces an old one.
         let ast = self.functions.merge(&ast);
         self.functions = ast.clone_functions_only();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &ast);
-        let value = result.map_err(|e| to_script_error(*e, name))?;
+        let value = result.map_err(|e| self.to_script_error(*e, name, &text))?;
         // A long call (training) that saw the interrupt returned normally, and
         // what it returned is bound; the cell still ends as interrupted.
         if self.ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ScriptError { source: name.into(), line: None, column: None, message: INTERRUPTED.into(), interrupted: true });
+            return Err(ScriptError { interrupted: true, ..ScriptError::plain(name, INTERRUPTED.into()) });
         }
         Ok(value)
+    }
+
+    /// A runtime error with its traceback: one frame per script-defined
+    /// function on the way down, each in the source it was defined in.
+    fn to_script_error(&self, err: EvalAltResult, name: &str, text: &Rc<str>) -> ScriptError {
+        let interrupted = matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(..));
+        let mut frames = Vec::new();
+        let mut source = name.to_string();
+        let mut function: Option<String> = None;
+        let mut at = &err;
+        let innermost = loop {
+            match at {
+                EvalAltResult::ErrorInFunctionCall(f, _, inner, pos) => {
+                    // Built-in and API functions are not frames (the user's call
+                    // to them is); script functions and closures are.
+                    if let Some(defined) = self.defined_in.get(f.as_str()) {
+                        frames.push(self.frame(&source, function.take(), *pos, name, text));
+                        source = defined.clone();
+                        function = Some(f.clone());
+                    }
+                    at = inner;
+                }
+                other => {
+                    frames.push(self.frame(&source, function.clone(), other.position(), name, text));
+                    break other;
+                }
+            }
+        };
+        let mut message = if interrupted { INTERRUPTED.to_string() } else { message_of(innermost) };
+        if let (EvalAltResult::ErrorVariableNotFound(var, _), Some(_)) = (innermost, &function) {
+            message.push_str(&format!(
+                ". A Rhai function sees only its parameters (and global constants), not the variables of the cell or script: pass {var} in as an argument, or use a closure (|x| ...), which captures the variables around it"
+            ));
+        }
+        // The error is located at the innermost frame whose position is known.
+        let at = frames.iter().rev().find(|f| f.line.is_some()).or(frames.last()).cloned().expect("one frame at least");
+        ScriptError { source: at.source, line: at.line, column: at.column, message, interrupted, frames }
+    }
+
+    fn frame(&self, source: &str, function: Option<String>, pos: Position, current: &str, current_text: &Rc<str>) -> Frame {
+        let text = if source == current { Some(current_text) } else { self.sources.get(source) };
+        let line_text = pos.line().and_then(|l| text.and_then(|t| t.lines().nth(l.checked_sub(1)?))).map(str::to_string);
+        Frame { source: source.to_string(), function, line: pos.line(), column: pos.position(), text: line_text }
     }
 
     /// Plain text and optional HTML for a value, as a notebook shows it.
@@ -304,33 +413,9 @@ impl Session {
     }
 }
 
-fn to_script_error(err: EvalAltResult, name: &str) -> ScriptError {
-    let pos = innermost_position(&err);
-    let interrupted = matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(..));
-    let message = if interrupted {
-        INTERRUPTED.to_string()
-    } else {
-        message_of(&err)
-    };
-    ScriptError { source: name.into(), line: pos.line(), column: pos.position(), message, interrupted }
-}
-
-/// The position of the failing call in the user's script (the innermost
-/// one that is known, for errors inside script-defined functions).
-fn innermost_position(err: &EvalAltResult) -> Position {
-    match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) => {
-            let p = innermost_position(inner);
-            if p.is_none() { *pos } else { p }
-        }
-        other => other.position(),
-    }
-}
-
 fn message_of(err: &EvalAltResult) -> String {
     match err {
-        EvalAltResult::ErrorInFunctionCall(f, _, inner, _) if !f.starts_with('$') && api::is_native_api(f) => message_of(inner),
-        EvalAltResult::ErrorInFunctionCall(f, _, inner, _) => format!("in function '{f}': {}", message_of(inner)),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => message_of(inner),
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
         EvalAltResult::ErrorTooManyOperations(_) => "the script ran past its operation limit (--limit operations=N raises it)".to_string(),
         other => {

@@ -150,11 +150,11 @@ impl Interpreter for NotebookInterpreter {
         }
     }
 
-    fn execute(&mut self, code: &str, _frontend: &Frontend) -> ExecuteOutcome {
+    fn execute(&mut self, code: &str, execution_count: u64, _frontend: &Frontend) -> ExecuteOutcome {
         if let Some(body) = super::rust_cells::rust_cell_body(code) {
             return self.execute_rust(body);
         }
-        match self.session.eval(code, "cell") {
+        match self.session.eval(code, &format!("In [{execution_count}]")) {
             Ok(value) if value.is::<super::api::ChartHandle>() => {
                 let chart = value.cast::<super::api::ChartHandle>();
                 // A plot function in this cell showed it already; a chart in a variable shows now.
@@ -175,15 +175,8 @@ impl Interpreter for NotebookInterpreter {
                 bundle
             })),
             Err(e) => {
-                let mut traceback = vec![format!("{}: {}", if e.interrupted { "Interrupted" } else { "ScriptError" }, e.message)];
-                if let (Some(line), Some(src)) = (e.line, e.line.and_then(|l| code.lines().nth(l.saturating_sub(1)))) {
-                    let col = e.column.unwrap_or(1);
-                    traceback.push(format!("  cell line {line}, column {col}:"));
-                    traceback.push(format!("    {src}"));
-                    traceback.push(format!("    {}^", " ".repeat(col.saturating_sub(1))));
-                }
                 let ename = if e.interrupted { "Interrupted" } else { "ScriptError" };
-                ExecuteOutcome::Error { ename: ename.into(), evalue: e.message, traceback }
+                ExecuteOutcome::Error { ename: ename.into(), traceback: traceback(ename, &e), evalue: e.message }
             }
         }
     }
@@ -243,6 +236,35 @@ impl Interpreter for NotebookInterpreter {
         }
         self.session.completeness(code)
     }
+}
+
+/// The error as Python shows one: each frame's cell, line and column, its
+/// line of code with a caret under the column, the failing call last.
+fn traceback(ename: &str, e: &super::ScriptError) -> Vec<String> {
+    const RED: &str = "\x1b[0;31m";
+    const GREEN: &str = "\x1b[0;32m";
+    const RESET: &str = "\x1b[0m";
+    let mut lines = Vec::new();
+    if e.frames.len() > 1 {
+        lines.push(format!("{RED}Traceback{RESET} (innermost last):"));
+    }
+    for frame in &e.frames {
+        let place = match (frame.line, frame.column) {
+            (Some(l), Some(c)) => format!("{}, line {l}, column {c}", frame.source),
+            (Some(l), None) => format!("{}, line {l}", frame.source),
+            _ => frame.source.clone(),
+        };
+        let mut text = format!("{GREEN}{place}{RESET}, {}", frame.context());
+        if let Some(src) = &frame.text {
+            text.push_str(&format!("\n    {src}"));
+            if let Some(c) = frame.column {
+                text.push_str(&format!("\n    {}{RED}^{RESET}", " ".repeat(c.saturating_sub(1))));
+            }
+        }
+        lines.push(text);
+    }
+    lines.push(format!("{RED}{ename}{RESET}: {}", e.message));
+    lines
 }
 
 /// A chart as SVG and PNG, with a text fallback.

@@ -2,6 +2,7 @@
 interrupts that keep state, SIGINT, restart, live training displays, bad
 signatures and input()."""
 
+import re
 import base64
 import os
 import struct
@@ -192,6 +193,10 @@ def test_input_without_stdin_is_a_clear_error(kernel):
     assert reply["status"] == "error" and "does not accept input" in reply["evalue"]
 
 
+def strip_ansi(text):
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
 def test_a_failed_cell_aborts_the_queued_ones(kernel):
     _, kc = kernel
     first = kc.execute('throw "first fails"')
@@ -210,9 +215,44 @@ def test_errors_show_the_failing_line(kernel):
     _, kc = kernel
     reply, outputs = run(kc, 'let a = 1;\nlet m = load_model("no-such-model");')
     assert reply["status"] == "error"
-    tb = "\n".join(reply["traceback"])
-    assert "cell line 2" in tb and 'load_model("no-such-model")' in tb, tb
+    tb = strip_ansi("\n".join(reply["traceback"]))
+    assert re.search(r"In \[\d+\], line 2, column 9, at the top level\n    let m = load_model", tb), tb
     assert "no model named 'no-such-model'" in reply["evalue"]
+
+
+def test_an_error_inside_functions_shows_each_frame_with_its_own_cell_and_line(kernel):
+    _, kc = kernel
+    reply, _ = run(kc, "fn inner(b) {\n    let y = b * 2;\n    y.nope()\n}")
+    assert reply["status"] == "ok"
+    defined = reply["execution_count"]
+    reply, _ = run(kc, "fn outer(a) {\n    inner(a) + 1\n}")
+    assert reply["status"] == "ok"
+    reply, outputs = run(kc, "let q = 1;\nlet w = 2;\nouter(q)")
+    assert reply["status"] == "error"
+    calling = reply["execution_count"]
+    tb = strip_ansi("\n".join(reply["traceback"]))
+    # Python's order: the cell that ran first, the failing call last, each
+    # frame with the line of its own cell and a caret under the column.
+    expected = [
+        f"In [{calling}], line 3, column 1, at the top level\n    outer(q)\n    ^",
+        f"In [{defined + 1}], line 2, column 5, in fn outer\n        inner(a) + 1\n        ^",
+        f"In [{defined}], line 3, column 7, in fn inner\n        y.nope()\n          ^",
+    ]
+    at = [tb.find(e) for e in expected]
+    assert all(i >= 0 for i in at) and at == sorted(at), tb
+    assert tb.startswith("Traceback (innermost last):"), tb
+    assert "nope" in reply["evalue"] and "in function" not in reply["evalue"], reply["evalue"]
+    # The error output on iopub carries the same traceback.
+    errors = [m["content"] for m in outputs if m["msg_type"] == "error"]
+    assert errors and errors[0]["traceback"] == reply["traceback"]
+
+
+def test_a_cell_variable_used_inside_a_function_says_functions_see_only_their_parameters(kernel):
+    _, kc = kernel
+    run(kc, "let train = 5;\nfn uses_train() { train + 1 }")
+    reply, _ = run(kc, "uses_train()")
+    assert reply["status"] == "error"
+    assert "train" in reply["evalue"] and "pass train in as an argument" in reply["evalue"] and "closure" in reply["evalue"], reply["evalue"]
 
 
 def test_malformed_frames_and_unknown_requests_leave_the_kernel_responsive(kernel):

@@ -24,20 +24,6 @@ pub(crate) use handles::TensorHandle;
 pub(crate) use display::render;
 use display::TableHandle;
 
-/// Names of the API's functions, so that their errors are reported as the
-/// user's call failing rather than "in function ...".
-const NATIVE_API: &[&str] = &[
-    "load_model", "summary", "freeze", "unfreeze", "save", "load_dataset", "clean", "split", "take", "shuffle", "tokenize",
-    "loader", "fit", "evaluate", "predict", "set_seed", "labels", "head", "input", "display", "help", "plot", "embed", "parameters",
-    "freeze_all", "unfreeze_all", "train_only", "trainable_layers", "select", "layer_groups", "add_lora", "merge_lora", "add_adapters",
-    "save_adapter", "load_adapter", "table", "add_head", "use_head", "tensor", "item", "matmul", "reshape", "transpose", "weight", "lr_find", "load_run", "plot_freeze", "plot_lr", "plot_layers", "plot_confusion", "plot_scores", "plot_balance", "plot_lengths", "plot_images", "plot_costs", "resize", "image_model", "kfold", "dataset",
-    "generate", "apply_chat_template", "tokens", "encode", "decode", "rouge_l", "row",
-];
-
-pub(super) fn is_native_api(name: &str) -> bool {
-    NATIVE_API.contains(&name)
-}
-
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     model::register(engine, ctx);
     language::register(engine, ctx);
