@@ -170,7 +170,7 @@ fn ctrl_c_stops_training_at_the_next_batch_and_exits_130() {
     assert_eq!(status.code(), Some(130), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("interrupted after"), "{stderr}");
     assert!(!stdout.contains("after fit"), "the script went on after the interrupt");
-    assert!(stderr.contains("interrupted; every variable keeps its value"), "{stderr}");
+    assert!(stderr.contains("stopped at your request; every variable keeps its value"), "{stderr}");
 }
 
 #[test]

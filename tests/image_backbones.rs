@@ -62,7 +62,7 @@ fn a_frozen_backbone_keeps_its_batchnorm_statistics_while_the_head_trains() {
         m.unfreeze("all");
         fit(m, data.loader(#{{ batch: 16, model: m }}), #{{ epochs: 1, lr: 1e-4 }});
         m.save("{out}/trained");
-        #{{ summary: m.summary(), steps: run.steps, groups: m.layer_groups(), trainable: m.trainable_layers(3) }}
+        #{{ summary: m.summary().to_string(), steps: run.steps, groups: m.layer_groups(), trainable: m.trainable_layers(3) }}
         "#,
         out = out.path().display()
     ));
@@ -99,7 +99,7 @@ fn grey_images_become_what_a_colour_backbone_reads_and_bad_selectors_list_the_bl
         try { m.freeze("_blocks.40"); } catch (e) { err = `${e}`; }
         let chart = plot_images(augmented, #{ n: 4 });
         m.freeze("stem, _blocks.0-9");
-        #{ err: err, chart: chart.kind, frozen: m.summary(), predicted: predict(m, data).len(), loss: evaluate(m, plain).loss }
+        #{ err: err, chart: chart.kind, frozen: m.summary().to_string(), predicted: predict(m, data).len(), loss: evaluate(m, plain).loss }
         "#,
     );
     let err = r["err"].to_string();

@@ -33,7 +33,7 @@ fn a_cnn_learns_fashion_mnist_and_reloads_to_the_same_predictions() {
         model.save("{saved}");
         let again = load_model("{saved}");
         #{{ acc: run.val_accuracy, test: evaluate(again, val).accuracy, preds: preds, again: predict(again, data.val.take(20)),
-            labels: again.labels, summary: model.summary(), groups: model.layer_groups(), train_stats: data.train.stats(), val_stats: data.val.stats() }}
+            labels: again.labels, summary: model.summary().to_string(), groups: model.layer_groups(), train_stats: data.train.stats(), val_stats: data.val.stats() }}
         "#,
         saved = saved.display()
     ));

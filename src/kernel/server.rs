@@ -13,6 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// How long after a failed cell a request queued behind it may take to
+/// arrive (on a loaded machine), to be aborted.
+const ABORT_WINDOW: Duration = Duration::from_millis(100);
+
 use anyhow::{bail, Context as _, Result};
 use jupyter_protocol::{ConnectionInfo, Transport};
 use serde_json::{json, Value};
@@ -380,11 +384,17 @@ impl Kernel {
     /// After a failed cell, answers the execute requests already queued with
     /// `aborted`, as ipykernel does, so that later cells don't run on a broken state.
     fn abort_queued(&mut self) {
+        // The first request queued behind the failed one may still be on its
+        // way (a frontend running all cells sends them back to back); the rest
+        // of such a batch arrives with it. A request sent after the client saw
+        // the error comes later and runs.
+        let mut wait = ABORT_WINDOW.as_millis() as i64;
         loop {
             let mut items = [self.shell.as_poll_item(zmq::POLLIN)];
-            if !matches!(zmq::poll(&mut items, 0), Ok(n) if n > 0) {
+            if !matches!(zmq::poll(&mut items, wait), Ok(n) if n > 0) {
                 return;
             }
+            wait = 0;
             let Ok(frames) = self.shell.recv_multipart(0) else { return };
             let Ok(msg) = wire::decode(frames, &self.frontend.signer) else { continue };
             let msg = &msg;

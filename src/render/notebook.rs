@@ -1,17 +1,20 @@
 //! Renders training events in a notebook: one live display per run (a
-//! progress line, the epochs so far and the loss and accuracy curves),
-//! updated in place through the kernel's `Frontend`.
+//! progress line, the sample answers and the loss and accuracy curves),
+//! updated in place through the kernel's `Frontend`, and the run's record
+//! (set-up, one line per epoch, the outcome) as text output as it happens,
+//! which every client shows and a saved notebook keeps.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::html_escape;
+use super::{format_lr, html_escape};
 use crate::kernel::{Frontend, MimeBundle};
 use crate::train::{EpochRecord, TrainEvent, TrainObserver};
 
-/// One live display per training run: a progress line and the epochs so
-/// far, updated in place a few times a second.
+/// One live display per training run: a progress line, the sample answers
+/// and the curves, updated in place a few times a second; the run's record
+/// goes to the cell's text output.
 pub struct LiveTraining {
     frontend: Frontend,
     display_id: String,
@@ -25,13 +28,15 @@ pub struct LiveTraining {
     loss: f64,
     lr: f64,
     step: usize,
+    /// Rows trained on so far, for the rate in samples per second.
+    samples: usize,
+    /// Validation batches scored and in all, while evaluating.
+    eval_progress: Option<(usize, usize, Instant)>,
     history: Vec<EpochRecord>,
     steps: Vec<crate::train::StepRecord>,
     interrupted: bool,
     chart_svg: String,
     last_chart: Option<Instant>,
-    /// Lines about the run's set-up: layer rates, unfreezing.
-    notes: Vec<String>,
     /// The first answers to the sample prompts, and the latest.
     first_samples: Vec<crate::train::Sample>,
     latest_samples: Vec<crate::train::Sample>,
@@ -58,12 +63,13 @@ impl LiveTraining {
             loss: f64::NAN,
             lr: 0.0,
             step: 0,
+            samples: 0,
+            eval_progress: None,
             history: Vec::new(),
             steps: Vec::new(),
             interrupted: false,
             chart_svg: String::new(),
             last_chart: None,
-            notes: Vec::new(),
             first_samples: Vec::new(),
             latest_samples: Vec::new(),
         }
@@ -100,54 +106,42 @@ impl LiveTraining {
         }
     }
 
-    fn progress_line(&self) -> String {
-        if self.step == 0 {
-            return format!("starting: {}", self.status);
+    /// The progress as separate fields (a client may wrap between them,
+    /// never inside one).
+    fn progress_fields(&self) -> Vec<String> {
+        if let Some((batch, batches, started)) = self.eval_progress {
+            let eta = if batch > 0 { started.elapsed().as_secs_f64() / batch as f64 * (batches - batch) as f64 } else { f64::NAN };
+            return vec![format!("{}:", self.status), format!("batch {batch}/{batches}"), format!("eta {}", seconds(eta))];
         }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let rate = self.step as f64 / elapsed.max(1e-9);
-        let eta = if self.step > 0 { (self.total_steps.saturating_sub(self.step)) as f64 / rate } else { f64::NAN };
-        let done = if self.total_steps > 0 { self.step as f64 / self.total_steps as f64 } else { 0.0 };
-        let filled = (done * 24.0).round() as usize;
-        format!(
-            "[{}{}] step {}/{}  loss {:.4}  lr {:.2e}  {:.2} steps/s  eta {}  {}",
-            "#".repeat(filled),
-            ".".repeat(24 - filled.min(24)),
-            self.step,
-            self.total_steps,
-            self.loss,
-            self.lr,
-            rate,
-            if eta.is_finite() { format!("{eta:.0}s") } else { "-".into() },
-            self.status
-        )
+        if self.step == 0 {
+            return vec![format!("starting: {}", self.status)];
+        }
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.step as f64 / elapsed;
+        let eta = self.total_steps.saturating_sub(self.step) as f64 / rate;
+        vec![
+            format!("step {}/{}", self.step, self.total_steps),
+            format!("loss {:.4}", self.loss),
+            format!("lr {}", format_lr(self.lr)),
+            format!("{:.1} samples/s", self.samples as f64 / elapsed),
+            format!("eta {}", seconds(eta)),
+            self.status.clone(),
+        ]
     }
 
     fn bundle(&self) -> MimeBundle {
-        let mut plain = self.progress_line();
-        for note in &self.notes {
-            plain.push_str(&format!("\n{note}"));
-        }
-        let notes_html: String = self.notes.iter().map(|n| format!("<div><code>{}</code></div>", html_escape(n))).collect();
+        let fields = self.progress_fields();
+        let done = if self.total_steps > 0 { self.step as f64 / self.total_steps as f64 } else { 0.0 };
+        let filled = ((done * 24.0).round() as usize).min(24);
+        let mut plain = format!("[{}{}] {}", "#".repeat(filled), ".".repeat(24 - filled), fields.join("  "));
         for line in TrainEvent::sample_lines(&self.latest_samples, 100) {
             plain.push_str(&format!("\nsample {line}"));
         }
-        let mut rows = String::new();
-        let metrics = self.history.iter().find_map(|e| e.val).map_or(vec!["accuracy"], |v| v.task.table_metrics());
-        for e in &self.history {
-            let vl = e.val.map(|v| format!("{:.4}", v.loss)).unwrap_or_default();
-            let values: Vec<String> = metrics.iter().map(|m| e.val.and_then(|v| v.metric(m)).map(|x| format!("{x:.4}")).unwrap_or_default()).collect();
-            let named: String = metrics.iter().zip(&values).map(|(m, v)| format!("  val_{m} {v}")).collect();
-            plain.push_str(&format!("\nepoch {}/{}: train_loss {:.4}  val_loss {vl}{named}  ({:.0}s)", e.epoch, self.epochs, e.train_loss, e.elapsed));
-            let cells: String = values.iter().map(|v| format!("<td>{v}</td>")).collect();
-            rows.push_str(&format!("<tr><td>{}</td><td>{:.4}</td><td>{vl}</td>{cells}<td>{:.0}s</td></tr>", e.epoch, e.train_loss, e.elapsed));
-        }
-        let heads: String = metrics.iter().map(|m| format!("<th>val_{m}</th>")).collect();
-        let pct = if self.total_steps > 0 { 100.0 * self.step as f64 / self.total_steps as f64 } else { 0.0 };
+        let spans: Vec<String> = fields.iter().map(|f| format!("<span style=\"white-space:nowrap\">{}</span>", html_escape(f))).collect();
         let html = format!(
-            "<div><progress value=\"{pct:.1}\" max=\"100\" style=\"width:40%\"></progress> <code>{}</code>{notes_html}\
-             <table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th>{heads}<th>time</th></tr></thead><tbody>{rows}</tbody></table>{}{}</div>",
-            html_escape(&self.progress_line()),
+            "<div><div><progress value=\"{:.1}\" max=\"100\" style=\"width:12em;vertical-align:middle\"></progress> <code>{}</code></div>{}{}</div>",
+            100.0 * done,
+            spans.join(" &nbsp;"),
             self.samples_html(),
             self.chart_svg
         );
@@ -174,9 +168,21 @@ impl LiveTraining {
 
 impl TrainObserver for LiveTraining {
     fn on_event(&mut self, event: &TrainEvent) {
+        self.update(event);
+        let epochs = match event {
+            TrainEvent::Start { epochs, .. } => *epochs,
+            _ => self.epochs,
+        };
+        for line in event.record_lines(epochs) {
+            self.frontend.stream("stdout", &format!("{line}\n"));
+        }
+    }
+}
+
+impl LiveTraining {
+    fn update(&mut self, event: &TrainEvent) {
         match event {
-            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, lr_groups } => {
-                self.notes.extend(TrainEvent::lr_groups_summary(lr_groups));
+            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, .. } => {
                 self.epochs = *epochs;
                 self.steps_per_epoch = *steps_per_epoch;
                 self.total_steps = *total_steps;
@@ -188,7 +194,9 @@ impl TrainObserver for LiveTraining {
                 );
                 self.refresh(true);
             }
-            TrainEvent::Step { epoch, record, .. } => {
+            TrainEvent::Step { epoch, record, samples, .. } => {
+                self.eval_progress = None;
+                self.samples += samples;
                 self.steps.push(*record);
                 self.step = record.step;
                 self.loss = record.loss;
@@ -198,17 +206,21 @@ impl TrainObserver for LiveTraining {
             }
             TrainEvent::Evaluating { epoch } => {
                 self.status = format!("evaluating epoch {epoch}");
+                self.eval_progress = Some((0, 0, Instant::now()));
                 self.refresh(true);
             }
-            TrainEvent::Unfrozen { epoch, groups, trainable_params } => {
-                self.notes.push(TrainEvent::unfrozen_summary(*epoch, groups, *trainable_params));
-                self.refresh(true);
+            TrainEvent::EvalProgress { batch, batches } => {
+                let started = self.eval_progress.map_or_else(Instant::now, |p| p.2);
+                self.eval_progress = Some((*batch, *batches, started));
+                self.refresh(false);
             }
-            TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } | TrainEvent::Evaluated(_) => {
-                self.notes.extend(event.note());
+            TrainEvent::Unfrozen { .. } | TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } => {}
+            TrainEvent::Evaluated(_) => {
+                self.eval_progress = None;
                 self.refresh(true);
             }
             TrainEvent::EpochEnd(e) => {
+                self.eval_progress = None;
                 self.history.push(e.clone());
                 self.refresh(true);
             }
@@ -225,6 +237,7 @@ impl TrainObserver for LiveTraining {
             }
             TrainEvent::Interrupted { steps } => {
                 self.interrupted = true;
+                self.eval_progress = None;
                 self.status = format!("interrupted after {steps} steps; the model keeps its weights");
                 self.refresh(true);
             }
@@ -237,4 +250,9 @@ impl TrainObserver for LiveTraining {
             }
         }
     }
+}
+
+/// Seconds for an ETA, "-" when unknown.
+fn seconds(s: f64) -> String {
+    if s.is_finite() { format!("{s:.0}s") } else { "-".into() }
 }

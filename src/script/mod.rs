@@ -429,7 +429,7 @@ fn message_of(err: &EvalAltResult) -> String {
     }
 }
 
-const INTERRUPTED: &str = "interrupted; every variable keeps its value";
+const INTERRUPTED: &str = "stopped at your request; every variable keeps its value";
 
 thread_local! {
     static IN_GUARD: Cell<bool> = const { Cell::new(false) };

@@ -80,11 +80,12 @@ pub fn evaluate(model: &dyn Learner, data: &DataLoader) -> Result<EvalResult> {
 /// counts, or the predictions of a regression).
 pub fn evaluate_detailed(model: &dyn Learner, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
     check_labels(model, data)?;
-    Ok(evaluate_with_stop(model, data, None)?.expect("no stop flag, so evaluation runs to the end"))
+    Ok(evaluate_with_stop(model, data, None, &mut |_, _| {})?.expect("no stop flag, so evaluation runs to the end"))
 }
 
-/// As `evaluate_detailed`, but returns `None` if `stop` is set between batches.
-pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&StopFlag>) -> Result<Option<(EvalResult, EvalDetail)>> {
+/// As `evaluate_detailed`, but returns `None` if `stop` is set between
+/// batches, and tells `progress` (batches done, batches) after each batch.
+pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&StopFlag>, progress: &mut dyn FnMut(usize, usize)) -> Result<Option<(EvalResult, EvalDetail)>> {
     let device = model.device();
     let task = model.task();
     let loss_kind = Loss::default_for(task);
@@ -105,7 +106,9 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
         None => data.batch_indices(0),
     };
     let stop = if dist.is_some() { None } else { stop };
+    let total_batches = batches.len();
     let mut prepared = data.prefetch(batches, None, PREFETCH_AHEAD)?;
+    let mut done_batches = 0;
     while let Some(batch) = prepared.next_batch()? {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Ok(None);
@@ -137,6 +140,8 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
             (EvalDetail::Regression(scores), Some(outputs)) => scores.add(&floats(&batch.labels), &floats(&outputs)),
         }
         rows += batch.size;
+        done_batches += 1;
+        progress(done_batches, total_batches);
     }
     if let Some(g) = dist {
         (loss_sum, weight, rows) = sum_evaluation(g, loss_sum, weight, rows, &mut detail)?;

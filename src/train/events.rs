@@ -42,6 +42,8 @@ pub enum TrainEvent {
         epoch: usize,
         /// 1-based step within the epoch.
         step_in_epoch: usize,
+        /// Rows the step trained on (over its accumulated micro-batches).
+        samples: usize,
         /// The step's record.
         record: StepRecord,
     },
@@ -49,6 +51,13 @@ pub enum TrainEvent {
     Evaluating {
         /// 1-based epoch.
         epoch: usize,
+    },
+    /// A validation batch was scored.
+    EvalProgress {
+        /// Batches scored so far.
+        batch: usize,
+        /// Batches in all.
+        batches: usize,
     },
     /// After each epoch's validation.
     EpochEnd(EpochRecord),
@@ -91,6 +100,33 @@ pub enum TrainEvent {
 }
 
 impl TrainEvent {
+    /// The lines this event adds to a run's written record (what a terminal
+    /// prints and a notebook keeps as text output), given the planned epochs.
+    /// Progress (steps, evaluation batches) and samples are not lines.
+    pub fn record_lines(&self, epochs: usize) -> Vec<String> {
+        match self {
+            Self::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, lr_groups } => {
+                let mut lines = vec![format!(
+                    "training {} of {} parameters ({}) on {device}: {epochs} epochs x {steps_per_epoch} steps ({total_steps} steps)",
+                    crate::numbers::group_digits(*trainable_params),
+                    crate::numbers::group_digits(*total_params),
+                    crate::numbers::percent(*trainable_params, *total_params)
+                )];
+                lines.extend(Self::lr_groups_summary(lr_groups));
+                lines
+            }
+            Self::Unfrozen { epoch, groups, trainable_params } => vec![Self::unfrozen_summary(*epoch, groups, *trainable_params)],
+            Self::EpochEnd(e) => {
+                let val = e.val.map(|v| format!(", {}", v.summary("val_"))).unwrap_or_default();
+                vec![format!("epoch {}/{epochs}: train_loss {:.4}{val} ({:.0}s)", e.epoch, e.train_loss, e.elapsed)]
+            }
+            Self::EarlyStopping { stopped_at, best_epoch, restored } => vec![Self::early_stopping_summary(*stopped_at, *best_epoch, *restored)],
+            Self::Interrupted { steps } => vec![format!("interrupted after {steps} steps; the model keeps the weights learned so far")],
+            Self::Done(run) if !run.interrupted => vec![format!("done in {:.0}s ({:.1} samples/s)", run.seconds, run.samples_per_sec)],
+            other => other.note().into_iter().collect(),
+        }
+    }
+
     /// A line for the events that are only reported (warnings, checkpoints,
     /// resuming), for renderers.
     pub fn note(&self) -> Option<String> {

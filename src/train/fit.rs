@@ -341,7 +341,8 @@ impl<'a> Trainer<'a> {
             let (record, all_stop) = self.train_step(group, &local_rows[i * accumulate..i * accumulate + group.len()], &mut prepared)?;
             loss_sum += record.loss;
             batches += 1;
-            self.observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, record });
+            let samples = group.iter().map(Vec::len).sum();
+            self.observer.on_event(&TrainEvent::Step { epoch, step_in_epoch: i + 1, samples, record });
             if all_stop {
                 return Ok(Flow::Interrupted);
             }
@@ -441,7 +442,8 @@ impl<'a> Trainer<'a> {
     fn timed_evaluation(&mut self, val: &DataLoader, epoch: usize) -> Result<Option<EvalResult>> {
         self.observer.on_event(&TrainEvent::Evaluating { epoch });
         let started = Instant::now();
-        let result = evaluate_with_stop(&*self.model, val, Some(self.stop))?;
+        let observer = &mut self.observer;
+        let result = evaluate_with_stop(&*self.model, val, Some(self.stop), &mut |batch, batches| observer.on_event(&TrainEvent::EvalProgress { batch, batches }))?;
         self.eval_seconds += started.elapsed().as_secs_f64();
         Ok(result.map(|(r, _)| r))
     }

@@ -59,6 +59,7 @@ def test_interrupt_during_training_keeps_model_run_and_variables(kernel):
     assert reply["status"] == "ok", reply
     reply, outputs, took = start_then(kc, "let run = fit(model, train, val, #{ epochs: 3, lr: 5e-5 });", 6, km.interrupt_kernel)
     assert reply["status"] == "error" and reply["ename"] == "Interrupted", reply
+    assert "interrupt" not in reply["evalue"].lower() and "every variable keeps its value" in reply["evalue"], reply["evalue"]
     # Every variable survives, and the run records the interruption, which
     # took effect before the run's end (3 epochs of 375 steps).
     reply, outputs = run(kc, "[kept + 1, run.interrupted, run.steps > 0, run.steps < 1125, model.labels.len()]")
@@ -102,9 +103,25 @@ def test_training_shows_one_display_updated_in_place(kernel):
     assert len(updates) >= 2
     assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
     final = updates[-1]["content"]["data"]["text/plain"]
-    assert "val_accuracy" in final and "val_f1" in final and "done" in final, final
-    assert "<th>val_f1</th>" in updates[-1]["content"]["data"]["text/html"], "F1 beside accuracy: accuracy misleads on imbalanced data"
-    assert "<svg" in updates[-1]["content"]["data"]["text/html"], "the live display has no chart"
+    assert "done" in final and "samples/s" in final, final
+    html = updates[-1]["content"]["data"]["text/html"]
+    assert "<svg" in html, "the live display has no chart"
+    # One bar: the HTML progress element, not an ASCII bar beside it.
+    assert "<progress" in html and "[#" not in html and "#]" not in html, html
+    # The run's record arrives as text output as it happens, so that every
+    # client (jupyter console ignores display updates) shows it and a saved
+    # notebook keeps it: one line per epoch, F1 beside accuracy.
+    kinds = [m["msg_type"] for m in outputs]
+    streamed = [(i, m["content"]["text"]) for i, m in enumerate(outputs) if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"]
+    text = "".join(t for _, t in streamed)
+    assert re.search(r"^training [\d,]+ of [\d,]+ parameters", text, re.M), text
+    epochs = [i for i, t in streamed if "epoch 1/2: train_loss" in t or "epoch 2/2: train_loss" in t]
+    assert epochs, text
+    assert "val_accuracy" in text and "val_f1" in text and re.search(r"^done in \d+s", text, re.M), text
+    # The first epoch's line came before the run ended: display updates follow it.
+    assert "update_display_data" in kinds[epochs[0] + 1:], kinds
+    # Progress updates never show lr 0.00e0 (the first warmup step uses 0).
+    assert not any("0.00e0" in u["content"]["data"]["text/plain"] for u in updates)
     # No carriage-return progress bars in the notebook.
     assert not any("\r" in m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
 
@@ -289,3 +306,34 @@ def test_generation_streams_into_the_cell_and_an_interrupt_keeps_what_it_wrote(k
     assert 0 < len(pieces) < 1000, len(pieces)
     reply, outputs = run(kc, "story.len() > 0")
     assert result_text(outputs) == "true"
+
+
+def test_summaries_maps_and_multi_line_text_display_as_people_read_them(kernel):
+    _, kc = kernel
+    reply, outputs = run(kc, 'let m = load_model("minilm", #{ labels: 2 });\nm.freeze("embeddings");\nm.summary()')
+    assert reply["status"] == "ok", reply
+    data = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]
+    # A table, not a quoted string full of \n.
+    assert "<table>" in data["text/html"] and '<td style="text-align:left">embeddings</td>' in data["text/html"], data["text/html"]
+    assert '<td style="text-align:right">11,918,592</td>' in data["text/html"], data["text/html"]
+    plain = data["text/plain"]
+    assert not plain.startswith('"') and "\\n" not in plain and plain.splitlines()[1].split() == ["module", "trainable", "frozen"], plain
+    # print() of the summary is the same aligned text.
+    reply, outputs = run(kc, "print(m.summary());")
+    printed = "".join(o["content"]["text"] for o in outputs if o["msg_type"] == "stream")
+    assert printed.strip() == plain.strip(), printed
+    # Several lines of text read as text; one line stays quoted.
+    reply, outputs = run(kc, '"first line\\nsecond line"')
+    assert result_text(outputs) == "first line\nsecond line"
+    reply, outputs = run(kc, '"one line"')
+    assert result_text(outputs) == '"one line"'
+    # A map of results: names and values, numbers rounded and right-aligned.
+    reply, outputs = run(kc, '#{ loss: 0.123456789, accuracy: 0.8, rows: 12000, name: "a long name" }')
+    data = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]
+    assert data["text/plain"].splitlines()[0].split() == ["name", "value"], data["text/plain"]
+    assert "0.1235" in data["text/plain"] and "12,000" in data["text/plain"], data["text/plain"]
+    assert '<td style="text-align:right">0.1235</td>' in data["text/html"] and '<td style="text-align:left">a long name</td>' in data["text/html"], data["text/html"]
+    # Long texts in a table are cut with an ellipsis (the whole text is the tooltip).
+    reply, outputs = run(kc, 'table([#{ text: "word ".repeat(40), score: 0.5 }])'.replace('"word ".repeat(40)', '"' + "word " * 40 + '"'))
+    html = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]["text/html"]
+    assert "…</td>" in html and 'title="word word' in html, html

@@ -22,17 +22,20 @@ def test_quickstart_notebook_runs_end_to_end():
     model_out = outputs_of(code[0])[0]
     assert model_out["output_type"] == "execute_result" and "<table>" in model_out["data"]["text/html"]
     assert "trainable" in outputs_of(code[1])[0]["text"]
-    # Training left one display: the final progress, epochs and chart.
+    # Training left one display (the final progress and the curves) and its
+    # record as text: one line per epoch, kept in the saved notebook.
     train_outs = outputs_of(code[4])
     displays = [o for o in train_outs if o["output_type"] == "display_data"]
     assert len(displays) == 1
-    final = displays[0]["data"]["text/plain"]
-    assert "epoch 2/2" in final and "val_accuracy" in final, final
+    assert "done in" in displays[0]["data"]["text/plain"], displays[0]["data"]["text/plain"]
+    record = "".join(o["text"] for o in train_outs if o["output_type"] == "stream" and o["name"] == "stdout")
+    assert "epoch 1/2: train_loss" in record and "epoch 2/2: train_loss" in record and "val_accuracy" in record, record
     run = [o for o in train_outs if o["output_type"] == "execute_result"][0]["data"]["text/plain"]
     accuracy = float(run.split("val_accuracy ")[1].split()[0].rstrip(",;"))
     assert accuracy > 0.65, run
-    # plot(run) shows both image formats.
+    # The next chart is not the training curves again: the confusion matrix, in both image formats.
     chart = outputs_of(code[5])[0]
     assert chart["output_type"] == "display_data" and {"image/svg+xml", "image/png"} <= set(chart["data"])
+    assert "confusion" in chart["data"]["text/plain"].lower(), chart["data"]["text/plain"]
     preds = outputs_of(code[6])[0]["data"]["text/plain"]
     assert "label" in preds and "score" in preds

@@ -5,13 +5,61 @@ use rhai::Dynamic;
 use super::handles::{DatasetHandle, LoaderHandle, ModelHandle, RunHandle, TokensHandle};
 use crate::render::html_escape;
 
+/// Whether a table cell holds a number (as `cell` writes them), which reads
+/// best right-aligned.
+fn is_number(c: &str) -> bool {
+    let t = c.trim_end_matches(['%', 's']).replace(',', "");
+    !t.is_empty() && t.parse::<f64>().is_ok()
+}
+
+/// Longest text shown in an HTML table cell; the whole text is its tooltip.
+const CELL_CHARS: usize = 80;
+
 fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let th: String = head.iter().map(|h| format!("<th>{}</th>", html_escape(h))).collect();
-    let body: String = rows
-        .iter()
-        .map(|r| format!("<tr>{}</tr>", r.iter().map(|c| format!("<td>{}</td>", html_escape(c))).collect::<String>()))
-        .collect();
+    let numeric: Vec<bool> = (0..head.len()).map(|i| rows.iter().filter_map(|r| r.get(i)).filter(|c| !c.is_empty()).all(|c| is_number(c))).collect();
+    let align = |i: usize| if numeric.get(i).copied().unwrap_or(false) { "right" } else { "left" };
+    let th: String = head.iter().enumerate().map(|(i, h)| format!("<th style=\"text-align:{}\">{}</th>", align(i), html_escape(h))).collect();
+    let td = |i: usize, c: &String| {
+        // In a column of mixed values (a map's), each number still aligns right.
+        let side = if is_number(c) { "right" } else { align(i) };
+        if c.chars().count() > CELL_CHARS {
+            format!("<td style=\"text-align:{side}\" title=\"{}\">{}</td>", html_escape(c), html_escape(&short(c, CELL_CHARS)))
+        } else {
+            format!("<td style=\"text-align:{side}\">{}</td>", html_escape(c))
+        }
+    };
+    let body: String = rows.iter().map(|r| format!("<tr>{}</tr>", r.iter().enumerate().map(|(i, c)| td(i, c)).collect::<String>())).collect();
     format!("<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+}
+
+/// A model's summary as HTML: its parameters per module as a table, then
+/// the BatchNorm count and the totals.
+fn summary_html(s: &crate::model::ModelSummary) -> String {
+    let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::numbers::group_digits(r.trainable), crate::numbers::group_digits(r.frozen)]).collect();
+    let text = s.to_string();
+    let title = text.lines().next().unwrap_or_default();
+    let bn = s.batch_norm.map(|bn| format!("BatchNorm: {} layers, {} with frozen statistics (kept in evaluation mode while training)<br>", bn.layers, bn.frozen)).unwrap_or_default();
+    format!(
+        "<b>{}</b><br>{}{}trainable {} of {} parameters ({})",
+        html_escape(title),
+        table(&["module", "trainable", "frozen"], &rows),
+        html_escape(&bn),
+        crate::numbers::group_digits(s.trainable()),
+        crate::numbers::group_digits(s.total()),
+        crate::numbers::percent(s.trainable(), s.total())
+    )
+    .replace("&lt;br&gt;", "<br>")
+}
+
+/// What `model.summary()` returns: aligned text when printed, a table in a
+/// notebook.
+#[derive(Clone)]
+pub(crate) struct SummaryHandle(pub(crate) std::rc::Rc<crate::model::ModelSummary>);
+
+impl std::fmt::Display for SummaryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// Rows of values under named columns, from `table(rows)`: aligned text
@@ -54,7 +102,11 @@ impl std::fmt::Display for TableHandle {
         let widths: Vec<usize> = (0..self.columns.len())
             .map(|i| self.rows.iter().map(|r| r[i].chars().count()).chain(std::iter::once(self.columns[i].chars().count())).max().unwrap_or(0))
             .collect();
-        let line = |cells: &[String]| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string();
+        let numeric: Vec<bool> = (0..self.columns.len()).map(|i| self.rows.iter().map(|r| &r[i]).filter(|c| !c.is_empty()).all(|c| is_number(c))).collect();
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells.iter().zip(&widths).zip(&numeric).map(|((c, w), n)| if *n { format!("{c:>w$}") } else { format!("{c:<w$}") }).collect();
+            padded.join("  ").trim_end().to_string()
+        };
         writeln!(f, "{}", line(&self.columns))?;
         writeln!(f, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
         let body: Vec<String> = self.rows.iter().map(|r| line(r)).collect();
@@ -130,6 +182,24 @@ fn predictions_table(value: &Dynamic) -> Option<TableHandle> {
     Some(TableHandle { columns, rows: body })
 }
 
+/// A map of plain values (an evaluation's results, a config) as a table of
+/// names and values; `None` for other values.
+fn map_table(value: &Dynamic) -> Option<TableHandle> {
+    let map = value.clone().try_cast::<rhai::Map>()?;
+    if map.is_empty() {
+        return None;
+    }
+    let plain = |v: &Dynamic| v.is_int() || v.is_float() || v.is_string() || v.is_bool() || v.is_unit();
+    let shown = |v: &Dynamic| if plain(v) { cell(v) } else { short(&v.to_string(), CELL_CHARS) };
+    let rows = map.iter().map(|(k, v)| vec![k.to_string(), shown(v)]).collect();
+    Some(TableHandle { columns: vec!["name".into(), "value".into()], rows })
+}
+
+/// Text cut to `n` characters with an ellipsis.
+fn short(t: &str, n: usize) -> String {
+    if t.chars().count() > n { format!("{}…", t.chars().take(n - 1).collect::<String>()) } else { t.to_string() }
+}
+
 /// Plain text and, for the core's types, HTML for a value; `None` for unit.
 pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if value.is_unit() {
@@ -138,26 +208,14 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
     if let Some(m) = value.clone().try_cast::<super::handles::ImageModelHandle>() {
         let model = m.0.borrow();
         let s = crate::model::Learner::summary(&*model);
-        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::numbers::group_digits(r.trainable), crate::numbers::group_digits(r.frozen)]).collect();
-        let html = format!("<b>{}</b><br>{}<br>trainable {} of {} parameters ({})", html_escape(&model.to_string()), table(&["module", "trainable", "frozen"], &rows), crate::numbers::group_digits(s.trainable()), crate::numbers::group_digits(s.total()), crate::numbers::percent(s.trainable(), s.total()));
-        return Some((format!("{model}\n{s}"), Some(html)));
+        return Some((format!("{model}\n{s}"), Some(format!("<b>{}</b><br>{}", html_escape(&model.to_string()), summary_html(&s)))));
     }
     if let Some(m) = value.clone().try_cast::<ModelHandle>() {
-        let model = m.0.borrow();
-        let s = model.summary();
-        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| vec![r.module.clone(), crate::numbers::group_digits(r.trainable), crate::numbers::group_digits(r.frozen)]).collect();
-        let html = format!(
-            "<b>Model {}</b> — labels: {}; pooling {}; {:?}<br>{}<br>trainable {} of {} parameters ({})",
-            html_escape(&model.name),
-            html_escape(&model.labels.join(", ")),
-            model.pooling.name(),
-            model.device(),
-            table(&["module", "trainable", "frozen"], &rows),
-            crate::numbers::group_digits(s.trainable()),
-            crate::numbers::group_digits(s.total()),
-            crate::numbers::percent(s.trainable(), s.total())
-        );
-        return Some((s.to_string(), Some(html)));
+        let s = m.0.borrow().summary();
+        return Some((s.to_string(), Some(summary_html(&s))));
+    }
+    if let Some(s) = value.clone().try_cast::<SummaryHandle>() {
+        return Some((s.to_string(), Some(summary_html(&s.0))));
     }
     if let Some(d) = value.clone().try_cast::<DatasetHandle>() {
         let pair = |i: usize| d.0.pairs.as_ref().map(|p| p[i].clone());
@@ -197,7 +255,13 @@ pub fn render(value: &Dynamic) -> Option<(String, Option<String>)> {
         return Some((t.to_string(), Some(t.html())));
     }
     if value.is_string() {
-        return Some((format!("{value:?}"), None));
+        // Text of several lines (a report, a summary) reads as text; one line
+        // stays quoted, so that "1" and 1 look different.
+        let text = value.to_string();
+        return Some((if text.contains('\n') { text } else { format!("{value:?}") }, None));
+    }
+    if let Some(t) = map_table(value) {
+        return Some((t.to_string(), Some(t.html())));
     }
     Some((value.to_string(), None))
 }

@@ -41,7 +41,7 @@ pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Conte
     engine.register_fn("plot_freeze", move |m: Shared<M>| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), Map::new()) });
     let c = ctx.clone();
     engine.register_fn("plot_freeze", move |m: Shared<M>, opts: Map| -> R<super::ChartHandle> { super::charts::show(&c, "plot_freeze", m.with(|model| crate::plot::freeze_chart(&model.summary())), opts) });
-    engine.register_fn("summary", |m: &mut Shared<M>| m.with(|model| model.summary().to_string()));
+    engine.register_fn("summary", |m: &mut Shared<M>| super::display::SummaryHandle(std::rc::Rc::new(m.with(|model| model.summary()))));
     for (name, trainable) in [("freeze", false), ("unfreeze", true)] {
         engine.register_fn(name, move |m: &mut Shared<M>, selector: &str| -> R<i64> { guard(|| m.with(|model| Ok(model.set_trainable(selector, trainable)? as i64))) });
         engine.register_fn(name, move |m: &mut Shared<M>, selectors: Array| -> R<i64> {

@@ -59,6 +59,9 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         let columns = columns.into_iter().map(|c| c.into_string().map_err(|t| super::script_error(format!("table: column names must be strings, found a {t}")))).collect::<Result<Vec<_>, _>>()?;
         TableHandle::from_maps(rows, Some(columns)).map_err(super::script_error)
     });
+    engine.register_type_with_name::<display::SummaryHandle>("Summary");
+    engine.register_fn("to_string", |t: &mut display::SummaryHandle| t.to_string());
+    engine.register_fn("to_debug", |t: &mut display::SummaryHandle| t.to_string());
     engine.register_fn("to_string", |t: &mut TableHandle| t.to_string());
     engine.register_fn("to_debug", |t: &mut TableHandle| t.to_string());
     let c = ctx.clone();
