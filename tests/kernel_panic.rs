@@ -21,6 +21,7 @@ impl Interpreter for Fragile {
             file_extension: ".txt".into(),
             mimetype: "text/plain".into(),
             codemirror_mode: "text".into(),
+            pygments_lexer: "text".into(),
             implementation: ("fragile".into(), "0".into()),
             banner: String::new(),
         }

@@ -50,6 +50,18 @@ pub struct Completions {
     pub cursor_start: usize,
     /// End of the replaced text (a char offset).
     pub cursor_end: usize,
+    /// What each match is, in the order of `matches` (may be empty).
+    pub details: Vec<CompletionDetail>,
+}
+
+/// What a completion match is, for frontends that show it (JupyterLab's
+/// `_jupyter_types_experimental`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionDetail {
+    /// "function", "method", "property", "instance", "keyword" or "param".
+    pub kind: String,
+    /// Its signature and a one-line description, or its type.
+    pub signature: String,
 }
 
 /// What the kernel tells frontends about the language.
@@ -65,6 +77,8 @@ pub struct LanguageInfo {
     pub mimetype: String,
     /// Syntax highlighting mode for the notebook editor.
     pub codemirror_mode: String,
+    /// The Pygments lexer that highlights the language (nbconvert, GitHub).
+    pub pygments_lexer: String,
     /// Implementation name and version.
     pub implementation: (String, String),
     /// Shown by consoles at start.

@@ -170,7 +170,7 @@ fn kernel_info(interp: &dyn Interpreter) -> Value {
             "version": l.version,
             "mimetype": l.mimetype,
             "file_extension": l.file_extension,
-            "pygments_lexer": "rust",
+            "pygments_lexer": l.pygments_lexer,
             "codemirror_mode": l.codemirror_mode,
         },
         "banner": l.banner,
@@ -298,8 +298,16 @@ impl Kernel {
             },
             "complete_request" => {
                 let c = interp.complete(&str_of("code"), cursor);
+                // As ipykernel: each match's type and signature, for JupyterLab.
+                let types: Vec<Value> = c
+                    .matches
+                    .iter()
+                    .zip(&c.details)
+                    .map(|(m, d)| json!({ "start": c.cursor_start, "end": c.cursor_end, "text": m, "type": d.kind, "signature": d.signature }))
+                    .collect();
+                let metadata = if types.is_empty() { json!({}) } else { json!({ "_jupyter_types_experimental": types }) };
                 reply(&self.shell, &self.frontend, msg, "complete_reply", json!({
-                    "status": "ok", "matches": c.matches, "cursor_start": c.cursor_start, "cursor_end": c.cursor_end, "metadata": {},
+                    "status": "ok", "matches": c.matches, "cursor_start": c.cursor_start, "cursor_end": c.cursor_end, "metadata": metadata,
                 }));
             }
             "inspect_request" => {

@@ -26,11 +26,14 @@ pub struct CurveOptions {
     pub by_epoch: bool,
     /// Weight of the exponential smoothing of the training loss (0 draws it raw).
     pub smoothing: f64,
+    /// The run has a validation set that has not been evaluated yet (a live
+    /// chart before the first evaluation).
+    pub awaiting_validation: bool,
 }
 
 impl Default for CurveOptions {
     fn default() -> Self {
-        Self { metric: None, by_epoch: false, smoothing: 0.9 }
+        Self { metric: None, by_epoch: false, smoothing: 0.9, awaiting_validation: false }
     }
 }
 
@@ -171,7 +174,14 @@ where
     let x_end = all_steps.last().map(|s| s.0).unwrap_or(1.0).max(val_loss.last().map_or(0.0, |v| v.0)).max(if opts.by_epoch { 0.1 } else { 1.0 });
     // Headroom above the highest loss keeps a band free for the legend.
     let max_loss = all_steps.iter().map(|s| s.1).chain(val_loss.iter().map(|v| v.1)).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-3) * 1.35;
-    let x_label = |x: &f64| if opts.by_epoch { format!("{x:.1}").trim_end_matches(".0").to_string() } else { format!("{x:.0}") };
+    // Steps are whole numbers: a tick between two steps gets no label, so
+    // that a short run does not read "0 0 1 2 2 3".
+    let x_label = |x: &f64| match opts.by_epoch {
+        true => format!("{x:.1}").trim_end_matches(".0").to_string(),
+        false if (x - x.round()).abs() < 1e-9 => format!("{x:.0}"),
+        false => String::new(),
+    };
+    let x_ticks = if opts.by_epoch { 10 } else { (x_end.ceil() as usize + 1).clamp(2, 10) };
     let mut chart = ChartBuilder::on(&left)
         .caption("loss", ("sans-serif", 18))
         .margin(10)
@@ -179,7 +189,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..x_end, 0.0..max_loss)
         .map_err(err)?;
-    chart.configure_mesh().x_desc(x_desc).y_desc("loss").x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc("loss").x_labels(x_ticks).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
     if opts.smoothing > 0.0 {
         chart.draw_series(LineSeries::new(steps.clone(), BLUE.mix(0.25))).map_err(err)?;
         chart.draw_series(LineSeries::new(smoothed, BLUE.stroke_width(2))).map_err(err)?.label("train (smoothed)").legend(line_mark(BLUE));
@@ -204,7 +214,11 @@ where
     let points: Vec<(f64, f64)> = evals.iter().filter_map(|(x, v)| v.metric(metric).map(|m| (*x, m))).collect();
     let (lo, hi) = metric_range(points.iter().map(|p| p.1), metric);
     let title = metric_title(metric);
-    let caption = if points.is_empty() { format!("{title} (no validation set)") } else { title.to_string() };
+    let caption = match (points.is_empty(), opts.awaiting_validation) {
+        (false, _) => title.to_string(),
+        (true, true) => format!("{title} (waiting for the first evaluation)"),
+        (true, false) => format!("{title} (no validation set)"),
+    };
     let mut chart = ChartBuilder::on(&right)
         .caption(&caption, ("sans-serif", 18))
         .margin(10)
@@ -212,7 +226,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..x_end * 1.04, lo..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc(x_desc).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
+    chart.configure_mesh().x_desc(x_desc).x_labels(x_ticks).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
     chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2)).point_size(4)).map_err(err)?;
     // The best: early stopping's epoch when it ran, else the best value
     // (the lowest for an error, the highest otherwise).
@@ -518,8 +532,25 @@ mod tests {
     }
 
     #[test]
+    fn a_short_run_labels_each_whole_step_once_and_waits_for_its_first_evaluation() {
+        let mut r = run(false);
+        r.steps.truncate(5);
+        r.epochs.clear();
+        let opts = CurveOptions { awaiting_validation: true, ..Default::default() };
+        let svg = training_curves_with(&r, &opts).unwrap().svg().unwrap();
+        // Every whole-number text: the x ticks of the two panels.
+        let texts: Vec<String> = svg.split("</text>").filter_map(|t| t.rsplit('>').next()).map(|t| t.trim().to_string()).filter(|t| t.parse::<u32>().is_ok()).collect();
+        for step in 0..=5 {
+            let n = texts.iter().filter(|t| **t == step.to_string()).count();
+            assert_eq!(n, 2, "step {step} labelled {n} times (once per panel): {texts:?}");
+        }
+        assert_svg_has(&svg, &["waiting for the first evaluation"]);
+        assert!(!svg.contains("no validation set"));
+    }
+
+    #[test]
     fn curves_follow_the_chosen_metric_axis_and_smoothing() {
-        let opts = CurveOptions { metric: Some("f1".into()), by_epoch: true, smoothing: 0.0 };
+        let opts = CurveOptions { metric: Some("f1".into()), by_epoch: true, smoothing: 0.0, ..Default::default() };
         let svg = training_curves_with(&run(false), &opts).unwrap().svg().unwrap();
         assert_svg_has(&svg, &["=validation F1", "=epoch", "=train", "=best 0.700"]);
         assert!(!svg.contains("optimizer step") && !svg.contains("smoothed"));

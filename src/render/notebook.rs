@@ -28,6 +28,8 @@ pub struct LiveTraining {
     loss: f64,
     lr: f64,
     step: usize,
+    /// Whether the run evaluates (the chart waits for it until then).
+    validation: bool,
     /// Rows trained on so far, for the rate in samples per second.
     samples: usize,
     /// Validation batches scored and in all, while evaluating.
@@ -63,6 +65,7 @@ impl LiveTraining {
             loss: f64::NAN,
             lr: 0.0,
             step: 0,
+            validation: false,
             samples: 0,
             eval_progress: None,
             history: Vec::new(),
@@ -101,7 +104,8 @@ impl LiveTraining {
         }
         self.last_chart = Some(Instant::now());
         let run = crate::train::TrainRun { steps: self.steps.clone(), epochs: self.history.clone(), interrupted: self.interrupted, ..Default::default() };
-        if let Ok(svg) = crate::plot::training_curves(&run).svg() {
+        let opts = crate::plot::CurveOptions { awaiting_validation: self.validation, ..Default::default() };
+        if let Ok(svg) = crate::plot::training_curves_with(&run, &opts).and_then(|c| c.svg()) {
             self.chart_svg = svg;
         }
     }
@@ -182,7 +186,8 @@ impl TrainObserver for LiveTraining {
 impl LiveTraining {
     fn update(&mut self, event: &TrainEvent) {
         match event {
-            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, .. } => {
+            TrainEvent::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, validation, .. } => {
+                self.validation = *validation;
                 self.epochs = *epochs;
                 self.steps_per_epoch = *steps_per_epoch;
                 self.total_steps = *total_steps;

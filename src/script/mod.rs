@@ -3,6 +3,7 @@
 //! logic of its own.
 
 mod api;
+mod completion;
 pub mod notebook;
 mod options;
 pub mod overrides;
@@ -239,6 +240,8 @@ pub struct Session {
     /// the text of those sources.
     defined_in: std::collections::HashMap<String, String>,
     sources: std::collections::HashMap<String, Rc<str>>,
+    /// The engine's functions with their types, for completion (built on first use).
+    functions_index: std::cell::OnceCell<completion::FunctionIndex>,
     ctx: Rc<Context>,
 }
 
@@ -269,7 +272,7 @@ impl Session {
         let stop = ctx.stop.clone();
         engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
         api::register(&mut engine, &ctx);
-        Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), defined_in: Default::default(), sources: Default::default(), ctx }
+        Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), defined_in: Default::default(), sources: Default::default(), functions_index: Default::default(), ctx }
     }
 
     /// Runs a script file.
@@ -405,6 +408,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Completion candidates at char offset `cursor`: after a `.`, the
+    /// methods of the type the expression before it has.
+    pub fn complete(&self, code: &str, cursor: usize) -> crate::kernel::Completions {
+        let index = self.functions_index.get_or_init(|| completion::FunctionIndex::new(&self.engine));
+        completion::complete(index, &self.engine, &self.scope, code, cursor)
+    }
+
+    /// Help for the name at `cursor` (a method by its receiver's type), or for
+    /// the function whose call the cursor is in.
+    pub fn inspect(&self, code: &str, cursor: usize) -> Option<String> {
+        let index = self.functions_index.get_or_init(|| completion::FunctionIndex::new(&self.engine));
+        completion::inspect(index, &self.engine, &self.scope, code, cursor)
     }
 
     /// The session's shared stop flag.

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::render::LiveTraining;
 use crate::train::TrainObserver;
-use super::{reference, Host, Session, SessionSettings};
+use super::{Host, Session, SessionSettings};
 use crate::kernel::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, LanguageInfo, MimeBundle};
 
 /// Script output goes to the notebook.
@@ -120,14 +120,14 @@ impl NotebookInterpreter {
         let offset = code.chars().count() - body.chars().count();
         let found = self.rust.as_mut().and_then(|r| r.complete(body, cursor.saturating_sub(offset)));
         match found {
-            Some((matches, start, end)) => Completions { matches, cursor_start: start + offset, cursor_end: end + offset },
-            None => Completions { matches: Vec::new(), cursor_start: cursor, cursor_end: cursor },
+            Some((matches, start, end)) => Completions { matches, cursor_start: start + offset, cursor_end: end + offset, details: Vec::new() },
+            None => Completions { matches: Vec::new(), cursor_start: cursor, cursor_end: cursor, details: Vec::new() },
         }
     }
 
     #[cfg(not(feature = "rust-cells"))]
     fn complete_rust(&mut self, _code: &str, _body: &str, cursor: usize) -> Completions {
-        Completions { matches: Vec::new(), cursor_start: cursor, cursor_end: cursor }
+        Completions { matches: Vec::new(), cursor_start: cursor, cursor_end: cursor, details: Vec::new() }
     }
 
     #[cfg(not(feature = "rust-cells"))]
@@ -144,7 +144,9 @@ impl Interpreter for NotebookInterpreter {
             version: "1.27".into(),
             file_extension: ".rhai".into(),
             mimetype: "text/x-rhai".into(),
+            // Rhai has neither; Rust's are the closest.
             codemirror_mode: "rust".into(),
+            pygments_lexer: "rust".into(),
             implementation: ("tunebook".into(), env!("CARGO_PKG_VERSION").into()),
             banner: format!("Tunebook {} — fine-tuning in Rhai over libtorch. Try: print(load_model(\"minilm\", #{{ labels: 2 }}))", env!("CARGO_PKG_VERSION")),
         }
@@ -185,48 +187,11 @@ impl Interpreter for NotebookInterpreter {
         if let Some(body) = super::rust_cells::rust_cell_body(code) {
             return self.complete_rust(code, body, cursor);
         }
-        let chars: Vec<char> = code.chars().collect();
-        let cursor = cursor.min(chars.len());
-        let is_ident = |c: char| c.is_alphanumeric() || c == '_';
-        let start = (0..cursor).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(cursor);
-        let prefix: String = chars[start..cursor].iter().collect();
-        let mut matches: Vec<String> = if let Some(function) = option_map_call(&chars[..start]) {
-            reference::options_of(&function).iter().map(|k| k.to_string()).collect()
-        } else if start > 0 && chars[start - 1] == '.' {
-            // A method: of the value's type if the receiver is a known variable.
-            let recv_end = start - 1;
-            let recv_start = (0..recv_end).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(recv_end);
-            let receiver: String = chars[recv_start..recv_end].iter().collect();
-            let ty = self.session.variable_type(&receiver);
-            reference::API
-                .iter()
-                .filter(|e| e.receiver.is_some() && (ty.is_none() || e.receiver == ty.as_deref()))
-                .map(|e| e.name.to_string())
-                .collect()
-        } else {
-            let mut names: Vec<String> = reference::API.iter().filter(|e| e.receiver.is_none()).map(|e| e.name.to_string()).collect();
-            names.extend(self.session.variable_names());
-            names.extend(declared_names(code));
-            names.extend(["let", "const", "fn", "if", "else", "for", "in", "while", "loop", "break", "continue", "return", "true", "false"].map(String::from));
-            names
-        };
-        matches.retain(|m| m.starts_with(&prefix));
-        matches.sort();
-        matches.dedup();
-        Completions { matches, cursor_start: start, cursor_end: cursor }
+        self.session.complete(code, cursor)
     }
 
     fn inspect(&mut self, code: &str, cursor: usize) -> Option<String> {
-        let chars: Vec<char> = code.chars().collect();
-        let is_ident = |c: char| c.is_alphanumeric() || c == '_';
-        let cursor = cursor.min(chars.len());
-        let start = (0..cursor).rev().take_while(|&i| is_ident(chars[i])).last().unwrap_or(cursor);
-        let end = (cursor..chars.len()).take_while(|&i| is_ident(chars[i])).last().map(|i| i + 1).unwrap_or(cursor);
-        let name: String = chars[start..end].iter().collect();
-        if let Some(help) = reference::help(&name) {
-            return Some(help);
-        }
-        self.session.variable_type(&name).map(|ty| format!("{name}: {ty}"))
+        self.session.inspect(code, cursor)
     }
 
     fn is_complete(&mut self, code: &str) -> Completeness {
@@ -275,53 +240,4 @@ fn chart_bundle(chart: &crate::plot::Chart) -> anyhow::Result<MimeBundle> {
     b.insert("image/svg+xml".into(), json!(chart.svg()?));
     b.insert("image/png".into(), json!(base64::engine::general_purpose::STANDARD.encode(chart.png()?)));
     Ok(b)
-}
-
-/// When the text before the cursor ends inside an option map `#{ ... }`
-/// that is an argument of a call, at a key position, the called function.
-fn option_map_call(before: &[char]) -> Option<String> {
-    // The innermost unclosed `#{`, skipping closed braces and brackets.
-    let mut depth = 0i32;
-    let mut open = None;
-    for i in (0..before.len()).rev() {
-        match before[i] {
-            '}' | ']' | ')' => depth += 1,
-            '{' | '[' | '(' if depth > 0 => depth -= 1,
-            '{' if i > 0 && before[i - 1] == '#' => {
-                open = Some(i - 1);
-                break;
-            }
-            '{' | '[' | '(' => return None,
-            _ => {}
-        }
-    }
-    let open = open?;
-    // At a key: only whitespace or a comma since the last separator.
-    let inside: String = before[open + 2..].iter().collect();
-    let tail = inside.rsplit(',').next().unwrap_or("");
-    if tail.contains(':') {
-        return None;
-    }
-    // The call the map belongs to: `name(` with arguments before the map.
-    let mut depth = 0i32;
-    for i in (0..open).rev() {
-        match before[i] {
-            ')' | ']' | '}' => depth += 1,
-            '[' | '{' if depth > 0 => depth -= 1,
-            '(' if depth > 0 => depth -= 1,
-            '(' => {
-                let end = i;
-                let start = (0..end).rev().take_while(|&j| before[j].is_alphanumeric() || before[j] == '_').last()?;
-                return Some(before[start..end].iter().collect());
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Names declared with `let`/`const` in code not yet run.
-fn declared_names(code: &str) -> Vec<String> {
-    let words: Vec<&str> = code.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
-    words.windows(2).filter(|w| w[0] == "let" || w[0] == "const").map(|w| w[1].to_string()).collect()
 }

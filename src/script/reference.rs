@@ -258,7 +258,7 @@ fn short_signature(signature: &str) -> String {
 }
 
 /// The first sentence of a doc, for one-line listings.
-fn first_sentence(doc: &str) -> &str {
+pub(crate) fn first_sentence(doc: &str) -> &str {
     match doc.find(". ") {
         Some(i) => &doc[..=i],
         None => doc,

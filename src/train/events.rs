@@ -26,6 +26,8 @@ pub enum TrainEvent {
         device: String,
         /// The learning rate of each layer group, top first, when they differ.
         lr_groups: Vec<(String, f64)>,
+        /// Whether the run has a validation set to evaluate on.
+        validation: bool,
     },
     /// The trainable part changed (gradual unfreezing), before the epoch's first step.
     Unfrozen {
@@ -105,7 +107,7 @@ impl TrainEvent {
     /// Progress (steps, evaluation batches) and samples are not lines.
     pub fn record_lines(&self, epochs: usize) -> Vec<String> {
         match self {
-            Self::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, lr_groups } => {
+            Self::Start { epochs, steps_per_epoch, total_steps, trainable_params, total_params, device, lr_groups, .. } => {
                 let mut lines = vec![format!(
                     "training {} of {} parameters ({}) on {device}: {epochs} epochs x {steps_per_epoch} steps ({total_steps} steps)",
                     crate::numbers::group_digits(*trainable_params),

@@ -276,6 +276,7 @@ impl<'a> Trainer<'a> {
             total_params: self.run.total_params,
             device: self.run.device.clone(),
             lr_groups: std::mem::take(&mut self.lr_groups),
+            validation: self.val.is_some(),
         };
         self.observer.on_event(&start);
         if let Some(open) = self.first_unfrozen.take() {

@@ -47,6 +47,10 @@ def test_every_lesson_is_listed_and_every_notebook_matches_its_script():
     assert found == sorted(LESSONS), "a lesson without a floor here, or a floor without a lesson"
     check = subprocess.run([sys.executable, str(ROOT / "scripts" / "course"), "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+    # Every committed notebook names a lexer, so that nbconvert and GitHub highlight its code.
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        info = nbformat.read(path, as_version=4).metadata.language_info
+        assert info.get("pygments_lexer") == "rust" and info.get("codemirror_mode") == "rust", f"{path.name}: {info}"
 
 
 def set_rows(nb, rows):

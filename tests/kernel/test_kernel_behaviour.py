@@ -132,7 +132,7 @@ def test_predictions_show_as_a_table_with_rounded_probabilities(kernel):
     assert reply["status"] == "ok", reply
     result = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]
     html, plain = result["text/html"], result["text/plain"]
-    assert "<table>" in html and "<th>p(fresh)</th>" in html and "<td>A warm, funny film.</td>" in html, html
+    assert "<table>" in html and '<th style="text-align:right">p(fresh)</th>' in html and '<td style="text-align:left">A warm, funny film.</td>' in html, html
     # One probability column per class (in the name order of Rhai's maps).
     assert plain.splitlines()[0].split() == ["text", "label", "score", "p(fresh)", "p(rotten)"], plain
     # Probabilities are rounded for reading (4 decimals); the values keep full precision.
@@ -337,3 +337,60 @@ def test_summaries_maps_and_multi_line_text_display_as_people_read_them(kernel):
     reply, outputs = run(kc, 'table([#{ text: "word ".repeat(40), score: 0.5 }])'.replace('"word ".repeat(40)', '"' + "word " * 40 + '"'))
     html = [o for o in outputs if o["msg_type"] == "execute_result"][0]["content"]["data"]["text/html"]
     assert "…</td>" in html and 'title="word word' in html, html
+
+
+def complete(kc, code, cursor=None):
+    msg_id = kc.complete(code, len(code) if cursor is None else cursor)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    return reply["content"]
+
+
+def inspect(kc, code, cursor=None):
+    kc.inspect(code, len(code) if cursor is None else cursor)
+    return kc.get_shell_msg(timeout=30)["content"]
+
+
+def test_completion_offers_the_methods_of_the_inferred_type_with_their_signatures(kernel):
+    _, kc = kernel
+    reply, _ = run(kc, 'let arr = [3, 1, 2];\nlet data = load_dataset("rotten_tomatoes").split(#{ val: 0.1, seed: 1 });')
+    assert reply["status"] == "ok", reply
+    # An array variable: array methods, and none of the API's.
+    c = complete(kc, "arr.")
+    assert {"len", "push", "sort", "map", "filter"} <= set(c["matches"]), c["matches"]
+    assert not {"tokenize", "freeze", "+"} & set(c["matches"]), c["matches"]
+    # A string literal: string methods only.
+    c = complete(kc, '"text".')
+    assert {"len", "to_upper", "contains", "split"} <= set(c["matches"]) and "push" not in c["matches"] and "tokenize" not in c["matches"], c["matches"]
+    # A chain: the map's field, then a method's return type (take gives a Dataset).
+    c = complete(kc, "data.train.take(3).")
+    assert {"tokenize", "split", "shuffle", "labels"} <= set(c["matches"]), c["matches"]
+    assert not {"push", "freeze", "+"} & set(c["matches"]), c["matches"]
+    # Each match carries its type and signature, as ipykernel's do.
+    types = {t["text"]: t for t in c["metadata"]["_jupyter_types_experimental"]}
+    assert types["tokenize"]["type"] == "method" and types["tokenize"]["signature"].startswith("data.tokenize(model"), types["tokenize"]
+    c = complete(kc, "data.")
+    assert {"train", "val"} <= set(c["matches"]), c["matches"]
+    c = complete(kc, "arr.so")
+    assert "sort" in c["matches"] and all(m.startswith("so") for m in c["matches"]) and c["cursor_start"] == 4, c
+
+
+def test_inspection_finds_the_call_around_the_cursor_and_resolves_methods_by_type(kernel):
+    _, kc = kernel
+    run(kc, "let arr = [1, 2];")
+    # Shift-Tab inside a call: the function being called.
+    for code in ["fit(", "fit(model, "]:
+        r = inspect(kc, code)
+        assert r["found"] and r["data"]["text/plain"].startswith("fit("), (code, r)
+    # arr.len() is the array's len, not the dataset's.
+    r = inspect(kc, "arr.len()", cursor=6)
+    assert r["found"] and "Dataset" not in r["data"]["text/plain"] and "array" in r["data"]["text/plain"], r
+    r = inspect(kc, 'load_dataset("rotten_tomatoes").len()', cursor=34)
+    assert r["found"] and "rows" in r["data"]["text/plain"].lower(), r
+
+
+def test_the_kernel_and_every_committed_notebook_name_a_lexer(kernel):
+    _, kc = kernel
+    kc.kernel_info()
+    info = kc.get_shell_msg(timeout=30)["content"]["language_info"]
+    assert info["pygments_lexer"] == "rust" and info["codemirror_mode"] == "rust", info

@@ -171,7 +171,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         let metric = o.get("metric").map(|_| o.choice("metric", "accuracy", &["accuracy", "f1", "mse", "mae", "r2"])).transpose()?;
         let by_epoch = o.choice("by", "step", &["step", "epoch"])? == "epoch";
         let smoothing = o.float("smooth", 0.9, 0.0, 0.99)?;
-        let chart = guard(|| plot::training_curves_with(&r.0, &plot::CurveOptions { metric, by_epoch, smoothing }))?;
+        let chart = guard(|| plot::training_curves_with(&r.0, &plot::CurveOptions { metric, by_epoch, smoothing, ..Default::default() }))?;
         let mut rest = opts;
         for key in ["metric", "by", "smooth"] {
             rest.remove(key);
