@@ -37,7 +37,8 @@ pub struct LiveTraining {
     history: Vec<EpochRecord>,
     steps: Vec<crate::train::StepRecord>,
     interrupted: bool,
-    chart_svg: String,
+    /// The curves as an HTML image.
+    chart_html: String,
     last_chart: Option<Instant>,
     /// The first answers to the sample prompts, and the latest.
     first_samples: Vec<crate::train::Sample>,
@@ -71,7 +72,7 @@ impl LiveTraining {
             history: Vec::new(),
             steps: Vec::new(),
             interrupted: false,
-            chart_svg: String::new(),
+            chart_html: String::new(),
             last_chart: None,
             first_samples: Vec::new(),
             latest_samples: Vec::new(),
@@ -106,7 +107,11 @@ impl LiveTraining {
         let run = crate::train::TrainRun { steps: self.steps.clone(), epochs: self.history.clone(), interrupted: self.interrupted, ..Default::default() };
         let opts = crate::plot::CurveOptions { awaiting_validation: self.validation, ..Default::default() };
         if let Ok(svg) = crate::plot::training_curves_with(&run, &opts).and_then(|c| c.svg()) {
-            self.chart_svg = svg;
+            // An image, not inline SVG: JupyterLab strips inline SVG from the
+            // HTML of a notebook it does not trust (one saved and reopened).
+            use base64::Engine as _;
+            let data = base64::engine::general_purpose::STANDARD.encode(svg);
+            self.chart_html = format!("<img alt=\"training curves\" style=\"max-width:100%;height:auto\" src=\"data:image/svg+xml;base64,{data}\">");
         }
     }
 
@@ -147,7 +152,7 @@ impl LiveTraining {
             100.0 * done,
             spans.join(" &nbsp;"),
             self.samples_html(),
-            self.chart_svg
+            self.chart_html
         );
         let mut b = MimeBundle::new();
         b.insert("text/plain".into(), json!(plain));

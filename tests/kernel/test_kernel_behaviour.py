@@ -105,7 +105,8 @@ def test_training_shows_one_display_updated_in_place(kernel):
     final = updates[-1]["content"]["data"]["text/plain"]
     assert "done" in final and "samples/s" in final, final
     html = updates[-1]["content"]["data"]["text/html"]
-    assert "<svg" in html, "the live display has no chart"
+    # The chart as an image (JupyterLab strips inline SVG from untrusted notebooks).
+    assert '<img alt="training curves"' in html and "data:image/svg+xml;base64," in html, "the live display has no chart"
     # One bar: the HTML progress element, not an ASCII bar beside it.
     assert "<progress" in html and "[#" not in html and "#]" not in html, html
     # The run's record arrives as text output as it happens, so that every
