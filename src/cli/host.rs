@@ -69,6 +69,16 @@ impl Host for TerminalHost {
             let _ = err.flush();
         }
     }
+    fn page(&self, text: &str) {
+        // Help reads at the terminal's width; indented lines (examples) keep theirs.
+        use std::io::IsTerminal;
+        if !std::io::stdout().is_terminal() {
+            return self.print(text);
+        }
+        let width = textwrap::termwidth().max(40);
+        let wrapped: Vec<String> = text.lines().map(|l| if l.starts_with(char::is_whitespace) || l.chars().count() <= width { l.to_string() } else { textwrap::fill(l, width) }).collect();
+        self.print(&wrapped.join("\n"));
+    }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
         self.write_pending_chart();
         if !self.speaks {

@@ -45,7 +45,7 @@ def test_jupyter_console_shows_each_epoch_of_a_training_cell():
 
 
 def test_the_repl_completes_with_tab_from_the_types_it_knows():
-    child = pexpect.spawn(TUNEBOOK, ["repl"], encoding="utf-8", timeout=60, dimensions=(40, 160), env={**os.environ, "HOME": str(scratch("repl-home-"))})
+    child = pexpect.spawn(TUNEBOOK, ["repl"], encoding="utf-8", timeout=60, dimensions=(40, 80), env={**os.environ, "HOME": str(scratch("repl-home-"))})
     try:
         child.expect(">> ")
         child.sendline("let numbers = [3, 1];")
@@ -58,6 +58,11 @@ def test_the_repl_completes_with_tab_from_the_types_it_knows():
         child.sendline("numbers.len()")
         child.expect(r"\r\n3\r\n")
         child.expect(">> ")
+        # help() wraps its prose at the terminal's width (80 here); examples keep their lines.
+        child.sendline('help("fit")')
+        child.expect(">> ")
+        prose = [l for l in child.before.split("\r\n")[1:] if l and not l.startswith(" ")]
+        assert len(prose) > 3 and max(len(l) for l in prose) <= 80, child.before
         child.sendeof()
         child.expect(pexpect.EOF)
     finally:
