@@ -127,12 +127,12 @@ impl ConvBn {
             Padding::Same => pad_same(xs, self.kernel, self.stride),
             Padding::Symmetric => xs.shallow_clone(),
         };
-        let ys = self.bn.forward(&xs.apply(&self.conv), train);
+        let mut ys = self.bn.forward(&xs.apply(&self.conv), train);
         if self.relu6 {
-            ys.relu6()
-        } else {
-            ys
+            // In place, as torchvision's ReLU6(inplace=True): one pass, no new tensor.
+            let _ = ys.relu6_();
         }
+        ys
     }
 }
 
