@@ -342,6 +342,20 @@ def image_batch():
     return torch.randn(32, 3, 96, 96, generator=g), torch.randint(10, (32,), generator=g)
 
 
+def per_second(call, items, args, warmup):
+    """Items per second of `call` (which handles `items` each time) over
+    args.repeats timed runs of args.steps calls, after `warmup` calls."""
+    for _ in range(warmup):
+        call()
+    values = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            call()
+        values.append(args.steps * items / (time.perf_counter() - start))
+    return values
+
+
 def image_train(args):
     """MobileNetV2 at 96 pixels, batch 32, AdamW 1e-4 (decay 0.01 on weights,
     none on biases and norms), every layer training: images per second."""
@@ -356,29 +370,15 @@ def image_train(args):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    values = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        values.append(args.steps * 32 / (time.perf_counter() - start))
-    emit("image_train", "images/s", values, impl="torchvision", batch=32, side=96)
+    emit("image_train", "images/s", per_second(step, 32, args, warmup=2), impl="torchvision", batch=32, side=96)
 
 
 def image_eval(args):
     """The same network in evaluation mode under inference_mode: images per second."""
     m = mobilenet(args).eval()
     x, _ = image_batch()
-    values = []
     with torch.inference_mode():
-        m(x)
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                m(x)
-            values.append(args.steps * 32 / (time.perf_counter() - start))
+        values = per_second(lambda: m(x), 32, args, warmup=1)
     emit("image_eval", "images/s", values, impl="torchvision", batch=32, side=96)
 
 

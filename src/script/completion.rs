@@ -300,11 +300,12 @@ pub(crate) fn complete(index: &FunctionIndex, engine: &Engine, scope: &Scope, co
             found.insert(k.to_string(), detail("param", format!("{function} option")));
         }
     } else if start > 0 && chars[start - 1] == '.' {
-        match chain_before(&chars, start - 1).and_then(|c| type_of_chain(index, engine, scope, &c)) {
+        let chain = chain_before(&chars, start - 1);
+        match chain.as_ref().and_then(|c| type_of_chain(index, engine, scope, c)) {
             Some(ty) => {
-                // A map's keys are properties too.
-                if let Some(Segment::Name(var)) = chain_before(&chars, start - 1).and_then(|c| (c.len() == 1).then(|| c.into_iter().next()).flatten()) {
-                    if let Some(m) = scope.get_value::<Dynamic>(&var).and_then(|v| v.try_cast::<rhai::Map>()) {
+                // A map variable's keys are properties too.
+                if let Some([Segment::Name(var)]) = chain.as_deref() {
+                    if let Some(m) = scope.get_value::<Dynamic>(var).and_then(|v| v.try_cast::<rhai::Map>()) {
                         for (k, v) in m.iter() {
                             found.insert(k.to_string(), detail("property", format!("{k}: {}", canonical(engine, v.type_name()).unwrap_or_default())));
                         }
