@@ -64,7 +64,7 @@ fn every_plot_function_shows_a_chart_that_saves_as_svg_and_png() {
         assert!(layers.contains(group), "the layer chart lacks {group}");
     }
     assert!(shown[11].svg().unwrap().matches("<image").count() == 8, "4 originals and 4 augmented images");
-    assert_eq!(png_size(&std::fs::read(out.path().join("curves.png")).unwrap()), (900, 340));
+    assert_eq!(png_size(&std::fs::read(out.path().join("curves.png")).unwrap()), (600, 300));
     let svg = std::fs::read_to_string(out.path().join("curves.svg")).unwrap();
     assert!(svg.contains("width=\"1000\"") && svg.contains("Curves"));
     assert!(std::fs::read_to_string(out.path().join("layers.svg")).unwrap().contains("Which layers learn"));

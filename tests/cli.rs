@@ -72,7 +72,7 @@ fn a_missing_script_is_a_clear_error_not_a_panic() {
 #[test]
 fn a_script_runs_on_cuda_when_the_machine_has_it() {
     if !tunebook::runtime::cuda_status().available() {
-        eprintln!("skipped: no CUDA on this machine; scripts/gpu-check runs the CUDA path on a GPU machine");
+        eprintln!("skipped: no CUDA on this machine (this test runs where a GPU and the CUDA libtorch are installed)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

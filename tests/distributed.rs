@@ -198,7 +198,9 @@ fn a_run_resumes_from_its_checkpoint_with_another_world_size() {
     let (a, b) = (step_losses(&dir.path().join("one.jsonl")), step_losses(&dir.path().join("mixed.jsonl")));
     assert_eq!(a.len(), 21);
     let diff = max_difference(&a, &b);
-    assert!(diff < 1e-4, "1 process vs 2, 3 then 1 ranks: losses differ by {diff}\n{a:?}\n{b:?}");
+    eprintln!("1 process vs 2, 3 then 1 ranks: losses differ by {diff:.2e}");
+    // Measured: 8.9e-8.
+    assert!(diff < 1e-6, "1 process vs 2, 3 then 1 ranks: losses differ by {diff}\n{a:?}\n{b:?}");
 }
 
 /// Starts `tiny.rhai` as rank `rank` of 2, for as many epochs as it takes
@@ -232,14 +234,16 @@ fn stderr_of(child: Child) -> String {
 fn a_killed_rank_stops_the_other_with_a_clear_error() {
     let dir = tiny_workspace();
     let store = store_socket();
-    let mut rank0 = start_rank(dir.path(), 0, &store, 120);
-    let mut rank1 = start_rank(dir.path(), 1, &store, 120);
+    // A collective timeout far beyond the wait below: rank 0 must notice the
+    // closed sockets of a dead peer, not sit out the timeout (how soon it
+    // notices is a benchmark's business; it takes well under a second here).
+    let mut rank0 = start_rank(dir.path(), 0, &store, 900);
+    let mut rank1 = start_rank(dir.path(), 1, &store, 900);
     // Let both join and train an epoch, then kill rank 1 outright.
     wait_for_training(dir.path(), &mut rank0);
     rank1.kill().unwrap();
     rank1.wait().unwrap();
-    // A dead peer closes its sockets: rank 0 notices long before the timeout.
-    let (status, took) = common::exits_within(&mut rank0, Duration::from_secs(60), "rank 0");
+    let (status, took) = common::exits_within(&mut rank0, Duration::from_secs(300), "rank 0, which should notice a dead peer at once,");
     let err = stderr_of(rank0);
     println!("rank 0 stopped {took:?} after the kill: {err}");
     assert_eq!(status.code(), Some(1), "{err}");
@@ -363,7 +367,9 @@ print(`multi_label ${m.loss} ${m.accuracy} ${m.f1} ${m.rows}`);
     let (a, b) = (numbers(&one), numbers(&two));
     assert_eq!(a.len(), 9, "{one}");
     assert!(a.contains(&13.0) && a.iter().chain(&b).all(|x| x.is_finite()), "every row counted once, every metric a number: {one} / {two}");
-    assert!(max_difference(&a, &b) < 1e-5, "one process: {one}\ntwo: {two}");
+    eprintln!("evaluation on one process vs two: {:.2e}", max_difference(&a, &b));
+    // Measured: 2.9e-7.
+    assert!(max_difference(&a, &b) < 3e-6, "one process: {one}\ntwo: {two}");
 }
 
 /// The local addresses of the TCP sockets `pid` listens on, as

@@ -431,5 +431,5 @@ fn the_freeze_chart_draws_trainable_and_frozen_per_layer() {
     assert!(svg.matches("<rect").count() >= 18, "stacked bars");
     let decoder = png::Decoder::new(std::io::Cursor::new(chart.png().unwrap()));
     let info = decoder.read_info().unwrap().info().clone();
-    assert_eq!((info.width, info.height), (900, 340));
+    assert_eq!((info.width, info.height), (600, 300));
 }

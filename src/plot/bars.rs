@@ -7,7 +7,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{category_label, err};
+use super::{LABEL_PX, caption_size, category_label, err, fit_names};
 
 /// What differs between the bar charts' axes.
 pub(super) struct CategoryAxes<'a> {
@@ -34,21 +34,23 @@ where
     DB::ErrorType: 'static,
 {
     let n = axes.names.len();
+    let caption_px = caption_size(&axes.caption.0, root.dim_in_pixel().0, axes.caption.1);
     let mut chart = ChartBuilder::on(root)
-        .caption(axes.caption.0, ("sans-serif", axes.caption.1))
+        .caption(axes.caption.0, ("sans-serif", caption_px))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(axes.y_label_width)
         .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..axes.top)
         .map_err(err)?;
-    let x_format = category_label(axes.names);
+    let names = fit_names(axes.names, chart.plotting_area().dim_in_pixel().0 as f64 / n.max(1) as f64);
+    let x_format = category_label(&names);
     let mut mesh = chart.configure_mesh();
     mesh.x_labels(n * 2 + 1)
         .x_label_formatter(&x_format)
         .y_desc(axes.y_desc)
         .disable_x_mesh()
         .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12));
+        .label_style(("sans-serif", LABEL_PX));
     if let Some(f) = axes.y_format {
         mesh.y_label_formatter(f);
     }

@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::bars::{category_axes, CategoryAxes};
-use super::{err, legend, line_mark, shorten, Chart, Figure, BLUE, VERMILLION};
+use super::{LABEL_PX, WIDTH, caption_size, err, legend, line_mark, shorten, Chart, Figure, BLUE, VERMILLION};
 
 /// One image of a grid: pixels 0-255 laid out `[channels, height, width]`
 /// (1 channel for grey, 3 for colour) and the caption under it.
@@ -30,7 +30,7 @@ pub fn class_balance(name: &str, labels: &[String], counts: &[usize]) -> Chart {
 /// A histogram of token lengths (before truncation) with `max_len` marked,
 /// and how many rows it cuts.
 pub fn token_lengths(name: &str, lengths: &[usize], max_len: usize) -> Chart {
-    Chart::new(Figure::Lengths { name: name.to_string(), lengths: lengths.to_vec(), max_len }, (760, 320))
+    Chart::new(Figure::Lengths { name: name.to_string(), lengths: lengths.to_vec(), max_len }, (WIDTH, 300))
 }
 
 /// Images in labelled rows (e.g. `original` and `augmented`), each with its caption.
@@ -99,7 +99,7 @@ where
     let mut chart = category_axes(root, axes)?;
     chart.draw_series(counts.iter().enumerate().map(|(i, &n)| Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, n as f64)], BLUE.filled()))).map_err(err)?;
     chart
-        .draw_series(counts.iter().enumerate().map(|(i, &n)| EmptyElement::at((i as f64, n as f64)) + Text::new(n.to_string(), (-10, -16), ("sans-serif", 12).into_font().color(&BLACK))))
+        .draw_series(counts.iter().enumerate().map(|(i, &n)| EmptyElement::at((i as f64, n as f64)) + Text::new(n.to_string(), (-10, -16), ("sans-serif", LABEL_PX).into_font().color(&BLACK))))
         .map_err(err)?;
     Ok(())
 }
@@ -146,7 +146,7 @@ where
     sorted.sort_unstable();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
     let clipped = match axis.clipped {
-        Some((rows, longest)) => format!("; axis clipped at the 99th percentile, the last bar holds {rows} longer rows, up to {longest}"),
+        Some((rows, longest)) => format!("; the last bar holds {rows} longer rows, up to {longest}"),
         None => String::new(),
     };
     let caption = format!(
@@ -158,7 +158,7 @@ where
     let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.25;
     let x_end = (counts.len() * width) as f64;
     let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 16))
+        .caption(&caption, ("sans-serif", caption_size(&caption, root.dim_in_pixel().0, 16)))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(56)
@@ -172,7 +172,7 @@ where
         .y_label_formatter(&|y| format!("{y:.0}"))
         .disable_x_mesh()
         .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
+        .label_style(("sans-serif", LABEL_PX))
         .draw()
         .map_err(err)?;
     chart
@@ -198,7 +198,7 @@ where
     DB::ErrorType: 'static,
 {
     let (cell_w, cell_h) = cell_size(rows);
-    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    let font = ("sans-serif", LABEL_PX).into_font().color(&BLACK);
     for (r, (row_name, tiles)) in rows.iter().enumerate() {
         let y0 = 10 + r as i32 * cell_h as i32;
         root.draw(&Text::new(shorten(row_name, 14), (6, y0 + cell_h as i32 / 2 - 14), font.clone())).map_err(err)?;

@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::bars::{category_axes, CategoryAxes};
-use super::{box_mark, category_label, err, legend, shorten, Chart, Figure, BLUE, GREEN, ORANGE};
+use super::{LABEL_PX, caption_size, box_mark, category_label, err, legend, shorten, Chart, Figure, BLUE, GREEN, ORANGE};
 use crate::train::metrics::ClassScores;
 
 /// The confusion matrix as a heatmap: true classes down, predicted classes
@@ -40,7 +40,7 @@ where
     let correct: i64 = (0..n).map(|i| counts[i][i]).sum();
     let caption = format!("confusion matrix ({} rows, accuracy {:.3})", total, if total > 0 { correct as f64 / total as f64 } else { 0.0 });
     let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 18))
+        .caption(&caption, ("sans-serif", caption_size(&caption, root.dim_in_pixel().0, 18)))
         .margin(10)
         .x_label_area_size(48)
         .y_label_area_size(96)
@@ -55,7 +55,7 @@ where
         .x_desc("predicted class")
         .y_desc("true class")
         .disable_mesh()
-        .label_style(("sans-serif", 12))
+        .label_style(("sans-serif", LABEL_PX))
         .draw()
         .map_err(err)?;
     let shade = |share: f64| {
@@ -71,7 +71,7 @@ where
             let (x, y) = (j as f64, (n - 1 - i) as f64);
             cells.push(Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], shade(share).filled()));
             let ink = if share > 0.55 { WHITE } else { BLACK };
-            let font = ("sans-serif", 13).into_font().color(&ink).pos(plotters::style::text_anchor::Pos::new(
+            let font = ("sans-serif", LABEL_PX).into_font().color(&ink).pos(plotters::style::text_anchor::Pos::new(
                 plotters::style::text_anchor::HPos::Center,
                 plotters::style::text_anchor::VPos::Center,
             ));

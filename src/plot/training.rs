@@ -4,7 +4,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{category_label, err, legend, line_mark, shorten, Chart, Figure, BLUE, GREEN, ORANGE, PALETTE, VERMILLION};
+use super::{LABEL_PX, WIDTH, fit_names, err, legend, line_mark, shorten, Chart, Figure, BLUE, GREEN, ORANGE, PALETTE, VERMILLION};
 use crate::train::{LrFind, TrainRun};
 
 /// A run with the name it goes by in a legend.
@@ -41,7 +41,7 @@ impl Default for CurveOptions {
 /// task's headline validation metric; the epoch early stopping kept and an
 /// interrupt are marked.
 pub fn training_curves(run: &TrainRun) -> Chart {
-    Chart::new(Figure::Curves(run.clone(), CurveOptions::default()), (900, 340))
+    Chart::new(Figure::Curves(run.clone(), CurveOptions::default()), (WIDTH, 300))
 }
 
 /// Training curves drawn as `opts` says; a metric the run's task does not
@@ -60,39 +60,39 @@ pub fn training_curves_with(run: &TrainRun, opts: &CurveOptions) -> Result<Chart
     if !(0.0..1.0).contains(&opts.smoothing) {
         anyhow::bail!("smoothing must be at least 0 and below 1 (0.9 smooths much, 0 not at all); got {}", opts.smoothing);
     }
-    Ok(Chart::new(Figure::Curves(run.clone(), opts.clone()), (900, 340)))
+    Ok(Chart::new(Figure::Curves(run.clone(), opts.clone()), (WIDTH, 300)))
 }
 
 /// Several runs overlaid, one colour each: validation loss (training loss
 /// where a run had no validation set) and the headline metric, by epoch.
 pub fn compare_runs(runs: &[NamedRun]) -> Chart {
-    Chart::new(Figure::Compare(runs.to_vec()), (900, 360))
+    Chart::new(Figure::Compare(runs.to_vec()), (WIDTH, 320))
 }
 
 /// For several runs, bars of the final headline metric, the trainable
 /// parameters and the training time: what each way of fine-tuning costs
 /// for what it reaches.
 pub fn compare_bars(runs: &[NamedRun]) -> Chart {
-    Chart::new(Figure::CompareBars(runs.to_vec()), (960, 340))
+    Chart::new(Figure::CompareBars(runs.to_vec()), (WIDTH, 300))
 }
 
 /// The learning rate of every optimizer step: warmup, decay, and any
 /// reductions on a plateau.
 pub fn lr_schedule(run: &TrainRun) -> Chart {
-    Chart::new(Figure::LrSchedule(run.clone()), (700, 300))
+    Chart::new(Figure::LrSchedule(run.clone()), (WIDTH, 280))
 }
 
 /// The learning-rate range test: smoothed loss against the rate (log
 /// scale), with the suggested rate marked.
 pub fn lr_find_curve(found: &LrFind) -> Chart {
-    Chart::new(Figure::LrFind(found.clone()), (900, 340))
+    Chart::new(Figure::LrFind(found.clone()), (WIDTH, 300))
 }
 
 /// Per layer group, how far the weights moved from where the run started
 /// (relative change) and the mean gradient norm, by epoch: which layers
 /// actually learn. Needs a run fitted with `track_layers`.
 pub fn layer_norms(run: &TrainRun) -> Chart {
-    Chart::new(Figure::LayerNorms(run.clone()), (960, 360))
+    Chart::new(Figure::LayerNorms(run.clone()), (WIDTH, 340))
 }
 
 /// Debiased exponential moving average, as TensorBoard smooths noisy step
@@ -141,13 +141,15 @@ fn metric_range(values: impl Iterator<Item = f64>, metric: &str) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
+    // A fifth of the spread on each side leaves room for the best value's label.
+    let pad = |least: f64| (0.2 * (hi - lo)).max(least);
     match metric {
-        "r2" => (lo - 0.05, (hi + 0.05).min(1.0).max(lo + 0.01)),
+        "r2" => (lo - pad(0.05), (hi + pad(0.05)).min(1.0).max(lo + 0.01)),
         // Errors have no upper bound.
         "mse" | "mae" => (0.0, (hi * 1.2).max(1e-6)),
         // Perplexity is at least 1 and has no upper bound.
-        "perplexity" => ((lo * 0.9).max(1.0), (hi * 1.1).max(lo + 0.01)),
-        _ => ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0).max(lo + 0.01)),
+        "perplexity" => ((lo - pad(0.1 * lo)).max(1.0), (hi + pad(0.1 * hi)).max(lo + 0.01)),
+        _ => ((lo - pad(0.05)).max(0.0), (hi + pad(0.05)).min(1.0).max(lo + 0.01)),
     }
 }
 
@@ -189,7 +191,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..x_end, 0.0..max_loss)
         .map_err(err)?;
-    chart.configure_mesh().x_desc(x_desc).y_desc("loss").x_labels(x_ticks).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc("loss").x_labels(x_ticks).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", LABEL_PX)).draw().map_err(err)?;
     if opts.smoothing > 0.0 {
         chart.draw_series(LineSeries::new(steps.clone(), BLUE.mix(0.25))).map_err(err)?;
         chart.draw_series(LineSeries::new(smoothed, BLUE.stroke_width(2))).map_err(err)?.label("train (smoothed)").legend(line_mark(BLUE));
@@ -226,7 +228,7 @@ where
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..x_end * 1.04, lo..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc(x_desc).x_labels(x_ticks).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", 12)).draw().map_err(err)?;
+    chart.configure_mesh().x_desc(x_desc).x_labels(x_ticks).x_label_formatter(&x_label).light_line_style(WHITE.mix(0.0)).label_style(("sans-serif", LABEL_PX)).draw().map_err(err)?;
     chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2)).point_size(4)).map_err(err)?;
     // The best: early stopping's epoch when it ran, else the best value
     // (the lowest for an error, the highest otherwise).
@@ -237,14 +239,27 @@ where
     });
     let best_value = points.iter().copied().reduce(|a, b| if (b.1 > a.1) != lower_is_better && b.1 != a.1 { b } else { a });
     if let Some(best) = chosen.or(best_value) {
-        // The label goes left of a point near the right edge, so it stays inside.
-        let label_offset = if best.0 > 0.7 * x_end { (-76, 8) } else { (10, 8) };
         chart.draw_series(std::iter::once(Circle::new(best, 7, GREEN.stroke_width(2)))).map_err(err)?;
-        chart
-            .draw_series(std::iter::once(EmptyElement::at(best) + Text::new(format!("best {:.3}", best.1), label_offset, ("sans-serif", 12).into_font().color(&BLACK))))
-            .map_err(err)?;
+        let text = format!("best {:.3}", best.1);
+        chart.draw_series(std::iter::once(EmptyElement::at(best) + Text::new(text.clone(), best_label_offset(&chart, best, &text, lower_is_better), ("sans-serif", LABEL_PX).into_font().color(&BLACK)))).map_err(err)?;
     }
     Ok(())
+}
+
+/// Where the best value's label goes, from its point: on the side the
+/// curve leaves free (above a maximum, below a minimum) where there is room,
+/// centred on the point and kept inside the plot.
+fn best_label_offset<DB: DrawingBackend>(chart: &ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, best: (f64, f64), text: &str, lower_is_better: bool) -> (i32, i32) {
+    let (x, y) = chart.backend_coord(&best);
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    // DejaVu Sans averages about 0.6 em per character.
+    let em = LABEL_PX / 1.24;
+    let width = (text.chars().count() as f64 * em * 0.6) as i32;
+    let dx = (-width / 2).min(xs.end - x - width - 2).max(xs.start - x + 2);
+    let room = 12 + em.ceil() as i32 + 2;
+    let (room_above, room_below) = (y - ys.start >= room, ys.end - y >= room);
+    let above = if lower_is_better { room_above && !room_below } else { room_above || !room_below };
+    (dx, if above { -(room - 2) } else { 12 })
 }
 
 /// The axes of a chart by whole epochs, with `y_desc` on the left.
@@ -259,7 +274,7 @@ where
         .x_labels((max_epoch as usize).clamp(1, 10))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
+        .label_style(("sans-serif", LABEL_PX))
         .draw()
         .map_err(err)
 }
@@ -317,43 +332,52 @@ where
     DB::ErrorType: 'static,
 {
     let metric = runs.iter().map(|r| headline(&r.run)).next().unwrap_or("accuracy");
-    let names: Vec<String> = runs.iter().map(|r| shorten(&r.name, 14)).collect();
     let final_metric = |r: &TrainRun| r.final_val().and_then(|v| v.metric(metric)).unwrap_or(0.0);
     let panels: [(String, String, Box<dyn Fn(&TrainRun) -> f64>); 3] = [
         (metric_title(metric).replace("validation ", "final "), metric.to_string(), Box::new(final_metric)),
         ("trainable parameters".into(), "millions".into(), Box::new(|r: &TrainRun| r.trainable_params as f64 / 1e6)),
         ("training time".into(), "seconds".into(), Box::new(|r: &TrainRun| r.train_seconds)),
     ];
-    let areas = root.split_evenly((1, 3));
-    for (p, ((caption, unit, value), area)) in panels.iter().zip(areas.iter()).enumerate() {
+    // Each run keeps its colour of the run comparison, and its full name is
+    // in one key under the panels (names under narrow bars would be cut).
+    let (width, height) = root.dim_in_pixel();
+    let (plots, key) = root.split_vertically(height.saturating_sub(30));
+    let areas = plots.split_evenly((1, 3));
+    for ((caption, unit, value), area) in panels.iter().zip(areas.iter()) {
         let values: Vec<f64> = runs.iter().map(|r| value(&r.run)).collect();
         let top = values.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-6) * 1.2;
         let bottom = values.iter().copied().fold(0.0f64, f64::min) * 1.2;
         let mut chart = ChartBuilder::on(area)
             .caption(caption, ("sans-serif", 16))
             .margin(10)
-            .x_label_area_size(36)
+            .x_label_area_size(8)
             .y_label_area_size(50)
             .build_cartesian_2d(-0.5..(runs.len() as f64 - 0.5), bottom..top)
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_labels(runs.len() * 2 + 1)
-            .x_label_formatter(&category_label(&names))
+            .x_labels(0)
             .y_desc(unit.as_str())
             .disable_x_mesh()
             .light_line_style(WHITE.mix(0.0))
-            .label_style(("sans-serif", 12))
+            .label_style(("sans-serif", LABEL_PX))
             .draw()
             .map_err(err)?;
-        let color = PALETTE[p];
         chart
-            .draw_series(values.iter().enumerate().map(|(i, &v)| Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, v)], color.filled())))
+            .draw_series(values.iter().enumerate().map(|(i, &v)| Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, v)], PALETTE[i % PALETTE.len()].filled())))
             .map_err(err)?;
         let text = |v: f64| if v.abs() >= 100.0 { format!("{v:.0}") } else if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.3}") };
         chart
-            .draw_series(values.iter().enumerate().map(|(i, &v)| EmptyElement::at((i as f64, v.max(0.0))) + Text::new(text(v), (-12, -16), ("sans-serif", 12).into_font().color(&BLACK))))
+            .draw_series(values.iter().enumerate().map(|(i, &v)| EmptyElement::at((i as f64, v.max(0.0))) + Text::new(text(v), (-12, -16), ("sans-serif", LABEL_PX).into_font().color(&BLACK))))
             .map_err(err)?;
+    }
+    let slot = (width.saturating_sub(60) / runs.len().max(1) as u32) as f64;
+    let names = fit_names(&runs.iter().map(|r| r.name.clone()).collect::<Vec<_>>(), slot - 22.0);
+    let font = ("sans-serif", LABEL_PX).into_font().color(&BLACK);
+    for (i, name) in names.iter().enumerate() {
+        let x = 60 + (i as f64 * slot) as i32;
+        key.draw(&Rectangle::new([(x, 8), (x + 14, 20)], PALETTE[i % PALETTE.len()].filled())).map_err(err)?;
+        key.draw(&Text::new(name.clone(), (x + 20, 6), font.clone())).map_err(err)?;
     }
     Ok(())
 }
@@ -379,7 +403,7 @@ where
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| if *y == 0.0 { "0".into() } else { format!("{y:.1e}") })
         .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
+        .label_style(("sans-serif", LABEL_PX))
         .draw()
         .map_err(err)?;
     chart.draw_series(LineSeries::new(points, BLUE.stroke_width(2))).map_err(err)?;
@@ -409,7 +433,7 @@ where
         .y_desc("smoothed loss")
         .x_label_formatter(&|x| format!("{x:.0e}"))
         .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 12))
+        .label_style(("sans-serif", LABEL_PX))
         .draw()
         .map_err(err)?;
     chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2))).map_err(err)?.label("loss").legend(line_mark(BLUE));
@@ -464,7 +488,7 @@ where
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| if *y == 0.0 { "0".into() } else if top < 0.01 { format!("{y:.1e}") } else { format!("{y:.2}") })
             .light_line_style(WHITE.mix(0.0))
-            .label_style(("sans-serif", 12))
+            .label_style(("sans-serif", LABEL_PX))
             .draw()
             .map_err(err)?;
         for (i, g) in groups.iter().enumerate() {
@@ -473,7 +497,7 @@ where
             chart.draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(3)).map_err(err)?;
         }
     }
-    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    let font = ("sans-serif", LABEL_PX).into_font().color(&BLACK);
     for (i, g) in groups.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let y = 48 + 20 * i as i32;
@@ -516,6 +540,34 @@ mod tests {
         // exp(1.0) = 2.718 after epoch 2, below exp(2.0) = 7.389 after epoch 1.
         let svg = training_curves(&r).svg().unwrap();
         assert_svg_has(&svg, &["validation perplexity", "best 2.718"]);
+    }
+
+    /// The top of the `best ...` label and the centre of its circle, from the SVG.
+    fn best_label_and_point(svg: &str) -> (f64, f64) {
+        let number = |tag: &str, attr: &str| -> f64 {
+            let at = tag.find(&format!(" {attr}=\"")).unwrap() + attr.len() + 3;
+            tag[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        let text = svg.split("<text").find(|t| t.contains("best ")).unwrap();
+        let circle = svg.split("<circle").find(|c| c.contains(" r=\"7\"")).unwrap();
+        (number(text, "y"), number(circle, "cy"))
+    }
+
+    #[test]
+    fn the_best_label_sits_on_the_side_its_curve_leaves_free() {
+        // Accuracy rises to its best at the last epoch: the label goes above
+        // the point, clear of the circle, where the line cannot run.
+        let r = run(false);
+        let (text_top, point) = best_label_and_point(&training_curves(&r).svg().unwrap());
+        let em = LABEL_PX / 1.24;
+        assert!(text_top + em < point - 7.0, "the label ({text_top}) is not above its point ({point})");
+        // Perplexity falls to its best: the label goes below.
+        let mut r = run(false);
+        for e in &mut r.epochs {
+            e.val = Some(EvalResult { f1: None, loss: 3.0 - e.epoch as f64, accuracy: None, rows: 10, task: crate::task::Task::NextToken, mse: None, mae: None, r2: None });
+        }
+        let (text_top, point) = best_label_and_point(&training_curves(&r).svg().unwrap());
+        assert!(text_top > point + 7.0, "the label ({text_top}) is not below its point ({point})");
     }
 
     #[test]

@@ -78,6 +78,15 @@ pub fn resolve_device(request: DeviceRequest) -> Result<Device> {
     }
 }
 
+/// A device as PyTorch writes it: `cpu`, `cuda:0`, `mps`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
 /// Loads libtorch's CUDA library once, if installed; later calls return the
 /// first answer.
 pub fn init_cuda() -> &'static CudaStatus {

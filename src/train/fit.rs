@@ -205,8 +205,8 @@ impl<'a> Trainer<'a> {
             trainable_params: summary.trainable(),
             total_params: summary.total(),
             device: match dist {
-                Some(g) => format!("{device:?} x {} processes (Gloo)", g.world_size()),
-                None => format!("{device:?}"),
+                Some(g) => format!("{} x {} processes (Gloo)", crate::runtime::device_name(device), g.world_size()),
+                None => crate::runtime::device_name(device),
             },
             ..Default::default()
         };

@@ -164,7 +164,7 @@ def test_charts_show_once_as_svg_and_png_and_again_from_a_variable(kernel):
     assert [m["msg_type"] for m in charts] == ["display_data"], [m["msg_type"] for m in outputs]
     data = charts[0]["content"]["data"]
     assert data["image/svg+xml"].startswith("<svg") and "validation accuracy" in data["image/svg+xml"]
-    assert png_size(data["image/png"]) == (900, 340)
+    assert png_size(data["image/png"]) == (600, 300)
     assert "Chart: training curves" in data["text/plain"]
     # A chart kept in a variable shows when a later cell ends with it, at its new size.
     reply, outputs = run(kc, "let c = plot_lr(run);")

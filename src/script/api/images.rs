@@ -308,7 +308,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     engine.register_fn("predict", |m: ImageModelHandle, path: &str, opts: Map| predict_files(&m, path, opts));
     engine.register_get("name", |m: &mut ImageModelHandle| m.0.borrow().name.clone());
-    engine.register_get("device", |m: &mut ImageModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
+    engine.register_get("device", |m: &mut ImageModelHandle| crate::runtime::device_name(m.0.borrow().device()));
     engine.register_fn("to_string", |m: &mut ImageModelHandle| m.0.borrow().to_string());
     engine.register_fn("to_debug", |m: &mut ImageModelHandle| m.0.borrow().to_string());
 }

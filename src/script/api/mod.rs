@@ -79,5 +79,5 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         }
     });
     let c = ctx.clone();
-    engine.register_fn("device", move || format!("{:?}", c.device.get()).to_lowercase());
+    engine.register_fn("device", move || crate::runtime::device_name(c.device.get()));
 }

@@ -137,7 +137,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     });
     engine.register_fn("load_adapter", |m: &mut ModelHandle, path: &str| -> R<()> { guard(|| m.0.borrow_mut().load_adapter(std::path::Path::new(path))) });
     engine.register_get("name", |m: &mut ModelHandle| m.0.borrow().name.clone());
-    engine.register_get("device", |m: &mut ModelHandle| format!("{:?}", m.0.borrow().device()).to_lowercase());
+    engine.register_get("device", |m: &mut ModelHandle| crate::runtime::device_name(m.0.borrow().device()));
     engine.register_get("config", |m: &mut ModelHandle| -> Dynamic {
         rhai::serde::to_dynamic(m.0.borrow().raw_config()).unwrap_or(Dynamic::UNIT)
     });

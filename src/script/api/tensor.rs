@@ -95,7 +95,7 @@ fn describe(t: &Tensor) -> String {
             .collect()
     };
     let values = if n <= 8 { show(0..n).join(", ") } else { format!("{}, ..., {}", show(0..4).join(", "), show(n - 2..n).join(", ")) };
-    format!("tensor([{values}], shape {:?}, {}, {})", t.size(), dtype(t), format!("{:?}", t.device()).to_lowercase())
+    format!("tensor([{values}], shape {:?}, {}, {})", t.size(), dtype(t), crate::runtime::device_name(t.device()))
 }
 
 macro_rules! binary {
@@ -127,7 +127,7 @@ pub(super) fn register(engine: &mut Engine) {
     });
     engine.register_get("shape", |t: &mut TensorHandle| -> Array { t.0.size().into_iter().map(|d| Dynamic::from(d as INT)).collect() });
     engine.register_get("dtype", |t: &mut TensorHandle| dtype(&t.0));
-    engine.register_get("device", |t: &mut TensorHandle| format!("{:?}", t.0.device()).to_lowercase());
+    engine.register_get("device", |t: &mut TensorHandle| crate::runtime::device_name(t.0.device()));
     engine.register_get("numel", |t: &mut TensorHandle| t.0.numel() as INT);
     engine.register_fn("item", |t: &mut TensorHandle| -> R<Dynamic> {
         if t.0.numel() != 1 {
