@@ -353,6 +353,38 @@ fn a_run_saved_as_json_lines_reads_back_exactly() {
     assert!(err.contains("bad.jsonl:2: unknown record kind"), "{err}");
 }
 
+#[test]
+fn a_run_saved_as_csv_is_one_table_that_reads_back_exactly() {
+    let _serial = common::serial();
+    let work = tempfile::tempdir().unwrap();
+    let (run, _) = fit(&mut tiny(work.path(), true), &options(2), None);
+    let path = work.path().join("runs/first.csv");
+    run.save(&path).unwrap();
+    // One table: a header, a row per step, per epoch and the totals, each
+    // with as many cells as the header (what pandas.read_csv needs).
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    for column in ["kind", "step", "epoch", "loss", "learning_rate", "train_loss", "val_loss", "val_accuracy", "trainable_params", "train_seconds"] {
+        assert!(header.contains(&column.to_string()), "no {column} column in {header:?}");
+    }
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let kind = |k: &str| rows.iter().filter(|r| &r[0] == k).count();
+    assert_eq!((kind("step"), kind("epoch"), kind("run")), (run.steps.len(), run.epochs.len(), 1));
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let last_epoch = rows.iter().rfind(|r| &r[0] == "epoch").unwrap();
+    assert_eq!(last_epoch[at("val_accuracy")].parse::<f64>().unwrap(), run.final_val().unwrap().accuracy.unwrap());
+    assert_eq!(rows[0][at("val_loss")], *"", "a step row has no validation values");
+    let back = TrainRun::load(&path).unwrap();
+    assert_eq!(back.steps, run.steps);
+    assert_eq!(back.epochs, run.epochs);
+    assert_eq!(back.evaluations, run.evaluations);
+    assert_eq!((back.trainable_params, back.total_params, back.train_seconds.to_bits(), back.device.as_str()), (run.trainable_params, run.total_params, run.train_seconds.to_bits(), run.device.as_str()));
+    // A CSV that is not a run says what it has.
+    std::fs::write(work.path().join("scores.csv"), "text,label\na,1\n").unwrap();
+    let err = TrainRun::load(&work.path().join("scores.csv")).unwrap_err().to_string();
+    assert!(err.contains("scores.csv has no 'kind' column") && err.contains("its columns: text, label"), "{err}");
+}
+
 /// Sets the stop flag when evaluation of epoch `epoch` begins, as a Ctrl-C
 /// or the notebook's stop button arriving then would.
 struct StopWhenEvaluating {

@@ -1,6 +1,7 @@
 //! What a run produced: evaluation results, per-step and per-epoch records, the run's totals,
 //! and its history as JSON Lines (one summary line, then one line per step
-//! and per epoch), so that runs can be kept, compared and charted later.
+//! and per epoch) or CSV (`run_csv`), so that runs can be kept, compared
+//! and charted later.
 
 use std::path::Path;
 
@@ -9,6 +10,10 @@ use serde_json::{json, Value};
 
 use crate::task::Task;
 use super::layer_stats::LayerStats;
+
+fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
 
 /// The loss and the task's metrics over a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -76,7 +81,7 @@ impl EvalResult {
 }
 
 /// What one epoch produced.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     /// 1-based epoch number.
     pub epoch: usize,
@@ -198,6 +203,24 @@ impl std::fmt::Display for TrainRun {
 }
 
 impl TrainRun {
+    /// Writes the run by the file's extension: `.csv` as one table (for
+    /// spreadsheets and pandas), anything else as JSON Lines; through a
+    /// temporary file and a rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if is_csv(path) {
+            return crate::distributed::main_process_writes(|| crate::files::write_file(path, &super::run_csv::to_csv(self)?), || ());
+        }
+        self.save_jsonl(path)
+    }
+
+    /// Reads what `save` wrote, by the file's extension.
+    pub fn load(path: &Path) -> Result<TrainRun> {
+        if is_csv(path) {
+            return super::run_csv::read_csv(path);
+        }
+        Self::load_jsonl(path)
+    }
+
     /// Writes the run as JSON Lines (through a temporary file and a rename).
     pub fn save_jsonl(&self, path: &Path) -> Result<()> {
         crate::distributed::main_process_writes(|| self.write_jsonl(path), || ())

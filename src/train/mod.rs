@@ -15,6 +15,7 @@ pub mod lr_find;
 pub mod metrics;
 pub mod optim;
 pub mod options;
+mod run_csv;
 pub mod schedule;
 mod sync;
 pub mod unfreeze;

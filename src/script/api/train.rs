@@ -390,8 +390,8 @@ pub(super) fn register(engine: &mut Engine) {
             })
             .collect()
     });
-    engine.register_fn("save", |r: &mut RunHandle, path: &str| -> R<()> { guard(|| r.0.save_jsonl(std::path::Path::new(path))) });
-    engine.register_fn("load_run", |path: &str| -> R<RunHandle> { guard(|| Ok(RunHandle(Rc::new(TrainRun::load_jsonl(std::path::Path::new(path))?)))) });
+    engine.register_fn("save", |r: &mut RunHandle, path: &str| -> R<()> { guard(|| r.0.save(std::path::Path::new(path))) });
+    engine.register_fn("load_run", |path: &str| -> R<RunHandle> { guard(|| Ok(RunHandle(Rc::new(TrainRun::load(std::path::Path::new(path))?)))) });
     engine.register_fn("to_string", |r: &mut RunHandle| r.0.to_string());
     engine.register_fn("to_debug", |r: &mut RunHandle| r.0.to_string());
 }
