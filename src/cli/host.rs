@@ -43,6 +43,9 @@ impl Drop for TerminalHost {
 }
 
 impl Host for TerminalHost {
+    fn run_name(&self) -> String {
+        self.script_stem.clone()
+    }
     fn print(&self, text: &str) {
         self.write_pending_chart();
         if self.speaks {

@@ -224,7 +224,7 @@ impl LiveTraining {
                 self.eval_progress = Some((*batch, *batches, started));
                 self.refresh(false);
             }
-            TrainEvent::Unfrozen { .. } | TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } => {}
+            TrainEvent::Unfrozen { .. } | TrainEvent::Warning(_) | TrainEvent::Checkpoint { .. } | TrainEvent::Resumed { .. } | TrainEvent::TensorBoard { .. } => {}
             TrainEvent::Evaluated(_) => {
                 self.eval_progress = None;
                 self.refresh(true);

@@ -27,6 +27,11 @@ pub trait Host {
     fn print(&self, text: &str);
     /// A fresh observer for one training run's events.
     fn train_observer(&self) -> Box<dyn TrainObserver>;
+    /// What runs are named after in their log folders: the script's name,
+    /// or `notebook`.
+    fn run_name(&self) -> String {
+        "run".into()
+    }
     /// A line of input from the user, or `None` where the host has none.
     fn input(&self, _prompt: &str) -> Option<String> {
         None

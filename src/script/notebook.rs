@@ -19,6 +19,9 @@ struct NotebookHost {
 }
 
 impl Host for NotebookHost {
+    fn run_name(&self) -> String {
+        "notebook".into()
+    }
     fn print(&self, text: &str) {
         self.frontend.stream("stdout", &format!("{text}\n"));
     }

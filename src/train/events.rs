@@ -2,6 +2,7 @@
 //! (`TrainObserver`: the terminal and notebook renderers in `render/`, or a
 //! test), and the flag that stops it (`StopFlag`).
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -90,6 +91,11 @@ pub enum TrainEvent {
         /// Its folder.
         path: String,
     },
+    /// The run is written as TensorBoard event files.
+    TensorBoard {
+        /// The run's folder of event files.
+        dir: String,
+    },
     /// The run continued from a checkpoint.
     Resumed {
         /// Epochs already done.
@@ -136,6 +142,10 @@ impl TrainEvent {
             Self::Warning(text) => Some(format!("warning: {text}")),
             Self::Checkpoint { epoch, path } => Some(format!("epoch {epoch}: checkpoint saved to {path}")),
             Self::Resumed { epoch, step } => Some(format!("resumed after epoch {epoch} (step {step})")),
+            Self::TensorBoard { dir } => {
+                let parent = Path::new(dir).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                Some(format!("TensorBoard logs in {dir} (to view: tensorboard --logdir {})", parent.display()))
+            }
             Self::Evaluated(e) => Some(format!("step {}: {}", e.step, e.result.summary("val_"))),
             _ => None,
         }
@@ -179,6 +189,16 @@ impl TrainEvent {
 pub trait TrainObserver {
     /// Called for each event, in order.
     fn on_event(&mut self, event: &TrainEvent);
+}
+
+/// Two observers, each told every event.
+pub struct Both<'a>(pub &'a mut dyn TrainObserver, pub &'a mut dyn TrainObserver);
+
+impl TrainObserver for Both<'_> {
+    fn on_event(&mut self, event: &TrainEvent) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
 }
 
 /// An observer that ignores everything.

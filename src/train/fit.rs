@@ -15,7 +15,8 @@ use tch::{Device, Tensor};
 use super::checkpoint::{self, CheckpointOptions, CheckpointState};
 use super::early_stopping::Tracker;
 use super::evaluate::{check_labels, evaluate_with_stop, PREFETCH_AHEAD};
-use super::events::{Silent, StopFlag, TrainEvent, TrainObserver};
+use super::events::{Both, Silent, StopFlag, TrainEvent, TrainObserver};
+use super::tensorboard::TensorBoardWriter;
 use super::history::{EpochRecord, EvalResult, Sample, StepEval, StepRecord, TrainRun};
 use super::layer_stats::LayerTracker;
 use super::loss::Loss;
@@ -48,7 +49,20 @@ pub fn fit(
     // batch; rank 0 alone reports and writes.
     let mut silent = Silent;
     let observer: &mut dyn TrainObserver = if crate::distributed::is_main_process() { observer } else { &mut silent };
-    let result = Trainer::new(model, train, val, opts, observer, stop).and_then(Trainer::run);
+    let mut board = match &opts.tensorboard {
+        Some(dir) if crate::distributed::is_main_process() => {
+            observer.on_event(&TrainEvent::TensorBoard { dir: dir.display().to_string() });
+            Some(TensorBoardWriter::create(dir, opts.hparams(train.options.batch_size))?)
+        }
+        _ => None,
+    };
+    let result = match board.as_mut() {
+        Some(board) => Trainer::new(model, train, val, opts, &mut Both(observer, board), stop).and_then(Trainer::run),
+        None => Trainer::new(model, train, val, opts, observer, stop).and_then(Trainer::run),
+    };
+    if let Some(failed) = board.as_ref().and_then(|b| b.error()) {
+        observer.on_event(&TrainEvent::Warning(format!("the TensorBoard log is incomplete: {failed}")));
+    }
     if opts.unfreezing.is_some() {
         // The freeze the user set is theirs: put it back, finished or not.
         model.set_trainable_mask(&start_mask);

@@ -213,8 +213,22 @@ impl TrainRun {
         self.save_jsonl(path)
     }
 
-    /// Reads what `save` wrote, by the file's extension.
+    /// Reads what `save` wrote, by the file's extension, or a folder of
+    /// TensorBoard event files that `fit` wrote.
     pub fn load(path: &Path) -> Result<TrainRun> {
+        if super::tensorboard::is_log_dir(path) {
+            return super::tensorboard::read_run(path);
+        }
+        if path.is_dir() {
+            let mut runs: Vec<String> = std::fs::read_dir(path)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| super::tensorboard::is_log_dir(p)).map(|p| p.display().to_string()).collect())
+                .unwrap_or_default();
+            runs.sort();
+            if runs.is_empty() {
+                bail!("{} is a folder without TensorBoard event files; load_run reads a run file (.jsonl or .csv) or one run's TensorBoard folder", path.display());
+            }
+            bail!("{} holds {} runs; load_run reads one: {}", path.display(), runs.len(), runs.join(", "));
+        }
         if is_csv(path) {
             return super::run_csv::read_csv(path);
         }

@@ -1,7 +1,8 @@
 //! Training: `fit` (the loop, in `fit`), what it is told (`options`), what it
 //! reports (`events`) and records (`history`), evaluation, and its parts:
 //! optimizers, schedules, losses, metrics, early stopping, checkpoints,
-//! gradual unfreezing, layer statistics and the learning-rate finder.
+//! gradual unfreezing, layer statistics, the learning-rate finder and the
+//! run as TensorBoard event files.
 
 pub mod checkpoint;
 pub mod early_stopping;
@@ -17,6 +18,7 @@ pub mod optim;
 pub mod options;
 mod run_csv;
 pub mod schedule;
+pub mod tensorboard;
 mod sync;
 pub mod unfreeze;
 

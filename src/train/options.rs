@@ -98,6 +98,8 @@ pub struct FitOptions {
     /// Record per layer group, every epoch, the weight change and the mean
     /// gradient norm (keeps a copy of the starting weights).
     pub track_layers: bool,
+    /// Write TensorBoard event files of the run into this folder.
+    pub tensorboard: Option<std::path::PathBuf>,
     /// Show what the model does now before training and after every
     /// evaluation (a language model's answers to fixed prompts).
     pub samples: Option<SampleHook>,
@@ -141,6 +143,36 @@ impl Default for FitOptions {
             eval_every: None,
             samples: None,
             track_layers: false,
+            tensorboard: None,
         }
+    }
+}
+
+impl FitOptions {
+    /// The settings a run is compared by, as TensorBoard's HParams table
+    /// shows them (`batch_size` is the loader's).
+    pub fn hparams(&self, batch_size: usize) -> std::collections::BTreeMap<String, super::tensorboard::HParam> {
+        use super::tensorboard::HParam::{Flag, Number, Text};
+        let optimizer = match self.optimizer {
+            Method::AdamW => "adamw",
+            Method::Adam => "adam",
+            Method::Sgd { .. } => "sgd",
+        };
+        let mut h = std::collections::BTreeMap::new();
+        h.insert("optimizer".into(), Text(optimizer.into()));
+        h.insert("lr".into(), Number(self.lr));
+        h.insert("weight_decay".into(), Number(self.weight_decay));
+        h.insert("schedule".into(), Text(format!("{:?}", self.schedule).to_lowercase()));
+        h.insert("warmup".into(), Number(self.warmup));
+        h.insert("epochs".into(), Number(self.epochs as f64));
+        h.insert("batch_size".into(), Number(batch_size as f64));
+        h.insert("accumulate".into(), Number(self.accumulate as f64));
+        h.insert("max_grad_norm".into(), Number(self.max_grad_norm.unwrap_or(0.0)));
+        h.insert("label_smoothing".into(), Number(self.label_smoothing));
+        h.insert("early_stopping".into(), Flag(self.early_stopping.is_some()));
+        if let Some(n) = self.max_steps {
+            h.insert("max_steps".into(), Number(n as f64));
+        }
+        h
     }
 }

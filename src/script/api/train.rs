@@ -76,6 +76,18 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
         accumulate: o.int("accumulate", 1, 1, 1_000_000)? as usize,
         eval_every: o.opt_int("eval_every", 1, i64::MAX)?.map(|n| n as usize),
         track_layers: o.bool("track_layers", false)?,
+        tensorboard: match (o.get("log"), o.get("log_dir")) {
+            (None, None) => None,
+            (log, dir) => {
+                if log.is_some() {
+                    o.choice("log", "tensorboard", &["tensorboard"])?;
+                }
+                Some(match dir {
+                    Some(_) => o.string("log_dir", "")?.into(),
+                    None => default_log_dir(&ctx.host.run_name()),
+                })
+            }
+        },
         samples: match o.get("samples") {
             None => None,
             Some(v) => Some(super::language::sample_hook(ctx, v)?),
@@ -99,6 +111,14 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
         },
         ..d
     })
+}
+
+/// `out/runs/<script or notebook>-<date>-<time>`, with `-2`, `-3`, ...
+/// for runs started in the same second.
+fn default_log_dir(name: &str) -> std::path::PathBuf {
+    let stem = format!("{name}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"));
+    let base = std::path::Path::new("out/runs");
+    std::iter::once(base.join(&stem)).chain((2..).map(|n| base.join(format!("{stem}-{n}")))).find(|p| !p.exists()).expect("a free run folder")
 }
 
 /// `lr_groups: [#{ modules: "embeddings", lr: 1e-5 }, ...]`.
