@@ -1,7 +1,7 @@
 //! What a run produced: evaluation results, per-step and per-epoch records, the run's totals,
 //! and its history as JSON Lines (one summary line, then one line per step
-//! and per epoch) or CSV (`run_csv`), so that runs can be kept, compared
-//! and charted later.
+//! and per epoch), so that runs can be kept, compared and charted later
+//! (`run_files` reads and writes every format by name).
 
 use std::path::Path;
 
@@ -10,10 +10,6 @@ use serde_json::{json, Value};
 
 use crate::task::Task;
 use super::layer_stats::LayerStats;
-
-fn is_csv(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-}
 
 /// The loss and the task's metrics over a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -203,38 +199,6 @@ impl std::fmt::Display for TrainRun {
 }
 
 impl TrainRun {
-    /// Writes the run by the file's extension: `.csv` as one table (for
-    /// spreadsheets and pandas), anything else as JSON Lines; through a
-    /// temporary file and a rename.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        if is_csv(path) {
-            return crate::distributed::main_process_writes(|| crate::files::write_file(path, &super::run_csv::to_csv(self)?), || ());
-        }
-        self.save_jsonl(path)
-    }
-
-    /// Reads what `save` wrote, by the file's extension, or a folder of
-    /// TensorBoard event files that `fit` wrote.
-    pub fn load(path: &Path) -> Result<TrainRun> {
-        if super::tensorboard::is_log_dir(path) {
-            return super::tensorboard::read_run(path);
-        }
-        if path.is_dir() {
-            let mut runs: Vec<String> = std::fs::read_dir(path)
-                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| super::tensorboard::is_log_dir(p)).map(|p| p.display().to_string()).collect())
-                .unwrap_or_default();
-            runs.sort();
-            if runs.is_empty() {
-                bail!("{} is a folder without TensorBoard event files; load_run reads a run file (.jsonl or .csv) or one run's TensorBoard folder", path.display());
-            }
-            bail!("{} holds {} runs; load_run reads one: {}", path.display(), runs.len(), runs.join(", "));
-        }
-        if is_csv(path) {
-            return super::run_csv::read_csv(path);
-        }
-        Self::load_jsonl(path)
-    }
-
     /// Writes the run as JSON Lines (through a temporary file and a rename).
     pub fn save_jsonl(&self, path: &Path) -> Result<()> {
         crate::distributed::main_process_writes(|| self.write_jsonl(path), || ())

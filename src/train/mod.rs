@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod optim;
 pub mod options;
 mod run_csv;
+mod run_files;
 pub mod schedule;
 pub mod tensorboard;
 mod sync;
