@@ -238,17 +238,24 @@ where
     chart.configure_series_labels().position(position).border_style(BLACK.mix(0.3)).background_style(WHITE.mix(0.85)).label_font(("sans-serif", LABEL_PX)).draw().map_err(err)
 }
 
+/// The average width of a character drawn at plotters' font size `size`:
+/// DejaVu Sans averages about 0.6 em, and plotters draws `size / 1.24`
+/// pixels per em.
+fn char_width(size: f64) -> f64 {
+    size / 1.24 * 0.6
+}
+
 /// A caption's font size: `size`, or smaller where the text would be wider
-/// than `width` pixels (DejaVu Sans averages about 0.6 em a character).
+/// than `width` pixels.
 fn caption_size(text: &str, width: u32, size: u32) -> f64 {
-    let fits = width.saturating_sub(20) as f64 * 1.24 / (0.6 * text.chars().count().max(1) as f64);
+    let fits = width.saturating_sub(20) as f64 / (char_width(1.0) * text.chars().count().max(1) as f64);
     (size as f64).min(fits).max(LABEL_PX * 0.8)
 }
 
 /// Category names shortened so that each fits its slot of `slot` pixels
 /// along an axis.
 fn fit_names(names: &[String], slot: f64) -> Vec<String> {
-    let fits = ((slot - 4.0) / (LABEL_PX / 1.24 * 0.6)).floor().max(3.0) as usize;
+    let fits = ((slot - 4.0) / char_width(LABEL_PX)).floor().max(3.0) as usize;
     names.iter().map(|name| shorten(name, fits)).collect()
 }
 

@@ -4,7 +4,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{LABEL_PX, WIDTH, box_mark, caption_size, category_label, err, legend, Chart, Figure, BLUE, GREY};
+use super::{LABEL_PX, WIDTH, box_mark, caption_size, category_label, char_width, err, legend, Chart, Figure, BLUE, GREY};
 use crate::model::ModelSummary;
 
 /// What trains and what is frozen: per module (the embeddings, each layer,
@@ -42,7 +42,7 @@ where
     // Modules down the side, the first at the top: names of any length read
     // in full, and a deep model only makes the chart taller.
     let names: Vec<String> = rows.iter().rev().map(|r| short_module(&r.module)).collect();
-    let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(4) as f64 * LABEL_PX / 1.24 * 0.6;
+    let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(4) as f64 * char_width(LABEL_PX);
     let caption = format!(
         "trainable {} of {} parameters ({})",
         crate::numbers::group_digits(summary.trainable()),

@@ -4,7 +4,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{LABEL_PX, WIDTH, fit_names, err, legend, line_mark, shorten, Chart, Figure, BLUE, GREEN, ORANGE, PALETTE, VERMILLION};
+use super::{LABEL_PX, WIDTH, char_width, fit_names, err, legend, line_mark, shorten, Chart, Figure, BLUE, GREEN, ORANGE, PALETTE, VERMILLION};
 use crate::train::{LrFind, TrainRun};
 
 /// A run with the name it goes by in a legend.
@@ -252,9 +252,8 @@ where
 fn best_label_offset<DB: DrawingBackend>(chart: &ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, best: (f64, f64), text: &str, lower_is_better: bool) -> (i32, i32) {
     let (x, y) = chart.backend_coord(&best);
     let (xs, ys) = chart.plotting_area().get_pixel_range();
-    // DejaVu Sans averages about 0.6 em per character.
     let em = LABEL_PX / 1.24;
-    let width = (text.chars().count() as f64 * em * 0.6) as i32;
+    let width = (text.chars().count() as f64 * char_width(LABEL_PX)) as i32;
     let dx = (-width / 2).min(xs.end - x - width - 2).max(xs.start - x + 2);
     let room = 12 + em.ceil() as i32 + 2;
     let (room_above, room_below) = (y - ys.start >= room, ys.end - y >= room);
