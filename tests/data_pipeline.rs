@@ -237,7 +237,7 @@ fn sentence_pairs_tokenize_as_two_segments_and_train() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("pairs.csv");
     write_headline_pairs(&csv, 480);
-    let cols = tunebook::data::CsvColumns { text: "headline".into(), labels: vec!["relation".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: Some("story".into()), labels_optional: false };
+    let cols = tunebook::data::CsvColumns { text: "headline".into(), labels: vec!["relation".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: Some("story".into()), labels_optional: false, text_named: true, labels_named: true };
     let data = TextDataset::from_csv(&csv, &cols).unwrap();
     let model_dir = tunebook::model::resolve_path("minilm", &cache()).unwrap();
     let tokenizer = tunebook::data::TextTokenizer::load_from_dir(&model_dir).unwrap();
@@ -467,4 +467,31 @@ fn a_split_that_puts_one_text_on_both_sides_says_so() {
         .unwrap_or_else(|e| panic!("{e}"));
     let notes = recorded.borrow().errors.join("\n");
     assert!(notes.contains("of the 10 val rows") && notes.contains("same text as a train row"), "{notes}");
+}
+
+#[test]
+fn hugging_face_column_names_are_found_and_integer_classes_sort_by_number() {
+    use tunebook::data::{CsvColumns, Targets};
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, jsonl) = (dir.path().join("glue.csv"), dir.path().join("glue.jsonl"));
+    let (mut table, mut lines) = ("idx,sentence,labels\n".to_string(), String::new());
+    for i in 0..24 {
+        let label = [2, 10, 1][i % 3];
+        table += &format!("{i},sentence number {i},{label}\n");
+        lines += &format!("{{\"idx\": {i}, \"sentence\": \"sentence number {i}\", \"labels\": {label}}}\n");
+    }
+    std::fs::write(&csv, table).unwrap();
+    std::fs::write(&jsonl, lines).unwrap();
+    // As load_dataset makes them when no column is named.
+    let defaults = CsvColumns { text: "text".into(), labels: vec!["label".into()], task: tunebook::task::Task::Classify, separator: "|".into(), pair: None, labels_optional: true, text_named: false, labels_named: false };
+    for data in [TextDataset::from_csv(&csv, &defaults).unwrap(), TextDataset::from_jsonl(&jsonl, &defaults).unwrap()] {
+        // 2 before 10: by number, not as text ("10" < "2").
+        assert_eq!(data.label_names, ["1", "2", "10"]);
+        assert_eq!(data.texts[4], "sentence number 4");
+        assert_eq!(data.targets, Targets::Classes((0..24).map(|i| [1, 2, 0][i % 3]).collect()));
+    }
+    // A column the user named is not replaced by a usual name.
+    let named = CsvColumns { text_named: true, ..defaults.clone() };
+    let err = TextDataset::from_csv(&csv, &named).unwrap_err().to_string();
+    assert!(err.contains("no column 'text'; columns: idx, sentence, labels"), "{err}");
 }

@@ -190,7 +190,7 @@ fn csv_targets_are_read_per_task_and_bad_cells_are_located() {
     let good = out.path().join("good.csv");
     std::fs::write(&good, "text,a,b,tags\none,1.5,-2,x|y\ntwo,0,3e2,\nthree,7,0.25,y\n").unwrap();
     let read = |labels: &[&str], task| {
-        let cols = tunebook::data::CsvColumns { text: "text".into(), labels: labels.iter().map(|s| s.to_string()).collect(), task, separator: "|".into(), pair: None, labels_optional: false };
+        let cols = tunebook::data::CsvColumns { text: "text".into(), labels: labels.iter().map(|s| s.to_string()).collect(), task, separator: "|".into(), pair: None, labels_optional: false, text_named: true, labels_named: true };
         TextDataset::from_csv(&good, &cols)
     };
     use tunebook::task::Task;
@@ -211,11 +211,11 @@ fn csv_targets_are_read_per_task_and_bad_cells_are_located() {
 
     let bad = out.path().join("bad.csv");
     std::fs::write(&bad, "text,score\nfine,1\nbroken,abc\n").unwrap();
-    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["score".into()], task: Task::Regression, separator: "|".into(), pair: None, labels_optional: false };
+    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["score".into()], task: Task::Regression, separator: "|".into(), pair: None, labels_optional: false, text_named: true, labels_named: true };
     let e = TextDataset::from_csv(&bad, &cols).unwrap_err().to_string();
     assert_eq!(e, format!("{}:3: column 'score' holds 'abc', which is not a number", bad.display()));
     std::fs::write(&bad, "text,x,y\nfine,1,0\nbroken,1,yes\n").unwrap();
-    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["x".into(), "y".into()], task: Task::MultiLabel, separator: "|".into(), pair: None, labels_optional: false };
+    let cols = tunebook::data::CsvColumns { text: "text".into(), labels: vec!["x".into(), "y".into()], task: Task::MultiLabel, separator: "|".into(), pair: None, labels_optional: false, text_named: true, labels_named: true };
     let e = TextDataset::from_csv(&bad, &cols).unwrap_err().to_string();
     assert_eq!(e, format!("{}:3: column 'y' holds 'yes'; a label column holds 0 or 1", bad.display()));
 }

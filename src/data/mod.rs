@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod chat;
 pub mod clean;
+pub mod columnar;
 pub mod image;
 mod loader;
 pub mod source;

@@ -28,6 +28,9 @@ pub enum DatasetSource<'a> {
     Csv(&'a Path),
     /// A folder with one subfolder of text files per class.
     TextFolders(&'a Path),
+    /// A Parquet file, glob or folder of shards, or a folder written by
+    /// Hugging Face `datasets`' `save_to_disk` (see `columnar`).
+    Columnar(&'a str),
 }
 
 impl<'a> DatasetSource<'a> {
@@ -37,6 +40,8 @@ impl<'a> DatasetSource<'a> {
         let has_extension = |ext: &str| path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
         Ok(if NAMED_IMAGE_DATASETS.contains(&name) {
             Self::NamedImages(name)
+        } else if super::columnar::is_columnar(name) {
+            Self::Columnar(name)
         } else if path.is_dir() && holds_images(path) {
             Self::ImageFolders(path)
         } else if NAMED_DATASETS.contains(&name) {
@@ -52,7 +57,7 @@ impl<'a> DatasetSource<'a> {
         } else {
             let mut named: Vec<&str> = NAMED_DATASETS.to_vec();
             named.extend(NAMED_IMAGE_DATASETS);
-            bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV, TSV, JSON Lines or CoNLL file, nor a folder with one subfolder per class", named.join(", "))
+            bail!("no dataset '{name}': it is neither a named dataset ({}) nor a CSV, TSV, JSON Lines, CoNLL or Parquet file, nor a folder of Parquet files, one written by datasets' save_to_disk, or one with a subfolder per class", named.join(", "))
         })
     }
 
@@ -66,11 +71,7 @@ impl<'a> DatasetSource<'a> {
     /// labels. Empty and whitespace-only texts are kept and noted.
     pub fn load_text(self, cols: &CsvColumns, folder: &FolderOptions, cache: &Path) -> Result<TextDataset> {
         let mut data = self.read_text(cols, folder, cache)?;
-        let empty = data.texts.iter().filter(|t| t.trim().is_empty()).count();
-        if empty > 0 {
-            let rows = if matches!(self, Self::TextFolders(_)) { "files" } else { "rows" };
-            data.notes.push(format!("{empty} {rows} of {} are empty or whitespace only; .clean() drops them", crate::numbers::group_digits(data.texts.len() as i64)));
-        }
+        data.note_empty_texts(if matches!(self, Self::TextFolders(_)) { "files" } else { "rows" });
         Ok(data)
     }
 
@@ -101,6 +102,7 @@ impl<'a> DatasetSource<'a> {
                 TextDataset::from_folders(path, folder)
             }
             Self::NamedImages(_) | Self::ImageFolders(_) => bail!("this dataset holds images, not texts"),
+            Self::Columnar(name) => bail!("{name} may hold several splits or chat examples; load it with columnar::load"),
         }
     }
 

@@ -35,6 +35,11 @@ pub struct CsvColumns {
     /// unlabelled rows, for prediction: when no label was named. (No label
     /// columns at all, `labels` empty, always means unlabelled.)
     pub labels_optional: bool,
+    /// Whether the user named the text column; if not, and the file has no
+    /// `text` column, Hugging Face's usual names are tried (`resolve`).
+    pub text_named: bool,
+    /// Whether the user named the label columns; as `text_named`.
+    pub labels_named: bool,
 }
 
 /// Which files of a folder of class subfolders are read as texts.
@@ -202,7 +207,29 @@ impl CsvColumns {
 
     /// A text column and one class column.
     pub fn classes(text: &str, label: &str) -> Self {
-        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into(), pair: None, labels_optional: false }
+        Self { text: text.into(), labels: vec![label.into()], task: Task::Classify, separator: "|".into(), pair: None, labels_optional: false, text_named: true, labels_named: true }
+    }
+
+    /// The columns for a file that has the columns `have`: a text or label
+    /// column the user did not name, and the file lacks, becomes the first
+    /// of Hugging Face's usual names the file has (text: `sentence`, or
+    /// `tokens` for token classification; label: `labels`, or `ner_tags`
+    /// and `tags` for token classification).
+    pub fn resolve(&self, have: &[&str]) -> Self {
+        let mut cols = self.clone();
+        let pick = |candidates: &[&str]| candidates.iter().find(|c| have.contains(c)).map(|c| c.to_string());
+        let tokens = self.task == Task::Tokens;
+        if !self.text_named && !have.contains(&self.text.as_str()) {
+            if let Some(text) = pick(if tokens { &["tokens", "words"] } else { &["sentence"] }) {
+                cols.text = text;
+            }
+        }
+        if !self.labels_named && self.labels.len() == 1 && !have.contains(&self.labels[0].as_str()) {
+            if let Some(label) = pick(if tokens { &["ner_tags", "tags", "labels"] } else { &["labels"] }) {
+                cols.labels = vec![label];
+            }
+        }
+        cols
     }
 }
 
@@ -221,6 +248,26 @@ fn check_table_file(path: &Path) -> Result<()> {
         bail!("{} is UTF-16 text; save it as UTF-8 (most editors and spreadsheets offer \"CSV UTF-8\" when saving)", path.display());
     }
     Ok(())
+}
+
+/// Label names in the order their ids follow: by number when every name is
+/// an integer (so that 2 comes before 10), else sorted as text.
+pub fn sorted_label_names(names: std::collections::BTreeSet<String>) -> Vec<String> {
+    let mut names: Vec<String> = names.into_iter().collect();
+    if names.iter().all(|n| n.parse::<i64>().is_ok()) {
+        names.sort_by_key(|n| n.parse::<i64>().unwrap_or_default());
+    }
+    names
+}
+
+/// The names found, as ids will follow them: `order` when given (which
+/// must hold every name found; `what` names them in the error), else sorted.
+fn names_in_order(found: std::collections::BTreeSet<String>, order: Option<&[String]>, source: &Path, what: &str) -> Result<Vec<String>> {
+    let Some(order) = order else { return Ok(sorted_label_names(found)) };
+    if let Some(unknown) = found.iter().find(|n| !order.contains(n)) {
+        bail!("{}: the {what} '{unknown}' is not one of the {what} names {}", source.display(), order.join(", "));
+    }
+    Ok(order.to_vec())
 }
 
 /// One row as read from a file or a script, before its labels are parsed.
@@ -367,6 +414,7 @@ impl TextDataset {
             .from_path(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let headers = reader.headers().with_context(|| format!("{}: cannot read the header row", path.display()))?.clone();
+        let cols = &cols.resolve(&headers.iter().collect::<Vec<_>>());
         let find = |want: &str| {
             headers.iter().position(|h| h == want).with_context(|| {
                 let have: Vec<&str> = headers.iter().collect();
@@ -412,6 +460,12 @@ impl TextDataset {
 
     /// Rows without labels, to predict on; `why` says what was missing.
     fn unlabelled(source: &Path, rows: Vec<RawRow>, why: &str) -> Self {
+        Self::without_labels(source, rows, why, false)
+    }
+
+    /// Rows without labels; `labels_withheld` when the file has a label
+    /// column whose every cell is missing (so naming it would not help).
+    pub(crate) fn without_labels(source: &Path, rows: Vec<RawRow>, why: &str, labels_withheld: bool) -> Self {
         let n = rows.len();
         let pairs = rows.first().is_some_and(|r| r.pair.is_some()).then(|| rows.iter().map(|r| r.pair.clone().unwrap_or_default()).collect());
         Self {
@@ -420,7 +474,7 @@ impl TextDataset {
             pairs,
             targets: Targets::Unlabelled(n),
             label_names: Vec::new(),
-            notes: vec![format!("{}: {why}, so its {} rows have no labels: they are for predict(model, data); to train on them, name the label with label: \"...\"", source.display(), group_digits(n as i64))],
+            notes: vec![format!("{}: {why}, so its {} rows have no labels: they are for predict(model, data){}", source.display(), group_digits(n as i64), if labels_withheld { "" } else { "; to train on them, name the label with label: \"...\"" })],
         }
     }
 
@@ -430,42 +484,86 @@ impl TextDataset {
         check_table_file(path)?;
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut rows = Vec::new();
-        let mut unlabelled = false;
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let line_no = i as u64 + 1;
-            let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{line_no}: not a JSON object", path.display()))?;
-            let Some(obj) = value.as_object() else { bail!("{}:{line_no}: not a JSON object", path.display()) };
+            match serde_json::from_str(line) {
+                Ok(serde_json::Value::Object(obj)) => rows.push((line_no, obj)),
+                _ => bail!("{}:{line_no}: not a JSON object", path.display()),
+            }
+        }
+        Self::from_json_rows(path, rows, cols, None)
+    }
+
+    /// Rows as JSON objects with their line (or row) numbers, from a JSON
+    /// Lines file or a Parquet or Arrow table: the text field is a string
+    /// or an array of words (null reads as empty, and is counted in a note);
+    /// label fields are strings, numbers or arrays (see `json_cell`). The
+    /// first row decides whether the rows are labelled. `label_order` gives
+    /// the class (or tag) names in their order, as in `from_cells`.
+    pub fn from_json_rows(source: &Path, rows: Vec<(u64, serde_json::Map<String, serde_json::Value>)>, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+        let cols = &match rows.first() {
+            Some((_, first)) => cols.resolve(&first.keys().map(String::as_str).collect::<Vec<_>>()),
+            None => cols.clone(),
+        };
+        let (raw, unlabelled, null_texts) = Self::raw_json_rows(source, rows, cols)?;
+        let mut data = if unlabelled { Self::unlabelled(source, raw, &format!("no '{}' field", cols.labels.join("', '"))) } else { Self::from_cells(source, raw, cols, label_order)? };
+        data.note_null_texts(source, null_texts);
+        Ok(data)
+    }
+
+    /// JSON rows as raw rows, whether they are unlabelled (the first row
+    /// decides), and how many texts were null.
+    pub(crate) fn raw_json_rows(source: &Path, rows: Vec<(u64, serde_json::Map<String, serde_json::Value>)>, cols: &CsvColumns) -> Result<(Vec<RawRow>, bool, usize)> {
+        let mut raw = Vec::with_capacity(rows.len());
+        let (mut unlabelled, mut null_texts) = (false, 0usize);
+        for (line_no, obj) in rows {
             let field = |name: &str| {
                 obj.get(name).with_context(|| {
                     let have: Vec<&str> = obj.keys().map(String::as_str).collect();
-                    format!("{}:{line_no}: no field '{name}'; fields: {}", path.display(), have.join(", "))
+                    format!("{}:{line_no}: no field '{name}'; fields: {}", source.display(), have.join(", "))
                 })
             };
             let text = match field(&cols.text)? {
                 serde_json::Value::String(t) => t.clone(),
+                serde_json::Value::Null => {
+                    null_texts += 1;
+                    String::new()
+                }
                 // Pre-split words (token classification).
                 serde_json::Value::Array(words) if words.iter().all(|w| w.is_string()) => words.iter().filter_map(|w| w.as_str()).collect::<Vec<_>>().join(" "),
-                other => bail!("{}:{line_no}: field '{}' must be a string (or an array of words), got {other}", path.display(), cols.text),
+                other => bail!("{}:{line_no}: field '{}' must be a string (or an array of words), got {other}", source.display(), cols.text),
             };
-            // The first row decides whether the file is labelled.
             let only_text = obj.keys().all(|k| *k == cols.text || cols.pair.as_ref() == Some(k));
-            if rows.is_empty() && (cols.labels.is_empty() || (cols.labels_optional && only_text)) {
+            if raw.is_empty() && (cols.labels.is_empty() || (cols.labels_optional && only_text)) {
                 unlabelled = true;
             }
             let cells = if unlabelled { Vec::new() } else { cols.labels.iter().map(|l| Ok(json_cell(field(l)?, &cols.separator))).collect::<Result<Vec<_>>>()? };
             let pair = cols.pair.as_deref().map(|p| Ok::<_, anyhow::Error>(json_cell(field(p)?, " "))).transpose()?;
-            rows.push(RawRow { text, pair, cells, line: line_no });
+            raw.push(RawRow { text, pair, cells, line: line_no });
         }
-        if unlabelled {
-            return Ok(Self::unlabelled(path, rows, &format!("no '{}' field", cols.labels.join("', '"))));
+        Ok((raw, unlabelled, null_texts))
+    }
+
+    /// Says how many texts were null (and read as empty), if any.
+    pub(crate) fn note_null_texts(&mut self, source: &Path, null_texts: usize) {
+        if null_texts > 0 {
+            self.notes.push(format!("{}: {} rows have no text (null), read as empty", source.display(), group_digits(null_texts as i64)));
         }
-        Self::from_cells(path, rows, cols, None)
+    }
+
+    /// Says how many texts are empty or whitespace only, if any; `rows`
+    /// names what a row is (`rows`, `files`).
+    pub(crate) fn note_empty_texts(&mut self, rows: &str) {
+        let empty = self.texts.iter().filter(|t| t.trim().is_empty()).count();
+        if empty > 0 {
+            self.notes.push(format!("{empty} {rows} of {} are empty or whitespace only; .clean() drops them", group_digits(self.texts.len() as i64)));
+        }
     }
 
     /// Token-classification data from rows of (words, tags, line): tag
-    /// names are mapped to ids in sorted order; the text is the words
-    /// joined by spaces.
-    pub fn from_token_rows(source: &Path, rows: Vec<(Vec<String>, Vec<String>, u64)>) -> Result<Self> {
+    /// names are mapped to ids in `tag_order`, else in sorted order; the
+    /// text is the words joined by spaces.
+    pub fn from_token_rows(source: &Path, rows: Vec<(Vec<String>, Vec<String>, u64)>, tag_order: Option<&[String]>) -> Result<Self> {
         let mut names = std::collections::BTreeSet::new();
         for (words, tags, line) in &rows {
             if words.len() != tags.len() {
@@ -476,11 +574,12 @@ impl TextDataset {
             }
             names.extend(tags.iter().cloned());
         }
-        let label_names: Vec<String> = names.into_iter().collect();
+        let label_names = names_in_order(names, tag_order, source, "tag")?;
+        let ids: BTreeMap<&str, i64> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as i64)).collect();
         let (mut texts, mut targets) = (Vec::new(), Vec::new());
         for (words, tags, _) in rows.into_iter().filter(|(w, _, _)| !w.is_empty()) {
             texts.push(words.join(" "));
-            targets.push(tags.iter().map(|t| label_names.binary_search(t).expect("collected above") as i64).collect());
+            targets.push(tags.iter().map(|t| ids[t.as_str()]).collect());
         }
         if texts.is_empty() {
             bail!("{}: no tagged sentences found", source.display());
@@ -512,7 +611,7 @@ impl TextDataset {
         if !words.is_empty() {
             rows.push((words, tags, start));
         }
-        Self::from_token_rows(path, rows)
+        Self::from_token_rows(path, rows, None)
     }
 
     /// A dataset from raw rows, one label cell per label column of `cols`;
@@ -521,7 +620,7 @@ impl TextDataset {
         cols.check(source)?;
         let (kept, targets, label_names) = match cols.task {
             Task::Classify => Self::classes_from_cells(&rows, label_order),
-            Task::MultiLabel => Self::multi_label_from_cells(source, &rows, cols)?,
+            Task::MultiLabel => Self::multi_label_from_cells(source, &rows, cols, label_order)?,
             Task::Regression => Self::values_from_cells(source, &rows, cols)?,
             Task::NextToken => bail!("{}: labelled columns are for classifiers and regression; a language model's text needs no labels", source.display()),
             Task::Tokens => {
@@ -540,7 +639,7 @@ impl TextDataset {
                         (r.text.split_whitespace().map(str::to_string).collect(), tags, r.line)
                     })
                     .collect();
-                return Self::from_token_rows(source, rows);
+                return Self::from_token_rows(source, rows, label_order);
             }
         };
         if kept.is_empty() {
@@ -563,10 +662,7 @@ impl TextDataset {
     fn classes_from_cells(rows: &[RawRow], label_order: Option<&[String]>) -> (Vec<usize>, Targets, Vec<String>) {
         let label_names: Vec<String> = match label_order {
             Some(order) => order.to_vec(),
-            None => {
-                let set: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.cells[0]).filter(|l| !l.is_empty()).collect();
-                set.into_iter().cloned().collect()
-            }
+            None => sorted_label_names(rows.iter().map(|r| r.cells[0].clone()).filter(|l| !l.is_empty()).collect()),
         };
         let ids: BTreeMap<&str, i64> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as i64)).collect();
         let (mut kept, mut labels) = (Vec::new(), Vec::new());
@@ -579,7 +675,7 @@ impl TextDataset {
         (kept, Targets::Classes(labels), label_names)
     }
 
-    fn multi_label_from_cells(path: &Path, rows: &[RawRow], cols: &CsvColumns) -> Result<(Vec<usize>, Targets, Vec<String>)> {
+    fn multi_label_from_cells(path: &Path, rows: &[RawRow], cols: &CsvColumns, label_order: Option<&[String]>) -> Result<(Vec<usize>, Targets, Vec<String>)> {
         let mut targets = Vec::new();
         if cols.labels.len() > 1 {
             // One 0/1 column per label.
@@ -601,14 +697,15 @@ impl TextDataset {
         // One column of labels joined by the separator; a row may have none.
         let split = |c: &str| c.split(cols.separator.as_str()).map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<_>>();
         let names: std::collections::BTreeSet<String> = rows.iter().flat_map(|r| split(&r.cells[0])).collect();
-        let label_names: Vec<String> = names.into_iter().collect();
-        if label_names.is_empty() {
+        if names.is_empty() {
             bail!("{}: column '{}' holds no labels", path.display(), cols.labels[0]);
         }
+        let label_names = names_in_order(names, label_order, path, "label")?;
+        let ids: BTreeMap<&str, usize> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
         for r in rows {
             let mut row = vec![0.0f32; label_names.len()];
             for l in split(&r.cells[0]) {
-                row[label_names.binary_search(&l).expect("collected above")] = 1.0;
+                row[ids[l.as_str()]] = 1.0;
             }
             targets.push(row);
         }

@@ -9,6 +9,7 @@ use super::args::{loader_options, parts_map, split_spec, kfold_options};
 use super::handles::{DatasetHandle, ImageDatasetHandle, LoaderHandle, ModelHandle, TokensHandle};
 use crate::data::augment::{TextAugment, Thesaurus};
 use crate::data::text::{FolderOptions, RawRow};
+use crate::data::columnar::{self, Loaded, TableDataset};
 use crate::data::{CleanOptions, CsvColumns, DataLoader, DatasetSource, TextDataset, TokenizedDataset};
 use crate::script::options::{script_error, Options};
 use crate::task::Task;
@@ -19,7 +20,11 @@ type R<T> = Result<T, Box<EvalAltResult>>;
 /// The column options shared by `load_dataset` and `dataset`.
 fn columns(func: &str, o: &Options) -> R<CsvColumns> {
     let task = Task::parse(&o.choice("task", "classify", Task::NAMES)?).map_err(|e| script_error(e.to_string()))?;
-    let labels = match o.get("label") {
+    let label_option = match (o.get("label"), o.get("labels")) {
+        (Some(_), Some(_)) => return Err(script_error(format!("{func}: give 'label' or 'labels', not both (they are the same option)"))),
+        (label, labels) => label.or(labels),
+    };
+    let labels = match label_option {
         None => vec!["label".to_string()],
         // label: "" names no label column: rows to predict on.
         Some(v) if v.clone().into_string().is_ok_and(|s| s.is_empty()) => Vec::new(),
@@ -33,6 +38,7 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
             .collect::<R<Vec<String>>>()?,
         Some(v) => return Err(script_error(format!("{func}: option 'label' must be a column name or an array of them, got {}", v.type_name()))),
     };
+    let labels_named = label_option.is_some();
     let separator = o.string("separator", "|")?;
     if separator.is_empty() {
         return Err(script_error(format!("{func}: option 'separator' must not be empty")));
@@ -41,8 +47,8 @@ fn columns(func: &str, o: &Options) -> R<CsvColumns> {
         return Err(script_error(format!("{func}: 'separator' splits a multi-label column; add task: \"multi_label\"")));
     }
     let pair = o.get("pair").map(|_| o.string("pair", "")).transpose()?;
-    let labels_optional = o.get("label").is_none() && task == Task::Classify;
-    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator, pair, labels_optional })
+    let labels_optional = !labels_named && task == Task::Classify;
+    Ok(CsvColumns { text: o.string("text", "text")?, labels, task, separator, pair, labels_optional, text_named: o.get("text").is_some(), labels_named })
 }
 
 fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
@@ -54,6 +60,12 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         return Ok(chat);
     }
     let source = guard(|| DatasetSource::identify(name))?;
+    if let DatasetSource::Columnar(name) = source {
+        return load_columnar(ctx, name, &o);
+    }
+    if o.get("split").is_some() {
+        return Err(script_error(format!("load_dataset: option 'split' picks one split of a dataset saved with splits (a DatasetDict folder, a folder of train-*.parquet and test-*.parquet files); {name} has none: split it with .split(#{{ test: 0.1 }})")));
+    }
     if source.is_images() {
         let (text_keys, refusal): (&[&str], &str) = match source {
             DatasetSource::NamedImages(_) => (&["text", "label", "task", "separator"], "is for text files"),
@@ -83,6 +95,37 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
         }
     }
     guard(|| source.load_text(&cols, &folder, &ctx.cache)).map(|data| Dynamic::from(with_notes_said(ctx, data)))
+}
+
+/// A Parquet file or folder, or a `datasets` folder: one dataset (text or
+/// chat), or a map of them by split name.
+fn load_columnar(ctx: &Context, name: &str, o: &Options) -> R<Dynamic> {
+    if let Some(key) = ["test", "size", "extensions", "recursive"].iter().find(|k| o.get(k).is_some()) {
+        return Err(script_error(format!("load_dataset: option '{key}' is for image datasets and folders of files; {name} is a table (Parquet or Arrow)")));
+    }
+    let cols = columns("load_dataset", o)?;
+    let split = o.get("split").map(|_| o.string("split", "")).transpose()?;
+    let loaded = guard(|| columnar::load(name, &cols, split.as_deref()))?;
+    let text_option = ["text", "label", "labels", "pair", "task", "separator"].into_iter().find(|k| o.get(k).is_some());
+    let wrap = |data: TableDataset| -> R<Dynamic> {
+        match data {
+            TableDataset::Text(text) => Ok(Dynamic::from(with_notes_said(ctx, text))),
+            TableDataset::Chat(chat) => match text_option {
+                Some(key) => Err(script_error(format!("load_dataset: {name} holds chat examples ({}); option '{key}' is for labelled text", crate::data::chat::LAYOUTS))),
+                None => Ok(Dynamic::from(super::sft::ChatDatasetHandle(Rc::new(chat)))),
+            },
+        }
+    };
+    match loaded {
+        Loaded::One(data) => wrap(data),
+        Loaded::Splits(parts) => {
+            let mut map = Map::new();
+            for (split, data) in parts {
+                map.insert(split.into(), wrap(data)?);
+            }
+            Ok(Dynamic::from(map))
+        }
+    }
 }
 
 /// Says what loading left out or repaired, then wraps the dataset.
