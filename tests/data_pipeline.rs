@@ -206,13 +206,13 @@ fn text_augmentation_changes_training_batches_per_epoch_reproducibly() {
         tunebook::data::Inputs::Text { input_ids, .. } => input_ids,
         _ => unreachable!(),
     };
-    let base = ids(plain.collate(&rows, Device::Cpu, Some(1)));
-    let epoch1 = ids(varied.collate(&rows, Device::Cpu, Some(1)));
+    let base = ids(plain.collate(&rows, Device::Cpu, Some(1)).unwrap());
+    let epoch1 = ids(varied.collate(&rows, Device::Cpu, Some(1)).unwrap());
     assert!(!(base.size() == epoch1.size() && base.equal(&epoch1)), "augmentation changed nothing");
-    assert!(epoch1.equal(&ids(varied.collate(&rows, Device::Cpu, Some(1)))), "the same epoch draws the same changes");
-    let epoch2 = ids(varied.collate(&rows, Device::Cpu, Some(2)));
+    assert!(epoch1.equal(&ids(varied.collate(&rows, Device::Cpu, Some(1)).unwrap())), "the same epoch draws the same changes");
+    let epoch2 = ids(varied.collate(&rows, Device::Cpu, Some(2)).unwrap());
     assert!(!(epoch1.size() == epoch2.size() && epoch1.equal(&epoch2)), "each epoch draws new changes");
-    assert!(base.equal(&ids(varied.collate(&rows, Device::Cpu, None))), "evaluation batches are never augmented");
+    assert!(base.equal(&ids(varied.collate(&rows, Device::Cpu, None).unwrap())), "evaluation batches are never augmented");
 }
 
 /// Pairs of a BBC headline and the opening of a story: `match` when the
@@ -383,7 +383,7 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
     let mut prefetched = loader.prefetch(batches.clone(), Some(2), 2).unwrap();
     for rows in &batches {
         let got = prefetched.next_batch().unwrap().expect("a batch for every row list");
-        let want = loader.collate(rows, tch::Device::Cpu, Some(2));
+        let want = loader.collate(rows, tch::Device::Cpu, Some(2)).unwrap();
         match (&got.inputs, &want.inputs) {
             (Inputs::Images(a), Inputs::Images(b)) => assert!(a.equal(b), "the same augmented pixels as collating here"),
             _ => unreachable!(),

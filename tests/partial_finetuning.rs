@@ -205,7 +205,7 @@ fn layer_decay_and_explicit_groups_set_each_groups_rate() {
 
 fn batch_logits(model: &TextModel) -> Tensor {
     let data = loader(model, 16);
-    let batch = data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None);
+    let batch = data.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
     tch::no_grad(|| tunebook::model::Learner::forward(model, &batch.inputs, false).unwrap())
 }
 
@@ -296,7 +296,7 @@ fn dropout_acts_in_training_only() {
     let _serial = common::serial();
     let model = minilm(Pooling::Mean);
     let data = loader(&model, 8);
-    let b = data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu, None);
+    let b = data.collate(&(0..8).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
     let run = |train: bool| tch::no_grad(|| tunebook::model::Learner::forward(&model, &b.inputs, train).unwrap());
     assert!(run(false).equal(&run(false)), "evaluation is deterministic");
     assert!(!run(true).equal(&run(true)), "training applies dropout");

@@ -231,7 +231,7 @@ fn a_packed_batch_gives_the_token_weighted_loss_and_gradients_of_its_examples_al
     assert!(packing.bins.iter().all(|b| b.iter().map(|&i| lengths[i]).sum::<usize>() <= 64), "no row is longer than max_len");
     assert_eq!(packed.len(), 1);
     let batch_rows = packed.batch_indices(0);
-    let batch = packed.collate(&batch_rows[0], Device::Cpu, Some(0));
+    let batch = packed.collate(&batch_rows[0], Device::Cpu, Some(0)).unwrap();
     assert_eq!(batch.size, 8);
     let (packed_loss, packed_grads) = loss_and_grads(&model, &batch);
 
@@ -242,7 +242,7 @@ fn a_packed_batch_gives_the_token_weighted_loss_and_gradients_of_its_examples_al
     let mut grads: Vec<Tensor> = packed_grads.iter().map(Tensor::zeros_like).collect();
     for i in 0..8 {
         let w = tokens.label_tokens(&[i]) as f64 / total as f64;
-        let (l, g) = loss_and_grads(&model, &alone.collate(&[i], Device::Cpu, None));
+        let (l, g) = loss_and_grads(&model, &alone.collate(&[i], Device::Cpu, None).unwrap());
         loss += w * l;
         for (acc, g) in grads.iter_mut().zip(g) {
             *acc += g * w;

@@ -233,7 +233,7 @@ fn label_smoothing_and_class_weights_follow_their_definitions() {
     let opts = |cw, ls| FitOptions { lr: 1e-9, epochs: 1, class_weights: cw, label_smoothing: ls, schedule: Schedule::Constant, warmup: 0.0, seed: Some(1), ..FitOptions::default() };
     let first_loss = |model: &mut TextModel, o: FitOptions| train::fit(model, &train, None, &o, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap().steps[0].loss;
     // The loss of the first step, before any update, against the formulas.
-    let batch = train.collate(&(0..48).collect::<Vec<_>>(), Device::Cpu, None);
+    let batch = train.collate(&(0..48).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
     let logits = tch::no_grad(|| tunebook::model::Learner::forward(&model, &batch.inputs, false).unwrap());
     let logp = logits.log_softmax(-1, tch::Kind::Double);
     let labels: Vec<i64> = Vec::try_from(&batch.labels).unwrap();

@@ -55,7 +55,7 @@ fn four_fit_steps_match_pytorch_losses_gradient_norms_rates_and_weights() {
     let (mut model, loader) = model_and_rows();
     // The same batches: the same ids, padded to each batch's longest row.
     for (i, rows) in loader.batch_indices(1).iter().enumerate() {
-        match loader.collate(rows, Device::Cpu, None).inputs {
+        match loader.collate(rows, Device::Cpu, None).unwrap().inputs {
             Inputs::Text { input_ids, .. } => assert!(input_ids.equal(&want[&format!("input_ids_{i}")]), "batch {i}: {input_ids} against {}", want[&format!("input_ids_{i}")]),
             _ => unreachable!(),
         }

@@ -61,37 +61,60 @@ pub fn is_columnar(name: &str) -> bool {
 /// Reads a columnar source; see `is_columnar`.
 pub fn read(name: &str) -> Result<Columnar> {
     let path = Path::new(name);
+    if has_extension(path, "arrow") && path.is_file() {
+        return Ok(Columnar::One(read_arrow_files(name, &[path.to_path_buf()], None)?));
+    }
+    if !is_glob(name) && is_datasets_folder(path) {
+        return read_datasets_folder(path);
+    }
+    let mut parts = parquet_parts(name)?;
+    if parts.len() == 1 {
+        let (_, source, files) = parts.remove(0);
+        return Ok(Columnar::One(read_parquet(&source, &files)?));
+    }
+    let tables = parts.into_iter().map(|(split, source, files)| Ok((split.unwrap_or_default(), read_parquet(&source, &files)?))).collect::<Result<Vec<_>>>()?;
+    Ok(Columnar::Splits(tables))
+}
+
+/// The Parquet files of a source, as one part or one per split: (split,
+/// the part's name for messages, its files in order). A `.parquet` file, a
+/// glob of them, or a folder of them (split by their names, when every
+/// file names one of at least two splits).
+pub fn parquet_parts(name: &str) -> Result<Vec<(Option<String>, String, Vec<PathBuf>)>> {
+    let path = Path::new(name);
     if is_glob(name) {
         let files: Vec<PathBuf> = glob::glob(name).with_context(|| format!("'{name}' is not a valid file pattern"))?.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
         if files.is_empty() {
             bail!("no files match '{name}'");
         }
-        return Ok(Columnar::One(read_parquet(name, &files)?));
+        return Ok(vec![(None, name.to_string(), files)]);
     }
     if path.is_file() {
-        return Ok(Columnar::One(if has_extension(path, "arrow") { read_arrow_files(name, &[path.to_path_buf()], None)? } else { read_parquet(name, &[path.to_path_buf()])? }));
+        return Ok(vec![(None, name.to_string(), vec![path.to_path_buf()])]);
     }
     if is_datasets_folder(path) {
-        return read_datasets_folder(path);
+        bail!("{name} is a folder written by datasets' save_to_disk (Arrow files), not Parquet");
     }
     let files = parquet_files(path);
+    if files.is_empty() {
+        bail!("{name} holds no .parquet files");
+    }
     let mut splits: Vec<(String, Vec<PathBuf>)> = Vec::new();
     for file in &files {
         let Some(split) = split_of(path, file) else {
             // Not every file names a split: the folder is one table of shards.
-            return Ok(Columnar::One(read_parquet(name, &files)?));
+            return Ok(vec![(None, name.to_string(), files)]);
         };
         match splits.iter_mut().find(|(s, _)| *s == split) {
             Some((_, f)) => f.push(file.clone()),
             None => splits.push((split, vec![file.clone()])),
         }
     }
-    splits.sort_by_key(|(s, _)| split_rank(s));
     if splits.len() == 1 {
-        return Ok(Columnar::One(read_parquet(name, &files)?));
+        return Ok(vec![(None, name.to_string(), files)]);
     }
-    let tables = splits.into_iter().map(|(split, files)| Ok((split.clone(), read_parquet(&format!("{} ({split})", path.display()), &files)?))).collect::<Result<Vec<_>>>()?;
-    Ok(Columnar::Splits(tables))
+    splits.sort_by_key(|(s, _)| split_rank(s));
+    Ok(splits.into_iter().map(|(split, files)| (Some(split.clone()), format!("{} ({split})", path.display()), files)).collect())
 }
 
 fn has_extension(path: &Path, ext: &str) -> bool {
@@ -244,7 +267,7 @@ fn read_json(file: &Path) -> Result<Json> {
 }
 
 /// Class names from a file's `huggingface` metadata (`{"info": {"features": ...}}`).
-fn class_names_of_metadata(metadata: &str, file: &Path) -> Result<HashMap<String, Vec<String>>> {
+pub(super) fn class_names_of_metadata(metadata: &str, file: &Path) -> Result<HashMap<String, Vec<String>>> {
     let value: Json = serde_json::from_str(metadata).with_context(|| format!("{}: its huggingface metadata is not valid JSON", file.display()))?;
     match value.get("info").and_then(|i| i.get("features")) {
         Some(features) => class_names_of_features(features, file),
@@ -304,6 +327,30 @@ fn is_label(dt: &DataType) -> bool {
 }
 
 impl Table {
+    /// A table of these record batches; `class_names` by column, as the features give them.
+    pub(super) fn new(source: &str, schema: SchemaRef, batches: Vec<RecordBatch>, class_names: HashMap<String, Vec<String>>) -> Self {
+        Self { source: source.to_string(), schema, batches, class_names }
+    }
+
+    /// One column's values as label cells (see `text::json_cell`): class
+    /// names for a `ClassLabel`, lists joined by `separator`, null empty.
+    pub(super) fn label_cells(&self, column: &str, separator: &str) -> Result<Vec<String>> {
+        let names = self.class_names.get(column);
+        let mut cells = Vec::with_capacity(self.len());
+        for batch in &self.batches {
+            let array = batch.column_by_name(column).with_context(|| format!("{}: no column '{column}'", self.source))?;
+            for i in 0..batch.num_rows() {
+                let value = json_value(array.as_ref(), i);
+                let value = match names {
+                    Some(names) => named_classes(value, names),
+                    None => value,
+                };
+                cells.push(super::text::json_cell(&value, separator));
+            }
+        }
+        Ok(cells)
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
@@ -469,12 +516,10 @@ impl Table {
         Ok(ChatDataset { name: self.source.clone(), examples })
     }
 
-    /// The rows as texts with labels, from the columns `cols` names (or
-    /// Hugging Face's usual names, see `CsvColumns::resolve`). Class names
-    /// follow `label_order`, else the `ClassLabel` feature's order, else
-    /// sorted. A table whose labels are all missing (-1 or null: a test
-    /// split with its labels withheld) loads unlabelled, for `predict`.
-    pub fn text_dataset(&self, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<TextDataset> {
+    /// The columns `cols` asks for, as this table has them: usual names
+    /// found (`CsvColumns::resolve`), each checked for its type, and no
+    /// labels when none were named and the table has only text.
+    pub(super) fn columns_for(&self, cols: &CsvColumns) -> Result<CsvColumns> {
         let have = self.column_names();
         let mut cols = cols.resolve(&have);
         if cols.task != Task::Tokens && !have.contains(&cols.text.as_str()) {
@@ -486,10 +531,8 @@ impl Table {
         if let Some(pair) = &cols.pair {
             self.check_text_column(pair, false)?;
         }
-        let mut wanted: Vec<&str> = std::iter::once(cols.text.as_str()).chain(cols.pair.as_deref()).collect();
-        let only_text = have.len() == wanted.len();
-        let missing_label = cols.labels.iter().find(|l| !have.contains(&l.as_str())).cloned();
-        match missing_label {
+        let only_text = have.len() == 1 + usize::from(cols.pair.is_some());
+        match cols.labels.iter().find(|l| !have.contains(&l.as_str())).cloned() {
             Some(_) if cols.labels_optional && only_text => cols.labels.clear(),
             Some(label) if cols.labels_optional => {
                 bail!("{}: no column '{label}'; columns: {}; name the label column with label: \"...\", or give label: \"\" to load the rows without labels (to predict on)", self.source, self.describe_columns())
@@ -500,7 +543,17 @@ impl Table {
         for label in &cols.labels {
             self.check_label_column(label)?;
         }
-        wanted.extend(cols.labels.iter().map(String::as_str));
+        Ok(cols)
+    }
+
+    /// The rows as texts with labels, from the columns `cols` names (or
+    /// Hugging Face's usual names, see `CsvColumns::resolve`). Class names
+    /// follow `label_order`, else the `ClassLabel` feature's order, else
+    /// sorted. A table whose labels are all missing (-1 or null: a test
+    /// split with its labels withheld) loads unlabelled, for `predict`.
+    pub fn text_dataset(&self, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<TextDataset> {
+        let cols = self.columns_for(cols)?;
+        let wanted: Vec<&str> = std::iter::once(cols.text.as_str()).chain(cols.pair.as_deref()).chain(cols.labels.iter().map(String::as_str)).collect();
         let rows = self.rows(&wanted)?;
         let withheld = !cols.labels.is_empty() && rows.iter().all(|r| cols.labels.iter().all(|l| r.get(l).is_none_or(Json::is_null)));
         let order = label_order.or_else(|| cols.labels.first().and_then(|l| self.class_names(l)));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::augment::{TextAugment, Thesaurus};
 use super::image::ImageSet;
+use super::stream::StreamedTokens;
 use super::{Targets, TextDataset};
 use super::TextTokenizer;
 use anyhow::{bail, Result};
@@ -294,7 +295,7 @@ impl Batch {
 /// Batches collated on a background thread, a few ahead of the one in
 /// use, so that preparing data overlaps training.
 pub struct Prefetch {
-    rx: Option<std::sync::mpsc::Receiver<Batch>>,
+    rx: Option<std::sync::mpsc::Receiver<Result<Batch>>>,
     worker: Option<std::thread::JoinHandle<()>>,
     remaining: usize,
 }
@@ -307,10 +308,11 @@ impl Prefetch {
             return Ok(None);
         }
         match self.rx.as_ref().map(|rx| rx.recv()) {
-            Some(Ok(batch)) => {
+            Some(Ok(Ok(batch))) => {
                 self.remaining -= 1;
                 Ok(Some(batch))
             }
+            Some(Ok(Err(e))) => bail!("the data loader could not make a batch, with {} to go: {e:#}", self.remaining),
             _ => {
                 let why = self.worker.take().map(|w| w.join()).and_then(Result::err).map(|p| panic_text(p.as_ref())).unwrap_or_else(|| "it stopped".into());
                 bail!("the data loader thread failed with {} batches to go: {why}", self.remaining)
@@ -421,6 +423,8 @@ pub enum LoaderSource {
     Text(Arc<TokenizedDataset>),
     /// Images with their normalization and augmentation.
     Images(Arc<ImageSet>),
+    /// Texts read from Parquet files and tokenized batch by batch.
+    Streamed(Arc<StreamedTokens>),
 }
 
 /// Batches of a dataset on a device.
@@ -451,6 +455,9 @@ impl DataLoader {
         if loader.rows() == 0 {
             bail!("cannot batch an empty dataset");
         }
+        if matches!(loader.source, LoaderSource::Streamed(_)) && (loader.options.bucket || loader.options.packing) {
+            bail!("bucket and packing arrange rows by their length in tokens, which needs every text tokenized first; a streamed dataset is read and tokenized a batch at a time (load it without stream: true to use them)");
+        }
         if loader.options.packing {
             let LoaderSource::Text(t) = &loader.source else { bail!("packing is for language-model text; images all have one size") };
             if t.task() != crate::task::Task::NextToken {
@@ -470,6 +477,7 @@ impl DataLoader {
         match &self.source {
             LoaderSource::Text(t) => &t.targets,
             LoaderSource::Images(i) => &i.data.targets,
+            LoaderSource::Streamed(s) => &s.data.targets,
         }
     }
 
@@ -478,6 +486,7 @@ impl DataLoader {
         match &self.source {
             LoaderSource::Text(t) => &t.label_names,
             LoaderSource::Images(i) => &i.data.label_names,
+            LoaderSource::Streamed(s) => &s.data.label_names,
         }
     }
 
@@ -505,6 +514,7 @@ impl DataLoader {
         match &self.source {
             LoaderSource::Text(t) => &t.name,
             LoaderSource::Images(i) => &i.data.name,
+            LoaderSource::Streamed(s) => &s.data.name,
         }
     }
 
@@ -515,11 +525,11 @@ impl DataLoader {
 
     /// The batch of `rows` on `device`. `epoch` (training only) draws
     /// this epoch's augmentation, if the loader augments.
-    pub fn collate(&self, rows: &[usize], device: Device, epoch: Option<usize>) -> Batch {
+    pub fn collate(&self, rows: &[usize], device: Device, epoch: Option<usize>) -> Result<Batch> {
         if let (Some(packing), LoaderSource::Text(t)) = (&self.packing, &self.source) {
-            return t.collate_packed(&group_by_bin(rows, &packing.bin_of), device);
+            return Ok(t.collate_packed(&group_by_bin(rows, &packing.bin_of), device));
         }
-        match &self.source {
+        Ok(match &self.source {
             LoaderSource::Text(t) => match (&self.text_augment, epoch) {
                 (Some((aug, thesaurus)), Some(e)) => {
                     let seed = self.augment_seed(e);
@@ -536,7 +546,8 @@ impl DataLoader {
                 let seed = epoch.map(|e| self.augment_seed(e));
                 Batch { inputs: Inputs::Images(set.collate(rows, device, seed)), labels: set.data.targets.batch(rows, device), size: rows.len() }
             }
-        }
+            LoaderSource::Streamed(s) => s.collate(rows, device)?,
+        })
     }
 
     /// The row indices of each batch of `epoch`.
@@ -547,7 +558,11 @@ impl DataLoader {
         let mut order: Vec<usize> = (0..self.rows()).collect();
         if self.options.shuffle {
             let seed = self.options.seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            match &self.source {
+                // Chunk by chunk, so that the files are read a chunk at a time.
+                LoaderSource::Streamed(s) => order = s.data.shuffled_positions(seed),
+                _ => order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed)),
+            }
         }
         let lengths = match (&self.source, self.options.bucket) {
             (LoaderSource::Text(t), true) => Some(&t.input_ids),

@@ -8,6 +8,7 @@ pub mod image;
 mod loader;
 pub mod source;
 pub mod split;
+pub mod stream;
 mod targets;
 pub mod text;
 pub mod tokenizer;

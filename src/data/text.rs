@@ -184,7 +184,7 @@ fn decode_text(bytes: Vec<u8>) -> Decoded {
 
 /// A JSON value as a label cell: strings as they are, numbers and booleans
 /// written out, arrays joined by `separator`, null as empty.
-fn json_cell(v: &serde_json::Value, separator: &str) -> String {
+pub(crate) fn json_cell(v: &serde_json::Value, separator: &str) -> String {
     match v {
         serde_json::Value::String(s) => s.trim().to_string(),
         serde_json::Value::Null => String::new(),
@@ -617,6 +617,11 @@ impl TextDataset {
     /// A dataset from raw rows, one label cell per label column of `cols`;
     /// `source` names where they came from.
     pub fn from_cells(source: &Path, rows: Vec<RawRow>, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<Self> {
+        Self::from_cells_kept(source, rows, cols, label_order).map(|(data, _)| data)
+    }
+
+    /// As `from_cells`, with the positions in `rows` of the rows kept.
+    pub(crate) fn from_cells_kept(source: &Path, rows: Vec<RawRow>, cols: &CsvColumns, label_order: Option<&[String]>) -> Result<(Self, Vec<usize>)> {
         cols.check(source)?;
         let (kept, targets, label_names) = match cols.task {
             Task::Classify => Self::classes_from_cells(&rows, label_order),
@@ -628,6 +633,7 @@ impl TextDataset {
                     bail!("{}: token classification tags the words of one text; it takes no 'pair'", source.display());
                 }
                 // Words are split on whitespace; tags on the separator when it occurs, else on whitespace.
+                let kept = rows.iter().enumerate().filter(|(_, r)| r.text.split_whitespace().next().is_some()).map(|(i, _)| i).collect();
                 let rows = rows
                     .into_iter()
                     .map(|r| {
@@ -639,7 +645,7 @@ impl TextDataset {
                         (r.text.split_whitespace().map(str::to_string).collect(), tags, r.line)
                     })
                     .collect();
-                return Self::from_token_rows(source, rows, label_order);
+                return Ok((Self::from_token_rows(source, rows, label_order)?, kept));
             }
         };
         if kept.is_empty() {
@@ -656,7 +662,7 @@ impl TextDataset {
             let more = if unlabelled.len() > 5 { ", ..." } else { "" };
             notes.push(format!("{}: dropped {} rows without a label (lines {}{more})", source.display(), unlabelled.len(), lines.join(", ")));
         }
-        Ok(Self { name: source.display().to_string(), texts, pairs, targets, label_names, notes })
+        Ok((Self { name: source.display().to_string(), texts, pairs, targets, label_names, notes }, kept))
     }
 
     fn classes_from_cells(rows: &[RawRow], label_order: Option<&[String]>) -> (Vec<usize>, Targets, Vec<String>) {

@@ -92,7 +92,7 @@ pub fn predict_loader(model: &dyn Learner, data: &DataLoader) -> Result<Vec<Pred
     let rows: Vec<usize> = (0..data.rows()).collect();
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(data.options.batch_size.max(1)) {
-        let batch = data.collate(chunk, model.device(), None);
+        let batch = data.collate(chunk, model.device(), None)?;
         out.extend(predictions(model.task(), model.labels(), &model.forward(&batch.inputs, false)?)?);
     }
     Ok(out)

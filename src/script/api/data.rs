@@ -63,6 +63,9 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     if let DatasetSource::Columnar(name) = source {
         return load_columnar(ctx, name, &o);
     }
+    if o.get("stream").is_some() {
+        return Err(script_error(format!("load_dataset: stream: true reads Parquet files a chunk at a time; {name} is not Parquet (load it without stream)")));
+    }
     if o.get("split").is_some() {
         return Err(script_error(format!("load_dataset: option 'split' picks one split of a dataset saved with splits (a DatasetDict folder, a folder of train-*.parquet and test-*.parquet files); {name} has none: split it with .split(#{{ test: 0.1 }})")));
     }
@@ -105,6 +108,9 @@ fn load_columnar(ctx: &Context, name: &str, o: &Options) -> R<Dynamic> {
     }
     let cols = columns("load_dataset", o)?;
     let split = o.get("split").map(|_| o.string("split", "")).transpose()?;
+    if o.bool("stream", false)? {
+        return super::streamed::load(ctx, name, &cols, split.as_deref());
+    }
     let loaded = guard(|| columnar::load(name, &cols, split.as_deref()))?;
     let text_option = ["text", "label", "labels", "pair", "task", "separator"].into_iter().find(|k| o.get(k).is_some());
     let wrap = |data: TableDataset| -> R<Dynamic> {

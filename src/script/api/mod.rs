@@ -8,6 +8,7 @@ mod handles;
 mod images;
 mod language;
 mod sft;
+mod streamed;
 mod learner;
 mod model;
 mod tensor;
@@ -29,6 +30,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     language::register(engine, ctx);
     sft::register(engine, ctx);
     data::register(engine, ctx);
+    streamed::register(engine, ctx);
     images::register(engine, ctx);
     train::register(engine);
     charts::register(engine, ctx);
