@@ -36,7 +36,7 @@ SCRIPT = """
 let data = load_dataset("{path}", #{{ stream: {stream} }});
 print(`${{data}}`);
 let m = load_model("{tiny}", #{{ labels: ["rotten", "fresh"] }});
-let loader = data.tokenize(m, #{{ max_len: 128 }}).loader(#{{ batch: 512 }});
+let loader = data.tokenize(m, #{{ max_len: 64 }}).loader(#{{ batch: 512 }});
 let e = evaluate(m, loader);
 print(`evaluated ${{loader.len()}} batches, accuracy ${{e.accuracy}}`);
 """
@@ -107,6 +107,8 @@ def main():
         for name, path, rows, stream in runs:
             size = path.stat().st_size
             peak_kb, seconds, said = peak_of(work, path, stream)
+            if peak_kb == 0:
+                sys.exit(f"{name} run of {path.name} failed: {said}")
             peak = peak_kb * 1024
             print(f"| {name} | {size / 1e9:.2f} GB | {rows:,} | {seconds:.0f} | {peak / 1e9:.2f} GB | {peak / size:.2f}x |", flush=True)
             print(f"  ({said})", file=sys.stderr)

@@ -224,12 +224,7 @@ fn read_arrow_files(source: &str, files: &[PathBuf], class_names: Option<HashMap
 fn read_datasets_folder(dir: &Path) -> Result<Columnar> {
     let dict_file = dir.join("dataset_dict.json");
     if dict_file.is_file() {
-        let dict: Json = read_json(&dict_file)?;
-        let splits: Vec<String> = dict.get("splits").and_then(Json::as_array).map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).with_context(|| format!("{}: no \"splits\" list", dict_file.display()))?;
-        if splits.is_empty() {
-            bail!("{}: the \"splits\" list is empty", dict_file.display());
-        }
-        let tables = splits.into_iter().map(|split| Ok((split.clone(), read_saved_dataset(&dir.join(&split))?))).collect::<Result<Vec<_>>>()?;
+        let tables = dict_splits(&dict_file)?.into_iter().map(|split| Ok((split.clone(), read_saved_dataset(&dir.join(&split))?))).collect::<Result<Vec<_>>>()?;
         return Ok(Columnar::Splits(tables));
     }
     Ok(Columnar::One(read_saved_dataset(dir)?))
@@ -238,6 +233,13 @@ fn read_datasets_folder(dir: &Path) -> Result<Columnar> {
 /// Reads one dataset folder: `state.json` lists its Arrow files,
 /// `dataset_info.json` gives its features.
 fn read_saved_dataset(dir: &Path) -> Result<Table> {
+    let (files, class_names) = saved_dataset_files(dir)?;
+    read_arrow_files(&dir.display().to_string(), &files, Some(class_names))
+}
+
+/// A dataset folder's Arrow files (as `state.json` lists them) and the
+/// class names of its features (from `dataset_info.json`).
+fn saved_dataset_files(dir: &Path) -> Result<(Vec<PathBuf>, HashMap<String, Vec<String>>)> {
     if !dir.is_dir() {
         bail!("{} is missing: dataset_dict.json lists it as a split; save the DatasetDict again with save_to_disk", dir.display());
     }
@@ -258,7 +260,40 @@ fn read_saved_dataset(dir: &Path) -> Result<Table> {
     if let Some(missing) = files.iter().find(|f| !f.is_file()) {
         bail!("{} is missing: {} lists it; copy the whole folder", missing.display(), state_file.display());
     }
-    read_arrow_files(&dir.display().to_string(), &files, Some(class_names))
+    Ok((files, class_names))
+}
+
+/// The Arrow files of a folder `save_to_disk` wrote, one part per split of
+/// a `DatasetDict`: (split, the part's name, its files, its class names).
+pub fn arrow_parts(name: &str) -> Result<Vec<(Option<String>, String, Vec<PathBuf>, HashMap<String, Vec<String>>)>> {
+    let dir = Path::new(name);
+    let dict_file = dir.join("dataset_dict.json");
+    if !dict_file.is_file() {
+        let (files, class_names) = saved_dataset_files(dir)?;
+        return Ok(vec![(None, name.to_string(), files, class_names)]);
+    }
+    dict_splits(&dict_file)?
+        .into_iter()
+        .map(|split| {
+            let (files, class_names) = saved_dataset_files(&dir.join(&split))?;
+            Ok((Some(split.clone()), dir.join(&split).display().to_string(), files, class_names))
+        })
+        .collect()
+}
+
+/// The splits a `dataset_dict.json` lists.
+fn dict_splits(dict_file: &Path) -> Result<Vec<String>> {
+    let dict: Json = read_json(dict_file)?;
+    let splits: Vec<String> = dict.get("splits").and_then(Json::as_array).map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).with_context(|| format!("{}: no \"splits\" list", dict_file.display()))?;
+    if splits.is_empty() {
+        bail!("{}: the \"splits\" list is empty", dict_file.display());
+    }
+    Ok(splits)
+}
+
+/// Whether a source is a folder `save_to_disk` wrote.
+pub fn is_saved_dataset(name: &str) -> bool {
+    !is_glob(name) && Path::new(name).is_dir() && is_datasets_folder(Path::new(name))
 }
 
 fn read_json(file: &Path) -> Result<Json> {

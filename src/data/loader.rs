@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::augment::{TextAugment, Thesaurus};
 use super::image::ImageSet;
-use super::stream::StreamedTokens;
+use super::stream::StreamedText;
 use super::{Targets, TextDataset};
 use super::TextTokenizer;
 use anyhow::{bail, Result};
@@ -333,6 +333,44 @@ impl Drop for Prefetch {
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
+    }
+}
+
+/// A streamed dataset with a tokenizer: each batch's texts are read and
+/// tokenized when the batch is made.
+#[derive(Debug, Clone)]
+pub struct StreamedTokens {
+    /// The rows, with targets in the model head's label order.
+    pub data: StreamedText,
+    tokenizer: TextTokenizer,
+    /// Longest row in tokens.
+    pub max_len: usize,
+}
+
+impl StreamedTokens {
+    /// Tokenizes `data` batch by batch for a head with `head_labels`
+    /// (class ids follow them, as `TokenizedDataset::for_head`); the first
+    /// row is tokenized now so that a bad setting shows here.
+    pub fn new(data: &StreamedText, tokenizer: &TextTokenizer, max_len: usize, head_labels: &[String]) -> Result<Self> {
+        let labels = TextDataset { name: data.name.clone(), targets: data.targets.clone(), label_names: data.label_names.clone(), ..Default::default() };
+        let ordered = if crate::task::are_placeholder_labels(head_labels) { labels } else { labels.in_label_order(head_labels)? };
+        let tokens = Self { data: data.relabelled(ordered.targets, ordered.label_names), tokenizer: tokenizer.clone(), max_len };
+        if !data.is_empty() {
+            tokens.tokenized(&[0])?;
+        }
+        Ok(tokens)
+    }
+
+    fn tokenized(&self, rows: &[usize]) -> Result<TokenizedDataset> {
+        let (texts, pairs) = self.data.texts(rows)?;
+        let part = TextDataset { name: self.data.name.clone(), texts, pairs, targets: self.data.targets.subset(rows), label_names: self.data.label_names.clone(), notes: Vec::new() };
+        TokenizedDataset::new(&part, &self.tokenizer, self.max_len)
+    }
+
+    /// The rows at `rows` read, tokenized, padded and stacked.
+    pub fn collate(&self, rows: &[usize], device: Device) -> Result<Batch> {
+        let tokens = self.tokenized(rows)?;
+        Ok(tokens.collate(&(0..rows.len()).collect::<Vec<_>>(), device))
     }
 }
 

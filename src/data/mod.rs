@@ -16,7 +16,7 @@ pub mod transforms;
 
 pub use targets::Targets;
 pub use chat::{ChatDataset, ChatFormat, Example, Message, SftOptions, SftReport, TrainOn};
-pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Packing, Prefetch, TokenizedDataset};
+pub use loader::{Batch, DataLoader, Inputs, LoaderOptions, LoaderSource, Packing, Prefetch, StreamedTokens, TokenizedDataset};
 pub use clean::{CleanOptions, CleanReport};
 pub use source::DatasetSource;
 pub use text::{CsvColumns, TextDataset, NAMED_DATASETS};

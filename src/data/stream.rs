@@ -1,7 +1,8 @@
 //! Parquet data larger than memory (`load_dataset(path, #{ stream: true })`).
 //! The labels are read once and kept (a few bytes a row); the texts stay in
 //! the files and are read a chunk of rows at a time when a batch needs them,
-//! and tokenized then, so memory stays flat whatever the files' size.
+//! and tokenized then (`loader::StreamedTokens`), so memory stays flat
+//! whatever the files' size.
 //! Subsets (`take`, `split`) are lists of row numbers, kept in file order so
 //! that reading goes forward through the files; a shuffled loader shuffles
 //! the order of the chunks and the rows within each (as a shuffle buffer does).
@@ -18,13 +19,11 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::arrow::ProjectionMask;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use tch::Device;
 
 use super::columnar::Table;
-use super::loader::{Batch, TokenizedDataset};
 use super::split::{split_with, SplitSpec};
 use super::text::{CsvColumns, RawRow, TextDataset};
-use super::{TextTokenizer, Targets};
+use super::Targets;
 use crate::task::Task;
 
 /// Rows read from a file at once: the unit of reading and of shuffling.
@@ -33,14 +32,27 @@ pub const CHUNK_ROWS: usize = 4096;
 /// Chunks kept decoded (a batch can straddle two).
 const CHUNKS_KEPT: usize = 2;
 
-/// One row group of one file.
+/// One row group of a Parquet file, or one record batch of an Arrow file.
 #[derive(Debug, Clone, Copy)]
 struct Group {
     file: usize,
+    /// Its index among the file's row groups (Parquet).
     index: usize,
+    /// Where its message starts in the file, and how long it is (Arrow).
+    bytes: (u64, u64),
     /// Its first row, counted across all the files.
     first: u64,
     rows: u64,
+}
+
+/// How the files are read.
+#[derive(Debug)]
+enum Format {
+    /// Parquet, with each file's footer read once.
+    Parquet(Vec<ArrowReaderMetadata>),
+    /// Arrow IPC streams (`datasets`' save_to_disk), with each file's
+    /// schema message, which every batch read on its own is decoded after.
+    Arrow(Vec<Vec<u8>>),
 }
 
 /// The texts of one chunk of rows.
@@ -56,7 +68,7 @@ struct Chunk {
 #[derive(Debug)]
 struct Files {
     paths: Vec<PathBuf>,
-    metadata: Vec<ArrowReaderMetadata>,
+    format: Format,
     groups: Vec<Group>,
     /// The text and pair columns: root index and name.
     text: (usize, String),
@@ -64,7 +76,7 @@ struct Files {
     recent: Mutex<Vec<((usize, usize), Arc<Chunk>)>>,
 }
 
-/// A labelled (or unlabelled) text dataset whose texts stay in Parquet files.
+/// A labelled (or unlabelled) text dataset whose texts stay in Parquet or Arrow files.
 #[derive(Debug, Clone)]
 pub struct StreamedText {
     /// Where the rows come from.
@@ -81,43 +93,21 @@ pub struct StreamedText {
 }
 
 impl StreamedText {
-    /// Opens Parquet files (shards of one table) with the columns `cols`
-    /// names, reading only their label columns now.
-    pub fn open(source: &str, paths: &[PathBuf], cols: &CsvColumns) -> Result<Self> {
-        let mut metadata = Vec::new();
-        let mut groups = Vec::new();
-        let mut class_names = HashMap::new();
-        let mut first = 0u64;
-        for (file_index, path) in paths.iter().enumerate() {
-            let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("{} is not a readable Parquet file ({e}); it may be truncated (an interrupted download) or another format", path.display());
-            let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| unreadable(&e))?;
-            if let Some(first_meta) = metadata.first().map(|m: &ArrowReaderMetadata| m.schema().clone()) {
-                let names = |s: &arrow_schema::SchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
-                if names(&first_meta) != names(meta.schema()) {
-                    bail!("{} has columns {} but the files before it have {}; shards of one dataset share their columns", path.display(), names(meta.schema()).join(", "), names(&first_meta).join(", "));
-                }
-            }
-            if class_names.is_empty() {
-                if let Some(features) = meta.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|k| k.key == "huggingface").and_then(|k| k.value.clone())) {
-                    class_names = super::columnar::class_names_of_metadata(&features, path)?;
-                }
-            }
-            for (index, group) in meta.metadata().row_groups().iter().enumerate() {
-                let rows = group.num_rows() as u64;
-                groups.push(Group { file: file_index, index, first, rows });
-                first += rows;
-            }
-            metadata.push(meta);
-        }
-        let Some(schema) = metadata.first().map(|m| m.schema().clone()) else { bail!("{source}: no Parquet files") };
+    /// Opens Parquet files, or the Arrow files of a `datasets` folder with
+    /// the class names of its `dataset_info.json` (shards of one table),
+    /// with the columns `cols` names, reading only their label columns now.
+    pub fn open(source: &str, paths: &[PathBuf], class_names: Option<HashMap<String, Vec<String>>>, cols: &CsvColumns) -> Result<Self> {
+        let arrow = paths.first().is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("arrow")));
+        let (format, groups, schema, found_names) = if arrow { scan_arrow(paths)? } else { scan_parquet(paths)? };
+        let class_names = class_names.unwrap_or(found_names);
+        let first = groups.last().map_or(0, |g| g.first + g.rows);
         let shape = Table::new(source, schema.clone(), Vec::new(), class_names.clone());
         let cols = shape.columns_for(cols)?;
         if cols.task == Task::Tokens {
             bail!("{source}: stream: true reads classification, multi-label and regression data; token classification data loads without it");
         }
         let index_of = |name: &str| schema.index_of(name).with_context(|| format!("{source}: no column '{name}'"));
-        let files = Files { paths: paths.to_vec(), text: (index_of(&cols.text)?, cols.text.clone()), pair: cols.pair.as_deref().map(|p| Ok::<_, anyhow::Error>((index_of(p)?, p.to_string()))).transpose()?, metadata, groups, recent: Mutex::new(Vec::new()) };
+        let files = Files { paths: paths.to_vec(), text: (index_of(&cols.text)?, cols.text.clone()), pair: cols.pair.as_deref().map(|p| Ok::<_, anyhow::Error>((index_of(p)?, p.to_string()))).transpose()?, format, groups, recent: Mutex::new(Vec::new()) };
         let total = first as usize;
         let mut data = Self { name: source.to_string(), files: Arc::new(files), rows: Arc::new((0..first).collect()), targets: Targets::Unlabelled(total), label_names: Vec::new(), notes: Vec::new() };
         if cols.labels.is_empty() {
@@ -209,6 +199,14 @@ impl StreamedText {
         self.files.paths.len()
     }
 
+    /// What the files are: `Parquet` or `Arrow`.
+    pub fn file_kind(&self) -> &'static str {
+        match self.files.format {
+            Format::Parquet(_) => "Parquet",
+            Format::Arrow(_) => "Arrow",
+        }
+    }
+
     /// What the targets are for.
     pub fn task(&self) -> Task {
         self.targets.task()
@@ -234,6 +232,11 @@ impl StreamedText {
             label_names: self.label_names.clone(),
             notes: Vec::new(),
         }
+    }
+
+    /// The same rows with other targets (the same classes in another order).
+    pub fn relabelled(&self, targets: Targets, label_names: Vec<String>) -> Self {
+        Self { targets, label_names, ..self.clone() }
     }
 
     /// The first `n` rows.
@@ -286,11 +289,104 @@ impl StreamedText {
     }
 }
 
+type Scanned = (Format, Vec<Group>, arrow_schema::SchemaRef, HashMap<String, Vec<String>>);
+
+/// Refuses a shard whose columns differ from the first's.
+fn check_same_columns(first: Option<&arrow_schema::SchemaRef>, schema: &arrow_schema::SchemaRef, path: &std::path::Path) -> Result<()> {
+    let names = |s: &arrow_schema::SchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    match first {
+        Some(first) if names(first) != names(schema) => bail!("{} has columns {} but the files before it have {}; shards of one dataset share their columns", path.display(), names(schema).join(", "), names(first).join(", ")),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the Parquet files' footers: row groups, schema, features.
+fn scan_parquet(paths: &[PathBuf]) -> Result<Scanned> {
+    let (mut metadata, mut groups, mut class_names, mut first) = (Vec::new(), Vec::new(), HashMap::new(), 0u64);
+    let mut schema: Option<arrow_schema::SchemaRef> = None;
+    for (file_index, path) in paths.iter().enumerate() {
+        let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("{} is not a readable Parquet file ({e}); it may be truncated (an interrupted download) or another format", path.display());
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| unreadable(&e))?;
+        check_same_columns(schema.as_ref(), meta.schema(), path)?;
+        schema.get_or_insert_with(|| meta.schema().clone());
+        if class_names.is_empty() {
+            if let Some(features) = meta.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|k| k.key == "huggingface").and_then(|k| k.value.clone())) {
+                class_names = super::columnar::class_names_of_metadata(&features, path)?;
+            }
+        }
+        for (index, group) in meta.metadata().row_groups().iter().enumerate() {
+            let rows = group.num_rows() as u64;
+            groups.push(Group { file: file_index, index, bytes: (0, 0), first, rows });
+            first += rows;
+        }
+        metadata.push(meta);
+    }
+    let schema = schema.context("no Parquet files")?;
+    Ok((Format::Parquet(metadata), groups, schema, class_names))
+}
+
+/// Counts the bytes read through it, so that each Arrow message's place in the file is known.
+struct Counting<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads the Arrow stream files once through, noting where each record
+/// batch's message lies (decoding only what the reader must).
+fn scan_arrow(paths: &[PathBuf]) -> Result<Scanned> {
+    let (mut prefixes, mut groups, mut first) = (Vec::new(), Vec::new(), 0u64);
+    let mut schema: Option<arrow_schema::SchemaRef> = None;
+    let mut class_names = HashMap::new();
+    for (file_index, path) in paths.iter().enumerate() {
+        let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("{} is not a readable Arrow stream file ({e}); it may be truncated, or not written by datasets' save_to_disk", path.display());
+        let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let counting = Counting { inner: std::io::BufReader::new(file), read: read.clone() };
+        let mut reader = arrow_ipc::reader::StreamReader::try_new(counting, None).map_err(|e| unreadable(&e))?;
+        let file_schema = reader.schema();
+        let mut prefix = vec![0u8; read.get() as usize];
+        File::open(path).and_then(|f| std::io::Read::read_exact(&mut std::io::BufReader::new(f), &mut prefix)).with_context(|| format!("cannot read {}", path.display()))?;
+        if file_schema.fields().iter().any(|f| matches!(f.data_type(), arrow_schema::DataType::Dictionary(_, _))) {
+            bail!("{}: its dictionary-encoded columns cannot be read a batch at a time; load it without stream: true", path.display());
+        }
+        check_same_columns(schema.as_ref(), &file_schema, path)?;
+        if class_names.is_empty() {
+            if let Some(features) = file_schema.metadata().get("huggingface") {
+                class_names = super::columnar::class_names_of_metadata(features, path)?;
+            }
+        }
+        schema.get_or_insert(file_schema);
+        let mut start = read.get();
+        for (index, batch) in reader.by_ref().enumerate() {
+            let rows = batch.map_err(|e| unreadable(&e))?.num_rows() as u64;
+            groups.push(Group { file: file_index, index, bytes: (start, read.get() - start), first, rows });
+            first += rows;
+            start = read.get();
+        }
+        prefixes.push(prefix);
+    }
+    let schema = schema.context("no Arrow files")?;
+    Ok((Format::Arrow(prefixes), groups, schema, class_names))
+}
+
 impl Files {
     /// The row group of a row and the chunk within it.
     fn chunk_key(&self, row: u64) -> (usize, usize) {
         let group = self.groups.partition_point(|g| g.first <= row) - 1;
-        (group, ((row - self.groups[group].first) as usize) / CHUNK_ROWS)
+        match self.format {
+            Format::Parquet(_) => (group, ((row - self.groups[group].first) as usize) / CHUNK_ROWS),
+            // A record batch is read whole (datasets writes 1,000 rows to one).
+            Format::Arrow(_) => (group, 0),
+        }
     }
 
     /// The decoded chunk holding `row`: one of the last read, or read now.
@@ -311,7 +407,10 @@ impl Files {
     fn read_chunk(&self, (group, chunk): (usize, usize)) -> Result<Chunk> {
         let g = self.groups[group];
         let skip = chunk * CHUNK_ROWS;
-        let take = CHUNK_ROWS.min(g.rows as usize - skip);
+        let take = match self.format {
+            Format::Parquet(_) => CHUNK_ROWS.min(g.rows as usize - skip),
+            Format::Arrow(_) => g.rows as usize,
+        };
         let columns: Vec<usize> = std::iter::once(self.text.0).chain(self.pair.as_ref().map(|p| p.0)).collect();
         let mut batches = Vec::new();
         self.for_each_batch(&columns, Some((group, skip, take)), |batch| {
@@ -336,24 +435,54 @@ impl Files {
     /// Reads root columns `columns`, a record batch at a time: of every
     /// row group, or of `take` rows after `skip` in one row group.
     fn for_each_batch(&self, columns: &[usize], rows: Option<(usize, usize, usize)>, mut each: impl FnMut(arrow_array::RecordBatch) -> Result<()>) -> Result<()> {
-        for (file_index, (path, meta)) in self.paths.iter().zip(&self.metadata).enumerate() {
-            let groups: Vec<usize> = match rows {
-                Some((group, _, _)) if self.groups[group].file != file_index => continue,
-                Some((group, _, _)) => vec![self.groups[group].index],
-                None => (0..meta.metadata().num_row_groups()).collect(),
-            };
-            let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot read {} ({e}); was it changed or truncated since it was loaded?", path.display());
-            let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            let mask = ProjectionMask::roots(meta.parquet_schema(), columns.iter().copied());
-            let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone()).with_projection(mask).with_row_groups(groups).with_batch_size(CHUNK_ROWS);
-            if let Some((_, skip, take)) = rows {
-                builder = builder.with_row_selection(RowSelection::from(vec![RowSelector::skip(skip), RowSelector::select(take)]));
+        match &self.format {
+            Format::Parquet(metadata) => {
+                for (file_index, (path, meta)) in self.paths.iter().zip(metadata).enumerate() {
+                    let groups: Vec<usize> = match rows {
+                        Some((group, _, _)) if self.groups[group].file != file_index => continue,
+                        Some((group, _, _)) => vec![self.groups[group].index],
+                        None => (0..meta.metadata().num_row_groups()).collect(),
+                    };
+                    let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot read {} ({e}); was it changed or truncated since it was loaded?", path.display());
+                    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                    let mask = ProjectionMask::roots(meta.parquet_schema(), columns.iter().copied());
+                    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone()).with_projection(mask).with_row_groups(groups).with_batch_size(CHUNK_ROWS);
+                    if let Some((_, skip, take)) = rows {
+                        builder = builder.with_row_selection(RowSelection::from(vec![RowSelector::skip(skip), RowSelector::select(take)]));
+                    }
+                    for batch in builder.build().map_err(|e| unreadable(&e))? {
+                        each(batch.map_err(|e| unreadable(&e))?)?;
+                    }
+                }
             }
-            for batch in builder.build().map_err(|e| unreadable(&e))? {
-                each(batch.map_err(|e| unreadable(&e))?)?;
+            Format::Arrow(prefixes) => {
+                let groups: Vec<usize> = match rows {
+                    Some((group, _, _)) => vec![group],
+                    None => (0..self.groups.len()).collect(),
+                };
+                for group in groups {
+                    each(self.read_arrow_batch(&prefixes[self.groups[group].file], group, columns)?)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// One record batch of an Arrow file, decoded on its own after the file's schema message.
+    fn read_arrow_batch(&self, prefix: &[u8], group: usize, columns: &[usize]) -> Result<arrow_array::RecordBatch> {
+        use std::io::{Read, Seek};
+        let g = self.groups[group];
+        let path = &self.paths[g.file];
+        let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot read {} ({e}); was it changed or truncated since it was loaded?", path.display());
+        let mut message = vec![0u8; g.bytes.1 as usize];
+        let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        file.seek(std::io::SeekFrom::Start(g.bytes.0)).and_then(|_| file.read_exact(&mut message)).map_err(|e| unreadable(&e))?;
+        let stream = std::io::Cursor::new(prefix).chain(std::io::Cursor::new(message));
+        let mut reader = arrow_ipc::reader::StreamReader::try_new(stream, Some(columns.to_vec())).map_err(|e| unreadable(&e))?;
+        match reader.next() {
+            Some(batch) => batch.map_err(|e| unreadable(&e)),
+            None => Err(unreadable(&"a record batch is missing")),
+        }
     }
 }
 
@@ -364,43 +493,5 @@ fn text_at(array: &dyn Array, i: usize) -> String {
         arrow_schema::DataType::Utf8View => array.as_string_view().value(i).to_string(),
         arrow_schema::DataType::Utf8 => array.as_string::<i32>().value(i).to_string(),
         _ => String::new(),
-    }
-}
-
-/// A streamed dataset with a tokenizer: each batch's texts are read and
-/// tokenized when the batch is made.
-#[derive(Debug, Clone)]
-pub struct StreamedTokens {
-    /// The rows, with targets in the model head's label order.
-    pub data: StreamedText,
-    tokenizer: TextTokenizer,
-    /// Longest row in tokens.
-    pub max_len: usize,
-}
-
-impl StreamedTokens {
-    /// Tokenizes `data` batch by batch for a head with `head_labels`
-    /// (class ids follow them, as `TokenizedDataset::for_head`); the first
-    /// row is tokenized now so that a bad setting shows here.
-    pub fn new(data: &StreamedText, tokenizer: &TextTokenizer, max_len: usize, head_labels: &[String]) -> Result<Self> {
-        let labels = TextDataset { name: data.name.clone(), targets: data.targets.clone(), label_names: data.label_names.clone(), ..Default::default() };
-        let ordered = if crate::task::are_placeholder_labels(head_labels) { labels } else { labels.in_label_order(head_labels)? };
-        let tokens = Self { data: StreamedText { targets: ordered.targets, label_names: ordered.label_names, ..data.clone() }, tokenizer: tokenizer.clone(), max_len };
-        if !data.is_empty() {
-            tokens.tokenized(&[0])?;
-        }
-        Ok(tokens)
-    }
-
-    fn tokenized(&self, rows: &[usize]) -> Result<TokenizedDataset> {
-        let (texts, pairs) = self.data.texts(rows)?;
-        let part = TextDataset { name: self.data.name.clone(), texts, pairs, targets: self.data.targets.subset(rows), label_names: self.data.label_names.clone(), notes: Vec::new() };
-        TokenizedDataset::new(&part, &self.tokenizer, self.max_len)
-    }
-
-    /// The rows at `rows` read, tokenized, padded and stacked.
-    pub fn collate(&self, rows: &[usize], device: Device) -> Result<Batch> {
-        let tokens = self.tokenized(rows)?;
-        Ok(tokens.collate(&(0..rows.len()).collect::<Vec<_>>(), device))
     }
 }

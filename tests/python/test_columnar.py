@@ -127,6 +127,13 @@ let run = fit(m, parts.train.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 10 }
 print(`steps ${run.steps} evaluated ${run.history.len()}`);
 let p = predict(m, parts.test);
 print(`predicted ${p.len()}`);
+let streamed = load_dataset("reviews", #{ stream: true });
+print(`== streamed-train ${streamed.train}`);
+for r in streamed.train.head(100) { print(r.to_json()); }
+print(`== streamed-test ${streamed.test}`);
+let m = load_model("tiny", #{ labels: ["positive", "negative"] });
+let run = fit(m, streamed.train.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 10, shuffle: true }), streamed.validation.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 10 }), #{ epochs: 1, lr: 1e-3 });
+print(`streamed steps ${run.steps}`);
 """)
     got = dumped(done.stdout)
     # ClassLabel's order, not sorted: positive is class 0.
@@ -137,6 +144,11 @@ print(`predicted ${p.len()}`);
     assert "every row's 'label' is missing (-1 or null" in done.stderr
     assert "steps 6 evaluated 2" in done.stdout
     assert "predicted 6" in done.stdout
+    # Streamed from the Arrow files: the same rows, class order and withheld split.
+    assert got["streamed-train"][0] == "StreamedDataset reviews/train (30 rows read as needed from 1 Arrow file; positive: 20, negative: 10)", got["streamed-train"][0]
+    assert got["streamed-train"][1] == got["train"][1]
+    assert got["streamed-test"][0].endswith("(6 rows read as needed from 1 Arrow file; unlabelled, for predict)"), got["streamed-test"][0]
+    assert "streamed steps 3" in done.stdout
 
 
 def test_token_tags_in_a_sequence_of_class_labels_keep_their_order_and_train():
@@ -242,6 +254,8 @@ def test_a_streamed_parquet_file_trains_exactly_as_the_same_file_in_memory():
     labels[10] = None
     # Small row groups, so that reading crosses row groups and chunks.
     pq.write_table(pa.table({"text": texts, "label": labels}), work / "big.parquet", row_group_size=700)
+    # And as datasets writes it: two Arrow files of 1,000-row record batches.
+    datasets.Dataset.from_dict({"text": texts, "label": labels}).save_to_disk(str(work / "big_arrow"), num_shards=2)
     done = run(work, """
 let streamed = load_dataset("big.parquet", #{ stream: true });
 let loaded = load_dataset("big.parquet");
@@ -250,15 +264,17 @@ let a = streamed.split(#{ val: 0.2, seed: 3, stratify: true });
 let b = loaded.split(#{ val: 0.2, seed: 3, stratify: true });
 for r in a.val.head(1000) { print(`head ${r.to_json()}`); }
 for r in b.val.head(1000) { print(`memory ${r.to_json()}`); }
+let arrow = load_dataset("big_arrow", #{ stream: true });
+print(`${arrow}`);
 let runs = [];
-for data in [streamed, loaded] {
+for data in [streamed, loaded, arrow] {
     set_seed(7);
     let m = load_model("tiny", #{ labels: ["rotten", "fresh"] });
     let run = fit(m, data.take(2400).tokenize(m, #{ max_len: 12 }).loader(#{ batch: 64 }), a.val.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 256 }), #{ epochs: 1, lr: 1e-3 });
     runs.push(run);
 }
-print(`losses ${runs[0].history[0].train_loss} ${runs[1].history[0].train_loss}`);
-print(`val ${runs[0].val_accuracy} ${runs[1].val_accuracy}`);
+print(`losses ${runs[0].history[0].train_loss} ${runs[1].history[0].train_loss} ${runs[2].history[0].train_loss}`);
+print(`val ${runs[0].val_accuracy} ${runs[1].val_accuracy} ${runs[2].val_accuracy}`);
 let m = load_model("tiny", #{ labels: ["rotten", "fresh"] });
 let shuffled = fit(m, a.train.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 64, shuffle: true }), #{ epochs: 2, lr: 1e-3 });
 print(`shuffled steps ${shuffled.steps}`);
@@ -271,9 +287,10 @@ print(`shuffled steps ${shuffled.steps}`);
     assert len(streamed_val) == 600
     assert sorted(map(json.dumps, streamed_val)) == sorted(map(json.dumps, memory_val))
     # The same rows in the same order train to the same loss, to the bit.
-    losses = re.search(r"losses (\S+) (\S+)", done.stdout).groups()
-    assert losses[0] == losses[1], losses
-    val = re.search(r"val (\S+) (\S+)", done.stdout).groups()
-    assert val[0] == val[1], val
+    assert "StreamedDataset big_arrow (2,999 rows read as needed from 2 Arrow files; fresh: 1999, rotten: 1000)" in done.stdout, done.stdout
+    losses = re.search(r"losses (\S+) (\S+) (\S+)", done.stdout).groups()
+    assert losses[0] == losses[1] == losses[2], losses
+    val = re.search(r"val (\S+) (\S+) (\S+)", done.stdout).groups()
+    assert val[0] == val[1] == val[2], val
     # 2,399 training rows in batches of 64: 38 a epoch.
     assert "shuffled steps 76" in done.stdout

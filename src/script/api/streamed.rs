@@ -1,4 +1,4 @@
-//! Datasets streamed from Parquet files (`load_dataset(path, #{ stream: true })`):
+//! Datasets streamed from Parquet or Arrow files (`load_dataset(path, #{ stream: true })`):
 //! their rows, parts and loaders; the texts are read batch by batch.
 
 use std::rc::Rc;
@@ -9,7 +9,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::args::{loader_options, parts_map, split_spec};
 use super::handles::{LoaderHandle, ModelHandle};
 use crate::data::columnar;
-use crate::data::stream::{StreamedText, StreamedTokens};
+use crate::data::StreamedTokens;
+use crate::data::stream::StreamedText;
 use crate::data::{CsvColumns, DataLoader, LoaderSource};
 use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
@@ -27,31 +28,35 @@ pub(crate) struct StreamedTokensHandle(pub Arc<StreamedTokens>);
 /// `load_dataset(path, #{ stream: true })`: one streamed dataset, or a map
 /// of them by split; notes said on the way.
 pub(super) fn load(ctx: &Context, name: &str, cols: &CsvColumns, split: Option<&str>) -> R<Dynamic> {
-    let mut parts = guard(|| columnar::parquet_parts(name))?;
+    let mut parts = if columnar::is_saved_dataset(name) {
+        guard(|| columnar::arrow_parts(name))?.into_iter().map(|(split, source, files, names)| (split, source, files, Some(names))).collect()
+    } else {
+        guard(|| columnar::parquet_parts(name))?.into_iter().map(|(split, source, files)| (split, source, files, None)).collect::<Vec<_>>()
+    };
     if let Some(split) = split {
-        let names: Vec<String> = parts.iter().filter_map(|(s, _, _)| s.clone()).collect();
+        let names: Vec<String> = parts.iter().filter_map(|(s, _, _, _)| s.clone()).collect();
         if names.is_empty() {
             return Err(script_error(format!("load_dataset: split: \"{split}\" picks a split, and {name} has none (its files are one table)")));
         }
-        parts.retain(|(s, _, _)| s.as_deref() == Some(split));
+        parts.retain(|(s, _, _, _)| s.as_deref() == Some(split));
         if parts.is_empty() {
             return Err(script_error(format!("load_dataset: {name} has no split '{split}'; its splits: {}", names.join(", "))));
         }
     }
-    let open = |source: &str, files: &[std::path::PathBuf]| -> R<Dynamic> {
-        let data = guard(|| StreamedText::open(source, files, cols))?;
+    let open = |source: &str, files: &[std::path::PathBuf], class_names: &Option<std::collections::HashMap<String, Vec<String>>>| -> R<Dynamic> {
+        let data = guard(|| StreamedText::open(source, files, class_names.clone(), cols))?;
         for note in &data.notes {
             ctx.host.eprint(&format!("note: {note}"));
         }
         Ok(Dynamic::from(StreamedHandle(Rc::new(data))))
     };
     match parts.as_slice() {
-        [(None, source, files)] => open(source, files),
-        [(Some(_), source, files)] if split.is_some() => open(source, files),
+        [(None, source, files, names)] => open(source, files, names),
+        [(Some(_), source, files, names)] if split.is_some() => open(source, files, names),
         _ => {
             let mut map = Map::new();
-            for (split, source, files) in &parts {
-                map.insert(split.clone().unwrap_or_default().into(), open(source, files)?);
+            for (split, source, files, names) in &parts {
+                map.insert(split.clone().unwrap_or_default().into(), open(source, files, names)?);
             }
             Ok(Dynamic::from(map))
         }
@@ -59,7 +64,8 @@ pub(super) fn load(ctx: &Context, name: &str, cols: &CsvColumns, split: Option<&
 }
 
 fn describe(d: &StreamedText) -> String {
-    let files = if d.file_count() == 1 { "1 Parquet file".to_string() } else { format!("{} Parquet files", d.file_count()) };
+    let kind = d.file_kind();
+    let files = if d.file_count() == 1 { format!("1 {kind} file") } else { format!("{} {kind} files", d.file_count()) };
     let labels = if !d.targets.is_labelled() {
         "unlabelled, for predict".to_string()
     } else if d.task() == crate::task::Task::Regression {
