@@ -246,7 +246,6 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("new_head", new_head);
     engine.register_type_with_name::<ImageDatasetHandle>("ImageDataset");
     engine.register_type_with_name::<ImageModelHandle>("ImageModel");
-    super::learner::register::<ImageModel>(engine, ctx);
 
     engine.register_fn("len", |d: &mut ImageDatasetHandle| d.0.len() as i64);
     engine.register_fn("labels", |d: &mut ImageDatasetHandle| -> Map { d.0.class_counts().into_iter().map(|(l, n)| (l.into(), Dynamic::from(n as i64))).collect() });

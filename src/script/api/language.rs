@@ -1,7 +1,8 @@
 //! Language models in scripts: `generate`, `apply_chat_template`,
 //! `evaluate(model, texts)`, the tokenizer's `tokens`, `encode` and
 //! `decode`, and saving to a folder or a GGUF file. Freezing, summaries and
-//! parameters come from `learner::register`.
+//! parameters come from `learner::register`, which `api::register` calls
+//! for each kind of model.
 
 use std::rc::Rc;
 
@@ -240,7 +241,6 @@ fn describe(m: &CausalModel) -> String {
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<LanguageModelHandle>("LanguageModel");
-    super::learner::register::<CausalModel>(engine, ctx);
     let c = ctx.clone();
     engine.register_fn("generate", move |m: LanguageModelHandle, prompt: Dynamic| run_generate(&c, &m, prompt, Map::new()));
     let c = ctx.clone();

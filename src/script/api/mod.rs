@@ -28,6 +28,10 @@ use display::TableHandle;
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     model::register(engine, ctx);
     language::register(engine, ctx);
+    // What every kind of model shares: freezing, summaries, parameters.
+    learner::register::<crate::model::TextModel>(engine, ctx);
+    learner::register::<crate::model::CausalModel>(engine, ctx);
+    learner::register::<crate::model::ImageModel>(engine, ctx);
     sft::register(engine, ctx);
     data::register(engine, ctx);
     streamed::register(engine, ctx);

@@ -103,7 +103,6 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_type_with_name::<ModelHandle>("Model");
-    super::learner::register::<TextModel>(engine, ctx);
     let c = ctx.clone();
     engine.register_fn("load_model", move |name: &str| load(&c, name, Map::new()));
     let c = ctx.clone();
