@@ -83,6 +83,7 @@ print(`steps ${run.steps}`);
 
 def test_hub_shards_load_as_splits_and_a_glob_as_one_table():
     work = scratch("tunebook-shards-")
+    shutil.copytree(TINY_BERT, work / "tiny")
     (work / "data").mkdir()
     train_a, train_b, test = reviews(10), reviews(7, 10), reviews(5, 100)
     schema = pa.schema([("sentence", pa.string()), ("label", pa.string())])
@@ -95,6 +96,9 @@ dump("train", parts.train);
 dump("test", parts.test);
 dump("glob", load_dataset("data/train-*.parquet"));
 dump("picked", load_dataset(".", #{ split: "test" }));
+let m = load_model("tiny", #{ labels: ["neg", "pos"] });
+let run = fit(m, parts.train.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 4 }), parts.test.tokenize(m, #{ max_len: 12 }).loader(#{ batch: 5 }), #{ epochs: 1, lr: 1e-3 });
+print(`steps ${run.steps}`);
 """)
     assert 'splits ["test", "train"]' in done.stdout
     got = dumped(done.stdout)
@@ -105,6 +109,7 @@ dump("picked", load_dataset(".", #{ split: "test" }));
     assert got["picked"][1] == got["test"][1]
     negatives = (train_a[1] + train_b[1]).count(0)
     assert got["train"][0].endswith(f"(17 rows; neg: {negatives}, pos: {17 - negatives})"), got["train"][0]
+    assert "steps 5" in done.stdout
 
 
 def test_a_dataset_dict_keeps_its_splits_and_class_label_order_and_a_withheld_test_split_is_unlabelled():
