@@ -5,7 +5,10 @@
   legacy (pre-1.6, not zip) format, as torchvision's and most older `.pth`
   files are, with float, int64 and a non-contiguous (transposed) tensor,
   two tensors sharing one storage, and an OrderedDict with `_metadata`;
-- tests/fixtures/legacy/expected.safetensors: the same tensors, contiguous.
+- tests/fixtures/legacy/expected.safetensors: the same tensors, contiguous;
+- tests/fixtures/rotation.safetensors: a random [3, 7, 9] image and
+  torchvision's bilinear rotations of it (`rotated_<degrees>`), which the
+  loader's `rotate` augmentation must match.
 
 Run with the test venv's torch (scripts/test-venv): it is deterministic.
 
@@ -35,6 +38,26 @@ def main():
     torch.save(sd, OUT / "state_dict.pth", _use_new_zipfile_serialization=False)
     save_file({k: v.contiguous().clone() for k, v in sd.items()}, OUT / "expected.safetensors")
     print(f"wrote {OUT}")
+    write_rotations()
+
+
+# Angles of both signs, a right angle and one off the grid; the odd,
+# unequal sides put the centre between pixels on one axis only.
+ROTATIONS = [10.0, -25.0, 90.0, 33.5]
+
+
+def write_rotations():
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 7, 10, generator=g)
+    tensors = {"image": image}
+    for degrees in ROTATIONS:
+        tensors[f"rotated_{degrees}"] = F.rotate(image, degrees, interpolation=InterpolationMode.BILINEAR).contiguous()
+    path = OUT.parent / "rotation.safetensors"
+    save_file(tensors, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
