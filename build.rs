@@ -3,8 +3,9 @@
 //! torch-sys reports where it linked libtorch (`DEP_TCH_LIBTORCH_LIB`); we
 //! bake that folder into the rpath, and expose it to the code so that the
 //! runtime can dlopen `libtorch_cuda.so` from the same place when present.
-//! It also compiles the C++ shim over libtorch's c10d (`src/distributed`)
-//! against the headers of that same libtorch.
+//! It also compiles the C++ shims over libtorch's c10d (`src/distributed`)
+//! and its autocast controls (`src/runtime`) against the headers of that
+//! same libtorch.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -13,6 +14,7 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
             println!("cargo:rustc-env=TUNEBOOK_LIBTORCH_LIB={lib}");
             compile_c10d_shim(std::path::Path::new(&lib));
+            compile_autocast_shim(std::path::Path::new(&lib));
         }
         Err(_) => {
             println!("cargo:warning=torch-sys did not report its libtorch folder; run scripts/bootstrap");
@@ -48,4 +50,20 @@ fn compile_c10d_shim(lib: &std::path::Path) {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// Builds `src/runtime/autocast_shim.cpp` (libtorch's autocast controls).
+fn compile_autocast_shim(lib: &std::path::Path) {
+    let root = lib.parent().unwrap_or(lib);
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    println!("cargo:rerun-if-changed=src/runtime/autocast_shim.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("src/runtime/autocast_shim.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .warnings(false)
+        .compile("tunebook_autocast_shim");
 }

@@ -474,3 +474,32 @@ fn eval_every_evaluates_between_epoch_ends() {
     let err = train::fit(&mut model, &train, None, &FitOptions { eval_every: Some(2), ..options(1) }, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap_err();
     assert!(err.to_string().contains("eval_every evaluates on the validation set"), "{err}");
 }
+
+#[test]
+fn bf16_autocast_trains_with_fp32_weights_to_about_the_fp32_loss() {
+    use tunebook::model::Learner;
+    use tunebook::runtime::precision::Precision;
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = reviews();
+    let stop = Arc::new(AtomicBool::new(false));
+    let run_in = |precision| {
+        let mut model = tiny(dir.path(), false);
+        let batches = loader(&model, &data, 8, false);
+        let opts = FitOptions { lr: 1e-3, epochs: 4, schedule: Schedule::Constant, warmup: 0.0, seed: Some(1), precision, ..FitOptions::default() };
+        let run = train::fit(&mut model, &batches, Some(&batches), &opts, &mut train::Silent, &stop).unwrap();
+        (run, model)
+    };
+    let (fp32, _) = run_in(Precision::Fp32);
+    let (bf16, model) = run_in(Precision::Bf16);
+    // Autocast changed the arithmetic of the very first forward pass, by little.
+    let (a, b) = (fp32.steps[0].loss, bf16.steps[0].loss);
+    assert!(a != b && (a - b).abs() < 0.02 * a, "first losses: fp32 {a}, bf16 {b}");
+    // The weights, and so the optimizer's updates, stay fp32.
+    assert!(model.named_parameters().iter().all(|(_, t)| t.kind() == tch::Kind::Float));
+    // And it learns what fp32 learns.
+    let last = |run: &TrainRun| (run.epochs.last().unwrap().train_loss, run.epochs.last().unwrap().val.as_ref().unwrap().loss);
+    let ((fa, fv), (ba, bv)) = (last(&fp32), last(&bf16));
+    assert!(ba < 0.9 * bf16.epochs[0].train_loss, "bf16 training loss fell from {} to {ba}", bf16.epochs[0].train_loss);
+    assert!((fa - ba).abs() < 0.05 && (fv - bv).abs() < 0.05, "fp32 train/val {fa}/{fv}, bf16 {ba}/{bv}");
+}

@@ -9,6 +9,7 @@ use tch::Device;
 
 mod cuda;
 pub mod memory;
+pub mod precision;
 
 pub use cuda::{cuda_device_names, cuda_status, CudaStatus};
 

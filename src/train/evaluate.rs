@@ -1,6 +1,7 @@
 //! Evaluation: the loss and the task's metrics of a model over a loader,
 //! without gradients, summed over the ranks of a distributed run.
 
+use crate::runtime::precision::Precision;
 use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Result};
@@ -80,12 +81,13 @@ pub fn evaluate(model: &dyn Learner, data: &DataLoader) -> Result<EvalResult> {
 /// counts, or the predictions of a regression).
 pub fn evaluate_detailed(model: &dyn Learner, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
     check_labels(model, data)?;
-    Ok(evaluate_with_stop(model, data, None, &mut |_, _| {})?.expect("no stop flag, so evaluation runs to the end"))
+    Ok(evaluate_with_stop(model, data, None, Precision::Fp32, &mut |_, _| {})?.expect("no stop flag, so evaluation runs to the end"))
 }
 
 /// As `evaluate_detailed`, but returns `None` if `stop` is set between
-/// batches, and tells `progress` (batches done, batches) after each batch.
-pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&StopFlag>, progress: &mut dyn FnMut(usize, usize)) -> Result<Option<(EvalResult, EvalDetail)>> {
+/// batches, and tells `progress` (batches done, batches) after each batch;
+/// the forward pass runs in `precision`.
+pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: Option<&StopFlag>, precision: Precision, progress: &mut dyn FnMut(usize, usize)) -> Result<Option<(EvalResult, EvalDetail)>> {
     let device = model.device();
     let task = model.task();
     let loss_kind = Loss::default_for(task);
@@ -118,7 +120,7 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
         let (loss, outputs) = match model.own_loss(&batch.inputs, &batch.labels, false) {
             Some(loss) => (loss?.double_value(&[]), None),
             None => {
-                let outputs = model.forward(&batch.inputs, false)?;
+                let outputs = precision.run(device, || model.forward(&batch.inputs, false))?.to_kind(Kind::Float);
                 (loss_kind.compute(&outputs, &batch.labels, None, 0.0).double_value(&[]), Some(outputs))
             }
         };

@@ -74,6 +74,9 @@ pub fn fit(
 fn check_options(model: &dyn Learner, has_val: bool, opts: &FitOptions) -> Result<()> {
     let task = model.task();
     opts.loss.unwrap_or(Loss::default_for(task)).check(task)?;
+    if task == Task::NextToken && opts.precision != crate::runtime::precision::Precision::Fp32 {
+        bail!("precision \"{}\" is for encoders and image models so far: a language model computes its loss in chunks inside the model, which autocast does not cover yet; train it in fp32", opts.precision.name());
+    }
     if task != Task::Classify && opts.label_smoothing > 0.0 {
         bail!("label_smoothing applies to single-label classification; this head is for {}", task.name());
     }
@@ -420,7 +423,7 @@ impl<'a> Trainer<'a> {
             // Each batch counts by its weight, so accumulated steps equal one big batch.
             let share = if group_weight > 0.0 { weigh(local) / group_weight } else { 0.0 };
             let loss = if share > 0.0 {
-                super::loss::batch_loss(&*self.model, &batch, self.loss, self.loss_weights.as_ref(), self.opts.label_smoothing)?
+                super::loss::batch_loss(&*self.model, &batch, self.loss, self.loss_weights.as_ref(), self.opts.label_smoothing, self.opts.precision)?
             } else {
                 // No label token (answers cut off): a zero that keeps the graph, not the mean of nothing.
                 self.model.forward(&batch.inputs, true)?.sum(tch::Kind::Float) * 0.0
@@ -458,7 +461,7 @@ impl<'a> Trainer<'a> {
         self.observer.on_event(&TrainEvent::Evaluating { epoch });
         let started = Instant::now();
         let observer = &mut self.observer;
-        let result = evaluate_with_stop(&*self.model, val, Some(self.stop), &mut |batch, batches| observer.on_event(&TrainEvent::EvalProgress { batch, batches }))?;
+        let result = evaluate_with_stop(&*self.model, val, Some(self.stop), self.opts.precision, &mut |batch, batches| observer.on_event(&TrainEvent::EvalProgress { batch, batches }))?;
         self.eval_seconds += started.elapsed().as_secs_f64();
         Ok(result.map(|(r, _)| r))
     }

@@ -1,5 +1,6 @@
 //! Training losses, one per task by default, as PyTorch defines them.
 
+use crate::runtime::precision::Precision;
 use anyhow::{bail, Result};
 use tch::{Reduction, Tensor};
 
@@ -126,9 +127,13 @@ mod tests {
 
 /// A batch's training loss: the model's own where it has one (a language
 /// model's chunked cross-entropy), else its outputs against `loss`.
-pub(super) fn batch_loss(model: &dyn Learner, batch: &Batch, loss: Loss, class_weights: Option<&Tensor>, label_smoothing: f64) -> anyhow::Result<Tensor> {
+/// The forward pass runs in `precision`; the loss reads its outputs in fp32.
+pub(super) fn batch_loss(model: &dyn Learner, batch: &Batch, loss: Loss, class_weights: Option<&Tensor>, label_smoothing: f64, precision: Precision) -> anyhow::Result<Tensor> {
     match model.own_loss(&batch.inputs, &batch.labels, true) {
         Some(own) => own,
-        None => Ok(loss.compute(&model.forward(&batch.inputs, true)?, &batch.labels, class_weights, label_smoothing)),
+        None => {
+            let outputs = precision.run(model.device(), || model.forward(&batch.inputs, true))?.to_kind(tch::Kind::Float);
+            Ok(loss.compute(&outputs, &batch.labels, class_weights, label_smoothing))
+        }
     }
 }

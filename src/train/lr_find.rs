@@ -71,7 +71,7 @@ pub fn lr_find(model: &mut dyn Learner, train: &DataLoader, fit: &FitOptions, op
             }
             let lr = opts.start * (ratio * i as f64 / (opts.steps - 1) as f64).exp();
             let batch = train.collate(&rows, device, Some(epoch))?;
-            let loss = super::loss::batch_loss(model, &batch, super::Loss::default_for(model.task()), None, 0.0)?;
+            let loss = super::loss::batch_loss(model, &batch, super::Loss::default_for(model.task()), None, 0.0, Default::default())?;
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(lr);

@@ -81,6 +81,9 @@ pub struct FitOptions {
     pub loss: Option<Loss>,
     /// Label smoothing of the cross-entropy (0 = none).
     pub label_smoothing: f64,
+    /// The precision of the forward passes (autocast); weights, gradients
+    /// and optimizer state stay fp32.
+    pub precision: crate::runtime::precision::Precision,
     /// Class weights of the training loss, if any.
     pub class_weights: Option<ClassWeights>,
     /// Batches whose gradients are summed into one optimizer step.
@@ -135,6 +138,7 @@ impl Default for FitOptions {
             layer_rates: LayerRates::default(),
             loss: None,
             label_smoothing: 0.0,
+            precision: Default::default(),
             class_weights: None,
             accumulate: 1,
             seed: None,
@@ -169,6 +173,7 @@ impl FitOptions {
         h.insert("accumulate".into(), Number(self.accumulate as f64));
         h.insert("max_grad_norm".into(), Number(self.max_grad_norm.unwrap_or(0.0)));
         h.insert("label_smoothing".into(), Number(self.label_smoothing));
+        h.insert("precision".into(), Text(self.precision.name().into()));
         h.insert("early_stopping".into(), Flag(self.early_stopping.is_some()));
         if let Some(n) = self.max_steps {
             h.insert("max_steps".into(), Number(n as f64));
