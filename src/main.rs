@@ -2,6 +2,7 @@
 
 mod cli;
 
+use tunebook::runtime::precision::Precision;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -49,6 +50,10 @@ enum Command {
         /// (--limit call_depth=128). Repeatable.
         #[arg(long = "limit", value_name = "NAME=N")]
         limits: Vec<String>,
+        /// The precision fit trains in unless the script gives one: fp32,
+        /// or bf16 (autocast on the forward passes; weights stay fp32).
+        #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+        precision: Precision,
     },
     /// An interactive prompt with history, multi-line input and one scope
     /// across lines, as a notebook has.
@@ -149,7 +154,7 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                 Err(code) => return code,
             };
             report(tunebook::kernel::serve(&file, allow_unsigned, |frontend, interrupt| {
-                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt, limits: Limits::default() };
+                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt, limits: Limits::default(), precision: Default::default() };
                 Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, settings))
             }))
         }
@@ -181,7 +186,12 @@ fn install_interrupt(stop: &tunebook::train::StopFlag, second_quits: bool) {
     });
 }
 
-fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i32>, overrides: Vec<(String, String)>, limit_args: Vec<String>) -> ExitCode {
+/// `--precision`, read as `fit`'s `precision:` is.
+fn parse_precision(name: &str) -> Result<Precision, String> {
+    Precision::parse(name).map_err(|e| e.to_string())
+}
+
+fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i32>, overrides: Vec<(String, String)>, limit_args: Vec<String>, precision: Precision) -> ExitCode {
     if !file.is_file() {
         eprintln!("error: no script at {} (give the path of a .rhai file)", file.display());
         return ExitCode::from(EXIT_USAGE);
@@ -222,7 +232,7 @@ fn run_script(file: PathBuf, device: DeviceRequest, seed: u64, threads: Option<i
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     install_interrupt(&stop, true);
-    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits };
+    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits, precision };
     let script_stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
     let host = Rc::new(cli::host::TerminalHost::new(&script_stem));
     let mut session = Session::new(host.clone(), settings);
@@ -273,7 +283,7 @@ fn repl(device: DeviceRequest, seed: u64) -> ExitCode {
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     install_interrupt(&stop, false);
-    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits: Limits::default() };
+    let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop, limits: Limits::default(), precision: Default::default() };
     report(cli::repl::run(Session::new(Rc::new(cli::host::TerminalHost::new("repl")), settings)))
 }
 
@@ -323,7 +333,7 @@ fn dispatch(cli: Cli) -> ExitCode {
             let per_rank = threads.unwrap_or_else(|| (cores / usize::from(n)).max(1) as i32);
             cli::launch::run(n.into(), rank_args(), per_rank)
         }
-        Command::Run { file, device, seed, threads, overrides, limits, .. } => run_script(file, device, seed, threads, overrides, limits),
+        Command::Run { file, device, seed, threads, overrides, limits, precision, .. } => run_script(file, device, seed, threads, overrides, limits, precision),
         Command::Repl { device, seed } => repl(device, seed),
         Command::Api { name, markdown } => api(name, markdown),
         Command::Kernel { action, connection_file, device, seed, allow_unsigned } => kernel(action, connection_file, device, seed, allow_unsigned),

@@ -381,3 +381,24 @@ print(streamed == text);"#,
     assert_eq!(lines[2], "true");
     assert!(!stderr.contains(text), "stderr repeats the text: {stderr}");
 }
+
+#[test]
+fn precision_on_the_command_line_sets_fits_default_and_fp16_is_refused_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tiny_bert(&dir.path().join("tiny"));
+    let script = dir.path().join("t.rhai");
+    std::fs::write(
+        &script,
+        "let m = load_model(\"tiny\", #{ labels: [\"neg\", \"pos\"] });\nlet rows = [];\nfor i in 0..16 { rows.push(#{ text: `good ${i}`, label: if i % 2 == 0 { \"pos\" } else { \"neg\" } }); }\nlet d = dataset(rows).tokenize(m, #{ max_len: 8 }).loader(#{ batch: 8 });\nfit(m, d, #{ epochs: 1 });\nfit(m, d, #{ epochs: 1, precision: \"fp32\" });\n",
+    )
+    .unwrap();
+    let run = |precision: &str| common::outcome(Command::new(common::tunebook_bin()).current_dir(dir.path()).args(["run", "t.rhai", "--device", "cpu", "--precision", precision]).output().unwrap());
+    let (code, _, stderr) = run("bf16");
+    assert_eq!(code, 0, "{stderr}");
+    // The first fit takes the command line's precision; the second says its own.
+    assert_eq!(stderr.matches("on cpu in bf16 (autocast):").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("on cpu:").count(), 1, "{stderr}");
+    let (code, _, stderr) = run("fp16");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("needs dynamic loss scaling") && stderr.contains("use \"bf16\""), "{stderr}");
+}

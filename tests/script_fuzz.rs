@@ -159,7 +159,7 @@ fn mutated_and_random_scripts_end_in_values_or_script_errors() {
     // The seeds themselves must run: a fuzzer over broken seeds tests nothing.
     let run = |source: &str, tally: &mut Tally| -> Result<(), String> {
         let stop = Arc::new(AtomicBool::new(false));
-        let settings = SessionSettings { device: tch::Device::Cpu, seed: 1, cache: tunebook::runtime::cache_dir(), stop: stop.clone(), limits };
+        let settings = SessionSettings { device: tch::Device::Cpu, seed: 1, cache: tunebook::runtime::cache_dir(), stop: stop.clone(), limits, precision: Default::default() };
         let recorded = Rc::new(std::cell::RefCell::new(common::Recorded::default()));
         let mut session = Session::new(Rc::new(common::RecordingHost(recorded)), settings);
         let _ = session.eval(&format!("const TINY = {tiny};"), "setup").expect("the setup cell runs");

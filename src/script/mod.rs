@@ -87,6 +87,8 @@ pub struct SessionSettings {
     pub stop: StopFlag,
     /// Resource limits of scripts.
     pub limits: Limits,
+    /// The precision `fit` trains in unless a script says otherwise.
+    pub precision: crate::runtime::precision::Precision,
 }
 
 /// Resource limits of a session's scripts: generous, but a runaway
@@ -145,6 +147,7 @@ pub(crate) struct Context {
     host: Rc<dyn Host>,
     device: Cell<Device>,
     seed: Cell<u64>,
+    precision: crate::runtime::precision::Precision,
     cache: PathBuf,
     stop: StopFlag,
     /// Counts evaluations (cells), so that a chart knows whether it was
@@ -258,6 +261,7 @@ impl Session {
             host,
             device: Cell::new(settings.device),
             seed: Cell::new(settings.seed),
+            precision: settings.precision,
             cache: settings.cache,
             stop: settings.stop,
             evals: Cell::new(0),

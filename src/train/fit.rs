@@ -291,7 +291,10 @@ impl<'a> Trainer<'a> {
             total_steps: self.plan.total_steps,
             trainable_params: self.run.trainable_params,
             total_params: self.run.total_params,
-            device: self.run.device.clone(),
+            device: match self.opts.precision {
+                crate::runtime::precision::Precision::Fp32 => self.run.device.clone(),
+                p => format!("{} in {} (autocast)", self.run.device, p.name()),
+            },
             lr_groups: std::mem::take(&mut self.lr_groups),
             validation: self.val.is_some(),
         };

@@ -59,6 +59,7 @@ pub fn session() -> (Session, Rc<RefCell<Recorded>>) {
         cache: tunebook::runtime::cache_dir(),
         stop: Arc::new(AtomicBool::new(false)),
         limits: Default::default(),
+        precision: Default::default(),
     };
     (Session::new(Rc::new(RecordingHost(recorded.clone())), settings), recorded)
 }

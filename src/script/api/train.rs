@@ -60,7 +60,7 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
             Some(_) => Some(train::Loss::parse(&o.choice("loss", "cross_entropy", train::Loss::NAMES)?).map_err(|e| script_error(e.to_string()))?),
         },
         label_smoothing: o.float("label_smoothing", 0.0, 0.0, 0.99)?,
-        precision: crate::runtime::precision::Precision::parse(&o.choice("precision", "fp32", &["fp32", "bf16", "fp16"])?).map_err(|e| script_error(format!("fit: {e}")))?,
+        precision: crate::runtime::precision::Precision::parse(&o.choice("precision", ctx.precision.name(), &["fp32", "bf16", "fp16"])?).map_err(|e| script_error(format!("fit: {e}")))?,
         class_weights: match o.get("class_weights") {
             None => None,
             Some(v) if v.is_string() && v.clone().into_string().unwrap() == "balanced" => Some(ClassWeights::Balanced),
