@@ -313,6 +313,11 @@ impl<'a> Trainer<'a> {
         if let Some(note) = imbalance_note(self.train, labels) {
             self.observer.on_event(&TrainEvent::Warning(note));
         }
+        if self.opts.precision != crate::runtime::precision::Precision::Fp32 && self.device == tch::Device::Cpu {
+            if let Some(note) = crate::runtime::precision::cpu_bf16_note() {
+                self.observer.on_event(&TrainEvent::Warning(note));
+            }
+        }
     }
 
     /// Restores the latest checkpoint in `dir`: weights, optimizer state, the
