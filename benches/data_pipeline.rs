@@ -25,7 +25,7 @@ fn collate_rate(loader: &DataLoader) -> f64 {
     let started = Instant::now();
     let mut rows = 0;
     for batch in loader.batch_indices(1) {
-        rows += loader.collate(&batch, Device::Cpu, Some(1)).size;
+        rows += loader.collate(&batch, Device::Cpu, Some(1)).unwrap().size;
     }
     rows as f64 / started.elapsed().as_secs_f64()
 }
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
 
     // Length bucketing: padding, and training time over the same rows, with and without.
     let long = Arc::new(TokenizedDataset::new(&reviews.shuffle(3).take(16 * steps * 4), &model.tokenizer, 128)?);
-    let bucket_options = |bucket| LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket };
+    let bucket_options = |bucket| LoaderOptions { batch_size: 16, shuffle: true, seed: 1, drop_last: false, bucket, packing: false };
     let (unsorted, bucketed) = (DataLoader::new(long.clone(), bucket_options(false))?, DataLoader::new(long, bucket_options(true))?);
     let timed = |loader: &DataLoader, model: &mut TextModel| -> anyhow::Result<f64> {
         let opts = FitOptions { lr: 2e-5, epochs: 1, max_steps: Some(steps * 4), schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
@@ -85,8 +85,8 @@ fn main() -> anyhow::Result<()> {
     // Images: collating Fashion-MNIST with crop, flip and rotation against a
     // small CNN's training step; the loader thread overlaps the two.
     let fashion = std::sync::Arc::new(tunebook::data::image::ImageDataset::named("fashion_mnist", &cache, false)?.take(64 * steps * 2));
-    let augment = tunebook::data::image::Augment { crop_padding: 2, flip: true, rotate: 10.0 };
-    let transform = tunebook::data::image::ImageTransform { normalize: Some(fashion.stats.clone()), augment };
+    let augment = tunebook::data::image::Augment { crop_padding: 2, flip: true, rotate: 10.0, ..Default::default() };
+    let transform = tunebook::data::image::ImageTransform { normalize: Some(fashion.stats.clone()), augment, size: None, rgb: false };
     let set = tunebook::data::image::ImageSet { data: fashion.clone(), transform };
     let images = DataLoader::over(tunebook::data::LoaderSource::Images(Arc::new(set)), LoaderOptions { batch_size: 64, shuffle: true, seed: 1, drop_last: false, bucket: false, packing: false })?;
     let image_collate = collate_rate(&images);

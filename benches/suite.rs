@@ -107,7 +107,7 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
         other => anyhow::bail!("no training mode '{other}'; modes: full, head, lora"),
     }
     let batches = repeated_batch(&model, steps)?;
-    let tokens = batches.collate(&(0..BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let tokens = batches.collate(&(0..BATCH).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
     let seq = match &tokens.inputs {
         tunebook::data::Inputs::Text { input_ids, .. } => input_ids.size()[1],
         _ => 0,
@@ -185,7 +185,7 @@ fn data(repeats: usize) -> anyhow::Result<()> {
         let loader = DataLoader::new(tokens, LoaderOptions { batch_size: BATCH, shuffle: true, seed: 0, drop_last: false, bucket: false, packing: false })?;
         let mut rows = 0;
         for batch in loader.batch_indices(1) {
-            rows += loader.collate(&batch, Device::Cpu, Some(1)).size;
+            rows += loader.collate(&batch, Device::Cpu, Some(1)).unwrap().size;
         }
         values.push(rows as f64 / started.elapsed().as_secs_f64());
     }
@@ -212,6 +212,7 @@ fit(m, t, #{{ optimizer: "adamw", lr: 2e-5, epochs: 1, schedule: "constant", max
             cache: tunebook::runtime::cache_dir(),
             stop: Arc::new(AtomicBool::new(false)),
             limits: Default::default(),
+            precision: Default::default(),
         };
         let _ = Session::new(Rc::new(QuietHost), settings).eval(&source, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(started.elapsed().as_secs_f64())
@@ -424,7 +425,7 @@ fn image_train(steps: usize, repeats: usize) -> anyhow::Result<()> {
     let model = mobilenet()?;
     // One batch collated once and repeated: the step, not the loader, is timed.
     let loader = fashion_for_mobilenet(IMAGE_BATCH, false)?;
-    let batch = loader.collate(&(0..IMAGE_BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let batch = loader.collate(&(0..IMAGE_BATCH).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
     let tunebook::data::Inputs::Images(x) = &batch.inputs else { anyhow::bail!("images") };
     let repeated: Vec<Tensor> = (0..steps).map(|_| x.shallow_clone()).collect();
     let loss = train::Loss::CrossEntropy;
@@ -450,7 +451,7 @@ fn image_train(steps: usize, repeats: usize) -> anyhow::Result<()> {
 fn image_eval(steps: usize, repeats: usize) -> anyhow::Result<()> {
     let model = mobilenet()?;
     let loader = fashion_for_mobilenet(IMAGE_BATCH, false)?;
-    let batch = loader.collate(&(0..IMAGE_BATCH).collect::<Vec<_>>(), Device::Cpu, None);
+    let batch = loader.collate(&(0..IMAGE_BATCH).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
     let _no_grad = tch::no_grad_guard();
     let run = |n: usize| -> f64 {
         let started = Instant::now();

@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let opts = |n| FitOptions { optimizer: method, lr: 2e-5, epochs: n, schedule: Schedule::Constant, warmup: 0.0, ..FitOptions::default() };
     let stop = Arc::new(AtomicBool::new(false));
     if std::env::args().any(|a| a == "--phases") {
-        let batch = one_batch.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None);
+        let batch = one_batch.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
         let params: Vec<tch::Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
         let specs: Vec<train::optim::ParamSpec> = model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| train::optim::ParamSpec::new(&n, t, 0.01)).collect();
         let mut opt = train::Optimizer::new(method, specs, 0.9, 0.999, 1e-8);
