@@ -214,10 +214,7 @@ impl StreamedText {
 
     /// Rows per class (or label), in label-id order; empty for regression.
     pub fn class_counts(&self) -> Vec<(String, usize)> {
-        if self.task() == Task::Regression {
-            return Vec::new();
-        }
-        self.label_names.iter().cloned().zip(self.targets.label_counts(self.label_names.len())).collect()
+        self.targets.named_counts(&self.label_names)
     }
 
     /// The rows at `positions` (any order), kept in file order.

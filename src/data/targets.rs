@@ -123,6 +123,15 @@ impl Targets {
         }
     }
 
+    /// Rows per class (or per label), named by `names` in id order; empty
+    /// for regression, whose outputs are not counted.
+    pub fn named_counts(&self, names: &[String]) -> Vec<(String, usize)> {
+        if self.task() == crate::task::Task::Regression {
+            return Vec::new();
+        }
+        names.iter().cloned().zip(self.label_counts(names.len())).collect()
+    }
+
     /// Rows per label: per class for single-label data, rows carrying each
     /// label for multi-label data, words per tag for token data, none for
     /// regression.

@@ -762,10 +762,7 @@ impl TextDataset {
     /// Rows per class (or per label, for multi-label data), in label-id
     /// order; empty for regression.
     pub fn class_counts(&self) -> Vec<(String, usize)> {
-        if self.task() == Task::Regression {
-            return Vec::new();
-        }
-        self.label_names.iter().cloned().zip(self.targets.label_counts(self.label_names.len())).collect()
+        self.targets.named_counts(&self.label_names)
     }
 
     /// Cleans with the default steps: control characters and runs of
