@@ -14,7 +14,7 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
             println!("cargo:rustc-env=TUNEBOOK_LIBTORCH_LIB={lib}");
             compile_c10d_shim(std::path::Path::new(&lib));
-            compile_autocast_shim(std::path::Path::new(&lib));
+            compile_amp_shim(std::path::Path::new(&lib));
         }
         Err(_) => {
             println!("cargo:warning=torch-sys did not report its libtorch folder; run scripts/bootstrap");
@@ -52,18 +52,18 @@ fn compile_c10d_shim(lib: &std::path::Path) {
     println!("cargo:rustc-link-lib=dylib=c10");
 }
 
-/// Builds `src/runtime/autocast_shim.cpp` (libtorch's autocast controls).
-fn compile_autocast_shim(lib: &std::path::Path) {
+/// Builds `src/runtime/amp_shim.cpp` (libtorch's autocast controls and fused unscale).
+fn compile_amp_shim(lib: &std::path::Path) {
     let root = lib.parent().unwrap_or(lib);
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
-    println!("cargo:rerun-if-changed=src/runtime/autocast_shim.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/amp_shim.cpp");
     cc::Build::new()
         .cpp(true)
-        .file("src/runtime/autocast_shim.cpp")
+        .file("src/runtime/amp_shim.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false)
-        .compile("tunebook_autocast_shim");
+        .compile("tunebook_amp_shim");
 }

@@ -27,7 +27,7 @@ Tunebook's forward pass against it.
 It installs its own pinned torch + transformers into a venv in the cache the
 first time (about 5 GB); CI never runs it, it only reads the fixture.
 
-Usage: scripts/make_parity_fixture.py [--only-optimizers | --only-training]   (after scripts/bootstrap)
+Usage: scripts/make_parity_fixture.py [--only-optimizers | --only-training | --only-loss-scale]   (after scripts/bootstrap)
 """
 
 import json
@@ -303,13 +303,58 @@ def write_optimizer_steps():
         print(f"[fixture] wrote {OUT / f'{name}_steps.safetensors'}")
 
 
+def write_loss_scale_steps():
+    """fp16's dynamic loss scaling as torch.amp.GradScaler does it: gradients
+    that come out of a scaled loss (some overflowed: inf, -inf, NaN), unscaled,
+    clipped at 1.0, and stepped by AdamW unless they overflowed; the scale
+    backs off on overflow and grows after 2 good steps."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    weight = torch.randn(4, 3, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    tensors = {"weight_init": weight.detach().clone(), "bias_init": bias.detach().clone()}
+    opt = torch.optim.AdamW([{"params": [weight], "weight_decay": 0.01}, {"params": [bias], "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_factor=2.0, backoff_factor=0.5, growth_interval=2)
+    poison = {2: ("weight", float("inf")), 5: ("bias", float("nan")), 6: ("weight", float("-inf"))}
+    steps = 10
+    for i in range(steps):
+        opt.zero_grad()
+        raw = {"weight": torch.randn(4, 3), "bias": torch.randn(3)}
+        if i in poison:
+            name, value = poison[i]
+            raw[name].view(-1)[0] = value
+        # A loss whose gradient is the raw one: backward gives it times the scale.
+        loss = (weight * raw["weight"]).sum() + (bias * raw["bias"]).sum()
+        scaler.scale(loss).backward()
+        tensors[f"weight_grad_{i}"] = weight.grad.clone()
+        tensors[f"bias_grad_{i}"] = bias.grad.clone()
+        scaler.unscale_(opt)
+        norm = torch.nn.utils.clip_grad_norm_([weight, bias], 1.0)
+        tensors[f"norm_{i}"] = norm.detach().clone().double().reshape(1)
+        scaler.step(opt)
+        scaler.update()
+        tensors[f"scale_after_{i}"] = torch.tensor([scaler.get_scale()], dtype=torch.float64)
+        tensors[f"weight_after_{i}"] = weight.detach().clone()
+        tensors[f"bias_after_{i}"] = bias.detach().clone()
+    tensors["skipped"] = torch.tensor([1 if i in poison else 0 for i in range(steps)], dtype=torch.int64)
+    save_file(tensors, str(OUT / "grad_scaler_steps.safetensors"))
+    print(f"[fixture] wrote {OUT / 'grad_scaler_steps.safetensors'}")
+
+
 def main():
     ensure_reference_env()
+    if "--only-loss-scale" in sys.argv:
+        write_loss_scale_steps()
+        return
     if "--only-training" in sys.argv:
         write_tiny_bert_expected()
         write_training_steps()
         return
     write_optimizer_steps()
+    write_loss_scale_steps()
     if "--only-optimizers" in sys.argv:
         return
     write_tiny_bert()

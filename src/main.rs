@@ -51,7 +51,8 @@ enum Command {
         #[arg(long = "limit", value_name = "NAME=N")]
         limits: Vec<String>,
         /// The precision fit trains in unless the script gives one: fp32,
-        /// or bf16 (autocast on the forward passes; weights stay fp32).
+        /// bf16 or fp16 (autocast on the forward passes; weights stay fp32;
+        /// fp16 scales its loss).
         #[arg(long, default_value = "fp32", value_parser = parse_precision)]
         precision: Precision,
     },

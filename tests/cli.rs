@@ -383,7 +383,7 @@ print(streamed == text);"#,
 }
 
 #[test]
-fn precision_on_the_command_line_sets_fits_default_and_fp16_is_refused_with_why() {
+fn precision_on_the_command_line_sets_fits_default_and_a_bad_one_lists_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
     common::copy_tiny_bert(&dir.path().join("tiny"));
     let script = dir.path().join("t.rhai");
@@ -399,6 +399,9 @@ fn precision_on_the_command_line_sets_fits_default_and_fp16_is_refused_with_why(
     assert_eq!(stderr.matches("on cpu in bf16 (autocast):").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("on cpu:").count(), 1, "{stderr}");
     let (code, _, stderr) = run("fp16");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.matches("on cpu in fp16 (autocast):").count(), 1, "{stderr}");
+    let (code, _, stderr) = run("fp8");
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("needs dynamic loss scaling") && stderr.contains("use \"bf16\""), "{stderr}");
+    assert!(stderr.contains("unknown precision 'fp8'; valid: fp32, bf16, fp16"), "{stderr}");
 }

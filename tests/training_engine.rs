@@ -476,17 +476,18 @@ fn eval_every_evaluates_between_epoch_ends() {
 }
 
 #[test]
-fn bf16_autocast_trains_with_fp32_weights_to_about_the_fp32_loss() {
-    use tunebook::model::Learner;
+fn bf16_and_fp16_autocast_train_with_fp32_weights_to_about_the_fp32_loss() {
     use tunebook::runtime::precision::Precision;
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = reviews();
     let stop = Arc::new(AtomicBool::new(false));
+    let ckpt = dir.path().join("ckpt");
     let run_in = |precision| {
         let mut model = tiny(dir.path(), false);
         let batches = loader(&model, &data, 8, false);
-        let opts = FitOptions { lr: 1e-3, epochs: 4, schedule: Schedule::Constant, warmup: 0.0, seed: Some(1), precision, ..FitOptions::default() };
+        let checkpoint = (precision == Precision::Fp16).then(|| CheckpointOptions { dir: ckpt.clone(), keep: 1 });
+        let opts = FitOptions { lr: 1e-3, epochs: 4, schedule: Schedule::Constant, warmup: 0.0, seed: Some(1), precision, checkpoint, ..FitOptions::default() };
         let run = train::fit(&mut model, &batches, Some(&batches), &opts, &mut train::Silent, &stop).unwrap();
         (run, model)
     };
@@ -502,4 +503,21 @@ fn bf16_autocast_trains_with_fp32_weights_to_about_the_fp32_loss() {
     let ((fa, fv), (ba, bv)) = (last(&fp32), last(&bf16));
     assert!(ba < 0.9 * bf16.epochs[0].train_loss, "bf16 training loss fell from {} to {ba}", bf16.epochs[0].train_loss);
     assert!((fa - ba).abs() < 0.05 && (fv - bv).abs() < 0.05, "fp32 train/val {fa}/{fv}, bf16 {ba}/{bv}");
+    assert_eq!((bf16.loss_scale, bf16.skipped_steps), (None, 0), "bf16 scales no loss");
+    // fp16: 3 more bits of mantissa than bf16, so closer still; its loss is scaled.
+    let (fp16, model) = run_in(Precision::Fp16);
+    let c = fp16.steps[0].loss;
+    assert!(a != c && (a - c).abs() < 0.005 * a, "first losses: fp32 {a}, fp16 {c}");
+    assert!(model.named_parameters().iter().all(|(_, t)| t.kind() == tch::Kind::Float));
+    let (ha, hv) = last(&fp16);
+    assert!((fa - ha).abs() < 0.05 && (fv - hv).abs() < 0.05, "fp32 train/val {fa}/{fv}, fp16 {ha}/{hv}");
+    // Each skipped step halved the scale (it grows only after 2000 good ones) and shows an infinite norm.
+    let skipped = fp16.steps.iter().filter(|s| s.grad_norm == Some(f64::INFINITY)).count();
+    assert_eq!(fp16.skipped_steps, skipped);
+    assert_eq!(fp16.loss_scale, Some(65536.0 / 2f64.powi(skipped as i32)));
+    assert!(skipped < fp16.steps.len() / 2, "{skipped} of {} steps skipped", fp16.steps.len());
+    // The checkpoint keeps the scaler: its scale, the good steps since the last skip, the skips.
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("epoch-4/state.json")).unwrap()).unwrap();
+    let good_run = fp16.steps.iter().rev().take_while(|s| s.grad_norm != Some(f64::INFINITY)).count();
+    assert_eq!(state["loss_scale"], serde_json::json!([fp16.loss_scale.unwrap(), good_run, skipped]));
 }

@@ -1,13 +1,16 @@
 //! Mixed precision: libtorch's autocast, per device type, reached through
-//! the C++ shim (`autocast_shim.cpp`). Inside an `Autocast`, matrix
+//! the C++ shim (`amp_shim.cpp`). Inside an `Autocast`, matrix
 //! products and convolutions run in the lower precision while the weights
 //! stay fp32; the caller casts what the loss reads back to fp32 (CPU
 //! autocast does not, as CUDA's does, keep losses and softmax in fp32).
+//! fp16 also needs its loss scaled (`crate::train::loss_scale`), with the
+//! fused unscale the shim exposes here.
 
+use std::ffi::c_void;
 use std::os::raw::c_int;
 
 use anyhow::{bail, Result};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 extern "C" {
     fn tb_autocast_is_enabled(cuda: c_int) -> c_int;
@@ -17,6 +20,21 @@ extern "C" {
     fn tb_autocast_increment_nesting() -> c_int;
     fn tb_autocast_decrement_nesting() -> c_int;
     fn tb_autocast_clear_cache();
+    // Each pointer is tch's tensor handle, a libtorch `at::Tensor*`.
+    fn tb_amp_unscale(grads: *const *mut c_void, count: c_int, found_inf: *mut c_void, inv_scale: *mut c_void) -> c_int;
+}
+
+/// libtorch's `_amp_foreach_non_finite_check_and_unscale_` over all of
+/// `grads` at once: each defined one is multiplied by `inv_scale` in place,
+/// and `found_inf` (one fp32 element) becomes 1 if any held an inf or NaN.
+pub fn unscale_in_place(grads: &mut [Tensor], found_inf: &mut Tensor, inv_scale: &mut Tensor) -> Result<()> {
+    let defined: Vec<*mut c_void> = grads.iter_mut().filter(|g| g.defined()).map(|g| g.as_mut_ptr().cast()).collect();
+    // SAFETY: every pointer is a live tensor borrowed mutably for the call.
+    let ok = unsafe { tb_amp_unscale(defined.as_ptr(), defined.len() as c_int, found_inf.as_mut_ptr().cast(), inv_scale.as_mut_ptr().cast()) };
+    if ok == 0 {
+        bail!("unscaling the gradients failed: libtorch's _amp_foreach_non_finite_check_and_unscale_ refused them (are they on one device, in one dtype?)");
+    }
+    Ok(())
 }
 
 /// The precision the forward pass computes in.
@@ -28,18 +46,21 @@ pub enum Precision {
     /// Autocast to bfloat16: fp32's range with 8 bits of mantissa, so no
     /// loss scaling is needed.
     Bf16,
+    /// Autocast to float16: 10 bits of mantissa but a range that ends at
+    /// 65504, so training scales its loss (`crate::train::loss_scale`).
+    Fp16,
 }
 
 impl Precision {
     /// The names `precision:` and `--precision` take.
-    pub const NAMES: &'static [&'static str] = &["fp32", "bf16"];
+    pub const NAMES: &'static [&'static str] = &["fp32", "bf16", "fp16"];
 
-    /// The precision named `name`; fp16 is refused with why.
+    /// The precision named `name`.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "fp32" | "float32" => Ok(Self::Fp32),
             "bf16" | "bfloat16" => Ok(Self::Bf16),
-            "fp16" | "float16" => bail!("precision \"fp16\" needs dynamic loss scaling, which is not built yet; use \"bf16\" (the same memory and speed on recent hardware, and no scaling needed)"),
+            "fp16" | "float16" => Ok(Self::Fp16),
             other => bail!("unknown precision '{other}'; valid: {}", Self::NAMES.join(", ")),
         }
     }
@@ -49,30 +70,52 @@ impl Precision {
         match self {
             Self::Fp32 => "fp32",
             Self::Bf16 => "bf16",
+            Self::Fp16 => "fp16",
+        }
+    }
+
+    /// Whether training in it must scale the loss (fp16's small range).
+    pub fn scales_loss(self) -> bool {
+        self == Self::Fp16
+    }
+
+    /// The kind autocast computes in, `None` for fp32.
+    fn autocast_kind(self) -> Option<Kind> {
+        match self {
+            Self::Fp32 => None,
+            Self::Bf16 => Some(Kind::BFloat16),
+            Self::Fp16 => Some(Kind::Half),
         }
     }
 
     /// Runs `f` with autocast on for `device` in this precision (plain for fp32).
     pub fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
-        match self {
-            Self::Fp32 => f(),
-            Self::Bf16 => {
-                let _on = Autocast::enter(device, Kind::BFloat16);
+        match self.autocast_kind() {
+            None => f(),
+            Some(kind) => {
+                let _on = Autocast::enter(device, kind);
                 f()
             }
         }
     }
 }
 
-/// Why bf16 on this machine's CPU would be slow, if it would: without
-/// bf16 instructions (AVX-512 BF16, AMX) libtorch converts and computes in
-/// fp32 anyway (measured 2.7x slower than fp32 on such a Xeon). `None`
-/// where the processor has them, or where its flags cannot be read.
-pub fn cpu_bf16_note() -> Option<String> {
+/// Why `precision` on this machine's CPU would be slow, if it would:
+/// without bf16 or fp16 instructions (AVX-512 BF16/FP16, AMX) libtorch
+/// converts and computes in fp32 anyway (bf16 measured 2.7x slower than
+/// fp32 on such a Xeon). `None` for fp32, where the processor has them, or
+/// where its flags cannot be read.
+pub fn cpu_precision_note(precision: Precision) -> Option<String> {
+    let wanted: &[&str] = match precision {
+        Precision::Fp32 => return None,
+        Precision::Bf16 => &["avx512_bf16", "amx_bf16"],
+        Precision::Fp16 => &["avx512_fp16", "amx_fp16"],
+    };
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let flags = info.lines().find(|l| l.starts_with("flags"))?;
     let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
-    (!has("avx512_bf16") && !has("amx_bf16")).then(|| "this processor has no bf16 instructions (AVX-512 BF16 or AMX), so bf16 autocast on it is slower than fp32 (2.7x measured on such a Xeon); it only pays on a GPU or a processor that has them".to_string())
+    let name = precision.name();
+    (!wanted.iter().any(|f| has(f))).then(|| format!("this processor has no {name} instructions ({}), so {name} autocast on it is slower than fp32 (bf16 measured 2.7x slower on such a Xeon); it only pays on a GPU or a processor that has them", wanted.join(" or ")))
 }
 
 /// Autocast on for one device type while it lives; dropping it restores
@@ -132,7 +175,6 @@ impl Drop for Autocast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Tensor;
 
     #[test]
     fn products_run_in_bf16_inside_and_fp32_after_and_guards_nest() {
@@ -152,10 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn names_parse_and_fp16_says_what_is_missing() {
-        assert_eq!(Precision::parse("bf16").unwrap(), Precision::Bf16);
-        assert_eq!(Precision::parse("fp32").unwrap(), Precision::Fp32);
-        assert!(Precision::parse("fp16").unwrap_err().to_string().contains("loss scaling"));
-        assert!(Precision::parse("fp8").unwrap_err().to_string().contains("valid: fp32, bf16"));
+    fn names_parse_and_a_bad_one_lists_the_valid_ones() {
+        for p in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
+            assert_eq!(Precision::parse(p.name()).unwrap(), p);
+        }
+        assert_eq!(Precision::parse("float16").unwrap(), Precision::Fp16);
+        assert!(Precision::parse("fp8").unwrap_err().to_string().contains("valid: fp32, bf16, fp16"));
+    }
+
+    #[test]
+    fn fp16_autocast_computes_products_in_half() {
+        let (a, b) = (Tensor::randn([4, 8], (Kind::Float, Device::Cpu)), Tensor::randn([8, 3], (Kind::Float, Device::Cpu)));
+        assert_eq!(Precision::Fp16.run(Device::Cpu, || a.matmul(&b).kind()), Kind::Half);
+        assert!(Precision::Fp16.scales_loss() && !Precision::Bf16.scales_loss());
     }
 }

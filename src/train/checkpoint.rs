@@ -42,6 +42,9 @@ pub struct CheckpointState {
     pub evaluations: Vec<super::StepEval>,
     /// The epoch with the lowest validation loss, if any.
     pub best_epoch: Option<usize>,
+    /// fp16's loss scaler: its scale, good steps in a row, steps skipped.
+    #[serde(default)]
+    pub loss_scale: Option<(f64, i64, usize)>,
     /// The Tunebook version that wrote it.
     pub version: String,
 }

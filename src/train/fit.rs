@@ -20,6 +20,7 @@ use super::tensorboard::TensorBoardWriter;
 use super::history::{EpochRecord, EvalResult, Sample, StepEval, StepRecord, TrainRun};
 use super::layer_stats::LayerTracker;
 use super::loss::Loss;
+use super::loss_scale::{LossScaler, ScalerConfig};
 use super::optim::{self, Optimizer, ParamSpec};
 use super::options::FitOptions;
 use super::schedule::{Plateau, Schedule};
@@ -182,6 +183,8 @@ struct Trainer<'a> {
     early_stopping: Option<Tracker>,
     layer_tracker: Option<LayerTracker>,
     sync: Option<GradientSync>,
+    /// fp16's loss scaling; `None` in other precisions.
+    scaler: Option<LossScaler>,
     /// Every parameter: early stopping copies and restores the best ones.
     all_params: Vec<Tensor>,
     run: TrainRun,
@@ -241,6 +244,7 @@ impl<'a> Trainer<'a> {
             early_stopping: opts.early_stopping.clone().map(Tracker::new),
             layer_tracker: None,
             sync: dist.map(GradientSync::new),
+            scaler: opts.precision.scales_loss().then(|| LossScaler::new(ScalerConfig::default(), device)),
             all_params: model.state().into_iter().map(|(_, t)| t).collect(),
             run,
             step: 0,
@@ -314,7 +318,7 @@ impl<'a> Trainer<'a> {
             self.observer.on_event(&TrainEvent::Warning(note));
         }
         if self.opts.precision != crate::runtime::precision::Precision::Fp32 && self.device == tch::Device::Cpu {
-            if let Some(note) = crate::runtime::precision::cpu_bf16_note() {
+            if let Some(note) = crate::runtime::precision::cpu_precision_note(self.opts.precision) {
                 self.observer.on_event(&TrainEvent::Warning(note));
             }
         }
@@ -332,6 +336,9 @@ impl<'a> Trainer<'a> {
         self.run.evaluations = saved.state.evaluations.clone();
         if let (Some(p), Some((scale, best, bad))) = (self.plan.plateau.as_mut(), saved.state.plateau) {
             p.restore(scale, best, bad);
+        }
+        if let (Some(s), Some(state)) = (self.scaler.as_mut(), saved.state.loss_scale) {
+            s.restore(state);
         }
         if let Some(t) = self.early_stopping.as_mut() {
             resume_early_stopping(t, &self.run.epochs, dir, &*self.model, self.device);
@@ -401,7 +408,8 @@ impl<'a> Trainer<'a> {
     /// this rank's rows of each, `locals`). Returns the step's record and
     /// whether any rank was asked to stop.
     fn train_step(&mut self, group: &[Vec<usize>], locals: &[Vec<usize>], prepared: &mut Prefetch) -> Result<(StepRecord, bool)> {
-        let lr = self.plan.lr(self.step);
+        // As Hugging Face's Trainer, a step skipped for fp16 overflow does not advance the schedule.
+        let lr = self.plan.lr(self.step - self.scaler.as_ref().map_or(0, LossScaler::skipped));
         let group_rows: usize = group.iter().map(Vec::len).sum();
         // What each batch's mean loss is weighted by: its rows, or for a
         // language model its label tokens, so that the accumulated loss is
@@ -436,7 +444,12 @@ impl<'a> Trainer<'a> {
                 // No label token (answers cut off): a zero that keeps the graph, not the mean of nothing.
                 self.model.forward(&batch.inputs, true)?.sum(tch::Kind::Float) * 0.0
             };
-            let batch_grads = Tensor::run_backward(&[&loss * share], &inputs, false, false);
+            let weighted = &loss * share;
+            let weighted = match &self.scaler {
+                Some(s) => s.scale_loss(&weighted),
+                None => weighted,
+            };
+            let batch_grads = Tensor::run_backward(&[weighted], &inputs, false, false);
             if self.sync.is_none() {
                 // With sync, the hooks have put these into the buckets already.
                 add_gradients(&mut grads, batch_grads);
@@ -450,7 +463,19 @@ impl<'a> Trainer<'a> {
         }
         if !group_loss.is_finite() {
             let kept = self.opts.checkpoint.as_ref().filter(|_| !self.run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
-            bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){kept}", self.step + 1, self.opts.lr);
+            let fp16 = if self.scaler.is_some() { "; in fp16 the forward pass may have overflowed (its range ends at 65504): bf16 has fp32's range" } else { "" };
+            bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){fp16}{kept}", self.step + 1, self.opts.lr);
+        }
+        if let Some(s) = self.scaler.as_mut() {
+            // Unscaled before clipping, as GradScaler.unscale_ is; an overflow skips the step.
+            let overflowed = s.unscale(&mut grads)?;
+            s.update(overflowed);
+            if overflowed {
+                self.step += 1;
+                let record = StepRecord { step: self.step, loss: group_loss, lr, grad_norm: self.opts.max_grad_norm.map(|_| f64::INFINITY) };
+                self.run.steps.push(record);
+                return Ok((record, all_stop));
+            }
         }
         if let Some(t) = self.layer_tracker.as_mut() {
             t.add_step(&self.optimizer.trainable_names(), &grads);
@@ -551,6 +576,7 @@ impl<'a> Trainer<'a> {
             steps: self.run.steps.clone(),
             evaluations: self.run.evaluations.clone(),
             best_epoch,
+            loss_scale: self.scaler.as_ref().map(LossScaler::save),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let path = crate::distributed::main_process_writes(
@@ -583,6 +609,10 @@ impl<'a> Trainer<'a> {
         run.samples_per_sec = self.samples as f64 / run.train_seconds.max(1e-9);
         run.optimizer_state_bytes = self.optimizer.state_bytes();
         run.peak_rss_bytes = crate::runtime::memory::peak_rss_bytes();
+        if let Some(s) = &self.scaler {
+            run.loss_scale = Some(s.scale());
+            run.skipped_steps = s.skipped();
+        }
         if run.interrupted {
             self.observer.on_event(&TrainEvent::Interrupted { steps: self.step });
         }

@@ -158,6 +158,13 @@ pub struct TrainRun {
     /// after each evaluation (`FitOptions::samples`).
     #[serde(default)]
     pub samples: Vec<Sample>,
+    /// fp16's loss scale at the end (`None` in other precisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// Steps skipped because fp16 gradients overflowed (their record has an
+    /// infinite gradient norm when the run clips).
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 /// One answer to a fixed prompt during training.

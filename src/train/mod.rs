@@ -1,7 +1,7 @@
 //! Training: `fit` (the loop, in `fit`), what it is told (`options`), what it
 //! reports (`events`) and records (`history`), evaluation, and its parts:
 //! optimizers, schedules, losses, metrics, early stopping, checkpoints,
-//! gradual unfreezing, layer statistics, the learning-rate finder and the
+//! gradual unfreezing, fp16 loss scaling, layer statistics, the learning-rate finder and the
 //! run as TensorBoard event files.
 
 pub mod checkpoint;
@@ -12,6 +12,7 @@ pub mod fit;
 pub mod history;
 pub mod layer_stats;
 pub mod loss;
+pub mod loss_scale;
 pub mod lr_find;
 pub mod metrics;
 pub mod optim;

@@ -1,6 +1,10 @@
-// libtorch's per-device autocast controls, for Rust: tch 0.24 only wraps
-// CUDA's, through a call libtorch has deprecated.
+// Mixed precision, for Rust: libtorch's per-device autocast controls (tch
+// 0.24 only wraps CUDA's, through a call libtorch has deprecated), and the
+// fused unscale of a whole list of gradients (tch passes one at a time).
+#include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+
+#include <vector>
 
 namespace {
 at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
@@ -21,5 +25,20 @@ int tb_autocast_increment_nesting() { return at::autocast::increment_nesting(); 
 int tb_autocast_decrement_nesting() { return at::autocast::decrement_nesting(); }
 
 void tb_autocast_clear_cache() { at::autocast::clear_cache(); }
+
+// Divides each of `grads[0..count]` by `inv_scale`'s reciprocal in place and
+// sets `found_inf` to 1 if any holds an inf or a NaN. Returns 0 if libtorch
+// refused (the tensors' devices or dtypes differ), 1 otherwise.
+int tb_amp_unscale(at::Tensor* const* grads, int count, at::Tensor* found_inf, at::Tensor* inv_scale) {
+  try {
+    std::vector<at::Tensor> list;
+    list.reserve(count);
+    for (int i = 0; i < count; ++i) list.push_back(*grads[i]);
+    at::_amp_foreach_non_finite_check_and_unscale_(list, *found_inf, *inv_scale);
+    return 1;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
 
 }  // extern "C"
