@@ -405,3 +405,48 @@ fn precision_on_the_command_line_sets_fits_default_and_a_bad_one_lists_the_valid
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown precision 'fp8'; valid: fp32, bf16, fp16"), "{stderr}");
 }
+
+#[test]
+fn a_step_that_runs_out_of_memory_says_what_to_lower_and_find_batch_size_finds_a_batch_that_fits() {
+    // A real allocation failure: the address space is capped at 2 GB (bash's
+    // ulimit -v) and a batch of 4,096 rows of 63 tokens needs about 3.6 GB.
+    if tch::Cuda::is_available() {
+        // CUDA's libtorch reserves more address space than the cap by itself.
+        eprintln!("skipped: the 2 GB address-space cap is for CPU libtorch; scripts/gpu-check runs out of GPU memory instead");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tiny_bert(&dir.path().join("tiny"));
+    std::fs::write(
+        dir.path().join("t.rhai"),
+        r#"let m = load_model("tiny", #{ labels: ["neg", "pos"] });
+let long = "";
+for j in 0..60 { long += "good "; }
+let rows = [];
+for i in 0..4096 { rows.push(#{ text: `${i} ${long}`, label: if i % 2 == 0 { "pos" } else { "neg" } }); }
+let big = dataset(rows).tokenize(m, #{ max_len: 64 }).loader(#{ batch: 4096 });
+let before = m.weight("pooler.dense.weight");
+let answer = "";
+try { fit(m, big, #{ epochs: 1 }); } catch (e) { answer = e; }
+print(answer);
+print(m.weight("pooler.dense.weight") == before);
+let found = find_batch_size(m, big);
+print(`${found.batch} ${found.accumulate} ${found.failed.len()}`);
+let run = fit(m, found.loader, #{ max_steps: 1 });
+print(run.steps);
+"#,
+    )
+    .unwrap();
+    let out = Command::new("bash").current_dir(dir.path()).args(["-c", &format!("ulimit -v 2000000; exec {} run t.rhai --device cpu --threads 1", common::tunebook_bin().display())]).output().unwrap();
+    let (code, stdout, stderr) = common::outcome(out);
+    assert_eq!(code, 0, "the session survives the failed step: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("out of memory at training step 1: a batch of 4096 rows of up to 63 tokens did not fit (it ran out allocating"), "{}", lines[0]);
+    assert!(lines[0].contains("loader(#{ batch: 2048 }) and fit's accumulate: 2") && lines[0].contains("find_batch_size(model, loader)") && lines[0].contains("Nothing was trained"), "{}", lines[0]);
+    assert_eq!(lines[1], "true", "the failed step changed no weight");
+    let found: Vec<usize> = lines[2].split(' ').map(|n| n.parse().unwrap()).collect();
+    let (batch, accumulate, failed) = (found[0], found[1], found[2]);
+    assert!(batch < 4096 && batch * accumulate == 4096, "batch {batch} x accumulate {accumulate}");
+    assert_eq!(4096 >> failed, batch, "halved once per failed size");
+    assert_eq!(lines[3], "1", "the batch it found trains under the same limit: {stderr}");
+}

@@ -588,6 +588,19 @@ impl DataLoader {
         })
     }
 
+    /// `rows` in words, for messages: `16 rows of up to 128 tokens`,
+    /// `32 images of 96x96`.
+    pub fn describe_rows(&self, rows: &[usize]) -> String {
+        match &self.source {
+            LoaderSource::Text(t) => format!("a batch of {} rows of up to {} tokens", rows.len(), rows.iter().map(|&i| t.input_ids[i].len()).max().unwrap_or(0)),
+            LoaderSource::Images(set) => {
+                let [_, h, w] = set.output_shape();
+                format!("a batch of {} images of {h}x{w}", rows.len())
+            }
+            LoaderSource::Streamed(s) => format!("a batch of {} rows of up to {} tokens", rows.len(), s.max_len),
+        }
+    }
+
     /// The row indices of each batch of `epoch`.
     pub fn batch_indices(&self, epoch: usize) -> Vec<Vec<usize>> {
         if let Some(packing) = &self.packing {

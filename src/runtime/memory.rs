@@ -1,4 +1,65 @@
-//! Peak memory of this process, for run reports and benchmarks.
+//! Memory: the peak of this process, for run reports and benchmarks, and
+//! allocation failures caught where a step can be retried or explained.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+/// An allocation libtorch could not make (CPU or CUDA), with what it said.
+#[derive(Debug, Clone)]
+pub struct OutOfMemory {
+    /// libtorch's message, without its C++ context.
+    pub message: String,
+}
+
+impl OutOfMemory {
+    /// How much the failed allocation asked for, as libtorch said it
+    /// (`you tried to allocate N bytes` on CPU, `Tried to allocate 2.00 GiB`
+    /// on CUDA), e.g. `0.40 GB`.
+    pub fn requested(&self) -> Option<String> {
+        let lower = self.message.to_lowercase();
+        let at = lower.find("tried to allocate ")? + "tried to allocate ".len();
+        let rest = &self.message[at..];
+        let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let unit = rest[number.len()..].trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+        match unit {
+            "bytes" => number.parse::<f64>().ok().map(|b| format!("{:.2} GB", b / 1e9)),
+            "" => None,
+            _ => Some(format!("{number} {unit}")),
+        }
+    }
+}
+
+/// Whether libtorch's error text says an allocation failed.
+pub fn is_out_of_memory(text: &str) -> bool {
+    ["can't allocate memory", "not enough memory", "CUDA out of memory", "OutOfMemoryError", "out of memory"].iter().any(|p| text.contains(p))
+}
+
+/// libtorch's message without the C++ frames and enforce prefix.
+fn trimmed(text: &str) -> String {
+    let text = text.find("Torch(\"").map_or(text, |i| &text[i + 7..]);
+    let first = text.split("\\n").next().unwrap_or(text).lines().next().unwrap_or(text);
+    let first = first.find("] ").filter(|_| first.starts_with("[enforce")).map_or(first, |i| &first[i + 2..]);
+    let first = first.strip_prefix("err == 0. ").unwrap_or(first);
+    first.trim_end_matches('"').trim().to_string()
+}
+
+/// Runs `f`. An allocation failure inside it, whether libtorch's error came
+/// back as an `Err` or as a panic (tch unwraps in its operators), is
+/// returned as `Err(OutOfMemory)`; the tensors `f` made are freed by then.
+/// Other errors come back as they were, and other panics keep unwinding.
+pub fn catch_out_of_memory<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<anyhow::Result<T>, OutOfMemory> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Err(e)) if is_out_of_memory(&format!("{e:#}")) => Err(OutOfMemory { message: trimmed(&format!("{e:#}")) }),
+        Ok(result) => Ok(result),
+        Err(payload) => {
+            let text = crate::panic::panic_text(&*payload);
+            if is_out_of_memory(&text) {
+                Err(OutOfMemory { message: trimmed(&text) })
+            } else {
+                resume_unwind(payload)
+            }
+        }
+    }
+}
 
 /// Resets the peak resident set size, so that the next `peak_rss_bytes`
 /// covers only what follows (Linux; elsewhere a no-op).
@@ -18,6 +79,29 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn an_allocation_failure_is_caught_and_described_and_other_panics_go_on() {
+        let cpu = r#"called `Result::unwrap()` on an `Err` value: Torch("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 402653184 bytes. Error code 12 (Cannot allocate memory)\nException raised from ...")"#;
+        let oom = catch_out_of_memory::<()>(|| panic!("{cpu}")).unwrap_err();
+        assert_eq!(oom.message, "DefaultCPUAllocator: can't allocate memory: you tried to allocate 402653184 bytes. Error code 12 (Cannot allocate memory)");
+        assert_eq!(oom.requested().as_deref(), Some("0.40 GB"));
+        let cuda = OutOfMemory { message: "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB".into() };
+        assert_eq!(cuda.requested().as_deref(), Some("2.00 GiB"));
+        let err = catch_out_of_memory::<()>(|| anyhow::bail!("CUDA out of memory. Tried to allocate 20.00 MiB")).unwrap_err();
+        assert_eq!(err.requested().as_deref(), Some("20.00 MiB"));
+        assert_eq!(catch_out_of_memory::<()>(|| anyhow::bail!("shape mismatch")).unwrap().unwrap_err().to_string(), "shape mismatch");
+        let other = std::panic::catch_unwind(|| catch_out_of_memory::<()>(|| panic!("index out of range")));
+        assert!(other.is_err(), "a panic that is not an allocation failure keeps unwinding");
+    }
+
+    #[test]
+    fn a_real_failed_allocation_comes_back_as_out_of_memory() {
+        // More bytes than any machine has: libtorch refuses at once, touching nothing.
+        let oom = catch_out_of_memory(|| Ok(tch::Tensor::zeros([1 << 50], (tch::Kind::Float, tch::Device::Cpu)))).unwrap_err();
+        assert!(oom.requested().is_some_and(|r| r.ends_with("GB")), "{oom:?}");
+    }
     #[test]
     fn peak_rss_is_readable_and_grows_with_an_allocation() {
         super::reset_peak_rss();

@@ -80,8 +80,14 @@ pub fn evaluate(model: &dyn Learner, data: &DataLoader) -> Result<EvalResult> {
 /// As `evaluate`, with what it counted (the confusion matrix, per-label
 /// counts, or the predictions of a regression).
 pub fn evaluate_detailed(model: &dyn Learner, data: &DataLoader) -> Result<(EvalResult, EvalDetail)> {
+    evaluate_detailed_in(model, data, Precision::Fp32)
+}
+
+/// As `evaluate_detailed`, with the forward passes in `precision`
+/// (autocast; the loss and metrics read the outputs in fp32).
+pub fn evaluate_detailed_in(model: &dyn Learner, data: &DataLoader, precision: Precision) -> Result<(EvalResult, EvalDetail)> {
     check_labels(model, data)?;
-    Ok(evaluate_with_stop(model, data, None, Precision::Fp32, &mut |_, _| {})?.expect("no stop flag, so evaluation runs to the end"))
+    Ok(evaluate_with_stop(model, data, None, precision, &mut |_, _| {})?.expect("no stop flag, so evaluation runs to the end"))
 }
 
 /// As `evaluate_detailed`, but returns `None` if `stop` is set between

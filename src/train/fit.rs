@@ -371,7 +371,11 @@ impl<'a> Trainer<'a> {
             if self.step >= self.plan.total_steps {
                 break;
             }
-            let (record, all_stop) = self.train_step(group, &local_rows[i * accumulate..i * accumulate + group.len()], &mut prepared)?;
+            let locals = &local_rows[i * accumulate..i * accumulate + group.len()];
+            let (record, all_stop) = match crate::runtime::memory::catch_out_of_memory(|| self.train_step(group, locals, &mut prepared)) {
+                Ok(step) => step?,
+                Err(oom) => return Err(self.out_of_memory(&oom, locals)),
+            };
             loss_sum += record.loss;
             batches += 1;
             let samples = group.iter().map(Vec::len).sum();
@@ -388,6 +392,28 @@ impl<'a> Trainer<'a> {
             }
         }
         self.end_epoch(epoch, loss_sum / batches.max(1) as f64)
+    }
+
+    /// What to do when a step's batch did not fit in memory: the batch that
+    /// failed, and what to lower or turn on.
+    fn out_of_memory(&self, oom: &crate::runtime::memory::OutOfMemory, locals: &[Vec<usize>]) -> anyhow::Error {
+        let rows = locals.iter().map(Vec::len).max().unwrap_or(0);
+        let batch = self.train.describe_rows(locals.iter().max_by_key(|b| b.len()).map_or(&[][..], Vec::as_slice));
+        let asked = oom.requested().map(|r| format!(" (it ran out allocating {r} more)")).unwrap_or_default();
+        let kept = match self.step {
+            0 => "Nothing was trained".to_string(),
+            1 => "The model keeps the weights of the step before".to_string(),
+            n => format!("The model keeps the weights of the {n} steps before"),
+        };
+        let smaller = (rows / 2).max(1);
+        let fewer_tokens = if matches!(self.train.source, LoaderSource::Text(_) | LoaderSource::Streamed(_)) { ", shorten max_len in tokenize" } else { "" };
+        let bf16 = if self.opts.precision == crate::runtime::precision::Precision::Fp32 { ", or train in bf16 on a GPU (precision: \"bf16\")" } else { "" };
+        anyhow::anyhow!(
+            "out of memory at training step {}: {batch} did not fit{asked}. Lower the loader's batch and keep the effective batch with accumulation (loader(#{{ batch: {smaller} }}) and fit's accumulate: {}){fewer_tokens}{bf16}; find_batch_size(model, loader) finds a batch that fits. {kept}. libtorch said: {}",
+            self.step + 1,
+            self.accumulate * (rows / smaller).max(1),
+            oom.message
+        )
     }
 
     /// Reseeds dropout and opens the epoch's layer groups.

@@ -1,9 +1,10 @@
-//! Training: `fit` (the loop, in `fit`), what it is told (`options`), what it
+//! Training: `fit` (the loop, in `fit`), finding a batch that fits, what it is told (`options`), what it
 //! reports (`events`) and records (`history`), evaluation, and its parts:
 //! optimizers, schedules, losses, metrics, early stopping, checkpoints,
 //! gradual unfreezing, fp16 loss scaling, layer statistics, the learning-rate finder and the
 //! run as TensorBoard event files.
 
+pub mod batch_size;
 pub mod checkpoint;
 pub mod early_stopping;
 pub mod evaluate;
@@ -24,9 +25,10 @@ pub mod tensorboard;
 mod sync;
 pub mod unfreeze;
 
+pub use batch_size::{find_batch_size, BatchFit};
 pub use checkpoint::CheckpointOptions;
 pub use early_stopping::{EarlyStopping, Monitor};
-pub use evaluate::{evaluate, evaluate_detailed, EvalDetail};
+pub use evaluate::{evaluate, evaluate_detailed, evaluate_detailed_in, EvalDetail};
 pub use events::{Silent, StopFlag, TrainEvent, TrainObserver};
 pub use fit::fit;
 pub use history::{EpochRecord, EvalResult, Sample, StepEval, StepRecord, TrainRun};

@@ -1,5 +1,6 @@
 //! What every kind of model offers a script, registered once per handle
-//! type: freezing, summaries, `fit`, `evaluate` and `lr_find`.
+//! type: freezing, summaries, `fit`, `evaluate`, `lr_find` and
+//! `find_batch_size`.
 
 use std::rc::Rc;
 
@@ -9,7 +10,8 @@ use super::args::selector_list;
 use super::handles::{LoaderHandle, LrFindHandle, RunHandle, Shared, TensorHandle};
 use super::train::{eval_map, fit_options};
 use crate::model::Learner;
-use crate::script::options::Options;
+use crate::runtime::precision::Precision;
+use crate::script::options::{script_error, Options};
 use crate::script::{guard, Context};
 use crate::train::{self, FitOptions};
 
@@ -86,13 +88,19 @@ pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Conte
     engine.register_fn("fit", move |m: Shared<M>, t: LoaderHandle, v: LoaderHandle| run_fit(&c, &m, &t, Some(&v), Map::new()));
     let c = ctx.clone();
     engine.register_fn("fit", move |m: Shared<M>, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
-    engine.register_fn("evaluate", |m: Shared<M>, l: LoaderHandle| -> R<Map> {
-        guard(|| {
-            m.with(|model| {
-                let (r, detail) = train::evaluate_detailed(model, &l.0)?;
-                Ok(eval_map(r, &detail, model.labels()))
-            })
-        })
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: Shared<M>, l: LoaderHandle| evaluate_in(&m, &l, c.precision));
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: Shared<M>, l: LoaderHandle, opts: Map| -> R<Map> {
+        let o = Options::new("evaluate", opts)?;
+        evaluate_in(&m, &l, precision_option(&o, c.precision)?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("find_batch_size", move |m: Shared<M>, l: LoaderHandle| batch_size_for(&m, &l, c.precision));
+    let c = ctx.clone();
+    engine.register_fn("find_batch_size", move |m: Shared<M>, l: LoaderHandle, opts: Map| -> R<Map> {
+        let o = Options::new("find_batch_size", opts)?;
+        batch_size_for(&m, &l, precision_option(&o, c.precision)?)
     });
     let c = ctx.clone();
     engine.register_fn("lr_find", move |m: Shared<M>, t: LoaderHandle, opts: Map| -> R<LrFindHandle> {
@@ -108,6 +116,35 @@ pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Conte
         let found = guard(|| m.with(|model| train::lr_find(model, &t.0, &FitOptions::default(), &train::LrFindOptions::default(), &c.stop)))?;
         Ok(LrFindHandle(Rc::new(found)))
     });
+}
+
+/// The `precision:` option, `default` (the run's) when not given.
+fn precision_option(o: &Options, default: Precision) -> R<Precision> {
+    Precision::parse(&o.choice("precision", default.name(), Precision::NAMES)?).map_err(|e| script_error(e.to_string()))
+}
+
+/// `evaluate(model, loader)`, its forward passes in `precision`.
+fn evaluate_in<M: Learner + 'static>(m: &Shared<M>, l: &LoaderHandle, precision: Precision) -> R<Map> {
+    guard(|| {
+        m.with(|model| {
+            let (r, detail) = train::evaluate_detailed_in(model, &l.0, precision)?;
+            Ok(eval_map(r, &detail, model.labels()))
+        })
+    })
+}
+
+/// `find_batch_size(model, loader)`: the batch that fits, the accumulation
+/// that keeps the loader's effective batch, and a loader with that batch.
+fn batch_size_for<M: Learner + 'static>(m: &Shared<M>, l: &LoaderHandle, precision: Precision) -> R<Map> {
+    let found = guard(|| m.with(|model| train::find_batch_size(model, &l.0, precision)))?;
+    let mut loader = l.0.clone();
+    loader.options.batch_size = found.batch;
+    let mut map = Map::new();
+    map.insert("batch".into(), (found.batch as i64).into());
+    map.insert("accumulate".into(), (found.accumulate as i64).into());
+    map.insert("failed".into(), found.failed.iter().map(|(b, asked)| Dynamic::from(format!("{b} ({asked})"))).collect::<Array>().into());
+    map.insert("loader".into(), Dynamic::from(LoaderHandle(loader)));
+    Ok(map)
 }
 
 /// Registers `model.weight(name)` for the handles of model type `M`: a copy of a
