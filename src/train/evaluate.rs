@@ -123,7 +123,7 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
         }
         let batch = batch.to_device(device);
         // A model's own loss (a language model's, which needs no [tokens, vocab] logits) leaves no outputs to score.
-        let (loss, outputs) = match model.own_loss(&batch.inputs, &batch.labels, false) {
+        let (loss, outputs) = match precision.run(device, || model.own_loss(&batch.inputs, &batch.labels, false)) {
             Some(loss) => (loss?.double_value(&[]), None),
             None => {
                 let outputs = precision.run(device, || model.forward(&batch.inputs, false))?.to_kind(Kind::Float);

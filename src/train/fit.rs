@@ -75,9 +75,6 @@ pub fn fit(
 fn check_options(model: &dyn Learner, has_val: bool, opts: &FitOptions) -> Result<()> {
     let task = model.task();
     opts.loss.unwrap_or(Loss::default_for(task)).check(task)?;
-    if task == Task::NextToken && opts.precision != crate::runtime::precision::Precision::Fp32 {
-        bail!("precision \"{}\" is for encoders and image models so far: a language model computes its loss in chunks inside the model, which autocast does not cover yet; train it in fp32", opts.precision.name());
-    }
     if task != Task::Classify && opts.label_smoothing > 0.0 {
         bail!("label_smoothing applies to single-label classification; this head is for {}", task.name());
     }

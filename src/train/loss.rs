@@ -127,9 +127,10 @@ mod tests {
 
 /// A batch's training loss: the model's own where it has one (a language
 /// model's chunked cross-entropy), else its outputs against `loss`.
-/// The forward pass runs in `precision`; the loss reads its outputs in fp32.
+/// The forward pass runs in `precision`; the loss reads its outputs in fp32
+/// (a language model's chunked loss takes the softmax of each chunk in fp32).
 pub(super) fn batch_loss(model: &dyn Learner, batch: &Batch, loss: Loss, class_weights: Option<&Tensor>, label_smoothing: f64, precision: Precision) -> anyhow::Result<Tensor> {
-    match model.own_loss(&batch.inputs, &batch.labels, true) {
+    match precision.run(model.device(), || model.own_loss(&batch.inputs, &batch.labels, true)) {
         Some(own) => own,
         None => {
             let outputs = precision.run(model.device(), || model.forward(&batch.inputs, true))?.to_kind(tch::Kind::Float);
