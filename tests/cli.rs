@@ -389,12 +389,14 @@ fn precision_on_the_command_line_sets_fits_default_and_a_bad_one_lists_the_valid
     let script = dir.path().join("t.rhai");
     std::fs::write(
         &script,
-        "let m = load_model(\"tiny\", #{ labels: [\"neg\", \"pos\"] });\nlet rows = [];\nfor i in 0..16 { rows.push(#{ text: `good ${i}`, label: if i % 2 == 0 { \"pos\" } else { \"neg\" } }); }\nlet d = dataset(rows).tokenize(m, #{ max_len: 8 }).loader(#{ batch: 8 });\nfit(m, d, #{ epochs: 1 });\nfit(m, d, #{ epochs: 1, precision: \"fp32\" });\n",
+        "let m = load_model(\"tiny\", #{ labels: [\"neg\", \"pos\"] });\nlet rows = [];\nfor i in 0..16 { rows.push(#{ text: `good ${i}`, label: if i % 2 == 0 { \"pos\" } else { \"neg\" } }); }\nlet d = dataset(rows).tokenize(m, #{ max_len: 8 }).loader(#{ batch: 8 });\nfit(m, d, #{ epochs: 1 });\nfit(m, d, #{ epochs: 1, precision: \"fp32\" });\nlet a = predict(m, \"good 3\");\nlet b = predict(m, \"good 3\", #{ precision: \"bf16\" });\nprint(`${a.label == b.label} ${(a.score - b.score).abs() < 0.01}`);\nlet e = evaluate(m, d);\nlet f = evaluate(m, d, #{ precision: \"fp16\" });\nprint(`${(e.loss - f.loss).abs() < 0.01} ${e.loss != f.loss}`);\n",
     )
     .unwrap();
     let run = |precision: &str| common::outcome(Command::new(common::tunebook_bin()).current_dir(dir.path()).args(["run", "t.rhai", "--device", "cpu", "--precision", precision]).output().unwrap());
-    let (code, _, stderr) = run("bf16");
+    let (code, stdout, stderr) = run("bf16");
     assert_eq!(code, 0, "{stderr}");
+    // predict and evaluate in bf16 and fp16 autocast agree with fp32 to within rounding, and differ.
+    assert_eq!(stdout, "true true\ntrue true\n", "{stderr}");
     // The first fit takes the command line's precision; the second says its own.
     assert_eq!(stderr.matches("on cpu in bf16 (autocast):").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("on cpu:").count(), 1, "{stderr}");

@@ -246,7 +246,7 @@ pub(super) fn prediction_map(p: inference::Prediction, text: Option<&str>, how: 
 }
 
 /// `predict`'s options.
-fn predict_options(m: &ModelHandle, opts: Map) -> R<(usize, Option<String>, Reporting)> {
+fn predict_options(m: &ModelHandle, opts: Map) -> R<(usize, Option<String>, Reporting, crate::runtime::precision::Precision)> {
     let o = Options::new("predict", opts)?;
     let model = m.0.borrow();
     let max_len = o.int("max_len", 128, 2, model.config.max_position_embeddings)? as usize;
@@ -259,12 +259,14 @@ fn predict_options(m: &ModelHandle, opts: Map) -> R<(usize, Option<String>, Repo
     if o.get("threshold").is_some() && model.task != crate::task::Task::MultiLabel {
         return Err(script_error(format!("predict: threshold picks the labels of a multi_label head; this head is for {} (each prediction's scores holds every probability)", model.task.name())));
     }
-    Ok((max_len, head, Reporting { top_k, threshold }))
+    let precision = crate::runtime::precision::Precision::parse(&o.choice("precision", "fp32", crate::runtime::precision::Precision::NAMES)?).map_err(|e| script_error(format!("predict: {e}")))?;
+    Ok((max_len, head, Reporting { top_k, threshold }, precision))
 }
 
 fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts: Map) -> R<Array> {
-    let (max_len, head, how) = predict_options(m, opts)?;
-    let preds = guard(|| {
+    let (max_len, head, how, precision) = predict_options(m, opts)?;
+    let device = m.0.borrow().device();
+    let preds = guard(|| precision.run(device, || {
         let mut model = m.0.borrow_mut();
         // A head chosen for this call only: the active one comes back after.
         let previous = model.head_name().to_string();
@@ -277,7 +279,7 @@ fn predict(m: &ModelHandle, texts: Vec<String>, pairs: Option<Vec<String>>, opts
         };
         model.use_head(&previous)?;
         preds
-    })?;
+    }))?;
     Ok(preds.into_iter().zip(&texts).map(|(p, t)| prediction_map(p, Some(t), how)).collect())
 }
 
