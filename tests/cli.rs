@@ -389,7 +389,7 @@ fn precision_on_the_command_line_sets_fits_default_and_a_bad_one_lists_the_valid
     let script = dir.path().join("t.rhai");
     std::fs::write(
         &script,
-        "let m = load_model(\"tiny\", #{ labels: [\"neg\", \"pos\"] });\nlet rows = [];\nfor i in 0..16 { rows.push(#{ text: `good ${i}`, label: if i % 2 == 0 { \"pos\" } else { \"neg\" } }); }\nlet d = dataset(rows).tokenize(m, #{ max_len: 8 }).loader(#{ batch: 8 });\nfit(m, d, #{ epochs: 1 });\nfit(m, d, #{ epochs: 1, precision: \"fp32\" });\nlet a = predict(m, \"good 3\");\nlet b = predict(m, \"good 3\", #{ precision: \"bf16\" });\nprint(`${a.label == b.label} ${(a.score - b.score).abs() < 0.01}`);\nlet e = evaluate(m, d);\nlet f = evaluate(m, d, #{ precision: \"fp16\" });\nprint(`${(e.loss - f.loss).abs() < 0.01} ${e.loss != f.loss}`);\n",
+        "let m = load_model(\"tiny\", #{ labels: [\"neg\", \"pos\"] });\nlet rows = [];\nfor i in 0..16 { rows.push(#{ text: `good ${i}`, label: if i % 2 == 0 { \"pos\" } else { \"neg\" } }); }\nlet d = dataset(rows).tokenize(m, #{ max_len: 8 }).loader(#{ batch: 8 });\nfit(m, d, #{ epochs: 1 });\nfit(m, d, #{ epochs: 1, precision: \"fp32\" });\nlet a = predict(m, \"good 3\");\nlet b = predict(m, \"good 3\", #{ precision: \"bf16\" });\nprint(`${a.label == b.label} ${(a.score - b.score).abs() < 0.01}`);\nlet e = evaluate(m, d, #{ precision: \"fp32\" });\nlet f = evaluate(m, d, #{ precision: \"fp16\" });\nprint(`${(e.loss - f.loss).abs() < 0.01} ${e.loss != f.loss}`);\n",
     )
     .unwrap();
     let run = |precision: &str| common::outcome(Command::new(common::tunebook_bin()).current_dir(dir.path()).args(["run", "t.rhai", "--device", "cpu", "--precision", precision]).output().unwrap());
@@ -434,7 +434,7 @@ print(answer);
 print(m.weight("pooler.dense.weight") == before);
 let found = find_batch_size(m, big);
 print(`${found.batch} ${found.accumulate} ${found.failed.len()}`);
-let run = fit(m, found.loader, #{ max_steps: 1 });
+let run = fit(m, found.loader, #{ max_steps: 1, accumulate: found.accumulate });
 print(run.steps);
 "#,
     )
@@ -450,5 +450,5 @@ print(run.steps);
     let (batch, accumulate, failed) = (found[0], found[1], found[2]);
     assert!(batch < 4096 && batch * accumulate == 4096, "batch {batch} x accumulate {accumulate}");
     assert_eq!(4096 >> failed, batch, "halved once per failed size");
-    assert_eq!(lines[3], "1", "the batch it found trains under the same limit: {stderr}");
+    assert_eq!(lines[3], "1", "a step of the batch it found, accumulated to 4,096 rows, trains under the same limit: {stderr}");
 }

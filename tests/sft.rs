@@ -327,6 +327,8 @@ fn lora_sft_trains_in_bf16_and_fp16_autocast_to_about_the_fp32_loss() {
     let data = colours(16);
     let run_in = |precision| {
         let mut model = tiny();
+        // The same LoRA initialization for every precision.
+        tch::manual_seed(7);
         let config = LoraConfig { r: 8, alpha: 16.0, dropout: 0.0, targets: model.default_lora_targets(), ..Default::default() };
         model.add_lora(&config).unwrap();
         let batches = loader(&tokenized(&model, &data), 4);
@@ -345,7 +347,7 @@ fn lora_sft_trains_in_bf16_and_fp16_autocast_to_about_the_fp32_loss() {
         assert!(a != b && (a - b).abs() < first_step_tolerance * a, "{precision:?}: first losses fp32 {a}, {b}");
         // And it learns what fp32 learns.
         assert!(last(&run) < 0.6 * run.steps[0].loss, "{precision:?}: validation loss {} from a first loss of {}", last(&run), run.steps[0].loss);
-        // Measured 2.03 (bf16) and 2.05 (fp16) against fp32's 2.20 after 6 epochs.
-        assert!((last(&run) - last(&fp32)).abs() < 0.2 * last(&fp32).max(0.5), "{precision:?}: final validation loss {} against fp32's {}", last(&run), last(&fp32));
+        // Measured 2.0778 (bf16) and 2.0798 (fp16) against fp32's 2.0773 after 6 epochs.
+        assert!((last(&run) - last(&fp32)).abs() < 0.02 * last(&fp32).max(0.5), "{precision:?}: final validation loss {} against fp32's {}", last(&run), last(&fp32));
     }
 }

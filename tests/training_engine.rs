@@ -513,6 +513,7 @@ fn bf16_and_fp16_autocast_train_with_fp32_weights_to_about_the_fp32_loss() {
     assert!((fa - ha).abs() < 0.05 && (fv - hv).abs() < 0.05, "fp32 train/val {fa}/{fv}, fp16 {ha}/{hv}");
     // Each skipped step halved the scale (it grows only after 2000 good ones) and shows an infinite norm.
     let skipped = fp16.steps.iter().filter(|s| s.grad_norm == Some(f64::INFINITY)).count();
+    eprintln!("fp16: {skipped} of {} steps skipped; final scale {:?}", fp16.steps.len(), fp16.loss_scale);
     assert_eq!(fp16.skipped_steps, skipped);
     assert_eq!(fp16.loss_scale, Some(65536.0 / 2f64.powi(skipped as i32)));
     assert!(skipped < fp16.steps.len() / 2, "{skipped} of {} steps skipped", fp16.steps.len());
@@ -520,4 +521,36 @@ fn bf16_and_fp16_autocast_train_with_fp32_weights_to_about_the_fp32_loss() {
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("epoch-4/state.json")).unwrap()).unwrap();
     let good_run = fp16.steps.iter().rev().take_while(|s| s.grad_norm != Some(f64::INFINITY)).count();
     assert_eq!(state["loss_scale"], serde_json::json!([fp16.loss_scale.unwrap(), good_run, skipped]));
+}
+
+#[test]
+fn fp16_steps_that_overflow_are_skipped_halving_the_scale_and_pausing_the_schedule() {
+    use tunebook::runtime::precision::Precision;
+    use tunebook::train::loss_scale::ScalerConfig;
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = reviews();
+    let mut model = tiny(dir.path(), false);
+    let batches = loader(&model, &data, 8, false);
+    // A first scale of 2^24 overflows this model's fp16 gradients until it has
+    // halved enough (measured: to 2^18, after 6 skipped steps).
+    let scaler = ScalerConfig { init_scale: 2f64.powi(24), ..ScalerConfig::default() };
+    let opts = FitOptions { lr: 1e-3, epochs: 4, schedule: Schedule::Linear, warmup: 0.0, seed: Some(1), precision: Precision::Fp16, loss_scaler: scaler, ..FitOptions::default() };
+    let run = train::fit(&mut model, &batches, None, &opts, &mut train::Silent, &Arc::new(AtomicBool::new(false))).unwrap();
+    let skipped: Vec<bool> = run.steps.iter().map(|s| s.grad_norm == Some(f64::INFINITY)).collect();
+    let count = skipped.iter().filter(|&&s| s).count();
+    eprintln!("{count} of {} steps skipped; final scale {:?}", run.steps.len(), run.loss_scale);
+    assert!(count >= 2 && count < run.steps.len() / 2, "{count} of {} steps skipped", run.steps.len());
+    assert_eq!(run.skipped_steps, count);
+    assert_eq!(run.loss_scale, Some(2f64.powi(24 - count as i32)), "halved once per skipped step");
+    // The rate of each step is the schedule's at the count of steps taken (skipped ones not counted), as in HF's Trainer.
+    let mut taken = 0;
+    for (record, &was_skipped) in run.steps.iter().zip(&skipped) {
+        let expected = 1e-3 * Schedule::Linear.factor(taken, run.steps.len(), 0);
+        assert!((record.lr - expected).abs() < 1e-15, "step {}: rate {} where {expected} was due", record.step, record.lr);
+        taken += usize::from(!was_skipped);
+    }
+    // The weights stayed finite and training went on after the skips.
+    assert!(run.steps.last().unwrap().loss.is_finite());
+    assert!(model.named_parameters().iter().all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1));
 }

@@ -210,8 +210,10 @@ fn chunked_cross_entropy(hidden: &Tensor, head: &Tensor, labels: &Tensor, chunk_
     let want_head = head.requires_grad();
     let (vocab, _) = head.size2().expect("the head is [vocab, hidden]");
     let chunk = (chunk_elements / vocab).max(1);
-    let (loss_sum, grad_states, grad_head) = tch::no_grad(|| {
-        let (s, w) = (states.detach(), head.detach());
+    // Without autocast: under fp16 the hand-made gradients (about p / n)
+    // would flush to zero before the loss scale reaches them.
+    let (loss_sum, grad_states, grad_head) = crate::runtime::precision::without_autocast(head.device(), || tch::no_grad(|| {
+        let (s, w) = (states.detach().to_kind(head.kind()), head.detach());
         let mut loss_sum = Tensor::zeros([], (Kind::Float, s.device()));
         let mut grad_states = Vec::new();
         let mut grad_head = want_head.then(|| Tensor::zeros(w.size(), (Kind::Float, w.device())));
@@ -237,7 +239,7 @@ fn chunked_cross_entropy(hidden: &Tensor, head: &Tensor, labels: &Tensor, chunk_
             start += len;
         }
         (loss_sum, grad_states, grad_head)
-    });
+    }));
     let loss = loss_sum / n as f64;
     // A term whose value is 0 and whose gradients are those computed above.
     let mut carrier = hidden.sum(Kind::Float) * 0.0;

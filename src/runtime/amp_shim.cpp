@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 
+#include <string>
 #include <vector>
 
 namespace {
@@ -26,9 +27,16 @@ int tb_autocast_decrement_nesting() { return at::autocast::decrement_nesting(); 
 
 void tb_autocast_clear_cache() { at::autocast::clear_cache(); }
 
+namespace {
+thread_local std::string last_error;
+}  // namespace
+
+// What libtorch said when the last call on this thread failed.
+const char* tb_amp_last_error() { return last_error.c_str(); }
+
 // Divides each of `grads[0..count]` by `inv_scale`'s reciprocal in place and
 // sets `found_inf` to 1 if any holds an inf or a NaN. Returns 0 if libtorch
-// refused (the tensors' devices or dtypes differ), 1 otherwise.
+// failed (see tb_amp_last_error), 1 otherwise.
 int tb_amp_unscale(at::Tensor* const* grads, int count, at::Tensor* found_inf, at::Tensor* inv_scale) {
   try {
     std::vector<at::Tensor> list;
@@ -36,7 +44,8 @@ int tb_amp_unscale(at::Tensor* const* grads, int count, at::Tensor* found_inf, a
     for (int i = 0; i < count; ++i) list.push_back(*grads[i]);
     at::_amp_foreach_non_finite_check_and_unscale_(list, *found_inf, *inv_scale);
     return 1;
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
+    last_error = e.what();
     return 0;
   }
 }

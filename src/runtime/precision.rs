@@ -22,6 +22,7 @@ extern "C" {
     fn tb_autocast_clear_cache();
     // Each pointer is tch's tensor handle, a libtorch `at::Tensor*`.
     fn tb_amp_unscale(grads: *const *mut c_void, count: c_int, found_inf: *mut c_void, inv_scale: *mut c_void) -> c_int;
+    fn tb_amp_last_error() -> *const std::os::raw::c_char;
 }
 
 /// libtorch's `_amp_foreach_non_finite_check_and_unscale_` over all of
@@ -32,7 +33,9 @@ pub fn unscale_in_place(grads: &mut [Tensor], found_inf: &mut Tensor, inv_scale:
     // SAFETY: every pointer is a live tensor borrowed mutably for the call.
     let ok = unsafe { tb_amp_unscale(defined.as_ptr(), defined.len() as c_int, found_inf.as_mut_ptr().cast(), inv_scale.as_mut_ptr().cast()) };
     if ok == 0 {
-        bail!("unscaling the gradients failed: libtorch's _amp_foreach_non_finite_check_and_unscale_ refused them (are they on one device, in one dtype?)");
+        // SAFETY: the shim's thread-local message, valid until its next call on this thread.
+        let why = unsafe { std::ffi::CStr::from_ptr(tb_amp_last_error()) }.to_string_lossy().into_owned();
+        bail!("unscaling the gradients failed: {why}");
     }
     Ok(())
 }
@@ -98,6 +101,29 @@ impl Precision {
             }
         }
     }
+}
+
+/// Runs `f` with autocast off for `device`'s type (where it computes
+/// gradients by hand, which fp16 would flush to zero before any loss scale
+/// reaches them), then puts back what was set.
+pub fn without_autocast<T>(device: Device, f: impl FnOnce() -> T) -> T {
+    let cuda = c_int::from(device != Device::Cpu);
+    // SAFETY: plain calls into libtorch's thread-local autocast state.
+    let was = unsafe { tb_autocast_is_enabled(cuda) };
+    if was == 0 {
+        return f();
+    }
+    struct Restore(c_int);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: as above, on the same thread.
+            unsafe { tb_autocast_set_enabled(self.0, 1) };
+        }
+    }
+    // SAFETY: as above.
+    unsafe { tb_autocast_set_enabled(cuda, 0) };
+    let _restore = Restore(cuda);
+    f()
 }
 
 /// Why `precision` on this machine's CPU would be slow, if it would:
@@ -203,9 +229,13 @@ mod tests {
     }
 
     #[test]
-    fn fp16_autocast_computes_products_in_half() {
+    fn fp16_autocast_computes_products_in_half_except_where_it_is_turned_off() {
         let (a, b) = (Tensor::randn([4, 8], (Kind::Float, Device::Cpu)), Tensor::randn([8, 3], (Kind::Float, Device::Cpu)));
         assert_eq!(Precision::Fp16.run(Device::Cpu, || a.matmul(&b).kind()), Kind::Half);
+        Precision::Fp16.run(Device::Cpu, || {
+            assert_eq!(without_autocast(Device::Cpu, || a.matmul(&b).kind()), Kind::Float);
+            assert_eq!(a.matmul(&b).kind(), Kind::Half, "back on after");
+        });
         assert!(Precision::Fp16.scales_loss() && !Precision::Bf16.scales_loss());
     }
 }

@@ -18,8 +18,9 @@ pub struct BatchFit {
     /// The largest batch (the loader's, halved as often as needed) whose
     /// step fitted.
     pub batch: usize,
-    /// Batches to accumulate per step so that a step sees as many rows as
-    /// the loader's batch did.
+    /// Batches to accumulate per step so that a step sees at least as many
+    /// rows as the loader's batch did (exactly as many when the batch
+    /// divides it).
     pub accumulate: usize,
     /// The batch sizes that did not fit, largest first, with how much the
     /// failed allocation asked for.
@@ -34,7 +35,8 @@ pub struct BatchFit {
 pub fn find_batch_size(model: &dyn Learner, data: &DataLoader, precision: Precision) -> Result<BatchFit> {
     let start = data.options.batch_size.min(data.rows());
     let order = largest_first(data);
-    let buffers: Vec<(Tensor, Tensor)> = model.buffers().into_iter().map(|(_, t)| (t.shallow_clone(), t.detach().copy())).collect();
+    // Put back however the trials end, a panic included.
+    let _restore = RestoreBuffers(model.buffers().into_iter().map(|(_, t)| (t.shallow_clone(), t.detach().copy())).collect());
     let mut failed = Vec::new();
     let mut batch = start;
     let outcome = loop {
@@ -49,13 +51,21 @@ pub fn find_batch_size(model: &dyn Learner, data: &DataLoader, precision: Precis
             }
         }
     };
-    tch::no_grad(|| {
-        for (live, saved) in &buffers {
-            live.shallow_clone().copy_(saved);
-        }
-    });
     outcome?;
     Ok(BatchFit { batch, accumulate: start.div_ceil(batch), failed })
+}
+
+/// BatchNorm's running statistics as they were, copied back when dropped.
+struct RestoreBuffers(Vec<(Tensor, Tensor)>);
+
+impl Drop for RestoreBuffers {
+    fn drop(&mut self) {
+        tch::no_grad(|| {
+            for (live, saved) in &self.0 {
+                live.shallow_clone().copy_(saved);
+            }
+        });
+    }
 }
 
 /// Row indices with the longest texts first (padding makes the longest
@@ -68,16 +78,17 @@ fn largest_first(data: &DataLoader) -> Vec<usize> {
     order
 }
 
-/// One step's memory on `rows`: the gradients and two optimizer moments of
-/// every trainable tensor, and the activations kept for the backward pass.
+/// One step's memory on `rows`: the gradients, the running sum that
+/// accumulation keeps, and two optimizer moments of every trainable tensor,
+/// and the activations kept for the backward pass.
 fn trial_step(model: &dyn Learner, data: &DataLoader, rows: &[usize], precision: Precision) -> Result<()> {
     let device = model.device();
     let trainable: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).filter(Tensor::requires_grad).collect();
-    let moments: Vec<Tensor> = trainable.iter().flat_map(|t| [t.zeros_like(), t.zeros_like()]).collect();
+    let held: Vec<Tensor> = trainable.iter().flat_map(|t| [t.zeros_like(), t.zeros_like(), t.zeros_like()]).collect();
     let batch = data.collate(rows, Device::Cpu, None)?.to_device(device);
     let loss = batch_loss(model, &batch, Loss::default_for(model.task()), None, 0.0, precision)?;
     let grads = Tensor::run_backward(&[loss.to_kind(Kind::Float)], &trainable, false, false);
-    drop((grads, moments));
+    drop((grads, held));
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use super::tensorboard::TensorBoardWriter;
 use super::history::{EpochRecord, EvalResult, Sample, StepEval, StepRecord, TrainRun};
 use super::layer_stats::LayerTracker;
 use super::loss::Loss;
-use super::loss_scale::{LossScaler, ScalerConfig};
+use super::loss_scale::LossScaler;
 use super::optim::{self, Optimizer, ParamSpec};
 use super::options::FitOptions;
 use super::schedule::{Plateau, Schedule};
@@ -157,6 +157,10 @@ impl RatePlan {
     }
 }
 
+/// Steps in a row with a non-finite fp16 loss that are skipped before `fit`
+/// gives up: backing off the scale cannot fix a forward pass that overflows.
+const MAX_NONFINITE_FP16_STEPS: usize = 10;
+
 /// One `fit` in progress: its parts and the run so far.
 struct Trainer<'a> {
     model: &'a mut dyn Learner,
@@ -182,6 +186,10 @@ struct Trainer<'a> {
     sync: Option<GradientSync>,
     /// fp16's loss scaling; `None` in other precisions.
     scaler: Option<LossScaler>,
+    /// Whether the optimizer is updating the weights (a failure there leaves some updated).
+    updating: bool,
+    /// Steps in a row whose fp16 loss was not finite (each skipped, as GradScaler would).
+    nonfinite_in_a_row: usize,
     /// Every parameter: early stopping copies and restores the best ones.
     all_params: Vec<Tensor>,
     run: TrainRun,
@@ -241,7 +249,9 @@ impl<'a> Trainer<'a> {
             early_stopping: opts.early_stopping.clone().map(Tracker::new),
             layer_tracker: None,
             sync: dist.map(GradientSync::new),
-            scaler: opts.precision.scales_loss().then(|| LossScaler::new(ScalerConfig::default(), device)),
+            scaler: opts.precision.scales_loss().then(|| LossScaler::new(opts.loss_scaler, device)),
+            updating: false,
+            nonfinite_in_a_row: 0,
             all_params: model.state().into_iter().map(|(_, t)| t).collect(),
             run,
             step: 0,
@@ -369,9 +379,14 @@ impl<'a> Trainer<'a> {
                 break;
             }
             let locals = &local_rows[i * accumulate..i * accumulate + group.len()];
-            let (record, all_stop) = match crate::runtime::memory::catch_out_of_memory(|| self.train_step(group, locals, &mut prepared)) {
-                Ok(step) => step?,
-                Err(oom) => return Err(self.out_of_memory(&oom, locals)),
+            // With several processes, the others would wait for this one's gradients: no catching there.
+            let (record, all_stop) = if self.sync.is_some() {
+                self.train_step(group, locals, &mut prepared)?
+            } else {
+                match crate::runtime::memory::catch_out_of_memory(|| self.train_step(group, locals, &mut prepared)) {
+                    Ok(step) => step?,
+                    Err(oom) => return Err(self.out_of_memory(&oom, locals)),
+                }
             };
             loss_sum += record.loss;
             batches += 1;
@@ -397,18 +412,22 @@ impl<'a> Trainer<'a> {
         let rows = locals.iter().map(Vec::len).max().unwrap_or(0);
         let batch = self.train.describe_rows(locals.iter().max_by_key(|b| b.len()).map_or(&[][..], Vec::as_slice));
         let asked = oom.requested().map(|r| format!(" (it ran out allocating {r} more)")).unwrap_or_default();
-        let kept = match self.step {
-            0 => "Nothing was trained".to_string(),
-            1 => "The model keeps the weights of the step before".to_string(),
-            n => format!("The model keeps the weights of the {n} steps before"),
+        let kept = match (self.updating, self.step) {
+            (true, _) => "It ran out inside the optimizer's update, so some weights were updated and others not: reload the model (or resume from the last checkpoint)".to_string(),
+            (false, 0) => "Nothing was trained".to_string(),
+            (false, 1) => "The model keeps the weights of the step before".to_string(),
+            (false, n) => format!("The model keeps the weights of the {n} steps before"),
         };
-        let smaller = (rows / 2).max(1);
+        if rows <= 1 {
+            return anyhow::anyhow!("out of memory at training step {}: even {batch} did not fit{asked}; shorten max_len, freeze more of the model (model.trainable_layers(n)) or use LoRA. {kept}. libtorch said: {}", self.step + 1, oom.message);
+        }
+        let smaller = rows / 2;
         let fewer_tokens = if matches!(self.train.source, LoaderSource::Text(_) | LoaderSource::Streamed(_)) { ", shorten max_len in tokenize" } else { "" };
         let bf16 = if self.opts.precision == crate::runtime::precision::Precision::Fp32 { ", or train in bf16 on a GPU (precision: \"bf16\")" } else { "" };
         anyhow::anyhow!(
             "out of memory at training step {}: {batch} did not fit{asked}. Lower the loader's batch and keep the effective batch with accumulation (loader(#{{ batch: {smaller} }}) and fit's accumulate: {}){fewer_tokens}{bf16}; find_batch_size(model, loader) finds a batch that fits. {kept}. libtorch said: {}",
             self.step + 1,
-            self.accumulate * (rows / smaller).max(1),
+            self.accumulate * rows.div_ceil(smaller),
             oom.message
         )
     }
@@ -484,14 +503,18 @@ impl<'a> Trainer<'a> {
         if let Some(s) = self.sync.as_mut() {
             (grads, group_loss, all_stop) = s.finish_step(group_loss, self.stop.load(Ordering::Relaxed))?;
         }
-        if !group_loss.is_finite() {
+        // In fp16 a non-finite loss is an overflow like any other: skipped with
+        // the scale backed off, unless it goes on (the forward pass itself overflows).
+        let skippable = self.scaler.is_some() && self.nonfinite_in_a_row < MAX_NONFINITE_FP16_STEPS;
+        self.nonfinite_in_a_row = if group_loss.is_finite() { 0 } else { self.nonfinite_in_a_row + 1 };
+        if !group_loss.is_finite() && !skippable {
             let kept = self.opts.checkpoint.as_ref().filter(|_| !self.run.epochs.is_empty()).map(|c| format!("; the last good checkpoint is in {}", c.dir.display())).unwrap_or_default();
-            let fp16 = if self.scaler.is_some() { "; in fp16 the forward pass may have overflowed (its range ends at 65504): bf16 has fp32's range" } else { "" };
+            let fp16 = if self.scaler.is_some() { format!(" ({MAX_NONFINITE_FP16_STEPS} steps in a row were skipped for it); in fp16 the forward pass itself may overflow (its range ends at 65504): bf16 has fp32's range") } else { String::new() };
             bail!("the training loss became {group_loss} at step {}; lower the learning rate (it is {}){fp16}{kept}", self.step + 1, self.opts.lr);
         }
         if let Some(s) = self.scaler.as_mut() {
             // Unscaled before clipping, as GradScaler.unscale_ is; an overflow skips the step.
-            let overflowed = s.unscale(&mut grads)?;
+            let overflowed = s.unscale(&mut grads)? || !group_loss.is_finite();
             s.update(overflowed);
             if overflowed {
                 self.step += 1;
@@ -504,7 +527,9 @@ impl<'a> Trainer<'a> {
             t.add_step(&self.optimizer.trainable_names(), &grads);
         }
         let grad_norm = self.opts.max_grad_norm.map(|max| optim::clip_norm(&grads, max));
+        self.updating = true;
         self.optimizer.step_with(lr, grads);
+        self.updating = false;
         self.step += 1;
         let record = StepRecord { step: self.step, loss: group_loss, lr, grad_norm };
         self.run.steps.push(record);

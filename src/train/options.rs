@@ -84,6 +84,8 @@ pub struct FitOptions {
     /// The precision of the forward passes (autocast); weights, gradients
     /// and optimizer state stay fp32.
     pub precision: crate::runtime::precision::Precision,
+    /// fp16's loss scaler settings (`torch.amp.GradScaler`'s defaults).
+    pub loss_scaler: super::loss_scale::ScalerConfig,
     /// Class weights of the training loss, if any.
     pub class_weights: Option<ClassWeights>,
     /// Batches whose gradients are summed into one optimizer step.
@@ -139,6 +141,7 @@ impl Default for FitOptions {
             loss: None,
             label_smoothing: 0.0,
             precision: Default::default(),
+            loss_scaler: Default::default(),
             class_weights: None,
             accumulate: 1,
             seed: None,
