@@ -63,6 +63,7 @@ fn fp16_loss_scaling_matches_torch_amp_grad_scaler_with_overflows() {
     let mut opt = Optimizer::new(Method::AdamW, vec![ParamSpec::new("weight", weight.shallow_clone(), 0.01), ParamSpec::new("bias", bias.shallow_clone(), 0.0)], 0.9, 0.999, 1e-8);
     let mut scaler = LossScaler::new(ScalerConfig { init_scale: 1024.0, growth_interval: 2, ..ScalerConfig::default() }, tch::Device::Cpu);
     let skipped: Vec<i64> = Vec::try_from(&t["skipped"]).unwrap();
+    let mut worst = 0f64;
     assert_eq!(skipped.iter().sum::<i64>(), 3, "the fixture injects three overflows");
     for (i, &expect_skip) in skipped.iter().enumerate() {
         let mut grads = vec![t[&format!("weight_grad_{i}")].copy(), t[&format!("bias_grad_{i}")].copy()];
@@ -77,10 +78,12 @@ fn fp16_loss_scaling_matches_torch_amp_grad_scaler_with_overflows() {
         scaler.update(overflowed);
         assert_eq!(scaler.scale(), t[&format!("scale_after_{i}")].double_value(&[0]), "step {i}: the scale");
         for (name, param) in [("weight", &weight), ("bias", &bias)] {
-            // Measured 0 to 1.2e-7; a skipped step leaves the weights exactly as they were.
+            // Measured 0 (bit for bit, skipped steps included); 1e-7 leaves room for another libtorch build.
             let diff = (param - &t[&format!("{name}_after_{i}")]).abs().max().double_value(&[]);
-            assert!(diff <= 1e-6, "step {i}: {name} differs from PyTorch by {diff}");
+            worst = worst.max(diff);
+            assert!(diff <= 1e-7, "step {i}: {name} differs from PyTorch by {diff}");
         }
     }
     assert_eq!(scaler.skipped(), 3);
+    eprintln!("GradScaler parity: largest weight difference {worst:e}");
 }
