@@ -91,4 +91,11 @@ impl Options {
         }
         Ok(s)
     }
+
+    /// The `precision:` option (fp32, bf16 or fp16), `default` when not given.
+    pub fn precision(&self, default: crate::runtime::precision::Precision) -> R<crate::runtime::precision::Precision> {
+        use crate::runtime::precision::Precision;
+        let name = self.choice("precision", default.name(), Precision::NAMES)?;
+        Precision::parse(&name).map_err(|e| script_error(format!("{}: {e}", self.func)))
+    }
 }

@@ -10,8 +10,7 @@ use super::args::selector_list;
 use super::handles::{LoaderHandle, LrFindHandle, RunHandle, Shared, TensorHandle};
 use super::train::{eval_map, fit_options};
 use crate::model::Learner;
-use crate::runtime::precision::Precision;
-use crate::script::options::{script_error, Options};
+use crate::script::options::Options;
 use crate::script::{guard, Context};
 use crate::train::{self, FitOptions};
 
@@ -89,19 +88,13 @@ pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Conte
     let c = ctx.clone();
     engine.register_fn("fit", move |m: Shared<M>, t: LoaderHandle, o: Map| run_fit(&c, &m, &t, None, o));
     let c = ctx.clone();
-    engine.register_fn("evaluate", move |m: Shared<M>, l: LoaderHandle| evaluate_in(&m, &l, c.precision));
+    engine.register_fn("evaluate", move |m: Shared<M>, l: LoaderHandle| evaluate_in(&c, &m, &l, Map::new()));
     let c = ctx.clone();
-    engine.register_fn("evaluate", move |m: Shared<M>, l: LoaderHandle, opts: Map| -> R<Map> {
-        let o = Options::new("evaluate", opts)?;
-        evaluate_in(&m, &l, precision_option(&o, c.precision)?)
-    });
+    engine.register_fn("evaluate", move |m: Shared<M>, l: LoaderHandle, opts: Map| evaluate_in(&c, &m, &l, opts));
     let c = ctx.clone();
-    engine.register_fn("find_batch_size", move |m: Shared<M>, l: LoaderHandle| batch_size_for(&m, &l, c.precision));
+    engine.register_fn("find_batch_size", move |m: Shared<M>, l: LoaderHandle| batch_size_for(&c, &m, &l, Map::new()));
     let c = ctx.clone();
-    engine.register_fn("find_batch_size", move |m: Shared<M>, l: LoaderHandle, opts: Map| -> R<Map> {
-        let o = Options::new("find_batch_size", opts)?;
-        batch_size_for(&m, &l, precision_option(&o, c.precision)?)
-    });
+    engine.register_fn("find_batch_size", move |m: Shared<M>, l: LoaderHandle, opts: Map| batch_size_for(&c, &m, &l, opts));
     let c = ctx.clone();
     engine.register_fn("lr_find", move |m: Shared<M>, t: LoaderHandle, opts: Map| -> R<LrFindHandle> {
         let o = Options::new("lr_find", opts)?;
@@ -118,13 +111,9 @@ pub(super) fn register<M: Learner + 'static>(engine: &mut Engine, ctx: &Rc<Conte
     });
 }
 
-/// The `precision:` option, `default` (the run's) when not given.
-fn precision_option(o: &Options, default: Precision) -> R<Precision> {
-    Precision::parse(&o.choice("precision", default.name(), Precision::NAMES)?).map_err(|e| script_error(e.to_string()))
-}
-
-/// `evaluate(model, loader)`, its forward passes in `precision`.
-fn evaluate_in<M: Learner + 'static>(m: &Shared<M>, l: &LoaderHandle, precision: Precision) -> R<Map> {
+/// `evaluate(model, loader, #{ precision })`, in the run's precision unless given.
+fn evaluate_in<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, l: &LoaderHandle, opts: Map) -> R<Map> {
+    let precision = Options::new("evaluate", opts)?.precision(ctx.precision)?;
     guard(|| {
         m.with(|model| {
             let (r, detail) = train::evaluate_detailed_in(model, &l.0, precision)?;
@@ -133,9 +122,11 @@ fn evaluate_in<M: Learner + 'static>(m: &Shared<M>, l: &LoaderHandle, precision:
     })
 }
 
-/// `find_batch_size(model, loader)`: the batch that fits, the accumulation
-/// that keeps the loader's effective batch, and a loader with that batch.
-fn batch_size_for<M: Learner + 'static>(m: &Shared<M>, l: &LoaderHandle, precision: Precision) -> R<Map> {
+/// `find_batch_size(model, loader, #{ precision })`: the batch that fits,
+/// the accumulation that keeps the loader's effective batch, and a loader
+/// with that batch.
+fn batch_size_for<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, l: &LoaderHandle, opts: Map) -> R<Map> {
+    let precision = Options::new("find_batch_size", opts)?.precision(ctx.precision)?;
     let found = guard(|| m.with(|model| train::find_batch_size(model, &l.0, precision)))?;
     let mut loader = l.0.clone();
     loader.options.batch_size = found.batch;

@@ -60,7 +60,7 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
             Some(_) => Some(train::Loss::parse(&o.choice("loss", "cross_entropy", train::Loss::NAMES)?).map_err(|e| script_error(e.to_string()))?),
         },
         label_smoothing: o.float("label_smoothing", 0.0, 0.0, 0.99)?,
-        precision: crate::runtime::precision::Precision::parse(&o.choice("precision", ctx.precision.name(), &["fp32", "bf16", "fp16"])?).map_err(|e| script_error(format!("fit: {e}")))?,
+        precision: o.precision(ctx.precision)?,
         class_weights: match o.get("class_weights") {
             None => None,
             Some(v) if v.is_string() && v.clone().into_string().unwrap() == "balanced" => Some(ClassWeights::Balanced),
@@ -259,7 +259,7 @@ fn predict_options(m: &ModelHandle, opts: Map) -> R<(usize, Option<String>, Repo
     if o.get("threshold").is_some() && model.task != crate::task::Task::MultiLabel {
         return Err(script_error(format!("predict: threshold picks the labels of a multi_label head; this head is for {} (each prediction's scores holds every probability)", model.task.name())));
     }
-    let precision = crate::runtime::precision::Precision::parse(&o.choice("precision", "fp32", crate::runtime::precision::Precision::NAMES)?).map_err(|e| script_error(format!("predict: {e}")))?;
+    let precision = o.precision(crate::runtime::precision::Precision::Fp32)?;
     Ok((max_len, head, Reporting { top_k, threshold }, precision))
 }
 
