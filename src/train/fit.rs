@@ -687,7 +687,7 @@ fn resume_early_stopping(tracker: &mut Tracker, epochs: &[EpochRecord], dir: &Pa
 }
 
 /// Adds a micro-batch's gradients to the step's sum (the first becomes it).
-fn add_gradients(sum: &mut Vec<Tensor>, grads: Vec<Tensor>) {
+pub(super) fn add_gradients(sum: &mut Vec<Tensor>, grads: Vec<Tensor>) {
     if sum.is_empty() {
         *sum = grads;
         return;
