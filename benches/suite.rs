@@ -471,7 +471,7 @@ fn image_loader(steps: usize, repeats: usize) -> anyhow::Result<()> {
     let mut values = Vec::new();
     for r in 0..repeats {
         let started = Instant::now();
-        let mut prepared = loader.prefetch(loader.batch_indices(r), Some(r), 4)?;
+        let mut prepared = loader.prefetch(loader.batch_indices(r), Some(r), 4, tch::Device::Cpu)?;
         let mut n = 0;
         while let Some(b) = prepared.next_batch()? {
             n += b.size;

@@ -380,7 +380,7 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
     let options = LoaderOptions { batch_size: 16, shuffle: true, seed: 3, drop_last: false, bucket: false, packing: false };
     let loader = DataLoader::over(LoaderSource::Images(Arc::new(set)), options).unwrap();
     let batches = loader.batch_indices(2);
-    let mut prefetched = loader.prefetch(batches.clone(), Some(2), 2).unwrap();
+    let mut prefetched = loader.prefetch(batches.clone(), Some(2), 2, tch::Device::Cpu).unwrap();
     for rows in &batches {
         let got = prefetched.next_batch().unwrap().expect("a batch for every row list");
         let want = loader.collate(rows, tch::Device::Cpu, Some(2)).unwrap();
@@ -393,7 +393,7 @@ fn the_loader_thread_delivers_every_batch_in_order_and_stops_when_dropped() {
     assert!(prefetched.next_batch().unwrap().is_none());
     // Dropped after one batch of seven: dropping joins the loader thread,
     // which must stop instead of hanging on its full channel.
-    let mut early = loader.prefetch(batches, Some(2), 1).unwrap();
+    let mut early = loader.prefetch(batches, Some(2), 1, tch::Device::Cpu).unwrap();
     assert!(early.next_batch().unwrap().is_some());
     let (joined, on_join) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

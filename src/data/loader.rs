@@ -279,16 +279,28 @@ pub struct Batch {
 
 impl Batch {
     /// The batch on `device` (the same tensors where it is there already).
+    /// Copies to CUDA do not block: from pinned memory they overlap the
+    /// work queued before them (libtorch's pinned-memory cache keeps the
+    /// host tensor until its copy has run); from pageable memory the copy
+    /// is synchronous either way.
     pub fn to_device(self, device: Device) -> Batch {
+        let non_blocking = device.is_cuda();
+        self.map(|t| if t.device() == device { t } else { t.to_device_(device, t.kind(), non_blocking, false) })
+    }
+
+    /// The batch in page-locked host memory, for faster and non-blocking
+    /// copies to the CUDA device `for_device`.
+    pub fn pinned(self, for_device: Device) -> Batch {
+        self.map(|t| t.pin_memory(for_device))
+    }
+
+    /// Every tensor of the batch passed through `f`.
+    fn map(self, f: impl Fn(Tensor) -> Tensor) -> Batch {
         let inputs = match self.inputs {
-            Inputs::Text { input_ids, token_type_ids, attention_mask } => Inputs::Text {
-                input_ids: input_ids.to_device(device),
-                token_type_ids: token_type_ids.to_device(device),
-                attention_mask: attention_mask.to_device(device),
-            },
-            Inputs::Images(pixels) => Inputs::Images(pixels.to_device(device)),
+            Inputs::Text { input_ids, token_type_ids, attention_mask } => Inputs::Text { input_ids: f(input_ids), token_type_ids: f(token_type_ids), attention_mask: f(attention_mask) },
+            Inputs::Images(pixels) => Inputs::Images(f(pixels)),
         };
-        Batch { inputs, labels: self.labels.to_device(device), size: self.size }
+        Batch { inputs, labels: f(self.labels), size: self.size }
     }
 }
 
@@ -654,8 +666,10 @@ impl DataLoader {
 
     /// The batches of `batches`, in order, collated on a background thread
     /// (on the CPU) at most `ahead` batches ahead; `epoch` draws training
-    /// augmentation as `collate` does.
-    pub fn prefetch(&self, batches: Vec<Vec<usize>>, epoch: Option<usize>, ahead: usize) -> Result<Prefetch> {
+    /// augmentation as `collate` does. For a CUDA `target` the thread also
+    /// pins each batch (page-locked memory, as PyTorch's `pin_memory=True`),
+    /// so that `Batch::to_device` copies it without blocking.
+    pub fn prefetch(&self, batches: Vec<Vec<usize>>, epoch: Option<usize>, ahead: usize, target: Device) -> Result<Prefetch> {
         let loader = self.clone();
         let remaining = batches.len();
         let (tx, rx) = std::sync::mpsc::sync_channel(ahead.max(1));
@@ -663,7 +677,8 @@ impl DataLoader {
             .name("tunebook-loader".into())
             .spawn(move || {
                 for rows in batches {
-                    if tx.send(loader.collate(&rows, Device::Cpu, epoch)).is_err() {
+                    let batch = loader.collate(&rows, Device::Cpu, epoch).map(|b| if target.is_cuda() { b.pinned(target) } else { b });
+                    if tx.send(batch).is_err() {
                         break;
                     }
                 }

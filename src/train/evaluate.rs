@@ -115,7 +115,7 @@ pub(super) fn evaluate_with_stop(model: &dyn Learner, data: &DataLoader, stop: O
     };
     let stop = if dist.is_some() { None } else { stop };
     let total_batches = batches.len();
-    let mut prepared = data.prefetch(batches, None, PREFETCH_AHEAD)?;
+    let mut prepared = data.prefetch(batches, None, PREFETCH_AHEAD, device)?;
     let mut done_batches = 0;
     while let Some(batch) = prepared.next_batch()? {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {

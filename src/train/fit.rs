@@ -367,7 +367,7 @@ impl<'a> Trainer<'a> {
         let accumulate = self.accumulate;
         // Only the batches this run will reach are prepared.
         let reachable = self.plan.total_steps.saturating_sub(self.step).saturating_mul(accumulate).min(batch_rows.len());
-        let mut prepared = self.train.prefetch(local_rows[..reachable].iter().filter(|b| !b.is_empty()).cloned().collect(), Some(epoch), PREFETCH_AHEAD)?;
+        let mut prepared = self.train.prefetch(local_rows[..reachable].iter().filter(|b| !b.is_empty()).cloned().collect(), Some(epoch), PREFETCH_AHEAD, self.device)?;
         let steps_in_epoch = batch_rows.len().div_ceil(accumulate);
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for (i, group) in batch_rows.chunks(accumulate).enumerate() {
