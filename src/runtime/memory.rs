@@ -1,7 +1,18 @@
-//! Memory: the peak of this process, for run reports and benchmarks, and
-//! allocation failures caught where a step can be retried or explained.
+//! Memory: the peak of this process and of the CUDA device, for run
+//! reports and benchmarks, and allocation failures caught where a step can
+//! be retried or explained (CUDA's cache is emptied after one).
 
+use std::os::raw::{c_char, c_int, c_longlong};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use tch::Device;
+
+extern "C" {
+    fn tb_cuda_empty_cache() -> c_int;
+    fn tb_cuda_peak_allocated(index: c_int) -> c_longlong;
+    fn tb_cuda_reset_peak(index: c_int);
+    fn tb_memory_last_error() -> *const c_char;
+}
 
 /// An allocation libtorch could not make (CPU or CUDA), with what it said.
 #[derive(Debug, Clone)]
@@ -11,6 +22,15 @@ pub struct OutOfMemory {
 }
 
 impl OutOfMemory {
+    /// The failure libtorch reported as `message`, once CUDA's cache has
+    /// been emptied (what went wrong emptying it is added to the message).
+    fn after_releasing_cache(message: String) -> Self {
+        match release_cached_device_memory() {
+            Ok(()) => Self { message },
+            Err(why) => Self { message: format!("{message} (emptying CUDA's memory cache afterwards failed too: {why})") },
+        }
+    }
+
     /// How much the failed allocation asked for, as libtorch said it
     /// (`you tried to allocate N bytes` on CPU, `Tried to allocate 2.00 GiB`
     /// on CUDA), e.g. `0.40 GB`.
@@ -48,17 +68,55 @@ fn trimmed(text: &str) -> String {
 /// Other errors come back as they were, and other panics keep unwinding.
 pub fn catch_out_of_memory<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<anyhow::Result<T>, OutOfMemory> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Err(e)) if is_out_of_memory(&format!("{e:#}")) => Err(OutOfMemory { message: trimmed(&format!("{e:#}")) }),
+        Ok(Err(e)) if is_out_of_memory(&format!("{e:#}")) => Err(OutOfMemory::after_releasing_cache(trimmed(&format!("{e:#}")))),
         Ok(result) => Ok(result),
         Err(payload) => {
             let text = crate::panic::panic_text(&*payload);
             if is_out_of_memory(&text) {
-                Err(OutOfMemory { message: trimmed(&text) })
+                Err(OutOfMemory::after_releasing_cache(trimmed(&text)))
             } else {
                 resume_unwind(payload)
             }
         }
     }
+}
+
+/// Hands the blocks CUDA's caching allocator keeps unused back to the
+/// driver (`torch.cuda.empty_cache()`), so that after an allocation failure
+/// the next try, and other processes, can have them. Nothing without CUDA.
+/// An error carries what libtorch said.
+pub fn release_cached_device_memory() -> Result<(), String> {
+    if !tch::Cuda::is_available() {
+        return Ok(());
+    }
+    // SAFETY: the shim takes no arguments and catches libtorch's exceptions.
+    if unsafe { tb_cuda_empty_cache() } < 0 {
+        return Err(shim_error());
+    }
+    Ok(())
+}
+
+/// The peak of memory allocated on `device` since `reset_device_peak`
+/// (`torch.cuda.max_memory_allocated`), or `None` for the CPU.
+pub fn device_peak_bytes(device: Device) -> Option<u64> {
+    let Device::Cuda(index) = device else { return None };
+    // SAFETY: plain integers; the shim catches libtorch's exceptions.
+    let peak = unsafe { tb_cuda_peak_allocated(index as c_int) };
+    u64::try_from(peak).ok()
+}
+
+/// Starts `device_peak_bytes` afresh (nothing for the CPU).
+pub fn reset_device_peak(device: Device) {
+    if let Device::Cuda(index) = device {
+        // SAFETY: a plain integer; the shim catches libtorch's exceptions.
+        unsafe { tb_cuda_reset_peak(index as c_int) };
+    }
+}
+
+/// What libtorch said when the shim's last call on this thread failed.
+fn shim_error() -> String {
+    // SAFETY: the shim's thread-local message, valid until its next call on this thread.
+    unsafe { std::ffi::CStr::from_ptr(tb_memory_last_error()) }.to_string_lossy().into_owned()
 }
 
 /// Resets the peak resident set size, so that the next `peak_rss_bytes`

@@ -144,6 +144,7 @@ pub const API: &[ApiEntry] = &[
     m("Run", "total_params", "run.total_params", "All parameters of the model.", "print(run.total_params);"),
     m("Run", "optimizer_state_mb", "run.optimizer_state_mb", "Megabytes of optimizer state (Adam's moments of the parameters that trained).", "print(run.optimizer_state_mb);"),
     m("Run", "peak_memory_mb", "run.peak_memory_mb", "Peak resident memory of the process during the run, in megabytes (unit where the system does not say).", "print(run.peak_memory_mb);"),
+    m("Run", "peak_gpu_memory_mb", "run.peak_gpu_memory_mb", "Peak memory allocated on the CUDA device during the run (torch.cuda.max_memory_allocated), in megabytes; unit on the CPU.", "print(run.peak_gpu_memory_mb);"),
     m("Run", "interrupted", "run.interrupted", "Whether an interrupt stopped the run.", "if run.interrupted { print(\"stopped early by the user\"); }"),
     m("Run", "steps", "run.steps", "Optimizer steps taken.", "print(run.steps);"),
     f("tensor", "tensor(nested_array)", "A tensor from nested arrays of numbers: int64 when every number is an integer, else float32. For teaching: shapes, kinds and arithmetic as in PyTorch.", "let t = tensor([[1.0, 2.0], [3.0, 4.0]]);\nprint(t);                      // tensor([1.0000, 2.0000, 3.0000, 4.0000], shape [2, 2], float32, cpu)\nprint((t * 2 + t).sum().item()); // 30.0"),

@@ -271,6 +271,7 @@ impl<'a> Trainer<'a> {
     fn run(mut self) -> Result<TrainRun> {
         self.announce();
         crate::runtime::memory::reset_peak_rss();
+        crate::runtime::memory::reset_device_peak(self.device);
         self.started = Instant::now();
         let first_epoch = match &self.opts.resume {
             Some(dir) => self.resume(dir)? + 1,
@@ -657,6 +658,7 @@ impl<'a> Trainer<'a> {
         run.samples_per_sec = self.samples as f64 / run.train_seconds.max(1e-9);
         run.optimizer_state_bytes = self.optimizer.state_bytes();
         run.peak_rss_bytes = crate::runtime::memory::peak_rss_bytes();
+        run.peak_device_bytes = crate::runtime::memory::device_peak_bytes(self.device);
         if let Some(s) = &self.scaler {
             run.loss_scale = Some(s.scale());
             run.skipped_steps = s.skipped();

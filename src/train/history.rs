@@ -165,6 +165,10 @@ pub struct TrainRun {
     /// infinite gradient norm when the run clips).
     #[serde(default)]
     pub skipped_steps: usize,
+    /// Peak memory allocated on the CUDA device during the run
+    /// (`torch.cuda.max_memory_allocated`); `None` on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_device_bytes: Option<u64>,
 }
 
 /// One answer to a fixed prompt during training.

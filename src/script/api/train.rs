@@ -359,6 +359,7 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_get("total_params", |r: &mut RunHandle| r.0.total_params);
     engine.register_get("optimizer_state_mb", |r: &mut RunHandle| r.0.optimizer_state_bytes as f64 / 1e6);
     engine.register_get("peak_memory_mb", |r: &mut RunHandle| -> Dynamic { r.0.peak_rss_bytes.map(|b| Dynamic::from(b as f64 / 1e6)).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("peak_gpu_memory_mb", |r: &mut RunHandle| -> Dynamic { r.0.peak_device_bytes.map(|b| Dynamic::from(b as f64 / 1e6)).unwrap_or(Dynamic::UNIT) });
     engine.register_get("interrupted", |r: &mut RunHandle| r.0.interrupted);
     engine.register_get("loss_scale", |r: &mut RunHandle| -> Dynamic { r.0.loss_scale.map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
     engine.register_get("skipped_steps", |r: &mut RunHandle| r.0.skipped_steps as i64);
