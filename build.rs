@@ -53,16 +53,19 @@ fn compile_c10d_shim(lib: &std::path::Path) {
 }
 
 /// Builds `src/runtime/amp_shim.cpp` (libtorch's autocast controls and fused
-/// unscale) and `src/runtime/memory_shim.cpp` (CUDA's caching allocator).
+/// unscale), `src/runtime/memory_shim.cpp` (CUDA's caching allocator) and
+/// `src/runtime/checkpoint_shim.cpp` (gradient checkpointing).
 fn compile_amp_shim(lib: &std::path::Path) {
     let root = lib.parent().unwrap_or(lib);
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     println!("cargo:rerun-if-changed=src/runtime/amp_shim.cpp");
     println!("cargo:rerun-if-changed=src/runtime/memory_shim.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/checkpoint_shim.cpp");
     cc::Build::new()
         .cpp(true)
         .file("src/runtime/amp_shim.cpp")
         .file("src/runtime/memory_shim.cpp")
+        .file("src/runtime/checkpoint_shim.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

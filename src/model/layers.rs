@@ -12,6 +12,54 @@
 use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
+/// How a model runs its stack of transformer blocks in a forward pass.
+#[derive(Clone, Copy)]
+pub enum BlockRun<'a> {
+    /// Each block keeps its activations for the backward pass.
+    Plain,
+    /// Gradient checkpointing: each block's activations are made again in
+    /// the backward pass. Holds each block's trainable tensors, the extra
+    /// inputs its checkpoint gives gradients to (see `checkpoint_inputs`).
+    Checkpointed(&'a [Vec<Tensor>]),
+}
+
+/// Each block's trainable tensors (those of `params` named under
+/// `{stack}.{i}.`, LoRA and adapters included), when checkpointing is `on`
+/// and the pass trains; `None` (a plain pass) otherwise. A block with none
+/// whose input needs no gradient (frozen, below every trainable layer)
+/// runs plainly: nothing is kept for it and nothing is made again.
+pub fn checkpoint_inputs(on: bool, train: bool, stack: &str, blocks: i64, params: impl FnOnce() -> Vec<(String, Tensor)>) -> Option<Vec<Vec<Tensor>>> {
+    if !(on && train) {
+        return None;
+    }
+    let trainable: Vec<(String, Tensor)> = params().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    Some((0..blocks).map(|i| {
+        let prefix = format!("{stack}.{i}.");
+        trainable.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(_, t)| t.shallow_clone()).collect()
+    }).collect())
+}
+
+impl<'a> BlockRun<'a> {
+    /// Checkpointed with `inputs` (from `checkpoint_inputs`), or plain.
+    pub fn from_inputs(inputs: Option<&'a [Vec<Tensor>]>) -> Self {
+        inputs.map_or(Self::Plain, Self::Checkpointed)
+    }
+
+    /// Block `index`'s `block(xs)`, checkpointed or not. The block must own
+    /// (or borrow from the model) what it reads: a checkpointed block runs
+    /// again in the backward pass, after the caller's locals are gone.
+    pub fn apply<'m>(self, index: usize, xs: &Tensor, block: impl Fn(&Tensor) -> Tensor + 'm) -> Tensor {
+        match self {
+            Self::Plain => block(xs),
+            // SAFETY: the blocks borrow only the model, and the model outlives
+            // every graph of a training step (fit consumes each step's graph).
+            // An error here is libtorch's (an allocation failure, say): it
+            // panics as tch's own operators do, and fit catches it the same way.
+            Self::Checkpointed(inputs) => unsafe { crate::runtime::checkpoint::checkpoint(xs, &inputs[index], block) }.unwrap_or_else(|e| panic!("{e:#}")),
+        }
+    }
+}
+
 /// Settings of `add_lora`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraConfig {

@@ -64,6 +64,17 @@ pub trait Learner {
     /// the folder's path.
     fn save(&self, dir: &Path) -> Result<PathBuf>;
 
+    /// Turns gradient checkpointing of the transformer blocks on or off for
+    /// the forward passes that train (`BlockRun::Checkpointed`): each
+    /// block's activations are made again in the backward pass instead of
+    /// kept. An error for models without a stack of blocks.
+    fn set_checkpointing(&mut self, on: bool) -> Result<()> {
+        if on {
+            bail!("gradient checkpointing recomputes transformer blocks, and this model has none; image networks train without it (lower the batch or the image size instead)");
+        }
+        Ok(())
+    }
+
     /// Trains the head and the last `n` layers of the stack (the first `-n`
     /// when `n` is negative, as LLaMA-Factory's `freeze_trainable_layers`);
     /// everything else is frozen.

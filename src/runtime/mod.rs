@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 mod cuda;
+pub mod checkpoint;
 pub mod memory;
 pub mod precision;
 

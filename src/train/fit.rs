@@ -45,6 +45,7 @@ pub fn fit(
     }
     adopt_data(model, train)?;
     check_options(model, val.is_some(), opts)?;
+    model.set_checkpointing(opts.checkpointing)?;
     let start_mask = model.trainable_mask();
     // Distributed: every rank trains a replica on its shard of each global
     // batch; rank 0 alone reports and writes.
@@ -68,6 +69,8 @@ pub fn fit(
         // The freeze the user set is theirs: put it back, finished or not.
         model.set_trainable_mask(&start_mask);
     }
+    // Later passes (evaluate, lr_find, another fit) run plainly unless asked.
+    model.set_checkpointing(false)?;
     result
 }
 

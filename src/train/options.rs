@@ -86,6 +86,9 @@ pub struct FitOptions {
     pub precision: crate::runtime::precision::Precision,
     /// fp16's loss scaler settings (`torch.amp.GradScaler`'s defaults).
     pub loss_scaler: super::loss_scale::ScalerConfig,
+    /// Gradient checkpointing of the transformer blocks
+    /// (`Learner::set_checkpointing`) for this run.
+    pub checkpointing: bool,
     /// Class weights of the training loss, if any.
     pub class_weights: Option<ClassWeights>,
     /// Batches whose gradients are summed into one optimizer step.
@@ -142,6 +145,7 @@ impl Default for FitOptions {
             label_smoothing: 0.0,
             precision: Default::default(),
             loss_scaler: Default::default(),
+            checkpointing: false,
             class_weights: None,
             accumulate: 1,
             seed: None,

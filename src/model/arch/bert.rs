@@ -7,7 +7,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{Arch, EncoderConfig};
-use crate::model::layers::{activate, attend, key_mask, Bottleneck, Dense};
+use crate::model::layers::{activate, attend, key_mask, BlockRun, Bottleneck, Dense};
 
 /// Token, position and (except in DistilBERT) segment embeddings, summed and
 /// normalized.
@@ -138,11 +138,12 @@ impl StackLayer for Layer {
 
 /// Embeds the tokens and runs them through `layers`: the last hidden
 /// states `[batch, seq, hidden]`.
-pub(in crate::model) fn encode<L: StackLayer>(embeddings: &Embeddings, layers: &[L], input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+pub(in crate::model) fn encode<L: StackLayer>(embeddings: &Embeddings, layers: &[L], input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool, run: BlockRun) -> Tensor {
     let mask = key_mask(attention_mask);
     let mut xs = embeddings.forward(input_ids, token_type_ids, train);
-    for layer in layers {
-        xs = layer.forward(&xs, &mask, train);
+    for (i, layer) in layers.iter().enumerate() {
+        let mask = mask.shallow_clone();
+        xs = run.apply(i, &xs, move |x| layer.forward(x, &mask, train));
     }
     xs
 }
@@ -168,8 +169,8 @@ impl Bert {
     }
 
     /// Last hidden states `[batch, seq, hidden]`.
-    pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        encode(&self.embeddings, &self.layers, input_ids, token_type_ids, attention_mask, train)
+    pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool, run: BlockRun) -> Tensor {
+        encode(&self.embeddings, &self.layers, input_ids, token_type_ids, attention_mask, train, run)
     }
 
     /// Every linear layer of the encoder (not the pooler), in model order.

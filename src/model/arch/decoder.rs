@@ -9,7 +9,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::decoder_config::{DecoderConfig, Family};
-use crate::model::layers::Dense;
+use crate::model::layers::{BlockRun, Dense};
 
 /// One layer's cached keys and values, `[batch, kv_heads, seen, head_dim]`.
 #[derive(Debug, Default)]
@@ -111,6 +111,17 @@ pub enum AttnMask {
     Causal,
     /// Additive `[batch, 1, queries, keys]`: 0 where allowed, very negative elsewhere.
     Additive(Tensor),
+}
+
+impl AttnMask {
+    /// The same mask, sharing its tensor.
+    pub fn shallow_clone(&self) -> Self {
+        match self {
+            Self::All => Self::All,
+            Self::Causal => Self::Causal,
+            Self::Additive(t) => Self::Additive(t.shallow_clone()),
+        }
+    }
 }
 
 /// Scaled-dot-product attention of `[batch, heads, seq, dim]` queries over
@@ -274,12 +285,14 @@ impl Decoder {
     /// With `cache`, the keys and values of earlier calls are attended and
     /// the new ones appended.
     pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
-        self.hidden(ids, positions, mask, cache, train, last_only).matmul(&self.head_weight().tr())
+        self.hidden(ids, positions, mask, cache, train, last_only, BlockRun::Plain).matmul(&self.head_weight().tr())
     }
 
     /// The final normed hidden states `[batch, seq, hidden]` that the head
-    /// turns into logits; as `forward` otherwise.
-    pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
+    /// turns into logits; as `forward` otherwise. `run` applies without a
+    /// cache (a cache is for generation, which keeps no graph).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool, run: BlockRun) -> Tensor {
         let mut h = ids.apply(&self.embed_tokens);
         if let Some(scale) = self.embed_scale {
             // Gemma multiplies by sqrt(hidden) rounded to the hidden states' kind.
@@ -287,8 +300,13 @@ impl Decoder {
         }
         let rope = self.rotary.cos_sin(positions, h.kind());
         for (i, layer) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c[i]);
-            h = layer.forward(&h, &rope, mask, layer_cache, train);
+            h = match cache.as_deref_mut() {
+                Some(c) => layer.forward(&h, &rope, mask, Some(&mut c[i]), train),
+                None => {
+                    let (rope, mask) = ((rope.0.shallow_clone(), rope.1.shallow_clone()), mask.shallow_clone());
+                    run.apply(i, &h, move |x| layer.forward(x, &rope, &mask, None, train))
+                }
+            };
         }
         let h = if last_only { h.narrow(1, h.size()[1] - 1, 1) } else { h };
         self.norm.forward(&h)

@@ -6,7 +6,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::bert::{encode, layer_norm, Embeddings, StackLayer};
-use crate::model::layers::{activate, attend, sub_path, Bottleneck, Dense};
+use crate::model::layers::{activate, attend, sub_path, BlockRun, Bottleneck, Dense};
 use super::config::EncoderConfig;
 
 /// One DistilBERT block: attention and feed-forward, each post-normalized.
@@ -91,8 +91,8 @@ impl DistilBert {
     }
 
     /// Last hidden states `[batch, seq, hidden]`; token types are ignored.
-    pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        encode(&self.embeddings, &self.blocks, input_ids, token_type_ids, attention_mask, train)
+    pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool, run: BlockRun) -> Tensor {
+        encode(&self.embeddings, &self.blocks, input_ids, token_type_ids, attention_mask, train, run)
     }
 
     /// Every linear layer of the encoder, in model order.

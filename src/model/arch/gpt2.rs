@@ -9,7 +9,7 @@ use tch::Tensor;
 
 use super::decoder::{attend, AttnMask, LayerCache};
 use super::decoder_config::DecoderConfig;
-use crate::model::layers::Dense;
+use crate::model::layers::{BlockRun, Dense};
 
 /// The name endings of GPT-2's `Conv1D` weights, stored `[in, out]`.
 pub const CONV1D_WEIGHTS: &[&str] = &["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"];
@@ -79,15 +79,22 @@ impl Gpt2 {
 
     /// Logits as `Decoder::forward` computes them.
     pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
-        self.hidden(ids, positions, mask, cache, train, last_only).matmul(&self.wte.ws.tr())
+        self.hidden(ids, positions, mask, cache, train, last_only, BlockRun::Plain).matmul(&self.wte.ws.tr())
     }
 
-    /// The final normed hidden states `[batch, seq, hidden]`; as `forward` otherwise.
-    pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
+    /// The final normed hidden states `[batch, seq, hidden]`; as `forward`
+    /// otherwise, and `run` as in `Decoder::hidden`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool, run: BlockRun) -> Tensor {
         let mut x = ids.apply(&self.wte) + positions.apply(&self.wpe);
         for (i, block) in self.h.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c[i]);
-            x = block.forward(&x, mask, layer_cache, train);
+            x = match cache.as_deref_mut() {
+                Some(c) => block.forward(&x, mask, Some(&mut c[i]), train),
+                None => {
+                    let mask = mask.shallow_clone();
+                    run.apply(i, &x, move |h| block.forward(h, &mask, None, train))
+                }
+            };
         }
         let x = if last_only { x.narrow(1, x.size()[1] - 1, 1) } else { x };
         self.ln_f.forward(&x)

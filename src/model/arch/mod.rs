@@ -54,10 +54,10 @@ impl DecoderNet {
     }
 
     /// The final normed hidden states; see `decoder::Decoder::hidden`.
-    pub fn hidden(&self, ids: &tch::Tensor, positions: &tch::Tensor, mask: &decoder::AttnMask, train: bool) -> tch::Tensor {
+    pub fn hidden(&self, ids: &tch::Tensor, positions: &tch::Tensor, mask: &decoder::AttnMask, train: bool, run: crate::model::layers::BlockRun) -> tch::Tensor {
         match self {
-            Self::Llama(d) => d.hidden(ids, positions, mask, None, train, false),
-            Self::Gpt2(g) => g.hidden(ids, positions, mask, None, train, false),
+            Self::Llama(d) => d.hidden(ids, positions, mask, None, train, false, run),
+            Self::Gpt2(g) => g.hidden(ids, positions, mask, None, train, false, run),
         }
     }
 

@@ -71,6 +71,8 @@ pub struct CausalModel {
     labels: Vec<String>,
     /// LoRA, once added.
     lora: Option<crate::model::layers::LoraConfig>,
+    /// Whether training passes checkpoint the decoder's layers.
+    checkpointing: bool,
 }
 
 /// The special token's text in `tokenizer_config.json` (a string or `{ "content": ... }`).
@@ -232,6 +234,7 @@ impl CausalModel {
             task: Task::NextToken,
             labels: Vec::new(),
             lora: None,
+            checkpointing: false,
         })
     }
 
@@ -262,6 +265,7 @@ impl CausalModel {
             task: Task::NextToken,
             labels: Vec::new(),
             lora: None,
+            checkpointing: false,
         })
     }
 
@@ -481,8 +485,14 @@ impl super::Learner for CausalModel {
         let device = self.vs.device();
         let mask = attention_mask.to_device(device);
         let attend = causal_mask(&mask, mask.size()[1], self.config.sliding_window, self.dtype());
-        let hidden = self.net.hidden(&input_ids.to_device(device), &positions_from_mask(&mask), &attend, train);
+        let inputs = crate::model::layers::checkpoint_inputs(self.checkpointing, train, self.stack_path(), self.config.num_layers, || self.named_parameters_sorted());
+        let hidden = self.net.hidden(&input_ids.to_device(device), &positions_from_mask(&mask), &attend, train, crate::model::layers::BlockRun::from_inputs(inputs.as_deref()));
         Some(Ok(crate::model::layers::linear_cross_entropy(&hidden, self.net.head_weight(), labels)))
+    }
+
+    fn set_checkpointing(&mut self, on: bool) -> Result<()> {
+        self.checkpointing = on;
+        Ok(())
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

@@ -76,6 +76,8 @@ pub struct TextModel {
     pub load_report: LoadReport,
     /// LoRA or adapters, once added.
     peft: Option<PeftMethod>,
+    /// Whether training passes checkpoint the encoder's layers.
+    checkpointing: bool,
 }
 
 impl TextModel {
@@ -166,6 +168,7 @@ impl TextModel {
             pooling,
             load_report,
             peft: None,
+            checkpointing: false,
         };
         // Rebuilt before the weights load, so that they load into them.
         for (name, labels, pooling, head_task) in parked_specs {
@@ -196,9 +199,11 @@ impl TextModel {
     /// The encoder's last hidden states `[batch, seq, hidden]`, in eval mode
     /// (no dropout) unless `train`.
     pub fn hidden_states(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let inputs = crate::model::layers::checkpoint_inputs(self.checkpointing, train, self.stack_path(), self.config.num_hidden_layers, || self.named_parameters());
+        let run = crate::model::layers::BlockRun::from_inputs(inputs.as_deref());
         match &self.backbone {
-            Backbone::Bert(b) => b.forward(input_ids, token_type_ids, attention_mask, train),
-            Backbone::DistilBert(d) => d.forward(input_ids, token_type_ids, attention_mask, train),
+            Backbone::Bert(b) => b.forward(input_ids, token_type_ids, attention_mask, train, run),
+            Backbone::DistilBert(d) => d.forward(input_ids, token_type_ids, attention_mask, train, run),
         }
     }
 
@@ -328,6 +333,11 @@ impl Learner for TextModel {
         }
     }
     super::learner::learner_fields!();
+    fn set_checkpointing(&mut self, on: bool) -> Result<()> {
+        self.checkpointing = on;
+        Ok(())
+    }
+
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         TextModel::named_parameters(self)
     }

@@ -77,6 +77,7 @@ pub(super) fn fit_options(ctx: &Context, opts: Map) -> R<FitOptions> {
         accumulate: o.int("accumulate", 1, 1, 1_000_000)? as usize,
         eval_every: o.opt_int("eval_every", 1, i64::MAX)?.map(|n| n as usize),
         track_layers: o.bool("track_layers", false)?,
+        checkpointing: o.bool("checkpointing", false)?,
         tensorboard: match (o.get("log"), o.get("log_dir")) {
             (None, None) => None,
             (log, dir) => {
