@@ -406,3 +406,21 @@ fn a_run_on_one_machine_listens_on_loopback_only() {
     assert!(addresses.len() >= 3, "{addresses:?}");
     assert!(addresses.iter().all(|a| a.starts_with("0100007F:")), "a socket listens beyond loopback: {addresses:?}");
 }
+
+#[test]
+fn checkpointing_with_two_ranks_is_refused_with_what_to_do_instead() {
+    // Its recomputation would run the gradient hooks of each block's weights twice.
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tiny_bert(&dir.path().join("model"));
+    std::fs::write(
+        dir.path().join("c.rhai"),
+        "let m = load_model(\"model\", #{ labels: [\"a\", \"b\"] });\nlet rows = [];\nfor i in 0..8 { rows.push(#{ text: `t ${i}`, label: if i % 2 == 0 { \"a\" } else { \"b\" } }); }\nfit(m, dataset(rows).tokenize(m, #{ max_len: 8 }).loader(#{ batch: 4 }), #{ epochs: 1, checkpointing: true });\n",
+    )
+    .unwrap();
+    let out = run_script(dir.path(), "c.rhai", &["--nproc", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("checkpointing does not yet combine with data-parallel training (--nproc)"), "{stderr}");
+    let one = run_script(dir.path(), "c.rhai", &[]);
+    ok(&one, "the same script on one process");
+}

@@ -289,18 +289,26 @@ impl Batch {
     }
 
     /// The batch in page-locked host memory, for faster and non-blocking
-    /// copies to the CUDA device `for_device`.
-    pub fn pinned(self, for_device: Device) -> Batch {
-        self.map(|t| t.pin_memory(for_device))
+    /// copies to a CUDA device.
+    pub fn pinned(self) -> Result<Batch> {
+        self.try_map(|t| crate::runtime::memory::pinned(&t))
     }
 
     /// Every tensor of the batch passed through `f`.
     fn map(self, f: impl Fn(Tensor) -> Tensor) -> Batch {
+        match self.try_map(|t| Ok(f(t))) {
+            Ok(batch) => batch,
+            Err(_) => unreachable!("f cannot fail"),
+        }
+    }
+
+    /// Every tensor of the batch passed through `f`, which may fail.
+    fn try_map(self, f: impl Fn(Tensor) -> Result<Tensor>) -> Result<Batch> {
         let inputs = match self.inputs {
-            Inputs::Text { input_ids, token_type_ids, attention_mask } => Inputs::Text { input_ids: f(input_ids), token_type_ids: f(token_type_ids), attention_mask: f(attention_mask) },
-            Inputs::Images(pixels) => Inputs::Images(f(pixels)),
+            Inputs::Text { input_ids, token_type_ids, attention_mask } => Inputs::Text { input_ids: f(input_ids)?, token_type_ids: f(token_type_ids)?, attention_mask: f(attention_mask)? },
+            Inputs::Images(pixels) => Inputs::Images(f(pixels)?),
         };
-        Batch { inputs, labels: f(self.labels), size: self.size }
+        Ok(Batch { inputs, labels: f(self.labels)?, size: self.size })
     }
 }
 
@@ -677,7 +685,7 @@ impl DataLoader {
             .name("tunebook-loader".into())
             .spawn(move || {
                 for rows in batches {
-                    let batch = loader.collate(&rows, Device::Cpu, epoch).map(|b| if target.is_cuda() { b.pinned(target) } else { b });
+                    let batch = loader.collate(&rows, Device::Cpu, epoch).and_then(|b| if target.is_cuda() { b.pinned() } else { Ok(b) });
                     if tx.send(batch).is_err() {
                         break;
                     }

@@ -48,11 +48,12 @@ impl<'a> BlockRun<'a> {
     /// Block `index`'s `block(xs)`, checkpointed or not. The block must own
     /// (or borrow from the model) what it reads: a checkpointed block runs
     /// again in the backward pass, after the caller's locals are gone.
-    pub fn apply<'m>(self, index: usize, xs: &Tensor, block: impl Fn(&Tensor) -> Tensor + 'm) -> Tensor {
+    pub(crate) fn apply<'m>(self, index: usize, xs: &Tensor, block: impl Fn(&Tensor) -> Tensor + 'm) -> Tensor {
         match self {
             Self::Plain => block(xs),
             // SAFETY: the blocks borrow only the model, and the model outlives
-            // every graph of a training step (fit consumes each step's graph).
+            // every graph of a training pass (`Learner::set_checkpointing`'s
+            // contract, which fit keeps by consuming each step's graph).
             // An error here is libtorch's (an allocation failure, say): it
             // panics as tch's own operators do, and fit catches it the same way.
             Self::Checkpointed(inputs) => unsafe { crate::runtime::checkpoint::checkpoint(xs, &inputs[index], block) }.unwrap_or_else(|e| panic!("{e:#}")),

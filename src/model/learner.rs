@@ -68,7 +68,12 @@ pub trait Learner {
     /// the forward passes that train (`BlockRun::Checkpointed`): each
     /// block's activations are made again in the backward pass instead of
     /// kept. An error for models without a stack of blocks.
-    fn set_checkpointing(&mut self, on: bool) -> Result<()> {
+    ///
+    /// # Safety
+    /// While it is on, the graph of every training pass must be consumed
+    /// (or dropped) before the model is dropped or changed: its backward
+    /// pass runs the model's blocks again.
+    unsafe fn set_checkpointing(&mut self, on: bool) -> Result<()> {
         if on {
             bail!("gradient checkpointing recomputes transformer blocks, and this model has none; image networks train without it (lower the batch or the image size instead)");
         }

@@ -13,6 +13,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -55,22 +56,20 @@ struct ReplayRandom {
   at::Tensor device_before;
 
   ReplayRandom(const at::Tensor& cpu_state, std::optional<at::Device> device, const at::Tensor& device_state) : device(device) {
-    at::Generator cpu = at::detail::getDefaultCPUGenerator();
-    cpu_before = cpu.get_state();
-    cpu.set_state(cpu_state);
-    if (device) {
-      at::Generator gen = at::globalContext().defaultGenerator(*device);
-      device_before = gen.get_state();
-      gen.set_state(device_state);
-    }
+    cpu_before = swap_state(at::detail::getDefaultCPUGenerator(), cpu_state);
+    if (device) device_before = swap_state(at::globalContext().defaultGenerator(*device), device_state);
   }
   ~ReplayRandom() {
-    at::Generator cpu = at::detail::getDefaultCPUGenerator();
-    cpu.set_state(cpu_before);
-    if (device) {
-      at::Generator gen = at::globalContext().defaultGenerator(*device);
-      gen.set_state(device_before);
-    }
+    swap_state(at::detail::getDefaultCPUGenerator(), cpu_before);
+    if (device) swap_state(at::globalContext().defaultGenerator(*device), device_before);
+  }
+
+  // Sets `gen`'s state under its lock, as PyTorch's fork_rng does; returns the old one.
+  static at::Tensor swap_state(at::Generator gen, const at::Tensor& state) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    at::Tensor before = gen.get_state();
+    gen.set_state(state);
+    return before;
   }
 };
 
@@ -93,13 +92,18 @@ struct ReplayAutocast {
   }
 };
 
+at::Tensor current_state(at::Generator gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
 struct Checkpoint : torch::autograd::Function<Checkpoint> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, at::TensorList params,
                                                 const c10::intrusive_ptr<Block>& block) {
     const at::Device device = input.device();
     ctx->saved_data["block"] = c10::IValue::make_capsule(block);
-    ctx->saved_data["cpu_random"] = at::detail::getDefaultCPUGenerator().get_state();
-    if (!device.is_cpu()) ctx->saved_data["device_random"] = at::globalContext().defaultGenerator(device).get_state();
+    ctx->saved_data["cpu_random"] = current_state(at::detail::getDefaultCPUGenerator());
+    if (!device.is_cpu()) ctx->saved_data["device_random"] = current_state(at::globalContext().defaultGenerator(device));
     ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(device.type());
     ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(device.type()));
     std::vector<at::Tensor> kept{input};

@@ -12,6 +12,19 @@ extern "C" {
     fn tb_cuda_peak_allocated(index: c_int) -> c_longlong;
     fn tb_cuda_reset_peak(index: c_int);
     fn tb_memory_last_error() -> *const c_char;
+    fn tb_pin_memory(tensor: *const std::ffi::c_void, pinned: *mut *mut std::ffi::c_void) -> c_int;
+}
+
+/// `tensor` copied into page-locked host memory, from which copies to a
+/// CUDA device can run without blocking (needs a CUDA libtorch).
+pub fn pinned(tensor: &tch::Tensor) -> anyhow::Result<tch::Tensor> {
+    let mut out: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: a live tensor handle; on success the shim hands over a new one.
+    if unsafe { tb_pin_memory(tensor.as_ptr().cast(), &mut out) } == 0 || out.is_null() {
+        anyhow::bail!("cannot pin the batch in page-locked memory: {}", shim_error());
+    }
+    // SAFETY: allocated as tch's own handles are, owned from here.
+    Ok(unsafe { tch::Tensor::from_ptr(out.cast()) })
 }
 
 /// An allocation libtorch could not make (CPU or CUDA), with what it said.

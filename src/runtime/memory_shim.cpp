@@ -2,6 +2,7 @@
 // was built for (CUDA's on a CUDA build), through the device-generic
 // `c10::DeviceAllocator` interface, so that this compiles against the CPU
 // libtorch headers and works with whichever libtorch is loaded at run time.
+#include <ATen/ATen.h>
 #include <ATen/DeviceAccelerator.h>
 
 #include <string>
@@ -45,6 +46,19 @@ long long tb_cuda_peak_allocated(int index) {
   } catch (const std::exception& e) {
     last_error = e.what();
     return -1;
+  }
+}
+
+// `*tensor` in page-locked memory, as a new tensor the caller owns (tch's
+// pin_memory passes the device argument libtorch 2.11 deprecates and warns
+// about). Returns 0 if libtorch failed (see tb_memory_last_error).
+int tb_pin_memory(const at::Tensor* tensor, at::Tensor** pinned) {
+  try {
+    *pinned = new at::Tensor(tensor->pin_memory());
+    return 1;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return 0;
   }
 }
 

@@ -45,7 +45,6 @@ pub fn fit(
     }
     adopt_data(model, train)?;
     check_options(model, val.is_some(), opts)?;
-    model.set_checkpointing(opts.checkpointing)?;
     let start_mask = model.trainable_mask();
     // Distributed: every rank trains a replica on its shard of each global
     // batch; rank 0 alone reports and writes.
@@ -58,6 +57,9 @@ pub fn fit(
         }
         _ => None,
     };
+    // SAFETY: every graph fit builds is consumed within its training step,
+    // while `model` is borrowed here; checkpointing is off again below.
+    unsafe { model.set_checkpointing(opts.checkpointing)? };
     let result = match board.as_mut() {
         Some(board) => Trainer::new(model, train, val, opts, &mut Both(observer, board), stop).and_then(Trainer::run),
         None => Trainer::new(model, train, val, opts, observer, stop).and_then(Trainer::run),
@@ -70,7 +72,8 @@ pub fn fit(
         model.set_trainable_mask(&start_mask);
     }
     // Later passes (evaluate, lr_find, another fit) run plainly unless asked.
-    model.set_checkpointing(false)?;
+    // SAFETY: turning it off is always safe.
+    unsafe { model.set_checkpointing(false)? };
     result
 }
 
@@ -98,6 +101,11 @@ fn check_options(model: &dyn Learner, has_val: bool, opts: &FitOptions) -> Resul
     }
     if opts.lr <= 0.0 || !opts.lr.is_finite() {
         bail!("the learning rate must be positive, got {}", opts.lr);
+    }
+    if opts.checkpointing && crate::distributed::current().is_some() {
+        // The recomputation's inner backward pass would run the data-parallel
+        // gradient hooks a second time for each block's weights.
+        bail!("checkpointing does not yet combine with data-parallel training (--nproc): train on one process with checkpointing, or across processes without it");
     }
     if model.summary().trainable() == 0 {
         bail!("nothing to train: every parameter is frozen; unfreeze some, e.g. model.unfreeze(\"head\") or model.trainable_layers(2)");

@@ -490,7 +490,7 @@ impl super::Learner for CausalModel {
         Some(Ok(crate::model::layers::linear_cross_entropy(&hidden, self.net.head_weight(), labels)))
     }
 
-    fn set_checkpointing(&mut self, on: bool) -> Result<()> {
+    unsafe fn set_checkpointing(&mut self, on: bool) -> Result<()> {
         self.checkpointing = on;
         Ok(())
     }

@@ -333,7 +333,7 @@ impl Learner for TextModel {
         }
     }
     super::learner::learner_fields!();
-    fn set_checkpointing(&mut self, on: bool) -> Result<()> {
+    unsafe fn set_checkpointing(&mut self, on: bool) -> Result<()> {
         self.checkpointing = on;
         Ok(())
     }
