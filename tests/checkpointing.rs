@@ -53,12 +53,16 @@ fn run(block: &Block, params: &[Tensor], input: &Tensor, checkpointed: bool, cal
     (loss.double_value(&[]), grads.into_iter().map(Some).collect(), next_draw)
 }
 
-fn block() -> (nn::VarStore, Block) {
+/// The block (its store keeps the weights alive), its parameters, and an
+/// input that needs a gradient or not.
+fn block(input_needs_grad: bool) -> (nn::VarStore, Block, Vec<Tensor>, Tensor) {
     tch::manual_seed(1);
     let vs = nn::VarStore::new(Device::Cpu);
     let p = vs.root();
     let b = Block { first: nn::linear(&p / "first", 16, 32, Default::default()), second: nn::linear(&p / "second", 32, 16, Default::default()) };
-    (vs, b)
+    let params = vs.trainable_variables();
+    let input = Tensor::randn([4, 8, 16], (Kind::Float, Device::Cpu)).set_requires_grad(input_needs_grad);
+    (vs, b, params, input)
 }
 
 fn largest_difference(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> f64 {
@@ -69,9 +73,7 @@ fn largest_difference(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> f64 {
 #[test]
 fn checkpointed_gradients_equal_the_plain_ones_with_dropout_replayed() {
     let _serial = common::serial();
-    let (vs, block) = block();
-    let params = vs.trainable_variables();
-    let input = Tensor::randn([4, 8, 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let (_vs, block, params, input) = block(true);
     let (plain_calls, checkpointed_calls) = (Cell::new(0), Cell::new(0));
     let (loss_a, grads_a, draw_a) = run(&block, &params, &input, false, &plain_calls);
     let (loss_b, grads_b, draw_b) = run(&block, &params, &input, true, &checkpointed_calls);
@@ -88,9 +90,7 @@ fn checkpointed_gradients_equal_the_plain_ones_with_dropout_replayed() {
 fn a_frozen_input_still_gives_the_blocks_parameters_their_gradients() {
     let _serial = common::serial();
     // Frozen embeddings: the block's input needs no gradient, its weights do.
-    let (vs, block) = block();
-    let params = vs.trainable_variables();
-    let input = Tensor::randn([4, 8, 16], (Kind::Float, Device::Cpu));
+    let (_vs, block, params, input) = block(false);
     let calls = Cell::new(0);
     let (_, plain, _) = run(&block, &params, &input, false, &calls);
     let (_, checkpointed, _) = run(&block, &params, &input, true, &calls);
@@ -102,9 +102,7 @@ fn a_frozen_input_still_gives_the_blocks_parameters_their_gradients() {
 #[test]
 fn the_block_runs_once_without_gradients_and_the_same_under_autocast() {
     let _serial = common::serial();
-    let (vs, block) = block();
-    let params = vs.trainable_variables();
-    let input = Tensor::randn([4, 8, 16], (Kind::Float, Device::Cpu));
+    let (_vs, block, params, input) = block(false);
     let calls = Cell::new(0);
     let out = tch::no_grad(|| unsafe { checkpoint(&input, &params, |x| { calls.set(calls.get() + 1); block.forward(x) }) }.unwrap());
     assert_eq!(calls.get(), 1);

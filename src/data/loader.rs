@@ -296,14 +296,14 @@ impl Batch {
 
     /// Every tensor of the batch passed through `f`.
     fn map(self, f: impl Fn(Tensor) -> Tensor) -> Batch {
-        match self.try_map(|t| Ok(f(t))) {
+        match self.try_map(|t| Ok::<_, std::convert::Infallible>(f(t))) {
             Ok(batch) => batch,
-            Err(_) => unreachable!("f cannot fail"),
+            Err(never) => match never {},
         }
     }
 
     /// Every tensor of the batch passed through `f`, which may fail.
-    fn try_map(self, f: impl Fn(Tensor) -> Result<Tensor>) -> Result<Batch> {
+    fn try_map<E>(self, f: impl Fn(Tensor) -> std::result::Result<Tensor, E>) -> std::result::Result<Batch, E> {
         let inputs = match self.inputs {
             Inputs::Text { input_ids, token_type_ids, attention_mask } => Inputs::Text { input_ids: f(input_ids)?, token_type_ids: f(token_type_ids)?, attention_mask: f(attention_mask)? },
             Inputs::Images(pixels) => Inputs::Images(f(pixels)?),

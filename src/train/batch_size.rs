@@ -33,8 +33,9 @@ pub struct BatchFit {
 /// the largest batch, for `n` = the loader's batch size, then its half, and
 /// so on down to 1. A trial is a whole step: as many micro-batches as the
 /// accumulation that keeps the loader's batch, their gradients summed, each
-/// a quarter larger than the size tried (see [`HEADROOM`]). Nothing the model learns is kept: no optimizer step
-/// is taken, and BatchNorm's running statistics are put back.
+/// a quarter larger than the size tried (see [`HEADROOM`]). Nothing the
+/// model learns is kept: no optimizer step is taken, and BatchNorm's
+/// running statistics are put back.
 pub fn find_batch_size(model: &dyn Learner, data: &DataLoader, precision: Precision) -> Result<BatchFit> {
     let start = data.options.batch_size.min(data.rows());
     let order = largest_first(data);
