@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::CausalModel;
+use crate::runtime::precision::Precision;
 
 /// How `generate` decodes.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,11 +29,13 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Reuse keys and values of earlier positions (off only for checks).
     pub use_cache: bool,
+    /// The forward passes' autocast (the scores are read in fp32).
+    pub precision: Precision,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 64, temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0, stop: Vec::new(), use_cache: true }
+        Self { max_new_tokens: 64, temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0, stop: Vec::new(), use_cache: true, precision: Precision::Fp32 }
     }
 }
 
@@ -186,6 +189,8 @@ pub fn generate(model: &CausalModel, prompts: &[Vec<i64>], opts: &GenerateOption
     let mut cache = opts.use_cache.then(|| model.new_cache());
     let mut step_ids = all_ids.shallow_clone();
     let _no_grad = tch::no_grad_guard();
+    // One guard for the whole loop, so that weights are cast once, not per token.
+    let _autocast = opts.precision.enter(device);
 
     for _ in 0..max_new {
         if stopped() {
@@ -274,8 +279,9 @@ pub struct TextLoss {
 
 /// Scores plain texts: the next-token loss over every position, as
 /// transformers' `labels=input_ids` computes it, texts longer than the
-/// context cut to it.
-pub fn text_loss(model: &CausalModel, texts: &[String]) -> Result<TextLoss> {
+/// context cut to it; the forward passes under `precision`'s autocast, the
+/// loss in fp32.
+pub fn text_loss(model: &CausalModel, texts: &[String], precision: Precision) -> Result<TextLoss> {
     let (mut total, mut count) = (0.0f64, 0usize);
     let context = model.config.max_positions as usize;
     let _no_grad = tch::no_grad_guard();
@@ -287,7 +293,7 @@ pub fn text_loss(model: &CausalModel, texts: &[String]) -> Result<TextLoss> {
         }
         let n = ids.len() as i64;
         let input = Tensor::from_slice(&ids).view([1, n]);
-        let logits = model.logits(&input, &Tensor::ones([1, n], (Kind::Int64, Device::Cpu))).to_kind(Kind::Float).to_device(Device::Cpu);
+        let logits = precision.run(model.device(), || model.logits(&input, &Tensor::ones([1, n], (Kind::Int64, Device::Cpu)))).to_kind(Kind::Float).to_device(Device::Cpu);
         let predicted = logits.narrow(1, 0, n - 1).view([n - 1, -1]);
         let targets = input.narrow(1, 1, n - 1).view([n - 1]);
         let loss = predicted.cross_entropy_loss::<Tensor>(&targets, None, tch::Reduction::Sum, -100, 0.0).double_value(&[]);

@@ -551,7 +551,7 @@ impl Learner for ImageModel {
         }
         let norms = self.batch_norms();
         let batch_norm = (!norms.is_empty()).then(|| super::summary::BatchNormCount { layers: norms.len(), frozen: norms.iter().filter(|b| b.statistics_frozen()).count() });
-        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: None, device: self.device(), rows, batch_norm }
+        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: None, device: self.device(), rows, batch_norm, storage: Default::default() }
     }
     fn layer_groups(&self) -> Vec<LayerGroup> {
         let params: Vec<String> = Learner::named_parameters(self).into_iter().map(|(n, _)| n).collect();

@@ -161,7 +161,7 @@ impl Dense {
 
     /// `W x + b`, plus the LoRA update when there is one.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = self.linear.forward(xs);
+        let out = xs.linear(&weight_for(&self.linear.ws, xs), self.linear.bs.as_ref());
         let Some(l) = &self.lora else { return out };
         let dropped = xs.dropout(l.dropout, train);
         let update = dropped.matmul(&l.a.tr()).matmul(&l.b.tr()) * l.scale;
@@ -172,7 +172,7 @@ impl Dense {
         let norm = tch::no_grad(|| row_norms(&(&self.linear.ws + l.b.matmul(&l.a) * l.scale)));
         let factor = m / norm;
         let base = if l.dropout > 0.0 && train {
-            dropped.matmul(&self.linear.ws.tr())
+            dropped.matmul(&weight_for(&self.linear.ws, &dropped).tr())
         } else {
             match &self.linear.bs {
                 Some(b) => &out - b,
@@ -224,6 +224,28 @@ impl Dense {
     }
 }
 
+/// `weight` as `xs` multiplies it: a weight stored in bf16 (`weights:
+/// "bf16"`) is cast to the inputs' kind where no autocast casts both, so
+/// that frozen weights halve their memory while the activations stay fp32.
+pub fn weight_for(weight: &Tensor, xs: &Tensor) -> Tensor {
+    if weight.kind() == xs.kind() || crate::runtime::precision::Autocast::is_on(xs.device()) {
+        weight.shallow_clone()
+    } else {
+        weight.to_kind(xs.kind())
+    }
+}
+
+/// The rows of an embedding table for `ids`, in fp32 whatever the table is
+/// stored in, so that the hidden states start in fp32.
+pub fn lookup(table: &nn::Embedding, ids: &Tensor) -> Tensor {
+    let rows = ids.apply(table);
+    if rows.kind() == Kind::Float {
+        rows
+    } else {
+        rows.to_kind(Kind::Float)
+    }
+}
+
 /// Rows of the head computed at once by `linear_cross_entropy`: about 64
 /// MB of fp32 logits for a 49,152-token vocabulary.
 const LOSS_CHUNK_ELEMENTS: i64 = 1 << 24;
@@ -261,8 +283,11 @@ fn chunked_cross_entropy(hidden: &Tensor, head: &Tensor, labels: &Tensor, chunk_
     let chunk = (chunk_elements / vocab).max(1);
     // Without autocast: under fp16 the hand-made gradients (about p / n)
     // would flush to zero before the loss scale reaches them.
+    // The products in the head's kind, fp32 without autocast even where the
+    // head is stored in bf16 (a transient fp32 copy, as `weight_for` makes).
+    let w = if head.kind() == Kind::Float || crate::runtime::precision::Autocast::is_on(head.device()) { head.detach() } else { head.detach().to_kind(Kind::Float) };
     let (loss_sum, grad_states, grad_head) = crate::runtime::precision::without_autocast(head.device(), || tch::no_grad(|| {
-        let (s, w) = (states.detach().to_kind(head.kind()), head.detach());
+        let s = states.detach().to_kind(w.kind());
         let mut loss_sum = Tensor::zeros([], (Kind::Float, s.device()));
         let mut grad_states = Vec::new();
         let mut grad_head = want_head.then(|| Tensor::zeros(w.size(), (Kind::Float, w.device())));

@@ -134,6 +134,22 @@ pub trait Learner {
         }
     }
 
+    /// The parameters that `weights: "bf16"` may store in bf16: the weight
+    /// matrices of the stack's blocks (never LoRA's or adapters') and the
+    /// embedding tables, with a language model's head; every forward pass
+    /// reads them through `layers::weight_for` or `layers::lookup`. Image
+    /// networks have none.
+    fn bf16_storable(&self) -> Vec<String> {
+        let (stack, _) = self.layer_stack();
+        let in_stack = format!("{stack}.");
+        let table = |n: &str| ["embeddings.weight", "embed_tokens.weight", "wte.weight", "wpe.weight"].iter().any(|s| n.ends_with(s)) || n == "lm_head.weight";
+        self.named_parameters()
+            .into_iter()
+            .filter(|(n, t)| t.dim() == 2 && t.kind() == tch::Kind::Float && !crate::model::LoraConfig::is_lora_variable(n) && !n.contains(".adapter.") && (n.starts_with(&in_stack) || table(n)))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     /// Whether each parameter trains, by name.
     fn trainable_mask(&self) -> Vec<(String, bool)> {
         self.named_parameters().into_iter().map(|(n, t)| (n, t.requires_grad())).collect()
@@ -148,6 +164,43 @@ pub trait Learner {
             }
         }
     }
+}
+
+/// Stores the weights `bf16_storable` names in bf16 (`weights: "bf16"`),
+/// halving their memory; returns how many bytes that saved. Frozen ones
+/// stay so; `fit` gives back fp32 to those it trains
+/// (`trained_weights_in_fp32`). An error for models that have none.
+pub fn store_weights_in_bf16(model: &dyn Learner) -> Result<usize> {
+    let names = model.bf16_storable();
+    if names.is_empty() && model.summary().storage.bf16 == 0 {
+        bail!("weights: \"bf16\" stores the weight matrices and embedding tables of text encoders and language models; this model has none that it can store so (keep the default, fp32)");
+    }
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut saved = 0;
+    for (name, mut t) in model.named_parameters() {
+        if wanted.contains(name.as_str()) {
+            saved += t.numel() * 2;
+            let lower = tch::no_grad(|| t.to_kind(tch::Kind::BFloat16));
+            t.set_data(&lower);
+        }
+    }
+    Ok(saved)
+}
+
+/// Gives every trainable parameter stored in a lower precision fp32 again,
+/// because an optimizer's small steps vanish in bf16 (master weights stay
+/// fp32, as in mixed precision); returns their names. Called where
+/// training starts.
+pub fn trained_weights_in_fp32(model: &dyn Learner) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (name, mut t) in model.named_parameters() {
+        if t.requires_grad() && t.is_floating_point() && t.kind() != tch::Kind::Float {
+            let full = tch::no_grad(|| t.to_kind(tch::Kind::Float));
+            t.set_data(&full);
+            changed.push(name);
+        }
+    }
+    changed
 }
 
 /// Sets `requires_grad` on the named parameters.

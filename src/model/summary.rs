@@ -35,6 +35,32 @@ pub struct ModelSummary {
     pub rows: Vec<ModuleCount>,
     /// BatchNorm layers and how many have frozen statistics (image backbones).
     pub batch_norm: Option<BatchNormCount>,
+    /// How the parameters are stored: bf16 ones (`weights: "bf16"`) and bytes.
+    pub storage: WeightStorage,
+}
+
+/// How much memory a model's parameters take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightStorage {
+    /// Parameters stored in bf16.
+    pub bf16: i64,
+    /// Bytes of all parameters.
+    pub bytes: i64,
+}
+
+impl WeightStorage {
+    /// The storage of these parameters.
+    pub fn of<'a>(params: impl IntoIterator<Item = &'a tch::Tensor>) -> Self {
+        let mut s = Self::default();
+        for t in params {
+            let n = t.numel() as i64;
+            if t.kind() == tch::Kind::BFloat16 {
+                s.bf16 += n;
+            }
+            s.bytes += n * t.kind().elt_size_in_bytes() as i64;
+        }
+        s
+    }
 }
 
 /// A model's BatchNorm layers.
@@ -78,6 +104,10 @@ impl std::fmt::Display for ModelSummary {
             writeln!(f, "BatchNorm: {} layers, {} with frozen statistics (kept in evaluation mode while training)", bn.layers, bn.frozen)?;
         }
         let (t, n) = (self.trainable(), self.total());
+        if self.storage.bf16 > 0 {
+            let mb = |b: i64| b as f64 / 1e6;
+            writeln!(f, "weights: {} parameters stored in bf16; all take {:.1} MB (in fp32: {:.1} MB)", group_digits(self.storage.bf16), mb(self.storage.bytes), mb(4 * n))?;
+        }
         write!(f, "trainable {} of {} parameters ({})", group_digits(t), group_digits(n), percent(t, n))
     }
 }

@@ -343,6 +343,7 @@ mod tests {
             device: tch::Device::Cpu,
             rows: vec![crate::model::ModuleCount { module: "features.0".into(), trainable: 10, frozen: 0 }, crate::model::ModuleCount { module: "classifier".into(), trainable: 0, frozen: 5 }],
             batch_norm: None,
+            storage: Default::default(),
         };
         let found = crate::train::LrFind { lrs: vec![1e-6, 1e-5, 1e-4], losses: vec![0.7, 0.6, 0.9], suggestion: 1e-5, min_loss_lr: 1e-6 };
         let tile = ImageTile { pixels: vec![9; 3 * 4 * 4], shape: [3, 4, 4], caption: "c".into() };

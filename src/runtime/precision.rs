@@ -91,6 +91,13 @@ impl Precision {
         }
     }
 
+    /// Autocast on for `device` in this precision until the guard drops
+    /// (`None` for fp32). One guard over many passes keeps autocast's cache
+    /// of cast weights between them.
+    pub fn enter(self, device: Device) -> Option<Autocast> {
+        self.autocast_kind().map(|kind| Autocast::enter(device, kind))
+    }
+
     /// Runs `f` with autocast on for `device` in this precision (plain for fp32).
     pub fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
         match self.autocast_kind() {

@@ -37,6 +37,8 @@ pub struct BatchFit {
 /// model learns is kept: no optimizer step is taken, and BatchNorm's
 /// running statistics are put back.
 pub fn find_batch_size(model: &dyn Learner, data: &DataLoader, precision: Precision) -> Result<BatchFit> {
+    // Its trial steps hold what fit's would: fp32 trained weights.
+    crate::model::trained_weights_in_fp32(model);
     let start = data.options.batch_size.min(data.rows());
     let order = largest_first(data);
     // Put back however the trials end, a panic included.

@@ -45,6 +45,7 @@ pub fn fit(
     }
     adopt_data(model, train)?;
     check_options(model, val.is_some(), opts)?;
+    crate::model::trained_weights_in_fp32(model);
     let start_mask = model.trainable_mask();
     // Distributed: every rank trains a replica on its shard of each global
     // batch; rank 0 alone reports and writes.
@@ -340,6 +341,12 @@ impl<'a> Trainer<'a> {
             if let Some(note) = crate::runtime::precision::cpu_precision_note(self.opts.precision) {
                 self.observer.on_event(&TrainEvent::Warning(note));
             }
+        }
+        if self.opts.precision == crate::runtime::precision::Precision::Fp32 && self.model.summary().storage.bf16 > 0 {
+            // Outside autocast each bf16 matrix is cast to fp32 for its
+            // product, and the backward pass keeps that copy.
+            let note = "the model stores weights in bf16 and fit runs in fp32: the backward pass keeps an fp32 copy of each, which takes more memory than fp32 weights would; train it with precision: \"bf16\"".to_string();
+            self.observer.on_event(&TrainEvent::Warning(note));
         }
     }
 

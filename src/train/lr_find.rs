@@ -55,6 +55,7 @@ pub fn lr_find(model: &mut dyn Learner, train: &DataLoader, fit: &FitOptions, op
     if model.summary().trainable() == 0 {
         bail!("nothing to train: every parameter is frozen");
     }
+    crate::model::trained_weights_in_fp32(model);
     let params = model.named_parameters();
     let saved: Vec<Tensor> = tch::no_grad(|| params.iter().map(|(_, t)| t.copy()).collect());
     let specs = param_specs(model, fit.weight_decay, &Default::default());

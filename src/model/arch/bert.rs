@@ -7,7 +7,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{Arch, EncoderConfig};
-use crate::model::layers::{activate, attend, key_mask, BlockRun, Bottleneck, Dense};
+use crate::model::layers::{activate, attend, key_mask, lookup, BlockRun, Bottleneck, Dense};
 
 /// Token, position and (except in DistilBERT) segment embeddings, summed and
 /// normalized.
@@ -40,9 +40,9 @@ impl Embeddings {
             Some(pad) => super::roberta::position_ids(input_ids, pad),
             None => Tensor::arange(input_ids.size()[1], (Kind::Int64, input_ids.device())).unsqueeze(0),
         };
-        let mut sum = self.word.forward(input_ids) + self.position.forward(&positions);
+        let mut sum = lookup(&self.word, input_ids) + lookup(&self.position, &positions);
         if let Some(tt) = &self.token_type {
-            sum += tt.forward(token_type_ids);
+            sum += lookup(tt, token_type_ids);
         }
         self.norm.forward(&sum).dropout(self.dropout, train)
     }

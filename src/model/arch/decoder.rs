@@ -9,7 +9,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::decoder_config::{DecoderConfig, Family};
-use crate::model::layers::{BlockRun, Dense};
+use crate::model::layers::{lookup, weight_for, BlockRun, Dense};
 
 /// One layer's cached keys and values, `[batch, kv_heads, seen, head_dim]`.
 #[derive(Debug, Default)]
@@ -285,7 +285,8 @@ impl Decoder {
     /// With `cache`, the keys and values of earlier calls are attended and
     /// the new ones appended.
     pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
-        self.hidden(ids, positions, mask, cache, train, last_only, BlockRun::Plain).matmul(&self.head_weight().tr())
+        let hidden = self.hidden(ids, positions, mask, cache, train, last_only, BlockRun::Plain);
+        hidden.matmul(&weight_for(self.head_weight(), &hidden).tr())
     }
 
     /// The final normed hidden states `[batch, seq, hidden]` that the head
@@ -293,7 +294,7 @@ impl Decoder {
     /// cache (a cache is for generation, which keeps no graph).
     #[allow(clippy::too_many_arguments)]
     pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool, run: BlockRun) -> Tensor {
-        let mut h = ids.apply(&self.embed_tokens);
+        let mut h = lookup(&self.embed_tokens, ids);
         if let Some(scale) = self.embed_scale {
             // Gemma multiplies by sqrt(hidden) rounded to the hidden states' kind.
             h = &h * Tensor::from(scale).to_kind(h.kind()).to_device(h.device());

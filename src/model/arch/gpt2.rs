@@ -9,7 +9,7 @@ use tch::Tensor;
 
 use super::decoder::{attend, AttnMask, LayerCache};
 use super::decoder_config::DecoderConfig;
-use crate::model::layers::{BlockRun, Dense};
+use crate::model::layers::{lookup, weight_for, BlockRun, Dense};
 
 /// The name endings of GPT-2's `Conv1D` weights, stored `[in, out]`.
 pub const CONV1D_WEIGHTS: &[&str] = &["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"];
@@ -79,14 +79,15 @@ impl Gpt2 {
 
     /// Logits as `Decoder::forward` computes them.
     pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
-        self.hidden(ids, positions, mask, cache, train, last_only, BlockRun::Plain).matmul(&self.wte.ws.tr())
+        let hidden = self.hidden(ids, positions, mask, cache, train, last_only, BlockRun::Plain);
+        hidden.matmul(&weight_for(&self.wte.ws, &hidden).tr())
     }
 
     /// The final normed hidden states `[batch, seq, hidden]`; as `forward`
     /// otherwise, and `run` as in `Decoder::hidden`.
     #[allow(clippy::too_many_arguments)]
     pub fn hidden(&self, ids: &Tensor, positions: &Tensor, mask: &AttnMask, mut cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool, run: BlockRun) -> Tensor {
-        let mut x = ids.apply(&self.wte) + positions.apply(&self.wpe);
+        let mut x = lookup(&self.wte, ids) + lookup(&self.wpe, positions);
         for (i, block) in self.h.iter().enumerate() {
             x = match cache.as_deref_mut() {
                 Some(c) => block.forward(&x, mask, Some(&mut c[i]), train),

@@ -24,7 +24,7 @@ use super::arch::DecoderNet;
 use super::summary::natural_key;
 use super::weights::gguf::{self, GgufFile};
 use super::weights::hf::{self, LoadReport};
-use super::{LayerGroup, ModelSummary, ModuleCount};
+use super::{LayerGroup, ModelSummary, ModuleCount, WeightStorage};
 use crate::task::Task;
 
 /// Defaults for `generate` from the model's `generation_config.json`.
@@ -315,7 +315,7 @@ impl CausalModel {
     pub fn forward_step(&self, ids: &Tensor, positions: &Tensor, attention_mask: &Tensor, cache: Option<&mut Vec<LayerCache>>, train: bool, last_only: bool) -> Tensor {
         let device = self.vs.device();
         let queries = ids.size()[1];
-        let mask = causal_mask(&attention_mask.to_device(device), queries, self.config.sliding_window, self.dtype());
+        let mask = causal_mask(&attention_mask.to_device(device), queries, self.config.sliding_window, Kind::Float);
         self.net.forward(&ids.to_device(device), &positions.to_device(device), &mask, cache, train, last_only)
     }
 
@@ -329,9 +329,22 @@ impl CausalModel {
         (0..self.config.num_layers).map(|_| LayerCache::default()).collect()
     }
 
-    /// The kind of the weights.
+    /// The kind most of the weights are stored in (bf16 after `weights:
+    /// "bf16"`, whose trained ones are fp32), as `torch_dtype` names it.
     pub fn dtype(&self) -> Kind {
-        self.vs.variables().values().next().map(|t| t.kind()).unwrap_or(Kind::Float)
+        let mut bf16 = 0i64;
+        let mut all = 0i64;
+        for t in self.vs.variables().values() {
+            all += t.numel() as i64;
+            if t.kind() == Kind::BFloat16 {
+                bf16 += t.numel() as i64;
+            }
+        }
+        if 2 * bf16 > all {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        }
     }
 
     /// The Hugging Face names and tensors as the checkpoint stores them
@@ -484,7 +497,7 @@ impl super::Learner for CausalModel {
         let crate::data::Inputs::Text { input_ids, attention_mask, .. } = inputs else { return None };
         let device = self.vs.device();
         let mask = attention_mask.to_device(device);
-        let attend = causal_mask(&mask, mask.size()[1], self.config.sliding_window, self.dtype());
+        let attend = causal_mask(&mask, mask.size()[1], self.config.sliding_window, Kind::Float);
         let inputs = crate::model::layers::checkpoint_inputs(self.checkpointing, train, self.stack_path(), self.config.num_layers, || self.named_parameters_sorted());
         let hidden = self.net.hidden(&input_ids.to_device(device), &positions_from_mask(&mask), &attend, train, crate::model::layers::BlockRun::from_inputs(inputs.as_deref()));
         Some(Ok(crate::model::layers::linear_cross_entropy(&hidden, self.net.head_weight(), labels)))
@@ -517,7 +530,7 @@ impl super::Learner for CausalModel {
                 row.frozen += n;
             }
         }
-        ModelSummary { name: self.name.clone(), labels: Vec::new(), task: self.task, pooling: None, device: self.vs.device(), rows, batch_norm: None }
+        ModelSummary { name: self.name.clone(), labels: Vec::new(), task: self.task, pooling: None, device: self.vs.device(), rows, batch_norm: None, storage: WeightStorage::of(self.named_parameters_sorted().iter().map(|(_, t)| t)) }
     }
 
     fn layer_groups(&self) -> Vec<LayerGroup> {

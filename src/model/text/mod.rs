@@ -17,7 +17,7 @@ mod peft;
 use super::adapt::heads::{self as head, check_output_count, Pooling};
 use super::adapt::peft::PeftMethod;
 use super::arch::{bert, distilbert, Arch, Backbone, EncoderConfig, MEAN_POOLED_TYPE_PREFIX};
-use super::summary::{natural_key, summary_module, ModelSummary, ModuleCount, NaturalPart};
+use super::summary::{natural_key, summary_module, ModelSummary, ModuleCount, NaturalPart, WeightStorage};
 use super::weights::hf::{self, LoadReport};
 use super::{LayerGroup, Learner};
 use crate::data::TextTokenizer;
@@ -257,7 +257,7 @@ impl TextModel {
             }
         }
         let rows: Vec<ModuleCount> = rows.into_iter().map(|((_, module), (trainable, frozen))| ModuleCount { module, trainable, frozen }).collect();
-        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: Some(self.pooling), device: self.device(), rows, batch_norm: None }
+        ModelSummary { name: self.name.clone(), labels: self.labels.clone(), task: self.task, pooling: Some(self.pooling), device: self.device(), rows, batch_norm: None, storage: WeightStorage::of(self.named_parameters().iter().map(|(_, t)| t)) }
     }
 
     /// Whether the active head saves as a mean-pooled classifier, which

@@ -72,7 +72,7 @@ fn prompt_texts(model: &CausalModel, prompt: &Dynamic) -> R<Prompts> {
     Ok(Prompts::Many(texts))
 }
 
-fn generate_options(model: &CausalModel, o: &Options) -> R<GenerateOptions> {
+fn generate_options(ctx: &Context, model: &CausalModel, o: &Options) -> R<GenerateOptions> {
     let defaults = &model.generation;
     let temperature_default = if defaults.do_sample { defaults.temperature.unwrap_or(1.0) } else { 0.0 };
     let stop = match o.get("stop") {
@@ -95,13 +95,14 @@ fn generate_options(model: &CausalModel, o: &Options) -> R<GenerateOptions> {
         seed: o.int("seed", 0, 0, i64::MAX)? as u64,
         stop,
         use_cache: o.bool("use_cache", true)?,
+        precision: o.precision(ctx.precision)?,
     })
 }
 
 fn run_generate(ctx: &Context, m: &LanguageModelHandle, prompt: Dynamic, opts: Map) -> R<Dynamic> {
     let o = Options::new("generate", opts)?;
     let model = m.0.borrow();
-    let gen = generate_options(&model, &o)?;
+    let gen = generate_options(ctx, &model, &o)?;
     // `stream`: true (where a person watches), false, or "stdout".
     let (stream, to_stdout) = match o.get("stream") {
         Some(v) if v.is_string() => {
@@ -201,8 +202,10 @@ fn strings(func: &str, items: Array) -> R<Vec<String>> {
     items.into_iter().map(|v| v.into_string().map_err(|t| script_error(format!("{func}: expected strings, found a {t}")))).collect()
 }
 
-fn evaluate_texts(m: &LanguageModelHandle, texts: Vec<String>) -> R<Map> {
-    let result = guard(|| text_loss(&m.0.borrow(), &texts))?;
+/// `evaluate(language_model, texts, #{ precision })`, in the run's precision unless given.
+fn evaluate_texts(ctx: &Context, m: &LanguageModelHandle, texts: Vec<String>, opts: Map) -> R<Map> {
+    let precision = Options::new("evaluate", opts)?.precision(ctx.precision)?;
+    let result = guard(|| text_loss(&m.0.borrow(), &texts, precision))?;
     let mut map = Map::new();
     map.insert("loss".into(), Dynamic::from(result.loss));
     map.insert("perplexity".into(), Dynamic::from(result.perplexity));
@@ -255,8 +258,14 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         let msgs = messages("apply_chat_template", &chat)?;
         guard(|| m.0.borrow().apply_chat_template(&msgs, add))
     });
-    engine.register_fn("evaluate", |m: LanguageModelHandle, texts: Array| -> R<Map> { evaluate_texts(&m, strings("evaluate", texts)?) });
-    engine.register_fn("evaluate", |m: LanguageModelHandle, text: &str| -> R<Map> { evaluate_texts(&m, vec![text.to_string()]) });
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: LanguageModelHandle, texts: Array| -> R<Map> { evaluate_texts(&c, &m, strings("evaluate", texts)?, Map::new()) });
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: LanguageModelHandle, texts: Array, opts: Map| -> R<Map> { evaluate_texts(&c, &m, strings("evaluate", texts)?, opts) });
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: LanguageModelHandle, text: &str| -> R<Map> { evaluate_texts(&c, &m, vec![text.to_string()], Map::new()) });
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: LanguageModelHandle, text: &str, opts: Map| -> R<Map> { evaluate_texts(&c, &m, vec![text.to_string()], opts) });
     engine.register_fn("rouge_l", |predictions: Array, references: Array| -> R<Map> {
         let (p, r) = (strings("rouge_l", predictions)?, strings("rouge_l", references)?);
         if p.len() != r.len() || p.is_empty() {

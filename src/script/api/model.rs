@@ -61,14 +61,22 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
     };
     let dropout = o.get("dropout").map(|_| o.float("dropout", 0.1, 0.0, 0.9)).transpose()?;
     let size = o.get("size").map(|_| o.int("size", 224, 32, 1024)).transpose()?;
+    let bf16_weights = o.choice("weights", "fp32", &["fp32", "bf16"])? == "bf16";
     guard(|| {
         let dir = crate::model::resolve_path(name, &ctx.cache)?;
         if crate::model::CausalModel::is_decoder(&dir) {
             if labels.is_some() || task.is_some() || o.get("pooling").is_some() || dropout.is_some() {
-                anyhow::bail!("{name} is a language model: load_model takes only `device` for it (labels, task, pooling and dropout are for encoders)");
+                anyhow::bail!("{name} is a language model: load_model takes only `device` and `weights` for it (labels, task, pooling and dropout are for encoders)");
             }
             let model = crate::model::CausalModel::load(name, &dir, device)?;
+            if bf16_weights {
+                crate::model::store_weights_in_bf16(&model)?;
+            }
             return Ok(Dynamic::from(super::language::LanguageModelHandle::new(model)));
+        }
+        let is_image = crate::model::ImageModel::is_saved_image_model(&dir) || (dir.is_file() && dir.extension().is_some_and(|e| e == "pth" || e == "pt"));
+        if bf16_weights && is_image {
+            anyhow::bail!("weights: \"bf16\" is for text encoders and language models; {name} is an image network, which keeps fp32 weights (train it with precision: \"bf16\" instead)");
         }
         if crate::model::ImageModel::is_saved_image_model(&dir) {
             if size.is_some() || labels.is_some() || task.is_some() {
@@ -97,6 +105,9 @@ fn load(ctx: &Context, name: &str, opts: Map) -> R<Dynamic> {
             anyhow::bail!("size is for image backbones (mobilenet_v2, efficientnet_lite0); {name} reads text");
         }
         let model = TextModel::load(name, &dir, &LoadOptions { labels, pooling, task, device, dropout })?;
+        if bf16_weights {
+            crate::model::store_weights_in_bf16(&model)?;
+        }
         Ok(Dynamic::from(ModelHandle::new(model)))
     })
 }
