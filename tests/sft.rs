@@ -351,3 +351,25 @@ fn lora_sft_trains_in_bf16_and_fp16_autocast_to_about_the_fp32_loss() {
         assert!((last(&run) - last(&fp32)).abs() < 0.02 * last(&fp32).max(0.5), "{precision:?}: final validation loss {} against fp32's {}", last(&run), last(&fp32));
     }
 }
+
+#[test]
+fn chats_whose_answers_max_len_cut_off_are_refused_instead_of_training_on_nothing() {
+    let mut model = tiny();
+    // Without a system message the template adds its long default one, and
+    // 24 tokens hold no answer.
+    let chat = |i: usize| Example::Chat(vec![Message { role: "user".into(), content: format!("q{i}") }, Message { role: "assistant".into(), content: "red".into() }]);
+    let data = ChatDataset { name: "cut".into(), examples: (0..4).map(chat).collect() };
+    let (tokens, report) = tokenize_examples(&data, &model, SftOptions { max_len: 24, train_on: TrainOn::Answers, drop_long: false }).unwrap();
+    assert_eq!(report.without_answer, 4);
+    let tokens = Arc::new(tokens);
+    let before: Vec<Tensor> = model.named_parameters().iter().map(|(_, t)| t.copy()).collect();
+    let err = train::fit(&mut model, &loader(&tokens, 2), None, &FitOptions { max_steps: Some(2), ..FitOptions::default() }, &mut Silent, &Arc::new(AtomicBool::new(false))).unwrap_err().to_string();
+    assert!(err.contains("no token to learn") && err.contains("raise max_len") && err.contains("cut"), "{err}");
+    let err = train::evaluate(&model, &loader(&tokens, 2)).unwrap_err().to_string();
+    assert!(err.contains("no token to learn"), "{err}");
+    assert!(model.named_parameters().iter().zip(&before).all(|((_, a), b)| a.equal(b)), "nothing changed");
+    // With a short system message the answers fit, and it trains.
+    let roomy = loader(&tokenized(&model, &colours(4)), 2);
+    let run = train::fit(&mut model, &roomy, None, &FitOptions { max_steps: Some(1), ..FitOptions::default() }, &mut Silent, &Arc::new(AtomicBool::new(false))).unwrap();
+    assert!(run.steps[0].loss > 0.0);
+}

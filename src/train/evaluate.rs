@@ -34,6 +34,13 @@ pub(super) fn check_labels(model: &dyn Learner, data: &DataLoader) -> Result<()>
             if matches!(task, Task::Classify | Task::Tokens) { String::new() } else { format!(" and labels: {}", data.label_names().len()) }
         );
     }
+    if task == Task::NextToken && data.loss_weight(&(0..data.rows()).collect::<Vec<_>>()) == 0.0 {
+        // Its loss would be 0 at every step, and nothing would train.
+        bail!(
+            "{} has no token to learn: max_len cut off every answer (or the rows have none); raise max_len when tokenizing, or shorten the prompts (a chat without a system message gets the chat template's default one)",
+            data.name()
+        );
+    }
     if matches!(task, Task::MultiLabel | Task::Regression) && data.label_names().len() != model.labels().len() {
         let what = if task == Task::Regression { "outputs" } else { "labels" };
         bail!(
