@@ -283,9 +283,9 @@ fn chunked_cross_entropy(hidden: &Tensor, head: &Tensor, labels: &Tensor, chunk_
     let chunk = (chunk_elements / vocab).max(1);
     // Without autocast: under fp16 the hand-made gradients (about p / n)
     // would flush to zero before the loss scale reaches them.
-    // The products in the head's kind, fp32 without autocast even where the
-    // head is stored in bf16 (a transient fp32 copy, as `weight_for` makes).
-    let w = if head.kind() == Kind::Float || crate::runtime::precision::Autocast::is_on(head.device()) { head.detach() } else { head.detach().to_kind(Kind::Float) };
+    // The products in the head's kind; without autocast a head stored in
+    // bf16 is cast to the states' fp32 (a transient copy).
+    let w = weight_for(head, &states).detach();
     let (loss_sum, grad_states, grad_head) = crate::runtime::precision::without_autocast(head.device(), || tch::no_grad(|| {
         let s = states.detach().to_kind(w.kind());
         let mut loss_sum = Tensor::zeros([], (Kind::Float, s.device()));

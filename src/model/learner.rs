@@ -189,18 +189,14 @@ pub fn store_weights_in_bf16(model: &dyn Learner) -> Result<usize> {
 
 /// Gives every trainable parameter stored in a lower precision fp32 again,
 /// because an optimizer's small steps vanish in bf16 (master weights stay
-/// fp32, as in mixed precision); returns their names. Called where
-/// training starts.
-pub fn trained_weights_in_fp32(model: &dyn Learner) -> Vec<String> {
-    let mut changed = Vec::new();
-    for (name, mut t) in model.named_parameters() {
+/// fp32, as in mixed precision). Called where training starts.
+pub fn trained_weights_in_fp32(model: &dyn Learner) {
+    for (_, mut t) in model.named_parameters() {
         if t.requires_grad() && t.is_floating_point() && t.kind() != tch::Kind::Float {
             let full = tch::no_grad(|| t.to_kind(tch::Kind::Float));
             t.set_data(&full);
-            changed.push(name);
         }
     }
-    changed
 }
 
 /// Sets `requires_grad` on the named parameters.

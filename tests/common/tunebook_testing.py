@@ -23,6 +23,19 @@ def scratch(prefix):
     return pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH))
 
 
+def run_script(script, prefix):
+    """Runs a Rhai script with `tunebook run` on the CPU in a new scratch
+    folder, WORK in the script naming that folder; returns (folder, stdout)
+    and fails the test with its stderr if it fails."""
+    import subprocess
+
+    work = scratch(prefix)
+    (work / "s.rhai").write_text(script.replace("WORK", str(work)))
+    run = subprocess.run([TUNEBOOK, "run", str(work / "s.rhai"), "--device", "cpu"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return work, run.stdout
+
+
 def execute(kc, code, timeout=300, **kw):
     """Executes code; returns (reply content, iopub messages of this request)."""
     msg_id = kc.execute(code, **kw)

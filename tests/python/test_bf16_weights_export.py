@@ -7,9 +7,8 @@ scripts/make_decoder_fixtures.py; the reference libraries come from the
 venv `scripts/test` installs."""
 
 import json
-import subprocess
 
-from tunebook_testing import REPO, TUNEBOOK, reference, scratch
+from tunebook_testing import REPO, reference, run_script
 
 torch = reference("torch")
 transformers = reference("transformers")
@@ -21,11 +20,7 @@ TEXT = "the cat sat on the mat and the dog sat on the log"
 
 
 def tunebook(script):
-    work = scratch("tunebook-bf16-")
-    (work / "s.rhai").write_text(script.replace("WORK", str(work)))
-    run = subprocess.run([TUNEBOOK, "run", str(work / "s.rhai"), "--device", "cpu"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return work, run.stdout
+    return run_script(script, "tunebook-bf16-")
 
 
 def rounded_base():

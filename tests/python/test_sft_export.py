@@ -8,11 +8,10 @@ reference libraries come from the venv `scripts/test` installs."""
 
 import json
 import pathlib
-import subprocess
 
 import pytest
 
-from tunebook_testing import REPO, TUNEBOOK, reference, scratch
+from tunebook_testing import REPO, reference, run_script, scratch
 
 torch = reference("torch")
 transformers = reference("transformers")
@@ -35,11 +34,7 @@ def rhai(value):
 
 
 def tunebook(script):
-    work = scratch("tunebook-sft-")
-    (work / "s.rhai").write_text(script.replace("WORK", str(work)))
-    run = subprocess.run([TUNEBOOK, "run", str(work / "s.rhai"), "--device", "cpu"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return work, run.stdout
+    return run_script(script, "tunebook-sft-")
 
 
 def expected_labels(tokenizer, messages):

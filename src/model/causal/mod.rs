@@ -332,15 +332,8 @@ impl CausalModel {
     /// The kind most of the weights are stored in (bf16 after `weights:
     /// "bf16"`, whose trained ones are fp32), as `torch_dtype` names it.
     pub fn dtype(&self) -> Kind {
-        let mut bf16 = 0i64;
-        let mut all = 0i64;
-        for t in self.vs.variables().values() {
-            all += t.numel() as i64;
-            if t.kind() == Kind::BFloat16 {
-                bf16 += t.numel() as i64;
-            }
-        }
-        if 2 * bf16 > all {
+        let summary = <Self as super::Learner>::summary(self);
+        if 2 * summary.storage.bf16 > summary.total() {
             Kind::BFloat16
         } else {
             Kind::Float
