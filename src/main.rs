@@ -76,6 +76,17 @@ enum Command {
     },
     /// Check libtorch, CUDA and the cache of models and datasets.
     Doctor,
+    /// Runs a kernel's cells for the kernel process that started it (over
+    /// stdin and stdout); not for use by hand.
+    #[command(name = "kernel-worker", hide = true)]
+    KernelWorker {
+        /// Where models go: auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: DeviceRequest,
+        /// Seed for weight initialization, dropout, shuffles and splits.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Serve the Jupyter kernel (Jupyter starts this), or install its spec.
     Kernel {
         #[command(subcommand)]
@@ -140,7 +151,7 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                 (_, Some(p)) => InstallTarget::Prefix(p),
                 _ => InstallTarget::User,
             };
-            let exe = std::env::current_exe().and_then(std::fs::canonicalize);
+            let exe = std::env::current_exe().and_then(std::fs::canonicalize).map(|exe| exe.with_file_name(spec::KERNEL_PROGRAM));
             report(exe.map_err(anyhow::Error::from).and_then(|exe| spec::install(&target, &exe)).map(|dir| {
                 println!("installed the {} kernel spec in {}", spec::KERNEL_NAME, dir.display());
             }))
@@ -150,14 +161,15 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                 eprintln!("error: give --connection-file FILE (Jupyter does this), or use `tunebook kernel install`");
                 return ExitCode::from(2);
             };
-            let device = match device_or_usage_error(device) {
-                Ok(d) => d,
-                Err(code) => return code,
+            // This process serves the sockets; a `tunebook kernel-worker` runs the cells.
+            let exe = match std::env::current_exe() {
+                Ok(exe) => exe,
+                Err(e) => {
+                    eprintln!("error: cannot find this program's path to start the kernel's worker: {e}");
+                    return ExitCode::FAILURE;
+                }
             };
-            report(tunebook::kernel::serve(&file, allow_unsigned, |frontend, interrupt| {
-                let settings = SessionSettings { device, seed, cache: runtime::cache_dir(), stop: interrupt, limits: Limits::default(), precision: Default::default() };
-                Box::new(tunebook::script::notebook::NotebookInterpreter::new(frontend, settings))
-            }))
+            report(spec::serve_tunebook(&file, allow_unsigned, exe, &device.to_string(), seed))
         }
     }
 }
@@ -338,6 +350,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Repl { device, seed } => repl(device, seed),
         Command::Api { name, markdown } => api(name, markdown),
         Command::Kernel { action, connection_file, device, seed, allow_unsigned } => kernel(action, connection_file, device, seed, allow_unsigned),
+        Command::KernelWorker { device, seed } => report(script::notebook::serve_worker(device, seed)),
         Command::Doctor => {
             if cli::doctor::run() == 0 {
                 ExitCode::SUCCESS

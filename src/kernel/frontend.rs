@@ -25,10 +25,83 @@ pub(super) struct Current {
     pub payload: Vec<Value>,
 }
 
+/// What an interpreter sends to the notebook goes either straight to the
+/// sockets (the interpreter runs in the kernel's process) or down a pipe to
+/// the kernel process (it runs in a worker process, see [`super::remote`]).
+#[derive(Clone)]
+enum Route {
+    Sockets(Sockets),
+    Worker(super::remote::Link),
+}
+
 /// A cheap, cloneable handle for outputs to the frontend (iopub) and input
 /// from it (stdin).
 #[derive(Clone)]
-pub struct Frontend {
+pub struct Frontend(Route);
+
+impl Frontend {
+    pub(super) fn sockets(sockets: Sockets) -> Self {
+        Self(Route::Sockets(sockets))
+    }
+
+    pub(super) fn worker(link: super::remote::Link) -> Self {
+        Self(Route::Worker(link))
+    }
+
+    /// Text on the cell's stdout or stderr (`name` is `stdout` or `stderr`).
+    pub fn stream(&self, name: &str, text: &str) {
+        match &self.0 {
+            Route::Sockets(s) => s.stream(name, text),
+            Route::Worker(w) => w.stream(name, text),
+        }
+    }
+
+    /// A rich output; with `display_id`, later `update_display` calls replace it in place.
+    pub fn display(&self, data: MimeBundle, display_id: Option<&str>) {
+        match &self.0 {
+            Route::Sockets(s) => s.display(data, display_id),
+            Route::Worker(w) => w.display(data, display_id),
+        }
+    }
+
+    /// Replaces the output shown earlier with `display_id`.
+    pub fn update_display(&self, data: MimeBundle, display_id: &str) {
+        match &self.0 {
+            Route::Sockets(s) => s.update_display(data, display_id),
+            Route::Worker(w) => w.update_display(data, display_id),
+        }
+    }
+
+    /// Clears the cell's output (at the next output, if `wait`).
+    pub fn clear_output(&self, wait: bool) {
+        match &self.0 {
+            Route::Sockets(s) => s.clear_output(wait),
+            Route::Worker(w) => w.clear_output(wait),
+        }
+    }
+
+    /// Shows text in the frontend's pager (an execute-reply payload).
+    pub fn page(&self, text: &str) {
+        match &self.0 {
+            Route::Sockets(s) => s.page(text),
+            Route::Worker(w) => w.page(text),
+        }
+    }
+
+    /// Asks the user for a line of text. `None` when the frontend does not
+    /// accept input or the request was interrupted (`stop`).
+    pub fn input(&self, prompt: &str, password: bool, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
+        match &self.0 {
+            Route::Sockets(s) => s.input(prompt, password, stop),
+            // The kernel process watches the interrupt and answers `None`.
+            Route::Worker(w) => w.input(prompt, password),
+        }
+    }
+}
+
+/// The kernel's own sockets: iopub (through its thread) and stdin.
+#[derive(Clone)]
+pub(super) struct Sockets {
     pub(super) iopub: Sender<Vec<Vec<u8>>>,
     pub(super) signer: Signer,
     pub(super) session: String,
@@ -36,7 +109,7 @@ pub struct Frontend {
     pub(super) stdin: Arc<Mutex<zmq::Socket>>,
 }
 
-impl Frontend {
+impl Sockets {
     /// Publishes one iopub message whose parent is the current request.
     pub(super) fn publish(&self, msg_type: &str, content: Value) {
         let parent = locked(&self.current).parent.clone();
@@ -52,12 +125,12 @@ impl Frontend {
     }
 
     /// Text on the cell's stdout or stderr (`name` is `stdout` or `stderr`).
-    pub fn stream(&self, name: &str, text: &str) {
+    pub(super) fn stream(&self, name: &str, text: &str) {
         self.publish("stream", json!({ "name": name, "text": text }));
     }
 
     /// A rich output; with `display_id`, later `update_display` calls replace it in place.
-    pub fn display(&self, data: MimeBundle, display_id: Option<&str>) {
+    pub(super) fn display(&self, data: MimeBundle, display_id: Option<&str>) {
         let mut content = json!({ "data": data, "metadata": {} });
         if let Some(id) = display_id {
             content["transient"] = json!({ "display_id": id });
@@ -66,24 +139,24 @@ impl Frontend {
     }
 
     /// Replaces the output shown earlier with `display_id`.
-    pub fn update_display(&self, data: MimeBundle, display_id: &str) {
+    pub(super) fn update_display(&self, data: MimeBundle, display_id: &str) {
         self.publish("update_display_data", json!({ "data": data, "metadata": {}, "transient": { "display_id": display_id } }));
     }
 
     /// Clears the cell's output (at the next output, if `wait`).
-    pub fn clear_output(&self, wait: bool) {
+    pub(super) fn clear_output(&self, wait: bool) {
         self.publish("clear_output", json!({ "wait": wait }));
     }
 
     /// Shows text in the frontend's pager (an execute-reply payload).
-    pub fn page(&self, text: &str) {
+    pub(super) fn page(&self, text: &str) {
         let page = json!({ "source": "page", "data": { "text/plain": text }, "start": 0 });
         locked(&self.current).payload.push(page);
     }
 
     /// Asks the user for a line of text. `None` when the frontend does not
     /// accept input or the request was interrupted.
-    pub fn input(&self, prompt: &str, password: bool, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
+    pub(super) fn input(&self, prompt: &str, password: bool, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
         let (allow, identities, parent) = {
             let c = locked(&self.current);
             (c.allow_stdin, c.stdin_identities.clone(), c.parent.clone())

@@ -2,20 +2,23 @@
 //! learning: it serves the messaging protocol and drives an [`Interpreter`].
 
 mod frontend;
+pub mod remote;
 mod server;
 pub mod spec;
 pub mod wire;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use frontend::Frontend;
+pub use remote::{serve_worker, RemoteInterpreter, WorkerCommand};
 pub use server::serve;
 
 /// Outputs keyed by MIME type (`text/plain`, `image/svg+xml`, ...).
 pub type MimeBundle = Map<String, Value>;
 
 /// How a cell ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ExecuteOutcome {
     /// It ran; the value of its last expression, if any, to show.
     Ok(Option<MimeBundle>),
@@ -31,7 +34,7 @@ pub enum ExecuteOutcome {
 }
 
 /// Whether some code is ready to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Completeness {
     /// It parses.
     Complete,
@@ -42,7 +45,7 @@ pub enum Completeness {
 }
 
 /// Completion candidates replacing `code[start..end]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Completions {
     /// Candidates.
     pub matches: Vec<String>,
@@ -56,7 +59,7 @@ pub struct Completions {
 
 /// What a completion match is, for frontends that show it (JupyterLab's
 /// `_jupyter_types_experimental`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletionDetail {
     /// "function", "method", "property", "instance", "keyword" or "param".
     pub kind: String,

@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use jupyter_protocol::{ConnectionInfo, Transport};
 use serde_json::{json, Value};
 
-use super::frontend::{locked, Current, Frontend};
+use super::frontend::{locked, Current, Frontend, Sockets};
 use crate::panic::{panic_text, BUG_REPORT_HINT};
 use crate::suggest::glob_match;
 use super::wire::{self, Message, Signer};
@@ -117,7 +117,7 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
         }
     });
 
-    let frontend = Frontend { iopub: iopub_tx.clone(), signer: signer.clone(), session, current: Arc::new(Mutex::new(Current::default())), stdin: Arc::new(Mutex::new(stdin)) };
+    let frontend = Sockets { iopub: iopub_tx.clone(), signer: signer.clone(), session, current: Arc::new(Mutex::new(Current::default())), stdin: Arc::new(Mutex::new(stdin)) };
     let interrupt = Arc::new(AtomicBool::new(false));
     let shutdown = Arc::new(AtomicBool::new(false));
     {
@@ -125,7 +125,7 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
         // Frontends with interrupt_mode "signal" (and a terminal's Ctrl-C) send SIGINT.
         let _ = ctrlc::set_handler(move || interrupt.store(true, Ordering::SeqCst));
     }
-    let mut interpreter = make(frontend.clone(), interrupt.clone());
+    let mut interpreter = make(Frontend::sockets(frontend.clone()), interrupt.clone());
     let info = kernel_info(interpreter.as_ref());
     {
         let (frontend, interrupt, shutdown, info) = (frontend.clone(), interrupt.clone(), shutdown.clone(), info.clone());
@@ -179,7 +179,7 @@ fn kernel_info(interp: &dyn Interpreter) -> Value {
     })
 }
 
-fn reply(socket: &zmq::Socket, frontend: &Frontend, request: &Message, msg_type: &str, content: Value) {
+fn reply(socket: &zmq::Socket, frontend: &Sockets, request: &Message, msg_type: &str, content: Value) {
     let header = wire::new_header(msg_type, &frontend.session);
     let frames = wire::encode(&request.identities, &header, &request.header, &json!({}), &content, &frontend.signer);
     if let Err(e) = socket.send_multipart(frames, 0) {
@@ -194,7 +194,7 @@ fn reply_type(request: &Message) -> String {
     }
 }
 
-fn serve_control(socket: zmq::Socket, frontend: Frontend, interrupt: Arc<AtomicBool>, shutdown: Arc<AtomicBool>, info: Value) {
+fn serve_control(socket: zmq::Socket, frontend: Sockets, interrupt: Arc<AtomicBool>, shutdown: Arc<AtomicBool>, info: Value) {
     while !shutdown.load(Ordering::SeqCst) {
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
         match zmq::poll(&mut items, POLL.as_millis() as i64) {
@@ -250,7 +250,7 @@ fn unsupported(msg_type: &str) -> Value {
 
 /// The shell side's state.
 struct Kernel {
-    frontend: Frontend,
+    frontend: Sockets,
     shell: zmq::Socket,
     info: Value,
     execution_count: u64,
@@ -362,7 +362,7 @@ impl Kernel {
             self.frontend.publish("execute_input", json!({ "code": code, "execution_count": count }));
         }
         self.interrupt.store(false, Ordering::SeqCst);
-        let outcome = interp.execute(&code, count, &self.frontend);
+        let outcome = interp.execute(&code, count, &Frontend::sockets(self.frontend.clone()));
         let payload = std::mem::take(&mut locked(&self.frontend.current).payload);
         match outcome {
             ExecuteOutcome::Ok(result) => {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::{LanguageInfo, RemoteInterpreter, WorkerCommand};
+
 const KERNEL_JSON: &str = include_str!("../../kernel-spec/kernel.json");
 const LOGO_32: &[u8] = include_bytes!("../../kernel-spec/logo-32x32.png");
 const LOGO_64: &[u8] = include_bytes!("../../kernel-spec/logo-64x64.png");
@@ -24,10 +26,42 @@ pub enum InstallTarget {
     Prefix(PathBuf),
 }
 
-/// The kernel.json text for a kernel binary at `exe`.
+/// The program Jupyter starts: it serves the sockets and starts `tunebook`
+/// from its own folder for the cells.
+pub const KERNEL_PROGRAM: &str = "tunebook-kernel";
+
+/// The `tunebook` subcommand that runs a kernel's cells.
+pub const WORKER_SUBCOMMAND: &str = "kernel-worker";
+
+/// What the kernel tells frontends about Tunebook's language.
+pub fn language_info() -> LanguageInfo {
+    LanguageInfo {
+        name: "rhai".into(),
+        version: "1.27".into(),
+        file_extension: ".rhai".into(),
+        mimetype: "text/x-rhai".into(),
+        // Rhai has neither; Rust's are the closest.
+        codemirror_mode: "rust".into(),
+        pygments_lexer: "rust".into(),
+        implementation: ("tunebook".into(), env!("CARGO_PKG_VERSION").into()),
+        banner: format!("Tunebook {} — fine-tuning in Rhai over libtorch. Try: print(load_model(\"minilm\", #{{ labels: 2 }}))", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Serves Tunebook's kernel: this process answers the sockets at once, and
+/// `tunebook kernel-worker` (the program at `tunebook`) runs the cells on
+/// `device` (auto, cpu or cuda), so that loading libtorch does not delay
+/// `kernel_info_reply`.
+pub fn serve_tunebook(connection_file: &Path, allow_unsigned: bool, tunebook: PathBuf, device: &str, seed: u64) -> Result<()> {
+    let args = vec![WORKER_SUBCOMMAND.into(), "--device".into(), device.into(), "--seed".into(), seed.to_string()];
+    let worker = WorkerCommand { program: tunebook, args };
+    super::serve(connection_file, allow_unsigned, |frontend, interrupt| Box::new(RemoteInterpreter::new(worker, language_info(), frontend, interrupt)))
+}
+
+/// The kernel.json text for the kernel program at `exe`.
 pub fn kernel_json(exe: &Path) -> String {
     let exe = serde_json::to_string(&exe.display().to_string()).expect("a path serializes");
-    KERNEL_JSON.replace("\"{tunebook}\"", &exe)
+    KERNEL_JSON.replace("\"{tunebook-kernel}\"", &exe)
 }
 
 fn data_dir(target: &InstallTarget) -> Result<PathBuf> {
@@ -53,9 +87,12 @@ fn data_dir(target: &InstallTarget) -> Result<PathBuf> {
     })
 }
 
-/// Writes kernel.json and the logos into `<data dir>/kernels/tunebook`;
-/// returns that folder.
+/// Writes kernel.json (which starts the kernel program at `exe`) and the
+/// logos into `<data dir>/kernels/tunebook`; returns that folder.
 pub fn install(target: &InstallTarget, exe: &Path) -> Result<PathBuf> {
+    if !exe.is_file() {
+        bail!("there is no {KERNEL_PROGRAM} at {}; it is built with tunebook (cargo build --release builds both): install the two together", exe.display());
+    }
     let dir = data_dir(target)?.join("kernels").join(KERNEL_NAME);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
@@ -81,9 +118,10 @@ mod tests {
 
     #[test]
     fn kernel_json_names_the_binary_and_message_interrupts() {
-        let v: serde_json::Value = serde_json::from_str(&kernel_json(Path::new("/opt/tb/tunebook"))).unwrap();
-        assert_eq!(v["argv"][0], "/opt/tb/tunebook");
-        assert_eq!(v["argv"][3], "{connection_file}");
+        let v: serde_json::Value = serde_json::from_str(&kernel_json(Path::new("/opt/tb/tunebook-kernel"))).unwrap();
+        assert_eq!(v["argv"][0], "/opt/tb/tunebook-kernel");
+        assert_eq!(v["argv"][1], "--connection-file");
+        assert_eq!(v["argv"][2], "{connection_file}");
         assert_eq!(v["interrupt_mode"], "message");
         assert_eq!(v["language"], "rhai");
         assert_eq!(v["display_name"], "Tunebook (Rhai)");

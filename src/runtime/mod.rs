@@ -65,6 +65,16 @@ impl std::str::FromStr for DeviceRequest {
     }
 }
 
+impl std::fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
 /// Loads CUDA (once) and turns a request into a concrete device.
 pub fn resolve_device(request: DeviceRequest) -> Result<Device> {
     let status = init_cuda();

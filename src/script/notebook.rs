@@ -59,6 +59,17 @@ impl Host for NotebookHost {
     }
 }
 
+/// The worker side of Tunebook's kernel (`tunebook kernel-worker`, started by
+/// [`crate::kernel::spec::serve_tunebook`]): a session on `device` whose
+/// cells come from the kernel process over stdin.
+pub fn serve_worker(device: crate::runtime::DeviceRequest, seed: u64) -> anyhow::Result<()> {
+    crate::kernel::serve_worker(|frontend, stop| {
+        let device = crate::runtime::resolve_device(device).map_err(|e| format!("{e:#}"))?;
+        let settings = SessionSettings { device, seed, cache: crate::runtime::cache_dir(), stop, limits: super::Limits::default(), precision: Default::default() };
+        Ok(Box::new(NotebookInterpreter::new(frontend, settings)) as Box<dyn Interpreter>)
+    })
+}
+
 /// A Tunebook session served as a Jupyter kernel.
 pub struct NotebookInterpreter {
     session: Session,
@@ -142,17 +153,7 @@ impl NotebookInterpreter {
 
 impl Interpreter for NotebookInterpreter {
     fn language_info(&self) -> LanguageInfo {
-        LanguageInfo {
-            name: "rhai".into(),
-            version: "1.27".into(),
-            file_extension: ".rhai".into(),
-            mimetype: "text/x-rhai".into(),
-            // Rhai has neither; Rust's are the closest.
-            codemirror_mode: "rust".into(),
-            pygments_lexer: "rust".into(),
-            implementation: ("tunebook".into(), env!("CARGO_PKG_VERSION").into()),
-            banner: format!("Tunebook {} — fine-tuning in Rhai over libtorch. Try: print(load_model(\"minilm\", #{{ labels: 2 }}))", env!("CARGO_PKG_VERSION")),
-        }
+        crate::kernel::spec::language_info()
     }
 
     fn execute(&mut self, code: &str, execution_count: u64, _frontend: &Frontend) -> ExecuteOutcome {

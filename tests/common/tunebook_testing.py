@@ -10,6 +10,9 @@ import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TUNEBOOK = os.environ.get("TUNEBOOK_BIN", str(REPO / "target" / "release" / "tunebook"))
+# The program Jupyter starts: it serves the sockets and runs the cells in a
+# `tunebook kernel-worker` child.
+TUNEBOOK_KERNEL = str(pathlib.Path(TUNEBOOK).with_name("tunebook-kernel"))
 
 # Every test's files go under one root, removed when the run ends: saved
 # models are hundreds of megabytes each, and CI disks are small.
@@ -74,3 +77,13 @@ def reference(module):
         if os.environ.get("TUNEBOOK_REFERENCE_REQUIRED") == "1":
             pytest.fail(f"{module} is not installed, but scripts/test installs it (tests/python/requirements.txt): {e}")
         pytest.skip(f"{module} is not installed; scripts/test installs it from tests/python/requirements.txt", allow_module_level=True)
+
+
+def worker_pid(kernel_pid):
+    """The pid of the kernel's worker, the child process that runs its cells."""
+    children = []
+    for task in os.listdir(f"/proc/{kernel_pid}/task"):
+        with open(f"/proc/{kernel_pid}/task/{task}/children") as f:
+            children += [int(p) for p in f.read().split()]
+    assert len(children) == 1, f"the kernel {kernel_pid} has children {children}, not one worker"
+    return children[0]

@@ -14,7 +14,7 @@ import uuid
 
 import zmq
 
-from tunebook_testing import REPO, TUNEBOOK, execute, result_text
+from tunebook_testing import REPO, TUNEBOOK, execute, result_text, worker_pid
 
 SEED = 20261129
 MESSAGES = 10_000
@@ -222,6 +222,11 @@ def test_a_connection_file_with_an_empty_key_is_refused_unless_allowed(tmp_path)
 
 
 def rss_kib(pid):
+    """Resident memory of the kernel and its worker together."""
+    return _rss_kib(pid) + _rss_kib(worker_pid(pid))
+
+
+def _rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -230,7 +235,8 @@ def rss_kib(pid):
 
 
 def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Open descriptors of the kernel and its worker together."""
+    return len(os.listdir(f"/proc/{pid}/fd")) + len(os.listdir(f"/proc/{worker_pid(pid)}/fd"))
 
 
 def test_a_thousand_cells_keep_memory_and_descriptors_flat(kernel):

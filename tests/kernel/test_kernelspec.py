@@ -6,7 +6,7 @@ import pathlib
 import subprocess
 import sys
 
-from tunebook_testing import TUNEBOOK, scratch
+from tunebook_testing import TUNEBOOK, TUNEBOOK_KERNEL, scratch
 
 
 def test_installed_kernel_is_listed_by_jupyter():
@@ -20,7 +20,9 @@ def test_installed_kernel_is_listed_by_jupyter():
     spec = specs["tunebook"]["spec"]
     assert spec["display_name"] == "Tunebook (Rhai)" and spec["language"] == "rhai"
     assert spec["interrupt_mode"] == "message"
-    assert pathlib.Path(spec["argv"][0]).samefile(TUNEBOOK)
+    # The kernel program beside tunebook: it answers at once, without libtorch.
+    assert pathlib.Path(spec["argv"][0]).samefile(TUNEBOOK_KERNEL)
+    assert spec["argv"][1:] == ["--connection-file", "{connection_file}"]
     resources = pathlib.Path(specs["tunebook"]["resource_dir"])
     assert (resources / "logo-32x32.png").read_bytes().startswith(b"\x89PNG")
     assert (resources / "logo-64x64.png").read_bytes().startswith(b"\x89PNG")
