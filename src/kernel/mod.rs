@@ -7,6 +7,9 @@ mod server;
 pub mod spec;
 pub mod wire;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -88,9 +91,46 @@ pub struct LanguageInfo {
     pub banner: String,
 }
 
+/// The kernel's interrupt: a flag that control's `interrupt_request`, a
+/// shutdown and SIGINT raise and the start of each cell lowers, with
+/// listeners told at once (to pass it on without polling).
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    flag: Arc<AtomicBool>,
+    listeners: Arc<Mutex<Vec<Box<dyn Fn() + Send>>>>,
+}
+
+impl Interrupt {
+    /// The flag itself, for code that looks at it between steps.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
+    /// Whether it is raised.
+    pub fn is_raised(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Calls `listener` on the raising thread each time the interrupt is raised.
+    pub fn on_raise(&self, listener: impl Fn() + Send + 'static) {
+        frontend::locked(&self.listeners).push(Box::new(listener));
+    }
+
+    fn raise(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        for listener in frontend::locked(&self.listeners).iter() {
+            listener();
+        }
+    }
+
+    fn lower(&self) {
+        self.flag.store(false, Ordering::SeqCst);
+    }
+}
+
 /// A language behind the kernel. The kernel calls it from one thread only,
-/// so it need not be `Send`; interrupts arrive through the flag given to the
-/// factory passed to [`serve`].
+/// so it need not be `Send`; interrupts arrive through the [`Interrupt`] given
+/// to the factory passed to [`serve`].
 pub trait Interpreter {
     /// Language details for `kernel_info_reply`.
     fn language_info(&self) -> LanguageInfo;

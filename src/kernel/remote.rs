@@ -14,9 +14,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,10 +25,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::frontend::locked;
-use super::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, LanguageInfo, MimeBundle};
+use super::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, Interrupt, LanguageInfo, MimeBundle};
 
-/// How often the kernel side looks at the interrupt flag while it waits.
-const POLL: Duration = Duration::from_millis(25);
 /// How long a worker whose kernel went away may take to finish its cell.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 /// How long the kernel waits for a worker to exit at shutdown before killing it.
@@ -178,6 +176,13 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
     Ok(())
 }
 
+/// Writes one request line.
+fn send(stdin: &mut ChildStdin, message: &ToWorker) -> bool {
+    let mut line = serde_json::to_vec(message).expect("worker requests serialize");
+    line.push(b'\n');
+    stdin.write_all(&line).and_then(|_| stdin.flush()).is_ok()
+}
+
 /// The worker's request reader: interrupts and input replies act at once,
 /// the rest queue for the interpreter's thread. When the kernel goes away
 /// the running cell is stopped, and the process ends if it does not stop.
@@ -217,11 +222,30 @@ pub struct WorkerCommand {
     pub args: Vec<String>,
 }
 
+/// The running worker's stdin, shared with the interrupt's listener.
+type Requests = Arc<Mutex<Option<ChildStdin>>>;
+
 /// A running worker.
 struct Worker {
     child: Child,
-    requests: ChildStdin,
-    events: Receiver<FromWorker>,
+    events: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    /// The next message; `None` once the worker is gone.
+    fn next(&mut self) -> Option<FromWorker> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.events.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => match serde_json::from_str(&line) {
+                    Ok(event) => return Some(event),
+                    Err(e) => eprintln!("[tunebook kernel] dropped a worker message: {e}"),
+                },
+            }
+        }
+    }
 }
 
 /// An [`Interpreter`] whose cells run in a worker process.
@@ -229,7 +253,8 @@ pub struct RemoteInterpreter {
     command: WorkerCommand,
     info: LanguageInfo,
     frontend: Frontend,
-    interrupt: Arc<AtomicBool>,
+    interrupt: Interrupt,
+    requests: Requests,
     worker: Option<Worker>,
     /// Why the last worker could not start, as it said.
     failed: Option<String>,
@@ -255,8 +280,18 @@ impl RemoteInterpreter {
     /// (the worker is not asked); `interrupt` is the kernel's interrupt
     /// flag. A worker that cannot be started is tried again at each request,
     /// which gets an error that says why.
-    pub fn new(command: WorkerCommand, info: LanguageInfo, frontend: Frontend, interrupt: Arc<AtomicBool>) -> Self {
-        let mut me = Self { command, info, frontend, interrupt, worker: None, failed: None, next_id: 0 };
+    pub fn new(command: WorkerCommand, info: LanguageInfo, frontend: Frontend, interrupt: Interrupt) -> Self {
+        let requests: Requests = Arc::default();
+        {
+            // Passed on as it happens; the worker ignores it between cells.
+            let requests = requests.clone();
+            interrupt.on_raise(move || {
+                if let Some(stdin) = locked(&requests).as_mut() {
+                    let _ = send(stdin, &ToWorker::Interrupt);
+                }
+            });
+        }
+        let mut me = Self { command, info, frontend, interrupt, requests, worker: None, failed: None, next_id: 0 };
         match me.spawn() {
             Ok(w) => me.worker = Some(w),
             Err(e) => eprintln!("[tunebook kernel] {e:#}"),
@@ -265,6 +300,8 @@ impl RemoteInterpreter {
     }
 
     fn spawn(&self) -> Result<Worker> {
+        // A worker's replacement never gets requests meant for the old one.
+        *locked(&self.requests) = None;
         let mut cmd = Command::new(&self.command.program);
         cmd.args(&self.command.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         #[cfg(target_os = "linux")]
@@ -284,29 +321,15 @@ impl RemoteInterpreter {
             }
         }
         let mut child = cmd.spawn().with_context(|| format!("cannot start the worker {}", self.command.program.display()))?;
-        let requests = child.stdin.take().context("the worker has no stdin")?;
-        let stdout = child.stdout.take().context("the worker has no stdout")?;
-        let (tx, events) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<FromWorker>(&line) {
-                    Ok(event) => {
-                        if tx.send(event).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => eprintln!("[tunebook kernel] dropped a worker message: {e}"),
-                }
-            }
-        });
-        Ok(Worker { child, requests, events })
+        let stdin = child.stdin.take().context("the worker has no stdin")?;
+        let events = BufReader::new(child.stdout.take().context("the worker has no stdout")?);
+        *locked(&self.requests) = Some(stdin);
+        Ok(Worker { child, events })
     }
 
-    fn send(worker: &mut Worker, message: &ToWorker) -> bool {
-        let mut line = serde_json::to_vec(message).expect("worker requests serialize");
-        line.push(b'\n');
-        worker.requests.write_all(&line).and_then(|_| worker.requests.flush()).is_ok()
+    /// Sends to the running worker; false when it is gone.
+    fn send(&self, message: &ToWorker) -> bool {
+        locked(&self.requests).as_mut().is_some_and(|stdin| send(stdin, message))
     }
 
     /// Sends a request and relays the worker's outputs until its answer.
@@ -317,30 +340,28 @@ impl RemoteInterpreter {
         }
         self.next_id += 1;
         let id = self.next_id;
-        let worker = self.worker.as_mut().expect("started above");
-        let mut sent = Self::send(worker, &make(id));
-        let mut forwarded = false;
+        let mut sent = self.send(&make(id));
+        // An interrupt raised before the request went out was sent ahead of
+        // it, and the worker lowered it on reading the request.
+        if interruptible && self.interrupt.is_raised() {
+            sent = sent && self.send(&ToWorker::Interrupt);
+        }
         while sent {
-            match worker.events.recv_timeout(POLL) {
-                Ok(FromWorker::Answer { id: answered, answer }) if answered == id => return Ok(answer),
-                Ok(FromWorker::Answer { .. }) => {}
-                Ok(FromWorker::Stream { name, text }) => self.frontend.stream(&name, &text),
-                Ok(FromWorker::Display { data, display_id }) => self.frontend.display(data, display_id.as_deref()),
-                Ok(FromWorker::UpdateDisplay { data, display_id }) => self.frontend.update_display(data, &display_id),
-                Ok(FromWorker::ClearOutput { wait }) => self.frontend.clear_output(wait),
-                Ok(FromWorker::Page { text }) => self.frontend.page(&text),
-                Ok(FromWorker::Input { prompt, password }) => {
-                    let value = self.frontend.input(&prompt, password, &self.interrupt);
-                    sent = Self::send(worker, &ToWorker::InputReply { value });
+            let event = self.worker.as_mut().expect("started above").next();
+            match event {
+                Some(FromWorker::Answer { id: answered, answer }) if answered == id => return Ok(answer),
+                Some(FromWorker::Answer { .. }) => {}
+                Some(FromWorker::Stream { name, text }) => self.frontend.stream(&name, &text),
+                Some(FromWorker::Display { data, display_id }) => self.frontend.display(data, display_id.as_deref()),
+                Some(FromWorker::UpdateDisplay { data, display_id }) => self.frontend.update_display(data, &display_id),
+                Some(FromWorker::ClearOutput { wait }) => self.frontend.clear_output(wait),
+                Some(FromWorker::Page { text }) => self.frontend.page(&text),
+                Some(FromWorker::Input { prompt, password }) => {
+                    let value = self.frontend.input(&prompt, password, &self.interrupt.flag());
+                    sent = self.send(&ToWorker::InputReply { value });
                 }
-                Ok(FromWorker::Failed { message }) => self.failed = Some(message),
-                Err(RecvTimeoutError::Timeout) => {
-                    if interruptible && !forwarded && self.interrupt.load(Ordering::SeqCst) {
-                        forwarded = true;
-                        sent = Self::send(worker, &ToWorker::Interrupt);
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Some(FromWorker::Failed { message }) => self.failed = Some(message),
+                None => break,
             }
         }
         let how = self.bury();
@@ -349,6 +370,7 @@ impl RemoteInterpreter {
 
     /// Reaps the dead worker; says how it ended.
     fn bury(&mut self) -> String {
+        *locked(&self.requests) = None;
         let Some(mut worker) = self.worker.take() else { return "is not running".into() };
         let deadline = Instant::now() + EXIT_GRACE;
         let status = loop {
@@ -378,9 +400,10 @@ impl RemoteInterpreter {
 
 impl Drop for RemoteInterpreter {
     fn drop(&mut self) {
-        let Some(Worker { mut child, requests, events }) = self.worker.take() else { return };
         // A closed stdin tells the worker to finish.
-        drop((requests, events));
+        *locked(&self.requests) = None;
+        let Some(Worker { mut child, events }) = self.worker.take() else { return };
+        drop(events);
         let deadline = Instant::now() + EXIT_GRACE;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {

@@ -25,7 +25,7 @@ use super::frontend::{locked, Current, Frontend, Sockets};
 use crate::panic::{panic_text, BUG_REPORT_HINT};
 use crate::suggest::glob_match;
 use super::wire::{self, Message, Signer};
-use super::{Completeness, ExecuteOutcome, Interpreter};
+use super::{Completeness, ExecuteOutcome, Interpreter, Interrupt};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -46,10 +46,10 @@ fn log(msg: &str) {
 
 /// Serves the kernel described by `connection_file` until a shutdown
 /// request. `make` builds the interpreter, given the frontend handle and the
-/// flag that control's `interrupt_request` and SIGINT set. A connection file
+/// interrupt that control's `interrupt_request` and SIGINT raise. A connection file
 /// with an empty key (no signatures: anyone who can reach the ports can run
 /// code) is refused unless `allow_unsigned`.
-pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Box<dyn Interpreter>) -> Result<()> {
+pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Frontend, Interrupt) -> Box<dyn Interpreter>) -> Result<()> {
     let text = std::fs::read_to_string(connection_file).with_context(|| format!("cannot read the connection file {}", connection_file.display()))?;
     let conn: ConnectionInfo = serde_json::from_str(&text).with_context(|| format!("{} is not a Jupyter connection file", connection_file.display()))?;
     if conn.key.is_empty() && !allow_unsigned {
@@ -118,12 +118,12 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
     });
 
     let frontend = Sockets { iopub: iopub_tx.clone(), signer: signer.clone(), session, current: Arc::new(Mutex::new(Current::default())), stdin: Arc::new(Mutex::new(stdin)) };
-    let interrupt = Arc::new(AtomicBool::new(false));
+    let interrupt = Interrupt::default();
     let shutdown = Arc::new(AtomicBool::new(false));
     {
         let interrupt = interrupt.clone();
         // Frontends with interrupt_mode "signal" (and a terminal's Ctrl-C) send SIGINT.
-        let _ = ctrlc::set_handler(move || interrupt.store(true, Ordering::SeqCst));
+        let _ = ctrlc::set_handler(move || interrupt.raise());
     }
     let mut interpreter = make(Frontend::sockets(frontend.clone()), interrupt.clone());
     let info = kernel_info(interpreter.as_ref());
@@ -194,7 +194,7 @@ fn reply_type(request: &Message) -> String {
     }
 }
 
-fn serve_control(socket: zmq::Socket, frontend: Sockets, interrupt: Arc<AtomicBool>, shutdown: Arc<AtomicBool>, info: Value) {
+fn serve_control(socket: zmq::Socket, frontend: Sockets, interrupt: Interrupt, shutdown: Arc<AtomicBool>, info: Value) {
     while !shutdown.load(Ordering::SeqCst) {
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
         match zmq::poll(&mut items, POLL.as_millis() as i64) {
@@ -215,12 +215,12 @@ fn serve_control(socket: zmq::Socket, frontend: Sockets, interrupt: Arc<AtomicBo
         let handled = catch_unwind(AssertUnwindSafe(|| match msg.msg_type() {
             "kernel_info_request" => reply(&socket, &frontend, msg, "kernel_info_reply", info.clone()),
             "interrupt_request" => {
-                interrupt.store(true, Ordering::SeqCst);
+                interrupt.raise();
                 reply(&socket, &frontend, msg, "interrupt_reply", json!({ "status": "ok" }));
             }
             "shutdown_request" => {
                 let restart = msg.content.get("restart").and_then(Value::as_bool).unwrap_or(false);
-                interrupt.store(true, Ordering::SeqCst);
+                interrupt.raise();
                 reply(&socket, &frontend, msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
                 shutdown.store(true, Ordering::SeqCst);
             }
@@ -256,7 +256,7 @@ struct Kernel {
     execution_count: u64,
     /// (execution count, code, text/plain of the result) per stored cell.
     history: Vec<(u64, String, Value)>,
-    interrupt: Arc<AtomicBool>,
+    interrupt: Interrupt,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -361,7 +361,7 @@ impl Kernel {
         if !silent {
             self.frontend.publish("execute_input", json!({ "code": code, "execution_count": count }));
         }
-        self.interrupt.store(false, Ordering::SeqCst);
+        self.interrupt.lower();
         let outcome = interp.execute(&code, count, &Frontend::sockets(self.frontend.clone()));
         let payload = std::mem::take(&mut locked(&self.frontend.current).payload);
         match outcome {

@@ -26,7 +26,8 @@ def test_tiny_benchmark_run_writes_every_figure(tmp_path):
     figures = {(f["figure"], f["impl"]): f for f in report["figures"]}
     for figure in ("gemm_fp32", "train_full", "train_full_ranks2", "train_head", "train_lora", "eval", "peak_memory", "data_tokenize_collate", "script_run", "kernel_start", "execute_round_trip", "generate_tokens", "time_to_first_token", "load_gguf", "sft_tokens", "sft_peak_memory", "sft_packed", "sft_unpacked", "image_train", "image_eval", "image_loader"):
         assert figures[(figure, "tunebook")]["median"] > 0, figure
-    for figure in ("kernel_start", "execute_round_trip"):
+    for figure in ("kernel_start", "first_cell", "execute_round_trip", "interrupt"):
+        assert figures[(figure, "tunebook")]["median"] > 0, figure
         assert figures[(figure, "ipykernel")]["median"] > 0, figure
     assert figures[("script_run", "rust")]["median"] > 0
     # LoRA trains far fewer parameters than full fine-tuning; head-only fewer still.
