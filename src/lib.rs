@@ -6,7 +6,8 @@
 //! and `plot` (charts). Above it, `render` draws training events on a
 //! terminal or in a notebook, and `script` exposes the core to Rhai and
 //! implements the kernel's `Interpreter`. `kernel` serves the Jupyter
-//! protocol and knows nothing of Rhai or ML. Small shared pieces (`files`,
+//! protocol and knows nothing of Rhai or ML; `kernel_program` names what
+//! Tunebook's kernel runs, with the kernel alone. Small shared pieces (`files`,
 //! `numbers`, `suggest`, `task`, `runtime`, `distributed`) sit below them all.
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod distributed;
 pub mod files;
 pub mod inference;
 pub mod kernel;
+pub mod kernel_program;
 pub mod model;
 pub mod numbers;
 pub mod panic;

@@ -169,7 +169,7 @@ fn kernel(action: Option<KernelAction>, connection_file: Option<PathBuf>, device
                     return ExitCode::FAILURE;
                 }
             };
-            report(spec::serve_tunebook(&file, allow_unsigned, exe, &device.to_string(), seed))
+            report(tunebook::kernel_program::serve_tunebook(&file, allow_unsigned, exe, &device.to_string(), seed))
         }
     }
 }

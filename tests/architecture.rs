@@ -24,13 +24,18 @@ const HEIGHTS: &[(&str, u8)] = &[
     ("plot", 5),
     ("render", 6),
     ("script", 7),
+    // Tunebook's kernel as a program: beside the kernel, usable from any layer.
+    ("kernel_program", 0),
 ];
 
 /// The kernel serves the protocol: it may use only the shared pieces.
 const KERNEL_MAY_USE: &[&str] = &["files", "panic", "suggest"];
-/// The only modules that may use the kernel (to display, and to implement
-/// its `Interpreter`).
-const KERNEL_USERS: &[&str] = &["render", "script"];
+/// `kernel_program` (Tunebook's kernel as a program, compiled without
+/// libtorch into `tunebook-kernel`) may use the kernel and what it uses.
+const KERNEL_PROGRAM_MAY_USE: &[&str] = &["kernel", "files", "panic", "suggest"];
+/// The only modules that may use the kernel (to display, to implement its
+/// `Interpreter`, and to name what Tunebook's kernel runs).
+const KERNEL_USERS: &[&str] = &["render", "script", "kernel_program"];
 
 fn height(module: &str) -> Option<u8> {
     HEIGHTS.iter().find(|(m, _)| *m == module).map(|(_, h)| *h)
@@ -88,7 +93,9 @@ fn violations(src: &Path) -> Vec<String> {
                 if used == module || used == "self" || used == "super" {
                     continue;
                 }
-                let why = if module == "kernel" {
+                let why = if module == "kernel_program" {
+                    (!KERNEL_PROGRAM_MAY_USE.contains(&used.as_str())).then(|| format!("`kernel_program` uses `{used}`; it may use only {}", KERNEL_PROGRAM_MAY_USE.join(", ")))
+                } else if module == "kernel" {
                     (!KERNEL_MAY_USE.contains(&used.as_str())).then(|| format!("the kernel uses `{used}`; it may use only {}", KERNEL_MAY_USE.join(", ")))
                 } else if used == "kernel" {
                     (!KERNEL_USERS.contains(&module.as_str())).then(|| format!("`{module}` uses the kernel; only {} may", KERNEL_USERS.join(" and ")))

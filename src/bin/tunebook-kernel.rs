@@ -3,8 +3,8 @@
 //! It serves the kernel's sockets and starts `tunebook kernel-worker` from
 //! its own folder to run the cells, so that it answers `kernel_info` at once
 //! while the worker loads libtorch (a quarter of a second of start-up). It
-//! must not link libtorch itself: it compiles the kernel's modules (which
-//! use nothing of the ML core) from their files instead of linking the
+//! must not link libtorch itself: it compiles the kernel's modules and
+//! `kernel_program` (which use nothing of the ML core) from their files instead of linking the
 //! `tunebook` library, where one call into a shared object file would pull
 //! libtorch in.
 
@@ -14,6 +14,8 @@ mod files;
 #[path = "../kernel/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod kernel;
+#[path = "../kernel_program.rs"]
+mod kernel_program;
 #[path = "../panic.rs"]
 #[allow(dead_code)]
 mod panic;
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
         eprintln!("error: tunebook-kernel runs the cells with the tunebook program in its own folder, and there is none at {}; install the two together", tunebook.display());
         return ExitCode::FAILURE;
     }
-    match kernel::spec::serve_tunebook(&args.connection_file, args.allow_unsigned, tunebook, &args.device, args.seed) {
+    match kernel_program::serve_tunebook(&args.connection_file, args.allow_unsigned, tunebook, &args.device, args.seed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

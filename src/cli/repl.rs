@@ -80,6 +80,8 @@ pub fn run(session: Session) -> Result<()> {
         if !code.trim().is_empty() {
             let _ = editor.add_history_entry(code.trim_end());
             count += 1;
+            // A Ctrl-C during the last input is spent.
+            session.borrow().clear_interrupt();
             let outcome = session.borrow_mut().eval(&code, &format!("input {count}"));
             match outcome {
                 Ok(value) => {

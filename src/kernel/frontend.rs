@@ -31,7 +31,7 @@ pub(super) struct Current {
 #[derive(Clone)]
 enum Route {
     Sockets(Sockets),
-    Worker(super::remote::Link),
+    Pipe(super::remote::KernelPipe),
 }
 
 /// A cheap, cloneable handle for outputs to the frontend (iopub) and input
@@ -40,19 +40,21 @@ enum Route {
 pub struct Frontend(Route);
 
 impl Frontend {
+    /// Outputs straight to the kernel's sockets.
     pub(super) fn sockets(sockets: Sockets) -> Self {
         Self(Route::Sockets(sockets))
     }
 
-    pub(super) fn worker(link: super::remote::Link) -> Self {
-        Self(Route::Worker(link))
+    /// Outputs down the pipe from a worker to its kernel process.
+    pub(super) fn to_kernel(pipe: super::remote::KernelPipe) -> Self {
+        Self(Route::Pipe(pipe))
     }
 
     /// Text on the cell's stdout or stderr (`name` is `stdout` or `stderr`).
     pub fn stream(&self, name: &str, text: &str) {
         match &self.0 {
             Route::Sockets(s) => s.stream(name, text),
-            Route::Worker(w) => w.stream(name, text),
+            Route::Pipe(w) => w.stream(name, text),
         }
     }
 
@@ -60,7 +62,7 @@ impl Frontend {
     pub fn display(&self, data: MimeBundle, display_id: Option<&str>) {
         match &self.0 {
             Route::Sockets(s) => s.display(data, display_id),
-            Route::Worker(w) => w.display(data, display_id),
+            Route::Pipe(w) => w.display(data, display_id),
         }
     }
 
@@ -68,7 +70,7 @@ impl Frontend {
     pub fn update_display(&self, data: MimeBundle, display_id: &str) {
         match &self.0 {
             Route::Sockets(s) => s.update_display(data, display_id),
-            Route::Worker(w) => w.update_display(data, display_id),
+            Route::Pipe(w) => w.update_display(data, display_id),
         }
     }
 
@@ -76,7 +78,7 @@ impl Frontend {
     pub fn clear_output(&self, wait: bool) {
         match &self.0 {
             Route::Sockets(s) => s.clear_output(wait),
-            Route::Worker(w) => w.clear_output(wait),
+            Route::Pipe(w) => w.clear_output(wait),
         }
     }
 
@@ -84,7 +86,7 @@ impl Frontend {
     pub fn page(&self, text: &str) {
         match &self.0 {
             Route::Sockets(s) => s.page(text),
-            Route::Worker(w) => w.page(text),
+            Route::Pipe(w) => w.page(text),
         }
     }
 
@@ -94,7 +96,7 @@ impl Frontend {
         match &self.0 {
             Route::Sockets(s) => s.input(prompt, password, stop),
             // The kernel process watches the interrupt and answers `None`.
-            Route::Worker(w) => w.input(prompt, password),
+            Route::Pipe(w) => w.input(prompt, password),
         }
     }
 }

@@ -8,11 +8,11 @@
 //! an error that says so, and a fresh one serves the next cell.
 //!
 //! They talk over the worker's stdin and stdout, one JSON object per line:
-//! requests down, outputs and replies up. The worker moves its stdout to its
+//! requests down, outputs and answers up. The worker moves its stdout to its
 //! stderr first, so that nothing a library prints can corrupt the stream.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,18 +29,22 @@ use super::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, In
 
 /// How long a worker whose kernel went away may take to finish its cell.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
-/// How long the kernel waits for a worker to exit at shutdown before killing it.
+/// How long the kernel waits for a worker to exit before killing it.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// A request from the kernel to its worker.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum ToWorker {
+    /// Run a cell.
     Execute { id: u64, code: String, execution_count: u64 },
+    /// Completion candidates at a char offset.
     Complete { id: u64, code: String, cursor: usize },
+    /// Help for the name at a char offset.
     Inspect { id: u64, code: String, cursor: usize },
+    /// Whether code is ready to run.
     IsComplete { id: u64, code: String },
-    /// Stop the running cell at its next safe point.
+    /// Stop the running cell at its next safe point (ignored between cells).
     Interrupt,
     /// The answer to the worker's last `Input`.
     InputReply { value: Option<String> },
@@ -58,7 +62,8 @@ enum Answer {
     Panicked(String),
 }
 
-/// What the worker sends up.
+/// What the worker sends up: the [`Frontend`] calls of a running request,
+/// then its answer.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum FromWorker {
@@ -67,20 +72,21 @@ enum FromWorker {
     UpdateDisplay { data: MimeBundle, display_id: String },
     ClearOutput { wait: bool },
     Page { text: String },
+    /// Ask the user for a line; the kernel answers with one `InputReply`.
     Input { prompt: String, password: bool },
     Answer { id: u64, answer: Answer },
     /// The interpreter could not be made; the worker exits after this.
     Failed { message: String },
 }
 
-/// The worker's end of the pipe, behind its [`Frontend`].
+/// The worker's pipe to the kernel, behind its [`Frontend`].
 #[derive(Clone)]
-pub(super) struct Link {
+pub(super) struct KernelPipe {
     events: Arc<Mutex<std::fs::File>>,
     input_replies: Arc<Mutex<Receiver<Option<String>>>>,
 }
 
-impl Link {
+impl KernelPipe {
     fn send(&self, event: &FromWorker) {
         let mut line = serde_json::to_vec(event).expect("worker events serialize");
         line.push(b'\n');
@@ -89,28 +95,34 @@ impl Link {
         let _ = locked(&self.events).write_all(&line);
     }
 
+    /// Text on the cell's stdout or stderr.
     pub(super) fn stream(&self, name: &str, text: &str) {
         self.send(&FromWorker::Stream { name: name.into(), text: text.into() });
     }
 
+    /// A rich output, replaceable through `display_id`.
     pub(super) fn display(&self, data: MimeBundle, display_id: Option<&str>) {
         self.send(&FromWorker::Display { data, display_id: display_id.map(str::to_string) });
     }
 
+    /// Replaces the output shown with `display_id`.
     pub(super) fn update_display(&self, data: MimeBundle, display_id: &str) {
         self.send(&FromWorker::UpdateDisplay { data, display_id: display_id.into() });
     }
 
+    /// Clears the cell's output.
     pub(super) fn clear_output(&self, wait: bool) {
         self.send(&FromWorker::ClearOutput { wait });
     }
 
+    /// Text for the frontend's pager.
     pub(super) fn page(&self, text: &str) {
         self.send(&FromWorker::Page { text: text.into() });
     }
 
-    /// The kernel answers every `Input` exactly once (with `None` on an
-    /// interrupt), so no stale answer is left for the next call.
+    /// A line from the user. The kernel answers every `Input` exactly once
+    /// (with `None` on an interrupt), so no stale answer is left for the
+    /// next call.
     pub(super) fn input(&self, prompt: &str, password: bool) -> Option<String> {
         let replies = locked(&self.input_replies);
         self.send(&FromWorker::Input { prompt: prompt.into(), password });
@@ -120,74 +132,69 @@ impl Link {
 
 /// Serves requests from the kernel process on stdin, answering on stdout,
 /// until stdin closes. Call it first thing in the worker's `main`. `make`
-/// gets the frontend and the interrupt flag, which the kernel's interrupts
-/// and SIGINT set; an `Err` is shown to the user on each request.
+/// gets the frontend and the stop flag, which the kernel's interrupts and
+/// SIGINT raise and each cell's request lowers (the interpreter must not
+/// lower it itself: an interrupt sent behind a request would be lost); an
+/// `Err` (or a panic) is shown to the user on each cell.
 pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<dyn Interpreter>, String>) -> Result<()> {
-    // SAFETY: plain descriptor calls on this process's own 0, 1 and 2; the
-    // duplicates are owned by the Files made from them.
-    let (requests, events) = unsafe {
-        let requests = libc::dup(0);
-        let events = libc::dup(1);
-        if requests < 0 || events < 0 {
-            anyhow::bail!("cannot duplicate the worker's stdin and stdout: {}", std::io::Error::last_os_error());
-        }
+    // Close-on-exec copies, so that processes the interpreter starts do not
+    // hold the pipes open after the worker dies.
+    let requests = std::io::stdin().as_fd().try_clone_to_owned().context("cannot take over the worker's stdin")?;
+    let events = std::io::stdout().as_fd().try_clone_to_owned().context("cannot take over the worker's stdout")?;
+    // SAFETY: plain descriptor calls on this process's own 0, 1 and 2.
+    unsafe {
         libc::dup2(2, 1);
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         if null >= 0 {
             libc::dup2(null, 0);
             libc::close(null);
         }
-        (std::fs::File::from(OwnedFd::from_raw_fd(requests)), std::fs::File::from(OwnedFd::from_raw_fd(events)))
-    };
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
     let (input_tx, input_rx) = mpsc::channel();
-    let link = Link { events: Arc::new(Mutex::new(events)), input_replies: Arc::new(Mutex::new(input_rx)) };
+    let pipe = KernelPipe { events: Arc::new(Mutex::new(std::fs::File::from(events))), input_replies: Arc::new(Mutex::new(input_rx)) };
     let (work_tx, work_rx) = mpsc::channel::<ToWorker>();
     {
         let stop = stop.clone();
         thread::spawn(move || read_requests(requests, stop, work_tx, input_tx));
     }
-    let mut interpreter = match make(Frontend::worker(link.clone()), stop.clone()) {
-        Ok(i) => i,
-        Err(message) => {
-            link.send(&FromWorker::Failed { message });
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(Frontend::to_kernel(pipe.clone()), stop.clone())));
+    let mut interpreter = match made {
+        Ok(Ok(i)) => i,
+        Ok(Err(message)) => {
+            pipe.send(&FromWorker::Failed { message });
+            return Ok(());
+        }
+        Err(panic) => {
+            pipe.send(&FromWorker::Failed { message: format!("it failed while starting: {}", crate::panic::panic_text(panic.as_ref())) });
             return Ok(());
         }
     };
-    let frontend = Frontend::worker(link.clone());
+    let frontend = Frontend::to_kernel(pipe.clone());
     for request in work_rx {
-        let (id, answer) = {
-            let interp = interpreter.as_mut();
-            let run = |f: &mut dyn FnMut() -> Answer| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Answer::Panicked(crate::panic::panic_text(p.as_ref())));
-            match request {
-                ToWorker::Execute { id, code, execution_count } => (id, run(&mut || Answer::Execute(interp.execute(&code, execution_count, &frontend)))),
-                ToWorker::Complete { id, code, cursor } => (id, run(&mut || Answer::Complete(interp.complete(&code, cursor)))),
-                ToWorker::Inspect { id, code, cursor } => (id, run(&mut || Answer::Inspect(interp.inspect(&code, cursor)))),
-                ToWorker::IsComplete { id, code } => (id, run(&mut || Answer::IsComplete(interp.is_complete(&code)))),
-                ToWorker::Interrupt | ToWorker::InputReply { .. } => continue,
-            }
+        let interp = interpreter.as_mut();
+        let run = |f: &mut dyn FnMut() -> Answer| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Answer::Panicked(crate::panic::panic_text(p.as_ref())));
+        let (id, answer) = match request {
+            ToWorker::Execute { id, code, execution_count } => (id, run(&mut || Answer::Execute(interp.execute(&code, execution_count, &frontend)))),
+            ToWorker::Complete { id, code, cursor } => (id, run(&mut || Answer::Complete(interp.complete(&code, cursor)))),
+            ToWorker::Inspect { id, code, cursor } => (id, run(&mut || Answer::Inspect(interp.inspect(&code, cursor)))),
+            ToWorker::IsComplete { id, code } => (id, run(&mut || Answer::IsComplete(interp.is_complete(&code)))),
+            ToWorker::Interrupt | ToWorker::InputReply { .. } => continue,
         };
-        link.send(&FromWorker::Answer { id, answer });
+        pipe.send(&FromWorker::Answer { id, answer });
     }
     Ok(())
-}
-
-/// Writes one request line.
-fn send(stdin: &mut ChildStdin, message: &ToWorker) -> bool {
-    let mut line = serde_json::to_vec(message).expect("worker requests serialize");
-    line.push(b'\n');
-    stdin.write_all(&line).and_then(|_| stdin.flush()).is_ok()
 }
 
 /// The worker's request reader: interrupts and input replies act at once,
 /// the rest queue for the interpreter's thread. When the kernel goes away
 /// the running cell is stopped, and the process ends if it does not stop.
-fn read_requests(requests: std::fs::File, stop: Arc<AtomicBool>, work: Sender<ToWorker>, input: Sender<Option<String>>) {
-    for line in BufReader::new(requests).lines() {
+fn read_requests(requests: OwnedFd, stop: Arc<AtomicBool>, work: Sender<ToWorker>, input: Sender<Option<String>>) {
+    for line in BufReader::new(std::fs::File::from(requests)).lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<ToWorker>(&line) {
             Ok(ToWorker::Interrupt) => stop.store(true, Ordering::SeqCst),
@@ -195,7 +202,7 @@ fn read_requests(requests: std::fs::File, stop: Arc<AtomicBool>, work: Sender<To
                 let _ = input.send(value);
             }
             Ok(request) => {
-                // Cleared here, in order with the interrupts that follow it.
+                // Lowered here, in order with the interrupts that follow it.
                 if matches!(request, ToWorker::Execute { .. }) {
                     stop.store(false, Ordering::SeqCst);
                 }
@@ -213,6 +220,13 @@ fn read_requests(requests: std::fs::File, stop: Arc<AtomicBool>, work: Sender<To
     unsafe { libc::_exit(0) };
 }
 
+/// Writes one request line.
+fn send(stdin: &mut ChildStdin, message: &ToWorker) -> bool {
+    let mut line = serde_json::to_vec(message).expect("worker requests serialize");
+    line.push(b'\n');
+    stdin.write_all(&line).and_then(|_| stdin.flush()).is_ok()
+}
+
 /// How to start a worker: a program and its arguments.
 #[derive(Debug, Clone)]
 pub struct WorkerCommand {
@@ -223,27 +237,34 @@ pub struct WorkerCommand {
 }
 
 /// The running worker's stdin, shared with the interrupt's listener.
-type Requests = Arc<Mutex<Option<ChildStdin>>>;
+type WorkerStdin = Arc<Mutex<Option<ChildStdin>>>;
 
 /// A running worker.
 struct Worker {
     child: Child,
     events: BufReader<ChildStdout>,
+    /// Whether it has answered a request (it started, then).
+    answered: bool,
+}
+
+/// What reading the worker's next message found.
+enum Read {
+    Message(FromWorker),
+    /// A line that is not one of the protocol's: the worker is of another build.
+    Garbled(String),
+    /// End of its stdout: it is gone.
+    Gone,
 }
 
 impl Worker {
-    /// The next message; `None` once the worker is gone.
-    fn next(&mut self) -> Option<FromWorker> {
+    fn read(&mut self) -> Read {
         let mut line = String::new();
-        loop {
-            line.clear();
-            match self.events.read_line(&mut line) {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => match serde_json::from_str(&line) {
-                    Ok(event) => return Some(event),
-                    Err(e) => eprintln!("[tunebook kernel] dropped a worker message: {e}"),
-                },
-            }
+        match self.events.read_line(&mut line) {
+            Ok(0) | Err(_) => Read::Gone,
+            Ok(_) => match serde_json::from_str(&line) {
+                Ok(message) => Read::Message(message),
+                Err(e) => Read::Garbled(format!("{e}: {:.200}", line.trim_end())),
+            },
         }
     }
 }
@@ -254,10 +275,12 @@ pub struct RemoteInterpreter {
     info: LanguageInfo,
     frontend: Frontend,
     interrupt: Interrupt,
-    requests: Requests,
+    stdin: WorkerStdin,
     worker: Option<Worker>,
-    /// Why the last worker could not start, as it said.
-    failed: Option<String>,
+    /// Why workers cannot start; cleared when one answers.
+    cannot_start: Option<String>,
+    /// How a worker that died outside a cell ended, for the next cell.
+    lost: Option<String>,
     next_id: u64,
 }
 
@@ -277,100 +300,162 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 
 impl RemoteInterpreter {
     /// Starts a worker with `command`; `info` is what `kernel_info` says
-    /// (the worker is not asked); `interrupt` is the kernel's interrupt
-    /// flag. A worker that cannot be started is tried again at each request,
-    /// which gets an error that says why.
+    /// (the worker is not asked); `interrupt` is the kernel's. A worker
+    /// that cannot start is tried again at each cell, which gets an error
+    /// that says why.
     pub fn new(command: WorkerCommand, info: LanguageInfo, frontend: Frontend, interrupt: Interrupt) -> Self {
-        let requests: Requests = Arc::default();
+        let stdin: WorkerStdin = Arc::default();
         {
             // Passed on as it happens; the worker ignores it between cells.
-            let requests = requests.clone();
+            let stdin = stdin.clone();
             interrupt.on_raise(move || {
-                if let Some(stdin) = locked(&requests).as_mut() {
+                if let Some(stdin) = locked(&stdin).as_mut() {
                     let _ = send(stdin, &ToWorker::Interrupt);
                 }
             });
         }
-        let mut me = Self { command, info, frontend, interrupt, requests, worker: None, failed: None, next_id: 0 };
-        match me.spawn() {
-            Ok(w) => me.worker = Some(w),
-            Err(e) => eprintln!("[tunebook kernel] {e:#}"),
-        }
+        let mut me = Self { command, info, frontend, interrupt, stdin, worker: None, cannot_start: None, lost: None, next_id: 0 };
+        me.start_worker();
         me
     }
 
+    /// Starts a worker; on failure `cannot_start` says why (and a worker
+    /// that starts but cannot make its interpreter says so when asked).
+    fn start_worker(&mut self) {
+        match self.spawn() {
+            Ok(worker) => {
+                self.worker = Some(worker);
+                self.cannot_start = None;
+            }
+            Err(e) => self.cannot_start = Some(format!("{e:#}")),
+        }
+    }
+
     fn spawn(&self) -> Result<Worker> {
-        // A worker's replacement never gets requests meant for the old one.
-        *locked(&self.requests) = None;
         let mut cmd = Command::new(&self.command.program);
         cmd.args(&self.command.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
-            let parent = std::process::id() as libc::pid_t;
-            // SAFETY: prctl and getppid are async-signal-safe. The worker dies
-            // with the kernel even when the kernel is killed outright.
-            unsafe {
-                cmd.pre_exec(move || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    if libc::getppid() != parent {
-                        libc::_exit(1);
-                    }
-                    Ok(())
-                });
+            // Its own process group: a Ctrl-C meant for the kernel's group
+            // reaches the worker only as the kernel passes it on, and never
+            // kills it while it starts, before its handler is set.
+            cmd.process_group(0);
+            #[cfg(target_os = "linux")]
+            {
+                let parent = std::process::id() as libc::pid_t;
+                // SAFETY: prctl and getppid are async-signal-safe. The worker
+                // dies with the kernel even when the kernel is killed
+                // outright. PDEATHSIG follows the spawning thread, the
+                // kernel's main thread, which lives as long as the kernel.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        if libc::getppid() != parent {
+                            libc::_exit(1);
+                        }
+                        Ok(())
+                    });
+                }
             }
         }
-        let mut child = cmd.spawn().with_context(|| format!("cannot start the worker {}", self.command.program.display()))?;
+        let mut child = cmd.spawn().with_context(|| format!("cannot start {}", self.command.program.display()))?;
         let stdin = child.stdin.take().context("the worker has no stdin")?;
         let events = BufReader::new(child.stdout.take().context("the worker has no stdout")?);
-        *locked(&self.requests) = Some(stdin);
-        Ok(Worker { child, events })
+        *locked(&self.stdin) = Some(stdin);
+        Ok(Worker { child, events, answered: false })
     }
 
     /// Sends to the running worker; false when it is gone.
     fn send(&self, message: &ToWorker) -> bool {
-        locked(&self.requests).as_mut().is_some_and(|stdin| send(stdin, message))
+        locked(&self.stdin).as_mut().is_some_and(|stdin| send(stdin, message))
     }
 
     /// Sends a request and relays the worker's outputs until its answer.
-    /// `Err` says, for the user, why there is no worker.
-    fn ask(&mut self, make: impl FnOnce(u64) -> ToWorker, interruptible: bool) -> Result<Answer, String> {
+    /// `Err` says, for the user, why there is no answer.
+    fn request(&mut self, make: impl FnOnce(u64) -> ToWorker) -> Result<Answer, String> {
         if self.worker.is_none() {
-            self.worker = Some(self.spawn().map_err(|e| format!("the kernel could not start the process that runs the cells: {e:#}"))?);
+            self.start_worker();
+        }
+        if self.worker.is_none() {
+            return Err(self.cannot_start_message());
         }
         self.next_id += 1;
         let id = self.next_id;
-        let mut sent = self.send(&make(id));
-        // An interrupt raised before the request went out was sent ahead of
-        // it, and the worker lowered it on reading the request.
-        if interruptible && self.interrupt.is_raised() {
-            sent = sent && self.send(&ToWorker::Interrupt);
-        }
-        while sent {
-            let event = self.worker.as_mut().expect("started above").next();
-            match event {
-                Some(FromWorker::Answer { id: answered, answer }) if answered == id => return Ok(answer),
-                Some(FromWorker::Answer { .. }) => {}
-                Some(FromWorker::Stream { name, text }) => self.frontend.stream(&name, &text),
-                Some(FromWorker::Display { data, display_id }) => self.frontend.display(data, display_id.as_deref()),
-                Some(FromWorker::UpdateDisplay { data, display_id }) => self.frontend.update_display(data, &display_id),
-                Some(FromWorker::ClearOutput { wait }) => self.frontend.clear_output(wait),
-                Some(FromWorker::Page { text }) => self.frontend.page(&text),
-                Some(FromWorker::Input { prompt, password }) => {
-                    let value = self.frontend.input(&prompt, password, &self.interrupt.flag());
-                    sent = self.send(&ToWorker::InputReply { value });
+        let execute = {
+            let request = make(id);
+            let execute = matches!(request, ToWorker::Execute { .. });
+            if self.send(&request) {
+                // An interrupt raised before the request went out was sent
+                // ahead of it, and the worker lowered it on reading the request.
+                if execute && self.interrupt.is_raised() {
+                    self.send(&ToWorker::Interrupt);
                 }
-                Some(FromWorker::Failed { message }) => self.failed = Some(message),
-                None => break,
+            }
+            execute
+        };
+        // A worker that is gone has left its last words in the pipe: read
+        // them all (a failed send only means it is gone).
+        let mut garbled = None;
+        loop {
+            let worker = self.worker.as_mut().expect("started above");
+            match worker.read() {
+                Read::Message(FromWorker::Answer { id: answered, answer }) if answered == id => {
+                    worker.answered = true;
+                    self.cannot_start = None;
+                    return Ok(answer);
+                }
+                Read::Message(FromWorker::Answer { .. }) => {}
+                Read::Message(FromWorker::Stream { name, text }) => self.frontend.stream(&name, &text),
+                Read::Message(FromWorker::Display { data, display_id }) => self.frontend.display(data, display_id.as_deref()),
+                Read::Message(FromWorker::UpdateDisplay { data, display_id }) => self.frontend.update_display(data, &display_id),
+                Read::Message(FromWorker::ClearOutput { wait }) => self.frontend.clear_output(wait),
+                Read::Message(FromWorker::Page { text }) => self.frontend.page(&text),
+                Read::Message(FromWorker::Input { prompt, password }) => {
+                    let value = self.frontend.input(&prompt, password, &self.interrupt.flag());
+                    self.send(&ToWorker::InputReply { value });
+                }
+                Read::Message(FromWorker::Failed { message }) => self.cannot_start = Some(message),
+                Read::Garbled(line) => {
+                    garbled = Some(line);
+                    break;
+                }
+                Read::Gone => break,
             }
         }
-        let how = self.bury();
-        Err(self.died(&how))
+        let answered = self.worker.as_ref().is_some_and(|w| w.answered);
+        let how = self.reap_worker();
+        if let Some(line) = garbled {
+            self.cannot_start = Some(format!(
+                "its worker ({}) sent a line the kernel cannot read ({line}); the kernel program and the worker must come from the same build",
+                self.command.program.display()
+            ));
+        } else if !answered && self.cannot_start.is_none() {
+            // It ended before it ever answered, and did not say why.
+            self.cannot_start = Some(format!(
+                "its worker ({} {}) {how} before it answered; its error is in the kernel's log (the terminal or Jupyter's log). The kernel \
+                 program and the worker must come from the same build",
+                self.command.program.display(),
+                self.command.args.first().map_or("", String::as_str)
+            ));
+        }
+        if self.cannot_start.is_some() {
+            return Err(self.cannot_start_message());
+        }
+        if !execute {
+            self.lost = Some(format!(
+                "the process that ran this notebook's code {how} between cells; this cell runs in a new one, without the variables of \
+                 earlier cells: run those cells again"
+            ));
+        }
+        Err(format!(
+            "the process that runs this notebook's code {how}. A new one runs the next cell, without the variables of earlier cells: run \
+             those cells again"
+        ))
     }
 
-    /// Reaps the dead worker; says how it ended.
-    fn bury(&mut self) -> String {
-        *locked(&self.requests) = None;
+    /// Reaps the worker; says how it ended.
+    fn reap_worker(&mut self) -> String {
+        *locked(&self.stdin) = None;
         let Some(mut worker) = self.worker.take() else { return "is not running".into() };
         let deadline = Instant::now() + EXIT_GRACE;
         let status = loop {
@@ -386,23 +471,16 @@ impl RemoteInterpreter {
         describe_exit(status)
     }
 
-    /// The error a request gets when the worker is gone.
-    fn died(&self, how: &str) -> String {
-        match &self.failed {
-            Some(message) => format!("the kernel could not start its interpreter: {message}"),
-            None => format!(
-                "the process that runs this notebook's code {how}. A new one runs the next cell, without the variables, models and data of \
-                 earlier cells: run those cells again"
-            ),
-        }
+    fn cannot_start_message(&self) -> String {
+        format!("the kernel could not start the interpreter that runs the cells: {}", self.cannot_start.as_deref().unwrap_or("no reason given"))
     }
 }
 
 impl Drop for RemoteInterpreter {
     fn drop(&mut self) {
         // A closed stdin tells the worker to finish.
-        *locked(&self.requests) = None;
-        let Some(Worker { mut child, events }) = self.worker.take() else { return };
+        *locked(&self.stdin) = None;
+        let Some(Worker { mut child, events, .. }) = self.worker.take() else { return };
         drop(events);
         let deadline = Instant::now() + EXIT_GRACE;
         while Instant::now() < deadline {
@@ -428,30 +506,45 @@ impl Interpreter for RemoteInterpreter {
     }
 
     fn execute(&mut self, code: &str, execution_count: u64, _frontend: &Frontend) -> ExecuteOutcome {
-        match self.ask(|id| ToWorker::Execute { id, code: code.into(), execution_count }, true) {
+        if let Some(lost) = self.lost.take() {
+            self.frontend.stream("stderr", &format!("{lost}\n"));
+        }
+        let died = |evalue: String| ExecuteOutcome::Error { ename: "KernelWorkerDied".into(), traceback: vec![format!("KernelWorkerDied: {evalue}")], evalue };
+        match self.request(|id| ToWorker::Execute { id, code: code.into(), execution_count }) {
             Ok(Answer::Execute(outcome)) => outcome,
             Ok(Answer::Panicked(message)) => resume_panic(message),
-            Ok(other) => resume_panic(format!("the worker answered an execute request with {other:?}")),
+            Ok(other) => resume_panic(format!("the worker answered a cell with {other:?}")),
             Err(evalue) => {
-                // Started now, so that the next cell does not wait for it.
-                if self.failed.is_none() {
-                    self.worker = self.spawn().ok();
+                // Started now, so that the next cell does not wait for it;
+                // one that cannot start is tried again by the next cell.
+                if self.cannot_start.is_none() {
+                    self.start_worker();
                 }
-                ExecuteOutcome::Error { ename: "KernelWorkerDied".into(), traceback: vec![format!("KernelWorkerDied: {evalue}")], evalue }
+                died(evalue)
             }
         }
     }
 
+    // Help while typing never starts a worker that could not start: it would
+    // load the interpreter at each keystroke only to fail again.
+
     fn complete(&mut self, code: &str, cursor: usize) -> Completions {
-        match self.ask(|id| ToWorker::Complete { id, code: code.into(), cursor }, false) {
+        let none = Completions { cursor_start: cursor, cursor_end: cursor, ..Default::default() };
+        if self.cannot_start.is_some() {
+            return none;
+        }
+        match self.request(|id| ToWorker::Complete { id, code: code.into(), cursor }) {
             Ok(Answer::Complete(c)) => c,
             Ok(Answer::Panicked(message)) => resume_panic(message),
-            _ => Completions { cursor_start: cursor, cursor_end: cursor, ..Default::default() },
+            _ => none,
         }
     }
 
     fn inspect(&mut self, code: &str, cursor: usize) -> Option<String> {
-        match self.ask(|id| ToWorker::Inspect { id, code: code.into(), cursor }, false) {
+        if self.cannot_start.is_some() {
+            return None;
+        }
+        match self.request(|id| ToWorker::Inspect { id, code: code.into(), cursor }) {
             Ok(Answer::Inspect(found)) => found,
             Ok(Answer::Panicked(message)) => resume_panic(message),
             _ => None,
@@ -459,10 +552,13 @@ impl Interpreter for RemoteInterpreter {
     }
 
     fn is_complete(&mut self, code: &str) -> Completeness {
-        match self.ask(|id| ToWorker::IsComplete { id, code: code.into() }, false) {
+        // Said complete otherwise, so that a console sends the cell and shows why it failed.
+        if self.cannot_start.is_some() {
+            return Completeness::Complete;
+        }
+        match self.request(|id| ToWorker::IsComplete { id, code: code.into() }) {
             Ok(Answer::IsComplete(c)) => c,
             Ok(Answer::Panicked(message)) => resume_panic(message),
-            // Said complete, so that a console sends the cell and shows why it failed.
             _ => Completeness::Complete,
         }
     }

@@ -394,18 +394,23 @@ impl Kernel {
     fn abort_queued(&mut self) {
         // The first request queued behind the failed one may still be on its
         // way (a frontend running all cells sends them back to back); the rest
-        // of such a batch arrives with it. A request sent after the client saw
-        // the error comes later and runs.
+        // of such a batch arrives with it. The whole batch is read before any
+        // of it is answered, so that a request sent after the client saw
+        // those answers comes later and runs.
+        let mut batch = Vec::new();
         let mut wait = ABORT_WINDOW.as_millis() as i64;
         loop {
             let mut items = [self.shell.as_poll_item(zmq::POLLIN)];
             if !matches!(zmq::poll(&mut items, wait), Ok(n) if n > 0) {
-                return;
+                break;
             }
             wait = 0;
-            let Ok(frames) = self.shell.recv_multipart(0) else { return };
-            let Ok(msg) = wire::decode(frames, &self.frontend.signer) else { continue };
-            let msg = &msg;
+            let Ok(frames) = self.shell.recv_multipart(0) else { break };
+            if let Ok(msg) = wire::decode(frames, &self.frontend.signer) {
+                batch.push(msg);
+            }
+        }
+        for msg in &batch {
             self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
             if msg.msg_type() == "execute_request" {
                 reply(&self.shell, &self.frontend, msg, "execute_reply", json!({ "status": "aborted", "execution_count": self.execution_count, "user_expressions": {}, "payload": [] }));

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{LanguageInfo, RemoteInterpreter, WorkerCommand};
-
 const KERNEL_JSON: &str = include_str!("../../kernel-spec/kernel.json");
 const LOGO_32: &[u8] = include_bytes!("../../kernel-spec/logo-32x32.png");
 const LOGO_64: &[u8] = include_bytes!("../../kernel-spec/logo-64x64.png");
@@ -29,34 +27,6 @@ pub enum InstallTarget {
 /// The program Jupyter starts: it serves the sockets and starts `tunebook`
 /// from its own folder for the cells.
 pub const KERNEL_PROGRAM: &str = "tunebook-kernel";
-
-/// The `tunebook` subcommand that runs a kernel's cells.
-pub const WORKER_SUBCOMMAND: &str = "kernel-worker";
-
-/// What the kernel tells frontends about Tunebook's language.
-pub fn language_info() -> LanguageInfo {
-    LanguageInfo {
-        name: "rhai".into(),
-        version: "1.27".into(),
-        file_extension: ".rhai".into(),
-        mimetype: "text/x-rhai".into(),
-        // Rhai has neither; Rust's are the closest.
-        codemirror_mode: "rust".into(),
-        pygments_lexer: "rust".into(),
-        implementation: ("tunebook".into(), env!("CARGO_PKG_VERSION").into()),
-        banner: format!("Tunebook {} — fine-tuning in Rhai over libtorch. Try: print(load_model(\"minilm\", #{{ labels: 2 }}))", env!("CARGO_PKG_VERSION")),
-    }
-}
-
-/// Serves Tunebook's kernel: this process answers the sockets at once, and
-/// `tunebook kernel-worker` (the program at `tunebook`) runs the cells on
-/// `device` (auto, cpu or cuda), so that loading libtorch does not delay
-/// `kernel_info_reply`.
-pub fn serve_tunebook(connection_file: &Path, allow_unsigned: bool, tunebook: PathBuf, device: &str, seed: u64) -> Result<()> {
-    let args = vec![WORKER_SUBCOMMAND.into(), "--device".into(), device.into(), "--seed".into(), seed.to_string()];
-    let worker = WorkerCommand { program: tunebook, args };
-    super::serve(connection_file, allow_unsigned, |frontend, interrupt| Box::new(RemoteInterpreter::new(worker, language_info(), frontend, interrupt)))
-}
 
 /// The kernel.json text for the kernel program at `exe`.
 pub fn kernel_json(exe: &Path) -> String {

@@ -299,9 +299,16 @@ impl Session {
         self.eval(&source, &name)
     }
 
-    /// Evaluates source in the session's scope; `name` labels errors.
-    pub fn eval(&mut self, source: &str, name: &str) -> Result<Dynamic, ScriptError> {
+    /// Lowers the stop flag, so that an interrupt of an earlier input does
+    /// not stop the next (a REPL calls it before each input).
+    pub fn clear_interrupt(&self) {
         self.ctx.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Evaluates source in the session's scope; `name` labels errors. The
+    /// stop flag is the caller's to lower before a cell: an interrupt that
+    /// arrives between the request and the start of the cell still counts.
+    pub fn eval(&mut self, source: &str, name: &str) -> Result<Dynamic, ScriptError> {
         self.ctx.evals.set(self.ctx.evals.get() + 1);
         let ast = self.engine.compile_with_scope(&self.scope, source).map_err(|e| {
             let (line, column) = (e.1.line(), e.1.position());

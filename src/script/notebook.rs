@@ -60,7 +60,7 @@ impl Host for NotebookHost {
 }
 
 /// The worker side of Tunebook's kernel (`tunebook kernel-worker`, started by
-/// [`crate::kernel::spec::serve_tunebook`]): a session on `device` whose
+/// [`crate::kernel_program::serve_tunebook`]): a session on `device` whose
 /// cells come from the kernel process over stdin.
 pub fn serve_worker(device: crate::runtime::DeviceRequest, seed: u64) -> anyhow::Result<()> {
     crate::kernel::serve_worker(|frontend, stop| {
@@ -153,7 +153,7 @@ impl NotebookInterpreter {
 
 impl Interpreter for NotebookInterpreter {
     fn language_info(&self) -> LanguageInfo {
-        crate::kernel::spec::language_info()
+        crate::kernel_program::language_info()
     }
 
     fn execute(&mut self, code: &str, execution_count: u64, _frontend: &Frontend) -> ExecuteOutcome {

@@ -319,7 +319,6 @@ mod imp {
                     }
                 }
             }
-            self.stop.store(false, Ordering::Relaxed);
             let stop = self.stop.clone();
             let context = match self.start() {
                 Ok(c) => c,

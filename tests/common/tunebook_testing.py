@@ -82,8 +82,16 @@ def reference(module):
 def worker_pid(kernel_pid):
     """The pid of the kernel's worker, the child process that runs its cells."""
     children = []
-    for task in os.listdir(f"/proc/{kernel_pid}/task"):
-        with open(f"/proc/{kernel_pid}/task/{task}/children") as f:
-            children += [int(p) for p in f.read().split()]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == kernel_pid:
+            children.append(int(entry))
     assert len(children) == 1, f"the kernel {kernel_pid} has children {children}, not one worker"
     return children[0]

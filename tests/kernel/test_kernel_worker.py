@@ -39,13 +39,12 @@ def test_a_worker_killed_in_a_cell_ends_it_with_an_error_and_the_next_cell_runs_
     reply, _ = execute(kc, "let kept = 7;")
     assert reply["status"] == "ok", reply
     worker = worker_pid(km.provisioner.pid)
-    msg_id = kc.execute("let i = 0; loop { i += 1; }")
-    # The kernel publishes the cell's input once it has handed it to the worker.
+    msg_id = kc.execute('print("looping"); let i = 0; loop { i += 1; }')
+    # The worker prints once it runs the cell.
     while True:
         msg = kc.get_iopub_msg(timeout=TIMEOUT)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream" and "looping" in msg["content"]["text"]:
             break
-    time.sleep(0.5)
     os.kill(worker, signal.SIGKILL)  # what the system's out-of-memory killer does
     reply = kc.get_shell_msg(timeout=TIMEOUT)
     assert reply["parent_header"]["msg_id"] == msg_id
@@ -65,12 +64,37 @@ def test_a_worker_killed_in_a_cell_ends_it_with_an_error_and_the_next_cell_runs_
     assert reply["status"] == "error" and "kept" in reply["evalue"], reply
 
 
+def test_an_interrupt_that_reaches_a_worker_still_starting_stops_the_cell(kernel):
+    km, kc = kernel
+    worker = worker_pid(km.provisioner.pid)
+    # Frozen, the worker reads the cell and the interrupt only when it
+    # resumes, as one that is still loading libtorch does.
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        msg_id = kc.execute("let i = 0; loop { i += 1; }")
+        while True:
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+                break
+        km.interrupt_kernel()
+        time.sleep(0.2)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    # A lost interrupt leaves the loop running: no reply at all.
+    reply = kc.get_shell_msg(timeout=60)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "Interrupted", reply["content"]
+    time.sleep(0.3)  # past the abort window of a failed cell
+    reply, outputs = execute(kc, "1 + 1")
+    assert reply["status"] == "ok" and result_text(outputs) == "2", reply
+
+
 def test_a_worker_that_cannot_start_says_why_on_each_cell():
-    # A device the machine lacks (or, on a GPU machine, one clap refuses
-    # nowhere: the kernel checks the name, the worker whether it exists).
+    # CUDA asked for, on a machine where the worker cannot see any.
     spec_dir = scratch("tunebook-badspec-") / "tunebook-cuda"
     spec_dir.mkdir()
     spec = {"argv": [TUNEBOOK_KERNEL, "--device", "cuda", "--connection-file", "{connection_file}"],
+            "env": {"CUDA_VISIBLE_DEVICES": ""},
             "display_name": "Tunebook (CUDA)", "language": "rhai", "interrupt_mode": "message"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     km = KernelManager(kernel_name="tunebook-cuda", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir.parent)]))
@@ -80,9 +104,11 @@ def test_a_worker_that_cannot_start_says_why_on_each_cell():
     try:
         kc.wait_for_ready(timeout=60)
         reply, _ = execute(kc, "1 + 1")
-        if reply["status"] == "ok":
-            return  # this machine has CUDA: the worker started
-        assert "could not start its interpreter" in reply["evalue"] and "CUDA was asked for but is not available" in reply["evalue"], reply
+        assert reply["status"] == "error" and reply["ename"] == "KernelWorkerDied", reply
+        assert "could not start the interpreter" in reply["evalue"] and "CUDA was asked for but is not available" in reply["evalue"], reply
+        # Help while typing answers at once, without starting a worker again.
+        kc.complete("load_mo", 7)
+        assert kc.get_shell_msg(timeout=TIMEOUT)["content"]["matches"] == []
         # Said again on the next cell, and the kernel still answers.
         reply, _ = execute(kc, "2 + 2")
         assert reply["status"] == "error" and "CUDA was asked for" in reply["evalue"], reply
