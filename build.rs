@@ -53,19 +53,22 @@ fn compile_c10d_shim(lib: &std::path::Path) {
 }
 
 /// Builds `src/runtime/amp_shim.cpp` (libtorch's autocast controls and fused
-/// unscale), `src/runtime/memory_shim.cpp` (CUDA's caching allocator) and
-/// `src/runtime/checkpoint_shim.cpp` (gradient checkpointing).
+/// unscale), `src/runtime/memory_shim.cpp` (CUDA's caching allocator),
+/// `src/runtime/checkpoint_shim.cpp` (gradient checkpointing) and
+/// `src/runtime/optim_shim.cpp` (fused Adam and AdamW).
 fn compile_amp_shim(lib: &std::path::Path) {
     let root = lib.parent().unwrap_or(lib);
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     println!("cargo:rerun-if-changed=src/runtime/amp_shim.cpp");
     println!("cargo:rerun-if-changed=src/runtime/memory_shim.cpp");
     println!("cargo:rerun-if-changed=src/runtime/checkpoint_shim.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/optim_shim.cpp");
     cc::Build::new()
         .cpp(true)
         .file("src/runtime/amp_shim.cpp")
         .file("src/runtime/memory_shim.cpp")
         .file("src/runtime/checkpoint_shim.cpp")
+        .file("src/runtime/optim_shim.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

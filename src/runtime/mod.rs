@@ -10,6 +10,7 @@ use tch::Device;
 mod cuda;
 pub mod checkpoint;
 pub mod memory;
+pub mod fused_adam;
 pub mod precision;
 
 pub use cuda::{cuda_device_names, cuda_status, CudaStatus};

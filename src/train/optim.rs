@@ -1,7 +1,9 @@
 //! Optimizers written on tensors, so that their state is ours to save
 //! (tch's optimizer wrapper cannot save it): AdamW, Adam and SGD.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
+
+use crate::runtime::fused_adam::{fusable, fused_adam_step, AdamSettings, AdamTensors};
 
 /// A tensor the optimizer may update, with its weight decay and its
 /// learning rate as a multiple of the schedule's rate.
@@ -70,6 +72,8 @@ struct Moments {
     exp_avg: Tensor,
     exp_avg_sq: Option<Tensor>,
     steps: i32,
+    /// `steps` as the fused kernel reads it: an fp32 scalar on the device.
+    step_tensor: Option<Tensor>,
 }
 
 struct Param {
@@ -120,77 +124,84 @@ impl Optimizer {
     /// The gradients may be changed in place.
     pub fn step_with(&mut self, lr: f64, grads: Vec<Tensor>) {
         self.step += 1;
-        let (method, beta1, beta2, eps) = (self.method, self.beta1, self.beta2, self.eps);
         let all = grads.len() == self.params.len();
         let mut grads = grads.into_iter();
-        tch::no_grad(|| {
-            for p in &mut self.params {
-                if !p.spec.tensor.requires_grad() {
-                    if all {
-                        grads.next();
-                    }
-                    continue;
+        // (parameter index, gradient) of each parameter this step updates.
+        let mut updates = Vec::new();
+        for (i, p) in self.params.iter().enumerate() {
+            if !p.spec.tensor.requires_grad() {
+                if all {
+                    grads.next();
                 }
-                let Some(mut grad) = grads.next() else { break };
-                if !grad.defined() {
-                    continue;
-                }
-                let lr = lr * p.spec.lr_scale;
-                let wd = p.spec.weight_decay;
-                if wd != 0.0 && method != Method::AdamW {
-                    // L2: the decay joins the gradient.
-                    grad = &grad + &p.spec.tensor * wd;
-                }
-                match method {
-                    Method::AdamW | Method::Adam => {
-                        let state = p.state.get_or_insert_with(|| Moments { exp_avg: p.spec.tensor.zeros_like(), exp_avg_sq: Some(p.spec.tensor.zeros_like()), steps: 0 });
-                        state.steps += 1;
-                        let bias1 = 1.0 - beta1.powi(state.steps);
-                        let bias2 = 1.0 - beta2.powi(state.steps);
-                        let exp_avg_sq = state.exp_avg_sq.as_mut().expect("Adam keeps a second moment");
-                        // In place where libtorch allows: two temporaries per tensor.
-                        let _ = state.exp_avg.lerp_(&grad, 1.0 - beta1);
-                        let _ = exp_avg_sq.lerp_(&grad.square(), 1.0 - beta2);
-                        if lr == 0.0 {
-                            // The first warmup step moves the moments but not the weights.
-                            continue;
-                        }
-                        if wd != 0.0 && method == Method::AdamW {
-                            let _ = p.spec.tensor.g_mul_scalar_(1.0 - lr * wd);
-                        }
-                        // param -= lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps), folded into one addcdiv.
-                        let mut denom = exp_avg_sq.sqrt();
-                        let _ = denom.g_div_scalar_(bias2.sqrt());
-                        let _ = denom.g_add_scalar_(eps);
-                        let _ = denom.g_mul_scalar_(-bias1 / lr);
-                        let _ = p.spec.tensor.addcdiv_(&state.exp_avg, &denom);
-                    }
-                    Method::Sgd { momentum, nesterov } => {
-                        if momentum == 0.0 {
-                            // In place, as torch's add_(grad, alpha=-lr): no temporary for the large embeddings.
-                            let _ = grad.g_mul_scalar_(-lr);
-                            let _ = p.spec.tensor.g_add_(&grad);
-                            continue;
-                        }
-                        let direction = if momentum != 0.0 {
-                            let state = match &mut p.state {
-                                Some(s) => {
-                                    let _ = s.exp_avg.g_mul_scalar_(momentum);
-                                    let _ = s.exp_avg.g_add_(&grad);
-                                    s
-                                }
-                                None => p.state.insert(Moments { exp_avg: grad.copy(), exp_avg_sq: None, steps: 0 }),
-                            };
-                            state.steps += 1;
-                            if nesterov { &grad + &state.exp_avg * momentum } else { state.exp_avg.shallow_clone() }
-                        } else {
-                            grad
-                        };
-                        let _ = p.spec.tensor.g_add_(&(direction * -lr));
-                    }
+                continue;
+            }
+            let Some(grad) = grads.next() else { break };
+            if grad.defined() {
+                updates.push((i, grad));
+            }
+        }
+        tch::no_grad(|| match self.method {
+            Method::AdamW | Method::Adam => self.adam_step(lr, updates),
+            Method::Sgd { momentum, nesterov } => {
+                for (i, grad) in updates {
+                    sgd_update(&mut self.params[i], grad, lr, momentum, nesterov);
                 }
             }
         });
+    }
+
+    /// Adam or AdamW over `updates`: libtorch's fused kernel, one call per
+    /// group of learning rate and weight decay (transformers' Trainer uses
+    /// the same kernel), or element-wise ops for a tensor it does not take.
+    fn adam_step(&mut self, lr: f64, updates: Vec<(usize, Tensor)>) {
+        let settings = |lr: f64, weight_decay: f64| AdamSettings { lr, beta1: self.beta1, beta2: self.beta2, weight_decay, eps: self.eps, decoupled: self.method == Method::AdamW };
+        // Keyed by the bits of (rate, decay): one fused call per key.
+        let mut groups: Vec<((u64, u64), Vec<(usize, Tensor)>)> = Vec::new();
+        let mut unfused = Vec::new();
+        for (i, grad) in updates {
+            let p = &mut self.params[i];
+            let state = p.state.get_or_insert_with(|| Moments { exp_avg: p.spec.tensor.zeros_like(), exp_avg_sq: Some(p.spec.tensor.zeros_like()), steps: 0, step_tensor: None });
+            state.steps += 1;
+            let exp_avg_sq = state.exp_avg_sq.as_ref().expect("Adam keeps a second moment");
+            if !fusable(&p.spec.tensor, &grad, &state.exp_avg, exp_avg_sq) {
+                unfused.push((i, grad));
+                continue;
+            }
+            let key = ((lr * p.spec.lr_scale).to_bits(), p.spec.weight_decay.to_bits());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push((i, grad)),
+                None => groups.push((key, vec![(i, grad)])),
+            }
+        }
+        for ((rate, decay), members) in groups {
+            let (rate, decay) = (f64::from_bits(rate), f64::from_bits(decay));
+            let mut grads: Vec<Tensor> = members.iter().map(|(_, g)| g.shallow_clone()).collect();
+            let fused = {
+                let mut wanted = members.iter().map(|(i, _)| *i).peekable();
+                let mut tensors = Vec::with_capacity(members.len());
+                // The members' indices ascend, as the parameters do.
+                for ((_, p), grad) in self.params.iter_mut().enumerate().filter(|(i, _)| wanted.next_if_eq(i).is_some()).zip(grads.iter_mut()) {
+                    let state = p.state.as_mut().expect("made above");
+                    let steps = f64::from(state.steps);
+                    let step = state.step_tensor.get_or_insert_with(|| Tensor::zeros([], (Kind::Float, p.spec.tensor.device())));
+                    let _ = step.fill_(steps);
+                    let exp_avg_sq = state.exp_avg_sq.as_mut().expect("Adam keeps a second moment");
+                    tensors.push(AdamTensors { param: &mut p.spec.tensor, grad, exp_avg: &mut state.exp_avg, exp_avg_sq, step });
+                }
+                fused_adam_step(&mut tensors, settings(rate, decay))
+            };
+            if let Err(e) = fused {
+                // The kernel checks its inputs before it writes; the
+                // element-wise ops then do the same step.
+                eprintln!("{e:#}; this step uses element-wise ops instead");
+                unfused.extend(members);
+            }
+        }
+        for (i, grad) in unfused {
+            let p = &mut self.params[i];
+            let s = settings(lr * p.spec.lr_scale, p.spec.weight_decay);
+            adam_update(p, grad, s);
+        }
     }
 
     /// How many parameters have optimizer state (those that were updated).
@@ -237,7 +248,7 @@ impl Optimizer {
             if let (Some(a), Some(n)) = (saved.get(&key("exp_avg")), saved.get(&key("steps"))) {
                 let device = p.spec.tensor.device();
                 let exp_avg_sq = saved.get(&key("exp_avg_sq")).map(|b| b.to_device(device));
-                p.state = Some(Moments { exp_avg: a.to_device(device), exp_avg_sq, steps: n.int64_value(&[]) as i32 });
+                p.state = Some(Moments { exp_avg: a.to_device(device), exp_avg_sq, steps: n.int64_value(&[]) as i32, step_tensor: None });
             }
         }
     }
@@ -281,4 +292,60 @@ pub fn clip_norm(grads: &[Tensor], max_norm: f64) -> f64 {
         });
     }
     total
+}
+
+/// One parameter's Adam or AdamW update in element-wise ops, its step
+/// already counted in its state.
+fn adam_update(p: &mut Param, mut grad: Tensor, s: AdamSettings) {
+    if s.weight_decay != 0.0 && !s.decoupled {
+        // L2: the decay joins the gradient.
+        grad = &grad + &p.spec.tensor * s.weight_decay;
+    }
+    let state = p.state.as_mut().expect("created by adam_step");
+    let bias1 = 1.0 - s.beta1.powi(state.steps);
+    let bias2 = 1.0 - s.beta2.powi(state.steps);
+    let exp_avg_sq = state.exp_avg_sq.as_mut().expect("Adam keeps a second moment");
+    // In place where libtorch allows: two temporaries per tensor.
+    let _ = state.exp_avg.lerp_(&grad, 1.0 - s.beta1);
+    let _ = exp_avg_sq.lerp_(&grad.square(), 1.0 - s.beta2);
+    if s.lr == 0.0 {
+        // The first warmup step moves the moments but not the weights.
+        return;
+    }
+    if s.weight_decay != 0.0 && s.decoupled {
+        let _ = p.spec.tensor.g_mul_scalar_(1.0 - s.lr * s.weight_decay);
+    }
+    // param -= lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps), folded into one addcdiv.
+    let mut denom = exp_avg_sq.sqrt();
+    let _ = denom.g_div_scalar_(bias2.sqrt());
+    let _ = denom.g_add_scalar_(s.eps);
+    let _ = denom.g_mul_scalar_(-bias1 / s.lr);
+    let _ = p.spec.tensor.addcdiv_(&state.exp_avg, &denom);
+}
+
+/// One parameter's SGD update (L2 decay, optional momentum and Nesterov).
+fn sgd_update(p: &mut Param, mut grad: Tensor, lr: f64, momentum: f64, nesterov: bool) {
+    let lr = lr * p.spec.lr_scale;
+    let wd = p.spec.weight_decay;
+    if wd != 0.0 {
+        // L2: the decay joins the gradient.
+        grad = &grad + &p.spec.tensor * wd;
+    }
+    if momentum == 0.0 {
+        // In place, as torch's add_(grad, alpha=-lr): no temporary for the large embeddings.
+        let _ = grad.g_mul_scalar_(-lr);
+        let _ = p.spec.tensor.g_add_(&grad);
+        return;
+    }
+    let state = match &mut p.state {
+        Some(s) => {
+            let _ = s.exp_avg.g_mul_scalar_(momentum);
+            let _ = s.exp_avg.g_add_(&grad);
+            s
+        }
+        None => p.state.insert(Moments { exp_avg: grad.copy(), exp_avg_sq: None, steps: 0, step_tensor: None }),
+    };
+    state.steps += 1;
+    let direction = if nesterov { &grad + &state.exp_avg * momentum } else { state.exp_avg.shallow_clone() };
+    let _ = p.spec.tensor.g_add_(&(direction * -lr));
 }
