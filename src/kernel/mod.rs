@@ -101,7 +101,8 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// The flag itself, for code that looks at it between steps.
+    /// The flag itself, for code that looks at it between steps (raising
+    /// it through this handle tells no listener).
     pub fn flag(&self) -> Arc<AtomicBool> {
         self.flag.clone()
     }
@@ -111,11 +112,14 @@ impl Interrupt {
         self.flag.load(Ordering::SeqCst)
     }
 
-    /// Calls `listener` on the raising thread each time the interrupt is raised.
+    /// Calls `listener` on the raising thread each time the interrupt is
+    /// raised. It runs under the listeners' lock: it must not raise the
+    /// interrupt or add a listener.
     pub fn on_raise(&self, listener: impl Fn() + Send + 'static) {
         frontend::locked(&self.listeners).push(Box::new(listener));
     }
 
+    /// Raises the flag and tells the listeners.
     fn raise(&self) {
         self.flag.store(true, Ordering::SeqCst);
         for listener in frontend::locked(&self.listeners).iter() {
@@ -123,6 +127,7 @@ impl Interrupt {
         }
     }
 
+    /// Lowers the flag (a new cell starts).
     fn lower(&self) {
         self.flag.store(false, Ordering::SeqCst);
     }
