@@ -31,7 +31,18 @@ pub(super) struct Current {
 #[derive(Clone)]
 enum Route {
     Sockets(Sockets),
-    Pipe(super::remote::KernelPipe),
+    Pipe(Arc<dyn Outlet>),
+}
+
+/// A way out of a worker process for a cell's outputs and input requests
+/// (the pipe to its kernel, `remote.rs`).
+pub(super) trait Outlet: Send + Sync {
+    fn stream(&self, name: &str, text: &str);
+    fn display(&self, data: MimeBundle, display_id: Option<&str>);
+    fn update_display(&self, data: MimeBundle, display_id: &str);
+    fn clear_output(&self, wait: bool);
+    fn page(&self, text: &str);
+    fn input(&self, prompt: &str, password: bool) -> Option<String>;
 }
 
 /// A cheap, cloneable handle for outputs to the frontend (iopub) and input
@@ -46,7 +57,7 @@ impl Frontend {
     }
 
     /// Outputs down the pipe from a worker to its kernel process.
-    pub(super) fn to_kernel(pipe: super::remote::KernelPipe) -> Self {
+    pub(super) fn to_kernel(pipe: Arc<dyn Outlet>) -> Self {
         Self(Route::Pipe(pipe))
     }
 

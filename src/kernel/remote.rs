@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::frontend::locked;
+use super::frontend::{locked, Outlet};
 use super::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, Interrupt, LanguageInfo, MimeBundle};
 
 /// How long a worker whose kernel went away may take to finish its cell.
@@ -80,10 +80,9 @@ enum FromWorker {
 }
 
 /// The worker's pipe to the kernel, behind its [`Frontend`].
-#[derive(Clone)]
-pub(super) struct KernelPipe {
-    events: Arc<Mutex<std::fs::File>>,
-    input_replies: Arc<Mutex<Receiver<Option<String>>>>,
+struct KernelPipe {
+    events: Mutex<std::fs::File>,
+    input_replies: Mutex<Receiver<Option<String>>>,
 }
 
 impl KernelPipe {
@@ -94,36 +93,38 @@ impl KernelPipe {
         // that too and ends the worker.
         let _ = locked(&self.events).write_all(&line);
     }
+}
 
+impl Outlet for KernelPipe {
     /// Text on the cell's stdout or stderr.
-    pub(super) fn stream(&self, name: &str, text: &str) {
+    fn stream(&self, name: &str, text: &str) {
         self.send(&FromWorker::Stream { name: name.into(), text: text.into() });
     }
 
     /// A rich output, replaceable through `display_id`.
-    pub(super) fn display(&self, data: MimeBundle, display_id: Option<&str>) {
+    fn display(&self, data: MimeBundle, display_id: Option<&str>) {
         self.send(&FromWorker::Display { data, display_id: display_id.map(str::to_string) });
     }
 
     /// Replaces the output shown with `display_id`.
-    pub(super) fn update_display(&self, data: MimeBundle, display_id: &str) {
+    fn update_display(&self, data: MimeBundle, display_id: &str) {
         self.send(&FromWorker::UpdateDisplay { data, display_id: display_id.into() });
     }
 
     /// Clears the cell's output.
-    pub(super) fn clear_output(&self, wait: bool) {
+    fn clear_output(&self, wait: bool) {
         self.send(&FromWorker::ClearOutput { wait });
     }
 
     /// Text for the frontend's pager.
-    pub(super) fn page(&self, text: &str) {
+    fn page(&self, text: &str) {
         self.send(&FromWorker::Page { text: text.into() });
     }
 
     /// A line from the user. The kernel answers every `Input` exactly once
     /// (with `None` on an interrupt), so no stale answer is left for the
     /// next call.
-    pub(super) fn input(&self, prompt: &str, password: bool) -> Option<String> {
+    fn input(&self, prompt: &str, password: bool) -> Option<String> {
         let replies = locked(&self.input_replies);
         self.send(&FromWorker::Input { prompt: prompt.into(), password });
         replies.recv().ok().flatten()
@@ -156,7 +157,7 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
     let (input_tx, input_rx) = mpsc::channel();
-    let pipe = KernelPipe { events: Arc::new(Mutex::new(std::fs::File::from(events))), input_replies: Arc::new(Mutex::new(input_rx)) };
+    let pipe = Arc::new(KernelPipe { events: Mutex::new(std::fs::File::from(events)), input_replies: Mutex::new(input_rx) });
     let (work_tx, work_rx) = mpsc::channel::<ToWorker>();
     {
         let stop = stop.clone();
