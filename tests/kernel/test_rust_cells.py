@@ -104,6 +104,11 @@ def test_a_panicking_or_interrupted_rust_cell_leaves_the_kernel_usable(kernel):
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = kc.get_shell_msg(timeout=60)
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "Interrupted", reply["content"]
+    # As after any failed cell, what is sent before the kernel is idle again is aborted.
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["content"].get("execution_state") == "idle":
+            break
     # Rhai kept its variables; the next Rust cell starts a new process.
     reply, outputs = run(kc, "kept + 1")
     assert result_text(outputs) == "8", outputs
