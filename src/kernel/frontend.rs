@@ -1,5 +1,6 @@
 //! What an interpreter can send to the notebook while a cell runs.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,90 +26,58 @@ pub(super) struct Current {
     pub payload: Vec<Value>,
 }
 
-/// What an interpreter sends to the notebook goes either straight to the
-/// sockets (the interpreter runs in the kernel's process) or down a pipe to
-/// the kernel process (it runs in a worker process, see [`super::remote`]).
-#[derive(Clone)]
-enum Route {
-    Sockets(Sockets),
-    Pipe(Arc<dyn Outlet>),
-}
-
-/// A way out of a worker process for a cell's outputs and input requests
-/// (the pipe to its kernel, `remote.rs`).
+/// Where an interpreter's outputs and input requests go: straight to the
+/// kernel's sockets (the interpreter runs in the kernel's process), or down
+/// the pipe from a worker process to its kernel (`remote.rs`).
 pub(super) trait Outlet: Send + Sync {
     fn stream(&self, name: &str, text: &str);
     fn display(&self, data: MimeBundle, display_id: Option<&str>);
     fn update_display(&self, data: MimeBundle, display_id: &str);
     fn clear_output(&self, wait: bool);
     fn page(&self, text: &str);
-    fn input(&self, prompt: &str, password: bool) -> Option<String>;
+    fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String>;
 }
 
 /// A cheap, cloneable handle for outputs to the frontend (iopub) and input
 /// from it (stdin).
 #[derive(Clone)]
-pub struct Frontend(Route);
+pub struct Frontend(Arc<dyn Outlet>);
 
 impl Frontend {
-    /// Outputs straight to the kernel's sockets.
-    pub(super) fn sockets(sockets: Sockets) -> Self {
-        Self(Route::Sockets(sockets))
-    }
-
-    /// Outputs down the pipe from a worker to its kernel process.
-    pub(super) fn to_kernel(pipe: Arc<dyn Outlet>) -> Self {
-        Self(Route::Pipe(pipe))
+    /// Outputs through `outlet`.
+    pub(super) fn new(outlet: Arc<dyn Outlet>) -> Self {
+        Self(outlet)
     }
 
     /// Text on the cell's stdout or stderr (`name` is `stdout` or `stderr`).
     pub fn stream(&self, name: &str, text: &str) {
-        match &self.0 {
-            Route::Sockets(s) => s.stream(name, text),
-            Route::Pipe(w) => w.stream(name, text),
-        }
+        self.0.stream(name, text);
     }
 
     /// A rich output; with `display_id`, later `update_display` calls replace it in place.
     pub fn display(&self, data: MimeBundle, display_id: Option<&str>) {
-        match &self.0 {
-            Route::Sockets(s) => s.display(data, display_id),
-            Route::Pipe(w) => w.display(data, display_id),
-        }
+        self.0.display(data, display_id);
     }
 
     /// Replaces the output shown earlier with `display_id`.
     pub fn update_display(&self, data: MimeBundle, display_id: &str) {
-        match &self.0 {
-            Route::Sockets(s) => s.update_display(data, display_id),
-            Route::Pipe(w) => w.update_display(data, display_id),
-        }
+        self.0.update_display(data, display_id);
     }
 
     /// Clears the cell's output (at the next output, if `wait`).
     pub fn clear_output(&self, wait: bool) {
-        match &self.0 {
-            Route::Sockets(s) => s.clear_output(wait),
-            Route::Pipe(w) => w.clear_output(wait),
-        }
+        self.0.clear_output(wait);
     }
 
     /// Shows text in the frontend's pager (an execute-reply payload).
     pub fn page(&self, text: &str) {
-        match &self.0 {
-            Route::Sockets(s) => s.page(text),
-            Route::Pipe(w) => w.page(text),
-        }
+        self.0.page(text);
     }
 
     /// Asks the user for a line of text. `None` when the frontend does not
     /// accept input or the request was interrupted (`stop`).
-    pub fn input(&self, prompt: &str, password: bool, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
-        match &self.0 {
-            Route::Sockets(s) => s.input(prompt, password, stop),
-            // The kernel process watches the interrupt and answers `None`.
-            Route::Pipe(w) => w.input(prompt, password),
-        }
+    pub fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String> {
+        self.0.input(prompt, password, stop)
     }
 }
 
@@ -136,14 +105,16 @@ impl Sockets {
         // The iopub thread only stops at exit; a failed send then is harmless.
         let _ = self.iopub.send(frames);
     }
+}
 
+impl Outlet for Sockets {
     /// Text on the cell's stdout or stderr (`name` is `stdout` or `stderr`).
-    pub(super) fn stream(&self, name: &str, text: &str) {
+    fn stream(&self, name: &str, text: &str) {
         self.publish("stream", json!({ "name": name, "text": text }));
     }
 
     /// A rich output; with `display_id`, later `update_display` calls replace it in place.
-    pub(super) fn display(&self, data: MimeBundle, display_id: Option<&str>) {
+    fn display(&self, data: MimeBundle, display_id: Option<&str>) {
         let mut content = json!({ "data": data, "metadata": {} });
         if let Some(id) = display_id {
             content["transient"] = json!({ "display_id": id });
@@ -152,24 +123,24 @@ impl Sockets {
     }
 
     /// Replaces the output shown earlier with `display_id`.
-    pub(super) fn update_display(&self, data: MimeBundle, display_id: &str) {
+    fn update_display(&self, data: MimeBundle, display_id: &str) {
         self.publish("update_display_data", json!({ "data": data, "metadata": {}, "transient": { "display_id": display_id } }));
     }
 
     /// Clears the cell's output (at the next output, if `wait`).
-    pub(super) fn clear_output(&self, wait: bool) {
+    fn clear_output(&self, wait: bool) {
         self.publish("clear_output", json!({ "wait": wait }));
     }
 
     /// Shows text in the frontend's pager (an execute-reply payload).
-    pub(super) fn page(&self, text: &str) {
+    fn page(&self, text: &str) {
         let page = json!({ "source": "page", "data": { "text/plain": text }, "start": 0 });
         locked(&self.current).payload.push(page);
     }
 
     /// Asks the user for a line of text. `None` when the frontend does not
     /// accept input or the request was interrupted.
-    pub(super) fn input(&self, prompt: &str, password: bool, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
+    fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String> {
         let (allow, identities, parent) = {
             let c = locked(&self.current);
             (c.allow_stdin, c.stdin_identities.clone(), c.parent.clone())

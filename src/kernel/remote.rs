@@ -121,10 +121,10 @@ impl Outlet for KernelPipe {
         self.send(&FromWorker::Page { text: text.into() });
     }
 
-    /// A line from the user. The kernel answers every `Input` exactly once
-    /// (with `None` on an interrupt), so no stale answer is left for the
-    /// next call.
-    fn input(&self, prompt: &str, password: bool) -> Option<String> {
+    /// A line from the user. The kernel watches the interrupt (`stop` is
+    /// not read here) and answers every `Input` exactly once, with `None` on
+    /// an interrupt, so no stale answer is left for the next call.
+    fn input(&self, prompt: &str, password: bool, _stop: &AtomicBool) -> Option<String> {
         let replies = locked(&self.input_replies);
         self.send(&FromWorker::Input { prompt: prompt.into(), password });
         replies.recv().ok().flatten()
@@ -163,7 +163,7 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
         let stop = stop.clone();
         thread::spawn(move || read_requests(requests, stop, work_tx, input_tx));
     }
-    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(Frontend::to_kernel(pipe.clone()), stop.clone())));
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(Frontend::new(pipe.clone()), stop.clone())));
     let mut interpreter = match made {
         Ok(Ok(i)) => i,
         Ok(Err(message)) => {
@@ -175,7 +175,7 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
             return Ok(());
         }
     };
-    let frontend = Frontend::to_kernel(pipe.clone());
+    let frontend = Frontend::new(pipe.clone());
     for request in work_rx {
         let interp = interpreter.as_mut();
         let run = |f: &mut dyn FnMut() -> Answer| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Answer::Panicked(crate::panic::panic_text(p.as_ref())));
@@ -472,6 +472,20 @@ impl RemoteInterpreter {
         describe_exit(status)
     }
 
+    /// A request made while typing (completion, inspection): `None` when
+    /// there is no answer. It never starts a worker that could not start,
+    /// which would load the interpreter at each keystroke only to fail again.
+    fn help<T>(&mut self, make: impl FnOnce(u64) -> ToWorker, pick: impl FnOnce(Answer) -> Option<T>) -> Option<T> {
+        if self.cannot_start.is_some() {
+            return None;
+        }
+        match self.request(make) {
+            Ok(Answer::Panicked(message)) => resume_panic(message),
+            Ok(answer) => pick(answer),
+            Err(_) => None,
+        }
+    }
+
     fn cannot_start_message(&self) -> String {
         format!("the kernel could not start the interpreter that runs the cells: {}", self.cannot_start.as_deref().unwrap_or("no reason given"))
     }
@@ -526,41 +540,18 @@ impl Interpreter for RemoteInterpreter {
         }
     }
 
-    // Help while typing never starts a worker that could not start: it would
-    // load the interpreter at each keystroke only to fail again.
-
     fn complete(&mut self, code: &str, cursor: usize) -> Completions {
-        let none = Completions { cursor_start: cursor, cursor_end: cursor, ..Default::default() };
-        if self.cannot_start.is_some() {
-            return none;
-        }
-        match self.request(|id| ToWorker::Complete { id, code: code.into(), cursor }) {
-            Ok(Answer::Complete(c)) => c,
-            Ok(Answer::Panicked(message)) => resume_panic(message),
-            _ => none,
-        }
+        let found = self.help(|id| ToWorker::Complete { id, code: code.into(), cursor }, |a| if let Answer::Complete(c) = a { Some(c) } else { None });
+        found.unwrap_or(Completions { cursor_start: cursor, cursor_end: cursor, ..Default::default() })
     }
 
     fn inspect(&mut self, code: &str, cursor: usize) -> Option<String> {
-        if self.cannot_start.is_some() {
-            return None;
-        }
-        match self.request(|id| ToWorker::Inspect { id, code: code.into(), cursor }) {
-            Ok(Answer::Inspect(found)) => found,
-            Ok(Answer::Panicked(message)) => resume_panic(message),
-            _ => None,
-        }
+        self.help(|id| ToWorker::Inspect { id, code: code.into(), cursor }, |a| if let Answer::Inspect(found) = a { found } else { None })
     }
 
     fn is_complete(&mut self, code: &str) -> Completeness {
         // Said complete otherwise, so that a console sends the cell and shows why it failed.
-        if self.cannot_start.is_some() {
-            return Completeness::Complete;
-        }
-        match self.request(|id| ToWorker::IsComplete { id, code: code.into() }) {
-            Ok(Answer::IsComplete(c)) => c,
-            Ok(Answer::Panicked(message)) => resume_panic(message),
-            _ => Completeness::Complete,
-        }
+        let found = self.help(|id| ToWorker::IsComplete { id, code: code.into() }, |a| if let Answer::IsComplete(c) = a { Some(c) } else { None });
+        found.unwrap_or(Completeness::Complete)
     }
 }

@@ -125,7 +125,7 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
         // Frontends with interrupt_mode "signal" (and a terminal's Ctrl-C) send SIGINT.
         let _ = ctrlc::set_handler(move || interrupt.raise());
     }
-    let mut interpreter = make(Frontend::sockets(frontend.clone()), interrupt.clone());
+    let mut interpreter = make(Frontend::new(Arc::new(frontend.clone())), interrupt.clone());
     let info = kernel_info(interpreter.as_ref());
     {
         let (frontend, interrupt, shutdown, info) = (frontend.clone(), interrupt.clone(), shutdown.clone(), info.clone());
@@ -362,7 +362,7 @@ impl Kernel {
             self.frontend.publish("execute_input", json!({ "code": code, "execution_count": count }));
         }
         self.interrupt.lower();
-        let outcome = interp.execute(&code, count, &Frontend::sockets(self.frontend.clone()));
+        let outcome = interp.execute(&code, count, &Frontend::new(Arc::new(self.frontend.clone())));
         let payload = std::mem::take(&mut locked(&self.frontend.current).payload);
         match outcome {
             ExecuteOutcome::Ok(result) => {
