@@ -336,10 +336,11 @@ def mobilenet(args):
     return m
 
 
-def image_batch():
+def image_batch(channels_last=False):
     """32 images of 96x96, normalized: the step's cost does not depend on the pixels."""
     g = torch.Generator().manual_seed(0)
-    return torch.randn(32, 3, 96, 96, generator=g), torch.randint(10, (32,), generator=g)
+    x, y = torch.randn(32, 3, 96, 96, generator=g), torch.randint(10, (32,), generator=g)
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
 
 
 def per_second(call, items, args, warmup):
@@ -356,30 +357,36 @@ def per_second(call, items, args, warmup):
     return values
 
 
-def image_train(args):
+def image_train(args, channels_last=False):
     """MobileNetV2 at 96 pixels, batch 32, AdamW 1e-4 (decay 0.01 on weights,
-    none on biases and norms), every layer training: images per second."""
+    none on biases and norms), every layer training: images per second.
+    `channels_last`: the inputs laid out as Tunebook lays them out, which
+    torchvision users must ask for."""
     m = mobilenet(args).train()
     decay = [p for p in m.parameters() if p.ndim > 1]
     no_decay = [p for p in m.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
-    x, y = image_batch()
+    x, y = image_batch(channels_last)
 
     def step():
         torch.nn.functional.cross_entropy(m(x), y).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    emit("image_train", "images/s", per_second(step, 32, args, warmup=2), impl="torchvision", batch=32, side=96)
+    emit("image_train", "images/s", per_second(step, 32, args, warmup=2), impl=image_impl(channels_last), batch=32, side=96)
 
 
-def image_eval(args):
+def image_eval(args, channels_last=False):
     """The same network in evaluation mode under inference_mode: images per second."""
     m = mobilenet(args).eval()
-    x, _ = image_batch()
+    x, _ = image_batch(channels_last)
     with torch.inference_mode():
         values = per_second(lambda: m(x), 32, args, warmup=1)
-    emit("image_eval", "images/s", values, impl="torchvision", batch=32, side=96)
+    emit("image_eval", "images/s", values, impl=image_impl(channels_last), batch=32, side=96)
+
+
+def image_impl(channels_last):
+    return "torchvision_channels_last" if channels_last else "torchvision"
 
 
 def main():
@@ -396,7 +403,8 @@ def main():
     torch.manual_seed(0)
     commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
                 "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args),
-                "generate": lambda: generate(args), "sft": lambda: sft(args), "image-train": lambda: image_train(args), "image-eval": lambda: image_eval(args)}
+                "generate": lambda: generate(args), "sft": lambda: sft(args), "image-train": lambda: image_train(args), "image-eval": lambda: image_eval(args),
+                "image-train-channels-last": lambda: image_train(args, channels_last=True), "image-eval-channels-last": lambda: image_eval(args, channels_last=True)}
     if args.command not in commands:
         raise SystemExit(f"no benchmark '{args.command}'; commands: {', '.join(commands)}")
     commands[args.command]()

@@ -39,8 +39,8 @@ FIGURES = [
     ("sft", ["sft"], {"steps": (5, 1), "repeats": (3, 1)}),
     ("sft-packing", [], {"steps": (5, 1), "repeats": (2, 1)}),
     # Image backbones: MobileNetV2 at 96 pixels, batch 32.
-    ("image-train", ["image-train"], {"steps": (5, 1), "repeats": (3, 1)}),
-    ("image-eval", ["image-eval"], {"steps": (10, 1), "repeats": (3, 1)}),
+    ("image-train", ["image-train", "image-train-channels-last"], {"steps": (5, 1), "repeats": (3, 1)}),
+    ("image-eval", ["image-eval", "image-eval-channels-last"], {"steps": (10, 1), "repeats": (3, 1)}),
     ("image-loader", [], {"steps": (10, 1), "repeats": (3, 1)}),
     # train-full again as 2 ranks on this machine (Gloo over loopback, the
     # threads shared out), against PyTorch DDP launched the same way.
@@ -231,7 +231,9 @@ def table_rows(by, cache):
     if packed and unpacked:
         rows.append({"what": "share of padding, headline task: packed (unpacked)", "unit": "%", "tunebook": summary([100 * packed["padding_share"]]), "reference": summary([100 * unpacked["padding_share"]]), "reference_name": "unpacked", "ratio": None, "target": ""})
     add("training step, MobileNetV2 at 96 px, batch 32, every layer", "images/s", g(("image_train", "tunebook")), g(("image_train", "torchvision")), "PyTorch + torchvision eager", True, "≥ 1.0")
+    add("training step, MobileNetV2 at 96 px, batch 32, every layer", "images/s", g(("image_train", "tunebook")), g(("image_train", "torchvision_channels_last")), "the same, inputs channels-last as Tunebook's", True)
     add("evaluation, MobileNetV2 at 96 px", "images/s", g(("image_eval", "tunebook")), g(("image_eval", "torchvision")), "torchvision, inference_mode", True, "≥ 1.0")
+    add("evaluation, MobileNetV2 at 96 px", "images/s", g(("image_eval", "tunebook")), g(("image_eval", "torchvision_channels_last")), "the same, inputs channels-last as Tunebook's", True)
     loader, step = g(("image_loader", "tunebook")), g(("image_train", "tunebook"))
     if loader and step:
         rows.append({"what": "image loader with resized crops, flips and colour jitter, against the training step", "unit": "images/s ÷ images/s", "tunebook": summary([loader["median"] / step["median"]]), "reference": None, "reference_name": "", "ratio": None, "target": "> 3"})

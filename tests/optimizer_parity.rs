@@ -110,14 +110,20 @@ fn the_fused_kernel_and_the_element_wise_update_agree() {
                 .collect();
             Optimizer::new(method, specs, 0.9, 0.999, 1e-8)
         };
-        let (mut fused, mut elementwise) = (make(&contiguous), make(&strided));
+        // Contiguous parameters whose gradients come strided, as a
+        // convolution over channels-last images returns them.
+        let mixed_params: Vec<Tensor> = values.iter().map(|v| v.copy().set_requires_grad(true)).collect();
+        let (mut fused, mut elementwise, mut mixed) = (make(&contiguous), make(&strided), make(&mixed_params));
         for (step, g) in grads.iter().enumerate() {
             let lr = [0.0, 1e-2, 3e-3][step];
             fused.step_with(lr, g.iter().map(Tensor::copy).collect());
             elementwise.step_with(lr, g.iter().map(|t| t.tr().contiguous().tr()).collect());
-            for (a, b) in contiguous.iter().zip(&strided) {
+            mixed.step_with(lr, g.iter().map(|t| t.tr().contiguous().tr()).collect());
+            for ((a, b), c) in contiguous.iter().zip(&strided).zip(&mixed_params) {
                 let diff = (a - b).abs().max().double_value(&[]);
                 assert!(diff <= 1e-6, "{method:?} step {step}: fused and element-wise differ by {diff}");
+                let diff = (a - c).abs().max().double_value(&[]);
+                assert!(diff <= 1e-6, "{method:?} step {step}: strided gradients of contiguous parameters differ by {diff}");
             }
         }
         // And the weights moved.

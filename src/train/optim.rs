@@ -160,6 +160,10 @@ impl Optimizer {
         let mut unfused = Vec::new();
         for (i, grad) in updates {
             let p = &mut self.params[i];
+            // A convolution's gradient comes back in its input's layout
+            // (channels-last for the image backbones); one copy into the
+            // parameter's layout keeps it on the fused kernel.
+            let grad = if !grad.is_contiguous() && p.spec.tensor.is_contiguous() { grad.contiguous() } else { grad };
             let state = p.state.get_or_insert_with(|| Moments { exp_avg: p.spec.tensor.zeros_like(), exp_avg_sq: Some(p.spec.tensor.zeros_like()), steps: 0, step_tensor: None });
             state.steps += 1;
             let exp_avg_sq = state.exp_avg_sq.as_ref().expect("Adam keeps a second moment");

@@ -65,7 +65,8 @@ def test_logits_on_fixed_inputs_match_the_references_in_evaluation_mode():
             want = model.eval()(x)
         diff = (ours - want).abs().max().item()
         print(f"{name}: logits within {diff:.2g} (largest {want.abs().max().item():.3g})")
-        # Measured: 0 and 0 (the same kernels in the same order).
+        # Measured: 9.1e-6 and 4.3e-6. Tunebook lays images out channels-last,
+        # which sums the convolutions in another order than torchvision's default.
         assert diff <= 1e-4, (name, diff)
 
 
@@ -107,33 +108,45 @@ def test_three_sgd_steps_give_torchvisions_weights_and_batchnorm_statistics_and_
     start = load_file(work / "start" / "model.safetensors")
     config = json.loads((work / "start" / "config.json").read_text())
     assert config["architecture"] == "mobilenet_v2" and config["labels"] == ["a", "b"] and config["image_size"] == [64, 64]
-    model = torchvision_mobilenet(start, classes=2)
-    model.train()
     mean, std = torch.tensor(config["image_mean"]).view(1, 3, 1, 1), torch.tensor(config["image_std"]).view(1, 3, 1, 1)
     inputs = (x - mean) / std
-    opt = torch.optim.SGD(model.parameters(), lr=0.001)
-    for step in range(3):
-        rows = [(4 * step + k) % 8 for k in range(4)]
-        loss = torch.nn.functional.cross_entropy(model(inputs[rows]), y[rows])
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
+
+    def three_steps(channels_last):
+        model = torchvision_mobilenet(start, classes=2).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.001)
+        for step in range(3):
+            batch = inputs[[(4 * step + k) % 8 for k in range(4)]]
+            batch = batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+            torch.nn.functional.cross_entropy(model(batch), y[[(4 * step + k) % 8 for k in range(4)]]).backward()
+            opt.step()
+            opt.zero_grad()
+        return model.state_dict()
+
+    def worst(a, b):
+        spread = {kind: 0.0 for kind in ("running", "weights")}
+        for name, t in b.items():
+            if not name.endswith("num_batches_tracked"):
+                kind = "running" if "running_" in name else "weights"
+                spread[kind] = max(spread[kind], (a[name] - t).abs().max().item())
+        return spread
+
+    # Tunebook lays images out channels-last (as torchvision does when asked),
+    # so the reference is torchvision on the same layout.
+    want = three_steps(channels_last=True)
     trained = load_file(work / "trained" / "model.safetensors")
-    want = model.state_dict()
     assert sorted(trained) == sorted(want), "Tunebook saves torchvision's names, num_batches_tracked included"
-    worst = {kind: 0.0 for kind in ("running", "weights")}
     for name, t in want.items():
         if name.endswith("num_batches_tracked"):
             assert trained[name].item() == t.item() == 1431430 + 3, name
-            continue
-        kind = "running" if "running_" in name else "weights"
-        worst[kind] = max(worst[kind], (trained[name] - t).abs().max().item())
-    print(f"after 3 steps: BatchNorm running statistics within {worst['running']:.2g}, weights within {worst['weights']:.2g}")
-    # Measured: statistics 7.2e-7, weights 2.9e-5. The first step's loss is
-    # bit for bit torch's; Tunebook's SGD update rounds twice (lr * g, then
-    # the sum) where torch's add_(g, alpha=-lr) rounds once, and four
-    # images a batch make BatchNorm's batch statistics amplify that.
-    assert worst["running"] <= 1e-5 and worst["weights"] <= 3e-4, worst
+    ours = worst(trained, want)
+    layouts = worst(three_steps(channels_last=False), want)
+    print(f"after 3 steps: BatchNorm running statistics within {ours['running']:.2g}, weights within {ours['weights']:.2g}; torchvision's two layouts differ by {layouts['running']:.2g} and {layouts['weights']:.2g}")
+    # Measured: statistics 9.5e-7, weights 1.8e-5 (torchvision's own two
+    # layouts: 1.2e-5 and 4.4e-5). Tunebook's SGD update
+    # rounds twice (lr * g, then the sum) where torch's add_(g, alpha=-lr)
+    # rounds once, and four images a batch make BatchNorm's batch
+    # statistics amplify that.
+    assert ours["running"] <= 1e-5 and ours["weights"] <= 2e-4, ours
     assert torch.allclose(mean, imagenet[0]) and torch.allclose(std, imagenet[1]), "MobileNetV2 normalizes as torchvision's ImageNet weights"
     # The saved model in torchvision gives Tunebook's own logits.
     with torch.no_grad():

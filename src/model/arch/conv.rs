@@ -161,6 +161,23 @@ pub fn drop_connect(xs: &Tensor, p: f64, train: bool) -> Tensor {
     xs / keep * mask
 }
 
+/// `[n, c, h, w]` images laid out channels-last in memory (strides
+/// `[h*w*c, 1, w*c, c]`; the shape is unchanged). libtorch's oneDNN
+/// convolutions run on this layout without reordering every activation,
+/// 1.5x faster for MobileNetV2's training step on CPU (benches/README.md);
+/// every later activation keeps the layout.
+pub fn channels_last(xs: &Tensor) -> Tensor {
+    let size = xs.size();
+    if size.len() != 4 {
+        return xs.shallow_clone();
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    if xs.stride() == [h * w * c, 1, w * c, c] {
+        return xs.shallow_clone();
+    }
+    xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
 /// Global average pooling to `[n, c]`.
 pub fn average_pool(xs: &Tensor) -> Tensor {
     xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
@@ -179,5 +196,15 @@ mod tests {
         assert_eq!(pad_same(&x, 5, 2).size(), [1, 1, 227, 227], "(1, 2, 1, 2)");
         assert_eq!(pad_same(&x, 5, 1).size(), [1, 1, 228, 228], "(2, 2, 2, 2)");
         assert_eq!(pad_same(&x, 1, 1).size(), [1, 1, 224, 224]);
+    }
+
+    #[test]
+    fn channels_last_keeps_shape_and_values_and_changes_only_the_strides() {
+        let x = Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, tch::Device::Cpu)).reshape([2, 3, 4, 5]);
+        let y = channels_last(&x);
+        assert_eq!(y.size(), [2, 3, 4, 5]);
+        assert_eq!(y.stride(), [60, 1, 15, 3]);
+        assert!(y.equal(&x));
+        assert_eq!(channels_last(&y).data_ptr(), y.data_ptr(), "already channels-last: no copy");
     }
 }

@@ -11,7 +11,7 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::conv::{average_pool, drop_connect, BatchNorm, BnConfig, ConvBn, ConvShape, Padding};
+use super::conv::{average_pool, channels_last, drop_connect, BatchNorm, BnConfig, ConvBn, ConvShape, Padding};
 
 /// BatchNorm as TensorFlow trained it.
 const BN: BnConfig = BnConfig { eps: 1e-3, momentum: 0.01 };
@@ -91,7 +91,7 @@ impl EfficientNetLite {
 
     /// The last feature maps `[n, 1280, h / 32, w / 32]`.
     pub fn feature_maps(&self, xs: &Tensor, train: bool) -> Tensor {
-        let h = self.stem.forward(xs, train);
+        let h = self.stem.forward(&channels_last(xs), train);
         let h = self.blocks.iter().fold(h, |h, b| b.forward(&h, train));
         self.head.forward(&h, train)
     }

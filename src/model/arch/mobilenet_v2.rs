@@ -8,7 +8,7 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::conv::{average_pool, BatchNorm, BnConfig, ConvBn, ConvShape, Padding};
+use super::conv::{average_pool, channels_last, BatchNorm, BnConfig, ConvBn, ConvShape, Padding};
 
 /// BatchNorm as torchvision's MobileNetV2 has it (PyTorch's defaults).
 const BN: BnConfig = BnConfig { eps: 1e-5, momentum: 0.1 };
@@ -95,7 +95,7 @@ impl MobileNetV2 {
 
     /// The last feature maps `[n, 1280, h / 32, w / 32]` (what Grad-CAM weighs).
     pub fn feature_maps(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.features.iter().fold(xs.shallow_clone(), |h, f| match f {
+        self.features.iter().fold(channels_last(xs), |h, f| match f {
             Feature::Conv(c) => c.forward(&h, train),
             Feature::Block(b) => b.forward(&h, train),
         })
