@@ -8,7 +8,7 @@
 //! `--sgd` times plain SGD instead of AdamW (the optimizer's share of a step);
 //! `--lora` adds LoRA r=8 on query and value first;
 //! `--phases` prints the time of zero_grad, forward, backward, clipping and
-//! the optimizer step separately.
+//! the optimizer step separately, each as `fit` does it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -44,22 +44,23 @@ fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     if std::env::args().any(|a| a == "--phases") {
         let batch = one_batch.collate(&(0..16).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
-        let params: Vec<tch::Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
         let specs: Vec<train::optim::ParamSpec> = model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| train::optim::ParamSpec::new(&n, t, 0.01)).collect();
         let mut opt = train::Optimizer::new(method, specs, 0.9, 0.999, 1e-8);
         let (mut fwd, mut bwd, mut zero, mut clip, mut upd) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for i in 0..8 {
+            // As `fit` steps: gradients come back fresh from the backward
+            // pass (set-to-none), so "zero_grad" is only collecting the inputs.
             let t0 = std::time::Instant::now();
-            for p in &params { let mut p = p.shallow_clone(); p.zero_grad(); }
+            let inputs = opt.trainable();
             let t1 = std::time::Instant::now();
             let loss = tunebook::model::Learner::forward(&model, &batch.inputs, true).unwrap().cross_entropy_for_logits(&batch.labels);
             let _ = loss.double_value(&[]);
             let t2 = std::time::Instant::now();
-            loss.backward();
+            let grads = tch::Tensor::run_backward(&[&loss], &inputs, false, false);
             let t3 = std::time::Instant::now();
-            opt.clip_grad_norm(1.0);
+            train::optim::clip_norm(&grads, 1.0);
             let t4 = std::time::Instant::now();
-            opt.step(2e-5);
+            opt.step_with(2e-5, grads);
             let t5 = std::time::Instant::now();
             if i >= 3 { zero += (t1 - t0).as_secs_f64(); fwd += (t2 - t1).as_secs_f64(); bwd += (t3 - t2).as_secs_f64(); clip += (t4 - t3).as_secs_f64(); upd += (t5 - t4).as_secs_f64(); }
         }
