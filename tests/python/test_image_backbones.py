@@ -115,9 +115,9 @@ def test_three_sgd_steps_give_torchvisions_weights_and_batchnorm_statistics_and_
         model = torchvision_mobilenet(start, classes=2).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.001)
         for step in range(3):
-            batch = inputs[[(4 * step + k) % 8 for k in range(4)]]
-            batch = batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
-            torch.nn.functional.cross_entropy(model(batch), y[[(4 * step + k) % 8 for k in range(4)]]).backward()
+            rows = [(4 * step + k) % 8 for k in range(4)]
+            batch = inputs[rows].contiguous(memory_format=torch.channels_last) if channels_last else inputs[rows]
+            torch.nn.functional.cross_entropy(model(batch), y[rows]).backward()
             opt.step()
             opt.zero_grad()
         return model.state_dict()
