@@ -1,6 +1,7 @@
 //! A Jupyter kernel over ZeroMQ. It knows nothing of Rhai or of machine
 //! learning: it serves the messaging protocol and drives an [`Interpreter`].
 
+pub mod comm;
 mod frontend;
 pub mod remote;
 mod server;
@@ -13,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use frontend::Frontend;
+pub use comm::{CommEvent, CommSink};
+pub use frontend::{CommFromKernel, Frontend};
 pub use remote::{serve_worker, RemoteInterpreter, WorkerCommand};
 pub use server::serve;
 
@@ -148,4 +150,9 @@ pub trait Interpreter {
     fn inspect(&mut self, code: &str, cursor: usize) -> Option<String>;
     /// Whether `code` is ready to run.
     fn is_complete(&mut self, code: &str) -> Completeness;
+    /// Where the frontend's comm messages go; `None` (the default) serves
+    /// no comm target, and every comm the frontend opens is closed again.
+    fn comm_sink(&self) -> Option<Arc<dyn CommSink>> {
+        None
+    }
 }
