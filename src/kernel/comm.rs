@@ -43,6 +43,9 @@ pub enum CommEvent {
         /// Binary buffers sent with it.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         buffers: Vec<Vec<u8>>,
+        /// The message's header: the parent of what answers it (a
+        /// widget's `request_state` is matched by it).
+        parent: Value,
     },
     /// The frontend closed a comm.
     Close {
@@ -136,7 +139,7 @@ pub fn handle_from_frontend(msg: &Message, registry: &CommRegistry, sink: Option
                 _ => Handling::Refused { why: format!("comm_open of {comm_id} refused: no comm target '{target_name}' in this kernel"), comm_id },
             }
         }
-        "comm_msg" if registry.is_open(&comm_id) => Handling::Delivered(CommEvent::Msg { comm_id, data: field("data"), metadata: msg.metadata.clone(), buffers: msg.buffers.clone() }),
+        "comm_msg" if registry.is_open(&comm_id) => Handling::Delivered(CommEvent::Msg { comm_id, data: field("data"), metadata: msg.metadata.clone(), buffers: msg.buffers.clone(), parent: msg.header.clone() }),
         "comm_close" if registry.closed(&comm_id) => Handling::Delivered(CommEvent::Close { comm_id, data: field("data") }),
         other => Handling::Ignored(format!("{other} for comm {comm_id} ignored: no such comm is open")),
     }

@@ -62,6 +62,10 @@ pub enum CommFromKernel {
         data: Value,
         /// The message's metadata frame (a widget's `version`).
         metadata: Value,
+        /// The request it answers, when not the current one (a widget's
+        /// `request_state`).
+        #[serde(default)]
+        parent: Option<Value>,
     },
     /// Closes a comm.
     Close {
@@ -162,7 +166,9 @@ impl Outlet for Sockets {
                 self.comms.opened(&comm_id, &target_name);
                 self.publish_with_metadata("comm_open", json!({ "comm_id": comm_id, "target_name": target_name, "data": data }), &parent, &metadata);
             }
-            CommFromKernel::Msg { comm_id, data, metadata } => self.publish_with_metadata("comm_msg", json!({ "comm_id": comm_id, "data": data }), &parent, &metadata),
+            CommFromKernel::Msg { comm_id, data, metadata, parent: answered } => {
+                self.publish_with_metadata("comm_msg", json!({ "comm_id": comm_id, "data": data }), answered.as_ref().unwrap_or(&parent), &metadata)
+            }
             CommFromKernel::Close { comm_id, data } => {
                 self.comms.closed(&comm_id);
                 self.publish("comm_close", json!({ "comm_id": comm_id, "data": data }));

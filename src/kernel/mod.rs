@@ -6,6 +6,7 @@ mod frontend;
 pub mod remote;
 mod server;
 pub mod spec;
+pub mod widgets;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,4 +156,8 @@ pub trait Interpreter {
     fn comm_sink(&self) -> Option<Arc<dyn CommSink>> {
         None
     }
+    /// Acts on the comm messages its sink queued (runs a widget's
+    /// handlers), on the interpreter's thread, between requests; outputs go
+    /// through `frontend`.
+    fn serve_comms(&mut self, _frontend: &Frontend) {}
 }

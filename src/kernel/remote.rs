@@ -49,8 +49,12 @@ enum ToWorker {
     Interrupt,
     /// The answer to the worker's last `Input`.
     InputReply { value: Option<String> },
-    /// A comm message from the frontend, passed on as it arrives.
-    Comm { event: CommEvent },
+    /// A comm message from the frontend, passed on as it arrives; the
+    /// worker acknowledges `seq` once its sink has taken it.
+    Comm { event: CommEvent, seq: u64 },
+    /// Inside the worker: let the interpreter act on the comm messages that
+    /// arrived (queued behind a running cell, so it acts after it).
+    ServeComms,
 }
 
 /// A request's answer.
@@ -79,6 +83,8 @@ enum FromWorker {
     Input { prompt: String, password: bool },
     /// A comm message to the frontend.
     Comm { message: CommFromKernel },
+    /// The comm messages up to `seq` were taken (what they caused was sent before this).
+    CommDone { seq: u64 },
     Answer { id: u64, answer: Answer },
     /// The interpreter could not be made; the worker exits after this.
     Failed { message: String },
@@ -206,8 +212,8 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
     let (work_tx, work_rx) = mpsc::channel::<ToWorker>();
     let comms = Arc::new(Mutex::new(CommRoute::default()));
     {
-        let (stop, comms) = (stop.clone(), comms.clone());
-        thread::spawn(move || read_requests(requests, stop, work_tx, input_tx, comms));
+        let (stop, comms, pipe) = (stop.clone(), comms.clone(), pipe.clone());
+        thread::spawn(move || read_requests(requests, stop, work_tx, input_tx, comms, pipe));
     }
     let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(Frontend::new(pipe.clone()), stop.clone())));
     let mut interpreter = match made {
@@ -231,6 +237,12 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
             ToWorker::Complete { id, code, cursor } => (id, run(&mut || Answer::Complete(interp.complete(&code, cursor)))),
             ToWorker::Inspect { id, code, cursor } => (id, run(&mut || Answer::Inspect(interp.inspect(&code, cursor)))),
             ToWorker::IsComplete { id, code } => (id, run(&mut || Answer::IsComplete(interp.is_complete(&code)))),
+            ToWorker::ServeComms => {
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| interp.serve_comms(&frontend))) {
+                    eprintln!("[tunebook worker] a comm handler failed: {}", crate::panic::panic_text(p.as_ref()));
+                }
+                continue;
+            }
             ToWorker::Interrupt | ToWorker::InputReply { .. } | ToWorker::Comm { .. } => continue,
         };
         pipe.send(&FromWorker::Answer { id, answer });
@@ -241,12 +253,18 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
 /// The worker's request reader: interrupts, input replies and comm
 /// messages act at once, the rest queue for the interpreter's thread. When the kernel goes away
 /// the running cell is stopped, and the process ends if it does not stop.
-fn read_requests(requests: OwnedFd, stop: Arc<AtomicBool>, work: Sender<ToWorker>, input: Sender<Option<String>>, comms: Arc<Mutex<CommRoute>>) {
+fn read_requests(requests: OwnedFd, stop: Arc<AtomicBool>, work: Sender<ToWorker>, input: Sender<Option<String>>, comms: Arc<Mutex<CommRoute>>, pipe: Arc<KernelPipe>) {
     for line in BufReader::new(std::fs::File::from(requests)).lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<ToWorker>(&line) {
             Ok(ToWorker::Interrupt) => stop.store(true, Ordering::SeqCst),
-            Ok(ToWorker::Comm { event }) => CommRoute::deliver(&comms, event),
+            Ok(ToWorker::Comm { event, seq }) => {
+                CommRoute::deliver(&comms, event);
+                pipe.send(&FromWorker::CommDone { seq });
+                if work.send(ToWorker::ServeComms).is_err() {
+                    return;
+                }
+            }
             Ok(ToWorker::InputReply { value }) => {
                 let _ = input.send(value);
             }
@@ -292,6 +310,23 @@ pub struct WorkerCommand {
 struct RemoteComms {
     stdin: WorkerStdin,
     targets: Vec<String>,
+    /// The last sequence number sent, and the last the worker acknowledged.
+    sent: Mutex<u64>,
+    acked: (Mutex<u64>, std::sync::Condvar),
+}
+
+/// How long the kernel waits for a worker to take a comm message. It takes
+/// it on its reader thread, also while a cell runs: only a worker that is
+/// gone or stuck makes this wait run out.
+const COMM_ACK_WAIT: Duration = Duration::from_secs(5);
+
+impl RemoteComms {
+    /// The worker took the comm messages up to `seq`.
+    fn acknowledged(&self, seq: u64) {
+        let mut acked = locked(&self.acked.0);
+        *acked = (*acked).max(seq);
+        self.acked.1.notify_all();
+    }
 }
 
 impl CommSink for RemoteComms {
@@ -299,10 +334,30 @@ impl CommSink for RemoteComms {
         self.targets.iter().any(|t| t == target_name)
     }
 
+    /// Passes the event down and waits until the worker has taken it, so
+    /// that what it sends back (a widget's state) reaches the frontend
+    /// before the kernel's `idle` for the message, as JupyterLab expects.
     fn deliver(&self, event: CommEvent) {
-        // A worker that is gone has lost its comms with its variables.
-        if let Some(stdin) = locked(&self.stdin).as_mut() {
-            let _ = send(stdin, &ToWorker::Comm { event });
+        let seq = {
+            let mut sent = locked(&self.sent);
+            let mut stdin = locked(&self.stdin);
+            // A worker that is gone has lost its comms with its variables.
+            let Some(stdin) = stdin.as_mut() else { return };
+            *sent += 1;
+            if !send(stdin, &ToWorker::Comm { event, seq: *sent }) {
+                return;
+            }
+            *sent
+        };
+        let deadline = Instant::now() + COMM_ACK_WAIT;
+        let mut acked = locked(&self.acked.0);
+        while *acked < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                eprintln!("[tunebook kernel] the worker did not take comm message {seq} within {COMM_ACK_WAIT:?}");
+                return;
+            }
+            acked = self.acked.1.wait_timeout(acked, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
         }
     }
 }
@@ -338,7 +393,7 @@ impl Worker {
 /// handler's outputs): outputs, input requests and comm messages go to the
 /// frontend from here, in the order the worker sent them; answers, and the
 /// worker's end, go to the request being served.
-fn relay(events: ChildStdout, frontend: Frontend, stdin: WorkerStdin, stop: Arc<AtomicBool>, to_request: Sender<Read>) {
+fn relay(events: ChildStdout, frontend: Frontend, stdin: WorkerStdin, comms: Arc<RemoteComms>, stop: Arc<AtomicBool>, to_request: Sender<Read>) {
     let mut events = BufReader::new(events);
     loop {
         let mut line = String::new();
@@ -356,6 +411,7 @@ fn relay(events: ChildStdout, frontend: Frontend, stdin: WorkerStdin, stop: Arc<
             Read::Message(FromWorker::ClearOutput { wait }) => frontend.clear_output(wait),
             Read::Message(FromWorker::Page { text }) => frontend.page(&text),
             Read::Message(FromWorker::Comm { message }) => frontend.comm(message),
+            Read::Message(FromWorker::CommDone { seq }) => comms.acknowledged(seq),
             Read::Message(FromWorker::Input { prompt, password }) => {
                 let value = frontend.input(&prompt, password, &stop);
                 if let Some(stdin) = locked(&stdin).as_mut() {
@@ -413,7 +469,7 @@ impl RemoteInterpreter {
     /// that says why.
     pub fn new(command: WorkerCommand, info: LanguageInfo, frontend: Frontend, interrupt: Interrupt) -> Self {
         let stdin: WorkerStdin = Arc::default();
-        let comms = Arc::new(RemoteComms { stdin: stdin.clone(), targets: command.comm_targets.clone() });
+        let comms = Arc::new(RemoteComms { stdin: stdin.clone(), targets: command.comm_targets.clone(), sent: Mutex::new(0), acked: Default::default() });
         {
             // Passed on as it happens; the worker ignores it between cells.
             let stdin = stdin.clone();
@@ -472,8 +528,8 @@ impl RemoteInterpreter {
         let stdout = child.stdout.take().context("the worker has no stdout")?;
         *locked(&self.stdin) = Some(stdin);
         let (to_request, events) = mpsc::channel();
-        let (frontend, stdin, stop) = (self.frontend.clone(), self.stdin.clone(), self.interrupt.flag());
-        thread::spawn(move || relay(stdout, frontend, stdin, stop, to_request));
+        let (frontend, stdin, comms, stop) = (self.frontend.clone(), self.stdin.clone(), self.comms.clone(), self.interrupt.flag());
+        thread::spawn(move || relay(stdout, frontend, stdin, comms, stop, to_request));
         Ok(Worker { child, events, answered: false })
     }
 
