@@ -33,6 +33,7 @@ pub fn language_info() -> LanguageInfo {
 /// `kernel_info_reply`.
 pub fn serve_tunebook(connection_file: &Path, allow_unsigned: bool, tunebook: PathBuf, device: &str, seed: u64) -> Result<()> {
     let args = vec![WORKER_SUBCOMMAND.into(), "--device".into(), device.into(), "--seed".into(), seed.to_string()];
-    let worker = WorkerCommand { program: tunebook, args };
+    // No comm target is served yet: a comm the frontend opens is closed again.
+    let worker = WorkerCommand { program: tunebook, args, comm_targets: Vec::new() };
     crate::kernel::serve(connection_file, allow_unsigned, |frontend, interrupt| Box::new(RemoteInterpreter::new(worker, language_info(), frontend, interrupt)))
 }

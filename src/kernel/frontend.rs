@@ -36,6 +36,44 @@ pub(super) trait Outlet: Send + Sync {
     fn clear_output(&self, wait: bool);
     fn page(&self, text: &str);
     fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String>;
+    fn comm(&self, message: CommFromKernel);
+}
+
+/// A comm message from the interpreter to the frontend.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CommFromKernel {
+    /// Opens a comm to a frontend target (`jupyter.widget`, ...).
+    Open {
+        /// The new comm's id.
+        comm_id: String,
+        /// The frontend target.
+        target_name: String,
+        /// The opening data.
+        data: Value,
+        /// The message's metadata frame (a widget's `version`).
+        metadata: Value,
+    },
+    /// A message on an open comm.
+    Msg {
+        /// The comm.
+        comm_id: String,
+        /// Its data.
+        data: Value,
+        /// The message's metadata frame (a widget's `version`).
+        metadata: Value,
+        /// The request it answers, when not the current one (a widget's
+        /// `request_state`).
+        #[serde(default)]
+        parent: Option<Value>,
+    },
+    /// Closes a comm.
+    Close {
+        /// The comm.
+        comm_id: String,
+        /// The closing data.
+        data: Value,
+    },
 }
 
 /// A cheap, cloneable handle for outputs to the frontend (iopub) and input
@@ -79,6 +117,11 @@ impl Frontend {
     pub fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String> {
         self.0.input(prompt, password, stop)
     }
+
+    /// Opens, writes to or closes a comm (on iopub, under the current request).
+    pub fn comm(&self, message: CommFromKernel) {
+        self.0.comm(message);
+    }
 }
 
 /// The kernel's own sockets: iopub (through its thread) and stdin.
@@ -89,6 +132,8 @@ pub(super) struct Sockets {
     pub(super) session: String,
     pub(super) current: Arc<Mutex<Current>>,
     pub(super) stdin: Arc<Mutex<zmq::Socket>>,
+    /// The open comms.
+    pub(super) comms: super::comm::CommRegistry,
 }
 
 impl Sockets {
@@ -99,15 +144,38 @@ impl Sockets {
     }
 
     pub(super) fn publish_with_parent(&self, msg_type: &str, content: Value, parent: &Value) {
+        self.publish_with_metadata(msg_type, content, parent, &json!({}));
+    }
+
+    /// Publishes with a message metadata frame (a widget's protocol version).
+    pub(super) fn publish_with_metadata(&self, msg_type: &str, content: Value, parent: &Value, metadata: &Value) {
         let header = wire::new_header(msg_type, &self.session);
         let topic = format!("kernel.{}.{msg_type}", self.session).into_bytes();
-        let frames = wire::encode(&[topic], &header, parent, &json!({}), &content, &self.signer);
+        let frames = wire::encode(&[topic], &header, parent, metadata, &content, &self.signer);
         // The iopub thread only stops at exit; a failed send then is harmless.
         let _ = self.iopub.send(frames);
     }
 }
 
 impl Outlet for Sockets {
+    /// A comm message, on iopub; the registry follows what opens and closes.
+    fn comm(&self, message: CommFromKernel) {
+        let parent = locked(&self.current).parent.clone();
+        match message {
+            CommFromKernel::Open { comm_id, target_name, data, metadata } => {
+                self.comms.opened(&comm_id, &target_name);
+                self.publish_with_metadata("comm_open", json!({ "comm_id": comm_id, "target_name": target_name, "data": data }), &parent, &metadata);
+            }
+            CommFromKernel::Msg { comm_id, data, metadata, parent: answered } => {
+                self.publish_with_metadata("comm_msg", json!({ "comm_id": comm_id, "data": data }), answered.as_ref().unwrap_or(&parent), &metadata)
+            }
+            CommFromKernel::Close { comm_id, data } => {
+                self.comms.closed(&comm_id);
+                self.publish("comm_close", json!({ "comm_id": comm_id, "data": data }));
+            }
+        }
+    }
+
     /// Text on the cell's stdout or stderr (`name` is `stdout` or `stderr`).
     fn stream(&self, name: &str, text: &str) {
         self.publish("stream", json!({ "name": name, "text": text }));

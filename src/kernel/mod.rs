@@ -1,10 +1,12 @@
 //! A Jupyter kernel over ZeroMQ. It knows nothing of Rhai or of machine
 //! learning: it serves the messaging protocol and drives an [`Interpreter`].
 
+pub mod comm;
 mod frontend;
 pub mod remote;
 mod server;
 pub mod spec;
+pub mod widgets;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use frontend::Frontend;
+pub use comm::{CommEvent, CommSink};
+pub use frontend::{CommFromKernel, Frontend};
 pub use remote::{serve_worker, RemoteInterpreter, WorkerCommand};
 pub use server::serve;
 
@@ -148,4 +151,13 @@ pub trait Interpreter {
     fn inspect(&mut self, code: &str, cursor: usize) -> Option<String>;
     /// Whether `code` is ready to run.
     fn is_complete(&mut self, code: &str) -> Completeness;
+    /// Where the frontend's comm messages go; `None` (the default) serves
+    /// no comm target, and every comm the frontend opens is closed again.
+    fn comm_sink(&self) -> Option<Arc<dyn CommSink>> {
+        None
+    }
+    /// Acts on the comm messages its sink queued (runs a widget's
+    /// handlers), on the interpreter's thread, between requests; outputs go
+    /// through `frontend`.
+    fn serve_comms(&mut self, _frontend: &Frontend) {}
 }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::frontend::{locked, Outlet};
+use super::comm::{CommEvent, CommSink};
+use super::frontend::{locked, CommFromKernel, Outlet};
 use super::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, Interrupt, LanguageInfo, MimeBundle};
 
 /// How long a worker whose kernel went away may take to finish its cell.
@@ -48,6 +49,12 @@ enum ToWorker {
     Interrupt,
     /// The answer to the worker's last `Input`.
     InputReply { value: Option<String> },
+    /// A comm message from the frontend, passed on as it arrives; the
+    /// worker acknowledges `seq` once its sink has taken it.
+    Comm { event: CommEvent, seq: u64 },
+    /// Inside the worker: let the interpreter act on the comm messages that
+    /// arrived (queued behind a running cell, so it acts after it).
+    ServeComms,
 }
 
 /// A request's answer.
@@ -74,6 +81,10 @@ enum FromWorker {
     Page { text: String },
     /// Ask the user for a line; the kernel answers with one `InputReply`.
     Input { prompt: String, password: bool },
+    /// A comm message to the frontend.
+    Comm { message: CommFromKernel },
+    /// The comm messages up to `seq` were taken (what they caused was sent before this).
+    CommDone { seq: u64 },
     Answer { id: u64, answer: Answer },
     /// The interpreter could not be made; the worker exits after this.
     Failed { message: String },
@@ -129,6 +140,46 @@ impl Outlet for KernelPipe {
         self.send(&FromWorker::Input { prompt: prompt.into(), password });
         replies.recv().ok().flatten()
     }
+
+    /// A comm message, sent up as it is.
+    fn comm(&self, message: CommFromKernel) {
+        self.send(&FromWorker::Comm { message });
+    }
+}
+
+/// Where the worker's reader thread puts comm events: the interpreter's
+/// sink once it is made, and until then a queue.
+#[derive(Default)]
+struct CommRoute {
+    sink: Option<Arc<dyn CommSink>>,
+    waiting: Vec<CommEvent>,
+}
+
+impl CommRoute {
+    fn deliver(route: &Mutex<CommRoute>, event: CommEvent) {
+        let mut route = locked(route);
+        match route.sink.clone() {
+            Some(sink) => {
+                drop(route);
+                sink.deliver(event);
+            }
+            None => route.waiting.push(event),
+        }
+    }
+
+    /// Sets the sink and hands it what waited.
+    fn open(route: &Mutex<CommRoute>, sink: Option<Arc<dyn CommSink>>) {
+        let waiting = {
+            let mut route = locked(route);
+            route.sink = sink.clone();
+            std::mem::take(&mut route.waiting)
+        };
+        match sink {
+            Some(sink) => waiting.into_iter().for_each(|e| sink.deliver(e)),
+            None if !waiting.is_empty() => eprintln!("[tunebook worker] {} comm messages dropped: the interpreter serves no comms", waiting.len()),
+            None => {}
+        }
+    }
 }
 
 /// Serves requests from the kernel process on stdin, answering on stdout,
@@ -159,9 +210,10 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
     let (input_tx, input_rx) = mpsc::channel();
     let pipe = Arc::new(KernelPipe { events: Mutex::new(std::fs::File::from(events)), input_replies: Mutex::new(input_rx) });
     let (work_tx, work_rx) = mpsc::channel::<ToWorker>();
+    let comms = Arc::new(Mutex::new(CommRoute::default()));
     {
-        let stop = stop.clone();
-        thread::spawn(move || read_requests(requests, stop, work_tx, input_tx));
+        let (stop, comms, pipe) = (stop.clone(), comms.clone(), pipe.clone());
+        thread::spawn(move || read_requests(requests, stop, work_tx, input_tx, comms, pipe));
     }
     let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(Frontend::new(pipe.clone()), stop.clone())));
     let mut interpreter = match made {
@@ -175,6 +227,7 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
             return Ok(());
         }
     };
+    CommRoute::open(&comms, interpreter.comm_sink());
     let frontend = Frontend::new(pipe.clone());
     for request in work_rx {
         let interp = interpreter.as_mut();
@@ -184,21 +237,34 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
             ToWorker::Complete { id, code, cursor } => (id, run(&mut || Answer::Complete(interp.complete(&code, cursor)))),
             ToWorker::Inspect { id, code, cursor } => (id, run(&mut || Answer::Inspect(interp.inspect(&code, cursor)))),
             ToWorker::IsComplete { id, code } => (id, run(&mut || Answer::IsComplete(interp.is_complete(&code)))),
-            ToWorker::Interrupt | ToWorker::InputReply { .. } => continue,
+            ToWorker::ServeComms => {
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| interp.serve_comms(&frontend))) {
+                    eprintln!("[tunebook worker] a comm handler failed: {}", crate::panic::panic_text(p.as_ref()));
+                }
+                continue;
+            }
+            ToWorker::Interrupt | ToWorker::InputReply { .. } | ToWorker::Comm { .. } => continue,
         };
         pipe.send(&FromWorker::Answer { id, answer });
     }
     Ok(())
 }
 
-/// The worker's request reader: interrupts and input replies act at once,
-/// the rest queue for the interpreter's thread. When the kernel goes away
+/// The worker's request reader: interrupts, input replies and comm
+/// messages act at once, the rest queue for the interpreter's thread. When the kernel goes away
 /// the running cell is stopped, and the process ends if it does not stop.
-fn read_requests(requests: OwnedFd, stop: Arc<AtomicBool>, work: Sender<ToWorker>, input: Sender<Option<String>>) {
+fn read_requests(requests: OwnedFd, stop: Arc<AtomicBool>, work: Sender<ToWorker>, input: Sender<Option<String>>, comms: Arc<Mutex<CommRoute>>, pipe: Arc<KernelPipe>) {
     for line in BufReader::new(std::fs::File::from(requests)).lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<ToWorker>(&line) {
             Ok(ToWorker::Interrupt) => stop.store(true, Ordering::SeqCst),
+            Ok(ToWorker::Comm { event, seq }) => {
+                CommRoute::deliver(&comms, event);
+                pipe.send(&FromWorker::CommDone { seq });
+                if work.send(ToWorker::ServeComms).is_err() {
+                    return;
+                }
+            }
             Ok(ToWorker::InputReply { value }) => {
                 let _ = input.send(value);
             }
@@ -235,6 +301,65 @@ pub struct WorkerCommand {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
+    /// The comm targets its interpreter serves (the kernel answers a
+    /// `comm_open` without asking the worker, which may be busy).
+    pub comm_targets: Vec<String>,
+}
+
+/// The frontend's comm messages, down the worker's stdin as they arrive.
+struct RemoteComms {
+    stdin: WorkerStdin,
+    targets: Vec<String>,
+    /// The last sequence number sent, and the last the worker acknowledged.
+    sent: Mutex<u64>,
+    acked: (Mutex<u64>, std::sync::Condvar),
+}
+
+/// How long the kernel waits for a worker to take a comm message. It takes
+/// it on its reader thread, also while a cell runs: only a worker that is
+/// gone or stuck makes this wait run out.
+const COMM_ACK_WAIT: Duration = Duration::from_secs(5);
+
+impl RemoteComms {
+    /// The worker took the comm messages up to `seq`.
+    fn acknowledged(&self, seq: u64) {
+        let mut acked = locked(&self.acked.0);
+        *acked = (*acked).max(seq);
+        self.acked.1.notify_all();
+    }
+}
+
+impl CommSink for RemoteComms {
+    fn accepts(&self, target_name: &str) -> bool {
+        self.targets.iter().any(|t| t == target_name)
+    }
+
+    /// Passes the event down and waits until the worker has taken it, so
+    /// that what it sends back (a widget's state) reaches the frontend
+    /// before the kernel's `idle` for the message, as JupyterLab expects.
+    fn deliver(&self, event: CommEvent) {
+        let seq = {
+            let mut sent = locked(&self.sent);
+            let mut stdin = locked(&self.stdin);
+            // A worker that is gone has lost its comms with its variables.
+            let Some(stdin) = stdin.as_mut() else { return };
+            *sent += 1;
+            if !send(stdin, &ToWorker::Comm { event, seq: *sent }) {
+                return;
+            }
+            *sent
+        };
+        let deadline = Instant::now() + COMM_ACK_WAIT;
+        let mut acked = locked(&self.acked.0);
+        while *acked < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                eprintln!("[tunebook kernel] the worker did not take comm message {seq} within {COMM_ACK_WAIT:?}");
+                return;
+            }
+            acked = self.acked.1.wait_timeout(acked, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
 }
 
 /// The running worker's stdin, shared with the interrupt's listener.
@@ -243,7 +368,8 @@ type WorkerStdin = Arc<Mutex<Option<ChildStdin>>>;
 /// A running worker.
 struct Worker {
     child: Child,
-    events: BufReader<ChildStdout>,
+    /// Its answers and its end, from the relay thread (`relay`).
+    events: Receiver<Read>,
     /// Whether it has answered a request (it started, then).
     answered: bool,
 }
@@ -259,13 +385,48 @@ enum Read {
 
 impl Worker {
     fn read(&mut self) -> Read {
+        self.events.recv().unwrap_or(Read::Gone)
+    }
+}
+
+/// Reads the worker's stdout as it comes, also between requests (a comm
+/// handler's outputs): outputs, input requests and comm messages go to the
+/// frontend from here, in the order the worker sent them; answers, and the
+/// worker's end, go to the request being served.
+fn relay(events: ChildStdout, frontend: Frontend, stdin: WorkerStdin, comms: Arc<RemoteComms>, stop: Arc<AtomicBool>, to_request: Sender<Read>) {
+    let mut events = BufReader::new(events);
+    loop {
         let mut line = String::new();
-        match self.events.read_line(&mut line) {
+        let read = match events.read_line(&mut line) {
             Ok(0) | Err(_) => Read::Gone,
             Ok(_) => match serde_json::from_str(&line) {
                 Ok(message) => Read::Message(message),
                 Err(e) => Read::Garbled(format!("{e}: {:.200}", line.trim_end())),
             },
+        };
+        match read {
+            Read::Message(FromWorker::Stream { name, text }) => frontend.stream(&name, &text),
+            Read::Message(FromWorker::Display { data, display_id }) => frontend.display(data, display_id.as_deref()),
+            Read::Message(FromWorker::UpdateDisplay { data, display_id }) => frontend.update_display(data, &display_id),
+            Read::Message(FromWorker::ClearOutput { wait }) => frontend.clear_output(wait),
+            Read::Message(FromWorker::Page { text }) => frontend.page(&text),
+            Read::Message(FromWorker::Comm { message }) => frontend.comm(message),
+            Read::Message(FromWorker::CommDone { seq }) => comms.acknowledged(seq),
+            Read::Message(FromWorker::Input { prompt, password }) => {
+                let value = frontend.input(&prompt, password, &stop);
+                if let Some(stdin) = locked(&stdin).as_mut() {
+                    send(stdin, &ToWorker::InputReply { value });
+                }
+            }
+            end @ (Read::Garbled(_) | Read::Gone) => {
+                let _ = to_request.send(end);
+                return;
+            }
+            answer => {
+                if to_request.send(answer).is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -273,6 +434,8 @@ impl Worker {
 /// An [`Interpreter`] whose cells run in a worker process.
 pub struct RemoteInterpreter {
     command: WorkerCommand,
+    /// The frontend's comm messages go down to the worker through this.
+    comms: Arc<RemoteComms>,
     info: LanguageInfo,
     frontend: Frontend,
     interrupt: Interrupt,
@@ -306,6 +469,7 @@ impl RemoteInterpreter {
     /// that says why.
     pub fn new(command: WorkerCommand, info: LanguageInfo, frontend: Frontend, interrupt: Interrupt) -> Self {
         let stdin: WorkerStdin = Arc::default();
+        let comms = Arc::new(RemoteComms { stdin: stdin.clone(), targets: command.comm_targets.clone(), sent: Mutex::new(0), acked: Default::default() });
         {
             // Passed on as it happens; the worker ignores it between cells.
             let stdin = stdin.clone();
@@ -315,7 +479,7 @@ impl RemoteInterpreter {
                 }
             });
         }
-        let mut me = Self { command, info, frontend, interrupt, stdin, worker: None, cannot_start: None, lost: None, next_id: 0 };
+        let mut me = Self { command, comms, info, frontend, interrupt, stdin, worker: None, cannot_start: None, lost: None, next_id: 0 };
         me.start_worker();
         me
     }
@@ -361,8 +525,11 @@ impl RemoteInterpreter {
         }
         let mut child = cmd.spawn().with_context(|| format!("cannot start {}", self.command.program.display()))?;
         let stdin = child.stdin.take().context("the worker has no stdin")?;
-        let events = BufReader::new(child.stdout.take().context("the worker has no stdout")?);
+        let stdout = child.stdout.take().context("the worker has no stdout")?;
         *locked(&self.stdin) = Some(stdin);
+        let (to_request, events) = mpsc::channel();
+        let (frontend, stdin, comms, stop) = (self.frontend.clone(), self.stdin.clone(), self.comms.clone(), self.interrupt.flag());
+        thread::spawn(move || relay(stdout, frontend, stdin, comms, stop, to_request));
         Ok(Worker { child, events, answered: false })
     }
 
@@ -405,17 +572,9 @@ impl RemoteInterpreter {
                     self.cannot_start = None;
                     return Ok(answer);
                 }
-                Read::Message(FromWorker::Answer { .. }) => {}
-                Read::Message(FromWorker::Stream { name, text }) => self.frontend.stream(&name, &text),
-                Read::Message(FromWorker::Display { data, display_id }) => self.frontend.display(data, display_id.as_deref()),
-                Read::Message(FromWorker::UpdateDisplay { data, display_id }) => self.frontend.update_display(data, &display_id),
-                Read::Message(FromWorker::ClearOutput { wait }) => self.frontend.clear_output(wait),
-                Read::Message(FromWorker::Page { text }) => self.frontend.page(&text),
-                Read::Message(FromWorker::Input { prompt, password }) => {
-                    let value = self.frontend.input(&prompt, password, &self.interrupt.flag());
-                    self.send(&ToWorker::InputReply { value });
-                }
                 Read::Message(FromWorker::Failed { message }) => self.cannot_start = Some(message),
+                // An answer to an earlier request; the relay keeps the rest.
+                Read::Message(_) => {}
                 Read::Garbled(line) => {
                     garbled = Some(line);
                     break;
@@ -518,6 +677,10 @@ fn resume_panic(message: String) -> ! {
 impl Interpreter for RemoteInterpreter {
     fn language_info(&self) -> LanguageInfo {
         self.info.clone()
+    }
+
+    fn comm_sink(&self) -> Option<Arc<dyn CommSink>> {
+        Some(self.comms.clone())
     }
 
     fn execute(&mut self, code: &str, execution_count: u64, _frontend: &Frontend) -> ExecuteOutcome {

@@ -21,6 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use jupyter_protocol::{ConnectionInfo, Transport};
 use serde_json::{json, Value};
 
+use super::comm::{self, CommRegistry, CommSink, Handling};
 use super::frontend::{locked, Current, Frontend, Sockets};
 use crate::panic::{panic_text, BUG_REPORT_HINT};
 use crate::suggest::glob_match;
@@ -117,7 +118,15 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
         }
     });
 
-    let frontend = Sockets { iopub: iopub_tx.clone(), signer: signer.clone(), session, current: Arc::new(Mutex::new(Current::default())), stdin: Arc::new(Mutex::new(stdin)) };
+    let comms = CommRegistry::default();
+    let frontend = Sockets {
+        iopub: iopub_tx.clone(),
+        signer: signer.clone(),
+        session,
+        current: Arc::new(Mutex::new(Current::default())),
+        stdin: Arc::new(Mutex::new(stdin)),
+        comms: comms.clone(),
+    };
     let interrupt = Interrupt::default();
     let shutdown = Arc::new(AtomicBool::new(false));
     {
@@ -133,29 +142,120 @@ pub fn serve(connection_file: &Path, allow_unsigned: bool, make: impl FnOnce(Fro
     }
     frontend.publish_with_parent("status", json!({ "execution_state": "starting" }), &json!({}));
 
-    let mut kernel = Kernel { frontend: frontend.clone(), shell, info, execution_count: 0, history: Vec::new(), interrupt, shutdown: shutdown.clone() };
+    // The shell socket has a thread of its own, so that comm messages are
+    // served while a cell runs; the requests the interpreter answers come
+    // here in order, and their replies go back through an inproc pipe.
+    let pipe = format!("inproc://shell-replies-{}", uuid::Uuid::new_v4());
+    let replies_in = ctx.socket(zmq::PULL)?;
+    replies_in.bind(&pipe)?;
+    let replies = ctx.socket(zmq::PUSH)?;
+    replies.connect(&pipe)?;
+    let (requests_tx, requests) = mpsc::channel::<Message>();
+    let shell_thread = {
+        let shell = ShellThread { shell, replies: replies_in, frontend: frontend.clone(), comms, sink: interpreter.comm_sink(), requests: requests_tx };
+        thread::spawn(move || shell.serve())
+    };
+
+    let mut kernel = Kernel { frontend: frontend.clone(), shell: replies, requests, info, execution_count: 0, history: Vec::new(), interrupt, shutdown: shutdown.clone() };
     while !shutdown.load(Ordering::SeqCst) {
-        let mut items = [kernel.shell.as_poll_item(zmq::POLLIN)];
-        if zmq::poll(&mut items, POLL.as_millis() as i64)? == 0 {
-            continue;
-        }
-        let frames = kernel.shell.recv_multipart(0)?;
-        match wire::decode(frames, &signer) {
-            Ok(msg) => {
-                // A panic must not take the session down: the request gets an
-                // error reply and the kernel goes on with the same state.
-                let handled = catch_unwind(AssertUnwindSafe(|| kernel.dispatch(interpreter.as_mut(), &msg)));
-                if let Err(payload) = handled {
-                    kernel.internal_error(&msg, &panic_text(payload.as_ref()));
-                }
-            }
-            Err(e) => log(&format!("shell: dropped a message: {e}")),
+        let msg = match kernel.requests.recv_timeout(POLL) {
+            Ok(msg) => msg,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // A panic must not take the session down: the request gets an
+        // error reply and the kernel goes on with the same state.
+        let handled = catch_unwind(AssertUnwindSafe(|| kernel.dispatch(interpreter.as_mut(), &msg)));
+        if let Err(payload) = handled {
+            kernel.internal_error(&msg, &panic_text(payload.as_ref()));
         }
     }
+    // Everything pushed before this empty message reaches the client first.
+    let _ = kernel.shell.send(Vec::<u8>::new(), 0);
+    let _ = shell_thread.join();
     drop(interpreter);
     let _ = iopub_tx.send(Vec::new());
     let _ = iopub_thread.join();
     Ok(())
+}
+
+/// The shell socket's thread: replies out, requests in, comm messages
+/// served on the spot.
+struct ShellThread {
+    shell: zmq::Socket,
+    /// Reply frames from the request thread; an empty message ends the thread.
+    replies: zmq::Socket,
+    frontend: Sockets,
+    comms: CommRegistry,
+    sink: Option<Arc<dyn CommSink>>,
+    requests: mpsc::Sender<Message>,
+}
+
+impl ShellThread {
+    fn serve(self) {
+        loop {
+            let mut items = [self.shell.as_poll_item(zmq::POLLIN), self.replies.as_poll_item(zmq::POLLIN)];
+            if zmq::poll(&mut items, -1).is_err() {
+                return;
+            }
+            let (request, reply) = (items[0].is_readable(), items[1].is_readable());
+            if reply {
+                let Ok(frames) = self.replies.recv_multipart(0) else { return };
+                if frames.len() == 1 && frames[0].is_empty() {
+                    return;
+                }
+                if let Err(e) = self.shell.send_multipart(frames, 0) {
+                    log(&format!("shell: cannot send a reply: {e}"));
+                }
+            }
+            if request {
+                let Ok(frames) = self.shell.recv_multipart(0) else { return };
+                match wire::decode(frames, &self.frontend.signer) {
+                    Ok(msg) => match msg.msg_type() {
+                        "comm_open" | "comm_msg" | "comm_close" => self.comm(msg),
+                        "comm_info_request" => self.comm_info(&msg),
+                        _ => {
+                            // Fails only once the request thread has stopped.
+                            let _ = self.requests.send(msg);
+                        }
+                    },
+                    Err(e) => log(&format!("shell: dropped a message: {e}")),
+                }
+            }
+        }
+    }
+
+    /// A comm message from the frontend, between `busy` and `idle` as every
+    /// shell message is.
+    fn comm(&self, msg: Message) {
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
+        let handled = catch_unwind(AssertUnwindSafe(|| {
+            match comm::handle_from_frontend(&msg, &self.comms, self.sink.as_deref()) {
+                Handling::Delivered(event) => {
+                    if let Some(sink) = &self.sink {
+                        sink.deliver(event);
+                    }
+                }
+                Handling::Refused { comm_id, why } => {
+                    log(&why);
+                    self.frontend.publish_with_parent("comm_close", json!({ "comm_id": comm_id, "data": {} }), &msg.header);
+                }
+                Handling::Ignored(why) => log(&why),
+            }
+        }));
+        if let Err(payload) = handled {
+            log(&format!("internal error while handling {}: {}", msg.msg_type(), panic_text(payload.as_ref())));
+        }
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
+    }
+
+    /// The open comms, answered at once, also while a cell runs.
+    fn comm_info(&self, msg: &Message) {
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
+        let target = msg.content.get("target_name").and_then(Value::as_str);
+        reply(&self.shell, &self.frontend, msg, "comm_info_reply", json!({ "status": "ok", "comms": self.comms.info(target) }));
+        self.frontend.publish_with_parent("status", json!({ "execution_state": "idle" }), &msg.header);
+    }
 }
 
 fn kernel_info(interp: &dyn Interpreter) -> Value {
@@ -251,7 +351,10 @@ fn unsupported(msg_type: &str) -> Value {
 /// The shell side's state.
 struct Kernel {
     frontend: Sockets,
+    /// Replies, to the shell thread, which sends them.
     shell: zmq::Socket,
+    /// Requests, from the shell thread.
+    requests: mpsc::Receiver<Message>,
     info: Value,
     execution_count: u64,
     /// (execution count, code, text/plain of the result) per stored cell.
@@ -327,13 +430,11 @@ impl Kernel {
                 let history = self.history_for(content);
                 reply(&self.shell, &self.frontend, msg, "history_reply", json!({ "status": "ok", "history": history }));
             }
-            "comm_info_request" => reply(&self.shell, &self.frontend, msg, "comm_info_reply", json!({ "status": "ok", "comms": {} })),
             "shutdown_request" => {
                 let restart = content.get("restart").and_then(Value::as_bool).unwrap_or(false);
                 reply(&self.shell, &self.frontend, msg, "shutdown_reply", json!({ "status": "ok", "restart": restart }));
                 self.shutdown.store(true, Ordering::SeqCst);
             }
-            "comm_open" | "comm_msg" | "comm_close" => log(&format!("{} ignored: this kernel has no comm targets", msg.msg_type())),
             other if other.ends_with("_request") => reply(&self.shell, &self.frontend, msg, &reply_type(msg), unsupported(other)),
             other => log(&format!("shell: ignored a {other} message")),
         }
@@ -397,19 +498,8 @@ impl Kernel {
         // of such a batch arrives with it. The whole batch is read before any
         // of it is answered, so that a request sent after the client saw
         // those answers comes later and runs.
-        let mut batch = Vec::new();
-        let mut wait = ABORT_WINDOW.as_millis() as i64;
-        loop {
-            let mut items = [self.shell.as_poll_item(zmq::POLLIN)];
-            if !matches!(zmq::poll(&mut items, wait), Ok(n) if n > 0) {
-                break;
-            }
-            wait = 0;
-            let Ok(frames) = self.shell.recv_multipart(0) else { break };
-            if let Ok(msg) = wire::decode(frames, &self.frontend.signer) {
-                batch.push(msg);
-            }
-        }
+        let mut batch: Vec<Message> = self.requests.recv_timeout(ABORT_WINDOW).into_iter().collect();
+        batch.extend(self.requests.try_iter());
         for msg in &batch {
             self.frontend.publish_with_parent("status", json!({ "execution_state": "busy" }), &msg.header);
             if msg.msg_type() == "execute_request" {

@@ -59,6 +59,18 @@ pub trait Host {
     fn page(&self, text: &str) {
         self.print(text);
     }
+    /// The widgets a frontend renders, where the host has one (a notebook);
+    /// elsewhere widgets keep their values and show as text.
+    fn widget_hub(&self) -> Option<std::sync::Arc<crate::kernel::widgets::WidgetHub>> {
+        None
+    }
+    /// Shows a rich output (a widget's view), or its text where the host
+    /// shows only text.
+    fn display_bundle(&self, bundle: crate::kernel::MimeBundle) {
+        if let Some(text) = bundle.get("text/plain").and_then(|v| v.as_str()) {
+            self.print(text);
+        }
+    }
 }
 
 /// A host that shows nothing: for benchmarks and fuzzing, where only how a
@@ -153,6 +165,10 @@ pub(crate) struct Context {
     /// Counts evaluations (cells), so that a chart knows whether it was
     /// shown by the cell now running.
     evals: Cell<u64>,
+    /// The session's widgets.
+    widgets: std::sync::Arc<crate::kernel::widgets::WidgetHub>,
+    /// What to call when the frontend acts on a widget.
+    widget_handlers: std::cell::RefCell<Vec<api::WidgetHandler>>,
 }
 
 /// A script error located in its source.
@@ -257,7 +273,10 @@ impl Session {
     /// A session whose output and training progress go to `host`.
     pub fn new(host: Rc<dyn Host>, settings: SessionSettings) -> Self {
         crate::runtime::seed_everything(settings.seed);
+        let widgets = host.widget_hub().unwrap_or_else(|| std::sync::Arc::new(crate::kernel::widgets::WidgetHub::detached()));
         let ctx = Rc::new(Context {
+            widgets,
+            widget_handlers: Default::default(),
             host,
             device: Cell::new(settings.device),
             seed: Cell::new(settings.seed),
@@ -282,6 +301,19 @@ impl Session {
         engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
         api::register(&mut engine, &ctx);
         Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), defined_in: Default::default(), sources: Default::default(), functions_index: Default::default(), ctx }
+    }
+
+    /// Runs the handlers of what the frontend did to widgets since the last
+    /// call (a slider moved, a button pressed), in order. A handler that
+    /// fails says so on the error stream; the others still run.
+    pub fn serve_widget_events(&mut self) {
+        for (function, arg) in api::due_widget_handlers(&self.ctx) {
+            if let Err(e) = function.call::<Dynamic>(&self.engine, &self.functions, (arg,)) {
+                // A closure's name is generated (anon$...): only a named function is worth showing.
+                let name = Some(function.fn_name()).filter(|n| !n.starts_with("anon$")).map(|n| format!(" ({n})")).unwrap_or_default();
+                self.ctx.host.eprint(&format!("a widget handler{name} failed: {}", message_of(e.unwrap_inner())));
+            }
+        }
     }
 
     /// Runs a script file.

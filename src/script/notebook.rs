@@ -10,12 +10,14 @@ use serde_json::json;
 use crate::render::LiveTraining;
 use crate::train::TrainObserver;
 use super::{Host, Session, SessionSettings};
-use crate::kernel::{Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, LanguageInfo, MimeBundle};
+use crate::kernel::widgets::WidgetHub;
+use crate::kernel::{CommSink, Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, LanguageInfo, MimeBundle};
 
 /// Script output goes to the notebook.
 struct NotebookHost {
     frontend: Frontend,
     stop: Arc<AtomicBool>,
+    widgets: Arc<WidgetHub>,
 }
 
 impl Host for NotebookHost {
@@ -57,6 +59,12 @@ impl Host for NotebookHost {
     fn page(&self, text: &str) {
         self.frontend.page(text);
     }
+    fn widget_hub(&self) -> Option<Arc<WidgetHub>> {
+        Some(self.widgets.clone())
+    }
+    fn display_bundle(&self, bundle: MimeBundle) {
+        self.frontend.display(bundle, None);
+    }
 }
 
 /// The worker side of Tunebook's kernel (`tunebook kernel-worker`, started by
@@ -73,6 +81,8 @@ pub fn serve_worker(device: crate::runtime::DeviceRequest, seed: u64) -> anyhow:
 /// A Tunebook session served as a Jupyter kernel.
 pub struct NotebookInterpreter {
     session: Session,
+    /// The frontend's widget messages arrive here (on the comm thread).
+    widgets: Arc<WidgetHub>,
     #[cfg(feature = "rust-cells")]
     rust: Option<super::rust_cells::RustCells>,
     #[cfg(feature = "rust-cells")]
@@ -86,9 +96,11 @@ impl NotebookInterpreter {
     pub fn new(frontend: Frontend, settings: SessionSettings) -> Self {
         #[cfg(feature = "rust-cells")]
         let (rust_frontend, stop) = (frontend.clone(), settings.stop.clone());
-        let host = Rc::new(NotebookHost { frontend, stop: settings.stop.clone() });
+        let widgets = Arc::new(WidgetHub::new(frontend.clone()));
+        let host = Rc::new(NotebookHost { frontend, stop: settings.stop.clone(), widgets: widgets.clone() });
         Self {
             session: Session::new(host, settings),
+            widgets,
             #[cfg(feature = "rust-cells")]
             rust: None,
             #[cfg(feature = "rust-cells")]
@@ -161,6 +173,7 @@ impl Interpreter for NotebookInterpreter {
             return self.execute_rust(body);
         }
         match self.session.eval(code, &format!("In [{execution_count}]")) {
+            Ok(value) if value.is::<super::api::WidgetHandle>() => ExecuteOutcome::Ok(Some(value.cast::<super::api::WidgetHandle>().view())),
             Ok(value) if value.is::<super::api::ChartHandle>() => {
                 let chart = value.cast::<super::api::ChartHandle>();
                 // A plot function in this cell showed it already; a chart in a variable shows now.
@@ -196,6 +209,14 @@ impl Interpreter for NotebookInterpreter {
 
     fn inspect(&mut self, code: &str, cursor: usize) -> Option<String> {
         self.session.inspect(code, cursor)
+    }
+
+    fn comm_sink(&self) -> Option<Arc<dyn CommSink>> {
+        Some(self.widgets.clone())
+    }
+
+    fn serve_comms(&mut self, _frontend: &Frontend) {
+        self.session.serve_widget_events();
     }
 
     fn is_complete(&mut self, code: &str) -> Completeness {

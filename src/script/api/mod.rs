@@ -13,6 +13,7 @@ mod learner;
 mod model;
 mod tensor;
 mod train;
+mod widgets;
 
 use std::rc::Rc;
 
@@ -22,6 +23,7 @@ use super::Context;
 
 pub(crate) use charts::ChartHandle;
 pub(crate) use handles::TensorHandle;
+pub(crate) use widgets::{due as due_widget_handlers, Handler as WidgetHandler, WidgetHandle};
 pub(crate) use display::render;
 use display::TableHandle;
 
@@ -39,6 +41,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     train::register(engine);
     charts::register(engine, ctx);
     tensor::register(engine);
+    widgets::register(engine, ctx);
     let c = ctx.clone();
     engine.register_fn("set_seed", move |seed: i64| {
         c.seed.set(seed as u64);
@@ -51,6 +54,10 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     let c = ctx.clone();
     engine.register_fn("display", move |value: rhai::Dynamic| {
         if charts::display(&c, &value) {
+            return;
+        }
+        if let Some(w) = value.clone().try_cast::<WidgetHandle>() {
+            c.host.display_bundle(w.view());
             return;
         }
         if let Some((plain, html)) = render(&value) {

@@ -1,0 +1,154 @@
+"""Jupyter widgets on the wire, with jupyter_client playing the frontend
+(the messages JupyterLab's widget manager sends and expects, as
+docs/widgets-protocol.md records them from ipywidgets 8.1 and
+jupyterlab_widgets 3.0): a widget opens its layout and style models first,
+then itself, with protocol 2.1.0 and ipywidgets' full state; its view is
+the cell's result; the frontend's changes reach `w.value` at once, also
+while a cell runs; the kernel's changes go out as updates; handlers run
+when the frontend acts; `request_state` is answered under its own id."""
+
+import time
+
+from tunebook_testing import execute, result_text
+
+TIMEOUT = 300  # seconds; a deadline against a hang on a busy machine, not a timing
+VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def run_collecting(kc, code):
+    """Runs a cell; its reply and every iopub message it caused, in order."""
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    seen = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return reply["content"], seen
+
+
+def send_comm(kc, comm_id, data):
+    msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+    kc.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    seen = []
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if m["parent_header"].get("msg_id") == msg_id:
+            seen.append(m)
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                return msg_id, seen
+    raise AssertionError("no idle for the comm message")
+
+
+def opened(seen):
+    return [m for m in seen if m["msg_type"] == "comm_open"]
+
+
+def test_a_slider_opens_its_models_in_order_and_shows_as_the_cells_result(kernel):
+    _, kc = kernel
+    reply, seen = run_collecting(kc, 'let s = slider(#{ min: 0, max: 6, value: 2, description: "top layers" });\ns')
+    assert reply["status"] == "ok", reply
+    opens = opened(seen)
+    models = [m["content"]["data"]["state"]["_model_name"] for m in opens]
+    assert models == ["LayoutModel", "SliderStyleModel", "IntSliderModel"], models
+    for m in opens:
+        assert m["content"]["target_name"] == "jupyter.widget"
+        assert m["metadata"] == {"version": "2.1.0"}, m["metadata"]
+        assert m["content"]["data"]["buffer_paths"] == []
+    layout, style, widget = (m["content"] for m in opens)
+    state = widget["data"]["state"]
+    assert state["layout"] == "IPY_MODEL_" + layout["comm_id"] and state["style"] == "IPY_MODEL_" + style["comm_id"]
+    # ipywidgets 8.1's IntSlider state, key for key, with the script's settings.
+    assert state == {
+        "_dom_classes": [], "_model_module": "@jupyter-widgets/controls", "_model_module_version": "2.0.0",
+        "_model_name": "IntSliderModel", "_view_count": None, "_view_module": "@jupyter-widgets/controls",
+        "_view_module_version": "2.0.0", "_view_name": "IntSliderView", "behavior": "drag-tap",
+        "continuous_update": True, "description": "top layers", "description_allow_html": False, "disabled": False,
+        "layout": state["layout"], "max": 6, "min": 0, "orientation": "horizontal", "readout": True,
+        "readout_format": "d", "step": 1, "style": state["style"], "tabbable": None, "tooltip": None, "value": 2,
+    }
+    assert len(layout["data"]["state"]) == 46 and layout["data"]["state"]["width"] is None
+    result = next(m for m in seen if m["msg_type"] == "execute_result")
+    # The models open before the view that needs them.
+    assert seen.index(result) > seen.index(opens[-1])
+    data = result["content"]["data"]
+    assert data[VIEW] == {"version_major": 2, "version_minor": 0, "model_id": widget["comm_id"]}
+    assert data["text/plain"] == "IntSlider(value=2, description='top layers', max=6)"
+    info = kc.comm_info("jupyter.widget")
+    comms = kc.get_shell_msg(timeout=TIMEOUT)["content"]["comms"]
+    assert set(comms) == {layout["comm_id"], style["comm_id"], widget["comm_id"]}, (info, comms)
+
+
+def test_the_frontends_changes_reach_the_script_and_the_scripts_changes_reach_the_frontend(kernel):
+    _, kc = kernel
+    _, seen = run_collecting(kc, 'let s = slider(#{ max: 10 }); let d = dropdown(["full", "lora", "head"]); hbox([s, d])')
+    slider_id, dropdown_id = (m["content"]["comm_id"] for m in opened(seen) if m["content"]["data"]["state"]["_model_name"] in ("IntSliderModel", "DropdownModel"))
+    box = next(m for m in opened(seen) if m["content"]["data"]["state"]["_model_name"] == "HBoxModel")
+    assert box["content"]["data"]["state"]["children"] == ["IPY_MODEL_" + slider_id, "IPY_MODEL_" + dropdown_id]
+    # What JupyterLab sends when the slider is dragged and an option chosen: busy, idle, nothing else.
+    for comm_id, state in ((slider_id, {"value": 7}), (dropdown_id, {"index": 2})):
+        _, answer = send_comm(kc, comm_id, {"method": "update", "state": state, "buffer_paths": []})
+        assert [m["msg_type"] for m in answer] == ["status", "status"], answer
+    reply, outputs = execute(kc, "`${s.value} ${d.value}`")
+    assert reply["status"] == "ok" and result_text(outputs) == '"7 head"', (reply, outputs)
+    reply, seen = run_collecting(kc, 's.value = 3; d.value = "lora";')
+    assert reply["status"] == "ok", reply
+    updates = [m["content"] for m in seen if m["msg_type"] == "comm_msg"]
+    assert updates == [
+        {"comm_id": slider_id, "data": {"method": "update", "state": {"value": 3}, "buffer_paths": []}},
+        {"comm_id": dropdown_id, "data": {"method": "update", "state": {"index": 1}, "buffer_paths": []}},
+    ], updates
+    # A page reload asks each model for its state: the answer names the request as its parent.
+    request, answer = send_comm(kc, slider_id, {"method": "request_state"})
+    state = [m for m in answer if m["msg_type"] == "comm_msg"]
+    assert len(state) == 1 and state[0]["parent_header"]["msg_id"] == request
+    assert state[0]["content"]["data"]["method"] == "update" and state[0]["content"]["data"]["state"]["value"] == 3
+    assert state[0]["content"]["data"]["state"]["_model_name"] == "IntSliderModel"
+
+
+def test_handlers_run_when_the_frontend_acts_and_a_failing_one_says_so(kernel):
+    _, kc = kernel
+    _, seen = run_collecting(kc, 'let clicks = 0; let b = button("Count"); b.on_click(|w| clicks += 1);\n'
+                                 'let s = slider(#{ max: 9 }); s.on_change(|v| print(`moved to ${v}`));\n'
+                                 'let bad = button("Bad"); bad.on_click(|w| clicks.nope());\nvbox([b, s, bad])')
+    ids = {m["content"]["data"]["state"].get("description"): m["content"]["comm_id"] for m in opened(seen) if m["content"]["data"]["state"]["_model_name"] in ("ButtonModel", "IntSliderModel")}
+    # Sent back to back, as a user clicking fast; what they print is collected below.
+    for comm_id, data in [(ids["Count"], {"method": "custom", "content": {"event": "click"}})] * 2 + [
+        (ids[""], {"method": "update", "state": {"value": 4}, "buffer_paths": []}),
+        (ids["Bad"], {"method": "custom", "content": {"event": "click"}}),
+    ]:
+        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
+    # The handlers run in the worker as the messages arrive; the next cell queues behind them.
+    cell = kc.execute("clicks")
+    streams, result = [], None
+    while True:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if m["msg_type"] == "stream":
+            streams.append((m["parent_header"].get("msg_id"), m["content"]["name"], m["content"]["text"]))
+        if m["parent_header"].get("msg_id") == cell and m["msg_type"] == "execute_result":
+            result = m["content"]["data"]["text/plain"]
+        if m["parent_header"].get("msg_id") == cell and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    assert result == "2", (result, streams)
+    assert any(name == "stdout" and "moved to 4" in text for _, name, text in streams), streams
+    assert any(name == "stderr" and "a widget handler" in text and "failed" in text for _, name, text in streams), streams
+    # Not under the cell that happened to run next.
+    assert all(parent != cell for parent, _, _ in streams), streams
+
+
+def test_bad_widget_use_says_what_to_do(kernel):
+    _, kc = kernel
+    for code, expected in [
+        ("slider(#{ maxx: 3 })", "slider: unknown option 'maxx'. Did you mean 'max'?"),
+        ("slider(#{ min: 5, max: 1 })", "slider: min (5) is above max (1)"),
+        ('let d = dropdown(["a", "b"]); d.value = "c";', "'c' is not one of this dropdown's options: a, b"),
+        ('slider(#{}).on_click(|w| 1)', "on_click is for buttons; this is an IntSlider"),
+        ('let s = slider(#{}); s.value = "x";', "an IntSlider takes an integer, got string"),
+    ]:
+        reply, _ = execute(kc, code)
+        assert reply["status"] == "error" and expected in reply["evalue"], (code, reply.get("evalue"))
