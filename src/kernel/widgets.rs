@@ -12,7 +12,8 @@
 //! (a script run in a terminal) widgets keep their state and send nothing.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
@@ -216,6 +217,9 @@ pub struct WidgetHub {
     /// Helper models' state (layouts, styles), for `request_state`.
     helpers: Mutex<HashMap<String, Map<String, Value>>>,
     events: Mutex<Vec<WidgetEvent>>,
+    /// Flags a button press raises as it arrives, for what must react while
+    /// a cell runs (a Stop button during training).
+    click_flags: Mutex<HashMap<String, Vec<Arc<AtomicBool>>>>,
 }
 
 fn new_id() -> String {
@@ -225,12 +229,12 @@ fn new_id() -> String {
 impl WidgetHub {
     /// Widgets shown through `frontend`.
     pub fn new(frontend: Frontend) -> Self {
-        Self { frontend: Some(frontend), widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default() }
+        Self { frontend: Some(frontend), widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default(), click_flags: Mutex::default() }
     }
 
     /// Widgets with no frontend: they keep their state and send nothing.
     pub fn detached() -> Self {
-        Self { frontend: None, widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default() }
+        Self { frontend: None, widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default(), click_flags: Mutex::default() }
     }
 
     /// Whether a frontend shows them.
@@ -254,8 +258,9 @@ impl WidgetHub {
     /// style models open first, as the frontend resolves references on
     /// arrival. Returns its id.
     pub fn create(&self, kind: WidgetKind, settings: Map<String, Value>) -> Result<String, String> {
-        let mut state = base_state();
-        merge(&mut state, kind.own_state());
+        // The kind's own keys win (the Output widget has its own module).
+        let mut state = kind.own_state();
+        merge(&mut state, base_state());
         let Value::Object(mut state) = state else { unreachable!("the states are objects") };
         for (key, value) in settings {
             // The model's identity and its helpers' references are the hub's.
@@ -327,8 +332,8 @@ impl WidgetHub {
         let widgets = locked(&self.widgets);
         let Some(w) = widgets.get(id) else { return "a closed widget".into() };
         let defaults = {
-            let mut d = base_state();
-            merge(&mut d, w.kind.own_state());
+            let mut d = w.kind.own_state();
+            merge(&mut d, base_state());
             d
         };
         let shown = ["value", "description", "min", "max", "step"];
@@ -347,6 +352,32 @@ impl WidgetHub {
         format!("{}({})", w.kind.class(), parts.join(", "))
     }
 
+    /// Appends one output (an nbformat output dict) to an Output widget's
+    /// `outputs` and sends them.
+    pub fn append_output(&self, id: &str, output: Value) -> Result<(), String> {
+        let outputs = {
+            let widgets = locked(&self.widgets);
+            let widget = widgets.get(id).ok_or_else(|| "this widget was closed".to_string())?;
+            let mut outputs = widget.state.get("outputs").and_then(Value::as_array).cloned().ok_or_else(|| format!("{} has no outputs", widget.kind.with_article()))?;
+            outputs.push(output);
+            outputs
+        };
+        let mut changes = Map::new();
+        changes.insert("outputs".into(), Value::Array(outputs));
+        self.set(id, changes)
+    }
+
+    /// Raises `flag` whenever the button `id` is pressed, on the thread the
+    /// press arrives on (while a cell runs, too).
+    pub fn raise_on_click(&self, id: &str, flag: Arc<AtomicBool>) {
+        locked(&self.click_flags).entry(id.to_string()).or_default().push(flag);
+    }
+
+    /// Stops raising the flags of the button `id`.
+    pub fn stop_raising(&self, id: &str) {
+        locked(&self.click_flags).remove(id);
+    }
+
     /// The events since the last call, oldest first.
     pub fn take_events(&self) -> Vec<WidgetEvent> {
         std::mem::take(&mut *locked(&self.events))
@@ -355,6 +386,7 @@ impl WidgetHub {
     /// Closes a widget and its helper models on the frontend.
     pub fn close(&self, id: &str) {
         let Some(widget) = locked(&self.widgets).remove(id) else { return };
+        locked(&self.click_flags).remove(id);
         for helper in &widget.helpers {
             locked(&self.helpers).remove(helper);
         }
@@ -419,7 +451,12 @@ impl CommSink for WidgetHub {
             }
             Some("custom") => {
                 let event = match data.pointer("/content/event").and_then(Value::as_str) {
-                    Some("click") => WidgetEvent::Clicked { id: comm_id },
+                    Some("click") => {
+                        for flag in locked(&self.click_flags).get(&comm_id).into_iter().flatten() {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        WidgetEvent::Clicked { id: comm_id }
+                    }
                     Some("submit") => WidgetEvent::Submitted { id: comm_id },
                     _ => return,
                 };
@@ -463,5 +500,26 @@ mod tests {
         assert_eq!(hub.get(&id, "injected"), None);
         assert_eq!(hub.take_events(), vec![WidgetEvent::Changed { id: id.clone(), key: "value".into(), value: json!(true) }, WidgetEvent::Clicked { id: id.clone() }]);
         assert!(hub.take_events().is_empty());
+    }
+
+    #[test]
+    fn a_press_raises_the_buttons_flags_and_outputs_append() {
+        let hub = WidgetHub::detached();
+        let stop = hub.create(WidgetKind::Button, Map::new()).unwrap();
+        let other = hub.create(WidgetKind::Button, Map::new()).unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        hub.raise_on_click(&stop, flag.clone());
+        let click = |id: &str| CommEvent::Msg { comm_id: id.into(), data: json!({ "method": "custom", "content": { "event": "click" } }), metadata: json!({}), buffers: vec![], parent: json!({}) };
+        hub.deliver(click(&other));
+        assert!(!flag.load(Ordering::Relaxed));
+        hub.deliver(click(&stop));
+        assert!(flag.load(Ordering::Relaxed));
+        let out = hub.create(WidgetKind::Output, Map::new()).unwrap();
+        hub.append_output(&out, json!({ "output_type": "stream", "name": "stdout", "text": "a\n" })).unwrap();
+        hub.append_output(&out, json!({ "output_type": "stream", "name": "stdout", "text": "b\n" })).unwrap();
+        assert_eq!(hub.get(&out, "outputs").unwrap().as_array().unwrap().len(), 2);
+        assert!(hub.append_output(&stop, json!({})).unwrap_err().contains("a Button has no outputs"));
+        assert_eq!(hub.get(&out, "_model_module"), Some(json!("@jupyter-widgets/output")));
+        assert_eq!(hub.get(&out, "_view_module_version"), Some(json!("1.0.0")));
     }
 }

@@ -64,6 +64,17 @@ pub trait Host {
     fn widget_hub(&self) -> Option<std::sync::Arc<crate::kernel::widgets::WidgetHub>> {
         None
     }
+    /// Starts collecting what the script shows (printed text, displays,
+    /// charts, training progress) as notebook outputs instead of showing
+    /// it, until [`Host::end_capture`]; captures nest. For an Output widget
+    /// and `interact`. A host without notebook outputs collects nothing and
+    /// shows as usual.
+    fn begin_capture(&self) {}
+    /// Ends the innermost capture and returns what it collected (nbformat
+    /// output dicts, oldest first).
+    fn end_capture(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
     /// Shows a rich output (a widget's view), or its text where the host
     /// shows only text.
     fn display_bundle(&self, bundle: crate::kernel::MimeBundle) {
@@ -307,7 +318,14 @@ impl Session {
     /// call (a slider moved, a button pressed), in order. A handler that
     /// fails says so on the error stream; the others still run.
     pub fn serve_widget_events(&mut self) {
-        for (function, arg) in api::due_widget_handlers(&self.ctx) {
+        for due in api::due_widget_handlers(&self.ctx) {
+            let (function, arg) = match due {
+                api::DueWidgetHandler::Call(function, arg) => (function, arg),
+                api::DueWidgetHandler::Interact(i) => {
+                    api::run_interaction(&self.ctx, &i, |f, values| f.call::<Dynamic>(&self.engine, &self.functions, (values,)));
+                    continue;
+                }
+            };
             if let Err(e) = function.call::<Dynamic>(&self.engine, &self.functions, (arg,)) {
                 // A closure's name is generated (anon$...): only a named function is worth showing.
                 let name = Some(function.fn_name()).filter(|n| !n.starts_with("anon$")).map(|n| format!(" ({n})")).unwrap_or_default();
@@ -478,7 +496,7 @@ impl Session {
     }
 }
 
-fn message_of(err: &EvalAltResult) -> String {
+pub(crate) fn message_of(err: &EvalAltResult) -> String {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => message_of(inner),
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),

@@ -1,11 +1,12 @@
 //! The notebook side of the script layer: an [`Interpreter`] for the Jupyter
 //! kernel, and a live display of training runs.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::render::LiveTraining;
 use crate::train::TrainObserver;
@@ -13,11 +14,73 @@ use super::{Host, Session, SessionSettings};
 use crate::kernel::widgets::WidgetHub;
 use crate::kernel::{CommSink, Completeness, Completions, ExecuteOutcome, Frontend, Interpreter, LanguageInfo, MimeBundle};
 
-/// Script output goes to the notebook.
+/// What a capture collects, innermost last (see [`Host::begin_capture`]).
+type Captures = Rc<RefCell<Vec<Vec<Value>>>>;
+
+/// Adds an output to the innermost capture; false when none is on.
+fn capture(captures: &Captures, output: Value) -> bool {
+    let mut captures = captures.borrow_mut();
+    let Some(outputs) = captures.last_mut() else { return false };
+    // Consecutive text on one stream is one output, as Jupyter keeps it.
+    if let Some(last) = outputs.last_mut() {
+        if output["output_type"] == "stream" && last["output_type"] == "stream" && last["name"] == output["name"] {
+            let text = format!("{}{}", last["text"].as_str().unwrap_or_default(), output["text"].as_str().unwrap_or_default());
+            last["text"] = json!(text);
+            return true;
+        }
+    }
+    outputs.push(output);
+    true
+}
+
+fn stream_output(name: &str, text: &str) -> Value {
+    json!({ "output_type": "stream", "name": name, "text": text })
+}
+
+fn display_output(bundle: MimeBundle) -> Value {
+    json!({ "output_type": "display_data", "data": bundle, "metadata": {} })
+}
+
+/// A training run's record lines, into the capture that was on when it
+/// started: a live display cannot live inside an Output widget.
+struct CapturedTraining {
+    captures: Captures,
+    epochs: usize,
+}
+
+impl TrainObserver for CapturedTraining {
+    fn on_event(&mut self, event: &crate::train::TrainEvent) {
+        if let crate::train::TrainEvent::Start { epochs, .. } = event {
+            self.epochs = *epochs;
+        }
+        for line in event.record_lines(self.epochs) {
+            capture(&self.captures, stream_output("stdout", &format!("{line}\n")));
+        }
+    }
+}
+
+/// Script output goes to the notebook, or into a capture while one is on.
 struct NotebookHost {
     frontend: Frontend,
     stop: Arc<AtomicBool>,
     widgets: Arc<WidgetHub>,
+    captures: Captures,
+}
+
+impl NotebookHost {
+    fn stream(&self, name: &str, text: &str) {
+        if !capture(&self.captures, stream_output(name, text)) {
+            self.frontend.stream(name, text);
+        }
+    }
+
+    fn show(&self, bundle: MimeBundle) {
+        if self.captures.borrow().is_empty() {
+            self.frontend.display(bundle, None);
+        } else {
+            capture(&self.captures, display_output(bundle));
+        }
+    }
 }
 
 impl Host for NotebookHost {
@@ -25,19 +88,23 @@ impl Host for NotebookHost {
         "notebook".into()
     }
     fn print(&self, text: &str) {
-        self.frontend.stream("stdout", &format!("{text}\n"));
+        self.stream("stdout", &format!("{text}\n"));
     }
     fn train_observer(&self) -> Box<dyn TrainObserver> {
-        Box::new(LiveTraining::new(self.frontend.clone()))
+        if self.captures.borrow().is_empty() {
+            Box::new(LiveTraining::new(self.frontend.clone()))
+        } else {
+            Box::new(CapturedTraining { captures: self.captures.clone(), epochs: 0 })
+        }
     }
     fn input(&self, prompt: &str) -> Option<String> {
         self.frontend.input(prompt, false, &self.stop)
     }
     fn eprint(&self, text: &str) {
-        self.frontend.stream("stderr", &format!("{text}\n"));
+        self.stream("stderr", &format!("{text}\n"));
     }
     fn stream_generated(&self, text: &str, _to_stdout: bool) {
-        self.frontend.stream("stdout", text);
+        self.stream("stdout", text);
     }
     fn display(&self, plain: &str, html: Option<&str>) {
         let mut bundle = MimeBundle::new();
@@ -45,14 +112,17 @@ impl Host for NotebookHost {
         if let Some(h) = html {
             bundle.insert("text/html".into(), json!(h));
         }
-        self.frontend.display(bundle, None);
+        self.show(bundle);
     }
     fn clear_output(&self) {
-        self.frontend.clear_output(false);
+        match self.captures.borrow_mut().last_mut() {
+            Some(outputs) => outputs.clear(),
+            None => self.frontend.clear_output(false),
+        }
     }
     fn show_chart(&self, chart: &crate::plot::Chart) {
         match chart_bundle(chart) {
-            Ok(bundle) => self.frontend.display(bundle, None),
+            Ok(bundle) => self.show(bundle),
             Err(e) => self.eprint(&format!("the chart could not be drawn: {e:#}")),
         }
     }
@@ -62,8 +132,14 @@ impl Host for NotebookHost {
     fn widget_hub(&self) -> Option<Arc<WidgetHub>> {
         Some(self.widgets.clone())
     }
+    fn begin_capture(&self) {
+        self.captures.borrow_mut().push(Vec::new());
+    }
+    fn end_capture(&self) -> Vec<Value> {
+        self.captures.borrow_mut().pop().unwrap_or_default()
+    }
     fn display_bundle(&self, bundle: MimeBundle) {
-        self.frontend.display(bundle, None);
+        self.show(bundle);
     }
 }
 
@@ -97,7 +173,7 @@ impl NotebookInterpreter {
         #[cfg(feature = "rust-cells")]
         let (rust_frontend, stop) = (frontend.clone(), settings.stop.clone());
         let widgets = Arc::new(WidgetHub::new(frontend.clone()));
-        let host = Rc::new(NotebookHost { frontend, stop: settings.stop.clone(), widgets: widgets.clone() });
+        let host = Rc::new(NotebookHost { frontend, stop: settings.stop.clone(), widgets: widgets.clone(), captures: Captures::default() });
         Self {
             session: Session::new(host, settings),
             widgets,

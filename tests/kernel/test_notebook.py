@@ -39,3 +39,30 @@ def test_quickstart_notebook_runs_end_to_end():
     assert "confusion" in chart["data"]["text/plain"].lower(), chart["data"]["text/plain"]
     preds = outputs_of(code[6])[0]["data"]["text/plain"]
     assert "label" in preds and "score" in preds
+
+
+def test_widget_state_is_saved_in_the_notebook_and_nbconvert_embeds_it():
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('let layers = slider(#{ min: 1, max: 6, value: 2, description: "top layers" });\nlayers'),
+        nbformat.v4.new_code_cell("layers.value = 4;\nfn acc(v) { `${v.n} layers` }\ninteract(acc, #{ n: layers });"),
+    ]
+    NotebookClient(nb, kernel_name="tunebook", timeout=600).execute()
+    saved = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+    assert (saved["version_major"], saved["version_minor"]) == (2, 0)
+    state = saved["state"]
+    sliders = [m for m in state.values() if m["model_name"] == "IntSliderModel"]
+    assert len(sliders) == 1 and sliders[0]["state"]["value"] == 4 and sliders[0]["model_module"] == "@jupyter-widgets/controls", sliders
+    [output] = [m for m in state.values() if m["model_name"] == "OutputModel"]
+    assert output["model_module"] == "@jupyter-widgets/output"
+    assert [o["data"]["text/plain"] for o in output["state"]["outputs"]] == ['"4 layers"'], output["state"]["outputs"]
+    # Every model a widget refers to (its layout and style, a box's children) is saved too.
+    for model in state.values():
+        for ref in [model["state"].get("layout"), model["state"].get("style")] + model["state"].get("children", []):
+            assert ref is None or ref.removeprefix("IPY_MODEL_") in state, (model["model_name"], ref)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert '<script type="application/vnd.jupyter.widget-state+json">' in html
+    view = nb.cells[0].outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert '<script type="application/vnd.jupyter.widget-view+json">' in html and view in html

@@ -152,3 +152,125 @@ def test_bad_widget_use_says_what_to_do(kernel):
     ]:
         reply, _ = execute(kc, code)
         assert reply["status"] == "error" and expected in reply["evalue"], (code, reply.get("evalue"))
+
+
+def widget_states(seen):
+    """The state each comm opened in `seen` started with, by comm id."""
+    return {m["content"]["comm_id"]: m["content"]["data"]["state"] for m in opened(seen)}
+
+
+def updates_of(seen, comm_id):
+    return [m["content"]["data"]["state"] for m in seen if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id]
+
+
+def stream_texts(outputs):
+    return "".join(o["text"] for o in outputs if o["output_type"] == "stream")
+
+
+def test_interact_reruns_its_function_when_a_control_changes_and_shows_the_output_in_place(kernel):
+    _, kc = kernel
+    reply, seen = run_collecting(kc, 'fn square(v) { print(`n is ${v.n}`); v.n * v.n }\n'
+                                     'interact(square, #{ n: slider(#{ min: 1, max: 10, value: 3 }) });')
+    assert reply["status"] == "ok", reply
+    states = widget_states(seen)
+    output_id = next(i for i, s in states.items() if s["_model_name"] == "OutputModel")
+    slider_id = next(i for i, s in states.items() if s["_model_name"] == "IntSliderModel")
+    # ipywidgets 8.1's Output state: its own module, not the controls'.
+    out = states[output_id]
+    assert (out["_model_module"], out["_model_module_version"], out["_view_module"], out["_view_name"]) == ("@jupyter-widgets/output", "1.0.0", "@jupyter-widgets/output", "OutputView"), out
+    assert out["outputs"] == [] and out["msg_id"] == ""
+    panel = next(s for s in states.values() if s["_model_name"] == "VBoxModel")
+    assert panel["children"] == ["IPY_MODEL_" + slider_id, "IPY_MODEL_" + output_id], panel
+    # The function's print and its result went into the output area, not the cell.
+    [first] = updates_of(seen, output_id)
+    assert stream_texts(first["outputs"]) == "n is 3\n", first
+    assert [o["data"]["text/plain"] for o in first["outputs"] if o["output_type"] == "display_data"] == ["9"], first
+    assert not [m for m in seen if m["msg_type"] == "stream"], [m["content"] for m in seen if m["msg_type"] == "stream"]
+    # The user drags the slider: the function runs again and replaces its output.
+    send_comm(kc, slider_id, {"method": "update", "state": {"value": 7}, "buffer_paths": []})
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == output_id:
+            outputs = m["content"]["data"]["state"]["outputs"]
+            break
+    assert stream_texts(outputs) == "n is 7\n", outputs
+    assert [o["data"]["text/plain"] for o in outputs if o["output_type"] == "display_data"] == ["49"], outputs
+    # A function that fails says so in its output area; the cell itself is fine.
+    reply, seen = run_collecting(kc, 'fn broken(v) { v.n.nope() }\ninteract(broken, #{ n: slider(#{ max: 3 }) });')
+    assert reply["status"] == "ok", reply
+    output_id = next(i for i, s in widget_states(seen).items() if s["_model_name"] == "OutputModel")
+    [failed] = updates_of(seen, output_id)
+    assert "interact:" in failed["outputs"][0]["text"] and "nope" in failed["outputs"][0]["text"], failed
+
+
+def test_an_output_area_collects_what_it_is_given(kernel):
+    _, kc = kernel
+    reply, seen = run_collecting(kc, 'let o = output(); display(o);\no.write("epoch 1");\n'
+                                     'let x = o.capture(|| { print("inside"); 41 + 1 });\no.show(table([#{ layers: 2, acc: 0.8 }]));\nx')
+    assert reply["status"] == "ok", reply
+    output_id = next(i for i, s in widget_states(seen).items() if s["_model_name"] == "OutputModel")
+    last = updates_of(seen, output_id)[-1]["outputs"]
+    assert [o["output_type"] for o in last] == ["stream", "stream", "display_data"], last
+    assert last[0]["text"] == "epoch 1\n" and last[1]["text"] == "inside\n", last
+    assert "<table" in last[2]["data"]["text/html"], last[2]
+    assert result_text([m for m in seen if m["msg_type"] == "execute_result"]) == "42"
+    reply, seen = run_collecting(kc, "o.clear();")
+    assert updates_of(seen, output_id) == [{"outputs": []}]
+    reply, _ = run_collecting(kc, "slider(#{}).clear()")
+    assert reply["status"] == "error" and "output areas" in reply["evalue"], reply
+
+
+SETUP_TRAINING = """
+let model = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
+let data = load_dataset("rotten_tomatoes").clean().split(#{ val: 0.1, seed: 1 });
+let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 8, shuffle: true });
+let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
+model.freeze("embeddings");
+"""
+
+
+def test_the_stop_button_ends_training_and_the_cell_goes_on_with_the_run_so_far(kernel):
+    _, kc = kernel
+    reply, _ = execute(kc, SETUP_TRAINING)
+    assert reply["status"] == "ok", reply
+    # 3 epochs of 375 steps: far longer than it takes to press the button.
+    cell = kc.execute('let run = fit(model, train, val, #{ epochs: 3, lr: 5e-5, controls: true });\nprint("after the run");\nrun.steps')
+    states, stop_id, readout_id, seen = {}, None, None, []
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if m["parent_header"].get("msg_id") != cell:
+            continue
+        seen.append(m)
+        if m["msg_type"] == "comm_open":
+            state = m["content"]["data"]["state"]
+            states[m["content"]["comm_id"]] = state
+            if state["_model_name"] == "ButtonModel":
+                stop_id = m["content"]["comm_id"]
+            if state["_model_name"] == "HTMLModel":
+                readout_id = m["content"]["comm_id"]
+        # Press Stop once the readout shows training under way.
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == readout_id and "step " in m["content"]["data"]["state"].get("value", ""):
+            break
+    assert states[stop_id]["description"] == "Stop" and states[stop_id]["button_style"] == "danger", states[stop_id]
+    readout = m["content"]["data"]["state"]["value"]
+    assert "lr " in readout and "loss " in readout and "/1125" in readout, readout
+    send_comm(kc, stop_id, {"method": "custom", "content": {"event": "click"}})
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == cell and reply["content"]["status"] == "ok", reply["content"]
+    while True:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if m["parent_header"].get("msg_id") == cell:
+            seen.append(m)
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+    assert "after the run" in "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
+    steps = int(result_text([m for m in seen if m["msg_type"] == "execute_result"]))
+    assert 0 < steps < 1125, steps
+    final = updates_of(seen, stop_id)[-1]
+    assert final["disabled"] is True and final["description"] == "Stopped", final
+    assert "stopped after" in updates_of(seen, readout_id)[-1]["value"]
+    # The run says it was stopped, and the next cell runs as usual.
+    reply, outputs = execute(kc, "[run.interrupted, model.labels.len()]")
+    assert reply["status"] == "ok" and result_text(outputs) == "[true, 2]", (reply, outputs)

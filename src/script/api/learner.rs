@@ -29,10 +29,24 @@ fn each_selector(model: &mut dyn Learner, selectors: &[String], trainable: bool)
 }
 
 fn run_fit<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
+    let with_controls = match opts.get("controls") {
+        None => false,
+        Some(v) => v.as_bool().map_err(|_| crate::script::script_error(format!("fit: option 'controls' must be true or false, got {}", v.type_name())))?,
+    };
     let opts = fit_options(ctx, opts)?;
+    let controls = if with_controls { super::widgets::FitControls::show(ctx)? } else { None };
     let mut observer = ctx.host.train_observer();
-    let run = guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop)))?;
-    Ok(RunHandle(Rc::new(run)))
+    let run = match &controls {
+        Some(c) => {
+            let mut readout = c.readout();
+            guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, &mut train::events::Both(observer.as_mut(), &mut readout), &ctx.stop)))
+        }
+        None => guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))),
+    };
+    if let Some(c) = controls {
+        c.finish(ctx);
+    }
+    Ok(RunHandle(Rc::new(run?)))
 }
 
 /// Registers the shared methods for the handles of model type `M`.

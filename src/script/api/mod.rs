@@ -23,9 +23,24 @@ use super::Context;
 
 pub(crate) use charts::ChartHandle;
 pub(crate) use handles::TensorHandle;
-pub(crate) use widgets::{due as due_widget_handlers, Handler as WidgetHandler, WidgetHandle};
+pub(crate) use widgets::{due as due_widget_handlers, run_interaction, Due as DueWidgetHandler, Handler as WidgetHandler, WidgetHandle};
 pub(crate) use display::render;
 use display::TableHandle;
+
+/// Shows a value as `display(value)` does: a chart as an image, a widget
+/// as itself, the core's types as tables, anything else as text.
+fn show(ctx: &Context, value: &rhai::Dynamic) {
+    if charts::display(ctx, value) {
+        return;
+    }
+    if let Some(w) = value.clone().try_cast::<WidgetHandle>() {
+        ctx.host.display_bundle(w.view());
+        return;
+    }
+    if let Some((plain, html)) = render(value) {
+        ctx.host.display(&plain, html.as_deref());
+    }
+}
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     model::register(engine, ctx);
@@ -52,18 +67,7 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
         c.host.input(prompt).ok_or_else(|| super::script_error("input(): no input came: this frontend does not accept input (or the cell was interrupted)"))
     });
     let c = ctx.clone();
-    engine.register_fn("display", move |value: rhai::Dynamic| {
-        if charts::display(&c, &value) {
-            return;
-        }
-        if let Some(w) = value.clone().try_cast::<WidgetHandle>() {
-            c.host.display_bundle(w.view());
-            return;
-        }
-        if let Some((plain, html)) = render(&value) {
-            c.host.display(&plain, html.as_deref());
-        }
-    });
+    engine.register_fn("display", move |value: rhai::Dynamic| show(&c, &value));
     let c = ctx.clone();
     engine.register_fn("clear_output", move || c.host.clear_output());
     engine.register_type_with_name::<TableHandle>("Table");

@@ -7,14 +7,17 @@
 //! the cell that is running (if any) ends.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 use serde_json::{json, Value};
 
 use crate::kernel::widgets::{WidgetEvent, WidgetHub, WidgetKind};
 use crate::script::options::{script_error, Options};
 use crate::script::Context;
+use crate::train::{TrainEvent, TrainObserver};
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -48,12 +51,38 @@ pub(crate) enum Trigger {
     Submit,
 }
 
-/// A script function to call when the frontend acts on a widget.
+/// What to do when the frontend acts on a widget.
+#[derive(Clone)]
+pub(crate) enum Action {
+    /// Call a script function.
+    Call(FnPtr),
+    /// Re-run an `interact`.
+    Interact(Rc<Interaction>),
+}
+
+/// A handler of what the frontend does to a widget.
 #[derive(Clone)]
 pub(crate) struct Handler {
     pub(crate) widget: WidgetHandle,
     pub(crate) trigger: Trigger,
-    pub(crate) function: FnPtr,
+    pub(crate) action: Action,
+}
+
+/// An `interact`: a function re-run with its controls' values, whose
+/// outputs replace those of its Output widget.
+pub(crate) struct Interaction {
+    function: FnPtr,
+    /// The controls by name, as the function's map argument names them.
+    controls: Vec<(String, WidgetHandle)>,
+    output: WidgetHandle,
+}
+
+/// A handler that is due.
+pub(crate) enum Due {
+    /// Call the function with the argument.
+    Call(FnPtr, Dynamic),
+    /// Re-run the `interact` (once however many of its controls changed).
+    Interact(Rc<Interaction>),
 }
 
 /// A JSON value from the frontend as a script value.
@@ -190,16 +219,16 @@ fn add_handler(ctx: &Context, w: &WidgetHandle, trigger: Trigger, function: FnPt
         };
         return Err(script_error(format!("{what}; this is {}", kind.with_article())));
     }
-    ctx.widget_handlers.borrow_mut().push(Handler { widget: w.clone(), trigger, function });
+    ctx.widget_handlers.borrow_mut().push(Handler { widget: w.clone(), trigger, action: Action::Call(function) });
     Ok(())
 }
 
 /// The handlers due for the frontend's events since the last call, each
-/// with the argument it gets (the new value, or the widget).
-pub(crate) fn due(ctx: &Context) -> Vec<(FnPtr, Dynamic)> {
+/// call with the argument it gets (the new value, or the widget).
+pub(crate) fn due(ctx: &Context) -> Vec<Due> {
     let events = ctx.widgets.take_events();
     let handlers = ctx.widget_handlers.borrow();
-    let mut calls = Vec::new();
+    let mut calls: Vec<Due> = Vec::new();
     for event in events {
         let (id, trigger) = match &event {
             WidgetEvent::Changed { id, key, .. } if key == "value" || key == "index" => (id, Trigger::Change),
@@ -208,11 +237,187 @@ pub(crate) fn due(ctx: &Context) -> Vec<(FnPtr, Dynamic)> {
             WidgetEvent::Submitted { id } => (id, Trigger::Submit),
         };
         for h in handlers.iter().filter(|h| h.widget.id == *id && h.trigger == trigger) {
-            let arg = if trigger == Trigger::Change { value_of(&h.widget) } else { Dynamic::from(h.widget.clone()) };
-            calls.push((h.function.clone(), arg));
+            match &h.action {
+                Action::Call(function) => {
+                    let arg = if trigger == Trigger::Change { value_of(&h.widget) } else { Dynamic::from(h.widget.clone()) };
+                    calls.push(Due::Call(function.clone(), arg));
+                }
+                // A dragged slider sends many values: the run reads them all at once.
+                Action::Interact(i) if calls.iter().any(|c| matches!(c, Due::Interact(j) if Rc::ptr_eq(i, j))) => {}
+                Action::Interact(i) => calls.push(Due::Interact(i.clone())),
+            }
         }
     }
     calls
+}
+
+/// Runs `f` with what it shows collected, where a frontend shows widgets;
+/// elsewhere it shows as usual and `None` comes back.
+fn captured(ctx: &Context, f: impl FnOnce()) -> Option<Vec<Value>> {
+    if !ctx.widgets.is_attached() {
+        f();
+        return None;
+    }
+    ctx.host.begin_capture();
+    f();
+    Some(ctx.host.end_capture())
+}
+
+fn set_outputs(w: &WidgetHandle, outputs: Vec<Value>) -> R<()> {
+    let mut changes = serde_json::Map::new();
+    changes.insert("outputs".into(), Value::Array(outputs));
+    w.hub.set(&w.id, changes).map_err(script_error)
+}
+
+/// Runs an `interact`'s function with its controls' values (one map) and
+/// puts what it printed, showed and returned in its Output widget, in
+/// place of the last run's. An error shows there too, as in ipywidgets.
+pub(crate) fn run_interaction(ctx: &Context, i: &Interaction, call: impl FnOnce(&FnPtr, Dynamic) -> R<Dynamic>) {
+    let values: Map = i.controls.iter().map(|(name, w)| (name.as_str().into(), value_of(w))).collect();
+    // Each run counts as an evaluation, so that a chart it plots shows once.
+    ctx.evals.set(ctx.evals.get() + 1);
+    let outputs = captured(ctx, || match call(&i.function, Dynamic::from(values)) {
+        Ok(v) if v.clone().try_cast::<super::ChartHandle>().is_some_and(|c| c.shown_by_this_cell(ctx)) => {}
+        Ok(v) => super::show(ctx, &v),
+        Err(e) => ctx.host.eprint(&format!("interact: {}", crate::script::message_of(e.unwrap_inner()))),
+    });
+    if let Some(outputs) = outputs {
+        if let Err(e) = set_outputs(&i.output, outputs) {
+            ctx.host.eprint(&format!("interact: {e}"));
+        }
+    }
+}
+
+fn interact(nctx: &NativeCallContext, ctx: &Context, function: FnPtr, controls: Map) -> R<()> {
+    if controls.is_empty() {
+        return Err(script_error("interact: give its controls in a map, like interact(f, #{ layers: slider(#{ min: 1, max: 6 }) })"));
+    }
+    let mut named = Vec::new();
+    for (name, control) in controls {
+        let w = control.try_cast::<WidgetHandle>().ok_or_else(|| script_error(format!("interact: '{name}' is not a widget; give a slider, dropdown, checkbox or text")))?;
+        match w.hub.kind(&w.id) {
+            Some(WidgetKind::IntSlider | WidgetKind::FloatSlider | WidgetKind::Dropdown | WidgetKind::Checkbox | WidgetKind::Text) => {}
+            Some(kind) => return Err(script_error(format!("interact: '{name}' is {}, which has no value to pass; give a slider, dropdown, checkbox or text", kind.with_article()))),
+            None => return Err(script_error(format!("interact: '{name}' was closed"))),
+        }
+        named.push((name.to_string(), w));
+    }
+    let output = make(ctx, WidgetKind::Output, serde_json::Map::new(), Vec::new())?;
+    if ctx.widgets.is_attached() {
+        let mut children: Array = named.iter().map(|(_, w)| Dynamic::from(w.clone())).collect();
+        children.push(Dynamic::from(output.clone()));
+        let panel = boxed(ctx, WidgetKind::VBox, children)?;
+        ctx.host.display_bundle(panel.view());
+    }
+    let interaction = Rc::new(Interaction { function, controls: named, output });
+    for (_, w) in &interaction.controls {
+        ctx.widget_handlers.borrow_mut().push(Handler { widget: w.clone(), trigger: Trigger::Change, action: Action::Interact(interaction.clone()) });
+    }
+    run_interaction(ctx, &interaction, |f, values| f.call_within_context(nctx, (values,)));
+    Ok(())
+}
+
+fn output_widget(w: &WidgetHandle) -> R<()> {
+    match w.hub.kind(&w.id) {
+        Some(WidgetKind::Output) => Ok(()),
+        Some(kind) => Err(script_error(format!("show, write, clear and capture are for output areas (output()); this is {}", kind.with_article()))),
+        None => Err(script_error("this widget was closed")),
+    }
+}
+
+/// Adds what `f` shows to an Output widget's outputs.
+fn append_captured(ctx: &Context, w: &WidgetHandle, f: impl FnOnce()) -> R<()> {
+    output_widget(w)?;
+    for output in captured(ctx, f).unwrap_or_default() {
+        w.hub.append_output(&w.id, output).map_err(script_error)?;
+    }
+    Ok(())
+}
+
+/// `fit(..., #{ controls: true })`: a Stop button and a readout of the
+/// step, learning rate and loss, as widgets.
+pub(crate) struct FitControls {
+    stop_button: WidgetHandle,
+    readout: WidgetHandle,
+    pressed: Arc<AtomicBool>,
+}
+
+impl FitControls {
+    /// Shows the controls where a frontend renders widgets (elsewhere the
+    /// run's usual display is enough; an interrupt stops it).
+    pub(crate) fn show(ctx: &Context) -> R<Option<Self>> {
+        if !ctx.widgets.is_attached() {
+            return Ok(None);
+        }
+        let label = |text: &str| [("description".to_string(), json!(text)), ("button_style".to_string(), json!("danger")), ("icon".to_string(), json!("stop")), ("tooltip".to_string(), json!("Stop training at the next batch and keep the weights so far"))];
+        let stop_button = make(ctx, WidgetKind::Button, label("Stop").into_iter().collect(), Vec::new())?;
+        let readout = make(ctx, WidgetKind::Html, [("value".to_string(), json!("starting"))].into_iter().collect(), Vec::new())?;
+        let panel = boxed(ctx, WidgetKind::HBox, vec![Dynamic::from(stop_button.clone()), Dynamic::from(readout.clone())])?;
+        ctx.host.display_bundle(panel.view());
+        let pressed = Arc::new(AtomicBool::new(false));
+        // The press stops the loop at its next batch, as an interrupt does.
+        ctx.widgets.raise_on_click(&stop_button.id, pressed.clone());
+        ctx.widgets.raise_on_click(&stop_button.id, ctx.stop.clone());
+        Ok(Some(Self { stop_button, readout, pressed }))
+    }
+
+    /// An observer that keeps the readout current (a few times a second).
+    pub(crate) fn readout(&self) -> Readout {
+        Readout { readout: self.readout.clone(), epochs: 0, total_steps: 0, shown: None }
+    }
+
+    /// After the run: the button is disabled, and a press (not a kernel
+    /// interrupt) lets the cell go on with the run so far.
+    pub(crate) fn finish(self, ctx: &Context) {
+        ctx.widgets.stop_raising(&self.stop_button.id);
+        let pressed = self.pressed.load(Ordering::Relaxed);
+        if pressed {
+            ctx.stop.store(false, Ordering::Relaxed);
+        }
+        let mut changes = serde_json::Map::new();
+        changes.insert("disabled".into(), json!(true));
+        changes.insert("description".into(), json!(if pressed { "Stopped" } else { "Done" }));
+        changes.insert("button_style".into(), json!(""));
+        // The widget may have been closed by a handler; nothing is left to update then.
+        let _ = self.stop_button.hub.set(&self.stop_button.id, changes);
+    }
+}
+
+/// Keeps a `FitControls` readout current.
+pub(crate) struct Readout {
+    readout: WidgetHandle,
+    epochs: usize,
+    total_steps: usize,
+    shown: Option<Instant>,
+}
+
+impl Readout {
+    fn show(&mut self, text: String) {
+        let mut changes = serde_json::Map::new();
+        changes.insert("value".into(), json!(text));
+        let _ = self.readout.hub.set(&self.readout.id, changes);
+        self.shown = Some(Instant::now());
+    }
+}
+
+impl TrainObserver for Readout {
+    fn on_event(&mut self, event: &TrainEvent) {
+        match event {
+            TrainEvent::Start { epochs, total_steps, .. } => {
+                (self.epochs, self.total_steps) = (*epochs, *total_steps);
+            }
+            TrainEvent::Step { epoch, record, .. } => {
+                // Every step would flood the frontend with updates.
+                if self.shown.is_some_and(|t| t.elapsed() < Duration::from_millis(250)) && record.step < self.total_steps {
+                    return;
+                }
+                self.show(format!("step {}/{} · epoch {epoch}/{} · lr {:.2e} · loss {:.4}", record.step, self.total_steps, self.epochs, record.lr, record.loss));
+            }
+            TrainEvent::Interrupted { steps } => self.show(format!("stopped after {steps} of {} steps", self.total_steps)),
+            TrainEvent::Done(run) if !run.interrupted => self.show(format!("done: {} steps in {:.0}s", run.steps.len(), run.seconds)),
+            _ => {}
+        }
+    }
 }
 
 pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
@@ -274,6 +479,24 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("hbox", move |children: Array| boxed(&c, WidgetKind::HBox, children));
     let c = ctx.clone();
     engine.register_fn("vbox", move |children: Array| boxed(&c, WidgetKind::VBox, children));
+    let c = ctx.clone();
+    engine.register_fn("output", move || make(&c, WidgetKind::Output, serde_json::Map::new(), Vec::new()));
+    let c = ctx.clone();
+    engine.register_fn("show", move |w: &mut WidgetHandle, value: Dynamic| append_captured(&c, w, || super::show(&c, &value)));
+    let c = ctx.clone();
+    engine.register_fn("write", move |w: &mut WidgetHandle, text: &str| append_captured(&c, w, || c.host.print(text)));
+    engine.register_fn("clear", |w: &mut WidgetHandle| -> R<()> {
+        output_widget(w)?;
+        set_outputs(w, Vec::new())
+    });
+    let c = ctx.clone();
+    engine.register_fn("capture", move |nctx: NativeCallContext, w: &mut WidgetHandle, f: FnPtr| -> R<Dynamic> {
+        let mut result = Ok(Dynamic::UNIT);
+        append_captured(&c, w, || result = f.call_within_context(&nctx, ()))?;
+        result
+    });
+    let c = ctx.clone();
+    engine.register_fn("interact", move |nctx: NativeCallContext, f: FnPtr, controls: Map| interact(&nctx, &c, f, controls));
     let c = ctx.clone();
     engine.register_fn("on_change", move |w: &mut WidgetHandle, f: FnPtr| add_handler(&c, w, Trigger::Change, f));
     let c = ctx.clone();
