@@ -411,7 +411,8 @@ impl TrainObserver for Readout {
                 if self.shown.is_some_and(|t| t.elapsed() < Duration::from_millis(250)) && record.step < self.total_steps {
                     return;
                 }
-                self.show(format!("step {}/{} · epoch {epoch}/{} · lr {:.2e} · loss {:.4}", record.step, self.total_steps, self.epochs, record.lr, record.loss));
+                let lr = if record.lr == 0.0 { "0".to_string() } else { format!("{:.2e}", record.lr) };
+                self.show(format!("step {}/{} · epoch {epoch}/{} · lr {lr} · loss {:.4}", record.step, self.total_steps, self.epochs, record.loss));
             }
             TrainEvent::Interrupted { steps } => self.show(format!("stopped after {steps} of {} steps", self.total_steps)),
             TrainEvent::Done(run) if !run.interrupted => self.show(format!("done: {} steps in {:.0}s", run.steps.len(), run.seconds)),
