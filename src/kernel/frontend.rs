@@ -24,6 +24,16 @@ pub(super) struct Current {
     pub stdin_identities: Vec<Vec<u8>>,
     /// Pager payloads for the execute reply.
     pub payload: Vec<Value>,
+    /// The comm message whose handlers run now, if any: their outputs name
+    /// it as their parent, as ipykernel's do, not the cell that runs next.
+    pub serving: Option<Value>,
+}
+
+impl Current {
+    /// The parent of an output sent now.
+    fn parent(&self) -> Value {
+        self.serving.clone().unwrap_or_else(|| self.parent.clone())
+    }
 }
 
 /// Where an interpreter's outputs and input requests go: straight to the
@@ -37,6 +47,9 @@ pub(super) trait Outlet: Send + Sync {
     fn page(&self, text: &str);
     fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String>;
     fn comm(&self, message: CommFromKernel);
+    /// Outputs from now on answer `parent` (a comm message), or again the
+    /// current request when `None`.
+    fn serving(&self, parent: Option<Value>);
 }
 
 /// A comm message from the interpreter to the frontend.
@@ -122,6 +135,29 @@ impl Frontend {
     pub fn comm(&self, message: CommFromKernel) {
         self.0.comm(message);
     }
+
+    /// Runs `f` with its outputs answering `parent` (the comm message whose
+    /// handlers `f` runs); a null parent leaves them with the current request.
+    pub fn serving<T>(&self, parent: Value, f: impl FnOnce() -> T) -> T {
+        /// Puts the current request back even if `f` panics.
+        struct Restore<'a>(&'a dyn Outlet);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.serving(None);
+            }
+        }
+        if parent.is_null() {
+            return f();
+        }
+        self.0.serving(Some(parent));
+        let _restore = Restore(&*self.0);
+        f()
+    }
+
+    /// Sets what outputs answer (see [`Frontend::serving`]), for the relay of a worker's outputs.
+    pub(super) fn set_serving(&self, parent: Option<Value>) {
+        self.0.serving(parent);
+    }
 }
 
 /// The kernel's own sockets: iopub (through its thread) and stdin.
@@ -139,7 +175,7 @@ pub(super) struct Sockets {
 impl Sockets {
     /// Publishes one iopub message whose parent is the current request.
     pub(super) fn publish(&self, msg_type: &str, content: Value) {
-        let parent = locked(&self.current).parent.clone();
+        let parent = locked(&self.current).parent();
         self.publish_with_parent(msg_type, content, &parent);
     }
 
@@ -159,8 +195,12 @@ impl Sockets {
 
 impl Outlet for Sockets {
     /// A comm message, on iopub; the registry follows what opens and closes.
+    fn serving(&self, parent: Option<Value>) {
+        locked(&self.current).serving = parent;
+    }
+
     fn comm(&self, message: CommFromKernel) {
-        let parent = locked(&self.current).parent.clone();
+        let parent = locked(&self.current).parent();
         match message {
             CommFromKernel::Open { comm_id, target_name, data, metadata } => {
                 self.comms.opened(&comm_id, &target_name);
@@ -211,7 +251,7 @@ impl Outlet for Sockets {
     fn input(&self, prompt: &str, password: bool, stop: &AtomicBool) -> Option<String> {
         let (allow, identities, parent) = {
             let c = locked(&self.current);
-            (c.allow_stdin, c.stdin_identities.clone(), c.parent.clone())
+            (c.allow_stdin, c.stdin_identities.clone(), c.parent())
         };
         if !allow {
             return None;

@@ -22,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use serde_json::Value;
 use serde::{Deserialize, Serialize};
 
 use super::comm::{CommEvent, CommSink};
@@ -53,8 +54,9 @@ enum ToWorker {
     /// worker acknowledges `seq` once its sink has taken it.
     Comm { event: CommEvent, seq: u64 },
     /// Inside the worker: let the interpreter act on the comm messages that
-    /// arrived (queued behind a running cell, so it acts after it).
-    ServeComms,
+    /// arrived (queued behind a running cell, so it acts after it), its
+    /// outputs answering `parent` (the comm message's header; null for none).
+    ServeComms { parent: Value },
 }
 
 /// A request's answer.
@@ -85,6 +87,9 @@ enum FromWorker {
     Comm { message: CommFromKernel },
     /// The comm messages up to `seq` were taken (what they caused was sent before this).
     CommDone { seq: u64 },
+    /// The outputs that follow answer `parent` (a comm message), or again
+    /// the current request when `None`.
+    Serving { parent: Option<Value> },
     Answer { id: u64, answer: Answer },
     /// The interpreter could not be made; the worker exits after this.
     Failed { message: String },
@@ -144,6 +149,11 @@ impl Outlet for KernelPipe {
     /// A comm message, sent up as it is.
     fn comm(&self, message: CommFromKernel) {
         self.send(&FromWorker::Comm { message });
+    }
+
+    /// In order with the outputs, so the kernel names the right parent.
+    fn serving(&self, parent: Option<Value>) {
+        self.send(&FromWorker::Serving { parent });
     }
 }
 
@@ -237,8 +247,8 @@ pub fn serve_worker(make: impl FnOnce(Frontend, Arc<AtomicBool>) -> Result<Box<d
             ToWorker::Complete { id, code, cursor } => (id, run(&mut || Answer::Complete(interp.complete(&code, cursor)))),
             ToWorker::Inspect { id, code, cursor } => (id, run(&mut || Answer::Inspect(interp.inspect(&code, cursor)))),
             ToWorker::IsComplete { id, code } => (id, run(&mut || Answer::IsComplete(interp.is_complete(&code)))),
-            ToWorker::ServeComms => {
-                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| interp.serve_comms(&frontend))) {
+            ToWorker::ServeComms { parent } => {
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| frontend.serving(parent, || interp.serve_comms(&frontend)))) {
                     eprintln!("[tunebook worker] a comm handler failed: {}", crate::panic::panic_text(p.as_ref()));
                 }
                 continue;
@@ -259,9 +269,13 @@ fn read_requests(requests: OwnedFd, stop: Arc<AtomicBool>, work: Sender<ToWorker
         match serde_json::from_str::<ToWorker>(&line) {
             Ok(ToWorker::Interrupt) => stop.store(true, Ordering::SeqCst),
             Ok(ToWorker::Comm { event, seq }) => {
+                let parent = match &event {
+                    CommEvent::Msg { parent, .. } => parent.clone(),
+                    _ => Value::Null,
+                };
                 CommRoute::deliver(&comms, event);
                 pipe.send(&FromWorker::CommDone { seq });
-                if work.send(ToWorker::ServeComms).is_err() {
+                if work.send(ToWorker::ServeComms { parent }).is_err() {
                     return;
                 }
             }
@@ -412,6 +426,7 @@ fn relay(events: ChildStdout, frontend: Frontend, stdin: WorkerStdin, comms: Arc
             Read::Message(FromWorker::Page { text }) => frontend.page(&text),
             Read::Message(FromWorker::Comm { message }) => frontend.comm(message),
             Read::Message(FromWorker::CommDone { seq }) => comms.acknowledged(seq),
+            Read::Message(FromWorker::Serving { parent }) => frontend.set_serving(parent),
             Read::Message(FromWorker::Input { prompt, password }) => {
                 let value = frontend.input(&prompt, password, &stop);
                 if let Some(stdin) = locked(&stdin).as_mut() {

@@ -460,7 +460,7 @@ impl Kernel {
             cur.payload.clear();
         }
         if !silent {
-            self.frontend.publish("execute_input", json!({ "code": code, "execution_count": count }));
+            self.frontend.publish_with_parent("execute_input", json!({ "code": code, "execution_count": count }), &msg.header);
         }
         self.interrupt.lower();
         let outcome = interp.execute(&code, count, &Frontend::new(Arc::new(self.frontend.clone())));
@@ -474,12 +474,12 @@ impl Kernel {
                     }
                 }
                 if let (Some(data), false) = (result, silent) {
-                    self.frontend.publish("execute_result", json!({ "execution_count": count, "data": data, "metadata": {} }));
+                    self.frontend.publish_with_parent("execute_result", json!({ "execution_count": count, "data": data, "metadata": {} }), &msg.header);
                 }
                 reply(&self.shell, &self.frontend, msg, "execute_reply", json!({ "status": "ok", "execution_count": count, "user_expressions": {}, "payload": payload }));
             }
             ExecuteOutcome::Error { ename, evalue, traceback } => {
-                self.frontend.publish("error", json!({ "ename": ename, "evalue": evalue, "traceback": traceback }));
+                self.frontend.publish_with_parent("error", json!({ "ename": ename, "evalue": evalue, "traceback": traceback }), &msg.header);
                 reply(&self.shell, &self.frontend, msg, "execute_reply", json!({
                     "status": "error", "execution_count": count, "ename": ename, "evalue": evalue, "traceback": traceback, "user_expressions": {}, "payload": [],
                 }));

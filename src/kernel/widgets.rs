@@ -403,6 +403,17 @@ impl WidgetHub {
     }
 }
 
+/// Whether `new` may replace `old` in a widget's state: the same JSON kind
+/// (any number for a number), or anything where nothing is set yet.
+fn same_kind(old: &Value, new: &Value) -> bool {
+    match (old, new) {
+        (Value::Null, _) => true,
+        (Value::Bool(_), Value::Bool(_)) | (Value::Number(_), Value::Number(_)) | (Value::String(_), Value::String(_)) => true,
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => true,
+        _ => false,
+    }
+}
+
 /// A JSON value as Python's repr shows it (strings in single quotes).
 fn python_repr(v: &Value) -> String {
     match v {
@@ -437,8 +448,12 @@ impl CommSink for WidgetHub {
                 let Some(widget) = widgets.get_mut(&comm_id) else { return };
                 let mut events = locked(&self.events);
                 for (key, value) in changes {
-                    // Only keys the model has: the frontend cannot add state.
+                    // Only keys the model has, with values of their kind: the frontend cannot add state or change its types.
                     if let Some(slot) = widget.state.get_mut(key) {
+                        if !same_kind(slot, value) {
+                            eprintln!("[tunebook] widget update of '{key}' to {value} ignored: it holds {slot}");
+                            continue;
+                        }
                         *slot = value.clone();
                         events.push(WidgetEvent::Changed { id: comm_id.clone(), key: key.clone(), value: value.clone() });
                     }
@@ -494,6 +509,8 @@ mod tests {
         let hub = WidgetHub::detached();
         let id = hub.create(WidgetKind::Checkbox, Map::new()).unwrap();
         let msg = |data: Value| CommEvent::Msg { comm_id: id.clone(), data, metadata: json!({}), buffers: vec![], parent: json!({}) };
+        hub.deliver(msg(json!({ "method": "update", "state": { "value": "yes", "disabled": [1] }, "buffer_paths": [] })));
+        assert_eq!(hub.take_events(), vec![], "values of another kind are refused");
         hub.deliver(msg(json!({ "method": "update", "state": { "value": true, "injected": 1 }, "buffer_paths": [] })));
         hub.deliver(msg(json!({ "method": "custom", "content": { "event": "click" } })));
         assert_eq!(hub.get(&id, "value"), Some(json!(true)));

@@ -38,6 +38,9 @@ class Barrage:
         self.expected_errors = 0  # signed, well-formed requests the kernel must answer with an error
         self.executed = 0  # signed executes that must run (each adds 1 to counter)
         self.kinds = {}
+        # The comms a widget opened before the barrage (set by the test).
+        self.comm_ids = []
+        self.comm_messages = 0
 
     def sign(self, frames):
         mac = hmac.new(self.key, digestmod=hashlib.sha256)
@@ -61,7 +64,7 @@ class Barrage:
         r = self.rng
         kind = r.choice(["junk", "no_delimiter", "too_few", "bad_signature", "unsigned_execute", "signed_bad_json",
                          "signed_non_utf8", "signed_missing_fields", "signed_wrong_types", "signed_unknown",
-                         "signed_execute_no_code", "signed_execute", "replay", "huge"])
+                         "signed_execute_no_code", "signed_execute", "replay", "huge", "signed_comm"])
         if kind == "huge" and self.kinds.get("huge", 0) >= HUGE_MESSAGES:
             kind = "junk"
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
@@ -103,6 +106,20 @@ class Barrage:
             self.executed += 1
             return self.signed(self.header("execute_request"), {"code": "counter += 1;", "silent": False, "store_history": True,
                                                                "stop_on_error": False, "allow_stdin": False, "user_expressions": {}})
+        if kind == "signed_comm":
+            # Comm messages get no reply: to the open widgets (values of the
+            # wrong kind, unknown keys, unknown methods) and to ids never opened.
+            msg_type = r.choice(["comm_msg", "comm_msg", "comm_open", "comm_close"])
+            # (A frontend closing a real widget is tested in test_widgets.)
+            comm_id = r.choice((self.comm_ids if msg_type == "comm_msg" else []) + [uuid.uuid4().hex, None, 7])
+            data = r.choice([{"method": "update", "state": {"value": r.choice(["x", [1], {"a": 1}, True, None, 3])}, "buffer_paths": []},
+                             {"method": "update", "state": {"injected": 1, "_model_name": "Evil"}}, {"method": "request_state"},
+                             {"method": "custom", "content": {"event": "click"}}, {"method": self.junk(4).hex()}, None, [1, 2], "text"])
+            content = {"comm_id": comm_id, "data": data}
+            if msg_type == "comm_open":
+                content["target_name"] = r.choice(["jupyter.widget", "jupyter.widget.control", "fuzz.target", None])
+            self.comm_messages += 1
+            return self.signed(self.header(msg_type), content)
         if kind == "replay":
             return "replay"
         if kind == "huge":
@@ -112,11 +129,14 @@ class Barrage:
 
 def test_ten_thousand_hostile_messages_leave_the_kernel_correct(kernel):
     km, kc = kernel
-    reply, _ = run(kc, "let counter = 0;")
+    reply, _ = run(kc, "let counter = 0; let s = slider(#{ max: 10, value: 4 });")
     assert reply["status"] == "ok"
     start_count = reply["execution_count"]
     info = km.get_connection_info()
     barrage = Barrage(info["key"], random.Random(SEED))
+    kc.comm_info()
+    barrage.comm_ids = sorted(kc.get_shell_msg(timeout=TIMEOUT)["content"]["comms"])
+    assert len(barrage.comm_ids) == 3, barrage.comm_ids  # the slider, its layout and its style
     ctx = zmq.Context.instance()
     sockets = {}
     for name in ("shell", "control"):
@@ -147,6 +167,8 @@ def test_ten_thousand_hostile_messages_leave_the_kernel_correct(kernel):
             msg = last_signed_execute
             replayed += 1
         target = "shell" if barrage.rng.random() < 0.8 else "control"
+        if msg != "replay" and msg[0] == b"<IDS|MSG>" and len(msg) == 6 and b'"msg_type": "comm_' in msg[2]:
+            target = "shell"  # comms are shell messages; control refuses what it does not serve
         if msg is last_signed_execute:
             # Replayed where the original went: shell and control are served
             # by two threads, so across sockets either copy may come first.
@@ -189,6 +211,9 @@ def test_ten_thousand_hostile_messages_leave_the_kernel_correct(kernel):
     assert reply["execution_count"] == start_count + len(oks) + 1
     reply, result = run(kc, "[1, 2, 3].len() * 14")
     assert result == "42"
+    # The slider's value kept its kind through the comm barrage (integers only), and its state its keys.
+    reply, result = run(kc, "[type_of(s.value), s.value >= 0 && s.value <= 10]")
+    assert barrage.comm_messages > 100 and result == '["i64", true]', (barrage.comm_messages, result)
     assert km.is_alive()
     for s in sockets.values():
         s.close()

@@ -118,11 +118,14 @@ def test_handlers_run_when_the_frontend_acts_and_a_failing_one_says_so(kernel):
                                  'let bad = button("Bad"); bad.on_click(|w| clicks.nope());\nvbox([b, s, bad])')
     ids = {m["content"]["data"]["state"].get("description"): m["content"]["comm_id"] for m in opened(seen) if m["content"]["data"]["state"]["_model_name"] in ("ButtonModel", "IntSliderModel")}
     # Sent back to back, as a user clicking fast; what they print is collected below.
+    sent = []
     for comm_id, data in [(ids["Count"], {"method": "custom", "content": {"event": "click"}})] * 2 + [
         (ids[""], {"method": "update", "state": {"value": 4}, "buffer_paths": []}),
         (ids["Bad"], {"method": "custom", "content": {"event": "click"}}),
     ]:
-        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
+        msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        kc.shell_channel.send(msg)
+        sent.append(msg["header"]["msg_id"])
     # The handlers run in the worker as the messages arrive; the next cell queues behind them.
     cell = kc.execute("clicks")
     streams, result = [], None
@@ -137,8 +140,8 @@ def test_handlers_run_when_the_frontend_acts_and_a_failing_one_says_so(kernel):
     assert result == "2", (result, streams)
     assert any(name == "stdout" and "moved to 4" in text for _, name, text in streams), streams
     assert any(name == "stderr" and "a widget handler" in text and "failed" in text for _, name, text in streams), streams
-    # Not under the cell that happened to run next.
-    assert all(parent != cell for parent, _, _ in streams), streams
+    # Under the comm messages that caused them, as ipykernel does, not under the cell that happened to run next.
+    assert all(parent in sent for parent, _, _ in streams), (sent, streams)
 
 
 def test_bad_widget_use_says_what_to_do(kernel):
@@ -274,3 +277,16 @@ def test_the_stop_button_ends_training_and_the_cell_goes_on_with_the_run_so_far(
     # The run says it was stopped, and the next cell runs as usual.
     reply, outputs = execute(kc, "[run.interrupted, model.labels.len()]")
     assert reply["status"] == "ok" and result_text(outputs) == "[true, 2]", (reply, outputs)
+
+
+def test_a_widget_the_frontend_closes_is_gone_and_says_so(kernel):
+    _, kc = kernel
+    _, seen = run_collecting(kc, "let s = slider(#{ max: 5 }); s")
+    slider_id = next(i for i, st in widget_states(seen).items() if st["_model_name"] == "IntSliderModel")
+    msg = kc.session.msg("comm_close", {"comm_id": slider_id, "data": {}})
+    kc.shell_channel.send(msg)
+    kc.comm_info()
+    comms = kc.get_shell_msg(timeout=TIMEOUT)["content"]["comms"]
+    assert slider_id not in comms, comms
+    reply, _ = execute(kc, "s.value = 2;")
+    assert reply["status"] == "error" and "this widget was closed" in reply["evalue"], reply
