@@ -19,6 +19,15 @@ TUNEBOOK_KERNEL = str(pathlib.Path(TUNEBOOK).with_name("tunebook-kernel"))
 _SCRATCH = pathlib.Path(tempfile.mkdtemp(prefix="tunebook-tests-"))
 atexit.register(shutil.rmtree, _SCRATCH, True)
 
+# A MiniLM classifier on Rotten Tomatoes with loaders, for tests that train in a kernel (375 steps an epoch).
+SETUP_TRAINING = """
+let model = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
+let data = load_dataset("rotten_tomatoes").clean().split(#{ val: 0.1, seed: 1 });
+let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 8, shuffle: true });
+let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
+model.freeze("embeddings");
+"""
+
 
 def scratch(prefix):
     """A new, empty folder for one test's files (removed with the run's

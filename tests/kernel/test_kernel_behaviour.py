@@ -11,17 +11,10 @@ import time
 
 from jupyter_client.session import Session
 
-from tunebook_testing import execute as run, result_text
+from tunebook_testing import SETUP_TRAINING, execute as run, result_text
 
 TIMEOUT = 300  # seconds; a deadline against a hang on a busy machine, not a timing
 
-SETUP_TRAINING = """
-let model = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
-let data = load_dataset("rotten_tomatoes").clean().split(#{ val: 0.1, seed: 1 });
-let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 8, shuffle: true });
-let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
-model.freeze("embeddings");
-"""
 
 
 def stdout_text(outputs):

@@ -9,7 +9,7 @@ when the frontend acts; `request_state` is answered under its own id."""
 
 import time
 
-from tunebook_testing import execute, result_text
+from tunebook_testing import SETUP_TRAINING, execute, result_text
 
 TIMEOUT = 300  # seconds; a deadline against a hang on a busy machine, not a timing
 VIEW = "application/vnd.jupyter.widget-view+json"
@@ -224,13 +224,6 @@ def test_an_output_area_collects_what_it_is_given(kernel):
     assert reply["status"] == "error" and "output areas" in reply["evalue"], reply
 
 
-SETUP_TRAINING = """
-let model = load_model("minilm", #{ labels: ["rotten", "fresh"], pooling: "mean" });
-let data = load_dataset("rotten_tomatoes").clean().split(#{ val: 0.1, seed: 1 });
-let train = data.train.take(3000).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 8, shuffle: true });
-let val = data.val.take(64).tokenize(model, #{ max_len: 32 }).loader(#{ batch: 64 });
-model.freeze("embeddings");
-"""
 
 
 def test_the_stop_button_ends_training_and_the_cell_goes_on_with_the_run_so_far(kernel):
