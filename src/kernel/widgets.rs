@@ -217,6 +217,9 @@ pub struct WidgetHub {
     /// Helper models' state (layouts, styles), for `request_state`.
     helpers: Mutex<HashMap<String, Map<String, Value>>>,
     events: Mutex<Vec<WidgetEvent>>,
+    /// Whether `events` may hold something: checked between the statements
+    /// of a running script, where taking a lock each time would cost.
+    pending: AtomicBool,
     /// Flags a button press raises as it arrives, for what must react while
     /// a cell runs (a Stop button during training).
     click_flags: Mutex<HashMap<String, Vec<Arc<AtomicBool>>>>,
@@ -229,12 +232,12 @@ fn new_id() -> String {
 impl WidgetHub {
     /// Widgets shown through `frontend`.
     pub fn new(frontend: Frontend) -> Self {
-        Self { frontend: Some(frontend), widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default(), click_flags: Mutex::default() }
+        Self { frontend: Some(frontend), widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default(), pending: AtomicBool::new(false), click_flags: Mutex::default() }
     }
 
     /// Widgets with no frontend: they keep their state and send nothing.
     pub fn detached() -> Self {
-        Self { frontend: None, widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default(), click_flags: Mutex::default() }
+        Self { frontend: None, widgets: Mutex::default(), helpers: Mutex::default(), events: Mutex::default(), pending: AtomicBool::new(false), click_flags: Mutex::default() }
     }
 
     /// Whether a frontend shows them.
@@ -380,7 +383,15 @@ impl WidgetHub {
 
     /// The events since the last call, oldest first.
     pub fn take_events(&self) -> Vec<WidgetEvent> {
-        std::mem::take(&mut *locked(&self.events))
+        let mut events = locked(&self.events);
+        self.pending.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *events)
+    }
+
+    /// Whether the frontend did something since the last `take_events`
+    /// (cheap: no lock).
+    pub fn has_events(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Closes a widget and its helper models on the frontend.
@@ -456,6 +467,7 @@ impl CommSink for WidgetHub {
                         }
                         *slot = value.clone();
                         events.push(WidgetEvent::Changed { id: comm_id.clone(), key: key.clone(), value: value.clone() });
+                        self.pending.store(true, Ordering::Relaxed);
                     }
                 }
             }
@@ -476,6 +488,7 @@ impl CommSink for WidgetHub {
                     _ => return,
                 };
                 locked(&self.events).push(event);
+                self.pending.store(true, Ordering::Relaxed);
             }
             other => eprintln!("[tunebook] widget message with method {other:?} ignored"),
         }

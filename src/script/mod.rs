@@ -179,7 +179,20 @@ pub(crate) struct Context {
     /// The session's widgets.
     widgets: std::sync::Arc<crate::kernel::widgets::WidgetHub>,
     /// What to call when the frontend acts on a widget.
-    widget_handlers: std::cell::RefCell<Vec<api::WidgetHandler>>,
+    widget_handlers: RefCell<Vec<api::WidgetHandler>>,
+    /// The session's engine (the session owns it), for running widget
+    /// handlers at the safe points of a running script.
+    engine: RefCell<std::rc::Weak<Engine>>,
+    /// Functions the session's scripts defined so far (a notebook defines
+    /// a function in one cell and calls it in the next, or in a handler).
+    functions: RefCell<rhai::AST>,
+    /// Whether widget handlers are running now (they do not nest).
+    serving_handlers: Cell<bool>,
+    /// Whether a training run is under way (a handler cannot start another).
+    training: Cell<bool>,
+    /// Whether a script asked the run under way to stop (`stop_training`):
+    /// the cell then goes on with the run so far.
+    stop_asked: Cell<bool>,
 }
 
 /// A script error located in its source.
@@ -266,11 +279,8 @@ impl std::error::Error for ScriptError {}
 /// One scripting session: an engine and a scope that persists across
 /// `eval` calls (one per notebook, or one per script run).
 pub struct Session {
-    engine: Engine,
+    engine: Rc<Engine>,
     scope: Scope<'static>,
-    /// Functions the session's scripts defined so far (a notebook defines
-    /// a function in one cell and calls it in the next).
-    functions: rhai::AST,
     /// For tracebacks: the source each script function was defined in, and
     /// the text of those sources.
     defined_in: std::collections::HashMap<String, String>,
@@ -288,6 +298,11 @@ impl Session {
         let ctx = Rc::new(Context {
             widgets,
             widget_handlers: Default::default(),
+            engine: Default::default(),
+            functions: RefCell::new(rhai::AST::empty()),
+            serving_handlers: Cell::new(false),
+            training: Cell::new(false),
+            stop_asked: Cell::new(false),
             host,
             device: Cell::new(settings.device),
             seed: Cell::new(settings.seed),
@@ -308,30 +323,28 @@ impl Session {
         engine.on_print(move |s| print_ctx.host.print(s));
         let debug_ctx = ctx.clone();
         engine.on_debug(move |s, _, _| debug_ctx.host.eprint(s));
-        let stop = ctx.stop.clone();
-        engine.on_progress(move |_| stop.load(std::sync::atomic::Ordering::Relaxed).then(|| Dynamic::from("interrupted")));
+        // Called before each statement and expression: the interrupt is
+        // checked there, and what the frontend did to widgets is served.
+        let progress_ctx = ctx.clone();
+        engine.on_progress(move |_| {
+            // A stop that a handler asked for (stop_training) ends the run, not the handler.
+            if progress_ctx.stop.load(std::sync::atomic::Ordering::Relaxed) && !progress_ctx.stop_asked.get() {
+                return Some(Dynamic::from("interrupted"));
+            }
+            serve_widget_events(&progress_ctx);
+            None
+        });
         api::register(&mut engine, &ctx);
-        Self { engine, scope: Scope::new(), functions: rhai::AST::empty(), defined_in: Default::default(), sources: Default::default(), functions_index: Default::default(), ctx }
+        let engine = Rc::new(engine);
+        *ctx.engine.borrow_mut() = Rc::downgrade(&engine);
+        Self { engine, scope: Scope::new(), defined_in: Default::default(), sources: Default::default(), functions_index: Default::default(), ctx }
     }
 
     /// Runs the handlers of what the frontend did to widgets since the last
-    /// call (a slider moved, a button pressed), in order. A handler that
-    /// fails says so on the error stream; the others still run.
+    /// call (a kernel calls it when idle; a running script serves them
+    /// itself, see [`serve_widget_events`]).
     pub fn serve_widget_events(&mut self) {
-        for due in api::due_widget_handlers(&self.ctx) {
-            let (function, arg) = match due {
-                api::DueWidgetHandler::Call(function, arg) => (function, arg),
-                api::DueWidgetHandler::Interact(i) => {
-                    api::run_interaction(&self.ctx, &i, |f, values| f.call::<Dynamic>(&self.engine, &self.functions, (values,)));
-                    continue;
-                }
-            };
-            if let Err(e) = function.call::<Dynamic>(&self.engine, &self.functions, (arg,)) {
-                // A closure's name is generated (anon$...): only a named function is worth showing.
-                let name = Some(function.fn_name()).filter(|n| !n.starts_with("anon$")).map(|n| format!(" ({n})")).unwrap_or_default();
-                self.ctx.host.eprint(&format!("a widget handler{name} failed: {}", message_of(e.unwrap_inner())));
-            }
-        }
+        serve_widget_events(&self.ctx);
     }
 
     /// Runs a script file.
@@ -376,8 +389,8 @@ impl Session {
             self.sources.insert(name.to_string(), text.clone());
         }
         // Earlier functions first, so that a new definition replaces an old one.
-        let ast = self.functions.merge(&ast);
-        self.functions = ast.clone_functions_only();
+        let ast = self.ctx.functions.borrow().merge(&ast);
+        *self.ctx.functions.borrow_mut() = ast.clone_functions_only();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &ast);
         let value = result.map_err(|e| self.to_script_error(*e, name, &text))?;
         // A long call (training) that saw the interrupt returned normally, and
@@ -544,19 +557,72 @@ fn first_line_of_panic(msg: &str) -> &str {
     msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
 }
 
-/// Runs one API call, turning its error or panic into a script error.
-pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<EvalAltResult>> {
+/// Runs `f`, turning a panic into what it means for the script.
+fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let was = IN_GUARD.with(|g| g.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_GUARD.with(|g| g.set(was));
-    match result {
+    result.map_err(|_| {
+        let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown internal error".into());
+        // A script runs on one thread, so a value borrowed twice means a
+        // widget handler, run between training batches, used the model
+        // that is training.
+        if msg.contains("already mutably borrowed") || msg.contains("already borrowed") {
+            return MODEL_IN_TRAINING.to_string();
+        }
+        format!("internal error: {} ({})", first_line_of_panic(&msg), crate::panic::BUG_REPORT_HINT)
+    })
+}
+
+const MODEL_IN_TRAINING: &str =
+    "this model is training in the running cell; a widget handler can use it when the run ends (a handler may call stop_training() to end the run at its next batch)";
+
+/// Runs one API call, turning its error or panic into a script error.
+pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<EvalAltResult>> {
+    match contain(f) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(script_error(format!("{e:#}"))),
-        Err(_) => {
-            let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown internal error".into());
-            Err(script_error(format!("internal error: {} ({})", first_line_of_panic(&msg), crate::panic::BUG_REPORT_HINT)))
+        Err(message) => Err(script_error(message)),
+    }
+}
+
+/// Runs the handlers of what the frontend did to widgets since the last
+/// call (a slider moved, a button pressed), in order: when the kernel is
+/// idle, and at the safe points of a running script (before each of its
+/// statements and expressions, and between training steps, where a press
+/// is served without waiting for the cell to end). Handlers do not nest.
+/// A handler that fails says so on the error stream; the others still run.
+pub(crate) fn serve_widget_events(ctx: &Context) {
+    if !ctx.widgets.has_events() || ctx.serving_handlers.replace(true) {
+        return;
+    }
+    let engine = ctx.engine.borrow().upgrade();
+    if let Some(engine) = engine {
+        let functions = ctx.functions.borrow().clone();
+        for due in api::due_widget_handlers(ctx) {
+            let (function, arg) = match due {
+                api::DueWidgetHandler::Call(function, arg) => (function, arg),
+                api::DueWidgetHandler::Interact(i) => {
+                    let ran = contain(|| api::run_interaction(ctx, &i, |f, values| f.call::<Dynamic>(&engine, &functions, (values,))));
+                    if let Err(message) = ran {
+                        ctx.host.eprint(&format!("interact: {message}"));
+                    }
+                    continue;
+                }
+            };
+            let failure = match contain(|| function.call::<Dynamic>(&engine, &functions, (arg,))) {
+                Ok(Ok(_)) => continue,
+                // Interrupted: the cell stops too, and says so.
+                Ok(Err(e)) if matches!(e.unwrap_inner(), EvalAltResult::ErrorTerminated(..)) => break,
+                Ok(Err(e)) => message_of(e.unwrap_inner()),
+                Err(message) => message,
+            };
+            // A closure's name is generated (anon$...): only a named function is worth showing.
+            let name = Some(function.fn_name()).filter(|n| !n.starts_with("anon$")).map(|n| format!(" ({n})")).unwrap_or_default();
+            ctx.host.eprint(&format!("a widget handler{name} failed: {failure}"));
         }
     }
+    ctx.serving_handlers.set(false);
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 frontend of the widget protocol) in headless Chromium, driven by
 Playwright. A slider renders; moving it changes `w.value` in the kernel and
 re-runs an `interact` function; the Stop button ends a training cell, and
-the cell goes on with the run so far. Screenshots go to $TUNEBOOK_SCREENSHOTS
+the cell goes on with the run so far; with JupyterLab's "save widget state"
+setting on, saving the notebook stores the widgets' last state in it.
+Screenshots go to $TUNEBOOK_SCREENSHOTS
 (default: the test's scratch folder)."""
 
 import json
@@ -52,6 +54,9 @@ def lab():
     settings = scratch("lab-settings-")
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    # The widget manager stores widget state in the notebook when it is saved (off by default).
+    (settings / "@jupyter-widgets" / "jupyterlab-manager").mkdir(parents=True)
+    (settings / "@jupyter-widgets" / "jupyterlab-manager" / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
     env = dict(os.environ, JUPYTER_PATH=str(prefix / "share" / "jupyter"), JUPYTER_PLATFORM_DIRS="1", JUPYTER_CONFIG_DIR=str(scratch("jupyter-config-")),
                JUPYTER_RUNTIME_DIR=str(scratch("jupyter-runtime-")), JUPYTERLAB_SETTINGS_DIR=str(settings))
     token = "tunebook-browser-test"
@@ -105,6 +110,7 @@ def test_widgets_render_and_act_in_jupyterlab(lab):
         page.set_default_timeout(TIMEOUT_MS)
         try:
             act(page, url, token, shots)
+            saved_state_is_the_last_one(page, root)
         except Exception:
             # What the page showed when it failed, and what the server logged.
             page.screenshot(path=os.path.join(shots, "failed.png"))
@@ -156,3 +162,22 @@ def act(page, url, token, shots):
     fourth = run_cell(page, 3)
     expect(fourth.locator(".jp-OutputArea-output")).to_have_text("[true, true, true]")
     page.screenshot(path=os.path.join(shots, "5-after.png"))
+
+
+def saved_state_is_the_last_one(page, root):
+    """Saves the notebook as a user does (Ctrl+S) and reads the widget state
+    JupyterLab's widget manager wrote into it: the slider where it was
+    moved, the Stop button as the run left it."""
+    notebook = root / "widgets.ipynb"
+    page.locator(".jp-Notebook").first.click()
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    state = {}
+    while not state and time.monotonic() < deadline:
+        time.sleep(0.5)
+        saved = json.loads(notebook.read_text())
+        state = saved["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    assert state, "JupyterLab saved no widget state"
+    models = [(m["model_name"], m["state"]) for m in state.values()]
+    assert any(name == "IntSliderModel" and m.get("value") == 5 and m.get("description") == "top layers" for name, m in models), models
+    assert any(name == "ButtonModel" and m.get("description") == "Stopped" and m.get("disabled") is True for name, m in models), models

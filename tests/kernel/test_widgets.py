@@ -5,7 +5,8 @@ jupyterlab_widgets 3.0): a widget opens its layout and style models first,
 then itself, with protocol 2.1.0 and ipywidgets' full state; its view is
 the cell's result; the frontend's changes reach `w.value` at once, also
 while a cell runs; the kernel's changes go out as updates; handlers run
-when the frontend acts; `request_state` is answered under its own id."""
+when the frontend acts, also inside a running cell (between its statements
+and between training steps); `request_state` is answered under its own id."""
 
 import time
 
@@ -30,7 +31,10 @@ def run_collecting(kc, code):
             return reply["content"], seen
 
 
-def send_comm(kc, comm_id, data):
+def send_comm(kc, comm_id, data, others=None):
+    """Sends a comm message as a frontend does; returns its id and the iopub
+    messages under it, up to the kernel's idle for it. Messages under other
+    parents (a running cell's) go to `others` when it is given."""
     msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
     kc.shell_channel.send(msg)
     msg_id = msg["header"]["msg_id"]
@@ -42,11 +46,41 @@ def send_comm(kc, comm_id, data):
             seen.append(m)
             if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
                 return msg_id, seen
+        elif others is not None:
+            others.append(m)
     raise AssertionError("no idle for the comm message")
 
 
 def opened(seen):
     return [m for m in seen if m["msg_type"] == "comm_open"]
+
+
+def wait_for(kc, cell, seen, done):
+    """Collects the cell's iopub messages into `seen` until `done(message)`
+    (which may be in `seen` already)."""
+    already = next((m for m in seen if done(m)), None)
+    if already is not None:
+        return already
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if m["parent_header"].get("msg_id") == cell:
+            seen.append(m)
+            if done(m):
+                return m
+    raise AssertionError(f"the cell did not get there: {[m['msg_type'] for m in seen]}")
+
+
+def finish(kc, cell, seen):
+    """The cell's reply, once its iopub messages up to idle are in `seen`."""
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == cell
+    wait_for(kc, cell, seen, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle")
+    return reply["content"]
+
+
+def streamed(seen, name):
+    return "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream" and m["content"]["name"] == name)
 
 
 def test_a_slider_opens_its_models_in_order_and_shows_as_the_cells_result(kernel):
@@ -190,13 +224,15 @@ def test_interact_reruns_its_function_when_a_control_changes_and_shows_the_outpu
     assert [o["data"]["text/plain"] for o in first["outputs"] if o["output_type"] == "display_data"] == ["9"], first
     assert not [m for m in seen if m["msg_type"] == "stream"], [m["content"] for m in seen if m["msg_type"] == "stream"]
     # The user drags the slider: the function runs again and replaces its output.
-    send_comm(kc, slider_id, {"method": "update", "state": {"value": 7}, "buffer_paths": []})
+    _, after = send_comm(kc, slider_id, {"method": "update", "state": {"value": 7}, "buffer_paths": []})
+    # The rerun's update may come before or after the kernel's idle for the message.
+    update = next((m for m in after if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == output_id), None)
     deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
+    while update is None and time.monotonic() < deadline:
         m = kc.get_iopub_msg(timeout=TIMEOUT)
         if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == output_id:
-            outputs = m["content"]["data"]["state"]["outputs"]
-            break
+            update = m
+    outputs = update["content"]["data"]["state"]["outputs"]
     assert stream_texts(outputs) == "n is 7\n", outputs
     assert [o["data"]["text/plain"] for o in outputs if o["output_type"] == "display_data"] == ["49"], outputs
     # A function that fails says so in its output area; the cell itself is fine.
@@ -252,15 +288,11 @@ def test_the_stop_button_ends_training_and_the_cell_goes_on_with_the_run_so_far(
     assert states[stop_id]["description"] == "Stop" and states[stop_id]["button_style"] == "danger", states[stop_id]
     readout = m["content"]["data"]["state"]["value"]
     assert "lr " in readout and "loss " in readout and "/1125" in readout, readout
-    send_comm(kc, stop_id, {"method": "custom", "content": {"event": "click"}})
-    reply = kc.get_shell_msg(timeout=TIMEOUT)
-    assert reply["parent_header"]["msg_id"] == cell and reply["content"]["status"] == "ok", reply["content"]
-    while True:
-        m = kc.get_iopub_msg(timeout=TIMEOUT)
-        if m["parent_header"].get("msg_id") == cell:
-            seen.append(m)
-            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-                break
+    running = []
+    send_comm(kc, stop_id, {"method": "custom", "content": {"event": "click"}}, others=running)
+    seen += [m for m in running if m["parent_header"].get("msg_id") == cell]
+    reply = finish(kc, cell, seen)
+    assert reply["status"] == "ok", reply
     assert "after the run" in "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
     steps = int(result_text([m for m in seen if m["msg_type"] == "execute_result"]))
     assert 0 < steps < 1125, steps
@@ -283,3 +315,53 @@ def test_a_widget_the_frontend_closes_is_gone_and_says_so(kernel):
     assert slider_id not in comms, comms
     reply, _ = execute(kc, "s.value = 2;")
     assert reply["status"] == "error" and "this widget was closed" in reply["evalue"], reply
+
+
+def test_a_handler_runs_while_a_cell_runs_between_its_statements(kernel):
+    _, kc = kernel
+    _, seen = run_collecting(kc, "let seen = []; let s = slider(#{ max: 9 });\ns.on_change(|v| { seen.push(v); print(`handled ${v}`); });\ns")
+    slider_id = next(i for i, st in widget_states(seen).items() if st["_model_name"] == "IntSliderModel")
+    # The loop ends when the handler has run, or after many rounds if it never does.
+    cell = kc.execute("let rounds = 0;\nwhile seen.is_empty() && rounds < 50_000_000 { rounds += 1; }\nseen")
+    seen = []
+    wait_for(kc, cell, seen, lambda m: m["msg_type"] == "execute_input")
+    running = []
+    send_comm(kc, slider_id, {"method": "update", "state": {"value": 7}, "buffer_paths": []}, others=running)
+    seen += [m for m in running if m["parent_header"].get("msg_id") == cell]
+    reply = finish(kc, cell, seen)
+    assert reply["status"] == "ok", reply
+    assert result_text([m for m in seen if m["msg_type"] == "execute_result"]) == "[7]"
+    # What the handler printed shows under the cell it ran inside.
+    assert "handled 7" in streamed(seen, "stdout"), seen
+    reply, outputs = execute(kc, "rounds < 50_000_000")
+    assert result_text(outputs) == "true"
+
+
+def test_handlers_run_between_training_steps_and_one_can_stop_the_run(kernel):
+    _, kc = kernel
+    reply, outputs = execute(kc, SETUP_TRAINING + """
+let peek = button("Peek"); peek.on_click(|w| print(model.labels));
+let again = button("Again"); again.on_click(|w| fit(model, train, #{ epochs: 1 }));
+let stop = button("Stop"); stop.on_click(|w| print(`stop_training: ${stop_training()}`));
+hbox([peek, again, stop])""")
+    assert reply["status"] == "ok", reply
+    ids = {st["description"]: i for i, st in widget_states(outputs).items() if st["_model_name"] == "ButtonModel"}
+    # 3 epochs of 375 steps: far longer than it takes to press the buttons.
+    cell = kc.execute('let run = fit(model, train, val, #{ epochs: 3, lr: 5e-5 });\nprint("after the run");\nrun.steps')
+    seen = []
+    wait_for(kc, cell, seen, lambda m: m["msg_type"] == "update_display_data")
+    running = []
+    for name in ["Peek", "Again", "Stop"]:
+        send_comm(kc, ids[name], {"method": "custom", "content": {"event": "click"}}, others=running)
+    seen += [m for m in running if m["parent_header"].get("msg_id") == cell]
+    reply = finish(kc, cell, seen)
+    assert reply["status"] == "ok", reply
+    out, err = streamed(seen, "stdout"), streamed(seen, "stderr")
+    assert "stop_training: true" in out and "after the run" in out, (out, err)
+    # The handlers that reached for the training model, or for a second run, were told why they could not.
+    assert "this model is training in the running cell" in err, err
+    assert "a run is already training in this cell" in err, err
+    steps = int(result_text([m for m in seen if m["msg_type"] == "execute_result"]))
+    assert 0 < steps < 1125, steps
+    reply, outputs = execute(kc, "[run.interrupted, model.labels.len(), stop_training()]")
+    assert reply["status"] == "ok" and result_text(outputs) == "[true, 2, false]", (reply, outputs)

@@ -29,6 +29,9 @@ fn each_selector(model: &mut dyn Learner, selectors: &[String], trainable: bool)
 }
 
 fn run_fit<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, train: &LoaderHandle, val: Option<&LoaderHandle>, opts: Map) -> R<RunHandle> {
+    if ctx.training.get() {
+        return Err(crate::script::script_error("fit: a run is already training in this cell, and a widget handler cannot start another; start it when that run ends"));
+    }
     let with_controls = match opts.get("controls") {
         None => false,
         Some(v) => v.as_bool().map_err(|_| crate::script::script_error(format!("fit: option 'controls' must be true or false, got {}", v.type_name())))?,
@@ -36,17 +39,46 @@ fn run_fit<M: Learner + 'static>(ctx: &Context, m: &Shared<M>, train: &LoaderHan
     let opts = fit_options(ctx, opts)?;
     let controls = if with_controls { super::widgets::FitControls::show(ctx)? } else { None };
     let mut observer = ctx.host.train_observer();
-    let run = match &controls {
-        Some(c) => {
-            let mut readout = c.readout();
-            guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, &mut train::events::Both(observer.as_mut(), &mut readout), &ctx.stop)))
-        }
-        None => guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, observer.as_mut(), &ctx.stop))),
+    let mut readout: Box<dyn train::TrainObserver> = match &controls {
+        Some(c) => Box::new(c.readout()),
+        None => Box::new(train::Silent),
     };
+    let mut shown = train::events::Both(observer.as_mut(), readout.as_mut());
+    let mut observers = train::events::Both(&mut shown, &mut HandlersBetweenSteps(ctx));
+    ctx.training.set(true);
+    let run = guard(|| m.with(|model| train::fit(model, &train.0, val.map(|v| &v.0), &opts, &mut observers, &ctx.stop)));
+    ctx.training.set(false);
+    if ctx.stop_asked.replace(false) {
+        ctx.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Some(c) = controls {
         c.finish(ctx);
     }
     Ok(RunHandle(Rc::new(run?)))
+}
+
+/// Serves the frontend's widget events after each training step, so that
+/// a handler (a button's) acts while the run goes on.
+struct HandlersBetweenSteps<'a>(&'a Context);
+
+impl train::TrainObserver for HandlersBetweenSteps<'_> {
+    fn on_event(&mut self, event: &train::TrainEvent) {
+        if matches!(event, train::TrainEvent::Step { .. }) {
+            crate::script::serve_widget_events(self.0);
+        }
+    }
+}
+
+/// `stop_training()`: ends the run under way at its next batch, keeping
+/// what it learned, and lets the cell go on (for a widget handler, while
+/// the cell trains). Whether a run was under way.
+pub(super) fn stop_training(ctx: &Context) -> bool {
+    if !ctx.training.get() {
+        return false;
+    }
+    ctx.stop_asked.set(true);
+    ctx.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    true
 }
 
 /// Registers the shared methods for the handles of model type `M`.

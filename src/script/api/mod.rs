@@ -70,6 +70,8 @@ pub(super) fn register(engine: &mut Engine, ctx: &Rc<Context>) {
     engine.register_fn("display", move |value: rhai::Dynamic| show(&c, &value));
     let c = ctx.clone();
     engine.register_fn("clear_output", move || c.host.clear_output());
+    let c = ctx.clone();
+    engine.register_fn("stop_training", move || learner::stop_training(&c));
     engine.register_type_with_name::<TableHandle>("Table");
     engine.register_fn("table", |rows: rhai::Array| -> Result<TableHandle, Box<rhai::EvalAltResult>> { TableHandle::from_maps(rows, None).map_err(super::script_error) });
     engine.register_fn("table", |rows: rhai::Array, columns: rhai::Array| -> Result<TableHandle, Box<rhai::EvalAltResult>> {

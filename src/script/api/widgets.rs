@@ -3,8 +3,9 @@
 //! is a Jupyter widget the frontend renders (the kernel's `WidgetHub`);
 //! elsewhere it keeps its value and shows as text. Reading `w.value` gives
 //! what the frontend shows now; setting it updates the frontend; handlers
-//! (`on_change`, `on_click`, `on_submit`) run when the frontend acts, after
-//! the cell that is running (if any) ends.
+//! (`on_change`, `on_click`, `on_submit`) run when the frontend acts: at
+//! once when no cell runs, else at the running cell's next safe point
+//! (between its statements, between training steps).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
