@@ -188,6 +188,9 @@ pub(crate) struct Context {
     functions: RefCell<rhai::AST>,
     /// Whether widget handlers are running now (they do not nest).
     serving_handlers: Cell<bool>,
+    /// Handlers due but put off: a value they captured was in use by the
+    /// running script (they run at the next safe point).
+    deferred_handlers: RefCell<Vec<api::DueWidgetHandler>>,
     /// Whether a training run is under way (a handler cannot start another).
     training: Cell<bool>,
     /// Whether a script asked the run under way to stop (`stop_training`):
@@ -301,6 +304,7 @@ impl Session {
             engine: Default::default(),
             functions: RefCell::new(rhai::AST::empty()),
             serving_handlers: Cell::new(false),
+            deferred_handlers: Default::default(),
             training: Cell::new(false),
             stop_asked: Cell::new(false),
             host,
@@ -327,8 +331,7 @@ impl Session {
         // checked there, and what the frontend did to widgets is served.
         let progress_ctx = ctx.clone();
         engine.on_progress(move |_| {
-            // A stop that a handler asked for (stop_training) ends the run, not the handler.
-            if progress_ctx.stop.load(std::sync::atomic::Ordering::Relaxed) && !progress_ctx.stop_asked.get() {
+            if progress_ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Some(Dynamic::from("interrupted"));
             }
             serve_widget_events(&progress_ctx);
@@ -344,6 +347,8 @@ impl Session {
     /// call (a kernel calls it when idle; a running script serves them
     /// itself, see [`serve_widget_events`]).
     pub fn serve_widget_events(&mut self) {
+        // No cell runs: an interrupt left raised by the last one is not for these.
+        self.clear_interrupt();
         serve_widget_events(&self.ctx);
     }
 
@@ -529,6 +534,9 @@ const INTERRUPTED: &str = "stopped at your request; every variable keeps its val
 
 thread_local! {
     static IN_GUARD: Cell<bool> = const { Cell::new(false) };
+    /// Whether widget handlers are running between the steps of a training
+    /// run (which holds its model borrowed).
+    static HANDLERS_IN_TRAINING: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
@@ -564,10 +572,10 @@ fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     IN_GUARD.with(|g| g.set(was));
     result.map_err(|_| {
         let msg = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown internal error".into());
-        // A script runs on one thread, so a value borrowed twice means a
-        // widget handler, run between training batches, used the model
-        // that is training.
-        if msg.contains("already mutably borrowed") || msg.contains("already borrowed") {
+        // A script runs on one thread, so a model borrowed twice while
+        // handlers run between training steps is the model that is training.
+        let twice = msg.contains("already mutably borrowed") || msg.contains("already borrowed");
+        if twice && HANDLERS_IN_TRAINING.with(Cell::get) {
             return MODEL_IN_TRAINING.to_string();
         }
         format!("internal error: {} ({})", first_line_of_panic(&msg), crate::panic::BUG_REPORT_HINT)
@@ -593,14 +601,24 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, Box<E
 /// is served without waiting for the cell to end). Handlers do not nest.
 /// A handler that fails says so on the error stream; the others still run.
 pub(crate) fn serve_widget_events(ctx: &Context) {
-    if !ctx.widgets.has_events() || ctx.serving_handlers.replace(true) {
+    if ctx.serving_handlers.get() || (!ctx.widgets.has_events() && ctx.deferred_handlers.borrow().is_empty()) {
         return;
     }
+    let _serving = HandlersHeld::hold(ctx);
     let engine = ctx.engine.borrow().upgrade();
     if let Some(engine) = engine {
         let functions = ctx.functions.borrow().clone();
-        for due in api::due_widget_handlers(ctx) {
-            let (function, arg) = match due {
+        let mut due = ctx.deferred_handlers.take();
+        due.extend(api::due_widget_handlers(ctx));
+        let mut due = due.into_iter();
+        while let Some(due_now) = due.next() {
+            // The running script holds a value this handler captured (inside a
+            // method call on it): running it now would fail, so it waits.
+            if api::handler_is_blocked(&due_now) {
+                *ctx.deferred_handlers.borrow_mut() = std::iter::once(due_now).chain(due).collect();
+                break;
+            }
+            let (function, arg) = match due_now {
                 api::DueWidgetHandler::Call(function, arg) => (function, arg),
                 api::DueWidgetHandler::Interact(i) => {
                     let ran = contain(|| api::run_interaction(ctx, &i, |f, values| f.call::<Dynamic>(&engine, &functions, (values,))));
@@ -612,8 +630,11 @@ pub(crate) fn serve_widget_events(ctx: &Context) {
             };
             let failure = match contain(|| function.call::<Dynamic>(&engine, &functions, (arg,))) {
                 Ok(Ok(_)) => continue,
-                // Interrupted: the cell stops too, and says so.
-                Ok(Err(e)) if matches!(e.unwrap_inner(), EvalAltResult::ErrorTerminated(..)) => break,
+                // Interrupted: the cell (if one runs) stops too, and says so.
+                Ok(Err(e)) if matches!(e.unwrap_inner(), EvalAltResult::ErrorTerminated(..)) => {
+                    ctx.host.eprint("widget handlers interrupted; the frontend's remaining events were dropped");
+                    break;
+                }
                 Ok(Err(e)) => message_of(e.unwrap_inner()),
                 Err(message) => message,
             };
@@ -622,7 +643,38 @@ pub(crate) fn serve_widget_events(ctx: &Context) {
             ctx.host.eprint(&format!("a widget handler{name} failed: {failure}"));
         }
     }
-    ctx.serving_handlers.set(false);
+}
+
+/// Runs the widget handlers due between two steps of a training run: they
+/// may stop it (`stop_training`), which takes effect once they are done.
+pub(crate) fn serve_widget_events_in_training(ctx: &Context) {
+    let was = HANDLERS_IN_TRAINING.with(|h| h.replace(true));
+    serve_widget_events(ctx);
+    HANDLERS_IN_TRAINING.with(|h| h.set(was));
+    if ctx.stop_asked.get() {
+        ctx.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Holds widget handlers off while it lives: they do not nest, and none
+/// runs while an output capture is open (its prints would land in the
+/// capture). Restores the previous state however the holder ends.
+pub(crate) struct HandlersHeld<'a> {
+    ctx: &'a Context,
+    was: bool,
+}
+
+impl<'a> HandlersHeld<'a> {
+    /// Holds handlers off until the value is dropped.
+    pub(crate) fn hold(ctx: &'a Context) -> Self {
+        Self { ctx, was: ctx.serving_handlers.replace(true) }
+    }
+}
+
+impl Drop for HandlersHeld<'_> {
+    fn drop(&mut self) {
+        self.ctx.serving_handlers.set(self.was);
+    }
 }
 
 #[cfg(test)]

@@ -64,20 +64,20 @@ struct HandlersBetweenSteps<'a>(&'a Context);
 impl train::TrainObserver for HandlersBetweenSteps<'_> {
     fn on_event(&mut self, event: &train::TrainEvent) {
         if matches!(event, train::TrainEvent::Step { .. }) {
-            crate::script::serve_widget_events(self.0);
+            crate::script::serve_widget_events_in_training(self.0);
         }
     }
 }
 
-/// `stop_training()`: ends the run under way at its next batch, keeping
-/// what it learned, and lets the cell go on (for a widget handler, while
-/// the cell trains). Whether a run was under way.
+/// `stop_training()`: ends the run under way at its next batch, once the
+/// handlers now running are done, keeping what it learned, and lets the
+/// cell go on (for a widget handler, while the cell trains). Whether a run
+/// was under way.
 pub(super) fn stop_training(ctx: &Context) -> bool {
     if !ctx.training.get() {
         return false;
     }
     ctx.stop_asked.set(true);
-    ctx.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     true
 }
 

@@ -23,7 +23,7 @@ use super::Context;
 
 pub(crate) use charts::ChartHandle;
 pub(crate) use handles::TensorHandle;
-pub(crate) use widgets::{due as due_widget_handlers, run_interaction, Due as DueWidgetHandler, Handler as WidgetHandler, WidgetHandle};
+pub(crate) use widgets::{due as due_widget_handlers, is_blocked as handler_is_blocked, run_interaction, Due as DueWidgetHandler, Handler as WidgetHandler, WidgetHandle};
 pub(crate) use display::render;
 use display::TableHandle;
 

@@ -5,7 +5,7 @@
 //! what the frontend shows now; setting it updates the frontend; handlers
 //! (`on_change`, `on_click`, `on_submit`) run when the frontend acts: at
 //! once when no cell runs, else at the running cell's next safe point
-//! (between its statements, between training steps).
+//! (before its next statement or expression, between training steps).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -252,15 +252,42 @@ pub(crate) fn due(ctx: &Context) -> Vec<Due> {
     calls
 }
 
+/// Whether a value the handler captured is in use by the running script
+/// (locked for a method call on it), so that running it now would fail.
+pub(crate) fn is_blocked(due: &Due) -> bool {
+    let function = match due {
+        Due::Call(function, _) => function,
+        Due::Interact(i) => &i.function,
+    };
+    function.curry().iter().any(Dynamic::is_locked)
+}
+
 /// Runs `f` with what it shows collected, where a frontend shows widgets;
-/// elsewhere it shows as usual and `None` comes back.
+/// elsewhere it shows as usual and `None` comes back. No widget handler
+/// runs inside (what it printed would land in this capture).
 fn captured(ctx: &Context, f: impl FnOnce()) -> Option<Vec<Value>> {
+    let _held = crate::script::HandlersHeld::hold(ctx);
     if !ctx.widgets.is_attached() {
         f();
         return None;
     }
+    /// Ends the capture however `f` ends (a panic caught further up must
+    /// not leave every later output captured).
+    struct Capture<'a> {
+        ctx: &'a Context,
+        ended: bool,
+    }
+    impl Drop for Capture<'_> {
+        fn drop(&mut self) {
+            if !self.ended {
+                self.ctx.host.end_capture();
+            }
+        }
+    }
     ctx.host.begin_capture();
+    let mut capture = Capture { ctx, ended: false };
     f();
+    capture.ended = true;
     Some(ctx.host.end_capture())
 }
 
