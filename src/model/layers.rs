@@ -365,11 +365,72 @@ pub fn sub_path<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
 /// Multi-head scaled-dot-product attention over projected `[batch, seq,
 /// hidden]` queries, keys and values (libtorch's SDPA); `mask` is boolean
 /// `[batch, 1, 1, seq]`, true where a key may be attended.
-pub fn attend(q: Tensor, k: Tensor, v: Tensor, heads: i64, mask: &Tensor, dropout: f64) -> Tensor {
+fn attend(q: Tensor, k: Tensor, v: Tensor, heads: i64, mask: &Tensor, dropout: f64) -> Tensor {
     let (b, s, h) = q.size3().expect("hidden states are [batch, seq, hidden]");
     let split = |t: Tensor| t.view([b, s, heads, h / heads]).transpose(1, 2);
     let context = Tensor::scaled_dot_product_attention(&split(q), &split(k), &split(v), Some(mask), dropout, false, None, false);
     context.transpose(1, 2).contiguous().view([b, s, h])
+}
+
+/// Where the real tokens of an encoder's padded batch are. The per-token
+/// layers (linear maps, LayerNorm, activations, dropout, adapters) run on
+/// the real tokens alone, packed as `[tokens, hidden]`, and only attention
+/// sees the padded `[batch, seq, hidden]` layout. Padding then costs those
+/// layers nothing, and the real tokens' states are the padded computation's
+/// (a padded query's output is never read, a padded key is masked), as
+/// padding-free BERT implementations do. A batch without padding stays in
+/// the padded layout.
+pub struct TokenLayout {
+    /// Boolean `[batch, 1, 1, seq]`, true where a key may be attended.
+    mask: Tensor,
+    batch: i64,
+    seq: i64,
+    /// The real tokens' rows in the flattened `[batch * seq]` batch, when
+    /// the batch has padding.
+    real: Option<Tensor>,
+}
+
+impl TokenLayout {
+    /// The layout of a batch with a 0/1 `[batch, seq]` attention mask.
+    pub fn new(attention_mask: &Tensor) -> Self {
+        let (batch, seq) = attention_mask.size2().expect("an attention mask is [batch, seq]");
+        let keep = attention_mask.to_kind(Kind::Bool);
+        let padded = keep.all().int64_value(&[]) == 0;
+        let real = padded.then(|| keep.reshape([-1]).nonzero().squeeze_dim(1));
+        Self { mask: keep.unsqueeze(1).unsqueeze(1), batch, seq, real }
+    }
+
+    /// The same layout, sharing its tensors (for a checkpointed block,
+    /// which runs again after the caller's locals are gone).
+    pub fn share(&self) -> Self {
+        Self { mask: self.mask.shallow_clone(), batch: self.batch, seq: self.seq, real: self.real.as_ref().map(Tensor::shallow_clone) }
+    }
+
+    /// Padded `[batch, seq, hidden]` states in this layout.
+    pub fn pack(&self, xs: &Tensor) -> Tensor {
+        match &self.real {
+            Some(real) => xs.reshape([self.batch * self.seq, -1]).index_select(0, real),
+            None => xs.shallow_clone(),
+        }
+    }
+
+    /// States in this layout as `[batch, seq, hidden]`, zero at padding.
+    pub fn unpack(&self, xs: &Tensor) -> Tensor {
+        match &self.real {
+            Some(real) => {
+                let width = *xs.size().last().expect("states have a feature dimension");
+                Tensor::zeros([self.batch * self.seq, width], (xs.kind(), xs.device())).index_copy(0, real, xs).view([self.batch, self.seq, width])
+            }
+            None => xs.shallow_clone(),
+        }
+    }
+
+    /// Multi-head attention (libtorch's SDPA) over projected queries, keys
+    /// and values in this layout; the context in this layout.
+    pub fn attend(&self, q: Tensor, k: Tensor, v: Tensor, heads: i64, dropout: f64) -> Tensor {
+        let context = attend(self.unpack(&q), self.unpack(&k), self.unpack(&v), heads, &self.mask, dropout);
+        self.pack(&context)
+    }
 }
 
 /// The feed-forward activation a config names.
@@ -379,11 +440,6 @@ pub fn activate(xs: Tensor, activation: &str) -> Tensor {
         "gelu_new" => xs.gelu("tanh"),
         _ => xs.gelu("none"),
     }
-}
-
-/// The boolean attention mask `[batch, 1, 1, seq]` from a 0/1 `[batch, seq]` mask.
-pub fn key_mask(attention_mask: &Tensor) -> Tensor {
-    attention_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{Arch, EncoderConfig};
-use crate::model::layers::{activate, attend, key_mask, lookup, BlockRun, Bottleneck, Dense};
+use crate::model::layers::{activate, lookup, BlockRun, Bottleneck, Dense, TokenLayout};
 
 /// Token, position and (except in DistilBERT) segment embeddings, summed and
 /// normalized.
@@ -113,15 +113,14 @@ pub(in crate::model) fn layer_norm(p: nn::Path, c: &EncoderConfig) -> nn::LayerN
 
 /// A layer of an encoder stack: hidden states in, hidden states out.
 pub(in crate::model) trait StackLayer {
-    /// The layer's output for `xs`; `mask` is the boolean key mask.
-    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor;
+    /// The layer's output for `xs`, states in `layout`.
+    fn forward(&self, xs: &Tensor, layout: &TokenLayout, train: bool) -> Tensor;
 }
 
 impl StackLayer for Layer {
-    /// `mask` is boolean `[batch, 1, 1, seq]`, true where a key may be attended.
-    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, xs: &Tensor, layout: &TokenLayout, train: bool) -> Tensor {
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = attend(self.query.forward(xs, train), self.key.forward(xs, train), self.value.forward(xs, train), self.heads, mask, dropout);
+        let context = layout.attend(self.query.forward(xs, train), self.key.forward(xs, train), self.value.forward(xs, train), self.heads, dropout);
         let mut attended = self.attention_output.forward(&context, train).dropout(self.hidden_dropout, train);
         if let Some([a, _]) = &self.adapters {
             attended = a.forward(&attended);
@@ -136,16 +135,17 @@ impl StackLayer for Layer {
     }
 }
 
-/// Embeds the tokens and runs them through `layers`: the last hidden
-/// states `[batch, seq, hidden]`.
+/// Embeds the tokens and runs them through `layers`, the real tokens
+/// packed (`TokenLayout`): the last hidden states `[batch, seq, hidden]`,
+/// zero at padding.
 pub(in crate::model) fn encode<L: StackLayer>(embeddings: &Embeddings, layers: &[L], input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool, run: BlockRun) -> Tensor {
-    let mask = key_mask(attention_mask);
-    let mut xs = embeddings.forward(input_ids, token_type_ids, train);
+    let layout = TokenLayout::new(attention_mask);
+    let mut xs = layout.pack(&embeddings.forward(input_ids, token_type_ids, train));
     for (i, layer) in layers.iter().enumerate() {
-        let mask = mask.shallow_clone();
-        xs = run.apply(i, &xs, move |x| layer.forward(x, &mask, train));
+        let layout = layout.share();
+        xs = run.apply(i, &xs, move |x| layer.forward(x, &layout, train));
     }
-    xs
+    layout.unpack(&xs)
 }
 
 /// The BERT encoder with its pooler (`dense` + tanh on the first token);
@@ -168,7 +168,7 @@ impl Bert {
         Self { embeddings, layers, pooler }
     }
 
-    /// Last hidden states `[batch, seq, hidden]`.
+    /// Last hidden states `[batch, seq, hidden]`, zero at padding.
     pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool, run: BlockRun) -> Tensor {
         encode(&self.embeddings, &self.layers, input_ids, token_type_ids, attention_mask, train, run)
     }

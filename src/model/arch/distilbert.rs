@@ -6,7 +6,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::bert::{encode, layer_norm, Embeddings, StackLayer};
-use crate::model::layers::{activate, attend, sub_path, BlockRun, Bottleneck, Dense};
+use crate::model::layers::{activate, sub_path, BlockRun, Bottleneck, Dense, TokenLayout};
 use super::config::EncoderConfig;
 
 /// One DistilBERT block: attention and feed-forward, each post-normalized.
@@ -31,9 +31,9 @@ struct Block {
 }
 
 impl StackLayer for Block {
-    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, xs: &Tensor, layout: &TokenLayout, train: bool) -> Tensor {
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = attend(self.q_lin.forward(xs, train), self.k_lin.forward(xs, train), self.v_lin.forward(xs, train), self.heads, mask, dropout);
+        let context = layout.attend(self.q_lin.forward(xs, train), self.k_lin.forward(xs, train), self.v_lin.forward(xs, train), self.heads, dropout);
         let mut attended = self.out_lin.forward(&context, train);
         if let Some([a, _]) = &self.adapters {
             attended = a.forward(&attended);
@@ -90,7 +90,8 @@ impl DistilBert {
         Self { embeddings: Embeddings::new(&p / "embeddings", c), blocks: (0..c.num_hidden_layers).map(|i| Block::new(&layers / i, c)).collect() }
     }
 
-    /// Last hidden states `[batch, seq, hidden]`; token types are ignored.
+    /// Last hidden states `[batch, seq, hidden]`, zero at padding; token
+    /// types are ignored.
     pub fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, attention_mask: &Tensor, train: bool, run: BlockRun) -> Tensor {
         encode(&self.embeddings, &self.blocks, input_ids, token_type_ids, attention_mask, train, run)
     }
