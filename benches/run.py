@@ -103,15 +103,17 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values), "values": values}
 
 
-def flops_per_sample(cache, seq_len):
-    """Training FLOPs of one sample through MiniLM: forward (2 per
-    multiply-add of the layers' linear maps and attention products) times 3
-    for the backward pass. Embedding look-ups and element-wise work are left
-    out, as in the usual model-FLOPs-utilisation count."""
+def flops_per_sample(cache, lengths):
+    """Training FLOPs of one sample through MiniLM, averaged over a batch of
+    rows with `lengths` real tokens: forward (2 per multiply-add of the
+    layers' linear maps and of attention over the row's own tokens) times 3
+    for the backward pass. Padding is not the model's work and is not
+    counted (PaLM's model FLOPs), nor are embedding look-ups and element-wise
+    work."""
     config = json.loads((cache / "models" / "all-MiniLM-L6-v2" / "config.json").read_text())
     d, ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    per_token = layers * (2 * (4 * d * d + 2 * d * ff) + 4 * seq_len * d)
-    return 3 * per_token * seq_len
+    per_row = [layers * (2 * (4 * d * d + 2 * d * ff) * n + 4 * n * n * d) for n in lengths]
+    return 3 * sum(per_row) / len(per_row)
 
 
 def main():
@@ -204,11 +206,16 @@ def table_rows(by, cache):
     add("fine-tuning step, LoRA r=8", "samples/s", g(("train_lora", "tunebook")), g(("train_lora", "pytorch")), "PyTorch + PEFT", True)
     full, gemm = g(("train_full", "tunebook")), g(("gemm_fp32", "tunebook"))
     if full and gemm:
-        flops = flops_per_sample(cache, full["seq_len"])
+        # Older suite binaries report only the padded length.
+        flops = flops_per_sample(cache, full.get("lengths") or [full["seq_len"]])
         mfu = [v * flops / 1e9 / gemm["median"] * 100 for v in full["values"]]
         theirs = g(("train_full", "pytorch"))
         their_mfu = [v * flops / 1e9 / g(("gemm_fp32", "pytorch"))["median"] * 100 for v in theirs["values"]] if theirs and g(("gemm_fp32", "pytorch")) else None
-        add(f"model FLOPs utilisation, full step ({flops / 1e9:.2f} GFLOP/sample)", "% of GEMM peak", summary(mfu), summary(their_mfu) if their_mfu else None, "PyTorch", True)
+        add(f"model FLOPs utilisation, full step ({flops / 1e9:.2f} GFLOP/sample, real tokens)", "% of GEMM peak", summary(mfu), summary(their_mfu) if their_mfu else None, "PyTorch", True)
+        if full.get("lengths"):
+            lengths = full["lengths"]
+            share = summary([100 * (1 - sum(lengths) / (len(lengths) * full["seq_len"]))])
+            rows.append({"what": "share of padding in the training steps' batch (Tunebook's encoders skip it)", "unit": "%", "tunebook": share, "reference": share, "reference_name": "the same batch", "ratio": None, "target": ""})
     add("fine-tuning step, full, 2 processes (Gloo; global batch 16)", "samples/s", g(("train_full_ranks2", "tunebook")), g(("train_full_ranks2", "pytorch")), "PyTorch DDP", True)
     one, two = g(("train_full", "tunebook")), g(("train_full_ranks2", "tunebook"))
     their_one, their_two = g(("train_full", "pytorch")), g(("train_full_ranks2", "pytorch"))

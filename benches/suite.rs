@@ -108,9 +108,9 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
     }
     let batches = repeated_batch(&model, steps)?;
     let tokens = batches.collate(&(0..BATCH).collect::<Vec<_>>(), Device::Cpu, None).unwrap();
-    let seq = match &tokens.inputs {
-        tunebook::data::Inputs::Text { input_ids, .. } => input_ids.size()[1],
-        _ => 0,
+    let (seq, lengths) = match &tokens.inputs {
+        tunebook::data::Inputs::Text { input_ids, attention_mask, .. } => (input_ids.size()[1], Vec::<i64>::try_from(attention_mask.sum_dim_intlist(1, false, tch::Kind::Int64))?),
+        _ => (0, Vec::new()),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let warm_up = repeated_batch(&model, 3)?;
@@ -126,7 +126,7 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
         None => format!("train_{mode}"),
     };
     if tunebook::distributed::is_main_process() {
-        emit(&figure, "samples/s", values, json!({ "seq_len": seq, "batch": BATCH, "trainable_params": trainable }));
+        emit(&figure, "samples/s", values, json!({ "seq_len": seq, "lengths": lengths, "batch": BATCH, "trainable_params": trainable }));
     }
     Ok(())
 }
