@@ -8,7 +8,7 @@ Started as ranks (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set), train-*
 trains with DistributedDataParallel over Gloo, each rank on its half of the
 global batch of 16, and rank 0 prints train_<mode>_ranks<N>.
 
-Commands: train-full, train-head, train-lora (a plain eager loop), trainer
+Commands: train-full, train-head, train-lora (a plain eager loop), train-full-bf16 (the same under CPU bf16 autocast), trainer
 (HF Trainer, full fine-tuning), eval, memory, gemm, data; and phases, which
 prints where a full step's time goes (as `cargo bench --bench train_step --
 --phases` does for Tunebook).
@@ -74,7 +74,10 @@ def optimizer(params):
     return torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=2e-5)
 
 
-def train(args, mode):
+def train(args, mode, bf16=False):
+    """`steps` training steps of the eager loop; `bf16`: the forward pass and
+    the loss under CPU autocast in bfloat16, the logits cast to fp32 for the
+    loss (CPU autocast does not do that itself), as Tunebook's bf16 does."""
     tok, model, texts, labels = setup(args.cache)
     if mode == "head":
         for p in model.encoder.parameters():
@@ -100,7 +103,12 @@ def train(args, mode):
         labels = labels[rank::world]
 
     def step():
-        loss = net(**batch, labels=labels)["loss"]
+        if bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = net(**batch)["logits"]
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        else:
+            loss = net(**batch, labels=labels)["loss"]
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
@@ -117,7 +125,7 @@ def train(args, mode):
         values.append(args.steps * BATCH / (time.perf_counter() - start))
     if rank != 0:
         return
-    emit(f"train_{mode}" + (f"_ranks{world}" if world > 1 else ""), "samples/s", values, seq_len=batch["input_ids"].shape[1], trainable_params=sum(p.numel() for _, p in params))
+    emit(f"train_{mode}" + ("_bf16" if bf16 else "") + (f"_ranks{world}" if world > 1 else ""), "samples/s", values, seq_len=batch["input_ids"].shape[1], trainable_params=sum(p.numel() for _, p in params))
 
 
 def phases(args):
@@ -402,6 +410,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     commands = {"train-full": lambda: train(args, "full"), "train-head": lambda: train(args, "head"), "train-lora": lambda: train(args, "lora"),
+                "train-full-bf16": lambda: train(args, "full", bf16=True),
                 "trainer": lambda: trainer(args), "phases": lambda: phases(args), "eval": lambda: evaluate(args), "memory": lambda: memory(args), "gemm": lambda: gemm(args), "data": lambda: data(args),
                 "generate": lambda: generate(args), "sft": lambda: sft(args), "image-train": lambda: image_train(args), "image-eval": lambda: image_eval(args),
                 "image-train-channels-last": lambda: image_train(args, channels_last=True), "image-eval-channels-last": lambda: image_eval(args, channels_last=True)}

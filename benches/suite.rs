@@ -94,8 +94,15 @@ fn emit(figure: &str, unit: &str, values: Vec<f64>, extra: serde_json::Value) {
     println!("{line}");
 }
 
-/// Samples per second of `steps` training steps, `repeats` times, after a warm-up.
+/// Samples per second of `steps` training steps, `repeats` times, after a
+/// warm-up; `mode` is full, head or lora, and full-bf16 is full under bf16
+/// autocast.
 fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
+    let (mode, precision) = match mode {
+        "full-bf16" => ("full", tunebook::runtime::precision::Precision::Bf16),
+        other => (other, tunebook::runtime::precision::Precision::Fp32),
+    };
+    let options = FitOptions { precision, ..fit_options() };
     let mut model = load_minilm()?;
     match mode {
         "full" => {}
@@ -114,16 +121,17 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let warm_up = repeated_batch(&model, 3)?;
-    train::fit(&mut model, &warm_up, None, &fit_options(), &mut Silent, &stop)?;
+    train::fit(&mut model, &warm_up, None, &options, &mut Silent, &stop)?;
     let mut values = Vec::new();
     for _ in 0..repeats {
-        let run = train::fit(&mut model, &batches, None, &fit_options(), &mut Silent, &stop)?;
+        let run = train::fit(&mut model, &batches, None, &options, &mut Silent, &stop)?;
         values.push((run.steps.len() * BATCH) as f64 / run.train_seconds);
     }
     let trainable: i64 = model.named_parameters().iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
-    let figure = match tunebook::distributed::current() {
-        Some(g) => format!("train_{mode}_ranks{}", g.world_size()),
-        None => format!("train_{mode}"),
+    let figure = match (tunebook::distributed::current(), precision.name()) {
+        (Some(g), _) => format!("train_{mode}_ranks{}", g.world_size()),
+        (None, "fp32") => format!("train_{mode}"),
+        (None, other) => format!("train_{mode}_{other}"),
     };
     if tunebook::distributed::is_main_process() {
         emit(&figure, "samples/s", values, json!({ "seq_len": seq, "lengths": lengths, "batch": BATCH, "trainable_params": trainable }));
@@ -493,6 +501,7 @@ fn main() -> anyhow::Result<()> {
         "train-full" => train("full", steps, repeats),
         "train-head" => train("head", steps, repeats),
         "train-lora" => train("lora", steps, repeats),
+        "train-full-bf16" => train("full-bf16", steps, repeats),
         "eval" => eval(steps, repeats),
         "memory" => memory(arg("--rows", 256)),
         "gemm" => gemm(repeats),
@@ -504,6 +513,6 @@ fn main() -> anyhow::Result<()> {
         "image-train" => image_train(steps, repeats),
         "image-eval" => image_eval(steps, repeats),
         "image-loader" => image_loader(steps, repeats),
-        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, eval, memory, gemm, data, script, generate, sft, sft-packing, image-train, image-eval, image-loader"),
+        other => anyhow::bail!("no benchmark '{other}'; commands: train-full, train-head, train-lora, train-full-bf16, eval, memory, gemm, data, script, generate, sft, sft-packing, image-train, image-eval, image-loader"),
     }
 }

@@ -24,7 +24,7 @@ def test_tiny_benchmark_run_writes_every_figure(tmp_path):
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["tiny"] is True
     figures = {(f["figure"], f["impl"]): f for f in report["figures"]}
-    for figure in ("gemm_fp32", "train_full", "train_full_ranks2", "train_head", "train_lora", "eval", "peak_memory", "data_tokenize_collate", "script_run", "kernel_start", "execute_round_trip", "generate_tokens", "time_to_first_token", "load_gguf", "sft_tokens", "sft_peak_memory", "sft_packed", "sft_unpacked", "image_train", "image_eval", "image_loader"):
+    for figure in ("gemm_fp32", "train_full", "train_full_ranks2", "train_head", "train_lora", "train_full_bf16", "eval", "peak_memory", "data_tokenize_collate", "script_run", "kernel_start", "execute_round_trip", "generate_tokens", "time_to_first_token", "load_gguf", "sft_tokens", "sft_peak_memory", "sft_packed", "sft_unpacked", "image_train", "image_eval", "image_loader"):
         assert figures[(figure, "tunebook")]["median"] > 0, figure
     for figure in ("kernel_start", "first_cell", "execute_round_trip", "interrupt"):
         assert figures[(figure, "tunebook")]["median"] > 0, figure
@@ -34,6 +34,7 @@ def test_tiny_benchmark_run_writes_every_figure(tmp_path):
     assert figures[("train_head", "tunebook")]["trainable_params"] < figures[("train_lora", "tunebook")]["trainable_params"] < figures[("train_full", "tunebook")]["trainable_params"]
     rows = {(r["what"], r["reference_name"]): r for r in report["rows"]}
     assert rows[("trivial execute round trip", "ipykernel")]["ratio"] > 0
+    assert rows[("fine-tuning step, full: bf16 autocast over fp32", "PyTorch's bf16 over its fp32")]["tunebook"]["median"] > 0
     if REFERENCE:
         assert rows[("fine-tuning step, full", "PyTorch eager loop")]["ratio"] > 0
         assert rows[("fine-tuning step, full", "HF Trainer")]["ratio"] > 0
