@@ -128,11 +128,14 @@ fn train(mode: &str, steps: usize, repeats: usize) -> anyhow::Result<()> {
         values.push((run.steps.len() * BATCH) as f64 / run.train_seconds);
     }
     let trainable: i64 = model.named_parameters().iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
-    let figure = match (tunebook::distributed::current(), precision.name()) {
-        (Some(g), _) => format!("train_{mode}_ranks{}", g.world_size()),
-        (None, "fp32") => format!("train_{mode}"),
-        (None, other) => format!("train_{mode}_{other}"),
-    };
+    // As reference.py names them: train_full, train_full_bf16, train_full_ranks2.
+    let mut figure = format!("train_{mode}");
+    if precision.name() != "fp32" {
+        figure += &format!("_{}", precision.name());
+    }
+    if let Some(g) = tunebook::distributed::current() {
+        figure += &format!("_ranks{}", g.world_size());
+    }
     if tunebook::distributed::is_main_process() {
         emit(&figure, "samples/s", values, json!({ "seq_len": seq, "lengths": lengths, "batch": BATCH, "trainable_params": trainable }));
     }

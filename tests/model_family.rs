@@ -79,13 +79,25 @@ fn distilbert_layers_freeze_by_their_own_names() {
 /// A padded batch against each of its rows run alone without padding: the
 /// encoder packs the real tokens of a padded batch (`TokenLayout`), and the
 /// states of real tokens, the logits and the gradients must not change.
-fn padding_changes_nothing(name: &str) {
+fn padding_changes_nothing(name: &str, lora: bool) {
     let (dir, e) = fixture(name);
-    let model = load(&dir, None, Pooling::Mean);
+    let mut model = load(&dir, Some(vec!["a".into(), "b".into(), "c".into()]), Pooling::Mean);
+    if lora {
+        let targets = model.default_lora_targets();
+        model.add_lora(&tunebook::model::LoraConfig { r: 2, alpha: 4.0, targets, ..Default::default() }).unwrap();
+        // B starts at zero; a trained-looking update makes the check bite.
+        tch::no_grad(|| {
+            for (n, mut t) in model.named_parameters() {
+                if n.contains("lora_B") {
+                    let _ = t.g_add_(&(Tensor::randn_like(&t) * 0.1));
+                }
+            }
+        });
+    }
     let (ids, mask) = (&e["input_ids"], &e["attention_mask"]);
     let lengths: Vec<i64> = Vec::try_from(mask.sum_dim_intlist(1, false, tch::Kind::Int64)).unwrap();
     assert!(lengths.iter().any(|&n| n < ids.size()[1]), "{name}: the fixture's batch needs padding for this test");
-    let (names, params): (Vec<String>, Vec<Tensor>) = model.named_parameters().into_iter().unzip();
+    let (names, params): (Vec<String>, Vec<Tensor>) = model.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).unzip();
     let grads = |loss: Tensor| Tensor::run_backward(&[&loss], &params, false, false);
 
     let hidden = model.hidden_states(ids, &ids.zeros_like(), mask, false);
@@ -103,20 +115,23 @@ fn padding_changes_nothing(name: &str) {
         states = states.max(d);
         alone_loss = alone_loss + model.logits(&row, &row.zeros_like(), &ones, false).sum(tch::Kind::Float);
     }
+    let name = if lora { format!("{name} with LoRA") } else { name.to_string() };
     eprintln!("{name}: states of real tokens, padded batch against rows alone: within {states:.1e}");
-    // Measured: 1.2e-7 (RoBERTa) and 2.4e-7 (DistilBERT).
+    // Measured: 1.2e-7 to 3.6e-7 over the four cases.
     assert!(states <= 3e-6, "{name}: the states of real tokens differ by {states}");
     // Relative to the largest gradient: some are zero in exact arithmetic
     // (a key's bias shifts every score of a query alike) and only noise here.
     let scale = batched_grads.iter().map(|g| g.abs().max().double_value(&[])).fold(0.0, f64::max);
     let (worst, at) = grads(alone_loss).iter().zip(&batched_grads).zip(&names).map(|((a, b), n)| (max_diff(a, b) / scale, n)).fold((0.0, &names[0]), |w, x| if x.0 > w.0 { x } else { w });
     eprintln!("{name}: gradients of the padded batch against its rows alone: within {worst:.1e} of the largest, in {at}");
-    // Measured: 2.2e-8 (RoBERTa) and 3.0e-8 (DistilBERT).
-    assert!(worst <= 3e-7, "{name}: the gradient of {at} differs by {worst} of the largest gradient");
+    // Measured: 6.0e-8 to 1.1e-7 over the four cases.
+    assert!(worst <= 1e-6, "{name}: the gradient of {at} differs by {worst} of the largest gradient");
 }
 
 #[test]
 fn padding_changes_no_state_or_gradient_of_real_tokens() {
-    padding_changes_nothing("tiny-roberta");
-    padding_changes_nothing("tiny-distilbert");
+    padding_changes_nothing("tiny-bert", false);
+    padding_changes_nothing("tiny-bert", true);
+    padding_changes_nothing("tiny-roberta", false);
+    padding_changes_nothing("tiny-distilbert", false);
 }

@@ -395,8 +395,9 @@ impl TokenLayout {
     pub fn new(attention_mask: &Tensor) -> Self {
         let (batch, seq) = attention_mask.size2().expect("an attention mask is [batch, seq]");
         let keep = attention_mask.to_kind(Kind::Bool);
-        let padded = keep.all().int64_value(&[]) == 0;
-        let real = padded.then(|| keep.reshape([-1]).nonzero().squeeze_dim(1));
+        // One wait for a GPU: the count of real tokens comes with their rows.
+        let rows = keep.reshape([-1]).nonzero().squeeze_dim(1);
+        let real = (rows.size()[0] < batch * seq).then_some(rows);
         Self { mask: keep.unsqueeze(1).unsqueeze(1), batch, seq, real }
     }
 
